@@ -1,0 +1,106 @@
+"""Actions: commands the machine gives the shell. The executor performs them in order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from terminal.core.billing import Bill
+from terminal.core.events import Timer
+from terminal.core.screens import Screen
+from terminal.core.session import Card, Session
+from terminal.money import Money
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenContactor:
+    """Open the contactor enable output. Always the first action on any fault."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloseContactor:
+    """Close the contactor enable output (only while authorized, state C/D, no fault)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckContactor:
+    """Read the feedback contact; the shell answers with `ContactorChecked`."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadMeter:
+    """Read the meter now; the shell answers with `MeterSampled` or `MeterFailed`."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShowScreen:
+    screen: Screen
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Record:
+    """Commit the session to the journal (before any later action acts on it)."""
+
+    session: Session
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestAuthorization:
+    """Queue a hold of `amount` on `card`; the answer returns as `AuthorizationAnswered`."""
+
+    session_id: str
+    amount: Money
+    card: Card
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Capture:
+    """Queue the final capture of `amount` (never more than authorized, never zero)."""
+
+    session_id: str
+    amount: Money
+    energy_wh: int
+    bill: Bill
+    receipt_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Void:
+    """Queue the release of the hold (queued after the authorization, so it always follows it)."""
+
+    session_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartTimer:
+    timer: Timer
+    after_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelTimer:
+    timer: Timer
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Report:
+    """Tell the gateway about a status change, fault or security event (queued)."""
+
+    kind: str
+    detail: str
+
+
+Action = (
+    OpenContactor
+    | CloseContactor
+    | CheckContactor
+    | ReadMeter
+    | ShowScreen
+    | Record
+    | RequestAuthorization
+    | Capture
+    | Void
+    | StartTimer
+    | CancelTimer
+    | Report
+)

@@ -1,0 +1,152 @@
+"""Events: past-tense facts the shell tells the machine. The shell stamps time and ids."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+from hardware.ports import PilotState
+from terminal.core.session import Card, Session
+from terminal.money import Money
+
+
+class Timer(enum.Enum):
+    """The machine's named timers; starting one replaces a running one of the same name."""
+
+    AUTHORIZATION = "authorization"  # waiting for the gateway's answer to a hold
+    PLUG_IN = "plug_in"  # authorized, waiting for the vehicle to ask for energy
+    METER_SAMPLE = "meter_sample"  # periodic meter reading
+    CONTACTOR_CHECK = "contactor_check"  # read the feedback contact after its operate time
+    SUSPENDED = "suspended"  # vehicle stopped asking for energy; end the session after this
+    RECEIPT = "receipt"  # how long the receipt stays on screen
+    NOTICE = "notice"  # how long a transient message stays on screen
+
+
+class AuthOutcome(enum.Enum):
+    APPROVED = "approved"
+    DECLINED = "declined"
+    NO_ANSWER = "no_answer"
+
+
+class CardProblem(enum.Enum):
+    """Why a tap produced no usable card."""
+
+    TAP_AGAIN = "tap_again"  # removed too early, malformed answer, reader hiccup
+    NOT_ACCEPTED = "not_accepted"  # no supported application, card refused
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Common stamp: monotonic milliseconds (timeouts) and aware UTC (records)."""
+
+    at_ms: int
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PoweredUp(Event):
+    """The daemon started: the journal's unsettled sessions and the meter register now
+    (None if the meter did not answer)."""
+
+    register_wh: int | None
+    unsettled: tuple[Session, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CardPresented(Event):
+    """A card was read and protected. `session_id` is fresh, for a session this tap may open."""
+
+    card: Card
+    session_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CardUnreadable(Event):
+    problem: CardProblem
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthorizationAnswered(Event):
+    """The gateway's answer to a hold, or the sender's report that it got none."""
+
+    session_id: str
+    outcome: AuthOutcome
+    amount: Money | None = None  # the approved amount; less than asked = partial approval
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VehicleStateChanged(Event):
+    state: PilotState
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MeterSampled(Event):
+    energy_wh: int  # import register
+    power_w: int
+    current_ma: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MeterFailed(Event):
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContactorChecked(Event):
+    """The feedback contact was read."""
+
+    closed: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimerFired(Event):
+    timer: Timer
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FaultRaised(Event):
+    fault: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FaultCleared(Event):
+    fault: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutOfServiceChanged(Event):
+    on: bool
+
+
+AnyEvent = (
+    PoweredUp
+    | CardPresented
+    | CardUnreadable
+    | AuthorizationAnswered
+    | VehicleStateChanged
+    | MeterSampled
+    | MeterFailed
+    | ContactorChecked
+    | TimerFired
+    | FaultRaised
+    | FaultCleared
+    | OutOfServiceChanged
+)
+
+EVENT_TYPES: tuple[type[Event], ...] = (
+    PoweredUp,
+    CardPresented,
+    CardUnreadable,
+    AuthorizationAnswered,
+    VehicleStateChanged,
+    MeterSampled,
+    MeterFailed,
+    ContactorChecked,
+    TimerFired,
+    FaultRaised,
+    FaultCleared,
+    OutOfServiceChanged,
+)

@@ -1,0 +1,136 @@
+"""The machine's state: the kiosk's standing facts and the current phase of its session."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hardware.ports import PilotState
+from terminal.core.billing import Tariff
+from terminal.core.session import Session
+from terminal.money import Money
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rules:
+    """What the operator configured, as the machine needs it."""
+
+    tariff: Tariff
+    hold: Money  # amount held on the card before energy flows
+    min_authorized: Money  # a partial approval below this is refused (voided)
+    station: str
+    receipt_url: str  # receipt page base URL; the receipt id is appended
+    authorization_timeout_ms: int = 20_000
+    plug_in_timeout_ms: int = 120_000
+    suspended_timeout_ms: int = 30 * 60_000
+    receipt_ms: int = 60_000
+    notice_ms: int = 5_000
+    sample_interval_ms: int = 1_000
+    contactor_check_ms: int = 100  # contactor operate time before the feedback is read
+    record_every_wh: int = 100  # journal the running energy at least this often
+
+
+# -- phases (states are nouns) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Booting:
+    """Started, waiting for the shell's `PoweredUp` (contactor state unknown)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Idle:
+    """Showing the price, waiting for a tap."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Authorizing:
+    session: Session
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AwaitingVehicle:
+    """Hold approved; waiting for the vehicle to be plugged in and ask for energy."""
+
+    session: Session
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Charging:
+    session: Session
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Suspended:
+    """The vehicle stopped asking for energy (C→B); the contactor is open, the session open."""
+
+    session: Session
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finishing:
+    """Contactor opened; waiting for the final meter reading to settle."""
+
+    session: Session
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Receipt:
+    """Settled; showing the receipt."""
+
+    session: Session
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unavailable:
+    """Faulted or out of service: no sessions start."""
+
+
+Phase = (
+    Booting
+    | Idle
+    | Authorizing
+    | AwaitingVehicle
+    | Charging
+    | Suspended
+    | Finishing
+    | Receipt
+    | Unavailable
+)
+
+PHASE_TYPES: tuple[type, ...] = (
+    Booting,
+    Idle,
+    Authorizing,
+    AwaitingVehicle,
+    Charging,
+    Suspended,
+    Finishing,
+    Receipt,
+    Unavailable,
+)
+
+SessionPhase = Authorizing | AwaitingVehicle | Charging | Suspended | Finishing | Receipt
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Kiosk:
+    """The whole state the machine folds events into."""
+
+    rules: Rules
+    phase: Phase = field(default_factory=Booting)
+    pilot: PilotState = PilotState.A
+    faults: frozenset[str] = frozenset()
+    out_of_service: bool = False
+    contactor_closed: bool = False  # as commanded
+    register_wh: int | None = None  # last meter register read
+
+    @property
+    def available(self) -> bool:
+        return not self.faults and not self.out_of_service
+
+    @property
+    def session(self) -> Session | None:
+        phase = self.phase
+        if isinstance(phase, Authorizing | AwaitingVehicle | Charging | Suspended | Finishing):
+            return phase.session
+        return None

@@ -1,0 +1,863 @@
+"""The session state machine: `step(kiosk, event) -> (kiosk, actions)`.
+
+Pure: no I/O, no clock reads, no randomness. Every (phase, event) pair is either a transition
+in `TRANSITIONS` or listed by name in `IGNORED`; a test checks the table is total, and the state
+diagram in docs/state-machine.md is generated from it.
+
+Safety rules enforced here (and checked by property tests):
+- the contactor is closed only while a session is authorized, the vehicle asks for energy
+  (IEC 61851-1 state C/D) and no fault is active; any fault opens it first;
+- a feedback contact reading "closed" while commanded open is a welded contactor: a fault;
+- the running cost never exceeds the authorized amount: charging stops when the next meter
+  sample would exceed it (time-based components counted ahead);
+- captured <= authorized; a session with no energy (or nothing to pay) is voided;
+- every approved hold ends in exactly one `Capture` or one `Void`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+
+from hardware.ports import PilotState
+from terminal.core import screens
+from terminal.core.actions import (
+    Action,
+    CancelTimer,
+    Capture,
+    CheckContactor,
+    CloseContactor,
+    OpenContactor,
+    ReadMeter,
+    Record,
+    Report,
+    RequestAuthorization,
+    ShowScreen,
+    StartTimer,
+    Void,
+)
+from terminal.core.events import (
+    AuthorizationAnswered,
+    AuthOutcome,
+    CardPresented,
+    CardProblem,
+    CardUnreadable,
+    ContactorChecked,
+    Event,
+    FaultCleared,
+    FaultRaised,
+    MeterFailed,
+    MeterSampled,
+    OutOfServiceChanged,
+    PoweredUp,
+    Timer,
+    TimerFired,
+    VehicleStateChanged,
+)
+from terminal.core.kiosk import (
+    PHASE_TYPES,
+    Authorizing,
+    AwaitingVehicle,
+    Booting,
+    Charging,
+    Finishing,
+    Idle,
+    Kiosk,
+    Receipt,
+    Suspended,
+    Unavailable,
+)
+from terminal.core.session import Session, Status
+from terminal.money import Money
+
+Result = tuple[Kiosk, tuple[Action, ...]]
+Handler = Callable[[Kiosk, Event], Result]
+
+PILOT_FAULT = "pilot_error"  # control pilot in state E or F
+WELDED = "contactor_welded"
+FAILED_TO_CLOSE = "contactor_failed_to_close"
+METER_FAULT = "meter"
+
+
+# -- helpers: pure functions of the state ------------------------------------------------------
+
+
+def _idle_screen(k: Kiosk, at: datetime) -> screens.Screen:
+    if not k.available:
+        return screens.Unavailable(reasons=tuple(sorted(k.faults)) or ("out_of_service",))
+    return screens.Idle(price_lines=k.rules.tariff.price_lines(at), connected=k.pilot.connected)
+
+
+def _rest(k: Kiosk, at: datetime, *extra: Action) -> Result:
+    """Back to Idle, or Unavailable when faulted / out of service."""
+    phase = Idle() if k.available else Unavailable()
+    return replace(k, phase=phase), (*extra, ShowScreen(screen=_idle_screen(k, at)))
+
+
+def _open(k: Kiosk) -> tuple[Kiosk, tuple[Action, ...]]:
+    return replace(k, contactor_closed=False), (
+        OpenContactor(),
+        StartTimer(timer=Timer.CONTACTOR_CHECK, after_ms=k.rules.contactor_check_ms),
+    )
+
+
+def _notice(k: Kiosk, kind: str, *extra: Action) -> Result:
+    return k, (
+        *extra,
+        ShowScreen(screen=screens.Notice(kind=kind)),
+        StartTimer(timer=Timer.NOTICE, after_ms=k.rules.notice_ms),
+    )
+
+
+def _cost(session: Session) -> Money:
+    assert session.meterage is not None
+    cap = session.authorized or session.hold
+    return session.meterage.total().min(cap)
+
+
+def _charging_screen(session: Session, e: Event, power_w: int) -> screens.Screen:
+    assert session.authorized is not None
+    started = session.charging_started_at or e.at
+    return screens.Charging(
+        energy_wh=session.energy_wh,
+        cost=_cost(session),
+        cap=session.authorized,
+        power_w=power_w,
+        elapsed_s=int((e.at - started).total_seconds()),
+    )
+
+
+def _settle(k: Kiosk, session: Session, e: Event) -> Result:
+    """Decide the one capture or void for `session` and show the receipt."""
+    amount = _cost(session) if session.meterage is not None else Money.zero(session.currency)
+    receipt_id = session.session_id.replace("-", "")[:12].upper()
+    actions: list[Action]
+    if session.energy_wh <= 0 or amount.minor <= 0:
+        session = replace(session, status=Status.VOIDING, amount=Money.zero(session.currency))
+        actions = [
+            Record(session=session),
+            Void(session_id=session.session_id, reason=session.end_reason or "no_energy"),
+        ]
+        bill = None
+    else:
+        assert session.meterage is not None
+        bill = session.meterage.bill()
+        session = replace(session, status=Status.CAPTURING, amount=amount)
+        actions = [
+            Record(session=session),
+            Capture(
+                session_id=session.session_id,
+                amount=amount,
+                energy_wh=session.energy_wh,
+                bill=bill,
+                receipt_id=receipt_id,
+            ),
+        ]
+    receipt = screens.Receipt(
+        receipt_id=receipt_id,
+        url=f"{k.rules.receipt_url.rstrip('/')}/{receipt_id}",
+        station=k.rules.station,
+        tariff=k.rules.tariff.name,
+        card=session.card.masked(),
+        started_at=session.started_at.isoformat(),
+        ended_at=(session.ended_at or e.at).isoformat(),
+        energy_wh=session.energy_wh,
+        bill=bill,
+        total=session.amount or Money.zero(session.currency),
+        end_reason=session.end_reason or "",
+    )
+    actions += [
+        CancelTimer(timer=Timer.SUSPENDED),
+        ShowScreen(screen=receipt),
+        StartTimer(timer=Timer.RECEIPT, after_ms=k.rules.receipt_ms),
+    ]
+    return replace(k, phase=Receipt(session=session)), tuple(actions)
+
+
+def _abandon(k: Kiosk, session: Session, reason: str) -> tuple[Session, tuple[Action, ...]]:
+    """Give up a hold that never saw energy: record, then queue the void."""
+    session = replace(
+        session, status=Status.VOIDING, end_reason=reason, amount=Money.zero(session.currency)
+    )
+    return session, (
+        Record(session=session),
+        Void(session_id=session.session_id, reason=reason),
+        CancelTimer(timer=Timer.AUTHORIZATION),
+        CancelTimer(timer=Timer.PLUG_IN),
+    )
+
+
+def _stop(k: Kiosk, session: Session, e: Event, reason: str) -> Result:
+    """End a session that may have delivered energy: contactor open first, then the final
+    reading (unless the meter is what failed), then settle."""
+    k, opened = _open(k)
+    session = replace(session, status=Status.FINISHING, end_reason=reason, ended_at=e.at)
+    actions: tuple[Action, ...] = (
+        *opened,
+        CancelTimer(timer=Timer.SUSPENDED),
+        Record(session=session),
+    )
+    if reason == METER_FAULT:
+        # The meter failed: settle on the last good reading; energy is never guessed.
+        k2, settle = _settle(k, session, e)
+        return k2, actions + settle
+    return replace(k, phase=Finishing(session=session)), (
+        *actions,
+        ShowScreen(screen=screens.Stopping(reason=reason)),
+        ReadMeter(),
+    )
+
+
+def _begin_charging(k: Kiosk, session: Session, e: Event) -> Result:
+    """Close the contactor (the caller has checked authorization, pilot C/D and no fault)."""
+    assert session.authorized is not None and not k.faults
+    if session.meterage is None:
+        session = replace(
+            session,
+            meterage=k.rules.tariff.begin(e.at),
+            charging_started_at=e.at,
+            last_sample_at=e.at,
+            last_sample_ms=e.at_ms,
+        )
+    session = replace(session, status=Status.CHARGING)
+    k = replace(k, contactor_closed=True, phase=Charging(session=session))
+    return k, (
+        CancelTimer(timer=Timer.PLUG_IN),
+        CancelTimer(timer=Timer.SUSPENDED),
+        Record(session=session),
+        CloseContactor(),
+        StartTimer(timer=Timer.CONTACTOR_CHECK, after_ms=k.rules.contactor_check_ms),
+        ShowScreen(screen=_charging_screen(session, e, 0)),
+    )
+
+
+def _may_charge(k: Kiosk) -> bool:
+    return k.pilot.wants_energy and not k.faults
+
+
+def _fold_sample(session: Session, e: MeterSampled, k: Kiosk, *, charging: bool) -> Session:
+    """Fold a meter sample into the session: energy since the hold, priced."""
+    assert session.start_register_wh is not None and session.meterage is not None
+    energy = max(session.energy_wh, e.energy_wh - session.start_register_wh)
+    meterage = session.meterage.advance(
+        at=e.at, energy_wh=energy, power_w=e.power_w, current_ma=e.current_ma, charging=charging
+    )
+    return replace(
+        session,
+        energy_wh=energy,
+        meterage=meterage,
+        last_sample_at=e.at,
+        last_sample_ms=e.at_ms,
+    )
+
+
+def _would_exceed_cap(before: Session, after: Session, e: MeterSampled, *, charging: bool) -> bool:
+    """Would the *next* sample (same energy and time steps as the last one) pass the cap?"""
+    assert after.meterage is not None and after.authorized is not None
+    if after.meterage.total() > after.authorized:
+        return True
+    step_wh = max(after.energy_wh - before.energy_wh, 0)
+    step = (e.at - before.last_sample_at) if before.last_sample_at else None
+    if step is None or step.total_seconds() <= 0:
+        return False
+    ahead = after.meterage.advance(
+        at=e.at + step,
+        energy_wh=after.energy_wh + step_wh,
+        power_w=e.power_w,
+        current_ma=e.current_ma,
+        charging=charging,
+    )
+    return ahead.total() > after.authorized
+
+
+# -- handlers ----------------------------------------------------------------------------------
+
+
+def _powered_up(k: Kiosk, e: Event) -> Result:
+    assert isinstance(e, PoweredUp)
+    k, opened = _open(k)
+    k = replace(k, register_wh=e.register_wh)
+    actions: list[Action] = [*opened]
+    for stale in e.unsettled:
+        actions += _recover(k, stale, e)
+    actions.append(StartTimer(timer=Timer.METER_SAMPLE, after_ms=k.rules.sample_interval_ms))
+    if e.register_wh is None:
+        k = replace(k, faults=k.faults | {METER_FAULT})
+    k2, rest = _rest(k, e.at, *actions)
+    return k2, (*rest, Report(kind="started", detail=f"unsettled={len(e.unsettled)}"))
+
+
+def _recover(k: Kiosk, session: Session, e: PoweredUp) -> tuple[Action, ...]:
+    """Settle a session the journal shows unsettled after a restart, exactly once."""
+    if session.status in (Status.AUTHORIZING, Status.AUTHORIZED) or (
+        session.start_register_wh is None
+    ):
+        _, actions = _abandon(k, session, "restart")
+        return actions
+    energy = session.energy_wh
+    if e.register_wh is not None:
+        # The contactor has been open since the crash: the register now is the final reading.
+        energy = max(energy, e.register_wh - session.start_register_wh)
+    start = session.charging_started_at or session.started_at
+    meterage = k.rules.tariff.begin(start).advance(
+        at=session.last_sample_at or e.at,
+        energy_wh=energy,
+        power_w=0,
+        current_ma=0,
+        charging=True,
+    )
+    session = replace(
+        session,
+        energy_wh=energy,
+        meterage=meterage,
+        ended_at=session.ended_at or e.at,
+        end_reason=session.end_reason or "restart",
+    )
+    _, actions = _settle(k, session, e)
+    return tuple(a for a in actions if isinstance(a, Record | Capture | Void))
+
+
+def _start_session(k: Kiosk, e: Event) -> Result:
+    assert isinstance(e, CardPresented)
+    if not k.available:
+        return _notice(k, "out-of-order")
+    session = Session(
+        session_id=e.session_id,
+        card=e.card,
+        hold=k.rules.hold,
+        status=Status.AUTHORIZING,
+        started_at=e.at,
+    )
+    k = replace(k, phase=Authorizing(session=session))
+    return k, (
+        CancelTimer(timer=Timer.NOTICE),
+        CancelTimer(timer=Timer.RECEIPT),
+        Record(session=session),
+        RequestAuthorization(session_id=session.session_id, amount=session.hold, card=e.card),
+        StartTimer(timer=Timer.AUTHORIZATION, after_ms=k.rules.authorization_timeout_ms),
+        ShowScreen(screen=screens.Authorizing(card=e.card.masked())),
+    )
+
+
+def _card_unreadable(k: Kiosk, e: Event) -> Result:
+    assert isinstance(e, CardUnreadable)
+    kind = {
+        CardProblem.TAP_AGAIN: "tap-again",
+        CardProblem.NOT_ACCEPTED: "not-accepted",
+        CardProblem.EXPIRED: "expired",
+    }[e.problem]
+    return _notice(k, kind)
+
+
+def _answered(k: Kiosk, e: Event) -> Result:
+    assert isinstance(e, AuthorizationAnswered) and isinstance(k.phase, Authorizing)
+    session = k.phase.session
+    if e.session_id != session.session_id:
+        return k, ()  # a late answer for an abandoned session: its void is already queued
+    if e.outcome is AuthOutcome.DECLINED:
+        session = replace(session, status=Status.DECLINED, end_reason=e.reason or "declined")
+        k2, rest = _rest(k, e.at, CancelTimer(timer=Timer.AUTHORIZATION), Record(session=session))
+        return k2, (
+            *rest[:-1],
+            ShowScreen(screen=screens.Declined(reason=e.reason)),
+            StartTimer(timer=Timer.NOTICE, after_ms=k.rules.notice_ms),
+        )
+    if e.outcome is AuthOutcome.NO_ANSWER or e.amount is None:
+        session, abandon = _abandon(k, session, "no_answer")
+        k2, rest = _rest(k, e.at, *abandon)
+        return k2, (
+            *rest[:-1],
+            ShowScreen(screen=screens.NoAnswer()),
+            StartTimer(timer=Timer.NOTICE, after_ms=k.rules.notice_ms),
+        )
+    approved = e.amount.min(session.hold)
+    if approved < k.rules.min_authorized or k.register_wh is None:
+        session, abandon = _abandon(k, session, "partial_too_low")
+        k2, rest = _rest(k, e.at, *abandon)
+        return k2, (
+            *rest[:-1],
+            ShowScreen(screen=screens.Declined(reason="amount too low")),
+            StartTimer(timer=Timer.NOTICE, after_ms=k.rules.notice_ms),
+        )
+    session = replace(
+        session,
+        status=Status.AUTHORIZED,
+        authorized=approved,
+        start_register_wh=k.register_wh,
+    )
+    if not k.available and k.faults:
+        session, abandon = _abandon(k, session, "fault")
+        return _rest(k, e.at, *abandon)
+    if _may_charge(k):
+        k2, acts = _begin_charging(k, session, e)
+        return k2, (CancelTimer(timer=Timer.AUTHORIZATION), *acts)
+    k = replace(k, phase=AwaitingVehicle(session=session))
+    return k, (
+        CancelTimer(timer=Timer.AUTHORIZATION),
+        Record(session=session),
+        StartTimer(timer=Timer.PLUG_IN, after_ms=k.rules.plug_in_timeout_ms),
+        ShowScreen(
+            screen=screens.PlugIn(
+                authorized=approved,
+                connected=k.pilot.connected,
+                partial=approved < session.hold,
+            )
+        ),
+    )
+
+
+def _authorizing_timer(k: Kiosk, e: Event) -> Result:
+    assert isinstance(e, TimerFired) and isinstance(k.phase, Authorizing)
+    if e.timer is Timer.AUTHORIZATION:
+        _, abandon = _abandon(k, k.phase.session, "no_answer")
+        k2, rest = _rest(k, e.at, *abandon)
+        return k2, (
+            *rest[:-1],
+            ShowScreen(screen=screens.NoAnswer()),
+            StartTimer(timer=Timer.NOTICE, after_ms=k.rules.notice_ms),
+        )
+    return _common_timer(k, e)
+
+
+def _common_timer(k: Kiosk, e: Event) -> Result:
+    """Timers every phase handles the same way."""
+    assert isinstance(e, TimerFired)
+    if e.timer is Timer.METER_SAMPLE:
+        return k, (
+            ReadMeter(),
+            CheckContactor(),
+            StartTimer(timer=Timer.METER_SAMPLE, after_ms=k.rules.sample_interval_ms),
+        )
+    if e.timer is Timer.CONTACTOR_CHECK:
+        return k, (CheckContactor(),)
+    if e.timer is Timer.NOTICE:
+        return k, (ShowScreen(screen=_phase_screen(k, e)),)
+    return k, ()  # a timer of another phase that was not cancelled: harmless
+
+
+def _phase_screen(k: Kiosk, e: Event) -> screens.Screen:
+    phase = k.phase
+    match phase:
+        case Charging():
+            return _charging_screen(phase.session, e, 0)
+        case Suspended():
+            s = phase.session
+            return screens.Suspended(energy_wh=s.energy_wh, cost=_cost(s))
+        case AwaitingVehicle():
+            s = phase.session
+            assert s.authorized is not None
+            return screens.PlugIn(authorized=s.authorized, connected=k.pilot.connected)
+        case Authorizing():
+            return screens.Authorizing(card=phase.session.card.masked())
+        case Finishing():
+            return screens.Stopping(reason=phase.session.end_reason or "")
+        case _:
+            return _idle_screen(k, e.at)
+
+
+def _idle_timer(k: Kiosk, e: Event) -> Result:
+    assert isinstance(e, TimerFired)
+    return _common_timer(k, e)
+
+
+def _receipt_timer(k: Kiosk, e: Event) -> Result:
+    assert isinstance(e, TimerFired)
+    if e.timer is Timer.RECEIPT:
+        return _rest(k, e.at)
+    if e.timer is Timer.NOTICE:
+        return k, ()  # the receipt stays
+    return _common_timer(k, e)
+
+
+def _awaiting_timer(k: Kiosk, e: Event) -> Result:
+    assert isinstance(e, TimerFired) and isinstance(k.phase, AwaitingVehicle)
+    if e.timer is Timer.PLUG_IN:
+        _, abandon = _abandon(k, k.phase.session, "plug_in_timeout")
+        k2, rest = _rest(k, e.at, *abandon)
+        return k2, (
+            *rest[:-1],
+            ShowScreen(screen=screens.Notice(kind="timed-out")),
+            StartTimer(timer=Timer.NOTICE, after_ms=k.rules.notice_ms),
+        )
+    return _common_timer(k, e)
+
+
+def _suspended_timer(k: Kiosk, e: Event) -> Result:
+    assert isinstance(e, TimerFired) and isinstance(k.phase, Suspended)
+    if e.timer is Timer.SUSPENDED:
+        return _stop(k, k.phase.session, e, "suspended_timeout")
+    return _common_timer(k, e)
+
+
+def _pilot(k: Kiosk, e: Event) -> tuple[Kiosk, tuple[Action, ...]]:
+    """Track the pilot state; E/F is a fault (the contactor opens first)."""
+    assert isinstance(e, VehicleStateChanged)
+    k = replace(k, pilot=e.state)
+    if e.state.faulted and PILOT_FAULT not in k.faults:
+        k = replace(k, faults=k.faults | {PILOT_FAULT})
+        k, opened = _open(k)
+        return k, (*opened, Report(kind="fault", detail=PILOT_FAULT))
+    if not e.state.faulted and PILOT_FAULT in k.faults:
+        return replace(k, faults=k.faults - {PILOT_FAULT}), (
+            Report(kind="fault_cleared", detail=PILOT_FAULT),
+        )
+    return k, ()
+
+
+def _vehicle_at_rest(k: Kiosk, e: Event) -> Result:
+    """Idle / Receipt / Unavailable / Booting: just track it (and refresh the idle hint)."""
+    was_available = k.available
+    k, acts = _pilot(k, e)
+    if isinstance(k.phase, Idle | Unavailable):
+        if was_available != k.available:
+            k2, rest = _rest(k, e.at, *acts)
+            return k2, rest
+        return k, (*acts, ShowScreen(screen=_idle_screen(k, e.at)))
+    return k, acts
+
+
+def _vehicle_authorizing(k: Kiosk, e: Event) -> Result:
+    assert isinstance(k.phase, Authorizing)
+    session = k.phase.session
+    k, acts = _pilot(k, e)
+    if k.faults:
+        _, abandon = _abandon(k, session, "fault")
+        return _rest(k, e.at, *acts, *abandon)
+    return k, acts
+
+
+def _vehicle_awaiting(k: Kiosk, e: Event) -> Result:
+    assert isinstance(k.phase, AwaitingVehicle)
+    session = k.phase.session
+    k, acts = _pilot(k, e)
+    if k.faults:
+        _, abandon = _abandon(k, session, "fault")
+        return _rest(k, e.at, *acts, *abandon)
+    if _may_charge(k):
+        k2, more = _begin_charging(k, session, e)
+        return k2, (*acts, *more)
+    assert session.authorized is not None
+    return k, (
+        *acts,
+        ShowScreen(
+            screen=screens.PlugIn(authorized=session.authorized, connected=k.pilot.connected)
+        ),
+    )
+
+
+def _vehicle_charging(k: Kiosk, e: Event) -> Result:
+    assert isinstance(e, VehicleStateChanged) and isinstance(k.phase, Charging)
+    session = k.phase.session
+    k, acts = _pilot(k, e)
+    if k.faults:
+        k2, more = _stop(k, session, e, "fault")
+        return k2, (*acts, *more)
+    if e.state is PilotState.A:
+        return _stop(k, session, e, "unplugged")
+    if not e.state.wants_energy:
+        # C→B: the vehicle stopped asking; IEC 61851-1 wants the contactor open at once.
+        k, opened = _open(k)
+        session = replace(session, status=Status.SUSPENDED)
+        return replace(k, phase=Suspended(session=session)), (
+            *opened,
+            Record(session=session),
+            StartTimer(timer=Timer.SUSPENDED, after_ms=k.rules.suspended_timeout_ms),
+            ShowScreen(screen=screens.Suspended(energy_wh=session.energy_wh, cost=_cost(session))),
+        )
+    return k, acts  # C↔D
+
+
+def _vehicle_suspended(k: Kiosk, e: Event) -> Result:
+    assert isinstance(e, VehicleStateChanged) and isinstance(k.phase, Suspended)
+    session = k.phase.session
+    k, acts = _pilot(k, e)
+    if k.faults:
+        k2, more = _stop(k, session, e, "fault")
+        return k2, (*acts, *more)
+    if e.state is PilotState.A:
+        return _stop(k, session, e, "unplugged")
+    if _may_charge(k):
+        return _begin_charging(k, session, e)
+    return k, acts
+
+
+def _vehicle_finishing(k: Kiosk, e: Event) -> Result:
+    k, acts = _pilot(k, e)
+    return k, acts
+
+
+def _tap_in_session(k: Kiosk, e: Event) -> Result:
+    """Only the card that started a session can stop it."""
+    assert isinstance(e, CardPresented)
+    session = k.session
+    assert session is not None
+    if e.card.token != session.card.token:
+        return _notice(k, "in-use")
+    phase = k.phase
+    if isinstance(phase, AwaitingVehicle):
+        _, abandon = _abandon(k, session, "cancelled")
+        k2, rest = _rest(k, e.at, *abandon)
+        return k2, (
+            *rest[:-1],
+            ShowScreen(screen=screens.Notice(kind="cancelled")),
+            StartTimer(timer=Timer.NOTICE, after_ms=k.rules.notice_ms),
+        )
+    if isinstance(phase, Charging | Suspended):
+        return _stop(k, session, e, "card")
+    return k, ()  # Authorizing or Finishing: a second tap of the same card means nothing
+
+
+def _tap_unavailable(k: Kiosk, e: Event) -> Result:
+    return _notice(k, "out-of-order")
+
+
+def _sample_at_rest(k: Kiosk, e: Event) -> Result:
+    assert isinstance(e, MeterSampled)
+    if k.register_wh is not None and e.energy_wh < k.register_wh:
+        return _fault(k, e, METER_FAULT)  # a register going backwards is a broken meter
+    k = replace(k, register_wh=e.energy_wh)
+    if METER_FAULT in k.faults:
+        return _clear(k, e, METER_FAULT)
+    return k, ()
+
+
+def _sample_charging(k: Kiosk, e: Event) -> Result:
+    assert isinstance(e, MeterSampled) and isinstance(k.phase, Charging | Suspended)
+    charging = isinstance(k.phase, Charging)
+    before = k.phase.session
+    if k.register_wh is not None and e.energy_wh < k.register_wh:
+        return _fault(k, e, METER_FAULT)
+    k = replace(k, register_wh=e.energy_wh)
+    after = _fold_sample(before, e, k, charging=charging)
+    if _would_exceed_cap(before, after, e, charging=charging):
+        return _stop(k, after, e, "cost_cap")
+    actions: list[Action] = []
+    if after.energy_wh - before.journaled_wh >= k.rules.record_every_wh:
+        after = replace(after, amount=_cost(after), journaled_wh=after.energy_wh)
+        actions.append(Record(session=after))
+    if charging:
+        k = replace(k, phase=Charging(session=after))
+        actions.append(ShowScreen(screen=_charging_screen(after, e, e.power_w)))
+    else:
+        k = replace(k, phase=Suspended(session=after))
+        actions.append(
+            ShowScreen(screen=screens.Suspended(energy_wh=after.energy_wh, cost=_cost(after)))
+        )
+    return k, tuple(actions)
+
+
+def _sample_awaiting(k: Kiosk, e: Event) -> Result:
+    """Before energy flows, the register only moves the start reference if it was unknown."""
+    assert isinstance(e, MeterSampled)
+    return _sample_at_rest(k, e)
+
+
+def _sample_finishing(k: Kiosk, e: Event) -> Result:
+    assert isinstance(e, MeterSampled) and isinstance(k.phase, Finishing)
+    session = k.phase.session
+    if k.register_wh is not None and e.energy_wh < k.register_wh:
+        return _settle(replace(k, faults=k.faults | {METER_FAULT}), session, e)
+    k = replace(k, register_wh=e.energy_wh)
+    if session.meterage is not None:
+        session = _fold_sample(session, e, k, charging=False)
+    return _settle(k, session, e)
+
+
+def _meter_failed_finishing(k: Kiosk, e: Event) -> Result:
+    assert isinstance(k.phase, Finishing)
+    session = k.phase.session
+    k = replace(k, faults=k.faults | {METER_FAULT})
+    k2, acts = _settle(k, session, e)
+    return k2, (Report(kind="fault", detail=METER_FAULT), *acts)
+
+
+def _fault(k: Kiosk, e: Event, fault: str) -> Result:
+    """Any fault: the contactor opens first, then the session ends, then the screen."""
+    k = replace(k, faults=k.faults | {fault})
+    k, opened = _open(k)
+    report = Report(kind="fault", detail=fault)
+    phase = k.phase
+    match phase:
+        case Charging() | Suspended():
+            k2, acts = _stop(k, phase.session, e, METER_FAULT if fault == METER_FAULT else "fault")
+            return k2, (*opened, report, *acts)
+        case Authorizing() | AwaitingVehicle():
+            _, abandon = _abandon(k, phase.session, "fault")
+            k2, rest = _rest(k, e.at, *abandon)
+            return k2, (*opened, report, *rest)
+        case Idle() | Unavailable():
+            k2, rest = _rest(k, e.at)
+            return k2, (*opened, report, *rest)
+        case _:
+            return k, (*opened, report)  # Booting, Finishing, Receipt: the phase ends on its own
+
+
+def _fault_raised(k: Kiosk, e: Event) -> Result:
+    assert isinstance(e, FaultRaised)
+    return _fault(k, e, e.fault)
+
+
+def _meter_failed(k: Kiosk, e: Event) -> Result:
+    return _fault(k, e, METER_FAULT)
+
+
+def _clear(k: Kiosk, e: Event, fault: str) -> Result:
+    if fault not in k.faults:
+        return k, ()
+    k = replace(k, faults=k.faults - {fault})
+    report = Report(kind="fault_cleared", detail=fault)
+    if isinstance(k.phase, Idle | Unavailable):
+        return _rest(k, e.at, report)
+    return k, (report,)
+
+
+def _fault_cleared(k: Kiosk, e: Event) -> Result:
+    assert isinstance(e, FaultCleared)
+    if e.fault == WELDED and not k.contactor_closed:
+        # A technician's clear is believed only if the feedback agrees at the next check.
+        k2, acts = _clear(k, e, e.fault)
+        return k2, (*acts, CheckContactor())
+    return _clear(k, e, e.fault)
+
+
+def _checked(k: Kiosk, e: Event) -> Result:
+    assert isinstance(e, ContactorChecked)
+    if e.closed and not k.contactor_closed and WELDED not in k.faults:
+        return _fault(k, e, WELDED)
+    if not e.closed and k.contactor_closed and FAILED_TO_CLOSE not in k.faults:
+        return _fault(k, e, FAILED_TO_CLOSE)
+    return k, ()
+
+
+def _out_of_service(k: Kiosk, e: Event) -> Result:
+    """Out of service takes effect when no session runs; a running session finishes first."""
+    assert isinstance(e, OutOfServiceChanged)
+    k = replace(k, out_of_service=e.on)
+    report = Report(kind="out_of_service", detail="on" if e.on else "off")
+    if isinstance(k.phase, Idle | Unavailable):
+        return _rest(k, e.at, report)
+    return k, (report,)
+
+
+def _ignore(k: Kiosk, e: Event) -> Result:  # pragma: no cover - never called, see IGNORED
+    return k, ()
+
+
+# -- the table ---------------------------------------------------------------------------------
+
+_AT_REST = {
+    VehicleStateChanged: _vehicle_at_rest,
+    MeterSampled: _sample_at_rest,
+    MeterFailed: _meter_failed,
+    ContactorChecked: _checked,
+    FaultRaised: _fault_raised,
+    FaultCleared: _fault_cleared,
+    OutOfServiceChanged: _out_of_service,
+}
+
+TRANSITIONS: dict[tuple[type, type], Handler] = {
+    (Booting, PoweredUp): _powered_up,
+    (Booting, VehicleStateChanged): _vehicle_at_rest,
+    (Booting, FaultRaised): _fault_raised,
+    (Booting, FaultCleared): _fault_cleared,
+    (Booting, OutOfServiceChanged): _out_of_service,
+    **{(Idle, ev): h for ev, h in _AT_REST.items()},
+    (Idle, CardPresented): _start_session,
+    (Idle, CardUnreadable): _card_unreadable,
+    (Idle, TimerFired): _idle_timer,
+    (Authorizing, AuthorizationAnswered): _answered,
+    (Authorizing, TimerFired): _authorizing_timer,
+    (Authorizing, VehicleStateChanged): _vehicle_authorizing,
+    (Authorizing, MeterSampled): _sample_at_rest,
+    (Authorizing, MeterFailed): _meter_failed,
+    (Authorizing, ContactorChecked): _checked,
+    (Authorizing, FaultRaised): _fault_raised,
+    (Authorizing, FaultCleared): _fault_cleared,
+    (Authorizing, OutOfServiceChanged): _out_of_service,
+    (Authorizing, CardPresented): _tap_in_session,
+    (AwaitingVehicle, VehicleStateChanged): _vehicle_awaiting,
+    (AwaitingVehicle, TimerFired): _awaiting_timer,
+    (AwaitingVehicle, CardPresented): _tap_in_session,
+    (AwaitingVehicle, CardUnreadable): _card_unreadable,
+    (AwaitingVehicle, MeterSampled): _sample_awaiting,
+    (AwaitingVehicle, MeterFailed): _meter_failed,
+    (AwaitingVehicle, ContactorChecked): _checked,
+    (AwaitingVehicle, FaultRaised): _fault_raised,
+    (AwaitingVehicle, FaultCleared): _fault_cleared,
+    (AwaitingVehicle, OutOfServiceChanged): _out_of_service,
+    (Charging, MeterSampled): _sample_charging,
+    (Charging, MeterFailed): _meter_failed,
+    (Charging, VehicleStateChanged): _vehicle_charging,
+    (Charging, CardPresented): _tap_in_session,
+    (Charging, CardUnreadable): _card_unreadable,
+    (Charging, TimerFired): _common_timer,
+    (Charging, ContactorChecked): _checked,
+    (Charging, FaultRaised): _fault_raised,
+    (Charging, FaultCleared): _fault_cleared,
+    (Charging, OutOfServiceChanged): _out_of_service,
+    (Suspended, MeterSampled): _sample_charging,
+    (Suspended, MeterFailed): _meter_failed,
+    (Suspended, VehicleStateChanged): _vehicle_suspended,
+    (Suspended, CardPresented): _tap_in_session,
+    (Suspended, CardUnreadable): _card_unreadable,
+    (Suspended, TimerFired): _suspended_timer,
+    (Suspended, ContactorChecked): _checked,
+    (Suspended, FaultRaised): _fault_raised,
+    (Suspended, FaultCleared): _fault_cleared,
+    (Suspended, OutOfServiceChanged): _out_of_service,
+    (Finishing, MeterSampled): _sample_finishing,
+    (Finishing, MeterFailed): _meter_failed_finishing,
+    (Finishing, VehicleStateChanged): _vehicle_finishing,
+    (Finishing, TimerFired): _common_timer,
+    (Finishing, ContactorChecked): _checked,
+    (Finishing, FaultRaised): _fault_raised,
+    (Finishing, FaultCleared): _fault_cleared,
+    (Finishing, OutOfServiceChanged): _out_of_service,
+    **{(Receipt, ev): h for ev, h in _AT_REST.items()},
+    (Receipt, CardPresented): _start_session,
+    (Receipt, CardUnreadable): _card_unreadable,
+    (Receipt, TimerFired): _receipt_timer,
+    **{(Unavailable, ev): h for ev, h in _AT_REST.items()},
+    (Unavailable, CardPresented): _tap_unavailable,
+    (Unavailable, CardUnreadable): _tap_unavailable,
+    (Unavailable, TimerFired): _idle_timer,
+}
+
+IGNORED: frozenset[tuple[type, type]] = frozenset(
+    {
+        # Nothing happens before the shell says the kiosk is up.
+        (Booting, CardPresented),
+        (Booting, CardUnreadable),
+        (Booting, AuthorizationAnswered),
+        (Booting, MeterSampled),
+        (Booting, MeterFailed),
+        (Booting, ContactorChecked),
+        (Booting, TimerFired),
+        # Only one boot.
+        *((phase, PoweredUp) for phase in PHASE_TYPES if phase is not Booting),
+        # Late answers for abandoned sessions: their void is queued behind them.
+        (Idle, AuthorizationAnswered),
+        (AwaitingVehicle, AuthorizationAnswered),
+        (Charging, AuthorizationAnswered),
+        (Suspended, AuthorizationAnswered),
+        (Finishing, AuthorizationAnswered),
+        (Receipt, AuthorizationAnswered),
+        (Unavailable, AuthorizationAnswered),
+        # A second tap while the hold is requested or the session is closing means nothing.
+        (Authorizing, CardUnreadable),
+        (Finishing, CardPresented),
+        (Finishing, CardUnreadable),
+    }
+)
+
+
+def step(kiosk: Kiosk, event: Event) -> Result:
+    """Fold one event into the state; return the new state and the actions, in order."""
+    key = (type(kiosk.phase), type(event))
+    handler = TRANSITIONS.get(key)
+    if handler is None:
+        if key in IGNORED:
+            return kiosk, ()
+        raise AssertionError(f"unhandled pair {key}")  # a bug: the table test prevents it
+    return handler(kiosk, event)

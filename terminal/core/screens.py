@@ -1,0 +1,252 @@
+"""What the driver is shown: screens as values, and their rendering into neutral frames.
+
+The machine decides *which* screen with which data; `frame_for` turns it into text. Names are
+stable identifiers used by scripts (`expect charging`) and by the web page's layouts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import assert_never
+
+from hardware.ports import Frame, Tone
+from terminal.core.billing import Bill
+from terminal.money import Money
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Idle:
+    price_lines: tuple[str, ...]
+    connected: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Authorizing:
+    card: str  # masked
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Declined:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NoAnswer:
+    """The payment service did not answer in time."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlugIn:
+    authorized: Money
+    connected: bool
+    partial: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Charging:
+    energy_wh: int
+    cost: Money
+    cap: Money
+    power_w: int
+    elapsed_s: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Suspended:
+    energy_wh: int
+    cost: Money
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Stopping:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Receipt:
+    receipt_id: str
+    url: str
+    station: str
+    tariff: str
+    card: str
+    started_at: str  # ISO 8601 UTC
+    ended_at: str
+    energy_wh: int
+    bill: Bill | None  # None when voided (nothing charged)
+    total: Money
+    end_reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Notice:
+    """A short message over the current screen: tap-again, not-accepted, expired, in-use,
+    out-of-order, timed-out, cancelled."""
+
+    kind: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unavailable:
+    reasons: tuple[str, ...]
+
+
+Screen = (
+    Idle
+    | Authorizing
+    | Declined
+    | NoAnswer
+    | PlugIn
+    | Charging
+    | Suspended
+    | Stopping
+    | Receipt
+    | Notice
+    | Unavailable
+)
+
+_NOTICES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "tap-again": ("Please tap again", ("The card could not be read.", "Hold it still.")),
+    "not-accepted": ("Card not accepted", ("Please try another card.",)),
+    "expired": ("Card expired", ("Please try another card.",)),
+    "in-use": ("Charger in use", ("Only the card that started", "this session can stop it.")),
+    "out-of-order": ("Out of order", ("This charger is not available.",)),
+    "timed-out": ("Session cancelled", ("No vehicle started charging.", "Nothing was charged.")),
+    "cancelled": ("Session cancelled", ("Nothing was charged.",)),
+}
+
+_STOP_REASONS = {
+    "card": "Stopped with your card",
+    "unplugged": "Cable unplugged",
+    "cost_cap": "Payment limit reached",
+    "suspended_timeout": "Vehicle finished",
+    "fault": "Stopped by a fault",
+    "meter": "Meter failure",
+    "out_of_service": "Charger going out of service",
+    "restart": "Recovered after restart",
+}
+
+
+def kwh(energy_wh: int) -> str:
+    return f"{Decimal(energy_wh) / 1000:.2f} kWh"
+
+
+def hms(seconds: int) -> str:
+    h, rest = divmod(max(seconds, 0), 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}"
+
+
+def screen_name(screen: Screen) -> str:
+    """The stable name of a screen (what `expect` matches)."""
+    if isinstance(screen, Notice):
+        return screen.kind
+    return {
+        Idle: "idle",
+        Authorizing: "authorizing",
+        Declined: "declined",
+        NoAnswer: "no-answer",
+        PlugIn: "plug-in",
+        Charging: "charging",
+        Suspended: "suspended",
+        Stopping: "stopping",
+        Receipt: "receipt",
+        Unavailable: "out-of-order",
+    }[type(screen)]
+
+
+def frame_for(screen: Screen) -> Frame:
+    """Render a screen into a renderer-neutral frame (English)."""
+    name = screen_name(screen)
+    match screen:
+        case Idle():
+            hint = "Tap your card to start" if screen.connected else "Tap your card, then plug in"
+            return Frame(name=name, title="Welcome", lines=(*screen.price_lines, hint))
+        case Authorizing():
+            return Frame(
+                name=name,
+                title="Authorizing",
+                lines=(screen.card, "Please wait..."),
+                tone=Tone.BUSY,
+            )
+        case Declined():
+            return Frame(
+                name=name,
+                title="Declined",
+                lines=("The payment was declined.", "Please try another card."),
+                tone=Tone.ERROR,
+            )
+        case NoAnswer():
+            return Frame(
+                name=name,
+                title="Payment unavailable",
+                lines=("The payment service did not answer.", "Nothing was charged."),
+                tone=Tone.ERROR,
+            )
+        case PlugIn():
+            lines = [f"Approved up to {screen.authorized}"]
+            if screen.partial:
+                lines.append("(partially approved)")
+            lines.append(
+                "Start charging from your vehicle" if screen.connected else "Plug in your vehicle"
+            )
+            return Frame(name=name, title="Approved", lines=tuple(lines), tone=Tone.OK)
+        case Charging():
+            return Frame(
+                name=name,
+                title="Charging",
+                lines=("Tap the same card to stop",),
+                fields=(
+                    ("Energy", kwh(screen.energy_wh)),
+                    ("Cost", str(screen.cost)),
+                    ("Power", f"{Decimal(screen.power_w) / 1000:.1f} kW"),
+                    ("Time", hms(screen.elapsed_s)),
+                    ("Limit", str(screen.cap)),
+                ),
+                tone=Tone.BUSY,
+            )
+        case Suspended():
+            return Frame(
+                name=name,
+                title="Paused by vehicle",
+                lines=("Tap the same card or unplug to finish",),
+                fields=(("Energy", kwh(screen.energy_wh)), ("Cost", str(screen.cost))),
+            )
+        case Stopping():
+            return Frame(
+                name=name,
+                title="Stopping",
+                lines=(_STOP_REASONS.get(screen.reason, screen.reason), "Please wait..."),
+                tone=Tone.BUSY,
+            )
+        case Receipt():
+            fields: list[tuple[str, str]] = [
+                ("Energy", kwh(screen.energy_wh)),
+                ("Card", screen.card),
+            ]
+            if screen.bill is not None:
+                fields += [(f"VAT {v.percent.normalize():f}%", str(v.vat)) for v in screen.bill.vat]
+            fields.append(("Total", str(screen.total)))
+            return Frame(
+                name=name,
+                title="Thank you",
+                lines=(
+                    _STOP_REASONS.get(screen.end_reason, screen.end_reason),
+                    f"Receipt {screen.receipt_id}",
+                ),
+                fields=tuple(fields),
+                qr=screen.url,
+                tone=Tone.OK,
+            )
+        case Notice():
+            title, notice_lines = _NOTICES.get(screen.kind, (screen.kind, ()))
+            return Frame(name=name, title=title, lines=notice_lines, tone=Tone.ERROR)
+        case Unavailable():
+            return Frame(
+                name=name,
+                title="Out of order",
+                lines=("This charger is not available.",),
+                tone=Tone.ERROR,
+            )
+        case _:
+            assert_never(screen)
