@@ -1,0 +1,1 @@
+"""Emulated devices on pseudo-terminals, so the real drivers run in CI."""

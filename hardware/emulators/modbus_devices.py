@@ -1,0 +1,380 @@
+"""Emulated Modbus RTU devices on a pseudo-terminal: an Eastron energy meter and an EVSE board.
+
+The devices are served by pymodbus's own RTU server (`ModbusSerialServer`), so the real drivers
+in `drivers/` run unchanged against them in CI, CRCs, framing and timeouts included.
+
+Wiring: pymodbus opens a serial *path* at both ends, and a pty's master end has none, so
+`RtuLine` makes two pty pairs and relays bytes between their master ends in a thread; the
+server opens one slave path (`server_port`) and the driver opens the other (`port`). Both
+slaves are kept open here and set raw, so nothing is echoed or lost while either side starts.
+
+The server runs in its own thread with its own asyncio loop; `stop()` shuts it down and joins
+every thread with a bounded timeout. Register contents are refreshed from the emulated device's
+state on every access (pymodbus `SimDevice.action`), so a test sets a value and the next read
+sees it.
+
+Hooks, per device (a response frame carries the unit id in its first byte):
+- `go_silent()` / `resume()`: the device receives requests but never answers (a cut A/B pair,
+  a powered-off meter);
+- `corrupt_crc(n)`: the next `n` answers go out with a wrong CRC (noise on the line).
+
+The register maps are written here from the manufacturers' documents, independently of the
+drivers, so a mistake in one shows up against the other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import select
+import struct
+import threading
+import tty
+from dataclasses import dataclass
+from types import TracebackType
+
+from pymodbus import FramerType
+from pymodbus.server import ModbusSerialServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from hardware.ports import PilotState
+
+JOIN_TIMEOUT_S = 2.0
+
+# -- Eastron meters (input registers, function code 04, IEEE-754 float32, high word first) ------
+# SDM630-Modbus V2 manual, "Input registers": 30001 phase 1 L-N volts (0x0000), 30007 phase 1
+# current (0x0006), 30053 total system power W (0x0034), 30073 total import kWh (0x0048).
+# SDM72D-M (v1) manual: 30053 total system power (0x0034), 30343 total kWh (0x0156); this meter
+# has no per-phase voltage or current registers.
+SDM_MAPS: dict[str, dict[str, int]] = {
+    "sdm630": {"voltage_v": 0x0000, "current_a": 0x0006, "power_w": 0x0034, "energy_kwh": 0x0048},
+    "sdm72d-m": {"power_w": 0x0034, "energy_kwh": 0x0156},
+}
+SDM_REGISTER_SPAN = 0x0160  # covers every register above
+
+# -- EVSE-DIN / EVSE-WB (evracing, sold by openWB) ------------------------------------------
+# Holding registers, function code 03 ("EVSE Wallbox, DIN, W16 datasheet", Modbus register
+# table): 1000 configured current A, 1001 actual current A, 1002 vehicle state (1 ready /
+# no vehicle, 2 EV present, 3 charging, 4 charging with ventilation, 5 failure e.g. diode
+# check), 1003 PP limit A, 1004 turn-off bit, 1005 firmware version, 1006 EVSE state
+# (1 steady 12 V, 2 PWM on, 3 off), 1007 RCD status.
+EVSE_FIRST_REGISTER = 1000
+EVSE_REGISTER_COUNT = 8
+EVSE_VEHICLE_STATE = 1002
+EVSE_STATE_CODES: dict[PilotState, int] = {
+    PilotState.A: 1,
+    PilotState.B: 2,
+    PilotState.C: 3,
+    PilotState.D: 4,
+    PilotState.E: 5,
+    PilotState.F: 5,
+}
+
+
+def float32_registers(value: float) -> list[int]:
+    """Two registers, high word first, as Eastron meters send a float32."""
+    high, low = struct.unpack(">HH", struct.pack(">f", value))
+    return [high, low]
+
+
+class EmulatedDevice:
+    """Fault hooks common to every emulated device on a line."""
+
+    def __init__(self, unit_id: int) -> None:
+        if not 1 <= unit_id <= 247:
+            raise ValueError("unit_id must be 1..247")
+        self.unit_id = unit_id
+        self.lock = threading.Lock()
+        self.silent = False
+        self.corrupt_next = 0
+        self.requests = 0  # answers attempted, including dropped or corrupted ones
+
+    def go_silent(self) -> None:
+        with self.lock:
+            self.silent = True
+
+    def resume(self) -> None:
+        with self.lock:
+            self.silent = False
+
+    def corrupt_crc(self, frames: int) -> None:
+        """Send the next `frames` answers with a wrong CRC."""
+        with self.lock:
+            self.corrupt_next = frames
+
+    def outgoing(self, frame: bytes) -> bytes:
+        """Apply the hooks to one answer; b"" means nothing is sent."""
+        with self.lock:
+            self.requests += 1
+            if self.silent:
+                return b""
+            if self.corrupt_next > 0:
+                self.corrupt_next -= 1
+                return frame[:-1] + bytes([frame[-1] ^ 0xFF])
+            return frame
+
+    def sim_device(self) -> SimDevice:
+        raise NotImplementedError
+
+
+class EmulatedSdmMeter(EmulatedDevice):
+    """An Eastron SDM630 (v2) or SDM72D-M on the line; energy, power, voltage, current settable.
+
+    The energy register holds float32 kWh like the real meter; `set_energy_wh` stores the
+    nearest float32 to the given Wh, `set_energy_kwh` stores any float (to test rounding)."""
+
+    def __init__(
+        self,
+        *,
+        model: str = "sdm630",
+        unit_id: int = 1,
+        energy_wh: int = 0,
+        power_w: float = 0.0,
+        voltage_v: float = 230.0,
+        current_a: float = 0.0,
+    ) -> None:
+        super().__init__(unit_id)
+        if model not in SDM_MAPS:
+            raise ValueError(f"model must be one of {sorted(SDM_MAPS)}")
+        self.model = model
+        self.energy_kwh = energy_wh / 1000
+        self.power_w = power_w
+        self.voltage_v = voltage_v
+        self.current_a = current_a
+
+    def set_energy_wh(self, wh: int) -> None:
+        with self.lock:
+            self.energy_kwh = wh / 1000
+
+    def set_energy_kwh(self, kwh: float) -> None:
+        with self.lock:
+            self.energy_kwh = kwh
+
+    def set_power_w(self, watts: float) -> None:
+        with self.lock:
+            self.power_w = watts
+
+    def _values(self) -> dict[str, float]:
+        with self.lock:
+            return {
+                "voltage_v": self.voltage_v,
+                "current_a": self.current_a,
+                "power_w": self.power_w,
+                "energy_kwh": self.energy_kwh,
+            }
+
+    async def _refresh(  # noqa: PLR0917 - pymodbus SimAction calls it positionally
+        self,
+        function_code: int,
+        start_address: int,
+        address: int,
+        count: int,
+        registers: list[int],
+        set_values: list[int] | list[bool] | None,
+    ) -> None:
+        if function_code != 4:
+            return
+        values = self._values()
+        for name, register in SDM_MAPS[self.model].items():
+            offset = register - start_address
+            registers[offset : offset + 2] = float32_registers(values[name])
+
+    def sim_device(self) -> SimDevice:
+        # Only the mapped registers are valid; reading anything else is an exception
+        # response (illegal data address), as on the real meter.
+        inputs = [
+            SimData(register, values=0.0, datatype=DataType.FLOAT32)
+            for register in SDM_MAPS[self.model].values()
+        ]
+        return SimDevice(
+            self.unit_id,
+            simdata=(
+                [SimData(0, values=False, datatype=DataType.BITS)],
+                [SimData(0, values=False, datatype=DataType.BITS)],
+                [SimData(0, values=0, datatype=DataType.REGISTERS)],
+                inputs,
+            ),
+            action=self._refresh,
+        )
+
+
+class EmulatedEvseBoard(EmulatedDevice):
+    """An EVSE-DIN board on the line; the vehicle state register follows `set_state`."""
+
+    def __init__(self, *, unit_id: int = 1, state: PilotState = PilotState.A) -> None:
+        super().__init__(unit_id)
+        self.vehicle_state = EVSE_STATE_CODES[state]
+
+    def set_state(self, state: PilotState) -> None:
+        self.set_raw_state(EVSE_STATE_CODES[state])
+
+    def set_raw_state(self, value: int) -> None:
+        """Put any value in register 1002 (to test undocumented values)."""
+        with self.lock:
+            self.vehicle_state = value
+
+    async def _refresh(  # noqa: PLR0917 - pymodbus SimAction calls it positionally
+        self,
+        function_code: int,
+        start_address: int,
+        address: int,
+        count: int,
+        registers: list[int],
+        set_values: list[int] | list[bool] | None,
+    ) -> None:
+        if function_code != 3:
+            return
+        with self.lock:
+            registers[EVSE_VEHICLE_STATE - start_address] = self.vehicle_state
+
+    def sim_device(self) -> SimDevice:
+        holding = [
+            16,  # 1000 configured current, A
+            0,  # 1001 actual current, A
+            1,  # 1002 vehicle state (refreshed on access)
+            32,  # 1003 PP limit, A
+            0,  # 1004 turn-off bit
+            17,  # 1005 firmware version
+            1,  # 1006 EVSE state: steady 12 V
+            0,  # 1007 RCD status
+        ]
+        return SimDevice(
+            self.unit_id,
+            simdata=(
+                [SimData(0, values=False, datatype=DataType.BITS)],
+                [SimData(0, values=False, datatype=DataType.BITS)],
+                [SimData(EVSE_FIRST_REGISTER, values=holding, datatype=DataType.REGISTERS)],
+                [SimData(0, values=0, datatype=DataType.REGISTERS)],
+            ),
+            action=self._refresh,
+        )
+
+
+class RtuLine:
+    """Two pty pairs joined by a relay thread: a null-modem cable with a path at each end."""
+
+    def __init__(self) -> None:
+        self._server_master, self._server_slave = os.openpty()
+        self._client_master, self._client_slave = os.openpty()
+        for fd in (self._server_slave, self._client_slave):
+            tty.setraw(fd)
+        self.server_port = os.ttyname(self._server_slave)
+        self.port = os.ttyname(self._client_slave)
+        self._wake_r, self._wake_w = os.pipe()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._relay, name="rtu-line-relay", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _relay(self) -> None:
+        peer = {self._server_master: self._client_master, self._client_master: self._server_master}
+        while not self._stopping:
+            readable, _, _ = select.select([*peer, self._wake_r], [], [], 1.0)
+            for fd in readable:
+                if fd == self._wake_r:
+                    return
+                try:
+                    data = os.read(fd, 4096)
+                except OSError:  # the other side closed; keep relaying the rest
+                    continue
+                if data:
+                    os.write(peer[fd], data)
+
+    def stop(self) -> None:
+        self._stopping = True
+        os.write(self._wake_w, b"x")
+        self._thread.join(JOIN_TIMEOUT_S)
+        for fd in (
+            self._server_master,
+            self._server_slave,
+            self._client_master,
+            self._client_slave,
+            self._wake_r,
+            self._wake_w,
+        ):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class _Running:
+    loop: asyncio.AbstractEventLoop
+    stop: asyncio.Event
+
+
+class ModbusRtuEmulator:
+    """pymodbus RTU server for one or more emulated devices, on a pty.
+
+    `port` is the path the driver opens. Use as a context manager, or `start()` / `stop()`.
+    `baudrate` only sets pymodbus's frame timing (a pty has no line speed)."""
+
+    def __init__(self, *devices: EmulatedDevice, baudrate: int = 38400) -> None:
+        if not devices:
+            raise ValueError("at least one device")
+        ids = [device.unit_id for device in devices]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"unit ids must be distinct, got {ids}")
+        self.devices = {device.unit_id: device for device in devices}
+        self.baudrate = baudrate
+        self._line = RtuLine()
+        self.port = self._line.port
+        self._ready = threading.Event()
+        self._running: _Running | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._serve, name="rtu-emulator", daemon=True)
+
+    def _trace_packet(self, sending: bool, frame: bytes) -> bytes:
+        if not sending or not frame:
+            return frame
+        device = self.devices.get(frame[0])
+        return device.outgoing(frame) if device else frame
+
+    def _serve(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except Exception as exc:  # reported to start(), which raises it in the caller
+            self._error = exc
+            self._ready.set()
+
+    async def _main(self) -> None:
+        server = ModbusSerialServer(
+            [device.sim_device() for device in self.devices.values()],
+            framer=FramerType.RTU,
+            port=self._line.server_port,
+            baudrate=self.baudrate,
+            trace_packet=self._trace_packet,
+        )
+        await server.serve_forever(background=True)
+        stop = asyncio.Event()
+        self._running = _Running(asyncio.get_running_loop(), stop)
+        self._ready.set()
+        await stop.wait()
+        await server.shutdown()  # type: ignore[no-untyped-call]  # pymodbus leaves it untyped
+
+    def start(self) -> ModbusRtuEmulator:
+        self._line.start()
+        self._thread.start()
+        if not self._ready.wait(JOIN_TIMEOUT_S) or self._error is not None:
+            self._line.stop()
+            raise RuntimeError(f"emulator did not start: {self._error!r}")
+        return self
+
+    def stop(self) -> None:
+        running = self._running
+        if running is not None:
+            running.loop.call_soon_threadsafe(running.stop.set)
+        self._thread.join(JOIN_TIMEOUT_S)
+        self._line.stop()
+
+    def __enter__(self) -> ModbusRtuEmulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
