@@ -1,0 +1,211 @@
+"""The protection module: clear card data in, token + masked PAN + encrypted blob out.
+
+With the card kernel, this is the only place where clear card data lives: in memory, for the
+one call to `ProtectionModule.protect`. What it returns, a `ProtectedCard`, carries no PAN,
+no track 2 and no EMV data in clear, and may be logged, journaled and sent. Python cannot
+reliably erase an immutable `str`; the serialized plaintext is held in a `bytearray` and
+zeroed after encryption, and nothing here keeps a reference to the inputs.
+
+Per transaction (ANSI X9.24-3-2017 §6.4, §6.3.3):
+
+1. reserve the next valid DUKPT transaction counter and persist it (`CounterStore.save`)
+   **before** any key for it is derived, so a restart can never reuse a KSN;
+2. derive the *data encryption, encrypt* and *MAC generation* working keys for it;
+3. encrypt the card data (AES-CBC, random IV) and authenticate it (AES-CMAC), see `blob.py`.
+
+The token (`token.py`) is computed from the PAN with the fleet token key.
+
+This module is not thread-safe; the daemon thread owns it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from terminal.errors import CardError, KeyMaterialError
+from terminal.protection.blob import (
+    IV_LENGTH,
+    CardData,
+    EncryptedBlob,
+    cmac,
+    encode_card_data,
+    mac_input,
+    tag_hex,
+)
+from terminal.protection.counter import CounterStore, FileCounterStore
+from terminal.protection.dukpt import DukptOriginator, KeyUsage, derive_working_key, next_counter
+from terminal.protection.keys import load_device_keys
+from terminal.protection.token import TokenKey, canonical_pan, card_token, mask_pan, rfid_token
+
+# EMV Book 3 Annex A, tag 5F24 "Application Expiration Date" is YYMMDD; the kernel hands the
+# YYMM part, as track 2 carries it (ISO/IEC 7813).
+_EXPIRY_LENGTH = 4
+_CENTURY = 2000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProtectedCard:
+    """A presented payment card after protection: safe to log, journal and send.
+
+    ``token`` recognises the card fleet-wide; ``masked_pan`` / ``last4`` are for the screen and
+    receipt; ``brand`` is passed through from the kernel; ``blob`` is the encrypted data the
+    gateway decrypts to authorize.
+    """
+
+    token: str
+    masked_pan: str
+    last4: str
+    brand: str
+    expiry_month: int
+    expiry_year: int
+    blob: EncryptedBlob
+
+    def to_json(self) -> dict[str, Any]:
+        """The wire form, for the authorization request body."""
+        return {
+            "token": self.token,
+            "masked_pan": self.masked_pan,
+            "last4": self.last4,
+            "brand": self.brand,
+            "expiry_month": self.expiry_month,
+            "expiry_year": self.expiry_year,
+            "blob": self.blob.to_json(),
+        }
+
+
+def parse_expiry(expiry: str) -> tuple[int, int]:
+    """``YYMM`` → (month, four-digit year); anything else is a malformed card answer."""
+    if len(expiry) != _EXPIRY_LENGTH or not (expiry.isascii() and expiry.isdigit()):
+        raise CardError("the expiry date is not YYMM")
+    year, month = int(expiry[:2]), int(expiry[2:])
+    if not 1 <= month <= 12:
+        raise CardError("the expiry month is not 01..12")
+    return month, _CENTURY + year
+
+
+class ProtectionModule:
+    """Turns a card's clear data into a `ProtectedCard`; built once by the composition root.
+
+    Dependencies arrive as values: the fleet token key, the device's DUKPT keys, the counter
+    store, and the source of random IVs (`os.urandom` unless a test passes its own).
+    The last reserved counter is read once, here, so a missing counter file stops start-up.
+    """
+
+    __slots__ = ("_counters", "_last_counter", "_originator", "_random_bytes", "_token_key")
+
+    def __init__(
+        self,
+        *,
+        token_key: TokenKey,
+        originator: DukptOriginator,
+        counters: CounterStore,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self._token_key = token_key
+        self._originator = originator
+        self._counters = counters
+        self._random_bytes = random_bytes
+        self._last_counter = counters.load()
+
+    @classmethod
+    def from_key_dir(cls, key_dir: Path) -> ProtectionModule:
+        """Load a device key directory written by `provision_fleet` (see `keys.py`)."""
+        keys = load_device_keys(key_dir)
+        return cls(
+            token_key=keys.token_key,
+            originator=keys.originator,
+            counters=FileCounterStore(keys.counter_path),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"ProtectionModule(initial_key_id={self._originator.initial_key_id.hex()}, "
+            f"last_counter={self._last_counter:#010x}, keys=<hidden>)"
+        )
+
+    @property
+    def last_counter(self) -> int:
+        """The last DUKPT transaction counter reserved (0 before the first transaction)."""
+        return self._last_counter
+
+    def rfid_token(self, uid: bytes) -> str:
+        """The fleet-wide token of an RFID identification card's UID."""
+        return rfid_token(self._token_key, uid)
+
+    def card_token(self, pan: str) -> str:
+        """The fleet-wide token of a PAN (what `protect` puts in `ProtectedCard.token`)."""
+        return card_token(self._token_key, pan)
+
+    def _reserve_counter(self) -> int:
+        counter = next_counter(self._last_counter)
+        if counter is None:
+            raise KeyMaterialError(
+                "DUKPT transaction counter exhausted; the device needs a new initial key"
+            )
+        self._counters.save(counter)  # durable before the key is derived (never reuse a KSN)
+        self._last_counter = counter
+        return counter
+
+    def protect(
+        self,
+        *,
+        pan: str,
+        expiry: str,
+        pan_sequence: str | None,
+        track2: bytes | None,
+        emv_data: tuple[tuple[int, bytes], ...],
+        brand: str,
+    ) -> ProtectedCard:
+        """Protect one presented card; CardError for malformed data, KeyMaterialError if the
+        counter cannot be reserved (no key is used then)."""
+        digits = canonical_pan(pan)
+        month, year = parse_expiry(expiry)
+        data = CardData(
+            pan=digits,
+            expiry=expiry,
+            pan_sequence=pan_sequence,
+            track2=track2.hex().upper() if track2 is not None else None,
+            emv=[[tag_hex(tag), value.hex().upper()] for tag, value in emv_data],
+        )
+        plaintext = bytearray(encode_card_data(data))
+        try:
+            blob = self._encrypt(plaintext)
+        finally:
+            plaintext[:] = bytes(len(plaintext))
+        return ProtectedCard(
+            token=card_token(self._token_key, digits),
+            masked_pan=mask_pan(digits),
+            last4=digits[-4:],
+            brand=brand,
+            expiry_month=month,
+            expiry_year=year,
+            blob=blob,
+        )
+
+    def _encrypt(self, plaintext: bytearray) -> EncryptedBlob:
+        counter = self._reserve_counter()
+        originator = self._originator
+        ksn = originator.ksn(counter)
+        key_type = originator.key_type
+        transaction_key = originator.transaction_key(counter)
+        data_key = derive_working_key(transaction_key, ksn, KeyUsage.DATA_ENCRYPT, key_type)
+        mac_key = derive_working_key(transaction_key, ksn, KeyUsage.MAC_GENERATION, key_type)
+        iv = self._random_bytes(IV_LENGTH)
+        if len(iv) != IV_LENGTH:
+            raise KeyMaterialError("the random source gave an IV of the wrong length")
+        padder = padding.PKCS7(algorithms.AES.block_size).padder()
+        padded = bytearray(padder.update(bytes(plaintext)) + padder.finalize())
+        try:
+            encryptor = Cipher(algorithms.AES(data_key), modes.CBC(iv)).encryptor()
+            ciphertext = encryptor.update(bytes(padded)) + encryptor.finalize()
+        finally:
+            padded[:] = bytes(len(padded))
+        mac = cmac(mac_key, mac_input(ksn, key_type, iv, ciphertext))
+        return EncryptedBlob(ksn=ksn, key_type=key_type, iv=iv, ciphertext=ciphertext, mac=mac)
