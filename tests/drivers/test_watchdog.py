@@ -1,0 +1,68 @@
+"""The watchdog driver against a regular file and a pty standing in for /dev/watchdog."""
+
+from __future__ import annotations
+
+import os
+import select
+import tty
+from pathlib import Path
+
+import pytest
+
+from drivers.watchdog import LinuxWatchdog, WatchdogSettings
+from hardware.ports import DeviceFault
+
+
+def test_kicks_write_one_byte_each_and_stop_writes_the_magic_v(tmp_path: Path) -> None:
+    device = tmp_path / "watchdog"
+    device.touch()
+    watchdog = LinuxWatchdog(WatchdogSettings(path=str(device)))
+    assert device.read_bytes() == b""  # opening arms; nothing is written until told
+    watchdog.kick()
+    watchdog.kick()
+    assert device.read_bytes() == b"\x00\x00"
+    watchdog.stop()
+    assert device.read_bytes() == b"\x00\x00V"
+    watchdog.stop()  # idempotent
+    assert device.read_bytes() == b"\x00\x00V"
+
+
+def test_kick_after_stop_is_a_fault(tmp_path: Path) -> None:
+    device = tmp_path / "watchdog"
+    device.touch()
+    watchdog = LinuxWatchdog(WatchdogSettings(path=str(device)))
+    watchdog.stop()
+    with pytest.raises(DeviceFault, match="stopped"):
+        watchdog.kick()
+
+
+def read_available(fd: int) -> bytes:
+    data = b""
+    while select.select([fd], [], [], 0.5)[0]:
+        data += os.read(fd, 64)
+        if data.endswith(b"V"):
+            break
+    return data
+
+
+def test_bytes_reach_the_device_through_a_pty() -> None:
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    try:
+        watchdog = LinuxWatchdog(WatchdogSettings(path=os.ttyname(slave)))
+        watchdog.kick()
+        watchdog.stop()
+        assert read_available(master) == b"\x00V"
+    finally:
+        os.close(slave)
+        os.close(master)
+
+
+def test_missing_device_is_a_fault(tmp_path: Path) -> None:
+    with pytest.raises(DeviceFault, match="cannot open"):
+        LinuxWatchdog(WatchdogSettings(path=str(tmp_path / "missing" / "watchdog")))
+
+
+def test_relative_path_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"hardware\.watchdog\.path"):
+        WatchdogSettings(path="dev/watchdog")
