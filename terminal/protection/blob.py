@@ -1,7 +1,7 @@
 """The encrypted card-data blob: what the kiosk sends to the gateway for authorization.
 
 Construction (encrypt-then-MAC, both keys DUKPT working keys of the same transaction,
-ANSI X9.24-3-2017 §6.3.3):
+ANSI X9.24-3-2017, working key derivation):
 
 - plaintext: the card's sensitive data as compact JSON with sorted keys (`CardData`);
 - encryption: AES-CBC (NIST SP 800-38A) with PKCS#7 padding under the *data encryption,

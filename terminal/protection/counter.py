@@ -1,6 +1,6 @@
 """Durable DUKPT transaction counters: a KSN is never used twice, across restarts and crashes.
 
-ANSI X9.24-3-2017 §6.4 requires every transaction to use a new counter. The protection module
+ANSI X9.24-3-2017 requires every transaction to use a new counter. The protection module
 therefore *reserves* a counter before it derives the key: it writes the counter to the store,
 durably, and only then uses it. A crash after the write and before the use wastes one
 counter (harmless: there are about 2^31 usable ones); a crash can never make a counter be

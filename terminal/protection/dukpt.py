@@ -3,25 +3,27 @@
 Both sides of the scheme live here, as pure functions over bytes:
 
 - the **receiving (host) side** derives a device's Initial Key (IK) from the Base Derivation
-  Key (BDK) and the device's Initial Key ID (X9.24-3-2017 §6.3.1), and a transaction's
-  derivation key and working keys from the BDK and the transaction's KSN (§6.3.2, §6.3.3);
+  Key (BDK) and the device's Initial Key ID (the standard's "Derive Initial Key"), and a
+  transaction's derivation key and working keys from the BDK and the transaction's KSN;
 - the **originating (device) side**, `DukptOriginator`, holds the IK and the Initial Key ID
   and derives, for a transaction counter, the transaction (derivation) key and its working
-  keys. The counter rules of §6.4 (never zero, at most 16 one-bits, skip the rest, stop after
+  keys. The counter rules (never zero, at most 16 one-bits, skip the rest, stop after
   0xFFFF0000) are `is_valid_counter` and `next_counter`.
 
 Intermediate derivation keys: the standard's reference device keeps 32 intermediate
 derivation key registers and erases each after use, which gives forward secrecy (a captured
 device cannot recompute the keys of past transactions). This module derives them **on
 demand** from the IK instead: for counter `c` it walks the one-bits of `c` from the most
-significant down, one AES derivation per bit (at most 16), exactly as the host does (§6.3.2).
-The keys produced are identical (the tests check both the published vectors and the
-transaction counter's skip boundaries); the trade-off is that the IK stays at rest on the
-device, so the only state to persist between restarts is the counter (see `counter.py`).
-A Raspberry Pi is no tamper-responsive device either way, so the register file would buy
-little against an attacker who holds the SD card; the README states the PCI scope.
+significant down, one AES derivation per bit (at most 16), exactly as the host does.
+The keys produced are identical (the tests check the published vectors, and compare with a
+model of the standard's register device past the first skipped counter). What this gives:
+the only state to persist between restarts is the counter (see `counter.py`), written before
+each use. What it costs: the IK stays at rest on the device, so whoever copies the key
+directory can recompute the keys of *past* transactions too, where the register scheme
+would expose only future ones. A Raspberry Pi is no tamper-responsive device (no PCI PTS),
+so either way a stolen SD card means re-keying the device; the README states the PCI scope.
 
-Key derivation (§6.3, "Derive Key"): the derived key is the concatenation of
+Key derivation (the standard's "Derive Key"): the derived key is the concatenation of
 AES-ECB(derivation key, derivation data) over as many 16-byte blocks as the derived key
 needs, with the block number in byte 1 of the derivation data, truncated to the key length.
 """
@@ -35,20 +37,20 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from terminal.errors import KeyMaterialError
 
-# X9.24-3-2017 §6.1: the KSN is 96 bits, the Initial Key ID (BDK ID ‖ derivation ID) 64 of
-# them and the transaction counter the last 32.
+# X9.24-3-2017 key serial number: the KSN is 96 bits, the Initial Key ID (BDK ID ‖ derivation
+# ID) 64 of them and the transaction counter the last 32.
 KSN_LENGTH = 12
 INITIAL_KEY_ID_LENGTH = 8
 BDK_ID_LENGTH = 4
 DERIVATION_ID_LENGTH = 4
 
-# §6.4: a counter with more than 16 one-bits is never used; 0xFFFF0000 is therefore the last
+# Counter rule: a counter with more than 16 one-bits is never used; 0xFFFF0000 is therefore the last
 # usable counter, after which the device must be given a new initial key.
 MAX_ONE_BITS = 16
 MAX_COUNTER = 0xFFFF_0000
 _COUNTER_BITS = 32
 
-# §6.3, derivation data byte 0: version of the derivation data format.
+# Derivation data byte 0: version of the derivation data format.
 _DERIVATION_DATA_VERSION = 0x01
 _AES_BLOCK = 16
 
@@ -56,8 +58,8 @@ _AES_BLOCK = 16
 class KeyType(enum.Enum):
     """Key types AES DUKPT derives, with the algorithm indicator of the derivation data.
 
-    X9.24-3-2017 §6.3.2, table "Key Type" (derivation data bytes 4-5, and the key length in
-    bits in bytes 6-7). The TDEA working key types (0x0000, 0x0001) are not offered here.
+    X9.24-3-2017, derivation data, "Key Type" (derivation data bytes 4-5, and the key length
+    in bits in bytes 6-7). The TDEA working key types (0x0000, 0x0001) are not offered here.
     """
 
     AES128 = (0x0002, 128)
@@ -102,7 +104,7 @@ class KeyType(enum.Enum):
 
 
 class KeyUsage(enum.IntEnum):
-    """Key usage indicators (derivation data bytes 2-3), X9.24-3-2017 §6.3.2 table "Key Usage".
+    """Key usage indicators (derivation data bytes 2-3), X9.24-3-2017 table "Key Usage".
 
     Usages name the originating device's use: a blob the device encrypts with
     DATA_ENCRYPT is decrypted by the host with the same key, derived with the same usage.
@@ -124,7 +126,7 @@ class KeyUsage(enum.IntEnum):
 class InitialKeyId:
     """The 64-bit Initial Key ID: BDK ID (which BDK the host uses) ‖ derivation ID (which device).
 
-    X9.24-3-2017 §6.1; it is the leftmost 64 bits of every KSN the device sends.
+    X9.24-3-2017; it is the leftmost 64 bits of every KSN the device sends.
     """
 
     bdk_id: bytes
@@ -157,7 +159,7 @@ class InitialKeyId:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Ksn:
-    """A Key Serial Number: the Initial Key ID and the 32-bit transaction counter (§6.1)."""
+    """A Key Serial Number: the Initial Key ID and the 32-bit transaction counter (X9.24-3-2017)."""
 
     initial_key_id: InitialKeyId
     counter: int
@@ -191,7 +193,7 @@ class Ksn:
 
 
 def is_valid_counter(counter: int) -> bool:
-    """Whether a device may use this transaction counter (§6.4).
+    """Whether a device may use this transaction counter (X9.24-3-2017 counter rules).
 
     Valid counters are 1..0xFFFF0000 with at most 16 one-bits; 0xFFFFFFFF is reserved for
     the DUKPT update key and has 32 one-bits anyway.
@@ -200,7 +202,7 @@ def is_valid_counter(counter: int) -> bool:
 
 
 def next_counter(counter: int) -> int | None:
-    """The first valid counter after `counter`, or None when the key is exhausted (§6.4).
+    """The first valid counter after `counter`, or None when the key is exhausted.
 
     Counting up from 0 gives 1. A counter with more than 16 one-bits is skipped by adding
     its lowest one-bit, which clears a run of ones; this is the standard's "Set Bit" skip.
@@ -212,7 +214,7 @@ def next_counter(counter: int) -> int | None:
 
 
 def derivation_data(usage: KeyUsage, key_type: KeyType, context: bytes) -> bytes:
-    """The 16-byte derivation data of §6.3.2 for the first block.
+    """The 16-byte derivation data of X9.24-3-2017 for the first block.
 
     ``context`` is the 8-byte Initial Key ID (for the initial key) or the 4-byte derivation
     ID ‖ 4-byte counter (for intermediate and working keys).
@@ -229,10 +231,10 @@ def derivation_data(usage: KeyUsage, key_type: KeyType, context: bytes) -> bytes
 
 
 def derive_key(derivation_key: bytes, key_type: KeyType, data: bytes) -> bytes:
-    """§6.3 "Derive Key": AES-ECB of the derivation data, one block per 128 bits of output.
+    """X9.24-3-2017 "Derive Key": AES-ECB of the derivation data, one block per 128 bits of output.
 
     The derivation key may be any AES size; the output is `key_type.length` bytes. A working
-    key stronger than the key it is derived from is refused (§6.3.2).
+    key stronger than the key it is derived from is refused, as the standard requires.
     """
     if key_type.bits > len(derivation_key) * 8:
         raise KeyMaterialError(
@@ -254,7 +256,7 @@ def _counter_context(initial_key_id: InitialKeyId, counter: int) -> bytes:
 
 
 def derive_initial_key(bdk: bytes, initial_key_id: InitialKeyId) -> bytes:
-    """The device's Initial Key from the BDK and its Initial Key ID (§6.3.1).
+    """The device's Initial Key from the BDK and its Initial Key ID ("Derive Initial Key").
 
     The IK has the BDK's own key type (AES-128 BDK → AES-128 IK, AES-256 → AES-256).
     """
@@ -264,7 +266,7 @@ def derive_initial_key(bdk: bytes, initial_key_id: InitialKeyId) -> bytes:
 
 
 def derive_transaction_key(initial_key: bytes, ksn: Ksn) -> bytes:
-    """The transaction's derivation key from the IK, walking the counter's one-bits (§6.3.2).
+    """The transaction's derivation key from the IK, walking the counter's one-bits.
 
     Starting from the IK, for each one-bit of the counter from the most significant down,
     the key so far derives the next with the counter's bits down to that one
@@ -292,7 +294,7 @@ def derive_transaction_key(initial_key: bytes, ksn: Ksn) -> bytes:
 def derive_working_key(
     transaction_key: bytes, ksn: Ksn, usage: KeyUsage, key_type: KeyType
 ) -> bytes:
-    """A working key of `usage` and `key_type` from the transaction's derivation key (§6.3.3)."""
+    """A working key of `usage` and `key_type` from the transaction's derivation key."""
     data = derivation_data(usage, key_type, _counter_context(ksn.initial_key_id, ksn.counter))
     return derive_key(transaction_key, key_type, data)
 

@@ -1,7 +1,7 @@
 """The receiving side of card-data protection, for the gateway: BDK + blob → card data.
 
-ANSI X9.24-3-2017 §6.3: from the BDK and the KSN in the blob the host derives the device's
-Initial Key, the transaction's derivation key and the two working keys the device used
+ANSI X9.24-3-2017, host derivation: from the BDK and the KSN in the blob the host derives
+the device's Initial Key, the transaction's derivation key and the two working keys the device used
 (*data encryption, encrypt* and *MAC generation*). The blob's CMAC is checked, in constant
 time, before anything is decrypted (see `blob.py` for the construction).
 

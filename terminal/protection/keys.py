@@ -8,7 +8,7 @@ file, as OpenSSH refuses a private key that others can read.
 A device key directory (mode 0700) holds::
 
     token.key       the fleet token key (32 bytes)                      (token.py)
-    dukpt-ik.key    the device's DUKPT Initial Key (16, 24 or 32 bytes)  (X9.24-3-2017 §6.3.1)
+    dukpt-ik.key    the device's DUKPT Initial Key (16, 24 or 32 bytes)
     dukpt-ikid      its Initial Key ID: BDK ID ‖ derivation ID (8 bytes)
     dukpt-counter   the last reserved transaction counter                (counter.py)
 
@@ -115,7 +115,7 @@ def load_device_keys(key_dir: Path) -> DeviceKeys:
     if not counter_path.is_file():
         raise KeyMaterialError(f"{counter_path}: DUKPT counter file missing")
     return DeviceKeys(
-        token_key=TokenKey(token),
+        token_key=TokenKey(secret=token),
         originator=DukptOriginator(
             initial_key=initial_key, initial_key_id=InitialKeyId.from_bytes(ikid)
         ),
@@ -163,7 +163,7 @@ def load_gateway_keys(key_dir: Path) -> GatewayKeys:
         bdk_id=bdk_id,
         key_type=key_type,
         bdk=bdk,
-        token_key=TokenKey(token),
+        token_key=TokenKey(secret=token),
         devices=devices,
     )
 
@@ -222,9 +222,10 @@ def provision_fleet(
 
     A fresh BDK, BDK ID and fleet token key are drawn from `random_bytes`; device *n*
     (in the order given, from 1) gets derivation ID *n*, its Initial Key is derived from the
-    BDK (X9.24-3-2017 §6.3.1) and its counter file starts at 0. Directories are 0700, files
-    0600; nothing existing is overwritten (re-provisioning a device over its counter file
-    would make it reuse KSNs). Layout: ``out_dir/gateway/`` and ``out_dir/devices/<name>/``.
+    BDK (X9.24-3-2017 "Derive Initial Key") and its counter file starts at 0. Directories are
+    0700, files 0600; nothing existing is overwritten (re-provisioning a device over its
+    counter file would make it reuse KSNs).
+    Layout: ``out_dir/gateway/`` and ``out_dir/devices/<name>/``.
     """
     if not fleet_id.strip():
         raise ConfigError("fleet", "the fleet id is empty")

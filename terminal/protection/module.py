@@ -6,7 +6,7 @@ no track 2 and no EMV data in clear, and may be logged, journaled and sent. Pyth
 reliably erase an immutable `str`; the serialized plaintext is held in a `bytearray` and
 zeroed after encryption, and nothing here keeps a reference to the inputs.
 
-Per transaction (ANSI X9.24-3-2017 §6.4, §6.3.3):
+Per transaction (ANSI X9.24-3-2017):
 
 1. reserve the next valid DUKPT transaction counter and persist it (`CounterStore.save`)
    **before** any key for it is derived, so a restart can never reuse a KSN;

@@ -51,7 +51,7 @@ TOKEN_KEY_LENGTH = 32  # HMAC-SHA256 key as long as the hash (RFC 2104 §3)
 MASK = "\u2022\u2022\u2022\u2022"  # "••••"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TokenKey:
     """The fleet token key: 32 secret bytes shared by every kiosk and the gateway of a fleet.
 

@@ -21,7 +21,7 @@ from terminal.protection.token import (
 )
 
 PAN = "4761739001010010"  # a Visa test-card PAN (EMVCo test cards); no real account
-KEY = TokenKey(bytes(range(32)))
+KEY = TokenKey(secret=bytes(range(32)))
 FULLWIDTH_PAN = "".join(chr(0xFF10 + int(d)) for d in PAN)  # Unicode digits, not ASCII
 TOKEN_SHAPE = re.compile(r"ct_[a-z2-7]{24}")
 
@@ -152,8 +152,8 @@ def test_malformed_pan_is_a_card_error(bad: str) -> None:
 
 def test_token_key_must_be_32_bytes_and_hides_itself() -> None:
     with pytest.raises(KeyMaterialError):
-        TokenKey(b"short")
-    key = TokenKey(bytes.fromhex("AB" * 32))
+        TokenKey(secret=b"short")
+    key = TokenKey(secret=bytes.fromhex("AB" * 32))
 
     assert "AB" not in repr(key).upper().replace("TOKENKEY", "")
     assert "hidden" in repr(key)

@@ -290,7 +290,7 @@ def test_next_counter_is_the_smallest_valid_counter_above(counter: int) -> None:
 
 
 def _register_device(initial_key: bytes, transactions: int) -> list[tuple[int, bytes]]:
-    """The standard's originating device (X9.24-3-2017 §6.5), with its 32 registers.
+    """The standard's originating-device algorithm (X9.24-3-2017), with its 32 registers.
 
     Load Initial Key fills register i with the key for counter 2^i; each transaction uses the
     register of the counter's lowest one-bit, then (if the counter has fewer than 16
