@@ -1,0 +1,208 @@
+"""The price before start, as a driver must see it (AFIR, Regulation (EU) 2023/1804, Art. 5:
+the ad-hoc price per kWh, per minute, per session, and any idle fee, shown before the session
+starts, VAT included).
+
+`price_display` composes it from the tariff elements active for a session starting at a
+given moment (OCPI 2.2.1 mod_tariffs: the first element per dimension whose restrictions
+hold, evaluated at duration 0 and 0 kWh). Elements restricted by power or current apply only
+when the caller states the power (and current) the station delivers; without it, the
+unrestricted fallback element is shown and the display says prices vary.
+
+Unit prices keep two digits beyond the currency's minor unit (0.275 EUR per kWh, 0.0333 EUR
+per minute): a price per unit is not an amount to pay, and rounding it to cents would misstate
+it. Lines exist in English and German (`LOCALES`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING
+
+from terminal.money import minor_exponent
+from terminal.tariff.model import Price, TariffDimension
+
+if TYPE_CHECKING:
+    from terminal.tariff.rules import Plan
+
+__all__ = ["LOCALES", "PriceDisplay", "UnitPrice", "price_display"]
+
+_HUNDRED = Decimal(100)
+_SIXTY = Decimal(60)
+
+# Text per language (ISO 639-1). `{}` is the formatted amount with its currency code.
+LOCALES: dict[str, dict[str, str]] = {
+    "en": {
+        "energy": "{} per kWh",
+        "time": "{} per minute charging",
+        "flat": "{} per session",
+        "parking": "Idle fee {} per minute",
+        "min": "Minimum price {}",
+        "max": "Maximum price {}",
+        "vat": "incl. {}% VAT",
+        "no_vat": "no VAT",
+        "varies": "Prices vary with time and use",
+        "free": "Free of charge",
+        "step_time": "billed per {} min",
+        "step_energy": "billed per {} Wh",
+        "up_to": "up to {}",
+    },
+    "de": {
+        "energy": "{} pro kWh",
+        "time": "{} pro Minute Ladezeit",
+        "flat": "{} pro Ladevorgang",
+        "parking": "Standgebühr {} pro Minute",
+        "min": "Mindestpreis {}",
+        "max": "Höchstpreis {}",
+        "vat": "inkl. {} % MwSt.",
+        "no_vat": "ohne MwSt.",
+        "varies": "Preise abhängig von Zeit und Nutzung",
+        "free": "Kostenlos",
+        "step_time": "Abrechnung je angefangene {} min",
+        "step_energy": "Abrechnung je angefangene {} Wh",
+        "up_to": "bis zu {}",
+    },
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnitPrice:
+    """A price component as shown: per kWh, per hour, or per session, excl. VAT."""
+
+    price: Decimal
+    vat: Decimal | None
+    step_size: int
+    up_to: bool = False  # the dearest of several that may apply, by power or current
+
+    @property
+    def incl_vat(self) -> Decimal:
+        """The price incl. VAT (no VAT given means none applies)."""
+        return self.price * (1 + (self.vat or 0) / _HUNDRED)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PriceDisplay:
+    """What a session starting now costs, per dimension (None: that dimension is free)."""
+
+    currency: str
+    energy: UnitPrice | None
+    time: UnitPrice | None
+    flat: UnitPrice | None
+    parking: UnitPrice | None
+    min_price: Price | None
+    max_price: Price | None
+    varies: bool
+
+    def lines(self, locale: str = "en") -> tuple[str, ...]:
+        """Short lines for the idle screen, in the language of `locale` (e.g. "de_DE")."""
+        words = LOCALES[locale.replace("-", "_").split("_")[0].lower()]
+        comma = words is LOCALES["de"]
+
+        def amount(value: Decimal, extra: int = 2, up_to: bool = False) -> str:
+            text = f"{_format(value, self.currency, extra, comma)} {self.currency}"
+            return words["up_to"].format(text) if up_to else text
+
+        out: list[str] = []
+        shown = [p for p in (self.energy, self.time, self.flat, self.parking) if p is not None]
+        if self.energy is not None:
+            out.append(
+                words["energy"].format(amount(self.energy.incl_vat, up_to=self.energy.up_to))
+            )
+            if self.energy.step_size > 1:
+                out.append(words["step_energy"].format(self.energy.step_size))
+        if self.time is not None:
+            per_minute = self.time.incl_vat / _SIXTY
+            out.append(words["time"].format(amount(per_minute, up_to=self.time.up_to)))
+        if self.flat is not None:
+            out.append(words["flat"].format(amount(self.flat.incl_vat, 0, self.flat.up_to)))
+        if self.parking is not None:
+            idle = self.parking.incl_vat / _SIXTY
+            out.append(words["parking"].format(amount(idle, up_to=self.parking.up_to)))
+            if self.parking.step_size > 60:
+                minutes = Decimal(self.parking.step_size) / _SIXTY
+                out.append(words["step_time"].format(_plain(minutes, comma)))
+        if self.min_price is not None:
+            out.append(words["min"].format(amount(_incl(self.min_price), 0)))
+        if self.max_price is not None:
+            out.append(words["max"].format(amount(_incl(self.max_price), 0)))
+        if not any(p.price for p in shown) and self.min_price is None:
+            out.insert(0, words["free"])
+        rates = sorted({p.vat for p in shown if p.vat is not None and p.price})
+        if rates:
+            out.append(words["vat"].format(" / ".join(_plain(r, comma) for r in rates)))
+        elif shown and any(p.price for p in shown):
+            out.append(words["no_vat"])
+        if self.varies:
+            out.append(words["varies"])
+        return tuple(out)
+
+
+def _incl(price: Price) -> Decimal:
+    return price.incl_vat if price.incl_vat is not None else price.excl_vat
+
+
+def _plain(value: Decimal, comma: bool) -> str:
+    text = f"{value.normalize():f}"
+    return text.replace(".", ",") if comma else text
+
+
+def _format(value: Decimal, currency: str, extra: int, comma: bool) -> str:
+    """At least the currency's minor digits, at most `extra` more, rounded half-up."""
+    exponent = minor_exponent(currency)
+    text = f"{value.quantize(Decimal(1).scaleb(-(exponent + extra)), ROUND_HALF_UP):f}"
+    if "." in text:
+        whole, frac = text.split(".")
+        frac = frac.rstrip("0").ljust(exponent, "0")
+        text = f"{whole}.{frac}" if frac else whole
+    return text.replace(".", ",") if comma else text
+
+
+def price_display(
+    plan: Plan, at_us: int, *, power_w: int | None = None, current_ma: int | None = None
+) -> PriceDisplay:
+    """The price of a session starting at `at_us` (µs since the epoch)."""
+    ok = plan.static_ok(at_us, at_us, 0)
+
+    def shown(dimension: TariffDimension) -> UnitPrice | None:
+        # Elements whose electrical restrictions cannot be judged (no power or current
+        # given) are candidates; the dearest candidate up to the first element that surely
+        # applies is shown as "up to", so the screen never understates the price.
+        candidates: list[UnitPrice] = []
+        for index in plan.by_dimension[dimension]:
+            component = plan.components[index]
+            rule = plan.rules[component.element]
+            if not ok[component.element]:
+                continue
+            price = UnitPrice(
+                price=component.price, vat=component.vat, step_size=component.step_size
+            )
+            if rule.electrical:
+                needs_current = rule.min_ma is not None or rule.max_ma is not None
+                needs_power = rule.min_w is not None or rule.max_w is not None
+                unknown = (needs_power and power_w is None) or (
+                    needs_current and current_ma is None
+                )
+                if unknown:
+                    candidates.append(price)
+                    continue
+                if not rule.electrical_match(power_w or 0, current_ma or 0):
+                    continue
+            if not candidates:
+                return price
+            candidates.append(price)
+            break
+        if not candidates:
+            return None
+        dearest = max(candidates, key=lambda p: p.incl_vat)
+        return replace(dearest, up_to=True)
+
+    return PriceDisplay(
+        currency=plan.tariff.currency,
+        energy=shown(TariffDimension.ENERGY),
+        time=shown(TariffDimension.TIME),
+        flat=shown(TariffDimension.FLAT),
+        parking=shown(TariffDimension.PARKING_TIME),
+        min_price=plan.tariff.min_price,
+        max_price=plan.tariff.max_price,
+        varies=any(len(indices) > 1 for indices in plan.by_dimension.values()),
+    )
