@@ -49,7 +49,9 @@ class MemoryCounterStore:
 
 def _module(store: MemoryCounterStore, bdk: bytes = BDK) -> ProtectionModule:
     originator = DukptOriginator(initial_key=derive_initial_key(bdk, IKID), initial_key_id=IKID)
-    return ProtectionModule(token_key=TokenKey(secret=bytes(32)), originator=originator, counters=store)
+    return ProtectionModule(
+        token_key=TokenKey(secret=bytes(32)), originator=originator, counters=store
+    )
 
 
 def _protect(module: ProtectionModule, **overrides: object) -> ProtectedCard:
