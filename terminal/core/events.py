@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypedDict
 
 from hardware.ports import PilotState
 from terminal.core.session import Card, Session
@@ -35,6 +36,13 @@ class CardProblem(enum.Enum):
     TAP_AGAIN = "tap_again"  # removed too early, malformed answer, reader hiccup
     NOT_ACCEPTED = "not_accepted"  # no supported application, card refused
     EXPIRED = "expired"
+
+
+class Stamp(TypedDict):
+    """The shell's stamp, spread into an event's constructor (`**stamp`)."""
+
+    at_ms: int
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

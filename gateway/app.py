@@ -1,0 +1,326 @@
+"""The reference gateway's HTTP API (v1): authorizations, captures, voids, events, receipts.
+
+Idempotency follows the IETF httpapi Idempotency-Key draft as the best payment APIs do: every
+POST carries an `Idempotency-Key`; the first definite answer (2xx or 4xx) is stored and replayed
+for the same key; the same key with a different body is refused with 422; 5xx answers are not
+stored, so a retry does the work again (the processor call is keyed too, so it is not doubled).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from gateway import wire
+from gateway.ledger import Ledger, StoredAnswer
+from gateway.processors import CardRef, Decision, Processor, ProcessorTimeout
+from terminal.money import Money  # the gateway may use the terminal's pure value types
+
+
+class Refusal(Exception):
+    """A definite refusal, answered with a 4xx and stored for the key."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def _error(status: int, code: str, message: str) -> StoredAnswer:
+    return StoredAnswer(status_code=status, body={"error": {"code": code, "message": message}})
+
+
+def _amount(minor: int, currency: str) -> dict[str, Any]:
+    return {"minor": minor, "currency": currency}
+
+
+def create_app(ledger: Ledger, processor: Processor) -> FastAPI:
+    """Build the API over a ledger and a processor (the composition root passes them in)."""
+    app = FastAPI(title="ev-terminal gateway", version="1.0.0")
+    # One lock serialises money operations: the reference gateway favours obviously-correct
+    # ordering over throughput (a kiosk fleet sends a few requests a minute per kiosk).
+    lock = threading.Lock()
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid"}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return JSONResponse(
+            status_code=400,
+            content={"error": {"code": "invalid_request", "message": f"{where}: {first['msg']}"}},
+        )
+
+    def idempotent(
+        key: str | None, endpoint: str, body: wire.Strict, work: Callable[[Any], StoredAnswer]
+    ) -> JSONResponse:
+        if not key or len(key) > 128:
+            return JSONResponse(
+                status_code=400,
+                content=_error(400, "idempotency_key_required", "Idempotency-Key header").body,
+            )
+        digest = hashlib.sha256(
+            json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()
+        ).hexdigest()
+        with lock, ledger.engine.begin() as conn:
+            stored = ledger.stored_answer(conn, key)
+            if stored is not None:
+                stored_endpoint, stored_digest, answer = stored
+                if stored_endpoint != endpoint or stored_digest != digest:
+                    answer = _error(
+                        422, "idempotency_key_reused", "key was used with a different request"
+                    )
+                return JSONResponse(status_code=answer.status_code, content=answer.body)
+            try:
+                answer = work(conn)
+            except Refusal as refusal:
+                answer = _error(refusal.status, refusal.code, refusal.message)
+            except ProcessorTimeout:
+                # Unknown outcome: not stored, so a retry with the same key tries again.
+                return JSONResponse(
+                    status_code=504,
+                    content=_error(504, "processor_timeout", "processor did not answer").body,
+                )
+            ledger.store_answer(conn, key, endpoint, digest, answer)
+            return JSONResponse(status_code=answer.status_code, content=answer.body)
+
+    @app.post(
+        "/v1/authorizations",
+        response_model=wire.AuthorizationAnswer,
+        responses={400: {"model": wire.ErrorAnswer}, 409: {"model": wire.ErrorAnswer}},
+    )
+    def create_authorization(
+        body: wire.AuthorizationRequest, idempotency_key: str | None = Header(default=None)
+    ) -> JSONResponse:
+        def work(conn: Any) -> StoredAnswer:
+            existing = ledger.get(conn, body.authorization_id)
+            if existing is not None:
+                if existing.status == "voided" and existing.processor_ref is None:
+                    raise Refusal(409, "already_voided", "authorization was voided before it ran")
+                raise Refusal(409, "duplicate_authorization", "authorization id already used")
+            card = CardRef(
+                kind=body.card.kind,
+                token=body.card.token,
+                brand=body.card.brand,
+                last4=body.card.last4,
+                expiry=body.card.expiry,
+                payload=dict(body.card.payload),
+            )
+            result = processor.hold(
+                key=f"hold:{body.authorization_id}",
+                card=card,
+                amount_minor=body.amount.minor,
+                currency=body.amount.currency,
+            )
+            approved = result.decision is Decision.APPROVED and result.amount_minor > 0
+            ledger.insert(
+                conn,
+                id=body.authorization_id,
+                terminal_id=body.terminal_id,
+                status="approved" if approved else "declined",
+                currency=body.amount.currency,
+                amount_requested=body.amount.minor,
+                amount_authorized=result.amount_minor if approved else None,
+                card_kind=body.card.kind,
+                card_token=body.card.token,
+                card_brand=body.card.brand,
+                card_last4=body.card.last4,
+                processor_ref=result.reference or None,
+                decline_reason=None if approved else (result.reason or "declined"),
+            )
+            if approved:
+                ledger.move(
+                    conn, body.authorization_id, "hold", result.amount_minor, body.amount.currency
+                )
+                return StoredAnswer(
+                    status_code=200,
+                    body={
+                        "authorization_id": body.authorization_id,
+                        "status": "approved",
+                        "amount_authorized": _amount(result.amount_minor, body.amount.currency),
+                    },
+                )
+            return StoredAnswer(
+                status_code=200,
+                body={
+                    "authorization_id": body.authorization_id,
+                    "status": "declined",
+                    "decline_reason": result.reason or "declined",
+                },
+            )
+
+        return idempotent(idempotency_key, "authorizations.create", body, work)
+
+    @app.post(
+        "/v1/authorizations/{authorization_id}/capture",
+        response_model=wire.CaptureAnswer,
+        responses={404: {"model": wire.ErrorAnswer}, 409: {"model": wire.ErrorAnswer}},
+    )
+    def capture(
+        authorization_id: str,
+        body: wire.CaptureRequest,
+        idempotency_key: str | None = Header(default=None),
+    ) -> JSONResponse:
+        def work(conn: Any) -> StoredAnswer:
+            row = ledger.get(conn, authorization_id)
+            if row is None:
+                raise Refusal(404, "unknown_authorization", "no such authorization")
+            if row.status != "approved":
+                raise Refusal(409, "not_capturable", f"authorization is {row.status}")
+            if body.amount.currency != row.currency:
+                raise Refusal(409, "currency_mismatch", "capture currency differs")
+            if body.amount.minor > row.amount_authorized:
+                raise Refusal(409, "exceeds_authorization", "capture exceeds the authorization")
+            if body.amount.minor <= 0:
+                raise Refusal(409, "zero_capture", "a zero capture is a void")
+            processor.capture(
+                key=f"capture:{authorization_id}",
+                reference=row.processor_ref,
+                amount_minor=body.amount.minor,
+            )
+            ledger.update(
+                conn,
+                authorization_id,
+                status="captured",
+                amount_captured=body.amount.minor,
+                energy_wh=body.energy_wh,
+                receipt_id=body.receipt.receipt_id,
+                receipt=json.dumps(body.receipt.model_dump(mode="json")),
+            )
+            ledger.move(conn, authorization_id, "capture", body.amount.minor, row.currency)
+            return StoredAnswer(
+                status_code=200,
+                body={
+                    "authorization_id": authorization_id,
+                    "status": "captured",
+                    "amount_captured": _amount(body.amount.minor, row.currency),
+                },
+            )
+
+        return idempotent(idempotency_key, f"authorizations.capture:{authorization_id}", body, work)
+
+    @app.post(
+        "/v1/authorizations/{authorization_id}/void",
+        response_model=wire.VoidAnswer,
+        responses={409: {"model": wire.ErrorAnswer}},
+    )
+    def void(
+        authorization_id: str,
+        body: wire.VoidRequest,
+        idempotency_key: str | None = Header(default=None),
+    ) -> JSONResponse:
+        def work(conn: Any) -> StoredAnswer:
+            row = ledger.get(conn, authorization_id)
+            answer = StoredAnswer(
+                status_code=200, body={"authorization_id": authorization_id, "status": "voided"}
+            )
+            if row is None:
+                # A reversal that overtook its authorization: leave a tombstone so the late
+                # authorization is refused and never holds money.
+                ledger.insert(
+                    conn,
+                    id=authorization_id,
+                    terminal_id="",
+                    status="voided",
+                    currency="XXX",
+                    amount_requested=0,
+                    card_kind="payment",
+                    card_token="",
+                    card_brand="",
+                    card_last4="",
+                    void_reason=body.reason,
+                )
+                return answer
+            if row.status in ("declined", "voided"):
+                return answer  # nothing is held
+            if row.status != "approved":
+                raise Refusal(409, "not_voidable", f"authorization is {row.status}")
+            processor.release(key=f"release:{authorization_id}", reference=row.processor_ref)
+            ledger.update(conn, authorization_id, status="voided", void_reason=body.reason)
+            ledger.move(conn, authorization_id, "release", row.amount_authorized, row.currency)
+            return answer
+
+        return idempotent(idempotency_key, f"authorizations.void:{authorization_id}", body, work)
+
+    @app.post("/v1/events", response_model=wire.EventsAnswer)
+    def post_events(
+        body: wire.EventsRequest, idempotency_key: str | None = Header(default=None)
+    ) -> JSONResponse:
+        def work(conn: Any) -> StoredAnswer:
+            ledger.add_events(conn, body.terminal_id, [(e.kind, e.detail) for e in body.events])
+            return StoredAnswer(status_code=200, body={"accepted": len(body.events)})
+
+        return idempotent(idempotency_key, "events", body, work)
+
+    @app.get("/v1/authorizations/{authorization_id}")
+    def get_authorization(authorization_id: str) -> JSONResponse:
+        with ledger.engine.connect() as conn:
+            row = ledger.get(conn, authorization_id)
+        if row is None:
+            return JSONResponse(status_code=404, content=_error(404, "unknown", "no such").body)
+        data = {k: v for k, v in row._mapping.items() if k not in ("receipt", "card_token")}
+        return JSONResponse(content=json.loads(json.dumps(data, default=str)))
+
+    @app.get("/v1/receipts/{receipt_id}")
+    def get_receipt(receipt_id: str) -> JSONResponse:
+        receipt = ledger.receipt(receipt_id)
+        if receipt is None:
+            return JSONResponse(status_code=404, content=_error(404, "unknown", "no receipt").body)
+        return JSONResponse(content=receipt)
+
+    @app.get("/receipts/{receipt_id}", response_class=HTMLResponse)
+    def receipt_page(receipt_id: str) -> HTMLResponse:
+        receipt = ledger.receipt(receipt_id)
+        if receipt is None:
+            return HTMLResponse("<h1>Receipt not found</h1>", status_code=404)
+        return HTMLResponse(render_receipt(receipt))
+
+    @app.get("/v1/revenue")
+    def revenue() -> JSONResponse:
+        return JSONResponse(content={"revenue": ledger.revenue()})
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def render_receipt(receipt: dict[str, Any]) -> str:
+    """The driver's receipt page (the display's QR code links here)."""
+    cur = receipt["currency"]
+    e = html.escape
+    rows = "".join(
+        f"<tr><td>{e(line['dimension'])}</td><td>{e(line['quantity'])} {e(line['unit'])}</td>"
+        f"<td>{_money(line['excl_vat'], cur)}</td><td>{e(line['vat_percent'])}%</td></tr>"
+        for line in receipt["lines"]
+    )
+    vat = "".join(
+        f"<tr><td>VAT {e(v['percent'])}%</td><td>on {_money(v['base'], cur)}</td>"
+        f"<td>{_money(v['vat'], cur)}</td></tr>"
+        for v in receipt["vat"]
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Receipt</title></head><body>"
+        f"<h1>Receipt {e(receipt['receipt_id'])}</h1>"
+        f"<p>{e(receipt['station'])} — {e(receipt['tariff'])}</p>"
+        f"<p>{e(receipt['card'])}</p>"
+        f"<p>{e(receipt['started_at'])} → {e(receipt['ended_at'])}</p>"
+        f"<table><tr><th>Item</th><th>Quantity</th><th>Excl. VAT</th><th>VAT</th></tr>{rows}"
+        f"</table><table>{vat}</table>"
+        f"<p>Total excl. VAT: {_money(receipt['total_excl_vat'], cur)}</p>"
+        f"<p><strong>Total: {_money(receipt['total'], cur)}</strong></p>"
+        "</body></html>"
+    )
+
+
+def _money(minor: int, currency: str) -> str:
+    return html.escape(Money(minor, currency).format())

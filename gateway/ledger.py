@@ -1,0 +1,219 @@
+"""The gateway's ledger: authorizations, their money movements, receipts and idempotency.
+
+SQLAlchemy Core over SQLite by default (PostgreSQL by URL). Every state change of an
+authorization is one transaction that also appends a row to `movements`, so the ledger can be
+audited: each hold ends in exactly one capture or one release.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+metadata = sa.MetaData()
+
+authorizations = sa.Table(
+    "authorizations",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # chosen by the terminal (session id)
+    sa.Column("terminal_id", sa.String(64), nullable=False),
+    # pending | approved | declined | failed | captured | voided
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("amount_requested", sa.BigInteger, nullable=False),
+    sa.Column("amount_authorized", sa.BigInteger),
+    sa.Column("amount_captured", sa.BigInteger),
+    sa.Column("card_kind", sa.String(16), nullable=False),
+    sa.Column("card_token", sa.String(64), nullable=False),
+    sa.Column("card_brand", sa.String(32), nullable=False),
+    sa.Column("card_last4", sa.String(4), nullable=False),
+    sa.Column("processor_ref", sa.String(64)),
+    sa.Column("decline_reason", sa.String(64)),
+    sa.Column("energy_wh", sa.BigInteger),
+    sa.Column("receipt_id", sa.String(32), unique=True),
+    sa.Column("receipt", sa.Text),
+    sa.Column("void_reason", sa.String(64)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+movements = sa.Table(
+    "movements",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("authorization_id", sa.String(64), nullable=False, index=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # hold | capture | release
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+
+idempotency = sa.Table(
+    "idempotency",
+    metadata,
+    sa.Column("key", sa.String(128), primary_key=True),
+    sa.Column("endpoint", sa.String(128), nullable=False),
+    sa.Column("body_sha256", sa.String(64), nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=False),
+    sa.Column("response", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("terminal_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+
+IDEMPOTENCY_RETENTION = timedelta(hours=48)  # keys are kept at least 24 h (we keep 48 h)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def open_engine(url: str) -> Engine:
+    """Create the engine and the schema. SQLite gets WAL and synchronous=FULL."""
+    engine = sa.create_engine(url, future=True)
+    if engine.dialect.name == "sqlite":
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA busy_timeout=5000")
+            cur.close()
+
+    metadata.create_all(engine)
+    return engine
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredAnswer:
+    status_code: int
+    body: dict[str, Any]
+
+
+class Ledger:
+    """Operations on the ledger; each method is one transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- idempotency ------------------------------------------------------------------------
+    def stored_answer(self, conn: Connection, key: str) -> tuple[str, str, StoredAnswer] | None:
+        row = conn.execute(sa.select(idempotency).where(idempotency.c.key == key)).first()
+        if row is None:
+            return None
+        return (
+            row.endpoint,
+            row.body_sha256,
+            StoredAnswer(status_code=row.status_code, body=json.loads(row.response)),
+        )
+
+    def store_answer(
+        self, conn: Connection, key: str, endpoint: str, body_sha: str, answer: StoredAnswer
+    ) -> None:
+        conn.execute(
+            sa.insert(idempotency).values(
+                key=key,
+                endpoint=endpoint,
+                body_sha256=body_sha,
+                status_code=answer.status_code,
+                response=json.dumps(answer.body),
+                created_at=now(),
+            )
+        )
+
+    def expire_keys(self) -> int:
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                sa.delete(idempotency).where(
+                    idempotency.c.created_at < now() - IDEMPOTENCY_RETENTION
+                )
+            )
+            return int(result.rowcount or 0)
+
+    # -- authorizations ---------------------------------------------------------------------
+    def get(self, conn: Connection, authorization_id: str) -> sa.Row[Any] | None:
+        return conn.execute(
+            sa.select(authorizations).where(authorizations.c.id == authorization_id)
+        ).first()
+
+    def insert(self, conn: Connection, **values: Any) -> None:
+        stamp = now()
+        conn.execute(sa.insert(authorizations).values(created_at=stamp, updated_at=stamp, **values))
+
+    def update(self, conn: Connection, authorization_id: str, **values: Any) -> None:
+        conn.execute(
+            sa.update(authorizations)
+            .where(authorizations.c.id == authorization_id)
+            .values(updated_at=now(), **values)
+        )
+
+    def move(
+        self, conn: Connection, authorization_id: str, kind: str, amount: int, cur: str
+    ) -> None:
+        conn.execute(
+            sa.insert(movements).values(
+                authorization_id=authorization_id, kind=kind, amount=amount, currency=cur, at=now()
+            )
+        )
+
+    def add_events(self, conn: Connection, terminal_id: str, items: list[tuple[str, str]]) -> None:
+        if items:
+            conn.execute(
+                sa.insert(events),
+                [
+                    {"terminal_id": terminal_id, "kind": k, "detail": d, "at": now()}
+                    for k, d in items
+                ],
+            )
+
+    # -- reading ----------------------------------------------------------------------------
+    def all_authorizations(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(authorizations).order_by(authorizations.c.created_at))
+            return [dict(r._mapping) for r in rows]
+
+    def all_movements(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(movements).order_by(movements.c.seq))
+            return [dict(r._mapping) for r in rows]
+
+    def receipt(self, receipt_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(authorizations).where(authorizations.c.receipt_id == receipt_id)
+            ).first()
+            if row is None or row.receipt is None:
+                return None
+            receipt: dict[str, Any] = json.loads(row.receipt)
+            return receipt
+
+    def revenue(self) -> list[dict[str, Any]]:
+        """Captured revenue per currency, with counts."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(
+                    authorizations.c.currency,
+                    sa.func.count().label("sessions"),
+                    sa.func.coalesce(sa.func.sum(authorizations.c.amount_captured), 0).label(
+                        "captured"
+                    ),
+                    sa.func.coalesce(sa.func.sum(authorizations.c.energy_wh), 0).label("energy_wh"),
+                )
+                .where(authorizations.c.status == "captured")
+                .group_by(authorizations.c.currency)
+            )
+            return [dict(r._mapping) for r in rows]

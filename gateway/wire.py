@@ -1,0 +1,120 @@
+"""The v1 wire bodies (pydantic models). The OpenAPI document in `contract/openapi.json` is
+generated from these and committed; both the gateway's and the terminal's tests check it."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
+DECIMAL_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Amount(Strict):
+    minor: int = Field(ge=0, description="integer minor units of the currency")
+    currency: str = Field(pattern=CURRENCY_PATTERN, description="ISO 4217 alphabetic code")
+
+
+class CardIn(Strict):
+    kind: Literal["payment", "id_token"]
+    token: str = Field(min_length=8, max_length=64, description="fleet-wide keyed hash")
+    brand: str = Field(max_length=32)
+    last4: str = Field(pattern=r"^[0-9]{0,4}$")
+    expiry: str | None = Field(default=None, pattern=r"^[0-9]{4}$", description="YYMM")
+    payload: dict[str, str] = Field(
+        default_factory=dict, description="protected authorization data (DUKPT blob)"
+    )
+
+
+class AuthorizationRequest(Strict):
+    authorization_id: str = Field(pattern=ID_PATTERN)
+    terminal_id: str = Field(min_length=1, max_length=64)
+    amount: Amount
+    card: CardIn
+
+
+class AuthorizationAnswer(Strict):
+    authorization_id: str
+    status: Literal["approved", "declined"]
+    amount_authorized: Amount | None = None
+    decline_reason: str | None = None
+
+
+class ReceiptLine(Strict):
+    dimension: Literal["ENERGY", "TIME", "PARKING_TIME", "FLAT"]
+    quantity: str = Field(pattern=DECIMAL_PATTERN)
+    unit: str
+    excl_vat: int
+    vat_percent: str = Field(pattern=DECIMAL_PATTERN)
+
+
+class ReceiptVat(Strict):
+    percent: str = Field(pattern=DECIMAL_PATTERN)
+    base: int
+    vat: int
+
+
+class Receipt(Strict):
+    receipt_id: str = Field(pattern=r"^[A-Z0-9]{6,32}$")
+    station: str
+    tariff: str
+    card: str
+    started_at: str
+    ended_at: str
+    energy_wh: int = Field(ge=0)
+    currency: str = Field(pattern=CURRENCY_PATTERN)
+    lines: list[ReceiptLine]
+    vat: list[ReceiptVat]
+    total_excl_vat: int = Field(ge=0)
+    total: int = Field(ge=0)
+
+
+class CaptureRequest(Strict):
+    amount: Amount
+    energy_wh: int = Field(ge=0)
+    receipt: Receipt
+
+
+class CaptureAnswer(Strict):
+    authorization_id: str
+    status: Literal["captured"]
+    amount_captured: Amount
+
+
+class VoidRequest(Strict):
+    reason: str = Field(max_length=64)
+
+
+class VoidAnswer(Strict):
+    authorization_id: str
+    status: Literal["voided"]
+
+
+class EventIn(Strict):
+    kind: str = Field(max_length=32)
+    detail: str = Field(max_length=512)
+    at: str
+
+
+class EventsRequest(Strict):
+    terminal_id: str = Field(min_length=1, max_length=64)
+    events: list[EventIn] = Field(max_length=500)
+
+
+class EventsAnswer(Strict):
+    accepted: int
+
+
+class ErrorBody(Strict):
+    code: str
+    message: str
+
+
+class ErrorAnswer(Strict):
+    error: ErrorBody

@@ -1,0 +1,101 @@
+"""`ev-terminal`: the one entry point, with subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from terminal import config as config_mod
+from terminal.errors import ConfigError
+
+EXIT_CONFIG = 2
+
+
+def _setup_logging(verbose: bool) -> None:
+    # One event a line, key=value, to stdout (journald adds the time and unit).
+    logging.basicConfig(
+        stream=sys.stdout,
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="level=%(levelname)s logger=%(name)s %(message)s",
+    )
+
+
+def _load(path: Path) -> config_mod.Config:
+    try:
+        return config_mod.load(path)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in and args_in[0] == "price":
+        from terminal.tariff.cli import main as price_main  # noqa: PLC0415 - optional path
+
+        return int(price_main(args_in[1:]))
+    if args_in and args_in[0] == "provision":
+        from terminal.protection.provision import main as provision_main  # noqa: PLC0415
+
+        return int(provision_main(args_in[1:]))
+
+    parser = argparse.ArgumentParser(prog="ev-terminal", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check-config", help="validate a config file")
+    p.add_argument("config", type=Path)
+
+    p = sub.add_parser("simulate", help="run a script on the simulator with an embedded gateway")
+    p.add_argument("--config", type=Path, default=Path("deploy/terminal.toml"))
+    p.add_argument("--script", type=Path, required=True)
+    p.add_argument("--json", action="store_true", help="one JSON object per finished session")
+    p.add_argument("--data", type=Path, default=None, help="data dir (default: a new temp dir)")
+
+    p = sub.add_parser("demo", help="the kiosk on the simulator, interactive, embedded gateway")
+    p.add_argument("--config", type=Path, default=Path("deploy/terminal.toml"))
+    p.add_argument("--data", type=Path, default=Path("var/demo"))
+    p.add_argument("--speed", type=float, default=60.0, help="simulated seconds per second")
+
+    p = sub.add_parser("gateway", help="run the reference gateway")
+    p.add_argument("--db", type=Path, default=Path("var/gateway.sqlite3"))
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+
+    sub.add_parser("diagram", help="print the state diagram (Mermaid) generated from the table")
+    sub.add_parser("price", help="price a session with an OCPI tariff (see --help)")
+    sub.add_parser("provision", help="write keys for a simulated fleet (see --help)")
+
+    args = parser.parse_args(args_in)
+    if args.command == "check-config":
+        cfg = _load(args.config)
+        print(f"ok: {args.config} (station {cfg.station.id}, backend {cfg.hardware.backend})")
+        return 0
+    if args.command == "simulate":
+        from terminal.simulate import main as simulate_main  # noqa: PLC0415 - heavy imports
+
+        logging.basicConfig(level=logging.WARNING)
+        return simulate_main(_load(args.config), args.script, as_json=args.json, data_dir=args.data)
+    if args.command == "demo":
+        from terminal.demo import main as demo_main  # noqa: PLC0415 - heavy imports
+
+        return demo_main(_load(args.config), args.data, speed=args.speed)
+    if args.command == "gateway":
+        from gateway.server import serve  # noqa: PLC0415 - the gateway extra
+
+        _setup_logging(False)
+        args.db.parent.mkdir(parents=True, exist_ok=True)
+        serve(args.db, args.host, args.port)
+        return 0
+    if args.command == "diagram":
+        from terminal.diagram import mermaid  # noqa: PLC0415
+
+        print(mermaid())
+        return 0
+    parser.error(f"unknown command {args.command}")
+    return EXIT_CONFIG  # parser.error exits; kept for the type checker
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

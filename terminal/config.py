@@ -1,0 +1,267 @@
+"""Configuration: one TOML file parsed into frozen dataclasses.
+
+Unknown keys and invalid values are errors that name the key (`ConfigError`); the CLI turns
+them into exit code 2. Secrets are never config values: keys live in files named here.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from terminal.errors import ConfigError
+from terminal.money import MINOR_UNITS
+
+_DURATION = re.compile(r"^(\d+)(ms|s|m|h)$")
+_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StationConfig:
+    id: str
+    name: str
+    timezone: str = "UTC"
+    language: str = "en"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentConfig:
+    currency: str
+    hold: int  # minor units
+    min_authorized: int  # minor units; a smaller partial approval is refused
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TariffConfig:
+    name: str
+    per_kwh: Decimal  # excl. VAT
+    session_fee: Decimal = Decimal(0)
+    vat_percent: Decimal = Decimal(0)
+    ocpi_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionConfig:
+    authorization_timeout_ms: int = 20_000
+    plug_in_timeout_ms: int = 120_000
+    suspended_timeout_ms: int = 30 * 60_000
+    receipt_ms: int = 60_000
+    notice_ms: int = 5_000
+    sample_interval_ms: int = 1_000
+    contactor_check_ms: int = 100
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatewayConfig:
+    url: str
+    receipt_url: str
+    timeout_ms: int = 10_000
+    embedded: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HardwareConfig:
+    backend: str = "sim"  # "sim" or "pi"
+    settings: tuple[tuple[str, Any], ...] = ()  # driver settings, validated by the wiring
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    station: StationConfig
+    payment: PaymentConfig
+    tariff: TariffConfig
+    session: SessionConfig
+    gateway: GatewayConfig
+    hardware: HardwareConfig
+    data_dir: Path
+    keys_dir: Path | None
+    source: Path | None = None
+
+
+class _Section:
+    """Reads one table, remembering which keys were used so the rest can be refused."""
+
+    def __init__(self, data: dict[str, Any], name: str, *, required: bool = True) -> None:
+        raw = data.get(name)
+        if raw is None and required:
+            raise ConfigError(name, "missing section")
+        if raw is not None and not isinstance(raw, dict):
+            raise ConfigError(name, "must be a table")
+        self.name = name
+        self.raw: dict[str, Any] = raw or {}
+        self.used: set[str] = set()
+
+    def key(self, key: str) -> str:
+        return f"{self.name}.{key}"
+
+    def get(self, key: str, kind: type, default: Any = ..., *, required: bool = False) -> Any:
+        self.used.add(key)
+        if key not in self.raw:
+            if default is ... or required:
+                raise ConfigError(self.key(key), "missing")
+            return default
+        value = self.raw[key]
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise ConfigError(self.key(key), "must be true or false")
+        elif kind is int:
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigError(self.key(key), "must be an integer")
+        elif not isinstance(value, kind):
+            raise ConfigError(self.key(key), f"must be a {kind.__name__}")
+        return value
+
+    def text(self, key: str, default: Any = ...) -> str:
+        value = self.get(key, str, default)
+        if isinstance(value, str) and not value.strip():
+            raise ConfigError(self.key(key), "must not be empty")
+        return str(value)
+
+    def decimal(self, key: str, default: Any = ...) -> Decimal:
+        self.used.add(key)
+        if key not in self.raw:
+            if default is ...:
+                raise ConfigError(self.key(key), "missing")
+            return Decimal(default)
+        value = self.raw[key]
+        if not isinstance(value, str):
+            # Floats are refused: a price is written as a string so it is exact.
+            raise ConfigError(self.key(key), 'must be a decimal string such as "0.39"')
+        try:
+            number = Decimal(value)
+        except InvalidOperation:
+            raise ConfigError(self.key(key), f"not a decimal number: {value!r}") from None
+        if not number.is_finite() or number < 0:
+            raise ConfigError(self.key(key), "must be a finite number >= 0")
+        return number
+
+    def duration_ms(self, key: str, default_ms: int) -> int:
+        self.used.add(key)
+        if key not in self.raw:
+            return default_ms
+        value = self.raw[key]
+        match = _DURATION.match(value) if isinstance(value, str) else None
+        if match is None:
+            raise ConfigError(self.key(key), 'must be a duration such as "500ms", "20s", "2m"')
+        ms = int(match.group(1)) * _UNITS_MS[match.group(2)]
+        if ms <= 0:
+            raise ConfigError(self.key(key), "must be positive")
+        return ms
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.raw) - self.used)
+        if unknown:
+            raise ConfigError(self.key(unknown[0]), "unknown key")
+
+
+def load(path: Path) -> Config:
+    """Read and validate a config file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), f"invalid TOML: {exc}") from None
+    return parse(data, base=path.parent, source=path)
+
+
+def parse(data: dict[str, Any], *, base: Path, source: Path | None = None) -> Config:
+    known = {"station", "payment", "tariff", "session", "gateway", "hardware", "data"}
+    for name in data:
+        if name not in known:
+            raise ConfigError(name, "unknown section")
+
+    s = _Section(data, "station")
+    tz = s.text("timezone", "UTC")
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(s.key("timezone"), f"unknown time zone {tz!r}") from None
+    language = s.text("language", "en")
+    if language not in ("en", "de"):
+        raise ConfigError(s.key("language"), "must be one of: en, de")
+    station = StationConfig(id=s.text("id"), name=s.text("name"), timezone=tz, language=language)
+    s.finish()
+
+    p = _Section(data, "payment")
+    currency = p.text("currency")
+    if currency not in MINOR_UNITS:
+        raise ConfigError(p.key("currency"), f"unknown ISO 4217 currency {currency!r}")
+    hold = p.get("hold", int)
+    if hold <= 0:
+        raise ConfigError(p.key("hold"), "must be a positive amount in minor units")
+    min_authorized = p.get("min_authorized", int, 1)
+    if not 0 < min_authorized <= hold:
+        raise ConfigError(p.key("min_authorized"), "must be between 1 and payment.hold")
+    payment = PaymentConfig(currency=currency, hold=hold, min_authorized=min_authorized)
+    p.finish()
+
+    t = _Section(data, "tariff")
+    ocpi: str | None = t.get("ocpi_file", str, None)
+    vat = t.decimal("vat_percent", "0")
+    if vat > 100:
+        raise ConfigError(t.key("vat_percent"), "must be at most 100")
+    tariff = TariffConfig(
+        name=t.text("name"),
+        per_kwh=t.decimal("per_kwh"),
+        session_fee=t.decimal("session_fee", "0"),
+        vat_percent=vat,
+        ocpi_file=(base / ocpi) if ocpi else None,
+    )
+    t.finish()
+
+    se = _Section(data, "session", required=False)
+    session = SessionConfig(
+        authorization_timeout_ms=se.duration_ms("authorization_timeout", 20_000),
+        plug_in_timeout_ms=se.duration_ms("plug_in_timeout", 120_000),
+        suspended_timeout_ms=se.duration_ms("suspended_timeout", 30 * 60_000),
+        receipt_ms=se.duration_ms("receipt_time", 60_000),
+        notice_ms=se.duration_ms("notice_time", 5_000),
+        sample_interval_ms=se.duration_ms("sample_interval", 1_000),
+        contactor_check_ms=se.duration_ms("contactor_check", 100),
+    )
+    se.finish()
+
+    g = _Section(data, "gateway")
+    url = g.text("url")
+    if not re.match(r"^https?://[^\s/]+", url):
+        raise ConfigError(g.key("url"), "must be an http(s) URL")
+    gateway = GatewayConfig(
+        url=url.rstrip("/"),
+        receipt_url=g.text("receipt_url", url.rstrip("/") + "/receipts"),
+        timeout_ms=g.duration_ms("timeout", 10_000),
+        embedded=g.get("embedded", bool, False),
+    )
+    g.finish()
+
+    h = _Section(data, "hardware", required=False)
+    backend = h.text("backend", "sim")
+    if backend not in ("sim", "pi"):
+        raise ConfigError(h.key("backend"), "must be one of: sim, pi")
+    settings = tuple(sorted((k, v) for k, v in h.raw.items() if k != "backend"))
+    hardware = HardwareConfig(backend=backend, settings=settings)
+    if backend == "sim" and settings:
+        raise ConfigError(h.key(settings[0][0]), "unknown key for the sim backend")
+
+    d = _Section(data, "data", required=False)
+    data_dir = Path(d.text("dir", "var/lib/ev-terminal"))
+    keys = d.get("keys_dir", str, None)
+    d.finish()
+    return Config(
+        station=station,
+        payment=payment,
+        tariff=tariff,
+        session=session,
+        gateway=gateway,
+        hardware=hardware,
+        data_dir=data_dir if data_dir.is_absolute() else base / data_dir,
+        keys_dir=(Path(keys) if Path(keys).is_absolute() else base / keys) if keys else None,
+        source=source,
+    )

@@ -1,0 +1,102 @@
+"""`make demo`: the kiosk on the simulator with an embedded gateway, interactive.
+
+The daemon runs for real (its threads, a clock running `speed` times faster); you type the
+driver's and the car's actions, and the screen the driver would see is drawn here.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+from gateway.server import EmbeddedGateway
+from hardware.clock import ScaledClock
+from hardware.ports import Frame
+from hardware.sim.card_script import load_profiles
+from hardware.sim.display import SimDisplay, render_text
+from terminal.config import Config
+from terminal.core.events import FaultCleared, FaultRaised, OutOfServiceChanged
+from terminal.station import SimHardware, build_daemon, sim_keys
+
+HELP = """commands:
+  tap CARD        present a card ({cards})
+  plug | unplug   the cable
+  ev charge|pause|done   what the car asks for
+  fault NAME | clear NAME   e.g. rcd, estop, meter, contactor_welded
+  gateway down|up   cut or restore the link to the gateway
+  oos on|off      out of service
+  status          what the kiosk is doing
+  help | quit"""
+
+
+def main(config: Config, data_dir: Path, *, speed: float) -> int:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    clock = ScaledClock(speed)
+    lock = threading.Lock()
+
+    def draw(frame: Frame) -> None:
+        with lock:
+            print("\n" + render_text(frame), flush=True)
+
+    hardware = SimHardware.build(clock, SimDisplay(on_show=draw))
+    gateway = EmbeddedGateway(data_dir / "gateway.sqlite3")
+    gateway.up()
+    key_dir, _ = sim_keys(data_dir, config.station.id)
+    config = replace(
+        config,
+        data_dir=data_dir,
+        gateway=replace(config.gateway, receipt_url=gateway.url + "/receipts"),
+    )
+    daemon = build_daemon(
+        config=config,
+        devices=hardware.devices(),
+        clock=clock,
+        gateway_url=gateway.url,
+        key_dir=key_dir,
+    )
+    profiles = load_profiles()
+    print(f"ev-terminal demo: gateway on {gateway.url}, time runs x{speed:g}")
+    print(HELP.format(cards=", ".join(sorted(profiles))))
+    loop = threading.Thread(target=daemon.run, name="daemon", daemon=True)
+    loop.start()
+    try:
+        while True:
+            try:
+                line = input("> ").strip()
+            except EOFError:
+                break
+            words = line.split()
+            if not words:
+                continue
+            verb, args = words[0], words[1:]
+            stamp = daemon.stamp
+            if verb in ("quit", "exit"):
+                break
+            if verb == "help":
+                print(HELP.format(cards=", ".join(sorted(profiles))))
+            elif verb == "tap" and args and args[0] in profiles:
+                hardware.reader.present(profiles[args[0]].card())
+            elif verb == "plug":
+                hardware.vehicle.plug()
+            elif verb == "unplug":
+                hardware.vehicle.unplug()
+            elif verb == "ev" and args and args[0] in ("charge", "pause", "done"):
+                getattr(hardware.vehicle, args[0])()
+            elif verb == "fault" and args:
+                daemon.post(FaultRaised(fault=args[0], **stamp()))
+            elif verb == "clear" and args:
+                daemon.post(FaultCleared(fault=args[0], **stamp()))
+            elif verb == "gateway" and args and args[0] in ("down", "up"):
+                (gateway.down if args[0] == "down" else gateway.up)()
+            elif verb == "oos" and args and args[0] in ("on", "off"):
+                daemon.post(OutOfServiceChanged(on=args[0] == "on", **stamp()))
+            elif verb == "status":
+                print(daemon.status())
+            else:
+                print("unknown command; type help")
+    finally:
+        daemon.stop()
+        loop.join(timeout=5)
+        gateway.close()
+    return 0

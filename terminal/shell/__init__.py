@@ -1,0 +1,1 @@
+"""The imperative shell: daemon loop, executor, journal, uplink, card acquisition."""

@@ -1,0 +1,265 @@
+"""The executor: performs the machine's actions, in order, against devices, journal and outbox.
+
+Device failures become events (posted back to the daemon's queue); the machine decides what
+they mean. A record is committed before any later action of the same step acts on it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, assert_never
+
+from hardware.clock import Clock
+from hardware.ports import ContactorFault, MeterFault
+from terminal.core.actions import (
+    Action,
+    CancelTimer,
+    Capture,
+    CheckContactor,
+    CloseContactor,
+    OpenContactor,
+    ReadMeter,
+    Record,
+    Report,
+    RequestAuthorization,
+    ShowScreen,
+    StartTimer,
+    Void,
+)
+from terminal.core.billing import Bill
+from terminal.core.events import (
+    ContactorChecked,
+    Event,
+    FaultRaised,
+    MeterFailed,
+    MeterSampled,
+    Stamp,
+    Timer,
+)
+from terminal.core.screens import Screen, frame_for
+from terminal.shell.devices import Devices
+from terminal.shell.journal import Journal
+
+log = logging.getLogger("ev_terminal.executor")
+
+
+def bill_json(bill: Bill) -> dict[str, Any]:
+    return {
+        "lines": [
+            {
+                "dimension": line.dimension,
+                "quantity": f"{line.quantity.normalize():f}",
+                "unit": line.unit,
+                "excl_vat": line.excl_vat.minor,
+                "vat_percent": f"{line.vat_percent.normalize():f}",
+            }
+            for line in bill.lines
+        ],
+        "vat": [
+            {"percent": f"{v.percent.normalize():f}", "base": v.base.minor, "vat": v.vat.minor}
+            for v in bill.vat
+        ],
+        "total_excl_vat": bill.total_excl_vat.minor,
+        "total": bill.total.minor,
+    }
+
+
+class Timers:
+    """Named one-shot timers on the monotonic clock; owned by the daemon thread."""
+
+    def __init__(self) -> None:
+        self.due: dict[Timer, int] = {}
+
+    def start(self, timer: Timer, at_ms: int) -> None:
+        self.due[timer] = at_ms
+
+    def cancel(self, timer: Timer) -> None:
+        self.due.pop(timer, None)
+
+    def next_due(self) -> int | None:
+        return min(self.due.values()) if self.due else None
+
+    def pop_due(self, now_ms: int) -> Timer | None:
+        """The earliest timer due at `now_ms`, removed; None if none is due."""
+        if not self.due:
+            return None
+        timer = min(self.due, key=lambda t: self.due[t])
+        if self.due[timer] > now_ms:
+            return None
+        del self.due[timer]
+        return timer
+
+
+class Executor:
+    def __init__(
+        self,
+        *,
+        devices: Devices,
+        journal: Journal,
+        clock: Clock,
+        timers: Timers,
+        terminal_id: str,
+        station: str,
+        tariff_name: str,
+        post: Callable[[Event], None],
+        wake_sender: Callable[[], None],
+    ) -> None:
+        self.station = station
+        self.tariff_name = tariff_name
+        self.devices = devices
+        self.journal = journal
+        self.clock = clock
+        self.timers = timers
+        self.terminal_id = terminal_id
+        self.post = post
+        self.wake_sender = wake_sender
+        self.screen: Screen | None = None
+        self.last_receipt: Any = None
+
+    def _stamp(self) -> Stamp:
+        return Stamp(at_ms=self.clock.monotonic_ms(), at=self.clock.now())
+
+    def perform(self, action: Action) -> None:
+        match action:
+            case OpenContactor():
+                try:
+                    self.devices.contactor.open()
+                except ContactorFault as exc:
+                    log.error("event=contactor_fault op=open error=%s", exc)
+                    self.post(FaultRaised(fault="contactor_output", **self._stamp()))
+            case CloseContactor():
+                try:
+                    self.devices.contactor.close()
+                except ContactorFault as exc:
+                    log.error("event=contactor_fault op=close error=%s", exc)
+                    self.post(FaultRaised(fault="contactor_output", **self._stamp()))
+                log.info("event=contactor_closed")
+            case CheckContactor():
+                closed = self.devices.contactor.feedback_closed()
+                self.post(ContactorChecked(closed=closed, **self._stamp()))
+            case ReadMeter():
+                try:
+                    reading = self.devices.meter.read()
+                except MeterFault as exc:
+                    self.post(MeterFailed(reason=str(exc), **self._stamp()))
+                else:
+                    self.post(
+                        MeterSampled(
+                            energy_wh=reading.energy_wh,
+                            power_w=reading.power_w,
+                            current_ma=reading.current_ma,
+                            **self._stamp(),
+                        )
+                    )
+            case ShowScreen():
+                self.screen = action.screen
+                self.devices.display.show(frame_for(action.screen))
+            case Record():
+                self.journal.record(action.session, self.clock.now())
+                s = action.session
+                log.info(
+                    "event=session session=%s status=%s energy_wh=%s card=%s",
+                    s.session_id,
+                    s.status.value,
+                    s.energy_wh,
+                    s.card.masked(),
+                )
+            case RequestAuthorization():
+                card = action.card
+                self.journal.enqueue(
+                    lane=action.session_id,
+                    kind="authorize",
+                    idem_key=f"{action.session_id}:authorize",
+                    path="/v1/authorizations",
+                    body={
+                        "authorization_id": action.session_id,
+                        "terminal_id": self.terminal_id,
+                        "amount": {
+                            "minor": action.amount.minor,
+                            "currency": action.amount.currency,
+                        },
+                        "card": {
+                            "kind": card.kind.value,
+                            "token": card.token,
+                            "brand": card.brand,
+                            "last4": card.last4,
+                            "expiry": card.expiry,
+                            "payload": dict(card.payload),
+                        },
+                    },
+                    at=self.clock.now(),
+                )
+                self.wake_sender()
+            case Capture():
+                session = self.journal_session(action.session_id)
+                self.journal.enqueue(
+                    lane=action.session_id,
+                    kind="capture",
+                    idem_key=f"{action.session_id}:capture",
+                    path=f"/v1/authorizations/{action.session_id}/capture",
+                    body={
+                        "amount": {
+                            "minor": action.amount.minor,
+                            "currency": action.amount.currency,
+                        },
+                        "energy_wh": action.energy_wh,
+                        "receipt": {
+                            "receipt_id": action.receipt_id,
+                            "currency": action.amount.currency,
+                            "energy_wh": action.energy_wh,
+                            **session,
+                            **bill_json(action.bill),
+                        },
+                    },
+                    at=self.clock.now(),
+                )
+                self.wake_sender()
+            case Void():
+                self.journal.enqueue(
+                    lane=action.session_id,
+                    kind="void",
+                    idem_key=f"{action.session_id}:void",
+                    path=f"/v1/authorizations/{action.session_id}/void",
+                    body={"reason": action.reason[:64]},
+                    at=self.clock.now(),
+                )
+                self.wake_sender()
+            case StartTimer():
+                self.timers.start(action.timer, self.clock.monotonic_ms() + action.after_ms)
+            case CancelTimer():
+                self.timers.cancel(action.timer)
+            case Report():
+                now = self.clock.now()
+                self.journal.enqueue(
+                    lane="events",
+                    kind="events",
+                    idem_key=f"{self.terminal_id}:event:{now.timestamp():.6f}:{action.kind}",
+                    path="/v1/events",
+                    body={
+                        "terminal_id": self.terminal_id,
+                        "event": {
+                            "kind": action.kind,
+                            "detail": action.detail,
+                            "at": now.isoformat(),
+                        },
+                    },
+                    at=now,
+                )
+                log.info("event=%s detail=%s", action.kind, action.detail)
+            case _:
+                assert_never(action)
+
+    def journal_session(self, session_id: str) -> dict[str, Any]:
+        """Receipt header fields from the station and the journaled session."""
+        for row in self.journal.sessions():
+            if row["session_id"] == session_id:
+                brand, last4 = row["card_brand"], row["card_last4"]
+                return {
+                    "station": self.station,
+                    "tariff": self.tariff_name,
+                    "card": f"{brand} **** {last4}" if last4 else brand,
+                    "started_at": row["started_at"],
+                    "ended_at": row["ended_at"] or self.clock.now().isoformat(),
+                }
+        raise KeyError(session_id)

@@ -1,0 +1,311 @@
+"""The journal: the terminal's SQLite database of sessions and the outbox to the gateway.
+
+WAL with `synchronous=FULL`: a row is on disk when `commit` returns, and the executor commits a
+record before it acts on it. Schema changes are numbered migrations (`PRAGMA user_version`).
+Card data never enters it: a session stores the card token, brand and last four digits only;
+the outbox stores the protected (encrypted) authorization payload.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from terminal.core.session import Card, CardKind, Session, Status
+from terminal.errors import JournalError
+from terminal.money import Money
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: sessions and the outbox
+    """
+    CREATE TABLE sessions (
+        session_id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        card_kind TEXT NOT NULL,
+        card_token TEXT NOT NULL,
+        card_brand TEXT NOT NULL,
+        card_last4 TEXT NOT NULL,
+        card_expiry TEXT,
+        currency TEXT NOT NULL,
+        hold_minor INTEGER NOT NULL,
+        authorized_minor INTEGER,
+        start_register_wh INTEGER,
+        energy_wh INTEGER NOT NULL DEFAULT 0,
+        amount_minor INTEGER,
+        started_at TEXT NOT NULL,
+        charging_started_at TEXT,
+        last_sample_at TEXT,
+        ended_at TEXT,
+        end_reason TEXT,
+        acknowledged INTEGER NOT NULL DEFAULT 0,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        lane TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        idem_key TEXT NOT NULL UNIQUE,
+        path TEXT NOT NULL,
+        body TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        answer TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX outbox_pending ON outbox(state, lane, seq);
+    """,
+)
+
+PENDING = "pending"
+DONE = "done"
+FAILED = "failed"  # a definite refusal: kept for the operator, never retried
+SUPERSEDED = "superseded"  # an authorization overtaken by its void
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxRow:
+    seq: int
+    lane: str  # the session id, or "events"
+    kind: str  # authorize | capture | void | events
+    idem_key: str
+    path: str
+    body: dict[str, Any]
+    attempts: int
+    next_attempt_ms: int
+    created_at: str
+
+
+def _dt(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _parse_dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class Journal:
+    """One connection per thread (sqlite3 objects stay in the thread that made them)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._migrate()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def _migrate(self) -> None:
+        conn = self._conn()
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            conn.executescript(f"BEGIN; {script}; PRAGMA user_version={number}; COMMIT;")
+
+    def check(self) -> None:
+        """`PRAGMA integrity_check`; raises JournalError if the database is damaged."""
+        rows = self._conn().execute("PRAGMA integrity_check").fetchall()
+        if [r[0] for r in rows] != ["ok"]:
+            raise JournalError(f"integrity check failed: {rows[0][0]}")
+
+    # -- sessions ---------------------------------------------------------------------------
+    def record(self, session: Session, at: datetime) -> None:
+        c = session.card
+        self._conn().execute(
+            """
+            INSERT INTO sessions (session_id, status, card_kind, card_token, card_brand,
+                card_last4, card_expiry, currency, hold_minor, authorized_minor,
+                start_register_wh, energy_wh, amount_minor, started_at, charging_started_at,
+                last_sample_at, ended_at, end_reason, updated_at)
+            VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+            ON CONFLICT(session_id) DO UPDATE SET
+                status=excluded.status, authorized_minor=excluded.authorized_minor,
+                start_register_wh=excluded.start_register_wh, energy_wh=excluded.energy_wh,
+                amount_minor=excluded.amount_minor,
+                charging_started_at=excluded.charging_started_at,
+                last_sample_at=excluded.last_sample_at, ended_at=excluded.ended_at,
+                end_reason=excluded.end_reason, updated_at=excluded.updated_at
+            """,
+            (
+                session.session_id,
+                session.status.value,
+                c.kind.value,
+                c.token,
+                c.brand,
+                c.last4,
+                c.expiry,
+                session.currency,
+                session.hold.minor,
+                session.authorized.minor if session.authorized else None,
+                session.start_register_wh,
+                session.energy_wh,
+                session.amount.minor if session.amount else None,
+                _dt(session.started_at),
+                _dt(session.charging_started_at),
+                _dt(session.last_sample_at),
+                _dt(session.ended_at),
+                session.end_reason,
+                _dt(at),
+            ),
+        )
+
+    def unsettled(self) -> list[Session]:
+        rows = self._conn().execute(
+            "SELECT * FROM sessions WHERE status NOT IN ('capturing','voiding','declined')"
+            " ORDER BY started_at"
+        )
+        return [self._session(r) for r in rows]
+
+    def sessions(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._conn().execute("SELECT * FROM sessions ORDER BY started_at")]
+
+    def mark_acknowledged(self, session_id: str) -> None:
+        self._conn().execute("UPDATE sessions SET acknowledged=1 WHERE session_id=?", (session_id,))
+
+    @staticmethod
+    def _session(r: sqlite3.Row) -> Session:
+        currency = r["currency"]
+        started = _parse_dt(r["started_at"])
+        assert started is not None
+        return Session(
+            session_id=r["session_id"],
+            card=Card(
+                kind=CardKind(r["card_kind"]),
+                token=r["card_token"],
+                brand=r["card_brand"],
+                last4=r["card_last4"],
+                expiry=r["card_expiry"],
+            ),
+            hold=Money(r["hold_minor"], currency),
+            status=Status(r["status"]),
+            started_at=started,
+            authorized=(
+                Money(r["authorized_minor"], currency)
+                if r["authorized_minor"] is not None
+                else None
+            ),
+            start_register_wh=r["start_register_wh"],
+            energy_wh=r["energy_wh"],
+            amount=Money(r["amount_minor"], currency) if r["amount_minor"] is not None else None,
+            charging_started_at=_parse_dt(r["charging_started_at"]),
+            last_sample_at=_parse_dt(r["last_sample_at"]),
+            ended_at=_parse_dt(r["ended_at"]),
+            end_reason=r["end_reason"],
+        )
+
+    # -- outbox -----------------------------------------------------------------------------
+    def enqueue(
+        self, *, lane: str, kind: str, idem_key: str, path: str, body: dict[str, Any], at: datetime
+    ) -> None:
+        """Queue a request. A void supersedes its lane's unsent authorization (a reversal
+        overtakes the request it reverses; the gateway refuses the late original)."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if kind == "void":
+                conn.execute(
+                    "UPDATE outbox SET state=? WHERE lane=? AND kind='authorize' AND state=?",
+                    (SUPERSEDED, lane, PENDING),
+                )
+            conn.execute(
+                "INSERT OR IGNORE INTO outbox (lane, kind, idem_key, path, body, created_at)"
+                " VALUES (?,?,?,?,?,?)",
+                (lane, kind, idem_key, path, json.dumps(body, sort_keys=True), _dt(at)),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def due(self, now_ms: int, limit: int = 50) -> list[OutboxRow]:
+        """The head row of each lane, if it is due (order within a lane is kept)."""
+        rows = self._conn().execute(
+            """
+            SELECT o.* FROM outbox o
+            JOIN (SELECT lane, MIN(seq) AS seq FROM outbox WHERE state=? GROUP BY lane) h
+              ON o.seq = h.seq
+            WHERE o.next_attempt_ms <= ?
+            ORDER BY (o.kind = 'authorize') DESC, o.seq
+            LIMIT ?
+            """,
+            (PENDING, now_ms, limit),
+        )
+        return [self._row(r) for r in rows]
+
+    def pending_events(self, limit: int) -> list[OutboxRow]:
+        rows = self._conn().execute(
+            "SELECT * FROM outbox WHERE state=? AND lane='events' ORDER BY seq LIMIT ?",
+            (PENDING, limit),
+        )
+        return [self._row(r) for r in rows]
+
+    def next_due_ms(self) -> int | None:
+        row = (
+            self._conn()
+            .execute("SELECT MIN(next_attempt_ms) FROM outbox WHERE state=?", (PENDING,))
+            .fetchone()
+        )
+        return row[0] if row and row[0] is not None else None
+
+    def finish(self, seq: int, state: str, answer: dict[str, Any] | None) -> None:
+        self._conn().execute(
+            "UPDATE outbox SET state=?, answer=?, attempts=attempts+1 WHERE seq=? AND state=?",
+            (state, json.dumps(answer) if answer is not None else None, seq, PENDING),
+        )
+
+    def retry_later(self, seq: int, next_attempt_ms: int, error: str) -> None:
+        self._conn().execute(
+            "UPDATE outbox SET attempts=attempts+1, next_attempt_ms=?, last_error=?"
+            " WHERE seq=? AND state=?",
+            (next_attempt_ms, error[:200], seq, PENDING),
+        )
+
+    def still_pending(self, seq: int) -> bool:
+        row = self._conn().execute("SELECT state FROM outbox WHERE seq=?", (seq,)).fetchone()
+        return row is not None and row[0] == PENDING
+
+    def queue_stats(self) -> tuple[int, str | None]:
+        """Depth and the creation time of the oldest unsent row."""
+        row = (
+            self._conn()
+            .execute("SELECT COUNT(*), MIN(created_at) FROM outbox WHERE state=?", (PENDING,))
+            .fetchone()
+        )
+        return int(row[0]), row[1]
+
+    def outbox(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._conn().execute("SELECT * FROM outbox ORDER BY seq")]
+
+    @staticmethod
+    def _row(r: sqlite3.Row) -> OutboxRow:
+        return OutboxRow(
+            seq=r["seq"],
+            lane=r["lane"],
+            kind=r["kind"],
+            idem_key=r["idem_key"],
+            path=r["path"],
+            body=json.loads(r["body"]),
+            attempts=r["attempts"],
+            next_attempt_ms=r["next_attempt_ms"],
+            created_at=r["created_at"],
+        )

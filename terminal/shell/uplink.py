@@ -1,0 +1,257 @@
+"""The uplink: the gateway client and the sender that drains the outbox.
+
+Only a well-formed, schema-valid approval is an approval. A timeout, a connection error, a 5xx,
+a malformed body, or an answer about a different authorization is "no answer" (`UplinkError`);
+a 4xx is a definite refusal (`GatewayRefused`). Every request carries the idempotency key fixed
+when its outbox row was written, so a retry after a lost response is never done twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from hardware.clock import Clock
+from terminal.core.events import AuthorizationAnswered, AuthOutcome, Event
+from terminal.errors import GatewayRefused, UplinkError
+from terminal.money import MINOR_UNITS, Money
+from terminal.shell.journal import DONE, FAILED, Journal, OutboxRow
+
+log = logging.getLogger("ev_terminal.uplink")
+
+BACKOFF_BASE_MS = 1_000
+BACKOFF_CAP_MS = 5 * 60_000
+EVENT_BATCH = 100
+
+
+class GatewayClient:
+    """POSTs JSON to the gateway with an Idempotency-Key; parses strictly."""
+
+    def __init__(self, base_url: str, timeout_ms: int, session: requests.Session | None = None):
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_ms / 1000
+        self.http = session or requests.Session()
+
+    def post(self, path: str, key: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            response = self.http.post(
+                self.base_url + path,
+                json=body,
+                headers={"Idempotency-Key": key},
+                timeout=(min(self.timeout_s, 5.0), self.timeout_s),
+            )
+        except requests.RequestException as exc:
+            raise UplinkError(f"{type(exc).__name__}") from None
+        if response.status_code >= 500:
+            raise UplinkError(f"http {response.status_code}")
+        try:
+            data = response.json()
+        except ValueError:
+            raise UplinkError("malformed body") from None
+        if not isinstance(data, dict):
+            raise UplinkError("malformed body")
+        if 400 <= response.status_code < 500:
+            error = data.get("error")
+            if not isinstance(error, dict) or not isinstance(error.get("code"), str):
+                raise UplinkError("malformed error body")
+            raise GatewayRefused(response.status_code, error["code"], str(error.get("message")))
+        if response.status_code != 200:
+            raise UplinkError(f"unexpected http {response.status_code}")
+        return data
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthAnswer:
+    """An authorization outcome before the sender stamps it into an event."""
+
+    outcome: AuthOutcome
+    amount: Money | None = None
+    reason: str = ""
+
+
+def parse_authorization(
+    data: dict[str, Any], authorization_id: str, currency: str
+) -> AuthAnswer | None:
+    """Turn an authorization answer into its outcome, strictly; None if it is not well-formed."""
+    if data.get("authorization_id") != authorization_id:
+        return None
+    status = data.get("status")
+    if status == "declined":
+        reason = data.get("decline_reason")
+        return AuthAnswer(outcome=AuthOutcome.DECLINED, reason=str(reason or "declined"))
+    if status != "approved":
+        return None
+    amount = data.get("amount_authorized")
+    if not isinstance(amount, dict) or set(amount) != {"minor", "currency"}:
+        return None
+    minor, cur = amount["minor"], amount["currency"]
+    if not isinstance(minor, int) or isinstance(minor, bool) or minor <= 0:
+        return None
+    if cur != currency or cur not in MINOR_UNITS:
+        return None
+    return AuthAnswer(outcome=AuthOutcome.APPROVED, amount=Money(minor, cur))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendResult:
+    sent: int
+    failed: int
+
+
+class Sender:
+    """Drains the outbox: the head of each lane in order, with exponential backoff and jitter.
+
+    `drain_once` sends what is due and returns; the real daemon runs it in its own thread
+    (`run`), the scripted simulator calls it directly so runs are deterministic."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        client: GatewayClient,
+        clock: Clock,
+        post: Callable[[Event], None],
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.journal = journal
+        self.client = client
+        self.clock = clock
+        self.post = post
+        self.rng = rng or random.Random()  # noqa: S311 - jitter, not security
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.reachable: bool | None = None
+
+    def now_ms(self) -> int:
+        return int(self.clock.now().timestamp() * 1000)
+
+    def _answer(self, sid: str, answer: AuthAnswer) -> None:
+        self.post(
+            AuthorizationAnswered(
+                at_ms=self.clock.monotonic_ms(),
+                at=self.clock.now(),
+                session_id=sid,
+                outcome=answer.outcome,
+                amount=answer.amount,
+                reason=answer.reason,
+            )
+        )
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def drain_once(self) -> SendResult:
+        sent = failed = 0
+        for row in self.journal.due(self.now_ms()):
+            if not self.journal.still_pending(row.seq):
+                continue  # superseded while we were sending another row
+            ok = self._send_events() if row.lane == "events" else self._send(row)
+            sent += ok
+            failed += not ok
+        return SendResult(sent=sent, failed=failed)
+
+    def _backoff_ms(self, attempts: int) -> int:
+        ceiling = min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** min(attempts, 20))
+        return self.rng.randint(ceiling // 2, ceiling)  # "equal jitter"
+
+    def _send(self, row: OutboxRow) -> bool:
+        try:
+            data = self.client.post(row.path, row.idem_key, row.body)
+        except UplinkError as exc:
+            self.reachable = False
+            self.journal.retry_later(
+                row.seq, self.now_ms() + self._backoff_ms(row.attempts), str(exc)
+            )
+            log.info("event=send_failed kind=%s lane=%s error=%s", row.kind, row.lane, exc)
+            if row.kind == "authorize" and row.attempts == 0:
+                self._answer(row.lane, AuthAnswer(outcome=AuthOutcome.NO_ANSWER, reason=str(exc)))
+            return False
+        except GatewayRefused as refusal:
+            self.reachable = True
+            self.journal.finish(row.seq, FAILED, {"status": refusal.status, "code": refusal.code})
+            log.warning(
+                "event=refused kind=%s lane=%s status=%s code=%s",
+                row.kind,
+                row.lane,
+                refusal.status,
+                refusal.code,
+            )
+            if row.kind == "authorize":
+                self._answer(
+                    row.lane, AuthAnswer(outcome=AuthOutcome.DECLINED, reason=refusal.code)
+                )
+            return True
+        self.reachable = True
+        if row.kind == "authorize":
+            event = parse_authorization(data, row.lane, row.body["amount"]["currency"])
+            if event is None:
+                # Malformed: never an approval. Keep the row for a retry with the same key.
+                self.journal.retry_later(
+                    row.seq, self.now_ms() + self._backoff_ms(row.attempts), "malformed answer"
+                )
+                if row.attempts == 0:
+                    self._answer(
+                        row.lane, AuthAnswer(outcome=AuthOutcome.NO_ANSWER, reason="malformed")
+                    )
+                return False
+            self.journal.finish(row.seq, DONE, data)
+            self._answer(row.lane, event)
+            return True
+        expected = {"capture": "captured", "void": "voided"}.get(row.kind)
+        if data.get("authorization_id") != row.lane or data.get("status") != expected:
+            self.journal.retry_later(
+                row.seq, self.now_ms() + self._backoff_ms(row.attempts), "malformed answer"
+            )
+            return False
+        self.journal.finish(row.seq, DONE, data)
+        self.journal.mark_acknowledged(row.lane)
+        log.info("event=settled kind=%s session=%s", row.kind, row.lane)
+        return True
+
+    def _send_events(self) -> bool:
+        rows = self.journal.pending_events(EVENT_BATCH)
+        if not rows:
+            return True
+        body = {
+            "terminal_id": rows[0].body["terminal_id"],
+            "events": [r.body["event"] for r in rows],
+        }
+        try:
+            self.client.post("/v1/events", rows[0].idem_key + f"+{len(rows)}", body)
+        except UplinkError as exc:
+            self.reachable = False
+            for r in rows:
+                self.journal.retry_later(
+                    r.seq, self.now_ms() + self._backoff_ms(r.attempts), str(exc)
+                )
+            return False
+        except GatewayRefused as refusal:
+            for r in rows:
+                self.journal.finish(r.seq, FAILED, {"code": refusal.code})
+            return True
+        for r in rows:
+            self.journal.finish(r.seq, DONE, None)
+        return True
+
+    # -- the thread --------------------------------------------------------------------------
+    def run(self) -> None:
+        """Sender thread: drain, then sleep until woken or the next row is due."""
+        while not self._stop.is_set():
+            try:
+                self.drain_once()
+            except Exception:  # the sender must survive anything; the rows stay queued
+                log.exception("event=sender_error")
+            next_due = self.journal.next_due_ms()
+            wait_s = 5.0 if next_due is None else max(0.0, (next_due - self.now_ms()) / 1000)
+            self._wake.wait(timeout=min(wait_s, 5.0))
+            self._wake.clear()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()

@@ -1,0 +1,280 @@
+"""Scripted simulation: the daemon on the simulator with the embedded gateway and a manual
+clock, driven by a plain script, one step per line.
+
+    tap CARD | plug | ev charge | ev pause | ev done | unplug | wait DURATION
+    fault NAME | clear NAME | gateway down | gateway up | restart | expect SCREEN
+    out-of-service on|off | remove
+
+`#` starts a comment. CARD names a card profile in hardware/sim/cards. `restart` kills the
+daemon without any clean-up (as a crash or power loss would) and starts a new one on the same
+data directory. After each line the simulator runs the kiosk until nothing more happens.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from gateway.server import EmbeddedGateway
+from hardware.clock import ManualClock
+from hardware.sim.card_script import load_profiles
+from terminal.config import Config
+from terminal.core.events import FaultCleared, FaultRaised, OutOfServiceChanged
+from terminal.errors import ScriptError
+from terminal.shell.daemon import Daemon
+from terminal.station import SimHardware, build_daemon, sim_keys
+
+_DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
+_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+MAX_SETTLE_ROUNDS = 1000
+
+# Faults a script can raise by name; some act on the simulated device itself.
+DEVICE_FAULTS = {"contactor_welded", "meter", "reader"}
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    line_no: int
+    text: str
+    verb: str
+    args: tuple[str, ...]
+
+
+def parse_script(text: str, cards: set[str]) -> list[Step]:
+    """Parse and validate every line before anything runs; ScriptError names the bad line."""
+    steps = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        words = line.split()
+        verb, args = words[0].lower(), tuple(words[1:])
+        if verb == "tap":
+            if len(args) != 1 or args[0] not in cards:
+                raise ScriptError(
+                    number, raw, f"tap takes a card: one of {', '.join(sorted(cards))}"
+                )
+        elif verb in ("plug", "unplug", "restart", "remove"):
+            if args:
+                raise ScriptError(number, raw, f"{verb} takes no argument")
+        elif verb == "ev":
+            if args not in (("charge",), ("pause",), ("done",)):
+                raise ScriptError(number, raw, "ev takes charge, pause or done")
+        elif verb == "wait":
+            if len(args) != 1 or not _DURATION.match(args[0]):
+                raise ScriptError(number, raw, "wait takes a duration such as 30s, 45m, 2h, 3d")
+        elif verb in ("fault", "clear"):
+            if len(args) != 1 or not re.match(r"^[a-z_]{2,32}$", args[0]):
+                raise ScriptError(number, raw, f"{verb} takes a fault name")
+        elif verb == "gateway":
+            if args not in (("down",), ("up",)):
+                raise ScriptError(number, raw, "gateway takes down or up")
+        elif verb == "out-of-service":
+            if args not in (("on",), ("off",)):
+                raise ScriptError(number, raw, "out-of-service takes on or off")
+        elif verb == "expect":
+            if len(args) != 1:
+                raise ScriptError(number, raw, "expect takes a screen name")
+        else:
+            raise ScriptError(number, raw, f"unknown step {verb!r}")
+        steps.append(Step(number, raw, verb, args))
+    return steps
+
+
+@dataclass
+class Simulation:
+    """A kiosk on the simulator with an embedded gateway, advanced step by step."""
+
+    config: Config
+    data_dir: Path
+    clock: ManualClock = field(default_factory=ManualClock)
+    hardware: SimHardware = field(init=False)
+    gateway: EmbeddedGateway = field(init=False)
+    daemon: Daemon = field(init=False)
+    restarts: int = 0
+
+    def __post_init__(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.hardware = SimHardware.build(self.clock)
+        self.profiles = load_profiles()
+        self.gateway = EmbeddedGateway(self.data_dir / "gateway.sqlite3")
+        self.gateway.up()
+        self._ids = _ids(self.data_dir)
+        self.daemon = self._start_daemon()
+
+    def _start_daemon(self) -> Daemon:
+        key_dir, _ = sim_keys(self.data_dir, self.config.station.id)
+        config = _with_data_dir(self.config, self.data_dir)
+        daemon = build_daemon(
+            config=config,
+            devices=self.hardware.devices(),
+            clock=self.clock,
+            gateway_url=self.gateway.url,
+            key_dir=key_dir,
+            new_id=lambda: next(self._ids),
+        )
+        daemon.start()
+        self.daemon = daemon
+        self.settle()
+        return daemon
+
+    def settle(self) -> None:
+        """Run the kiosk until nothing more happens at this instant."""
+        for _ in range(MAX_SETTLE_ROUNDS):
+            busy = self.daemon.poll_devices()
+            busy |= self.daemon.pump() > 0
+            busy |= self.daemon.sender.drain_once().sent > 0
+            busy |= self.daemon.pump() > 0
+            if not busy:
+                return
+        raise RuntimeError("the kiosk did not settle")
+
+    def advance(self, ms: int) -> None:
+        """Let simulated time pass, stopping at every timer and sample."""
+        end = self.clock.monotonic_ms() + ms
+        while (now := self.clock.monotonic_ms()) < end:
+            due = self.daemon.timers.next_due()
+            step = end - now if due is None else max(1, min(end, due) - now)
+            self.clock.advance(step)
+            self.settle()
+
+    def restart(self) -> None:
+        """Crash: drop the daemon without clean-up (no contactor open, no flush), restart."""
+        self.daemon.journal.close()
+        self.restarts += 1
+        self._start_daemon()
+
+    def run_step(self, step: Step) -> None:
+        hw = self.hardware
+        verb, args = step.verb, step.args
+        stamp = self.daemon.stamp
+        if verb == "tap":
+            hw.reader.present(self.profiles[args[0]].card())
+        elif verb == "remove":
+            hw.reader.remove()
+        elif verb == "plug":
+            hw.vehicle.plug()
+        elif verb == "unplug":
+            hw.vehicle.unplug()
+        elif verb == "ev":
+            {"charge": hw.vehicle.charge, "pause": hw.vehicle.pause, "done": hw.vehicle.done}[
+                args[0]
+            ]()
+        elif verb == "wait":
+            match = _DURATION.match(args[0])
+            assert match is not None
+            self.advance(int(match.group(1)) * _MS[match.group(2)])
+            return
+        elif verb == "fault":
+            self._device_fault(args[0], on=True)
+            self.daemon.post(FaultRaised(fault=args[0], **stamp()))
+        elif verb == "clear":
+            self._device_fault(args[0], on=False)
+            self.daemon.post(FaultCleared(fault=args[0], **stamp()))
+        elif verb == "gateway":
+            (self.gateway.down if args[0] == "down" else self.gateway.up)()
+        elif verb == "out-of-service":
+            self.daemon.post(OutOfServiceChanged(on=args[0] == "on", **stamp()))
+        elif verb == "restart":
+            self.restart()
+            return
+        elif verb == "expect":
+            shown = hw.display.current
+            if shown is None or shown.name != args[0]:
+                got = shown.name if shown else "nothing"
+                raise ScriptError(
+                    step.line_no, step.text, f"expected screen {args[0]}, shown {got}"
+                )
+            return
+        self.settle()
+
+    def _device_fault(self, name: str, *, on: bool) -> None:
+        hw = self.hardware
+        if name == "contactor_welded":
+            (hw.contactor.weld if on else hw.contactor.unweld)()
+        elif name == "meter":
+            (hw.meter.silence if on else hw.meter.unsilence)()
+        elif name == "reader":
+            (hw.reader.unplug if on else hw.reader.replug)()
+
+    def results(self) -> list[dict[str, Any]]:
+        """One object per finished session, from the terminal's journal."""
+        out = []
+        for row in self.daemon.journal.sessions():
+            if row["status"] not in ("capturing", "voiding", "declined"):
+                continue
+            settled = {"capturing": "captured", "voiding": "voided", "declined": "declined"}
+            out.append(
+                {
+                    "session_id": row["session_id"],
+                    "card_brand": row["card_brand"],
+                    "card_last4": row["card_last4"],
+                    "energy_wh": row["energy_wh"],
+                    "amount_captured": row["amount_minor"] if row["status"] == "capturing" else 0,
+                    "currency": row["currency"],
+                    "ended": row["end_reason"],
+                    "settlement": settled[row["status"]],
+                    "acknowledged": bool(row["acknowledged"]),
+                }
+            )
+        return out
+
+    def close(self) -> None:
+        self.daemon.journal.close()
+        self.gateway.close()
+
+
+def _ids(data_dir: Path) -> Iterator[str]:
+    """Deterministic session ids, unique across restarts on the same data dir."""
+    counter_file = data_dir / "sim-ids"
+    n = int(counter_file.read_text()) if counter_file.exists() else 0
+    while True:
+        n += 1
+        counter_file.write_text(str(n))
+        yield f"sim-{n:08d}-0000-4000-8000-000000000000"
+
+
+def _with_data_dir(config: Config, data_dir: Path) -> Config:
+    return replace(config, data_dir=data_dir)
+
+
+def run_script(config: Config, script: str, data_dir: Path | None = None) -> Simulation:
+    """Run a whole script; ScriptError for a bad line (before anything runs) or a failed
+    `expect`. The caller closes the returned simulation."""
+    cards = set(load_profiles())
+    steps = parse_script(script, cards)
+    sim = Simulation(config=config, data_dir=data_dir or Path(tempfile.mkdtemp(prefix="evsim-")))
+    try:
+        for step in steps:
+            sim.run_step(step)
+    except BaseException:
+        sim.close()
+        raise
+    return sim
+
+
+def main(config: Config, script_path: Path, *, as_json: bool, data_dir: Path | None) -> int:
+    script = script_path.read_text(encoding="utf-8")
+    try:
+        sim = run_script(config, script, data_dir)
+    except ScriptError as exc:
+        print(f"{script_path}: {exc}")
+        return 1
+    try:
+        for result in sim.results():
+            if as_json:
+                print(json.dumps(result, sort_keys=True))
+            else:
+                print(
+                    f"{result['session_id']} {result['card_brand']} {result['card_last4']}"
+                    f" {result['energy_wh']} Wh {result['amount_captured']} {result['currency']}"
+                    f" {result['settlement']} ({result['ended']})"
+                )
+    finally:
+        sim.close()
+    return 0

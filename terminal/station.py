@@ -1,0 +1,140 @@
+"""The composition root: builds every object of a running kiosk from the config, once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hardware.clock import Clock
+from hardware.sim.contactor import SimContactor
+from hardware.sim.display import SimDisplay
+from hardware.sim.meter import SimMeter
+from hardware.sim.plant import Plant
+from hardware.sim.reader import SimReader
+from hardware.sim.vehicle import SimVehicle
+from terminal.config import Config
+from terminal.core.billing import EnergyTariff, Tariff
+from terminal.core.events import Event
+from terminal.core.kiosk import Rules
+from terminal.money import Money
+from terminal.protection.keys import provision_fleet
+from terminal.protection.module import ProtectionModule
+from terminal.shell.acquire import CardAcquirer
+from terminal.shell.daemon import Daemon
+from terminal.shell.devices import Devices
+from terminal.shell.journal import Journal
+from terminal.shell.uplink import GatewayClient, Sender
+
+SIM_FLEET = "sim-fleet"
+
+
+def build_tariff(config: Config) -> Tariff:
+    t = config.tariff
+    return EnergyTariff(
+        name=t.name,
+        currency=config.payment.currency,
+        per_kwh=t.per_kwh,
+        session_fee=t.session_fee,
+        vat_percent=t.vat_percent,
+    )
+
+
+def build_rules(config: Config, tariff: Tariff) -> Rules:
+    cur = config.payment.currency
+    s = config.session
+    return Rules(
+        tariff=tariff,
+        hold=Money(config.payment.hold, cur),
+        min_authorized=Money(config.payment.min_authorized, cur),
+        station=config.station.name,
+        receipt_url=config.gateway.receipt_url,
+        authorization_timeout_ms=s.authorization_timeout_ms,
+        plug_in_timeout_ms=s.plug_in_timeout_ms,
+        suspended_timeout_ms=s.suspended_timeout_ms,
+        receipt_ms=s.receipt_ms,
+        notice_ms=s.notice_ms,
+        sample_interval_ms=s.sample_interval_ms,
+        contactor_check_ms=s.contactor_check_ms,
+    )
+
+
+@dataclass
+class SimHardware:
+    """The simulated devices of one kiosk, with their shared physics."""
+
+    plant: Plant
+    reader: SimReader
+    contactor: SimContactor
+    meter: SimMeter
+    vehicle: SimVehicle
+    display: SimDisplay
+
+    @classmethod
+    def build(cls, clock: Clock, display: SimDisplay | None = None) -> SimHardware:
+        plant = Plant(clock)
+        return cls(
+            plant=plant,
+            reader=SimReader(),
+            contactor=SimContactor(plant),
+            meter=SimMeter(plant),
+            vehicle=SimVehicle(plant),
+            display=display or SimDisplay(),
+        )
+
+    def devices(self) -> Devices:
+        return Devices(
+            reader=self.reader,
+            contactor=self.contactor,
+            meter=self.meter,
+            vehicle=self.vehicle,
+            display=self.display,
+        )
+
+
+def sim_keys(data_dir: Path, device: str) -> tuple[Path, Path]:
+    """A simulated fleet's keys under the data dir (provisioned once); returns the device's
+    key dir and the gateway's key dir."""
+    root = data_dir / "keys"
+    device_dir = root / "devices" / device
+    if not device_dir.exists():
+        if (root / "gateway").exists():
+            raise FileNotFoundError(f"{device_dir}: missing, but the fleet exists")
+        provision_fleet(root, fleet_id=SIM_FLEET, devices=[device])
+    return device_dir, root / "gateway"
+
+
+def build_daemon(
+    *,
+    config: Config,
+    devices: Devices,
+    clock: Clock,
+    gateway_url: str,
+    key_dir: Path,
+    new_id: Callable[[], str] | None = None,
+) -> Daemon:
+    journal = Journal(config.data_dir / "journal.sqlite3")
+    protection = ProtectionModule.from_key_dir(key_dir)
+    acquirer = CardAcquirer(
+        protection=protection,
+        clock=clock,
+        currency=config.payment.currency,
+        amount_minor=config.payment.hold,
+        timezone=config.station.timezone,
+    )
+    client = GatewayClient(gateway_url, config.gateway.timeout_ms)
+
+    def sender_factory(post: Callable[[Event], None]) -> Sender:
+        return Sender(journal, client, clock, post)
+
+    kwargs = {"new_id": new_id} if new_id is not None else {}
+    return Daemon(
+        rules=build_rules(config, build_tariff(config)),
+        devices=devices,
+        journal=journal,
+        sender_factory=sender_factory,
+        clock=clock,
+        terminal_id=config.station.id,
+        acquire=acquirer,
+        **kwargs,
+    )
