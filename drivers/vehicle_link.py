@@ -107,7 +107,8 @@ class PolledPilotLink:
     maps a confirmed raw value to a state, or None for a value that is not a state. An
     undocumented value is debounced like any other, so a transient code between two states
     (inputs do not change together) is never reported. The first confirmed state is the
-    initial state, not a change; `startup_timeout_s` bounds how long `state` waits for it."""
+    initial state, not a change: the constructor waits for it (or for the first fault), at
+    most `startup_timeout_s`, so a change right after construction is reported as one."""
 
     def __init__(
         self,
@@ -123,15 +124,15 @@ class PolledPilotLink:
         self._decode = decode
         self._interval = poll_interval_s
         self._debouncer = Debouncer(confirm_reads)
-        self._startup_timeout = startup_timeout_s
         self._changes: queue.Queue[PilotState | _Fault] = queue.Queue()
         self._lock = threading.Lock()
         self._state: PilotState | None = None
         self._fault: VehicleLinkFault | None = None
-        self._first = threading.Event()
+        self._settled = threading.Event()  # first state confirmed, or first fault
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
+        self._settled.wait(startup_timeout_s)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -157,7 +158,7 @@ class PolledPilotLink:
             previous, self._state = self._state, state
         if previous is not None and previous != state:
             self._changes.put(state)
-        self._first.set()
+        self._settled.set()
 
     def _set_fault(self, error: VehicleLinkFault) -> None:
         with self._lock:
@@ -165,9 +166,9 @@ class PolledPilotLink:
             self._fault = error
         if first_failure:
             self._changes.put(_Fault(error))
+        self._settled.set()
 
     def state(self) -> PilotState:
-        self._first.wait(self._startup_timeout)
         with self._lock:
             if self._fault is not None:
                 raise VehicleLinkFault(str(self._fault))
