@@ -1,0 +1,134 @@
+"""RCD trip to relay open: how long from the input edge to the relay output going low.
+
+    .venv/bin/python -m bench.bench_gpio [--n 1000]
+
+Runs on gpiozero's MockFactory: the RCD-trip input (pull-up, active low) is driven low, its
+`FaultInputs` callback opens the `GpioContactor`, and the time is taken when the relay output
+is low. Two paths:
+
+- direct: the callback opens the relay itself, in the pin factory's event thread;
+- queued: the callback only posts to a `queue.Queue` and a consumer thread opens the relay,
+  the way the daemon routes device events through its one event queue.
+
+Target: under 20 ms (DESIGN.md: the contactor opens at once on every fault). Mock pins call
+back synchronously, so this measures our code and thread hand-off, not the GPIO chip's
+interrupt latency (lgpio adds its own callback thread on a Pi). The "+busy" rows repeat both
+paths while another thread keeps the interpreter busy, so a waiting thread gets the GIL only
+at CPython's switch interval (5 ms by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import queue
+import statistics
+import threading
+import time
+from collections.abc import Callable
+
+from gpiozero.pins.mock import MockFactory
+
+from drivers.gpio import (
+    ContactorPins,
+    FaultInput,
+    FaultInputPins,
+    FaultInputs,
+    GpioContactor,
+    InputPin,
+)
+
+RELAY, FEEDBACK, ESTOP, RCD = 17, 27, 5, 6
+TARGET_MS = 20.0
+
+
+def measure(n: int, *, queued: bool) -> list[float]:
+    factory = MockFactory()
+    contactor = GpioContactor(
+        ContactorPins(relay_pin=RELAY, feedback=InputPin(pin=FEEDBACK)), factory
+    )
+    opened = threading.Event()
+    opened_at = [0]
+
+    def open_relay() -> None:
+        contactor.open()
+        opened_at[0] = time.perf_counter_ns()
+        opened.set()
+
+    events: queue.Queue[FaultInput | None] = queue.Queue()
+    consumer: threading.Thread | None = None
+    on_fault: Callable[[FaultInput], None]
+    if queued:
+
+        def consume() -> None:
+            while events.get() is not None:
+                open_relay()
+
+        consumer = threading.Thread(target=consume, name="bench-consumer", daemon=True)
+        consumer.start()
+        on_fault = events.put
+    else:
+
+        def on_fault(_which: FaultInput) -> None:
+            open_relay()
+
+    pins = FaultInputPins(emergency_stop=InputPin(pin=ESTOP), rcd_trip=InputPin(pin=RCD))
+    inputs = FaultInputs(pins, factory, on_fault)
+    rcd, relay = factory.pin(RCD), factory.pin(RELAY)
+    samples: list[float] = []
+    for _ in range(n):
+        contactor.close()
+        opened.clear()
+        started = time.perf_counter_ns()
+        rcd.drive_low()  # the RCD trips
+        if not opened.wait(1.0) or relay.state != 0:
+            raise SystemExit("relay did not open within 1 s")
+        samples.append((opened_at[0] - started) / 1e6)
+        rcd.drive_high()  # reset the RCD for the next round
+    events.put(None)
+    if consumer is not None:
+        consumer.join(2.0)
+    inputs.close()
+    contactor.close_devices()
+    factory.close()
+    return samples
+
+
+def report(name: str, samples: list[float]) -> None:
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    verdict = "ok" if max(ordered) < TARGET_MS else f"OVER the {TARGET_MS:.0f} ms target"
+    print(
+        f"{name:12s} n={len(samples)}  median {statistics.median(ordered):.3f} ms  "
+        f"p99 {p99:.3f} ms  max {max(ordered):.3f} ms  ({verdict})"
+    )
+
+
+def busy_thread(stop: threading.Event) -> threading.Thread:
+    """A pure-Python thread that wants the GIL all the time (a busy daemon loop)."""
+
+    def spin() -> None:
+        total = 0
+        while not stop.is_set():
+            total += sum(range(1000))
+
+    thread = threading.Thread(target=spin, name="bench-busy", daemon=True)
+    thread.start()
+    return thread
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1000, help="edges per path")
+    args = parser.parse_args()
+    report("direct", measure(args.n, queued=False))
+    report("queued", measure(args.n, queued=True))
+    stop = threading.Event()
+    spinner = busy_thread(stop)
+    report("direct+busy", measure(args.n, queued=False))
+    report("queued+busy", measure(args.n, queued=True))
+    stop.set()
+    spinner.join(2.0)
+
+
+if __name__ == "__main__":
+    main()
