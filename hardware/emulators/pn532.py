@@ -1,0 +1,417 @@
+"""An emulated NXP PN532 reader on a pseudo-terminal, so the real nfcpy driver runs in CI.
+
+The emulator speaks the PN532 host link over HSU (UART) as the chip does (`pn532_frames`):
+it acknowledges every well-formed command, answers it in a normal or extended information
+frame, resends its last answer on a NACK, and ignores frames with bad checksums (the host then
+sees no ACK). It implements the commands nfcpy's pn532 driver sends when it opens, polls,
+exchanges and closes (nfc/clf/pn532.py, pn53x.py): Diagnose (communication line test),
+GetFirmwareVersion, GetGeneralStatus, ReadRegister/WriteRegister over a CIU register file,
+SetSerialBaudRate (accepted; a pty has no baud rate), SetParameters, SAMConfiguration,
+PowerDown, RFConfiguration, InListPassiveTarget (106 kbit/s Type A and Type B),
+InCommunicateThru (raw frames to the card: RATS, ISO-DEP blocks, Type B DESELECT/WUPB/ATTRIB,
+Type 2 READ), InDataExchange (APDUs, with ISO-DEP run by the "firmware"), InSelect, InDeselect,
+InRelease and InAutoPoll. Anything else gets the syntax error frame. The card in the field is
+any `hardware.ports.CardTarget`, wrapped in `picc.Picc` for its RF behaviour.
+
+Wiring: the emulator owns the pty master and keeps the slave open and raw, so nothing is echoed
+and nothing is lost while the driver opens and closes its end. The driver opens `port`, a
+symlink to the current slave (like udev's /dev/serial/by-id links), which survives
+`unplug()`/`replug()` even though the pty behind it changes.
+
+Hooks for tests: `present(card)`, `remove()`, `go_silent()`/`resume()` (the chip receives but
+never answers), `unplug()`/`replug()` (a hot-unplug: the pty goes away, the link disappears,
+then a fresh chip appears on the same link). One thread serves the line; `stop()` joins it with
+a bounded timeout. Differences from the chip: a missing card answers "timeout" at once instead
+of after the RF timeout; the baud rate is never changed; only one card is in the field.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import enum
+import os
+import select
+import shutil
+import tempfile
+import threading
+import tty
+from types import TracebackType
+
+from hardware.emulators.picc import Picc, Technology, crc_a
+from hardware.emulators.pn532_frames import (
+    ACK,
+    SYNTAX_ERROR,
+    Ack,
+    BadFrame,
+    Command,
+    HostFrameParser,
+    Nack,
+    response_frame,
+)
+from hardware.ports import CardTarget
+
+JOIN_TIMEOUT_S = 2.0
+SELECT_TIMEOUT_S = 0.5
+APDU_TIMEOUT_S = 1.0  # how long the "firmware" waits for a card during InDataExchange
+
+# GetFirmwareVersion answer (UM0701-02 7.2.2): IC 32h (PN532), version 1.6, supports
+# ISO/IEC 14443 Type A, Type B and ISO 18092 (07h) - what a PN532 v1.6 module reports.
+FIRMWARE_VERSION = bytes([0x32, 0x01, 0x06, 0x07])
+
+
+class Cmd(enum.IntEnum):
+    """Host command codes (UM0701-02 chapter 7)."""
+
+    DIAGNOSE = 0x00
+    GET_FIRMWARE_VERSION = 0x02
+    GET_GENERAL_STATUS = 0x04
+    READ_REGISTER = 0x06
+    WRITE_REGISTER = 0x08
+    SET_SERIAL_BAUD_RATE = 0x10
+    SET_PARAMETERS = 0x12
+    SAM_CONFIGURATION = 0x14
+    POWER_DOWN = 0x16
+    RF_CONFIGURATION = 0x32
+    IN_DATA_EXCHANGE = 0x40
+    IN_COMMUNICATE_THRU = 0x42
+    IN_DESELECT = 0x44
+    IN_LIST_PASSIVE_TARGET = 0x4A
+    IN_RELEASE = 0x52
+    IN_SELECT = 0x54
+    IN_AUTO_POLL = 0x60
+
+
+# Status byte of In* answers (UM0701-02 7.1 error codes).
+STATUS_OK = 0x00
+STATUS_TIMEOUT = 0x01  # the target has not answered
+STATUS_BAD_TARGET = 0x27  # not acceptable in the current context
+
+# SetParameters flags (UM0701-02 7.2.9): bit 4 fAutomaticRATS.
+PARAM_AUTO_RATS = 0x10
+# RFConfiguration item 1 (RF field), bit 0 = field on.
+RF_FIELD = 0x01
+# InListPassiveTarget BrTy (UM0701-02 7.3.5): 0 = 106 kbit/s Type A, 3 = 106 kbit/s Type B.
+BRTY_106A = 0
+BRTY_106B = 3
+
+# CIU registers (PN532 User Manual 8.6, PN512 register map) the host reads or writes.
+CIU_TX_MODE = 0x6302
+CIU_RX_MODE = 0x6303
+CIU_TX_CONTROL = 0x6304
+CIU_TX_AUTO = 0x6305
+CIU_FIFO_DATA = 0x6339
+CRC_ENABLE = 0x80  # TxMode/RxMode bit 7
+FRAMING_TYPE_B = 0x03  # TxMode/RxMode bits 1..0
+REQA = 0x26  # left in the FIFO when no Type A card answered (nfcpy checks for it)
+RESET_REGISTERS = {CIU_TX_MODE: 0x00, CIU_RX_MODE: 0x00, CIU_TX_CONTROL: 0x80, CIU_TX_AUTO: 0x00}
+
+
+class Pn532Emulator:
+    """A PN532 on a pty. Use as a context manager, or `start()` and `stop()`."""
+
+    def __init__(self) -> None:
+        self._dir = tempfile.mkdtemp(prefix="pn532-")
+        self.port = os.path.join(self._dir, "ttyPN532")
+        self.commands: collections.Counter[int] = collections.Counter()  # received, by code
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()
+        self._thread: threading.Thread | None = None
+        self._master: int | None = None
+        self._slave: int | None = None
+        self._generation = 0
+        self._silent = False
+        self._picc: Picc | None = None
+        self._past_errors: list[Exception] = []
+        self._power_on_reset()
+        self._plug()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> Pn532Emulator:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, name="pn532-emulator", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake()
+        if self._thread is not None:
+            self._thread.join(JOIN_TIMEOUT_S)
+            self._thread = None
+        with self._lock:
+            self._unplug()
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> Pn532Emulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- test hooks ----------------------------------------------------------------------------
+
+    def present(
+        self,
+        card: CardTarget,
+        *,
+        technology: Technology = Technology.A,
+        sel_res: int | None = None,
+    ) -> Picc:
+        """Put `card` in the field (taking away any card already there)."""
+        picc = Picc(card, technology=technology, sel_res=sel_res)
+        with self._lock:
+            self._take_away()
+            self._picc = picc
+        return picc
+
+    def remove(self) -> None:
+        """Take the card out of the field; from now on it never answers."""
+        with self._lock:
+            self._take_away()
+
+    def go_silent(self) -> None:
+        """The chip keeps receiving but answers nothing, not even ACK (a hung reader)."""
+        with self._lock:
+            self._silent = True
+
+    def resume(self) -> None:
+        with self._lock:
+            self._silent = False
+
+    def unplug(self) -> None:
+        """Hot-unplug: the line breaks under the driver and the device link disappears."""
+        with self._lock:
+            self._unplug()
+        self._wake()
+
+    def replug(self) -> None:
+        """A freshly powered chip appears on the same link (the card, if any, is still there)."""
+        with self._lock:
+            self._unplug()
+            self._power_on_reset()
+            self._plug()
+        self._wake()
+
+    @property
+    def card_errors(self) -> list[Exception]:
+        """Unexpected exceptions raised by the cards' `transceive` (test-card bugs)."""
+        with self._lock:
+            current = self._picc.errors if self._picc is not None else []
+            return [*self._past_errors, *current]
+
+    @property
+    def card_in_field(self) -> bool:
+        with self._lock:
+            return self._picc is not None and not self._picc.gone
+
+    # -- the line ------------------------------------------------------------------------------
+
+    def _plug(self) -> None:
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        os.set_blocking(master, False)
+        self._master, self._slave = master, slave
+        self._generation += 1
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.port)
+        os.symlink(os.ttyname(slave), self.port)
+
+    def _unplug(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.port)
+        for fd in (self._master, self._slave):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._master = self._slave = None
+        self._field_off()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"\x00")
+
+    def _serve(self) -> None:
+        parser, generation = HostFrameParser(), -1
+        while not self._stop.is_set():
+            with self._lock:
+                master = self._master
+                if self._generation != generation:
+                    parser, generation = HostFrameParser(), self._generation
+            watched = [self._wake_r] if master is None else [self._wake_r, master]
+            readable, _, _ = select.select(watched, [], [], SELECT_TIMEOUT_S)
+            if self._wake_r in readable:
+                os.read(self._wake_r, 512)
+            if master is None or master not in readable:
+                continue
+            with self._lock:
+                if self._master != master or self._generation != generation:
+                    continue  # unplugged while we waited
+                try:
+                    data = os.read(master, 4096)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    data = b""
+                for frame in parser.feed(data):
+                    self._handle(frame)
+
+    def _send(self, data: bytes) -> None:
+        if self._master is None:
+            return
+        # The master is non-blocking: if the host stopped reading, the answer is lost, as
+        # bytes sent to a UART nobody reads.
+        with contextlib.suppress(OSError):
+            os.write(self._master, data)
+
+    # -- the chip ------------------------------------------------------------------------------
+
+    def _power_on_reset(self) -> None:
+        self._registers = dict(RESET_REGISTERS)
+        self._parameters = 0x00
+        self._silent = False
+        self._last_answer: bytes | None = None
+        self._field_off()
+
+    def _field_off(self) -> None:
+        self._field = False
+        if self._picc is not None:
+            self._picc.power_off()
+
+    def _take_away(self) -> None:
+        if self._picc is not None:
+            self._picc.leave()
+            self._past_errors.extend(self._picc.errors)
+            self._picc = None
+
+    def _handle(self, frame: Ack | Nack | Command | BadFrame) -> None:
+        if isinstance(frame, Command):
+            self.commands[frame.code] += 1
+        if self._silent:
+            return
+        match frame:
+            case Command(code=code, data=data):
+                self._send(ACK)
+                answer = self._command(code, data)
+                self._last_answer = SYNTAX_ERROR if answer is None else response_frame(code, answer)
+                self._send(self._last_answer)
+            case Nack():
+                if self._last_answer is not None:
+                    self._send(self._last_answer)
+            case Ack() | BadFrame():
+                pass  # an ACK after an answer, or a frame the chip cannot read: no reply
+
+    def _command(self, code: int, data: bytes) -> bytes | None:
+        match code:
+            case Cmd.DIAGNOSE if data:
+                return self._diagnose(data)
+            case Cmd.GET_FIRMWARE_VERSION:
+                return FIRMWARE_VERSION
+            case Cmd.GET_GENERAL_STATUS:  # Err, Field, NbTg, SAM status
+                return bytes([0x00, int(self._field), 0x00, 0x00])
+            case Cmd.READ_REGISTER if data and len(data) % 2 == 0:
+                addresses = [data[i] << 8 | data[i + 1] for i in range(0, len(data), 2)]
+                return bytes(self._registers.get(address, 0x00) for address in addresses)
+            case Cmd.WRITE_REGISTER if data and len(data) % 3 == 0:
+                for i in range(0, len(data), 3):
+                    self._registers[data[i] << 8 | data[i + 1]] = data[i + 2]
+                return b""
+            case Cmd.SET_SERIAL_BAUD_RATE if data and data[0] <= 8:
+                return b""
+            case Cmd.SET_PARAMETERS if data:
+                self._parameters = data[0]
+                return b""
+            case Cmd.SAM_CONFIGURATION:
+                return b""
+            case Cmd.POWER_DOWN:
+                self._field_off()
+                return bytes([STATUS_OK])
+            case Cmd.RF_CONFIGURATION if data:
+                if data[0] == RF_FIELD and len(data) > 1 and not data[1] & 0x01:
+                    self._field_off()
+                return b""
+            case Cmd.IN_LIST_PASSIVE_TARGET if len(data) >= 2:
+                return self._in_list_passive_target(data[1], data[2:])
+            case Cmd.IN_COMMUNICATE_THRU:
+                return self._in_communicate_thru(data)
+            case Cmd.IN_DATA_EXCHANGE if data:
+                return self._in_data_exchange(data[0], data[1:])
+            case Cmd.IN_DESELECT | Cmd.IN_RELEASE | Cmd.IN_SELECT:
+                return bytes([STATUS_OK])
+            case Cmd.IN_AUTO_POLL:  # nothing found
+                return bytes([0x00])
+            case _:
+                return None
+
+    @staticmethod
+    def _diagnose(data: bytes) -> bytes | None:
+        test = data[0]
+        if test == 0x00:  # communication line test: echo NumTst and the data
+            return data
+        if test in (0x01, 0x02):  # ROM and RAM tests: OK
+            return bytes([STATUS_OK])
+        return None
+
+    def _in_list_passive_target(self, brty: int, initiator_data: bytes) -> bytes:
+        self._field = True
+        picc = self._picc
+        if brty == BRTY_106A:
+            found = picc.activate_a(initiator_data) if picc is not None else None
+            if picc is None or found is None:
+                self._registers[CIU_FIFO_DATA] = REQA
+                return bytes([0x00])
+            sens_res, sel_res, uid = found
+            self._registers[CIU_FIFO_DATA] = 0x00
+            self._registers[CIU_TX_MODE] = self._registers[CIU_RX_MODE] = CRC_ENABLE
+            # SENS_RES goes to the host most significant byte first (UM0701-02 7.3.5).
+            answer = bytes([0x01, 0x01, sens_res[1], sens_res[0], sel_res, len(uid)]) + uid
+            if self._parameters & PARAM_AUTO_RATS and picc.card.iso_dep:
+                answer += picc.exchange_frame(bytes([0xE0, 0x80])) or b""
+            return answer
+        if brty == BRTY_106B:
+            atqb = picc.activate_b(initiator_data[0] if initiator_data else 0) if picc else None
+            if picc is None or atqb is None:
+                return bytes([0x00])
+            self._registers[CIU_TX_MODE] = self._registers[CIU_RX_MODE] = (
+                CRC_ENABLE | FRAMING_TYPE_B
+            )
+            # The firmware sends ATTRIB itself, with CID 1 and a 64-byte frame size (FSDI 5).
+            attrib_res = picc.attrib(b"\x1d" + picc.uid + bytes([0x00, 0x05, 0x01, 0x01]))
+            return bytes([0x01, 0x01]) + atqb + bytes([len(attrib_res)]) + attrib_res
+        return bytes([0x00])
+
+    def _in_communicate_thru(self, frame: bytes) -> bytes:
+        picc = self._picc
+        answer = picc.exchange_frame(frame) if picc is not None and self._field else None
+        if picc is None or answer is None:
+            return bytes([STATUS_TIMEOUT])
+        if not self._registers.get(CIU_RX_MODE, 0) & CRC_ENABLE:
+            answer += crc_a(answer)  # the host switched receive CRC checking off (Type 2)
+        return bytes([STATUS_OK]) + answer
+
+    def _in_data_exchange(self, target: int, data: bytes) -> bytes:
+        picc = self._picc
+        if target & 0x3F != 1:
+            return bytes([STATUS_BAD_TARGET])
+        if picc is None or not self._field:
+            return bytes([STATUS_TIMEOUT])
+        if picc.card.iso_dep:
+            answer = picc.exchange_apdu(data, APDU_TIMEOUT_S)
+        else:
+            answer = picc.exchange_frame(data)
+        if answer is None:
+            return bytes([STATUS_TIMEOUT])
+        return bytes([STATUS_OK]) + answer
+
+
+__all__ = ["Cmd", "Pn532Emulator", "Technology"]
