@@ -28,7 +28,8 @@ A ``resp:`` line is hex (a malformed answer is just written as such), or one of:
 
 Replay: ``strict`` answers only the next exchange of the script; ``lenient`` (for recorded
 traces, where the recording terminal sent commands ours does not, such as GET DATA for the
-CPLC) skips forward to the first exchange that matches. Either way the script never runs
+CPLC) skips forward to the first exchange that matches exactly, or failing that to the first
+wildcard that matches. Either way the script never runs
 backwards, and a command no remaining exchange matches gets the status a real card would
 give: 6A82 for SELECT, 6A83 for READ RECORD, 6A88 for GET DATA, 6D00 otherwise.
 
@@ -99,6 +100,11 @@ class Exchange:
     open_ended: bool
     reply: Reply
     response: bytes = b""
+
+    @property
+    def exact(self) -> bool:
+        """Whether the pattern names every byte of the command."""
+        return not self.open_ended and None not in self.pattern
 
     def matches(self, apdu: bytes) -> bool:
         """Whether the command `apdu` is the one this exchange expects."""
@@ -198,7 +204,13 @@ class ScriptedCard:
             if self._cursor < len(script) and script[self._cursor].matches(command):
                 return self._cursor
             return None
-        for index in range(self._cursor, len(script)):
+        ahead = range(self._cursor, len(script))
+        # an exact exchange further on beats a wildcard nearer (an empty send: in a recording
+        # must not swallow a command the recording answered exactly later)
+        for index in ahead:
+            if script[index].exact and script[index].matches(command):
+                return index
+        for index in ahead:
             if script[index].matches(command):
                 return index
         return None
