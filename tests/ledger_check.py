@@ -1,0 +1,39 @@
+"""The check every scripted run ends with: the gateway's ledger agrees with the journal."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from terminal.simulate import Simulation
+
+
+def assert_ledger_agrees(sim: Simulation) -> None:
+    journal = {row["session_id"]: row for row in sim.daemon.journal.sessions()}
+    ledger = {row["id"]: row for row in sim.gateway.ledger.all_authorizations()}
+    moves = sim.gateway.ledger.all_movements()
+    holds = Counter(m["authorization_id"] for m in moves if m["kind"] == "hold")
+    ends = Counter(m["authorization_id"] for m in moves if m["kind"] in ("capture", "release"))
+    # Every hold ended in exactly one capture or release, and nothing ended twice.
+    assert all(n == 1 for n in holds.values()), holds
+    assert all(n == 1 for n in ends.values()), ends
+    assert set(ends) <= set(holds)
+    for sid, row in journal.items():
+        assert row["status"] in ("capturing", "voiding", "declined"), (sid, row["status"])
+        assert row["acknowledged"] or row["status"] == "declined", sid
+        at_gateway = ledger.get(sid)
+        if row["status"] == "capturing":
+            assert at_gateway is not None
+            assert at_gateway["status"] == "captured"
+            assert at_gateway["amount_captured"] == row["amount_minor"]
+            assert at_gateway["amount_captured"] <= at_gateway["amount_authorized"]
+            assert at_gateway["energy_wh"] == row["energy_wh"] > 0
+            assert ends[sid] == 1
+        elif row["status"] == "voiding":
+            assert at_gateway is not None
+            assert at_gateway["status"] in ("voided", "declined")
+            assert holds[sid] == ends[sid]
+        else:
+            assert at_gateway is None or at_gateway["status"] == "declined"
+            assert holds[sid] == 0
+    # And the gateway holds nothing the terminal does not know about.
+    assert set(holds) <= set(journal)
