@@ -1,0 +1,68 @@
+"""The price before start (AFIR Art. 5; OCPI 2.2.1 mod_tariffs: the element active for a
+session starting at that moment), in English and German."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from terminal.tariff import OcpiTariff
+from tests.tariff.helpers import BERLIN, component, local, make_tariff
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "tariffs"
+
+
+def _load(name: str, locale: str = "en") -> OcpiTariff:
+    return OcpiTariff.from_json((DEPLOY / name).read_bytes(), tz=BERLIN, locale=locale)
+
+
+def test_daytime_lines_show_all_dimensions_incl_vat_in_english() -> None:
+    tariff = _load("time-of-day-with-idle-fee.json")
+    assert tariff.price_lines(local(2024, 5, 6, 10)) == (
+        "0.5355 EUR per kWh",
+        "0.60 EUR per session",
+        "Idle fee 0.119 EUR per minute",
+        "Maximum price 71.40 EUR",
+        "incl. 19% VAT",
+        "Prices vary with time and use",
+    )
+
+
+def test_night_lines_in_german_use_the_night_element() -> None:
+    tariff = _load("time-of-day-with-idle-fee.json", locale="de_DE")
+    assert tariff.price_lines(local(2024, 5, 6, 23)) == (
+        "0,357 EUR pro kWh",
+        "0,60 EUR pro Ladevorgang",
+        "Höchstpreis 71,40 EUR",
+        "inkl. 19 % MwSt.",
+        "Preise abhängig von Zeit und Nutzung",
+    )
+
+
+def test_power_tiers_show_the_dearest_unless_the_power_is_known() -> None:
+    tariff = _load("dc-power-tiers.json")
+    at = local(2024, 5, 6, 10)
+    shown = tariff.display(at)
+    assert shown.energy is not None and shown.energy.up_to
+    assert shown.energy.price == Decimal("0.55")
+    assert tariff.price_lines(at)[0] == "up to 0.6545 EUR per kWh"
+    slow = tariff.display(at, power_w=22_000)
+    assert slow.energy is not None and not slow.energy.up_to
+    assert slow.energy.price == Decimal("0.42")
+
+
+def test_per_minute_time_price_and_free_tariff() -> None:
+    timed = make_tariff([{"price_components": [component("TIME", "3.00", 60, "10")]}])
+    assert timed.price_lines(local(2024, 5, 6, 10)) == (
+        "0.055 EUR per minute charging",
+        "incl. 10% VAT",
+    )
+    free = make_tariff([{"price_components": [component("FLAT", "0.00", 0)]}])
+    assert free.price_lines(local(2024, 5, 6, 10))[0] == "Free of charge"
+
+
+def test_unsupported_locale_is_refused_at_construction() -> None:
+    with pytest.raises(ValueError, match="unsupported locale"):
+        _load("simple-per-kwh.json", locale="fr")
