@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from launcher.simulate import Simulation, run_script
 from terminal.config import Config, load
-from terminal.simulate import Simulation, run_script
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = ROOT / "deploy" / "terminal.toml"

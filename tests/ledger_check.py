@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from terminal.simulate import Simulation
+from launcher.simulate import Simulation
 
 
 def assert_ledger_agrees(sim: Simulation) -> None:

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
+from launcher.simulate import Simulation, parse_script
 from terminal.errors import ScriptError
-from terminal.simulate import Simulation, parse_script
 from tests.ledger_check import assert_ledger_agrees
 
 Run = Callable[[str], Simulation]

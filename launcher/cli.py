@@ -73,12 +73,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ok: {args.config} (station {cfg.station.id}, backend {cfg.hardware.backend})")
         return 0
     if args.command == "simulate":
-        from terminal.simulate import main as simulate_main  # noqa: PLC0415 - heavy imports
+        from launcher.simulate import main as simulate_main  # noqa: PLC0415 - heavy imports
 
         logging.basicConfig(level=logging.WARNING)
         return simulate_main(_load(args.config), args.script, as_json=args.json, data_dir=args.data)
     if args.command == "demo":
-        from terminal.demo import main as demo_main  # noqa: PLC0415 - heavy imports
+        from launcher.demo import main as demo_main  # noqa: PLC0415 - heavy imports
 
         return demo_main(_load(args.config), args.data, speed=args.speed)
     if args.command == "gateway":
@@ -93,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(mermaid())
         return 0
-    parser.error(f"unknown command {args.command}")
-    return EXIT_CONFIG  # parser.error exits; kept for the type checker
+    raise AssertionError(f"unhandled command {args.command}")  # argparse limits the choices
 
 
 if __name__ == "__main__":
