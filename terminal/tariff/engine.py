@@ -30,9 +30,9 @@ enumerating every boundary afresh; the two agree exactly (a hypothesis property)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from itertools import pairwise
 
@@ -62,6 +62,7 @@ _WH_PER_KWH = Decimal(1000)
 _US_PER_HOUR = Decimal(3600 * US_PER_SECOND)
 _HOURS_QUANTUM = Decimal("0.000001")  # BillLine.quantity in hours: display only
 _HUNDRED = Decimal(100)
+_MAX_NUDGES = 10_000  # a bound is met within a few minor units of the estimate
 _E = TariffDimension.ENERGY
 _F = TariffDimension.FLAT
 _T = TariffDimension.TIME
@@ -265,15 +266,44 @@ def _adjusted(bill: Bill, dimension: str, currency: str, factor: Decimal) -> lis
     ]
 
 
-def _nudge(lines: list[BillLine], dimension: str, step: int) -> list[BillLine]:
-    """Move the adjustment of the largest base by one minor unit."""
+def _nudge(lines: list[BillLine], dimension: str, step: int) -> list[BillLine] | None:
+    """Move the largest adjustment by `step` minor units; None if it would change sign."""
     index = max(
         (i for i, line in enumerate(lines) if line.dimension == dimension),
-        key=lambda i: lines[i].excl_vat.minor * step,
+        key=lambda i: abs(lines[i].excl_vat.minor),
     )
     line = lines[index]
-    moved = replace(line, excl_vat=Money(line.excl_vat.minor + step, line.excl_vat.currency))
+    minor = line.excl_vat.minor
+    sign = 1 if dimension == "MIN_PRICE" else -1  # a minimum adds, a maximum takes off
+    if (minor + step) * sign < 0:
+        return None
+    moved = replace(line, excl_vat=Money(minor + step, line.excl_vat.currency))
     return [*lines[:index], moved, *lines[index + 1 :]]
+
+
+def _settle(
+    lines: list[BillLine], dimension: str, step: int, bad: Callable[[Bill], bool], currency: str
+) -> Bill:
+    """From an estimate, move the adjustment by `step` until the bound holds, then back as
+    far as it still holds: the least adjustment that meets the bound, so a bounded price
+    depends on the bound alone and the running price stays monotonic."""
+    result = make_bill(tuple(lines), currency)
+    for _ in range(_MAX_NUDGES):
+        if not bad(result):
+            break
+        moved = _nudge(lines, dimension, step)
+        if moved is None:  # pragma: no cover - the bound is reachable by construction
+            break
+        lines, result = moved, make_bill(tuple(moved), currency)
+    for _ in range(_MAX_NUDGES):
+        moved = _nudge(lines, dimension, -step)
+        if moved is None:
+            break
+        trial = make_bill(tuple(moved), currency)
+        if bad(trial):
+            break
+        lines, result = moved, trial
+    return result
 
 
 def _at_least(bill: Bill, floor: Price, currency: str) -> Bill:
@@ -305,13 +335,7 @@ def _at_least(bill: Bill, floor: Price, currency: str) -> Bill:
         if low_incl is not None:
             factor = max(factor, low_incl.to_decimal() / bill.total.to_decimal())
         lines = _adjusted(bill, "MIN_PRICE", currency, factor)
-    result = make_bill(tuple(lines), currency)
-    for _ in range(10_000):
-        if not short(result):
-            return result
-        lines = _nudge(lines, "MIN_PRICE", 1)
-        result = make_bill(tuple(lines), currency)
-    raise AssertionError("min_price adjustment did not converge")  # pragma: no cover
+    return _settle(lines, "MIN_PRICE", 1, short, currency)
 
 
 def _at_most(bill: Bill, ceiling: Price, currency: str) -> Bill:
@@ -328,14 +352,7 @@ def _at_most(bill: Bill, ceiling: Price, currency: str) -> Bill:
     factor = high_excl.to_decimal() / bill.total_excl_vat.to_decimal()
     if high_incl is not None and bill.total.minor > 0:
         factor = min(factor, high_incl.to_decimal() / bill.total.to_decimal())
-    lines = _adjusted(bill, "MAX_PRICE", currency, factor)
-    result = make_bill(tuple(lines), currency)
-    for _ in range(10_000):
-        if not over(result):
-            return result
-        lines = _nudge(lines, "MAX_PRICE", -1)
-        result = make_bill(tuple(lines), currency)
-    raise AssertionError("max_price adjustment did not converge")  # pragma: no cover
+    return _settle(_adjusted(bill, "MAX_PRICE", currency, factor), "MAX_PRICE", -1, over, currency)
 
 
 # --- the tariff and its incremental meterage ------------------------------------------
@@ -500,6 +517,7 @@ def price_periods(
     energy = 0
     starts = [to_us(p.start) for p in periods]
     previous_end = start_us
+    walls: dict[date, list[int]] = {}
     for i, period in enumerate(periods):
         # Periods are in order; one that starts early is clipped, never counted twice.
         t0 = max(starts[i], previous_end)
@@ -508,7 +526,7 @@ def price_periods(
         e0, e1 = energy, energy + max(period.energy_wh, 0)
         energy = e1
         points = {(t0, e0), (t1, e1)}
-        for t in _time_bounds(plan, start_us, t0, t1):
+        for t in _time_bounds(plan, start_us, t0, t1, walls):
             points.add((t, interpolate_energy(t0, e0, t1, e1, t)))
         for bound in plan.energy_bounds:
             if e0 < bound <= e1:
@@ -529,19 +547,24 @@ def price_periods(
     return _price(plan, tally.freeze())
 
 
-def _time_bounds(plan: Plan, start_us: int, t0: int, t1: int) -> list[int]:
-    """Every instant in (t0, t1) where a time restriction may flip."""
+def _time_bounds(
+    plan: Plan, start_us: int, t0: int, t1: int, walls: dict[date, list[int]]
+) -> list[int]:
+    """Every instant in (t0, t1) where a time restriction may flip (`walls` caches each
+    local day's wall-clock instants, both readings of an ambiguous time)."""
     found = [start_us + d for d in plan.duration_bounds if t0 < start_us + d < t1]
     if not plan.wall_times or t1 <= t0:
         return found
     day = plan.local(t0).date()
     last = plan.local(t1).date()
     while day <= last:
-        for wall in plan.wall_times:
-            for fold in (0, 1):
-                t = to_us(datetime.combine(day, wall, tzinfo=plan.tz).replace(fold=fold))
-                if t0 < t < t1:
-                    found.append(t)
+        if day not in walls:
+            walls[day] = [
+                to_us(datetime.combine(day, wall, tzinfo=plan.tz).replace(fold=fold))
+                for wall in plan.wall_times
+                for fold in (0, 1)
+            ]
+        found.extend(t for t in walls[day] if t0 < t < t1)
         day += timedelta(days=1)
     # UTC offset changes: probe every 6 h, bisect where the offset differs.
     probe = 6 * 3600 * US_PER_SECOND
