@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable
 
 from hardware.ports import Frame
 
 
+HISTORY = 1000  # frames kept: a long session redraws every meter sample
+
+
 class SimDisplay:
-    """Implements `hardware.ports.Display`; `frames` is the history, `current` the last one."""
+    """Implements `hardware.ports.Display`; `frames` is the recent history (bounded, so a
+    long-running simulator does not grow), `current` the last frame."""
 
     def __init__(self, on_show: Callable[[Frame], None] | None = None) -> None:
         self._lock = threading.Lock()
-        self.frames: list[Frame] = []
+        self.frames: deque[Frame] = deque(maxlen=HISTORY)
         self._on_show = on_show
 
     def show(self, frame: Frame) -> None:
