@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 from hardware.ports import Frame
 
-
 HISTORY = 1000  # frames kept: a long session redraws every meter sample
 
 
