@@ -57,12 +57,6 @@ DRIVERS = _modules("drivers/**/*.py")
 HARDWARE = _modules("hardware/**/*.py")
 TERMINAL = _modules("terminal/**/*.py")
 
-# Composition roots under terminal/ that reach into gateway/ today. DESIGN.md says terminal/
-# never imports gateway/: they belong in a package of their own beside both; when one moves,
-# its strict xfail turns into a failure here and the name is dropped from this set.
-GATEWAY_IMPORTERS = frozenset({"terminal/cli.py", "terminal/simulate.py", "terminal/demo.py"})
-
-
 @pytest.mark.parametrize("path", PURE, ids=_ids(PURE))
 def test_pure_core_imports_no_io(path: Path) -> None:
     assert _roots(_imports(path)) & IO_MODULES == set()
@@ -83,21 +77,7 @@ def test_hardware_never_imports_terminal_or_drivers(path: Path) -> None:
     assert _roots(_imports(path)) & {"terminal", "drivers"} == set()
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        pytest.param(
-            p,
-            marks=pytest.mark.xfail(
-                reason="composition root under terminal/ imports gateway.server", strict=True
-            ),
-        )
-        if str(p.relative_to(ROOT)) in GATEWAY_IMPORTERS
-        else p
-        for p in TERMINAL
-    ],
-    ids=_ids(TERMINAL),
-)
+@pytest.mark.parametrize("path", TERMINAL, ids=_ids(TERMINAL))
 def test_terminal_never_imports_gateway(path: Path) -> None:
     assert "gateway" not in _roots(_imports(path))
 
