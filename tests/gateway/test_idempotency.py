@@ -1,0 +1,332 @@
+"""The gateway's idempotency and money rules over real HTTP, on a real SQLite ledger.
+
+The embedded gateway runs uvicorn on a loopback port in a thread, as the simulator and the
+demo use it; these tests talk to it with `requests`, as the terminal's uplink does."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from gateway.app import create_app
+from gateway.processors import CardRef, HoldResult
+from gateway.processors.simulated import (
+    DECLINE_LAST4,
+    PARTIAL_LAST4,
+    TIMEOUT_LAST4,
+    SimulatedProcessor,
+)
+from gateway.server import EmbeddedGateway
+
+TIMEOUT_S = 10
+
+
+class Client:
+    """POSTs with an Idempotency-Key, as the terminal does."""
+
+    def __init__(self, gateway: EmbeddedGateway) -> None:
+        self.gateway = gateway
+        self.http = requests.Session()
+
+    def post(self, path: str, key: str, body: dict[str, Any]) -> requests.Response:
+        return self.http.post(
+            self.gateway.url + path,
+            json=body,
+            headers={"Idempotency-Key": key},
+            timeout=TIMEOUT_S,
+        )
+
+    def authorize(self, body: dict[str, Any], key: str | None = None) -> requests.Response:
+        return self.post("/v1/authorizations", key or f"{body['authorization_id']}:authorize", body)
+
+    def capture(self, auth_id: str, minor: int, key: str | None = None) -> requests.Response:
+        return self.post(
+            f"/v1/authorizations/{auth_id}/capture", key or f"{auth_id}:capture", capture(minor)
+        )
+
+    def void(self, auth_id: str, key: str | None = None, reason: str = "cancelled") -> Any:
+        return self.post(
+            f"/v1/authorizations/{auth_id}/void", key or f"{auth_id}:void", {"reason": reason}
+        )
+
+    def movements(self, auth_id: str) -> list[tuple[str, int]]:
+        return [
+            (m["kind"], m["amount"])
+            for m in self.gateway.ledger.all_movements()
+            if m["authorization_id"] == auth_id
+        ]
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def authorization(auth_id: str, *, last4: str = "0010", minor: int = 5000) -> dict[str, Any]:
+    return {
+        "authorization_id": auth_id,
+        "terminal_id": "KIOSK-0001",
+        "amount": {"minor": minor, "currency": "EUR"},
+        "card": {
+            "kind": "payment",
+            "token": "tok-0123456789abcdef",
+            "brand": "Visa",
+            "last4": last4,
+            "expiry": "4912",
+            "payload": {"ciphertext": "AAAA"},
+        },
+    }
+
+
+def capture(minor: int) -> dict[str, Any]:
+    return {
+        "amount": {"minor": minor, "currency": "EUR"},
+        "energy_wh": 8250,
+        "receipt": {
+            "receipt_id": "RCPT0001",
+            "station": "Example Street 1",
+            "tariff": "Standard AC",
+            "card": "Visa **** 0010",
+            "started_at": "2026-01-15T09:00:00+00:00",
+            "ended_at": "2026-01-15T09:45:00+00:00",
+            "energy_wh": 8250,
+            "currency": "EUR",
+            "lines": [
+                {
+                    "dimension": "ENERGY",
+                    "quantity": "8.25",
+                    "unit": "kWh",
+                    "excl_vat": minor,
+                    "vat_percent": "0",
+                }
+            ],
+            "vat": [{"percent": "0", "base": minor, "vat": 0}],
+            "total_excl_vat": minor,
+            "total": minor,
+        },
+    }
+
+
+def error_code(response: requests.Response) -> str:
+    code: str = response.json()["error"]["code"]
+    return code
+
+
+def _serve(gateway: EmbeddedGateway) -> Iterator[Client]:
+    gateway.up()
+    client = Client(gateway)
+    try:
+        yield client
+    finally:
+        client.close()
+        gateway.close()
+
+
+@pytest.fixture
+def gw(tmp_path: Path) -> Iterator[Client]:
+    yield from _serve(EmbeddedGateway(tmp_path / "gateway.sqlite3"))
+
+
+class SlowThenAnswering(SimulatedProcessor):
+    """A processor that times out on its first `timeouts` holds, then answers as the
+    simulated one does: the outcome of a timed-out hold is unknown to the gateway."""
+
+    def __init__(self, timeouts: int) -> None:
+        super().__init__()
+        self.timeouts = timeouts
+        self.hold_calls = 0
+
+    def hold(self, *, key: str, card: CardRef, amount_minor: int, currency: str) -> HoldResult:
+        self.hold_calls += 1
+        if self.hold_calls <= self.timeouts:
+            return super().hold(
+                key=key,
+                card=CardRef(
+                    kind=card.kind,
+                    token=card.token,
+                    brand=card.brand,
+                    last4=TIMEOUT_LAST4,
+                    expiry=card.expiry,
+                    payload=card.payload,
+                ),
+                amount_minor=amount_minor,
+                currency=currency,
+            )
+        return super().hold(key=key, card=card, amount_minor=amount_minor, currency=currency)
+
+
+# -- authorizations -----------------------------------------------------------------------
+
+
+def test_same_key_and_body_replays_the_first_answer_and_holds_once(gw: Client) -> None:
+    body = authorization("auth-replay-0001")
+    first = gw.authorize(body)
+    again = gw.authorize(body)
+    assert first.status_code == again.status_code == 200
+    assert first.json() == again.json()
+    assert first.json() == {
+        "authorization_id": "auth-replay-0001",
+        "status": "approved",
+        "amount_authorized": {"minor": 5000, "currency": "EUR"},
+    }
+    assert gw.movements("auth-replay-0001") == [("hold", 5000)]
+    assert len(gw.gateway.processor.holds) == 1
+
+
+def test_same_key_with_a_different_body_is_refused(gw: Client) -> None:
+    key = "auth-reuse-0001:authorize"
+    assert gw.authorize(authorization("auth-reuse-0001"), key).status_code == 200
+    changed = gw.authorize(authorization("auth-reuse-0001", minor=4000), key)
+    assert changed.status_code == 422
+    assert error_code(changed) == "idempotency_key_reused"
+    assert gw.movements("auth-reuse-0001") == [("hold", 5000)]
+
+
+def test_same_key_on_another_endpoint_is_refused(gw: Client) -> None:
+    key = "shared-key-0001"
+    assert gw.authorize(authorization("auth-shared-0001"), key).status_code == 200
+    response = gw.void("auth-shared-0001", key)
+    assert response.status_code == 422
+    assert error_code(response) == "idempotency_key_reused"
+    assert gw.movements("auth-shared-0001") == [("hold", 5000)]
+
+
+def test_a_new_key_for_a_used_authorization_id_is_refused(gw: Client) -> None:
+    assert gw.authorize(authorization("auth-dup-0001")).status_code == 200
+    response = gw.authorize(authorization("auth-dup-0001"), "another-key-0001")
+    assert response.status_code == 409
+    assert error_code(response) == "duplicate_authorization"
+    assert gw.movements("auth-dup-0001") == [("hold", 5000)]
+
+
+def test_void_before_its_authorization_leaves_a_tombstone_and_refuses_it(gw: Client) -> None:
+    voided = gw.void("auth-late-0001", reason="no_answer")
+    assert voided.status_code == 200
+    assert voided.json() == {"authorization_id": "auth-late-0001", "status": "voided"}
+    late = gw.authorize(authorization("auth-late-0001"))
+    assert late.status_code == 409
+    assert error_code(late) == "already_voided"
+    assert gw.movements("auth-late-0001") == []
+    assert gw.gateway.processor.holds == {}
+    # The refusal is the stored answer for the key: a retry of the late request stays refused.
+    assert gw.authorize(authorization("auth-late-0001")).json() == late.json()
+
+
+# -- captures and voids -------------------------------------------------------------------
+
+
+def test_capture_above_the_authorization_is_refused(gw: Client) -> None:
+    assert gw.authorize(authorization("auth-over-0001")).status_code == 200
+    response = gw.capture("auth-over-0001", 5001)
+    assert response.status_code == 409
+    assert error_code(response) == "exceeds_authorization"
+    assert gw.movements("auth-over-0001") == [("hold", 5000)]
+
+
+def test_capture_twice_with_the_same_key_captures_once(gw: Client) -> None:
+    assert gw.authorize(authorization("auth-cap-0001")).status_code == 200
+    first = gw.capture("auth-cap-0001", 321)
+    again = gw.capture("auth-cap-0001", 321)
+    assert first.status_code == again.status_code == 200
+    assert first.json() == again.json()
+    assert first.json()["amount_captured"] == {"minor": 321, "currency": "EUR"}
+    assert gw.movements("auth-cap-0001") == [("hold", 5000), ("capture", 321)]
+    (hold,) = gw.gateway.processor.holds.values()
+    assert hold.captured_minor == 321
+
+
+def test_a_second_capture_under_a_new_key_is_refused(gw: Client) -> None:
+    assert gw.authorize(authorization("auth-cap2-0001")).status_code == 200
+    assert gw.capture("auth-cap2-0001", 321).status_code == 200
+    response = gw.capture("auth-cap2-0001", 100, key="auth-cap2-0001:capture-again")
+    assert response.status_code == 409
+    assert error_code(response) == "not_capturable"
+    assert gw.movements("auth-cap2-0001") == [("hold", 5000), ("capture", 321)]
+
+
+def test_zero_capture_is_refused(gw: Client) -> None:
+    assert gw.authorize(authorization("auth-zero-0001")).status_code == 200
+    response = gw.capture("auth-zero-0001", 0)
+    assert response.status_code == 409
+    assert error_code(response) == "zero_capture"
+
+
+def test_void_after_capture_is_refused_and_moves_nothing(gw: Client) -> None:
+    assert gw.authorize(authorization("auth-vac-0001")).status_code == 200
+    assert gw.capture("auth-vac-0001", 500).status_code == 200
+    response = gw.void("auth-vac-0001")
+    assert response.status_code == 409
+    assert error_code(response) == "not_voidable"
+    assert gw.movements("auth-vac-0001") == [("hold", 5000), ("capture", 500)]
+
+
+def test_void_releases_the_hold_once(gw: Client) -> None:
+    assert gw.authorize(authorization("auth-void-0001")).status_code == 200
+    first = gw.void("auth-void-0001")
+    again = gw.void("auth-void-0001")
+    assert first.status_code == again.status_code == 200
+    assert first.json() == again.json()
+    assert gw.movements("auth-void-0001") == [("hold", 5000), ("release", 5000)]
+    assert gw.capture("auth-void-0001", 100).status_code == 409
+
+
+# -- the simulated processor's test cards ---------------------------------------------------
+
+
+def test_decline_card_is_declined_and_holds_nothing(gw: Client) -> None:
+    response = gw.authorize(authorization("auth-decl-0001", last4=DECLINE_LAST4))
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["status"] == "declined"
+    assert answer["decline_reason"] == "insufficient_funds"
+    assert answer.get("amount_authorized") is None
+    assert gw.movements("auth-decl-0001") == []
+    # Nothing is held, so the terminal's void is answered without moving money.
+    assert gw.void("auth-decl-0001").status_code == 200
+    assert gw.movements("auth-decl-0001") == []
+    assert error_code(gw.capture("auth-decl-0001", 100)) == "not_capturable"
+
+
+def test_partial_card_approves_half_and_caps_the_capture(gw: Client) -> None:
+    response = gw.authorize(authorization("auth-part-0001", last4=PARTIAL_LAST4))
+    assert response.status_code == 200
+    assert response.json()["status"] == "approved"
+    assert response.json()["amount_authorized"] == {"minor": 2500, "currency": "EUR"}
+    assert gw.movements("auth-part-0001") == [("hold", 2500)]
+    over = gw.capture("auth-part-0001", 2501)
+    assert over.status_code == 409
+    assert error_code(over) == "exceeds_authorization"
+    assert gw.capture("auth-part-0001", 2500, key="auth-part-0001:capture-2").status_code == 200
+    assert gw.movements("auth-part-0001") == [("hold", 2500), ("capture", 2500)]
+
+
+def test_timeout_card_answers_504_and_stores_nothing(gw: Client) -> None:
+    body = authorization("auth-slow-0001", last4=TIMEOUT_LAST4)
+    for _ in range(2):
+        response = gw.authorize(body)
+        assert response.status_code == 504
+        assert error_code(response) == "processor_timeout"
+    assert gw.movements("auth-slow-0001") == []
+    with gw.gateway.engine.connect() as conn:
+        assert gw.gateway.ledger.stored_answer(conn, "auth-slow-0001:authorize") is None
+        assert gw.gateway.ledger.get(conn, "auth-slow-0001") is None
+
+
+def test_retry_after_a_timeout_with_the_same_key_tries_again(tmp_path: Path) -> None:
+    gateway = EmbeddedGateway(tmp_path / "gateway.sqlite3")
+    processor = SlowThenAnswering(timeouts=1)
+    gateway.processor = processor
+    gateway.app = create_app(gateway.ledger, processor)
+    for client in _serve(gateway):
+        body = authorization("auth-retry-0001")
+        assert client.authorize(body).status_code == 504
+        retried = client.authorize(body)
+        assert retried.status_code == 200
+        assert retried.json()["status"] == "approved"
+        assert processor.hold_calls == 2
+        assert client.movements("auth-retry-0001") == [("hold", 5000)]
+        # From now on the answer is stored: a third try replays it without the processor.
+        assert client.authorize(body).json() == retried.json()
+        assert processor.hold_calls == 2
