@@ -148,6 +148,12 @@ class Picc:
         self.layer = Layer.IDLE
         self._reset_protocol()
 
+    def deselect(self) -> None:
+        """The reader deselected the card (S(DESELECT) or HLTA): it waits for a wake-up."""
+        if not self.gone:
+            self.layer = Layer.HALT
+            self._reset_protocol()
+
     def leave(self) -> None:
         """The card left the field; it never answers again."""
         self.gone = True

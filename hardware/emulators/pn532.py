@@ -346,8 +346,13 @@ class Pn532Emulator:
                 return self._in_communicate_thru(data)
             case Cmd.IN_DATA_EXCHANGE if data:
                 return self._in_data_exchange(data[0], data[1:])
-            case Cmd.IN_DESELECT | Cmd.IN_RELEASE | Cmd.IN_SELECT:
+            case Cmd.IN_DESELECT | Cmd.IN_RELEASE if data:
+                if self._picc is not None and data[0] in (0, 1):  # 0 means every target
+                    self._picc.deselect()
                 return bytes([STATUS_OK])
+            case Cmd.IN_SELECT if data:
+                live = self._picc is not None and not self._picc.gone and self._field
+                return bytes([STATUS_OK if live and data[0] == 1 else STATUS_BAD_TARGET])
             case Cmd.IN_AUTO_POLL:  # nothing found
                 return bytes([0x00])
             case _:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import nfc
 import nfc.clf
+import nfc.clf.pn53x
 import nfc.clf.pn532
 import nfc.clf.transport
 import nfc.tag
@@ -423,6 +424,28 @@ def test_no_card_data_in_logs_even_with_nfcpy_turned_up_to_debug(
         for record in caplog.records
         if record.name.startswith("nfc")
     )
+
+
+# -- the emulator ------------------------------------------------------------------------------
+
+
+def test_emulator_carries_apdus_in_data_exchange_and_releases_the_card(
+    emulator: Pn532Emulator,
+) -> None:
+    """InDataExchange: the PN532 firmware runs ISO-DEP itself and the host sends bare APDUs."""
+    transport = nfc.clf.transport.TTY(emulator.port)
+    device = nfc.clf.pn532.init(transport)
+    device._path = emulator.port
+    card = EchoCard(size=4)
+    emulator.present(card)
+    assert device.sense_tta(nfc.clf.RemoteTarget("106A")) is not None
+    answer, more = device.chipset.in_data_exchange(bytearray(SELECT_PPSE), 1.0)
+    assert (bytes(answer), more) == (EchoCard(size=4).transceive(SELECT_PPSE), False)
+    assert device.chipset.command(Cmd.IN_RELEASE, b"\x01", 0.1) == b"\x00"
+    with pytest.raises(nfc.clf.pn53x.Chipset.Error):  # released: the card no longer answers
+        device.chipset.in_data_exchange(bytearray(SELECT_PPSE), 1.0)
+    device.close()
+    assert card.commands == [SELECT_PPSE]
 
 
 # -- the emulator's host link -------------------------------------------------------------------
