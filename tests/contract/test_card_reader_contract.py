@@ -83,6 +83,7 @@ def test_presented_card_is_returned_once(rig: ReaderRig) -> None:
     assert target.uid == card.uid
     assert target.iso_dep
     assert rig.reader.poll(0.3) is None  # still in the field: not returned again
+    assert target.transceive(SELECT_PPSE) == card.profile.script[0].response  # still usable
 
 
 def test_card_that_left_and_came_back_is_returned_again(rig: ReaderRig) -> None:

@@ -290,6 +290,22 @@ def test_slow_card_is_given_waiting_time_extensions(
     assert answers == [b"\x90\x00"]
 
 
+def test_poll_keeps_its_timeout_while_an_exchange_holds_the_reader(
+    reader: NfcReader, emulator: Pn532Emulator
+) -> None:
+    card = ThinkingCard()
+    target = tap(reader, emulator, card)
+    exchange = threading.Thread(target=lambda: target.transceive(SELECT_PPSE))
+    exchange.start()
+    assert card.thinking.wait(BOUND_S)
+    started = time.monotonic()
+    assert reader.poll(0.2) is None
+    assert time.monotonic() - started < 0.2 + BOUND_S
+    card.done.set()
+    exchange.join(BOUND_S)
+    assert not exchange.is_alive()
+
+
 def test_card_taken_away_while_it_computes_is_card_gone(
     reader: NfcReader, emulator: Pn532Emulator
 ) -> None:
