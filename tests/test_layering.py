@@ -57,6 +57,7 @@ DRIVERS = _modules("drivers/**/*.py")
 HARDWARE = _modules("hardware/**/*.py")
 TERMINAL = _modules("terminal/**/*.py")
 
+
 @pytest.mark.parametrize("path", PURE, ids=_ids(PURE))
 def test_pure_core_imports_no_io(path: Path) -> None:
     assert _roots(_imports(path)) & IO_MODULES == set()
