@@ -47,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("check-config", help="validate a config file")
     p.add_argument("config", type=Path)
 
+    p = sub.add_parser("run", help="run the kiosk daemon on the configured hardware")
+    p.add_argument("--config", type=Path, default=Path("/etc/ev-terminal/terminal.toml"))
+    p.add_argument("--verbose", action="store_true")
+
     p = sub.add_parser("simulate", help="run a script on the simulator with an embedded gateway")
     p.add_argument("--config", type=Path, default=Path("deploy/terminal.toml"))
     p.add_argument("--script", type=Path, required=True)
@@ -72,6 +76,16 @@ def main(argv: list[str] | None = None) -> int:
         cfg = _load(args.config)
         print(f"ok: {args.config} (station {cfg.station.id}, backend {cfg.hardware.backend})")
         return 0
+    if args.command == "run":
+        from terminal.service import run_service  # noqa: PLC0415 - heavy imports
+
+        _setup_logging(args.verbose)
+        cfg = _load(args.config)
+        try:
+            return run_service(cfg)
+        except ConfigError as exc:
+            print(f"config error: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     if args.command == "simulate":
         from launcher.simulate import main as simulate_main  # noqa: PLC0415 - heavy imports
 
