@@ -78,6 +78,10 @@ class KeyMaterialError(TerminalError):
     """A key file is missing, unreadable, malformed or too widely readable."""
 
 
+class ProtectedDataError(TerminalError):
+    """The encrypted card-data blob is malformed or fails authentication."""
+
+
 class ScriptError(TerminalError):
     """A simulation script line is invalid; the message names the line."""
 

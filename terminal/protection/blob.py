@@ -31,7 +31,7 @@ from typing import TypedDict
 from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.cmac import CMAC
 
-from terminal.errors import TerminalError
+from terminal.errors import ProtectedDataError, TerminalError
 from terminal.protection.dukpt import KeyType, Ksn
 
 BLOB_FORMAT = "ev-terminal/card-blob/v1"
@@ -73,26 +73,26 @@ def encode_card_data(data: CardData) -> bytes:
 def _str_or_none(value: object) -> str | None:
     if value is None or isinstance(value, str):
         return value
-    raise TerminalError("card data blob: a field has the wrong type")
+    raise ProtectedDataError("card data blob: a field has the wrong type")
 
 
 def decode_card_data(plaintext: bytes) -> CardData:
-    """Parse and check the plaintext of a blob; TerminalError if it is not card data."""
+    """Parse and check the plaintext of a blob; ProtectedDataError if it is not card data."""
     try:
         raw = json.loads(plaintext.decode("ascii"))
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise TerminalError("card data blob: plaintext is not JSON") from None
+        raise ProtectedDataError("card data blob: plaintext is not JSON") from None
     if not isinstance(raw, dict) or set(raw) != set(CardData.__annotations__):
-        raise TerminalError("card data blob: plaintext has the wrong fields")
+        raise ProtectedDataError("card data blob: plaintext has the wrong fields")
     pan, expiry, emv = raw["pan"], raw["expiry"], raw["emv"]
     if not isinstance(pan, str) or not isinstance(expiry, str) or not isinstance(emv, list):
-        raise TerminalError("card data blob: a field has the wrong type")
+        raise ProtectedDataError("card data blob: a field has the wrong type")
     pairs: list[list[str]] = []
     for item in emv:
         if not (
             isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)
         ):
-            raise TerminalError("card data blob: emv is not a list of [tag, value] pairs")
+            raise ProtectedDataError("card data blob: emv is not a list of [tag, value] pairs")
         pairs.append([item[0], item[1]])
     return CardData(
         pan=pan,
@@ -141,37 +141,37 @@ class EncryptedBlob:
 
     @classmethod
     def from_json(cls, body: Mapping[str, object]) -> EncryptedBlob:
-        """Parse the wire form; TerminalError naming the field that is wrong."""
+        """Parse the wire form; ProtectedDataError naming the field that is wrong."""
         if set(body) != _WIRE_FIELDS:
-            raise TerminalError("card data blob: wrong set of fields")
+            raise ProtectedDataError("card data blob: wrong set of fields")
         fields: dict[str, str] = {}
         for name in _WIRE_FIELDS:
             value = body[name]
             if not isinstance(value, str):
-                raise TerminalError(f"card data blob: {name} is not a string")
+                raise ProtectedDataError(f"card data blob: {name} is not a string")
             fields[name] = value
         if fields["format"] != BLOB_FORMAT:
-            raise TerminalError(f"card data blob: unknown format {fields['format']!r}")
+            raise ProtectedDataError(f"card data blob: unknown format {fields['format']!r}")
         if fields["cipher"] != CIPHER or fields["mac_alg"] != MAC_ALGORITHM:
-            raise TerminalError("card data blob: unsupported cipher or MAC algorithm")
+            raise ProtectedDataError("card data blob: unsupported cipher or MAC algorithm")
         try:
             ksn = Ksn.from_hex(fields["ksn"])
         except ValueError:
-            raise TerminalError("card data blob: ksn is not 24 hex digits") from None
+            raise ProtectedDataError("card data blob: ksn is not 24 hex digits") from None
         try:
             key_type = KeyType.from_label(fields["key_type"])
         except TerminalError:
-            raise TerminalError("card data blob: unknown key_type") from None
+            raise ProtectedDataError("card data blob: unknown key_type") from None
         decoded: dict[str, bytes] = {}
         for name in ("iv", "ciphertext", "mac"):
             try:
                 decoded[name] = base64.b64decode(fields[name], validate=True)
             except (binascii.Error, ValueError):
-                raise TerminalError(f"card data blob: {name} is not base64") from None
+                raise ProtectedDataError(f"card data blob: {name} is not base64") from None
         if len(decoded["iv"]) != IV_LENGTH or len(decoded["mac"]) != MAC_LENGTH:
-            raise TerminalError("card data blob: iv or mac has the wrong length")
+            raise ProtectedDataError("card data blob: iv or mac has the wrong length")
         if not decoded["ciphertext"] or len(decoded["ciphertext"]) % IV_LENGTH:
-            raise TerminalError("card data blob: ciphertext is not whole AES blocks")
+            raise ProtectedDataError("card data blob: ciphertext is not whole AES blocks")
         return cls(
             ksn=ksn,
             key_type=key_type,

@@ -9,7 +9,7 @@ The gateway imports this module; nothing in `terminal.protection` imports the ga
 several BDKs, the gateway picks one by `blob_bdk_id` (the leftmost 32 bits of the KSN).
 
 Errors: a blob that is malformed, names an invalid counter, or fails authentication raises
-`TerminalError`; the gateway answers such a request with a 4xx and never "approved". The
+`ProtectedDataError`; the gateway answers such a request with a 4xx and never "approved". The
 message says what is wrong with the blob and never includes key or card data.
 """
 
@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.cmac import CMAC
 
-from terminal.errors import KeyMaterialError, TerminalError
+from terminal.errors import KeyMaterialError, ProtectedDataError
 from terminal.protection.blob import CardData, EncryptedBlob, decode_card_data
 from terminal.protection.dukpt import (
     KeyType,
@@ -52,7 +52,7 @@ def decrypt_blob(bdk: bytes, blob: Mapping[str, object] | EncryptedBlob) -> Card
     parsed = _as_blob(blob)
     ksn = parsed.ksn
     if not is_valid_counter(ksn.counter):
-        raise TerminalError(f"card data blob: KSN counter {ksn.counter:#010x} is not valid")
+        raise ProtectedDataError(f"card data blob: KSN counter {ksn.counter:#010x} is not valid")
     bdk_type = KeyType.for_key(bdk)
     if parsed.key_type.bits > bdk_type.bits:
         raise KeyMaterialError(
@@ -66,7 +66,7 @@ def decrypt_blob(bdk: bytes, blob: Mapping[str, object] | EncryptedBlob) -> Card
     try:
         verifier.verify(parsed.mac)
     except InvalidSignature:
-        raise TerminalError(
+        raise ProtectedDataError(
             "card data blob: authentication failed (altered, or not made under this BDK)"
         ) from None
     data_key = derive_working_key(transaction_key, ksn, KeyUsage.DATA_ENCRYPT, parsed.key_type)
@@ -77,7 +77,7 @@ def decrypt_blob(bdk: bytes, blob: Mapping[str, object] | EncryptedBlob) -> Card
         try:
             plaintext = unpadder.update(bytes(padded)) + unpadder.finalize()
         except ValueError:
-            raise TerminalError("card data blob: bad padding") from None
+            raise ProtectedDataError("card data blob: bad padding") from None
         return decode_card_data(plaintext)
     finally:
         padded[:] = bytes(len(padded))

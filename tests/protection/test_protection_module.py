@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from terminal.errors import CardError, KeyMaterialError, TerminalError
+from terminal.errors import CardError, KeyMaterialError, ProtectedDataError
 from terminal.protection.blob import EncryptedBlob
 from terminal.protection.counter import FileCounterStore
 from terminal.protection.dukpt import DukptOriginator, InitialKeyId, Ksn, derive_initial_key
@@ -255,7 +255,7 @@ def test_host_refuses_a_tampered_blob() -> None:
     ciphertext[0] ^= 1
     tampered = {**body, "ciphertext": base64.b64encode(bytes(ciphertext)).decode()}
 
-    with pytest.raises(TerminalError, match="authentication failed"):
+    with pytest.raises(ProtectedDataError, match="authentication failed"):
         decrypt_blob(BDK, tampered)
 
 
@@ -263,14 +263,14 @@ def test_host_refuses_a_blob_moved_to_another_ksn() -> None:
     body = _protect(_module(MemoryCounterStore())).blob.to_json()
     moved = {**body, "ksn": body["ksn"][:-1] + "2"}
 
-    with pytest.raises(TerminalError, match="authentication failed"):
+    with pytest.raises(ProtectedDataError, match="authentication failed"):
         decrypt_blob(BDK, moved)
 
 
 def test_host_with_another_bdk_cannot_decrypt() -> None:
     body = _protect(_module(MemoryCounterStore())).blob.to_json()
 
-    with pytest.raises(TerminalError, match="authentication failed"):
+    with pytest.raises(ProtectedDataError, match="authentication failed"):
         decrypt_blob(bytes(16), body)
 
 
@@ -288,14 +288,14 @@ def test_host_with_another_bdk_cannot_decrypt() -> None:
 def test_host_refuses_a_malformed_blob(field: str, value: str) -> None:
     body = _protect(_module(MemoryCounterStore())).blob.to_json()
 
-    with pytest.raises(TerminalError):
+    with pytest.raises(ProtectedDataError):
         decrypt_blob(BDK, {**body, field: value})
 
 
 def test_host_refuses_a_blob_with_an_invalid_counter() -> None:
     body = _protect(_module(MemoryCounterStore())).blob.to_json()
 
-    with pytest.raises(TerminalError, match="not valid"):
+    with pytest.raises(ProtectedDataError, match="not valid"):
         decrypt_blob(BDK, {**body, "ksn": "1234567890123456" + "0001FFFF"})
 
 
