@@ -114,17 +114,23 @@ class Daemon:
     def handle(self, event: Event) -> None:
         kiosk, actions = step(self.kiosk, event)
         self.kiosk = kiosk
-        for action in actions:
-            try:
-                self.executor.perform(action)
-            except DeviceFault as exc:
-                log.error("event=device_fault action=%s error=%s", type(action).__name__, exc)
-                self.post(FaultRaised(fault="device", **self.stamp()))
-            except Exception:
-                # Unexpected: fail safe. Open the contactor, raise a fault, stay up.
-                log.exception("event=internal_error action=%s", type(action).__name__)
-                self._force_open()
-                self.post(FaultRaised(fault="internal", **self.stamp()))
+        self.executor.perform_all(actions, self._guarded)
+
+    def _guarded(self, perform: Callable[[], None], action: object) -> bool:
+        """Run one action; expected device errors become fault events, anything else fails
+        safe (contactor open, fault event) and the daemon stays up. False if it failed."""
+        try:
+            perform()
+        except DeviceFault as exc:
+            log.error("event=device_fault action=%s error=%s", type(action).__name__, exc)
+            self.post(FaultRaised(fault="device", **self.stamp()))
+            return False
+        except Exception:
+            log.exception("event=internal_error action=%s", type(action).__name__)
+            self._force_open()
+            self.post(FaultRaised(fault="internal", **self.stamp()))
+            return False
+        return True
 
     def _force_open(self) -> None:
         try:

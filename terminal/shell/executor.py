@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any, assert_never
 
 from hardware.clock import Clock
@@ -65,6 +66,10 @@ def bill_json(bill: Bill) -> dict[str, Any]:
     }
 
 
+# Actions that only write the journal (a session row or an outbox row).
+JOURNALED = (Record, RequestAuthorization, Capture, Void, Report)
+
+
 class Timers:
     """Named one-shot timers on the monotonic clock; owned by the daemon thread."""
 
@@ -113,12 +118,42 @@ class Executor:
         self.timers = timers
         self.terminal_id = terminal_id
         self.post = post
-        self.wake_sender = wake_sender
+        self._wake_sender = wake_sender
+        self._wake_pending = False
         self.screen: Screen | None = None
         self.last_receipt: Any = None
 
     def _stamp(self) -> Stamp:
         return Stamp(at_ms=self.clock.monotonic_ms(), at=self.clock.now())
+
+    def perform_all(
+        self, actions: tuple[Action, ...], guard: Callable[[Callable[[], None], Action], bool]
+    ) -> None:
+        """Perform one step's actions in order. Consecutive journal writes share one
+        transaction (one fsync), committed before the next action that acts outside the
+        process (a relay, a reading, a screen) and before the sender is woken, so a record is
+        on disk before what it describes is done or sent. `guard` runs one action and reports
+        failure (it turns exceptions into fault events); a failed journal write rolls back its
+        whole batch."""
+        batch = False
+        for action in actions:
+            if isinstance(action, JOURNALED):
+                if not batch:
+                    self.journal.begin()
+                    batch = True
+                if not guard(partial(self.perform, action), action):
+                    self.journal.rollback()
+                    batch = False
+                continue
+            if batch and not isinstance(action, StartTimer | CancelTimer):
+                self.journal.commit()
+                batch = False
+            guard(partial(self.perform, action), action)
+        if batch:
+            self.journal.commit()
+        if self._wake_pending:
+            self._wake_pending = False
+            self._wake_sender()
 
     def perform(self, action: Action) -> None:
         match action:
@@ -190,7 +225,7 @@ class Executor:
                     },
                     at=self.clock.now(),
                 )
-                self.wake_sender()
+                self._wake_pending = True
             case Capture():
                 session = self.journal_session(action.session_id)
                 self.journal.enqueue(
@@ -214,7 +249,7 @@ class Executor:
                     },
                     at=self.clock.now(),
                 )
-                self.wake_sender()
+                self._wake_pending = True
             case Void():
                 self.journal.enqueue(
                     lane=action.session_id,
@@ -224,7 +259,7 @@ class Executor:
                     body={"reason": action.reason[:64]},
                     at=self.clock.now(),
                 )
-                self.wake_sender()
+                self._wake_pending = True
             case StartTimer():
                 self.timers.start(action.timer, self.clock.monotonic_ms() + action.after_ms)
             case CancelTimer():
@@ -252,14 +287,14 @@ class Executor:
 
     def journal_session(self, session_id: str) -> dict[str, Any]:
         """Receipt header fields from the station and the journaled session."""
-        for row in self.journal.sessions():
-            if row["session_id"] == session_id:
-                brand, last4 = row["card_brand"], row["card_last4"]
-                return {
-                    "station": self.station,
-                    "tariff": self.tariff_name,
-                    "card": f"{brand} **** {last4}" if last4 else brand,
-                    "started_at": row["started_at"],
-                    "ended_at": row["ended_at"] or self.clock.now().isoformat(),
-                }
-        raise KeyError(session_id)
+        row = self.journal.session_row(session_id)
+        if row is None:
+            raise KeyError(session_id)
+        brand, last4 = row["card_brand"], row["card_last4"]
+        return {
+            "station": self.station,
+            "tariff": self.tariff_name,
+            "card": f"{brand} **** {last4}" if last4 else brand,
+            "started_at": row["started_at"],
+            "ended_at": row["ended_at"] or self.clock.now().isoformat(),
+        }

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -110,6 +112,36 @@ class Journal:
             self._local.conn = conn
         return conn
 
+    def begin(self) -> None:
+        """Open a transaction, or join the one open on this thread."""
+        depth: int = getattr(self._local, "depth", 0)
+        if depth == 0:
+            self._conn().execute("BEGIN IMMEDIATE")
+        self._local.depth = depth + 1
+
+    def commit(self) -> None:
+        """Leave the transaction; the outermost commit writes it (one fsync)."""
+        self._local.depth -= 1
+        if self._local.depth == 0:
+            self._conn().execute("COMMIT")
+
+    def rollback(self) -> None:
+        """Abandon the whole transaction, however deeply joined."""
+        if getattr(self._local, "depth", 0):
+            self._local.depth = 0
+            self._conn().execute("ROLLBACK")
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """One transaction around everything inside; nests (only the outermost commits)."""
+        self.begin()
+        try:
+            yield
+        except BaseException:
+            self.rollback()
+            raise
+        self.commit()
+
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
@@ -176,6 +208,14 @@ class Journal:
         )
         return [self._session(r) for r in rows]
 
+    def session_row(self, session_id: str) -> dict[str, Any] | None:
+        row = (
+            self._conn()
+            .execute("SELECT * FROM sessions WHERE session_id=?", (session_id,))
+            .fetchone()
+        )
+        return dict(row) if row is not None else None
+
     def sessions(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self._conn().execute("SELECT * FROM sessions ORDER BY started_at")]
 
@@ -220,8 +260,7 @@ class Journal:
         """Queue a request. A void supersedes its lane's unsent authorization (a reversal
         overtakes the request it reverses; the gateway refuses the late original)."""
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self.atomic():
             if kind == "void":
                 conn.execute(
                     "UPDATE outbox SET state=? WHERE lane=? AND kind='authorize' AND state=?",
@@ -232,10 +271,6 @@ class Journal:
                 " VALUES (?,?,?,?,?,?)",
                 (lane, kind, idem_key, path, json.dumps(body, sort_keys=True), _dt(at)),
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def due(self, now_ms: int, limit: int = 50) -> list[OutboxRow]:
         """The head row of each lane, if it is due (order within a lane is kept)."""
