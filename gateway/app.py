@@ -13,6 +13,7 @@ import html
 import json
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from fastapi import FastAPI, Header, Request
@@ -20,8 +21,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from gateway import wire
+from gateway.card_data import CardVault
 from gateway.ledger import Ledger, StoredAnswer
 from gateway.processors import CardRef, Decision, Processor, ProcessorTimeout
+from terminal.errors import ProtectedDataError
 from terminal.money import Money  # the gateway may use the terminal's pure value types
 
 
@@ -43,8 +46,13 @@ def _amount(minor: int, currency: str) -> dict[str, Any]:
     return {"minor": minor, "currency": currency}
 
 
-def create_app(ledger: Ledger, processor: Processor) -> FastAPI:
-    """Build the API over a ledger and a processor (the composition root passes them in)."""
+def create_app(ledger: Ledger, processor: Processor, vault: CardVault | None = None) -> FastAPI:
+    """Build the API over a ledger and a processor (the composition root passes them in).
+
+    With a `vault`, a payment card's encrypted card data is verified and decrypted for the
+    processor, and a missing, invalid or replayed blob is refused (400 card_data_invalid).
+    Without one the gateway holds no fleet keys and passes the card on as sent; that serves
+    tests of the money rules with the simulated processor, never a real one."""
     app = FastAPI(title="ev-terminal gateway", version="1.0.0")
     # One lock serialises money operations: the reference gateway favours obviously-correct
     # ordering over throughput (a kiosk fleet sends a few requests a minute per kiosk).
@@ -114,6 +122,15 @@ def create_app(ledger: Ledger, processor: Processor) -> FastAPI:
                 expiry=body.card.expiry,
                 payload=dict(body.card.payload),
             )
+            if vault is not None:
+                try:
+                    clear = vault.open(
+                        card,
+                        claim_ksn=lambda ksn: ledger.claim_ksn(conn, ksn, body.authorization_id),
+                    )
+                except ProtectedDataError as exc:
+                    raise Refusal(400, "card_data_invalid", str(exc)) from None
+                card = replace(card, clear=clear)
             result = processor.hold(
                 key=f"hold:{body.authorization_id}",
                 card=card,

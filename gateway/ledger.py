@@ -74,6 +74,16 @@ events = sa.Table(
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# Every KSN of a card-data blob the gateway accepted, with the authorization that used it: a
+# DUKPT device never repeats a KSN (ANSI X9.24-3-2017), so a second use is a replay.
+seen_ksns = sa.Table(
+    "seen_ksns",
+    metadata,
+    sa.Column("ksn", sa.String(24), primary_key=True),
+    sa.Column("authorization_id", sa.String(64), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+
 IDEMPOTENCY_RETENTION = timedelta(hours=48)  # keys are kept at least 24 h (we keep 48 h)
 
 
@@ -180,6 +190,20 @@ class Ledger:
                 ],
             )
 
+    # -- card data --------------------------------------------------------------------------
+    def claim_ksn(self, conn: Connection, ksn: str, authorization_id: str) -> bool:
+        """Record that `authorization_id` used this KSN; False if another authorization did.
+
+        The same authorization may present its KSN again: a retry after a processor timeout
+        carries the same request, and the same blob, under the same idempotency key."""
+        row = conn.execute(sa.select(seen_ksns).where(seen_ksns.c.ksn == ksn)).first()
+        if row is not None:
+            return bool(row.authorization_id == authorization_id)
+        conn.execute(
+            sa.insert(seen_ksns).values(ksn=ksn, authorization_id=authorization_id, at=now())
+        )
+        return True
+
     # -- reading ----------------------------------------------------------------------------
     def all_authorizations(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -189,6 +213,17 @@ class Ledger:
     def all_movements(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(movements).order_by(movements.c.seq))
+            return [dict(r._mapping) for r in rows]
+
+    def card_history(self, card_token: str) -> list[dict[str, Any]]:
+        """One card's authorizations on every kiosk of the fleet, oldest first (the token is
+        the same fleet-wide, so this is how the gateway groups a driver's sessions)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(authorizations)
+                .where(authorizations.c.card_token == card_token)
+                .order_by(authorizations.c.created_at, authorizations.c.id)
+            )
             return [dict(r._mapping) for r in rows]
 
     def receipt(self, receipt_id: str) -> dict[str, Any] | None:

@@ -66,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--db", type=Path, default=Path("var/gateway.sqlite3"))
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
+    p.add_argument(
+        "--keys",
+        type=Path,
+        default=None,
+        help="the fleet's gateway key dir (from provision): decrypt and check card data",
+    )
 
     sub.add_parser("diagram", help="print the state diagram (Mermaid) generated from the table")
     sub.add_parser("price", help="price a session with an OCPI tariff (see --help)")
@@ -100,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
         _setup_logging(False)
         args.db.parent.mkdir(parents=True, exist_ok=True)
-        serve(args.db, args.host, args.port)
+        serve(args.db, args.host, args.port, args.keys)
         return 0
     if args.command == "diagram":
         from terminal.diagram import mermaid  # noqa: PLC0415

@@ -40,9 +40,9 @@ def main(config: Config, data_dir: Path, *, speed: float) -> int:
             print("\n" + render_text(frame), flush=True)
 
     hardware = SimHardware.build(clock, SimDisplay(on_show=draw))
-    gateway = EmbeddedGateway(data_dir / "gateway.sqlite3")
+    key_dir, gateway_keys = sim_keys(data_dir, config.station.id)
+    gateway = EmbeddedGateway(data_dir / "gateway.sqlite3", key_dir=gateway_keys)
     gateway.up()
-    key_dir, _ = sim_keys(data_dir, config.station.id)
     config = replace(
         config,
         data_dir=data_dir,

@@ -1,6 +1,8 @@
 """The simulated processor: test cards approve, decline, partially approve, or time out.
 
-Decided by the card's last four digits, as processors' sandboxes do with test card numbers:
+Decided by the last four digits of the card number, as processors' sandboxes do with test card
+numbers (of the decrypted PAN when the gateway decrypted the card data, else of the last four
+digits the terminal sent):
 - ``0002`` declines (insufficient funds);
 - ``0028`` approves half the amount asked for (partial approval);
 - ``0119`` times out (the outcome is unknown to the gateway);
@@ -46,9 +48,10 @@ class SimulatedProcessor:
         with self._lock:
             if key in self._by_key:
                 return self._by_key[key]
-            if card.last4 == TIMEOUT_LAST4:
+            last4 = card.clear.pan[-4:] if card.clear is not None else card.last4
+            if last4 == TIMEOUT_LAST4:
                 raise ProcessorTimeout("simulated processor timeout")
-            if card.last4 == DECLINE_LAST4:
+            if last4 == DECLINE_LAST4:
                 result = HoldResult(
                     decision=Decision.DECLINED,
                     amount_minor=0,
@@ -56,7 +59,7 @@ class SimulatedProcessor:
                     reason="insufficient_funds",
                 )
             else:
-                approved = amount_minor // 2 if card.last4 == PARTIAL_LAST4 else amount_minor
+                approved = amount_minor // 2 if last4 == PARTIAL_LAST4 else amount_minor
                 reference = "sim_" + uuid.uuid4().hex[:16]
                 self.holds[reference] = SimHold(
                     reference=reference, amount_minor=approved, currency=currency, keys=[key]
