@@ -25,7 +25,7 @@ when there is room; rows 2-4 are the labelled fields (label left, value right; "
 then the text lines, word-wrapped at 20 columns; what does not fit in four rows is left out.
 Characters outside the controller's ROM (code A00: ASCII plus Japanese katakana and a few
 symbols) become their closest ASCII form or "?". The QR code of a
-receipt cannot be shown on a character LCD; the receipt id and total are.
+receipt cannot be shown on a character LCD; its total, energy and card are.
 
 Failures: the bus is opened at the first `show`. An I2C error (no device at the address, a
 loose cable) is logged, never raised (the port's contract), and the next `show`

@@ -166,8 +166,10 @@ class FaultInput(enum.Enum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FaultInputPins:
-    """[hardware.gpio.faults]: emergency-stop and RCD-trip inputs (both usually a normally
-    closed contact to ground with the internal pull-up, so a broken wire reads as active)."""
+    """[hardware.gpio.faults]: emergency-stop and RCD-trip inputs. Fail-safe wiring is a
+    normally closed contact to ground with an external pull-up and `active_state=True`
+    (pull_up None): an opened contact or a broken wire reads high, i.e. active. gpiozero does
+    not combine its internal pull-up with an active-high input."""
 
     emergency_stop: InputPin
     rcd_trip: InputPin

@@ -249,6 +249,11 @@ def parse(data: dict[str, Any], *, base: Path, source: Path | None = None) -> Co
     hardware = HardwareConfig(backend=backend, settings=settings)
     if backend == "sim" and settings:
         raise ConfigError(h.key(settings[0][0]), "unknown key for the sim backend")
+    if backend == "pi":
+        # The driver keys are read and checked where the drivers are built (names and values).
+        from terminal.wiring import pi_settings  # noqa: PLC0415 - wiring imports this module
+
+        pi_settings(hardware)
 
     d = _Section(data, "data", required=False)
     data_dir = Path(d.text("dir", "var/lib/ev-terminal"))

@@ -27,13 +27,19 @@ def run_service(config: Config) -> int:
         raise ConfigError("data.keys_dir", "missing: the device key directory is required to run")
     clock = SystemClock()
     devices = build_devices(config, clock)
-    daemon = build_daemon(
-        config=config,
-        devices=devices,
-        clock=clock,
-        gateway_url=config.gateway.url,
-        key_dir=config.keys_dir,
-    )
+    try:
+        daemon = build_daemon(
+            config=config,
+            devices=devices,
+            clock=clock,
+            gateway_url=config.gateway.url,
+            key_dir=config.keys_dir,
+        )
+    except BaseException:
+        devices.close()
+        raise
+    if devices.faults is not None:
+        devices.faults.connect(daemon.post)  # fault-input edges now reach the machine
     stopping = threading.Event()
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -44,6 +50,9 @@ def run_service(config: Config) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     log.info("event=starting station=%s backend=%s", config.station.id, config.hardware.backend)
-    daemon.run()
+    try:
+        daemon.run()
+    finally:
+        devices.close()
     log.info("event=stopped")
     return 0
