@@ -24,6 +24,7 @@ from terminal.shell.acquire import CardAcquirer
 from terminal.shell.daemon import Daemon
 from terminal.shell.devices import Devices
 from terminal.shell.journal import Journal
+from terminal.shell.notify import Notifier
 from terminal.shell.uplink import GatewayClient, Sender
 
 SIM_FLEET = "sim-fleet"
@@ -112,6 +113,7 @@ def build_daemon(
     gateway_url: str,
     key_dir: Path,
     new_id: Callable[[], str] | None = None,
+    notifier: Notifier | None = None,
 ) -> Daemon:
     journal = Journal(config.data_dir / "journal.sqlite3")
     protection = ProtectionModule.from_key_dir(key_dir)
@@ -127,7 +129,6 @@ def build_daemon(
     def sender_factory(post: Callable[[Event], None]) -> Sender:
         return Sender(journal, client, clock, post)
 
-    kwargs = {"new_id": new_id} if new_id is not None else {}
     return Daemon(
         rules=build_rules(config, build_tariff(config)),
         devices=devices,
@@ -136,5 +137,6 @@ def build_daemon(
         clock=clock,
         terminal_id=config.station.id,
         acquire=acquirer,
-        **kwargs,
+        notifier=notifier,
+        **({"new_id": new_id} if new_id is not None else {}),
     )

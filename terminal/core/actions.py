@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from terminal.core.billing import Bill
-from terminal.core.events import Timer
+from terminal.core.events import Diagnostic, Timer
 from terminal.core.screens import Screen
 from terminal.core.session import Card, Session
 from terminal.money import Money
@@ -90,6 +90,30 @@ class Report:
     detail: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunDiagnostic:
+    """Run a device test on the daemon thread; the result returns as `DiagnosticFinished`.
+
+    `operate_ms` is the contactor's operate time (relay test), `contactor_closed` what the
+    machine last commanded (self-test compares the feedback with it), `window_ms` how long a
+    reader test waits for a card."""
+
+    request_id: str
+    test: Diagnostic
+    operate_ms: int = 0
+    contactor_closed: bool = False
+    window_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Answer:
+    """Tell the requester (the console) the outcome of its request."""
+
+    request_id: str
+    ok: bool
+    text: str
+
+
 Action = (
     OpenContactor
     | CloseContactor
@@ -103,4 +127,6 @@ Action = (
     | StartTimer
     | CancelTimer
     | Report
+    | RunDiagnostic
+    | Answer
 )

@@ -38,6 +38,16 @@ class CardProblem(enum.Enum):
     EXPIRED = "expired"
 
 
+class Diagnostic(enum.Enum):
+    """Device tests a technician can ask for; the daemon thread runs them (it alone owns the
+    devices), so a test never races a session for the relay, the reader or the meter bus."""
+
+    SELFTEST = "selftest"  # every device, pass/fail each (read-only)
+    METER = "meter"  # read the meter now (read-only)
+    RELAY = "relay"  # close and open the contactor, checking the feedback each way
+    READER = "reader"  # the next card in the field is classified, not charged
+
+
 class Stamp(TypedDict):
     """The shell's stamp, spread into an event's constructor (`**stamp`)."""
 
@@ -129,6 +139,35 @@ class OutOfServiceChanged(Event):
     on: bool
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DiagnosticRequested(Event):
+    """The console asked for a device test; `request_id` pairs the answer with the request.
+    `window_ms` is how long a reader test waits for a card."""
+
+    request_id: str
+    test: Diagnostic
+    window_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DiagnosticFinished(Event):
+    """The shell ran a device test. `detail` is for a technician: never card data."""
+
+    request_id: str
+    test: Diagnostic
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TechnicianActed(Event):
+    """A technician logged in or out, was locked out, or ran a privileged console command;
+    `kind` is "technician" or "security". The machine reports it to the gateway."""
+
+    kind: str
+    detail: str
+
+
 AnyEvent = (
     PoweredUp
     | CardPresented
@@ -142,6 +181,9 @@ AnyEvent = (
     | FaultRaised
     | FaultCleared
     | OutOfServiceChanged
+    | DiagnosticRequested
+    | DiagnosticFinished
+    | TechnicianActed
 )
 
 EVENT_TYPES: tuple[type[Event], ...] = (
@@ -157,4 +199,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     FaultRaised,
     FaultCleared,
     OutOfServiceChanged,
+    DiagnosticRequested,
+    DiagnosticFinished,
+    TechnicianActed,
 )

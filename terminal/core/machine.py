@@ -24,6 +24,7 @@ from hardware.ports import PilotState
 from terminal.core import screens
 from terminal.core.actions import (
     Action,
+    Answer,
     CancelTimer,
     Capture,
     CheckContactor,
@@ -33,6 +34,7 @@ from terminal.core.actions import (
     Record,
     Report,
     RequestAuthorization,
+    RunDiagnostic,
     ShowScreen,
     StartTimer,
     Void,
@@ -44,6 +46,9 @@ from terminal.core.events import (
     CardProblem,
     CardUnreadable,
     ContactorChecked,
+    Diagnostic,
+    DiagnosticFinished,
+    DiagnosticRequested,
     Event,
     FaultCleared,
     FaultRaised,
@@ -51,6 +56,7 @@ from terminal.core.events import (
     MeterSampled,
     OutOfServiceChanged,
     PoweredUp,
+    TechnicianActed,
     Timer,
     TimerFired,
     VehicleStateChanged,
@@ -740,6 +746,66 @@ def _out_of_service(k: Kiosk, e: Event) -> Result:
     return k, (report,)
 
 
+# -- the technician's console ------------------------------------------------------------------
+
+# Tests that need the relay or the reader to themselves run only between sessions.
+_BETWEEN_SESSIONS = (Idle, Receipt, Unavailable)
+_READ_ONLY_TESTS = (Diagnostic.SELFTEST, Diagnostic.METER)
+
+
+def _diagnostic_refusal(k: Kiosk, test: Diagnostic) -> str | None:
+    """Why a device test may not run now, or None. The relay test closes the contactor
+    outside a session, so it runs only with no vehicle connected (pilot A): with no vehicle
+    the EVSE controller's pilot logic keeps the outlet dead, and no session can start while
+    the daemon thread holds the relay for the test."""
+    if isinstance(k.phase, Booting):
+        return "the kiosk is starting"
+    if test in _READ_ONLY_TESTS:
+        return None
+    if not isinstance(k.phase, _BETWEEN_SESSIONS):
+        return f"a session is running ({type(k.phase).__name__})"
+    if test is Diagnostic.RELAY and k.pilot is not PilotState.A:
+        return f"a vehicle is connected (pilot {k.pilot.value})"
+    return None
+
+
+def _diagnostic_requested(k: Kiosk, e: Event) -> Result:
+    assert isinstance(e, DiagnosticRequested)
+    refusal = _diagnostic_refusal(k, e.test)
+    if refusal is not None:
+        text = f"{e.test.value} test refused: {refusal}"
+        return k, (
+            Answer(request_id=e.request_id, ok=False, text=text),
+            Report(kind="diagnostic", detail=text),
+        )
+    return k, (
+        RunDiagnostic(
+            request_id=e.request_id,
+            test=e.test,
+            operate_ms=k.rules.contactor_check_ms,
+            contactor_closed=k.contactor_closed,
+            window_ms=e.window_ms,
+        ),
+    )
+
+
+def _diagnostic_finished(k: Kiosk, e: Event) -> Result:
+    """Answer the console; tests that touch a device are reported to the gateway too. A weld
+    found by the relay test arrives as its own `ContactorChecked` and faults as always."""
+    assert isinstance(e, DiagnosticFinished)
+    answer = Answer(request_id=e.request_id, ok=e.passed, text=e.detail)
+    if e.test is Diagnostic.METER:
+        return k, (answer,)
+    verdict = "pass" if e.passed else "fail"
+    summary = " ".join(e.detail.split())[:160]
+    return k, (answer, Report(kind="diagnostic", detail=f"{e.test.value} {verdict}: {summary}"))
+
+
+def _technician(k: Kiosk, e: Event) -> Result:
+    assert isinstance(e, TechnicianActed)
+    return k, (Report(kind=e.kind, detail=e.detail),)
+
+
 def _ignore(k: Kiosk, e: Event) -> Result:  # pragma: no cover - never called, see IGNORED
     return k, ()
 
@@ -822,6 +888,9 @@ TRANSITIONS: dict[tuple[type, type], Handler] = {
     (Unavailable, CardPresented): _tap_unavailable,
     (Unavailable, CardUnreadable): _tap_unavailable,
     (Unavailable, TimerFired): _idle_timer,
+    **{(phase, DiagnosticRequested): _diagnostic_requested for phase in PHASE_TYPES},
+    **{(phase, DiagnosticFinished): _diagnostic_finished for phase in PHASE_TYPES},
+    **{(phase, TechnicianActed): _technician for phase in PHASE_TYPES},
 }
 
 IGNORED: frozenset[tuple[type, type]] = frozenset(

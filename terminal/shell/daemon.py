@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from terminal.core.events import (
     CardPresented,
     CardProblem,
     CardUnreadable,
+    ContactorChecked,
     Event,
     FaultCleared,
     FaultRaised,
@@ -38,8 +40,10 @@ from terminal.core.machine import step
 from terminal.core.screens import screen_name
 from terminal.core.session import Card
 from terminal.shell.devices import Devices
+from terminal.shell.diagnostics import Diagnostics
 from terminal.shell.executor import Executor, Timers
 from terminal.shell.journal import Journal
+from terminal.shell.notify import Notifier
 from terminal.shell.uplink import Sender
 
 log = logging.getLogger("ev_terminal.daemon")
@@ -64,6 +68,10 @@ class Status:
     screen: str | None
     queue_depth: int
     oldest_unsent: str | None
+    feedback_closed: bool | None = None  # the contactor's feedback at its last check
+    reader_ok: bool = True
+    gateway_reachable: bool | None = None  # None: not contacted yet
+    uptime_s: int = 0
 
 
 class Daemon:
@@ -78,6 +86,7 @@ class Daemon:
         terminal_id: str,
         acquire: Acquirer,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        notifier: Notifier | None = None,
     ) -> None:
         self.devices = devices
         self.journal = journal
@@ -88,6 +97,15 @@ class Daemon:
         self.events: queue.Queue[Event] = queue.Queue()
         self.timers = Timers()
         self.sender = sender_factory(self.post)
+        self.diagnostics = Diagnostics(
+            devices=devices,
+            journal=journal,
+            clock=clock,
+            post=self.post,
+            reader_ok=lambda: not self._reader_down,
+            gateway_reachable=lambda: self.sender.reachable,
+        )
+        self.notifier = notifier
         self.executor = Executor(
             devices=devices,
             journal=journal,
@@ -98,10 +116,14 @@ class Daemon:
             tariff_name=rules.tariff.name,
             post=self.post,
             wake_sender=self.sender.wake,
+            diagnostics=self.diagnostics.perform,
         )
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._reader_down = False
+        self._feedback_closed: bool | None = None
+        self._started_ms: int | None = None
+        self._next_ping = 0.0
 
     # -- events ------------------------------------------------------------------------------
     def stamp(self) -> Stamp:
@@ -112,6 +134,8 @@ class Daemon:
         self.events.put(event)
 
     def handle(self, event: Event) -> None:
+        if isinstance(event, ContactorChecked):
+            self._feedback_closed = event.closed
         kiosk, actions = step(self.kiosk, event)
         self.kiosk = kiosk
         self.executor.perform_all(actions, self._guarded)
@@ -142,6 +166,7 @@ class Daemon:
     def start(self) -> None:
         """Open the contactor before anything else, check the journal, then power up."""
         self._force_open()
+        self._started_ms = self.clock.monotonic_ms()
         self.journal.check()
         try:
             register: int | None = self.devices.meter.read().energy_wh
@@ -176,8 +201,12 @@ class Daemon:
             self._reader_down = False
             self.post(FaultCleared(fault="reader", **self.stamp()))
         if target is None:
+            self.diagnostics.reader_idle()
             return False
         result = self.acquire(target)
+        if self.diagnostics.reader_test_armed():
+            self.diagnostics.card_seen(result)  # a reader test takes the card: no session
+            return True
         if isinstance(result, CardProblem):
             self.post(CardUnreadable(problem=result, **self.stamp()))
         else:
@@ -205,10 +234,14 @@ class Daemon:
         self._spawn("reader", self._reader_loop)
         self._spawn("vehicle", self._vehicle_loop)
         self._spawn("sender", self.sender.run)
+        self.pump()  # PoweredUp: the machine opens the contactor again and shows the idle screen
+        if self.notifier is not None:
+            self.notifier.ready(self.status_line())
         while not self._stop.is_set():
             self.pump()
             if self.devices.watchdog is not None:
                 self.devices.watchdog.kick()
+            self._supervise()
             next_due = self.timers.next_due()
             wait_s = POLL_S if next_due is None else (next_due - self.clock.monotonic_ms()) / 1000
             try:
@@ -244,6 +277,32 @@ class Daemon:
             if state is not None:
                 self.post(VehicleStateChanged(state=state, **self.stamp()))
 
+    def _supervise(self) -> None:
+        """systemd: STATUS= when it changes; WATCHDOG=1 from this loop only, so a stuck loop
+        stops the pings and systemd restarts the service (which opens the contactor first)."""
+        notifier = self.notifier
+        if notifier is None:
+            return
+        notifier.status(self.status_line())
+        interval = notifier.watchdog_interval_s
+        now = time.monotonic()
+        if interval is not None and now >= self._next_ping:
+            notifier.watchdog()
+            self._next_ping = now + interval
+
+    def status_line(self) -> str:
+        """One line for `systemctl status`: phase, pilot, contactor, faults."""
+        k = self.kiosk
+        line = (
+            f"{type(k.phase).__name__.lower()}; pilot {k.pilot.value}; "
+            f"contactor {'closed' if k.contactor_closed else 'open'}"
+        )
+        if k.faults:
+            line += "; faults " + ",".join(sorted(k.faults))
+        if k.out_of_service:
+            line += "; out of service"
+        return line
+
     def stop(self) -> None:
         self._stop.set()
         self.devices.reader.close()
@@ -256,6 +315,8 @@ class Daemon:
         if self.devices.watchdog is not None:
             self.devices.watchdog.stop()
         self.devices.contactor.release()
+        if self.notifier is not None:
+            self.notifier.stopping()
 
     def status(self) -> Status:
         depth, oldest = self.journal.queue_stats()
@@ -271,4 +332,12 @@ class Daemon:
             screen=screen_name(screen) if screen is not None else None,
             queue_depth=depth,
             oldest_unsent=oldest,
+            feedback_closed=self._feedback_closed,
+            reader_ok=not self._reader_down,
+            gateway_reachable=self.sender.reachable,
+            uptime_s=(
+                (self.clock.monotonic_ms() - self._started_ms) // 1000
+                if self._started_ms is not None
+                else 0
+            ),
         )

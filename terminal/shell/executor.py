@@ -15,6 +15,7 @@ from hardware.clock import Clock
 from hardware.ports import ContactorFault, MeterFault
 from terminal.core.actions import (
     Action,
+    Answer,
     CancelTimer,
     Capture,
     CheckContactor,
@@ -24,6 +25,7 @@ from terminal.core.actions import (
     Record,
     Report,
     RequestAuthorization,
+    RunDiagnostic,
     ShowScreen,
     StartTimer,
     Void,
@@ -109,6 +111,7 @@ class Executor:
         tariff_name: str,
         post: Callable[[Event], None],
         wake_sender: Callable[[], None],
+        diagnostics: Callable[[RunDiagnostic | Answer], None] | None = None,
     ) -> None:
         self.station = station
         self.tariff_name = tariff_name
@@ -120,6 +123,7 @@ class Executor:
         self.post = post
         self._wake_sender = wake_sender
         self._wake_pending = False
+        self.diagnostics = diagnostics
         self.screen: Screen | None = None
         self.last_receipt: Any = None
 
@@ -282,6 +286,11 @@ class Executor:
                     at=now,
                 )
                 log.info("event=%s detail=%s", action.kind, action.detail)
+            case RunDiagnostic() | Answer():
+                if self.diagnostics is None:
+                    log.warning("event=diagnostics_unavailable action=%s", type(action).__name__)
+                else:
+                    self.diagnostics(action)
             case _:
                 assert_never(action)
 
