@@ -129,7 +129,7 @@ class Simulation:
         for _ in range(MAX_SETTLE_ROUNDS):
             busy = self.daemon.poll_devices()
             busy |= self.daemon.pump() > 0
-            busy |= self.daemon.sender.drain_once().sent > 0
+            busy |= self.daemon.sender.drain_safely().sent > 0
             busy |= self.daemon.pump() > 0
             if not busy:
                 return

@@ -701,6 +701,10 @@ def _fault(k: Kiosk, e: Event, fault: str) -> Result:
 
 def _fault_raised(k: Kiosk, e: Event) -> Result:
     assert isinstance(e, FaultRaised)
+    if e.fault in k.faults and not k.contactor_closed:
+        # Already handled: raising it again changes nothing (and a fault that keeps failing,
+        # such as a broken journal, must not turn into an endless storm of reports).
+        return k, ()
     return _fault(k, e, e.fault)
 
 

@@ -156,6 +156,15 @@ class Sender:
             failed += not ok
         return SendResult(sent=sent, failed=failed)
 
+    def drain_safely(self) -> SendResult:
+        """`drain_once` that survives anything (a broken journal, a bug): the rows stay
+        queued for the next round."""
+        try:
+            return self.drain_once()
+        except Exception:
+            log.exception("event=sender_error")
+            return SendResult(sent=0, failed=1)
+
     def _backoff_ms(self, attempts: int) -> int:
         ceiling = min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** min(attempts, 20))
         return self.rng.randint(ceiling // 2, ceiling)  # "equal jitter"
@@ -243,10 +252,7 @@ class Sender:
     def run(self) -> None:
         """Sender thread: drain, then sleep until woken or the next row is due."""
         while not self._stop.is_set():
-            try:
-                self.drain_once()
-            except Exception:  # the sender must survive anything; the rows stay queued
-                log.exception("event=sender_error")
+            self.drain_safely()
             next_due = self.journal.next_due_ms()
             wait_s = 5.0 if next_due is None else max(0.0, (next_due - self.now_ms()) / 1000)
             self._wake.wait(timeout=min(wait_s, 5.0))
