@@ -46,6 +46,13 @@ def _amount(minor: int, currency: str) -> dict[str, Any]:
     return {"minor": minor, "currency": currency}
 
 
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers a POST gives, all in the `ErrorAnswer` shape: 400 invalid request or
+    missing Idempotency-Key, 404 unknown, 409 refused by the rules, 422 key reused with another
+    body, 504 the processor did not answer."""
+    return {code: {"model": wire.ErrorAnswer} for code in codes}
+
+
 def create_app(ledger: Ledger, processor: Processor, vault: CardVault | None = None) -> FastAPI:
     """Build the API over a ledger and a processor (the composition root passes them in).
 
@@ -62,13 +69,18 @@ def create_app(ledger: Ledger, processor: Processor, vault: CardVault | None = N
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid"}
         where = ".".join(str(p) for p in first.get("loc", ()))
+        if where == "header.idempotency-key":
+            return JSONResponse(
+                status_code=400,
+                content=_error(400, "idempotency_key_required", "Idempotency-Key header").body,
+            )
         return JSONResponse(
             status_code=400,
             content={"error": {"code": "invalid_request", "message": f"{where}: {first['msg']}"}},
         )
 
     def idempotent(
-        key: str | None, endpoint: str, body: wire.Strict, work: Callable[[Any], StoredAnswer]
+        key: str, endpoint: str, body: wire.Strict, work: Callable[[Any], StoredAnswer]
     ) -> JSONResponse:
         if not key or len(key) > 128:
             return JSONResponse(
@@ -103,10 +115,10 @@ def create_app(ledger: Ledger, processor: Processor, vault: CardVault | None = N
     @app.post(
         "/v1/authorizations",
         response_model=wire.AuthorizationAnswer,
-        responses={400: {"model": wire.ErrorAnswer}, 409: {"model": wire.ErrorAnswer}},
+        responses=_errors(400, 409, 422, 504),
     )
     def create_authorization(
-        body: wire.AuthorizationRequest, idempotency_key: str | None = Header(default=None)
+        body: wire.AuthorizationRequest, idempotency_key: str = Header()
     ) -> JSONResponse:
         def work(conn: Any) -> StoredAnswer:
             existing = ledger.get(conn, body.authorization_id)
@@ -179,12 +191,12 @@ def create_app(ledger: Ledger, processor: Processor, vault: CardVault | None = N
     @app.post(
         "/v1/authorizations/{authorization_id}/capture",
         response_model=wire.CaptureAnswer,
-        responses={404: {"model": wire.ErrorAnswer}, 409: {"model": wire.ErrorAnswer}},
+        responses=_errors(400, 404, 409, 422),
     )
     def capture(
         authorization_id: str,
         body: wire.CaptureRequest,
-        idempotency_key: str | None = Header(default=None),
+        idempotency_key: str = Header(),
     ) -> JSONResponse:
         def work(conn: Any) -> StoredAnswer:
             row = ledger.get(conn, authorization_id)
@@ -227,12 +239,12 @@ def create_app(ledger: Ledger, processor: Processor, vault: CardVault | None = N
     @app.post(
         "/v1/authorizations/{authorization_id}/void",
         response_model=wire.VoidAnswer,
-        responses={409: {"model": wire.ErrorAnswer}},
+        responses=_errors(400, 409, 422),
     )
     def void(
         authorization_id: str,
         body: wire.VoidRequest,
-        idempotency_key: str | None = Header(default=None),
+        idempotency_key: str = Header(),
     ) -> JSONResponse:
         def work(conn: Any) -> StoredAnswer:
             row = ledger.get(conn, authorization_id)
@@ -267,10 +279,8 @@ def create_app(ledger: Ledger, processor: Processor, vault: CardVault | None = N
 
         return idempotent(idempotency_key, f"authorizations.void:{authorization_id}", body, work)
 
-    @app.post("/v1/events", response_model=wire.EventsAnswer)
-    def post_events(
-        body: wire.EventsRequest, idempotency_key: str | None = Header(default=None)
-    ) -> JSONResponse:
+    @app.post("/v1/events", response_model=wire.EventsAnswer, responses=_errors(400, 422))
+    def post_events(body: wire.EventsRequest, idempotency_key: str = Header()) -> JSONResponse:
         def work(conn: Any) -> StoredAnswer:
             ledger.add_events(conn, body.terminal_id, [(e.kind, e.detail) for e in body.events])
             return StoredAnswer(status_code=200, body={"accepted": len(body.events)})
