@@ -462,11 +462,6 @@ def _phase_screen(k: Kiosk, e: Event) -> screens.Screen:
             return _idle_screen(k, e.at)
 
 
-def _idle_timer(k: Kiosk, e: Event) -> Result:
-    assert isinstance(e, TimerFired)
-    return _common_timer(k, e)
-
-
 def _receipt_timer(k: Kiosk, e: Event) -> Result:
     assert isinstance(e, TimerFired)
     if e.timer is Timer.RECEIPT:
@@ -588,11 +583,6 @@ def _vehicle_suspended(k: Kiosk, e: Event) -> Result:
     return k, acts
 
 
-def _vehicle_finishing(k: Kiosk, e: Event) -> Result:
-    k, acts = _pilot(k, e)
-    return k, acts
-
-
 def _tap_in_session(k: Kiosk, e: Event) -> Result:
     """Only the card that started a session can stop it."""
     assert isinstance(e, CardPresented)
@@ -651,12 +641,6 @@ def _sample_charging(k: Kiosk, e: Event) -> Result:
             ShowScreen(screen=screens.Suspended(energy_wh=after.energy_wh, cost=_cost(after)))
         )
     return k, tuple(actions)
-
-
-def _sample_awaiting(k: Kiosk, e: Event) -> Result:
-    """Before energy flows, the register only moves the start reference if it was unknown."""
-    assert isinstance(e, MeterSampled)
-    return _sample_at_rest(k, e)
 
 
 def _sample_finishing(k: Kiosk, e: Event) -> Result:
@@ -810,10 +794,6 @@ def _technician(k: Kiosk, e: Event) -> Result:
     return k, (Report(kind=e.kind, detail=e.detail),)
 
 
-def _ignore(k: Kiosk, e: Event) -> Result:  # pragma: no cover - never called, see IGNORED
-    return k, ()
-
-
 # -- the table ---------------------------------------------------------------------------------
 
 _AT_REST = {
@@ -835,7 +815,7 @@ TRANSITIONS: dict[tuple[type, type], Handler] = {
     **{(Idle, ev): h for ev, h in _AT_REST.items()},
     (Idle, CardPresented): _start_session,
     (Idle, CardUnreadable): _card_unreadable,
-    (Idle, TimerFired): _idle_timer,
+    (Idle, TimerFired): _common_timer,
     (Authorizing, AuthorizationAnswered): _answered,
     (Authorizing, TimerFired): _authorizing_timer,
     (Authorizing, VehicleStateChanged): _vehicle_authorizing,
@@ -850,7 +830,7 @@ TRANSITIONS: dict[tuple[type, type], Handler] = {
     (AwaitingVehicle, TimerFired): _awaiting_timer,
     (AwaitingVehicle, CardPresented): _tap_in_session,
     (AwaitingVehicle, CardUnreadable): _card_unreadable,
-    (AwaitingVehicle, MeterSampled): _sample_awaiting,
+    (AwaitingVehicle, MeterSampled): _sample_at_rest,
     (AwaitingVehicle, MeterFailed): _meter_failed,
     (AwaitingVehicle, ContactorChecked): _checked,
     (AwaitingVehicle, FaultRaised): _fault_raised,
@@ -878,7 +858,7 @@ TRANSITIONS: dict[tuple[type, type], Handler] = {
     (Suspended, OutOfServiceChanged): _out_of_service,
     (Finishing, MeterSampled): _sample_finishing,
     (Finishing, MeterFailed): _meter_failed_finishing,
-    (Finishing, VehicleStateChanged): _vehicle_finishing,
+    (Finishing, VehicleStateChanged): _vehicle_at_rest,
     (Finishing, TimerFired): _common_timer,
     (Finishing, ContactorChecked): _checked,
     (Finishing, FaultRaised): _fault_raised,
@@ -891,7 +871,7 @@ TRANSITIONS: dict[tuple[type, type], Handler] = {
     **{(Unavailable, ev): h for ev, h in _AT_REST.items()},
     (Unavailable, CardPresented): _tap_unavailable,
     (Unavailable, CardUnreadable): _tap_unavailable,
-    (Unavailable, TimerFired): _idle_timer,
+    (Unavailable, TimerFired): _common_timer,
     **{(phase, DiagnosticRequested): _diagnostic_requested for phase in PHASE_TYPES},
     **{(phase, DiagnosticFinished): _diagnostic_finished for phase in PHASE_TYPES},
     **{(phase, TechnicianActed): _technician for phase in PHASE_TYPES},
