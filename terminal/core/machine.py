@@ -16,6 +16,8 @@ Safety rules enforced here (and checked by property tests):
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
@@ -134,10 +136,17 @@ def _charging_screen(session: Session, e: Event, power_w: int) -> screens.Screen
     )
 
 
+def receipt_id_for(session_id: str) -> str:
+    """A short receipt id for the driver (QR, portal), derived from the session id: 16
+    base32 characters of SHA-256, so two sessions never share one in practice (80 bits)."""
+    digest = hashlib.sha256(session_id.encode()).digest()[:10]
+    return base64.b32encode(digest).decode()
+
+
 def _settle(k: Kiosk, session: Session, e: Event) -> Result:
     """Decide the one capture or void for `session` and show the receipt."""
     amount = _cost(session) if session.meterage is not None else Money.zero(session.currency)
-    receipt_id = session.session_id.replace("-", "")[:12].upper()
+    receipt_id = receipt_id_for(session.session_id)
     actions: list[Action]
     if session.energy_wh <= 0 or amount.minor <= 0:
         session = replace(session, status=Status.VOIDING, amount=Money.zero(session.currency))
