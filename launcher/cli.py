@@ -40,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         from terminal.protection.provision import main as provision_main  # noqa: PLC0415
 
         return int(provision_main(args_in[1:]))
+    if args_in and args_in[0] == "set-technician-pin":
+        from terminal.console.set_pin import main as set_pin_main  # noqa: PLC0415
+
+        return int(set_pin_main(args_in[1:]))
 
     parser = argparse.ArgumentParser(prog="ev-terminal", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -76,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("diagram", help="print the state diagram (Mermaid) generated from the table")
     sub.add_parser("price", help="price a session with an OCPI tariff (see --help)")
     sub.add_parser("provision", help="write keys for a simulated fleet (see --help)")
+    sub.add_parser("set-technician-pin", help="set the serial console's PIN (see --help)")
 
     args = parser.parse_args(args_in)
     if args.command == "check-config":

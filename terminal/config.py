@@ -71,6 +71,19 @@ class HardwareConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ConsoleConfig:
+    """[console]: the technician's serial diagnostics console (off without a port)."""
+
+    port: str | None = None  # e.g. /dev/ttyAMA0 (Pi UART) or /dev/ttyGS0 (USB gadget)
+    baud: int = 115_200
+    idle_timeout_ms: int = 5 * 60_000
+    lockout_attempts: int = 5
+    lockout_ms: int = 15 * 60_000
+    reader_window_ms: int = 15_000
+    pin_file: Path | None = None  # default: technician-pin in the key dir (else the data dir)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     station: StationConfig
     payment: PaymentConfig
@@ -80,7 +93,15 @@ class Config:
     hardware: HardwareConfig
     data_dir: Path
     keys_dir: Path | None
+    console: ConsoleConfig = ConsoleConfig()
     source: Path | None = None
+
+    @property
+    def pin_file(self) -> Path:
+        """Where the technician PIN's hash lives."""
+        if self.console.pin_file is not None:
+            return self.console.pin_file
+        return (self.keys_dir or self.data_dir) / "technician-pin"
 
 
 class _Section:
@@ -173,7 +194,7 @@ def load(path: Path) -> Config:
 
 
 def parse(data: dict[str, Any], *, base: Path, source: Path | None = None) -> Config:
-    known = {"station", "payment", "tariff", "session", "gateway", "hardware", "data"}
+    known = {"station", "payment", "tariff", "session", "gateway", "hardware", "data", "console"}
     for name in data:
         if name not in known:
             raise ConfigError(name, "unknown section")
@@ -255,6 +276,28 @@ def parse(data: dict[str, Any], *, base: Path, source: Path | None = None) -> Co
 
         pi_settings(hardware)
 
+    c = _Section(data, "console", required=False)
+    port = c.get("port", str, None)
+    if port is not None and not Path(port).is_absolute():
+        raise ConfigError(c.key("port"), "must be an absolute device path such as /dev/ttyAMA0")
+    baud = c.get("baud", int, 115_200)
+    if baud not in (9600, 19_200, 38_400, 57_600, 115_200, 230_400):
+        raise ConfigError(c.key("baud"), "must be a standard rate: 9600 ... 230400")
+    attempts = c.get("lockout_attempts", int, 5)
+    if not 1 <= attempts <= 20:
+        raise ConfigError(c.key("lockout_attempts"), "must be between 1 and 20")
+    pin_file = c.get("pin_file", str, None)
+    console = ConsoleConfig(
+        port=port or None,
+        baud=baud,
+        idle_timeout_ms=c.duration_ms("idle_timeout", 5 * 60_000),
+        lockout_attempts=attempts,
+        lockout_ms=c.duration_ms("lockout_time", 15 * 60_000),
+        reader_window_ms=c.duration_ms("reader_window", 15_000),
+        pin_file=(base / pin_file) if pin_file else None,
+    )
+    c.finish()
+
     d = _Section(data, "data", required=False)
     data_dir = Path(d.text("dir", "var/lib/ev-terminal"))
     keys = d.get("keys_dir", str, None)
@@ -268,5 +311,6 @@ def parse(data: dict[str, Any], *, base: Path, source: Path | None = None) -> Co
         hardware=hardware,
         data_dir=data_dir if data_dir.is_absolute() else base / data_dir,
         keys_dir=(Path(keys) if Path(keys).is_absolute() else base / keys) if keys else None,
+        console=console,
         source=source,
     )

@@ -14,11 +14,17 @@ from types import FrameType
 
 from hardware.clock import SystemClock
 from terminal.config import Config
+from terminal.console.port import ConsoleThread
+from terminal.console.recent_log import RecentLog
 from terminal.errors import ConfigError
+from terminal.shell.notify import Notifier
 from terminal.station import build_daemon
 from terminal.wiring import build_devices
 
 log = logging.getLogger("ev_terminal.service")
+
+
+EXIT_RESTART = 75  # `reboot` on the console: systemd restarts us (RestartForceExitStatus=75)
 
 
 def run_service(config: Config) -> int:
@@ -26,6 +32,8 @@ def run_service(config: Config) -> int:
     if config.keys_dir is None:
         raise ConfigError("data.keys_dir", "missing: the device key directory is required to run")
     clock = SystemClock()
+    recent_log = RecentLog()
+    logging.getLogger().addHandler(recent_log)  # the console's `log`
     devices = build_devices(config, clock)
     try:
         daemon = build_daemon(
@@ -34,6 +42,7 @@ def run_service(config: Config) -> int:
             clock=clock,
             gateway_url=config.gateway.url,
             key_dir=config.keys_dir,
+            notifier=Notifier.from_environment(),
         )
     except BaseException:
         devices.close()
@@ -41,6 +50,19 @@ def run_service(config: Config) -> int:
     if devices.faults is not None:
         devices.faults.connect(daemon.post)  # fault-input edges now reach the machine
     stopping = threading.Event()
+    exit_code = 0
+
+    def _restart() -> None:
+        nonlocal exit_code
+        exit_code = EXIT_RESTART
+        daemon.stop()
+
+    console: ConsoleThread | None = None
+    if config.console.port is not None:
+        try:
+            console = ConsoleThread.open(config, daemon, recent_log, _restart)
+        except OSError as exc:  # no console must not mean no charging
+            log.error("event=console_unavailable port=%s error=%s", config.console.port, exc)
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("event=stopping signal=%s", signal.Signals(signum).name)
@@ -50,9 +72,13 @@ def run_service(config: Config) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     log.info("event=starting station=%s backend=%s", config.station.id, config.hardware.backend)
+    if console is not None:
+        console.start()
     try:
         daemon.run()
     finally:
+        if console is not None:
+            console.stop()
         devices.close()
-    log.info("event=stopped")
-    return 0
+    log.info("event=stopped exit_code=%d", exit_code)
+    return exit_code

@@ -1,0 +1,1 @@
+"""The technician's serial diagnostics console: line editing, a command table, the PIN."""
