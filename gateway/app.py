@@ -210,6 +210,9 @@ def create_app(ledger: Ledger, processor: Processor, vault: CardVault | None = N
                 raise Refusal(409, "exceeds_authorization", "capture exceeds the authorization")
             if body.amount.minor <= 0:
                 raise Refusal(409, "zero_capture", "a zero capture is a void")
+            owner = ledger.receipt_owner(conn, body.receipt.receipt_id)
+            if owner is not None and owner != authorization_id:
+                raise Refusal(409, "receipt_id_taken", "receipt id belongs to another session")
             processor.capture(
                 key=f"capture:{authorization_id}",
                 reference=row.processor_ref,

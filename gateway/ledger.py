@@ -160,6 +160,13 @@ class Ledger:
             sa.select(authorizations).where(authorizations.c.id == authorization_id)
         ).first()
 
+    def receipt_owner(self, conn: Connection, receipt_id: str) -> str | None:
+        """The authorization a receipt id already belongs to, if any."""
+        row = conn.execute(
+            sa.select(authorizations.c.id).where(authorizations.c.receipt_id == receipt_id)
+        ).first()
+        return None if row is None else str(row.id)
+
     def insert(self, conn: Connection, **values: Any) -> None:
         stamp = now()
         conn.execute(sa.insert(authorizations).values(created_at=stamp, updated_at=stamp, **values))

@@ -330,3 +330,61 @@ def test_retry_after_a_timeout_with_the_same_key_tries_again(tmp_path: Path) -> 
         # From now on the answer is stored: a third try replays it without the processor.
         assert client.authorize(body).json() == retried.json()
         assert processor.hold_calls == 2
+
+
+def test_a_receipt_id_already_taken_is_refused_not_a_server_error(tmp_path: Path) -> None:
+    gateway = EmbeddedGateway(tmp_path / "receipts.sqlite3")
+    gateway.up()
+    try:
+        http = requests.Session()
+        for sid in ("receipt-session-a", "receipt-session-b"):
+            body = {
+                "authorization_id": sid,
+                "terminal_id": "KIOSK-0001",
+                "amount": {"minor": 5000, "currency": "EUR"},
+                "card": {
+                    "kind": "payment",
+                    "token": "ct_receipt0001",
+                    "brand": "Visa",
+                    "last4": "0010",
+                },
+            }
+            r = http.post(
+                f"{gateway.url}/v1/authorizations",
+                json=body,
+                headers={"Idempotency-Key": f"{sid}:authorize"},
+                timeout=5,
+            )
+            assert r.json()["status"] == "approved"
+        receipt = {
+            "receipt_id": "SAMERECEIPT1",
+            "station": "S",
+            "tariff": "T",
+            "card": "Visa **** 0010",
+            "started_at": "2026-01-01T00:00:00+00:00",
+            "ended_at": "2026-01-01T01:00:00+00:00",
+            "energy_wh": 1000,
+            "currency": "EUR",
+            "lines": [],
+            "vat": [],
+            "total_excl_vat": 100,
+            "total": 100,
+        }
+        answers = [
+            http.post(
+                f"{gateway.url}/v1/authorizations/{sid}/capture",
+                json={
+                    "amount": {"minor": 100, "currency": "EUR"},
+                    "energy_wh": 1000,
+                    "receipt": receipt,
+                },
+                headers={"Idempotency-Key": f"{sid}:capture"},
+                timeout=5,
+            )
+            for sid in ("receipt-session-a", "receipt-session-b")
+        ]
+        assert answers[0].status_code == 200
+        assert answers[1].status_code == 409
+        assert answers[1].json()["error"]["code"] == "receipt_id_taken"
+    finally:
+        gateway.close()
