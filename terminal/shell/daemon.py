@@ -317,6 +317,7 @@ class Daemon:
         self.devices.contactor.release()
         if self.notifier is not None:
             self.notifier.stopping()
+            self.notifier.close()
 
     def status(self) -> Status:
         depth, oldest = self.journal.queue_stats()
