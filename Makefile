@@ -31,7 +31,7 @@ bench: $(STAMP)
 	$(PY) -m bench
 
 diagram: $(STAMP)
-	$(VENV)/bin/ev-terminal diagram > docs/state-machine.md
+	$(VENV)/bin/ev-terminal diagram --markdown > docs/state-machine.md
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

@@ -77,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         help="the fleet's gateway key dir (from provision): decrypt and check card data",
     )
 
-    sub.add_parser("diagram", help="print the state diagram (Mermaid) generated from the table")
+    p = sub.add_parser(
+        "diagram", help="print the state diagram (Mermaid) generated from the machine"
+    )
+    p.add_argument("--markdown", action="store_true", help="as docs/state-machine.md")
     sub.add_parser("price", help="price a session with an OCPI tariff (see --help)")
     sub.add_parser("provision", help="write keys for a simulated fleet (see --help)")
     sub.add_parser("set-technician-pin", help="set the serial console's PIN (see --help)")
@@ -114,9 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         serve(args.db, args.host, args.port, args.keys)
         return 0
     if args.command == "diagram":
-        from terminal.diagram import mermaid  # noqa: PLC0415
+        from terminal.diagram import markdown, mermaid  # noqa: PLC0415
 
-        print(mermaid())
+        print(markdown() if args.markdown else mermaid(), end="\n" if not args.markdown else "")
         return 0
     raise AssertionError(f"unhandled command {args.command}")  # argparse limits the choices
 

@@ -1,48 +1,132 @@
-"""The state diagram, generated from the machine's transition table (Mermaid)."""
+"""The state diagram, generated from the machine itself (Mermaid).
+
+Edges are found, not written down: starting from `Booting`, the explorer feeds `step` every
+event of a small alphabet (taps of two cards, answers, pilot states, meter samples, every
+timer, faults, out of service, contactor feedback) breadth-first, and records each
+(phase before, event, phase after) it sees. So the diagram cannot drift from the table.
+"""
 
 from __future__ import annotations
 
-from terminal.core.machine import IGNORED, TRANSITIONS
+from collections import deque
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 
-# Where each handler can lead, read off the handlers (the table says which event is handled
-# where; this says which phases a handled event may move to).
-_TARGETS: dict[str, tuple[str, ...]] = {
-    "_powered_up": ("Idle", "Unavailable"),
-    "_start_session": ("Authorizing",),
-    "_answered": ("AwaitingVehicle", "Charging", "Idle", "Unavailable"),
-    "_authorizing_timer": ("Idle", "Unavailable"),
-    "_awaiting_timer": ("Idle", "Unavailable"),
-    "_vehicle_awaiting": ("Charging", "Idle", "Unavailable"),
-    "_vehicle_authorizing": ("Idle", "Unavailable"),
-    "_vehicle_charging": ("Suspended", "Finishing"),
-    "_vehicle_suspended": ("Charging", "Finishing"),
-    "_tap_in_session": ("Finishing", "Idle"),
-    "_sample_charging": ("Finishing",),
-    "_suspended_timer": ("Finishing",),
-    "_sample_finishing": ("Receipt",),
-    "_meter_failed_finishing": ("Receipt",),
-    "_meter_failed": ("Receipt", "Finishing", "Unavailable"),
-    "_fault_raised": ("Finishing", "Receipt", "Unavailable"),
-    "_checked": ("Finishing", "Receipt", "Unavailable"),
-    "_receipt_timer": ("Idle", "Unavailable"),
-    "_fault_cleared": ("Idle",),
-    "_out_of_service": ("Idle", "Unavailable"),
-    "_vehicle_at_rest": ("Idle", "Unavailable"),
-    "_sample_at_rest": ("Unavailable", "Idle"),
-}
+from hardware.ports import PilotState
+from terminal.core.billing import EnergyTariff
+from terminal.core.events import (
+    AuthorizationAnswered,
+    AuthOutcome,
+    CardPresented,
+    CardProblem,
+    CardUnreadable,
+    ContactorChecked,
+    Event,
+    FaultCleared,
+    FaultRaised,
+    MeterFailed,
+    MeterSampled,
+    OutOfServiceChanged,
+    PoweredUp,
+    Timer,
+    TimerFired,
+    VehicleStateChanged,
+)
+from terminal.core.kiosk import Kiosk, Rules
+from terminal.core.machine import IGNORED, TRANSITIONS, step
+from terminal.core.session import Card, CardKind
+from terminal.money import Money
+
+MAX_STATES = 4000
+_T0 = datetime(2026, 1, 1, tzinfo=UTC)
+_TOKENS = ("ct_diagram_a", "ct_diagram_b")  # card tokens (keyed hashes), not secrets
+_CARDS = tuple(
+    Card(kind=CardKind.PAYMENT, token=token, brand="Visa", last4="0010") for token in _TOKENS
+)
+
+
+def _rules() -> Rules:
+    from decimal import Decimal  # noqa: PLC0415 - only the explorer needs a tariff
+
+    tariff = EnergyTariff(name="diagram", currency="EUR", per_kwh=Decimal("0.30"))
+    return Rules(
+        tariff=tariff,
+        hold=Money(5000, "EUR"),
+        min_authorized=Money(500, "EUR"),
+        station="diagram",
+        receipt_url="http://localhost/receipts",
+    )
+
+
+def _alphabet(kiosk: Kiosk, n: int) -> Iterator[Event]:
+    at = {"at_ms": n * 1000, "at": _T0 + timedelta(seconds=n)}
+    register = (kiosk.register_wh or 0) + 500
+    session = kiosk.session
+    sid = session.session_id if session is not None else "none"
+    yield PoweredUp(register_wh=1000, **at)  # type: ignore[arg-type]
+    for i, card in enumerate(_CARDS):
+        yield CardPresented(card=card, session_id=f"s{n}-{i}", **at)  # type: ignore[arg-type]
+    yield CardUnreadable(problem=CardProblem.TAP_AGAIN, **at)  # type: ignore[arg-type]
+    for outcome, amount in (
+        (AuthOutcome.APPROVED, Money(5000, "EUR")),
+        (AuthOutcome.DECLINED, None),
+        (AuthOutcome.NO_ANSWER, None),
+    ):
+        yield AuthorizationAnswered(session_id=sid, outcome=outcome, amount=amount, **at)  # type: ignore[arg-type]
+    for state in (PilotState.A, PilotState.B, PilotState.C, PilotState.F):
+        yield VehicleStateChanged(state=state, **at)  # type: ignore[arg-type]
+    yield MeterSampled(energy_wh=register, power_w=11000, **at)  # type: ignore[arg-type]
+    # A large step too, so the cost cap is reached within the explorer's depth.
+    yield MeterSampled(energy_wh=register + 500_000, power_w=11000, **at)  # type: ignore[arg-type]
+    yield MeterFailed(reason="silent", **at)  # type: ignore[arg-type]
+    yield ContactorChecked(closed=not kiosk.contactor_closed, **at)  # type: ignore[arg-type]
+    for timer in Timer:
+        yield TimerFired(timer=timer, **at)  # type: ignore[arg-type]
+    yield FaultRaised(fault="rcd", **at)  # type: ignore[arg-type]
+    yield FaultCleared(fault="rcd", **at)  # type: ignore[arg-type]
+    yield OutOfServiceChanged(on=not kiosk.out_of_service, **at)  # type: ignore[arg-type]
+
+
+def _signature(k: Kiosk) -> tuple[object, ...]:
+    return (type(k.phase), k.pilot, k.faults, k.out_of_service, k.contactor_closed)
+
+
+def edges(
+    explore: Callable[[Kiosk, int], Iterator[Event]] = _alphabet,
+) -> set[tuple[str, str, str]]:
+    """(phase before, event, phase after) for every phase change the explorer reaches."""
+    start = Kiosk(rules=_rules())
+    seen = {_signature(start)}
+    todo: deque[tuple[Kiosk, int]] = deque([(start, 1)])
+    found: set[tuple[str, str, str]] = set()
+    while todo and len(seen) < MAX_STATES:
+        kiosk, n = todo.popleft()
+        for event in explore(kiosk, n):
+            after, _ = step(kiosk, event)
+            before_name, after_name = type(kiosk.phase).__name__, type(after.phase).__name__
+            if before_name != after_name:
+                found.add((before_name, type(event).__name__, after_name))
+            sig = _signature(after)
+            if sig not in seen:
+                seen.add(sig)
+                todo.append((after, n + 1))
+    return found
 
 
 def mermaid() -> str:
     lines = ["stateDiagram-v2", "    [*] --> Booting"]
-    seen: set[tuple[str, str, str]] = set()
-    for (phase, event), handler in sorted(
-        TRANSITIONS.items(), key=lambda kv: (kv[0][0].__name__, kv[0][1].__name__)
-    ):
-        for target in _TARGETS.get(handler.__name__, ()):
-            edge = (phase.__name__, target, event.__name__)
-            if edge[0] == edge[1] or edge in seen:
-                continue
-            seen.add(edge)
-            lines.append(f"    {edge[0]} --> {edge[1]}: {edge[2]}")
+    for before, event, after in sorted(edges()):
+        lines.append(f"    {before} --> {after}: {event}")
     lines.append(f"    %% {len(TRANSITIONS)} handled pairs, {len(IGNORED)} ignored by name")
     return "\n".join(lines)
+
+
+def markdown() -> str:
+    """docs/state-machine.md: the diagram in a Mermaid block, with how it is made."""
+    return (
+        "# The session state machine\n\n"
+        "Generated by `make diagram` (`ev-terminal diagram --markdown`) from the machine in\n"
+        "`terminal/core/machine.py`: every phase change an explorer reaches by feeding `step`\n"
+        "a small alphabet of events. Do not edit by hand; a test checks it is current.\n\n"
+        f"```mermaid\n{mermaid()}\n```\n"
+    )
