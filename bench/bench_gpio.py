@@ -8,7 +8,10 @@ is low. Two paths:
 
 - direct: the callback opens the relay itself, in the pin factory's event thread;
 - queued: the callback only posts to a `queue.Queue` and a consumer thread opens the relay,
-  the way the daemon routes device events through its one event queue.
+  the way the daemon routes device events through its one event queue;
+- wired: the devices the pi wiring builds (`terminal.wiring.build_devices`, with the meter and
+  EVSE board on a pymodbus emulator): the input's callback opens the relay through the fault
+  interlock, then posts a `FaultRaised` through the fault sink to a queue, as in the daemon.
 
 Target: under 20 ms (DESIGN.md: the contactor opens at once on every fault). Mock pins call
 back synchronously, so this measures our code and thread hand-off, not the GPIO chip's
@@ -93,6 +96,74 @@ def measure(n: int, *, queued: bool) -> list[float]:
     return samples
 
 
+def measure_wired(n: int) -> list[float]:
+    import tempfile  # the wiring's imports stay out of the plain paths' figures
+    import tomllib
+    from pathlib import Path
+
+    from gpiozero.pins.mock import MockConnectedPin
+
+    from hardware.clock import SystemClock
+    from hardware.emulators.modbus_devices import (
+        EmulatedEvseBoard,
+        EmulatedSdmMeter,
+        ModbusRtuEmulator,
+    )
+    from terminal.config import parse
+    from terminal.core.events import Event
+    from terminal.wiring import build_devices
+
+    root = Path(__file__).resolve().parent.parent
+    data = tomllib.loads((root / "deploy" / "terminal.toml").read_text(encoding="utf-8"))
+    factory = MockFactory()
+    factory.pin(RELAY, pin_class=MockConnectedPin, input_pin=factory.pin(FEEDBACK))
+    emulator = ModbusRtuEmulator(EmulatedSdmMeter(unit_id=1), EmulatedEvseBoard(unit_id=2))
+    with emulator, tempfile.TemporaryDirectory() as tmp:
+        rtu = {"port": emulator.port, "baudrate": 38400, "timeout_s": 0.5, "retries": 1}
+        data["hardware"] = {
+            "backend": "pi",
+            "reader": str(Path(tmp) / "ttyPN532"),
+            "meter": {**rtu, "unit_id": 1},
+            "vehicle": {**rtu, "kind": "evse-din", "unit_id": 2, "poll_interval_s": 0.015},
+            "gpio": {
+                "pin_factory": "mock",
+                "contactor": {
+                    "relay_pin": RELAY,
+                    "feedback": {"pin": FEEDBACK, "active_state": True},
+                },
+                "faults": {
+                    "emergency_stop": {"pin": ESTOP, "active_state": True},
+                    "rcd_trip": {"pin": RCD, "active_state": True},
+                },
+            },
+            "display": {"kind": "web", "port": 0},
+        }
+        config = parse(data, base=root / "deploy")
+        devices = build_devices(config, SystemClock(), pin_factory=factory)
+        posted: queue.Queue[Event] = queue.Queue()
+        assert devices.faults is not None
+        devices.faults.connect(posted.put)
+        rcd, relay = factory.pin(RCD), factory.pin(RELAY)
+        samples: list[float] = []
+        try:
+            for _ in range(n):
+                devices.contactor.close()
+                if relay.state != 1:
+                    raise SystemExit("relay did not close")
+                started = time.perf_counter_ns()
+                rcd.drive_high()  # the RCD's contact opens (fail-safe wiring: active high)
+                if relay.state != 0:
+                    raise SystemExit("relay still closed after the input callback")
+                samples.append((time.perf_counter_ns() - started) / 1e6)
+                posted.get(timeout=1.0)  # the FaultRaised the daemon would handle
+                rcd.drive_low()
+                posted.get(timeout=1.0)  # FaultCleared
+        finally:
+            devices.close()
+            factory.close()
+    return samples
+
+
 def report(name: str, samples: list[float]) -> None:
     ordered = sorted(samples)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
@@ -122,10 +193,12 @@ def main() -> None:
     args = parser.parse_args()
     report("direct", measure(args.n, queued=False))
     report("queued", measure(args.n, queued=True))
+    report("wired", measure_wired(args.n))
     stop = threading.Event()
     spinner = busy_thread(stop)
     report("direct+busy", measure(args.n, queued=False))
     report("queued+busy", measure(args.n, queued=True))
+    report("wired+busy", measure_wired(args.n))
     stop.set()
     spinner.join(2.0)
 
