@@ -8,11 +8,13 @@ stored, so a retry does the work again (the processor call is keyed too, so it i
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import html
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -22,6 +24,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from gateway import wire
 from gateway.card_data import CardVault
+from gateway.expiry import KeyExpiry
 from gateway.ledger import Ledger, StoredAnswer
 from gateway.processors import CardRef, Decision, Processor, ProcessorTimeout
 from terminal.errors import ProtectedDataError
@@ -53,14 +56,35 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": wire.ErrorAnswer} for code in codes}
 
 
-def create_app(ledger: Ledger, processor: Processor, vault: CardVault | None = None) -> FastAPI:
+def create_app(
+    ledger: Ledger,
+    processor: Processor,
+    vault: CardVault | None = None,
+    *,
+    expiry: KeyExpiry | None = None,
+) -> FastAPI:
     """Build the API over a ledger and a processor (the composition root passes them in).
+
+    While the app is served (its lifespan), `expiry` forgets old idempotency keys in a
+    background task (default: hourly, `gateway.expiry`).
 
     With a `vault`, a payment card's encrypted card data is verified and decrypted for the
     processor, and a missing, invalid or replayed blob is refused (400 card_data_invalid).
     Without one the gateway holds no fleet keys and passes the card on as sent; that serves
     tests of the money rules with the simulated processor, never a real one."""
-    app = FastAPI(title="ev-terminal gateway", version="1.0.0")
+    janitor = expiry or KeyExpiry(ledger)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(janitor.run_forever(), name="idempotency-expiry")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app = FastAPI(title="ev-terminal gateway", version="1.0.0", lifespan=lifespan)
     # One lock serialises money operations: the reference gateway favours obviously-correct
     # ordering over throughput (a kiosk fleet sends a few requests a minute per kiosk).
     lock = threading.Lock()

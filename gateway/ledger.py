@@ -8,6 +8,7 @@ audited: each hold ends in exactly one capture or one release.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -115,10 +116,13 @@ class StoredAnswer:
 
 
 class Ledger:
-    """Operations on the ledger; each method is one transaction."""
+    """Operations on the ledger; each method is one transaction.
 
-    def __init__(self, engine: Engine) -> None:
+    `clock` stamps idempotency keys and decides their expiry (tests pass a fake one)."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], datetime] = now) -> None:
         self.engine = engine
+        self.clock = clock
 
     # -- idempotency ------------------------------------------------------------------------
     def stored_answer(self, conn: Connection, key: str) -> tuple[str, str, StoredAnswer] | None:
@@ -141,15 +145,16 @@ class Ledger:
                 body_sha256=body_sha,
                 status_code=answer.status_code,
                 response=json.dumps(answer.body),
-                created_at=now(),
+                created_at=self.clock(),
             )
         )
 
     def expire_keys(self) -> int:
+        """Forget idempotency keys older than `IDEMPOTENCY_RETENTION`; how many went."""
         with self.engine.begin() as conn:
             result = conn.execute(
                 sa.delete(idempotency).where(
-                    idempotency.c.created_at < now() - IDEMPOTENCY_RETENTION
+                    idempotency.c.created_at < self.clock() - IDEMPOTENCY_RETENTION
                 )
             )
             return int(result.rowcount or 0)

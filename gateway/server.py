@@ -6,13 +6,16 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import uvicorn
 
 from gateway.app import create_app
 from gateway.card_data import CardVault
-from gateway.ledger import Ledger, open_engine
+from gateway.expiry import EXPIRE_EVERY_S, KeyExpiry
+from gateway.ledger import Ledger, now, open_engine
 from gateway.processors.simulated import SimulatedProcessor
 
 START_TIMEOUT_S = 10.0
@@ -34,7 +37,8 @@ class EmbeddedGateway:
 
     `down()` stops listening (connections are refused, like a lost link) and `up()` listens
     again on the same port with the same ledger. With `key_dir` (a fleet's gateway key
-    directory) it decrypts and checks the card data of payment cards (`CardVault`)."""
+    directory) it decrypts and checks the card data of payment cards (`CardVault`). `clock`
+    and `expire_every_s` let tests run the idempotency-key expiry on their own time."""
 
     def __init__(
         self,
@@ -42,12 +46,16 @@ class EmbeddedGateway:
         host: str = "127.0.0.1",
         port: int = 0,
         key_dir: Path | None = None,
+        *,
+        clock: Callable[[], datetime] = now,
+        expire_every_s: float = EXPIRE_EVERY_S,
     ) -> None:
         self.engine = open_engine(f"sqlite:///{db_path}")
-        self.ledger = Ledger(self.engine)
+        self.ledger = Ledger(self.engine, clock)
         self.processor = SimulatedProcessor()
         self.vault = CardVault.from_key_dirs(key_dir) if key_dir is not None else None
-        self.app = create_app(self.ledger, self.processor, self.vault)
+        self.expiry = KeyExpiry(self.ledger, expire_every_s)
+        self.app = create_app(self.ledger, self.processor, self.vault, expiry=self.expiry)
         self.host = host
         self.port = port
         self._server: uvicorn.Server | None = None
@@ -63,7 +71,7 @@ class EmbeddedGateway:
         sock = listen(self.host, self.port)
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
-            self.app, log_level="warning", lifespan="off", access_log=False, timeout_keep_alive=5
+            self.app, log_level="warning", lifespan="on", access_log=False, timeout_keep_alive=5
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(
