@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hardware.clock import Clock
-from hardware.ports import DeviceFault, ReaderFault
+from hardware.ports import DeviceFault, PilotState, ReaderFault
 from terminal.core.events import (
     CardPresented,
     CardProblem,
@@ -177,6 +177,15 @@ class Daemon:
         if unsettled:
             log.info("event=recovering sessions=%d", len(unsettled))
         self.post(PoweredUp(register_wh=register, unsettled=unsettled, **self.stamp()))
+        # A vehicle already plugged in at start-up is no change to its link: say where it is.
+        try:
+            pilot = self.devices.vehicle.state()
+        except DeviceFault as exc:
+            log.error("event=vehicle_link_fault error=%s", exc)
+            self.post(FaultRaised(fault="vehicle_link", **self.stamp()))
+        else:
+            if pilot is not PilotState.A:
+                self.post(VehicleStateChanged(state=pilot, **self.stamp()))
 
     # -- deterministic pumping (simulator, tests) --------------------------------------------
     def poll_devices(self) -> bool:
@@ -266,12 +275,23 @@ class Daemon:
                 self._stop.wait(1.0)
 
     def _vehicle_loop(self) -> None:
+        link_down = False
         while not self._stop.is_set():
             try:
                 state = self.devices.vehicle.wait_change(POLL_S)
+                if link_down:
+                    # Back: clear the fault and say where the pilot is now (it may have moved).
+                    current = self.devices.vehicle.state()
+                    link_down = False
+                    log.info("event=vehicle_link_recovered")
+                    self.post(FaultCleared(fault="vehicle_link", **self.stamp()))
+                    self.post(VehicleStateChanged(state=state or current, **self.stamp()))
+                    continue
             except DeviceFault as exc:
-                log.error("event=vehicle_link_fault error=%s", exc)
-                self.post(FaultRaised(fault="vehicle_link", **self.stamp()))
+                if not link_down:
+                    link_down = True
+                    log.error("event=vehicle_link_fault error=%s", exc)
+                    self.post(FaultRaised(fault="vehicle_link", **self.stamp()))
                 self._stop.wait(1.0)
                 continue
             if state is not None:
