@@ -81,3 +81,28 @@ def test_a_damaged_lockout_file_locks_rather_than_unlocks(tmp_path: Path) -> Non
     path.write_text("{not json")
     path.chmod(0o600)
     assert Lockout(path, LockoutPolicy(lockout_s=600)).remaining_s(T0) == 600
+
+
+def test_set_technician_pin_from_a_config_stores_the_hash_and_clears_a_lockout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    from launcher.cli import main
+    from terminal.config import load
+
+    example = Path(__file__).resolve().parents[2] / "deploy" / "terminal.toml"
+    config_path = tmp_path / "terminal.toml"
+    config_path.write_text(
+        example.read_text().replace('dir = "../var/lib/ev-terminal"', 'dir = "data"')
+    )
+    config = load(config_path)
+    lockout = Lockout(config.data_dir / "console-lockout.json", LockoutPolicy(attempts=1))
+    lockout.failed(T0)
+    monkeypatch.setattr("sys.stdin", io.StringIO("271828\n"))
+    assert main(["set-technician-pin", "--config", str(config_path), "--stdin"]) == 0
+    assert "scrypt hash only" in capsys.readouterr().out
+    assert PinFile(config.pin_file).verify("271828")
+    assert lockout.remaining_s(T0) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("123\n"))
+    assert main(["set-technician-pin", "--file", str(tmp_path / "p"), "--stdin"]) == 2
