@@ -27,6 +27,7 @@ from gateway.card_data import CardVault
 from gateway.expiry import KeyExpiry
 from gateway.ledger import Ledger, StoredAnswer
 from gateway.processors import CardRef, Decision, Processor, ProcessorTimeout
+from gateway.tls import client_identity
 from terminal.errors import ProtectedDataError
 from terminal.money import Money  # the gateway may use the terminal's pure value types
 
@@ -51,8 +52,8 @@ def _amount(minor: int, currency: str) -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """The error answers a POST gives, all in the `ErrorAnswer` shape: 400 invalid request or
-    missing Idempotency-Key, 404 unknown, 409 refused by the rules, 422 key reused with another
-    body, 504 the processor did not answer."""
+    missing Idempotency-Key, 403 another terminal's request (mutual TLS), 404 unknown, 409
+    refused by the rules, 422 key reused with another body, 504 the processor did not answer."""
     return {code: {"model": wire.ErrorAnswer} for code in codes}
 
 
@@ -136,14 +137,41 @@ def create_app(
             ledger.store_answer(conn, key, endpoint, digest, answer)
             return JSONResponse(status_code=answer.status_code, content=answer.body)
 
+    def not_this_terminal(request: Request, terminal_id: str) -> JSONResponse | None:
+        """Over mutual TLS the terminal is who its certificate says: a body naming another
+        terminal is refused (403), before the idempotency key is looked at or stored, so the
+        key stays usable by its rightful sender. Over plain HTTP (development) the body's
+        terminal id is taken as sent."""
+        who = client_identity(request.scope)
+        if who is None or who == terminal_id:
+            return None
+        return JSONResponse(
+            status_code=403,
+            content=_error(403, "terminal_mismatch", "not the certificate's terminal").body,
+        )
+
+    def not_its_terminal(request: Request, authorization_id: str) -> JSONResponse | None:
+        """Only the terminal that asked for a hold may capture or void it (mutual TLS)."""
+        who = client_identity(request.scope)
+        if who is None:
+            return None
+        with ledger.engine.connect() as conn:
+            row = ledger.get(conn, authorization_id)
+        if row is None or row.terminal_id in ("", who):
+            return None
+        return not_this_terminal(request, row.terminal_id)
+
     @app.post(
         "/v1/authorizations",
         response_model=wire.AuthorizationAnswer,
-        responses=_errors(400, 409, 422, 504),
+        responses=_errors(400, 403, 409, 422, 504),
     )
     def create_authorization(
-        body: wire.AuthorizationRequest, idempotency_key: str = Header()
+        body: wire.AuthorizationRequest, request: Request, idempotency_key: str = Header()
     ) -> JSONResponse:
+        if (refused := not_this_terminal(request, body.terminal_id)) is not None:
+            return refused
+
         def work(conn: Any) -> StoredAnswer:
             existing = ledger.get(conn, body.authorization_id)
             if existing is not None:
@@ -215,13 +243,17 @@ def create_app(
     @app.post(
         "/v1/authorizations/{authorization_id}/capture",
         response_model=wire.CaptureAnswer,
-        responses=_errors(400, 404, 409, 422),
+        responses=_errors(400, 403, 404, 409, 422),
     )
     def capture(
         authorization_id: str,
         body: wire.CaptureRequest,
+        request: Request,
         idempotency_key: str = Header(),
     ) -> JSONResponse:
+        if (refused := not_its_terminal(request, authorization_id)) is not None:
+            return refused
+
         def work(conn: Any) -> StoredAnswer:
             row = ledger.get(conn, authorization_id)
             if row is None:
@@ -266,13 +298,17 @@ def create_app(
     @app.post(
         "/v1/authorizations/{authorization_id}/void",
         response_model=wire.VoidAnswer,
-        responses=_errors(400, 409, 422),
+        responses=_errors(400, 403, 409, 422),
     )
     def void(
         authorization_id: str,
         body: wire.VoidRequest,
+        request: Request,
         idempotency_key: str = Header(),
     ) -> JSONResponse:
+        if (refused := not_its_terminal(request, authorization_id)) is not None:
+            return refused
+
         def work(conn: Any) -> StoredAnswer:
             row = ledger.get(conn, authorization_id)
             answer = StoredAnswer(
@@ -284,7 +320,7 @@ def create_app(
                 ledger.insert(
                     conn,
                     id=authorization_id,
-                    terminal_id="",
+                    terminal_id=client_identity(request.scope) or "",
                     status="voided",
                     currency="XXX",
                     amount_requested=0,
@@ -306,8 +342,13 @@ def create_app(
 
         return idempotent(idempotency_key, f"authorizations.void:{authorization_id}", body, work)
 
-    @app.post("/v1/events", response_model=wire.EventsAnswer, responses=_errors(400, 422))
-    def post_events(body: wire.EventsRequest, idempotency_key: str = Header()) -> JSONResponse:
+    @app.post("/v1/events", response_model=wire.EventsAnswer, responses=_errors(400, 403, 422))
+    def post_events(
+        body: wire.EventsRequest, request: Request, idempotency_key: str = Header()
+    ) -> JSONResponse:
+        if (refused := not_this_terminal(request, body.terminal_id)) is not None:
+            return refused
+
         def work(conn: Any) -> StoredAnswer:
             ledger.add_events(conn, body.terminal_id, [(e.kind, e.detail) for e in body.events])
             return StoredAnswer(status_code=200, body={"accepted": len(body.events)})

@@ -17,6 +17,7 @@ from gateway.card_data import CardVault
 from gateway.expiry import EXPIRE_EVERY_S, KeyExpiry
 from gateway.ledger import Ledger, now, open_engine
 from gateway.processors.simulated import SimulatedProcessor
+from gateway.tls import ServerTLS, uvicorn_options
 
 START_TIMEOUT_S = 10.0
 
@@ -38,7 +39,8 @@ class EmbeddedGateway:
     `down()` stops listening (connections are refused, like a lost link) and `up()` listens
     again on the same port with the same ledger. With `key_dir` (a fleet's gateway key
     directory) it decrypts and checks the card data of payment cards (`CardVault`). `clock`
-    and `expire_every_s` let tests run the idempotency-key expiry on their own time."""
+    and `expire_every_s` let tests run the idempotency-key expiry on their own time. With
+    `tls` it serves HTTPS with mutual TLS (`gateway.tls`)."""
 
     def __init__(
         self,
@@ -49,7 +51,9 @@ class EmbeddedGateway:
         *,
         clock: Callable[[], datetime] = now,
         expire_every_s: float = EXPIRE_EVERY_S,
+        tls: ServerTLS | None = None,
     ) -> None:
+        self.tls = tls
         self.engine = open_engine(f"sqlite:///{db_path}")
         self.ledger = Ledger(self.engine, clock)
         self.processor = SimulatedProcessor()
@@ -63,7 +67,7 @@ class EmbeddedGateway:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def up(self) -> None:
         if self._server is not None:
@@ -71,7 +75,12 @@ class EmbeddedGateway:
         sock = listen(self.host, self.port)
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
-            self.app, log_level="warning", lifespan="on", access_log=False, timeout_keep_alive=5
+            self.app,
+            log_level="warning",
+            lifespan="on",
+            access_log=False,
+            timeout_keep_alive=5,
+            **(uvicorn_options(self.tls) if self.tls else {}),
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(
@@ -98,10 +107,13 @@ class EmbeddedGateway:
         self.engine.dispose()
 
 
-def serve(db_path: Path, host: str, port: int, key_dir: Path | None = None) -> None:
-    """Run the gateway in the foreground until interrupted."""
+def serve(
+    db_path: Path, host: str, port: int, key_dir: Path | None = None, tls: ServerTLS | None = None
+) -> None:
+    """Run the gateway in the foreground until interrupted (HTTPS with mutual TLS if `tls`)."""
     engine = open_engine(f"sqlite:///{db_path}")
     vault = CardVault.from_key_dirs(key_dir) if key_dir is not None else None
     app = create_app(Ledger(engine), SimulatedProcessor(), vault)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="info"))
+    options = uvicorn_options(tls) if tls else {}
+    server = uvicorn.Server(uvicorn.Config(app, log_level="info", **options))
     server.run(sockets=[listen(host, port)])

@@ -76,6 +76,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="the fleet's gateway key dir (from provision): decrypt and check card data",
     )
+    p.add_argument(
+        "--tls",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="serve HTTPS with mutual TLS from the fleet's gateway dir (provision --tls-host)",
+    )
 
     p = sub.add_parser(
         "diagram", help="print the state diagram (Mermaid) generated from the machine"
@@ -114,7 +121,17 @@ def main(argv: list[str] | None = None) -> int:
 
         _setup_logging(False)
         args.db.parent.mkdir(parents=True, exist_ok=True)
-        serve(args.db, args.host, args.port, args.keys)
+        tls = None
+        if args.tls is not None:
+            from gateway.tls import ServerTLS  # noqa: PLC0415 - the gateway extra
+
+            tls = ServerTLS(
+                certfile=args.tls / "tls-server.pem",
+                keyfile=args.tls / "tls-server.key",
+                client_ca=args.tls / "tls-ca.pem",
+                crl_file=args.tls / "tls-crl.pem",
+            )
+        serve(args.db, args.host, args.port, args.keys, tls)
         return 0
     if args.command == "diagram":
         from terminal.diagram import markdown, mermaid  # noqa: PLC0415

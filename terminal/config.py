@@ -62,6 +62,11 @@ class GatewayConfig:
     receipt_url: str
     timeout_ms: int = 10_000
     embedded: bool = False
+    # Mutual TLS (https URLs): the CA pinned for the gateway's certificate, and this terminal's
+    # client certificate and key (PEM files; the key readable by its owner only).
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -180,6 +185,22 @@ class _Section:
             raise ConfigError(self.key(unknown[0]), "unknown key")
 
 
+def _tls_file(section: _Section, key: str, base: Path) -> Path | None:
+    """A PEM file named by the config: it must exist; a private key must not be readable by
+    group or others."""
+    name = section.get(key, str, None)
+    if name is None:
+        return None
+    path = Path(name) if Path(name).is_absolute() else base / name
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        raise ConfigError(section.key(key), f"cannot read {path}") from None
+    if key == "key_file" and mode & 0o077:
+        raise ConfigError(section.key(key), f"{path} is readable by others; chmod 600 it")
+    return path
+
+
 def load(path: Path) -> Config:
     """Read and validate a config file."""
     try:
@@ -254,11 +275,22 @@ def parse(data: dict[str, Any], *, base: Path, source: Path | None = None) -> Co
     url = g.text("url")
     if not re.match(r"^https?://[^\s/]+", url):
         raise ConfigError(g.key("url"), "must be an http(s) URL")
+    tls = {name: _tls_file(g, name, base) for name in ("ca_file", "cert_file", "key_file")}
+    if url.startswith("https:") and tls["ca_file"] is None:
+        raise ConfigError(g.key("ca_file"), "required for an https URL (the gateway's CA)")
+    if not url.startswith("https:"):
+        for name, path in tls.items():
+            if path is not None:
+                raise ConfigError(g.key(name), "only with an https URL")
+    if (tls["cert_file"] is None) != (tls["key_file"] is None):
+        missing = "key_file" if tls["key_file"] is None else "cert_file"
+        raise ConfigError(g.key(missing), "cert_file and key_file go together")
     gateway = GatewayConfig(
         url=url.rstrip("/"),
         receipt_url=g.text("receipt_url", url.rstrip("/") + "/receipts"),
         timeout_ms=g.duration_ms("timeout", 10_000),
         embedded=g.get("embedded", bool, False),
+        **tls,
     )
     g.finish()
 

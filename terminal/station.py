@@ -124,7 +124,14 @@ def build_daemon(
         amount_minor=config.payment.hold,
         timezone=config.station.timezone,
     )
-    client = GatewayClient(gateway_url, config.gateway.timeout_ms)
+    g = config.gateway
+    client = GatewayClient(
+        gateway_url,
+        g.timeout_ms,
+        ca_file=g.ca_file,
+        cert_file=g.cert_file,
+        key_file=g.key_file,
+    )
 
     def sender_factory(post: Callable[[Event], None]) -> Sender:
         return Sender(journal, client, clock, post)

@@ -13,6 +13,7 @@ import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -31,12 +32,33 @@ EVENT_BATCH = 100
 
 
 class GatewayClient:
-    """POSTs JSON to the gateway with an Idempotency-Key; parses strictly."""
+    """POSTs JSON to the gateway with an Idempotency-Key; parses strictly.
 
-    def __init__(self, base_url: str, timeout_ms: int, session: requests.Session | None = None):
+    Over https the gateway's certificate must chain to `ca_file` (pinned: the system's CAs
+    are not trusted) and the terminal presents `cert_file`/`key_file`. A refused or failed
+    handshake is a connection error: "no answer"."""
+
+    def __init__(
+        self,
+        base_url: str,
+        timeout_ms: int,
+        session: requests.Session | None = None,
+        *,
+        ca_file: Path | None = None,
+        cert_file: Path | None = None,
+        key_file: Path | None = None,
+    ):
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_ms / 1000
         self.http = session or requests.Session()
+        # Passed with every request: a session-level `verify` loses to REQUESTS_CA_BUNDLE and
+        # CURL_CA_BUNDLE from the environment, and the pin must not.
+        self.verify: str | bool = str(ca_file) if ca_file is not None else True
+        self.cert = (
+            (str(cert_file), str(key_file))
+            if cert_file is not None and key_file is not None
+            else None
+        )
 
     def post(self, path: str, key: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -45,6 +67,8 @@ class GatewayClient:
                 json=body,
                 headers={"Idempotency-Key": key},
                 timeout=(min(self.timeout_s, 5.0), self.timeout_s),
+                verify=self.verify,
+                cert=self.cert,
             )
         except requests.RequestException as exc:
             raise UplinkError(f"{type(exc).__name__}") from None

@@ -1,0 +1,182 @@
+"""Mutual TLS for the gateway: who a terminal is comes from its client certificate.
+
+uvicorn terminates TLS with `ssl_cert_reqs=CERT_REQUIRED` and the fleet's client CA
+(`ssl_ca_certs`), so OpenSSL refuses a terminal with no certificate, an expired one, or one
+issued by another CA during the handshake.
+
+Revocation is checked per connection, right after the handshake and before a byte of the
+request is read: the peer certificate's serial number against the CRL file (PEM, RFC 5280),
+which is read again whenever it changes on disk, so revoking a terminal needs no restart. The
+CRL must be signed by the client CA and be current (before its nextUpdate); otherwise every
+terminal is refused (fail closed) until the operator installs a fresh one. A refused connection
+is aborted, which a terminal sees as a dropped connection: "no answer", never an answer.
+
+The certificate reaches the app as the ASGI TLS extension (`scope["extensions"]["tls"]`,
+`client_cert_chain` in PEM); `client_identity` reads the terminal id from its subject's
+common name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+from uvicorn.config import Config
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger("ev_gateway.tls")
+
+ASGIApp = Callable[..., Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerTLS:
+    """The gateway's certificate and key, the CA that issues terminal certificates, and the
+    CRL file of revoked terminal certificates (None: no revocation list)."""
+
+    certfile: Path
+    keyfile: Path
+    client_ca: Path
+    crl_file: Path | None = None
+
+
+class Revocations:
+    """The CRL file, re-read when its modification time or size changes (thread-safe)."""
+
+    def __init__(self, crl_file: Path | None, client_ca: Path, clock: Callable[[], datetime]):
+        self.crl_file = crl_file
+        self.clock = clock
+        cas = x509.load_pem_x509_certificates(client_ca.read_bytes())
+        self._issuers = [c.public_key() for c in cas]
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self._crl: x509.CertificateRevocationList | None = None
+
+    def _current(self) -> x509.CertificateRevocationList | None:
+        assert self.crl_file is not None
+        try:
+            info = os.stat(self.crl_file)
+        except OSError:
+            return None
+        stamp = (info.st_mtime_ns, info.st_size)
+        with self._lock:
+            if stamp != self._stamp:
+                try:
+                    crl = x509.load_pem_x509_crl(self.crl_file.read_bytes())
+                except (OSError, ValueError):
+                    crl = None
+                self._crl = crl if crl is not None and self._signed(crl) else None
+                self._stamp = stamp
+                log.info("event=crl_loaded ok=%s", self._crl is not None)
+            return self._crl
+
+    def _signed(self, crl: x509.CertificateRevocationList) -> bool:
+        for key in self._issuers:
+            if isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+                try:
+                    if crl.is_signature_valid(key):
+                        return True
+                except (TypeError, ValueError):
+                    continue
+        return False
+
+    def refusal(self, serial: int) -> str | None:
+        """Why a certificate with this serial is refused now, or None if it is not."""
+        if self.crl_file is None:
+            return None
+        crl = self._current()
+        if crl is None:
+            return "crl_unusable"
+        next_update = crl.next_update_utc
+        if next_update is not None and self.clock() > next_update:
+            return "crl_expired"
+        if crl.get_revoked_certificate_by_serial_number(serial) is not None:
+            return "revoked"
+        return None
+
+
+def _peer(transport: asyncio.BaseTransport) -> x509.Certificate | None:
+    ssl_object = transport.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    return x509.load_der_x509_certificate(der) if der else None
+
+
+def protocol_class(revocations: Revocations) -> type[H11Protocol]:
+    """uvicorn's h11 protocol, refusing revoked peers and passing the certificate on."""
+
+    class ClientCertProtocol(H11Protocol):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            cert = _peer(transport)
+            why = "no_certificate" if cert is None else revocations.refusal(cert.serial_number)
+            if why is not None or cert is None:
+                log.warning("event=client_refused reason=%s peer=%s", why, self.client)
+                transport.abort()
+                return
+            pem = cert.public_bytes(Encoding.PEM).decode("ascii")
+            tls = {
+                "client_cert_chain": [pem],
+                "client_cert_name": cert.subject.rfc4514_string(),
+                "client_cert_error": None,
+                "server_cert": None,
+                "tls_version": None,
+                "cipher_suite": None,
+            }
+            app = self.app
+
+            async def with_tls(scope: dict[str, Any], receive: Any, send: Any) -> None:
+                extensions = {**scope.get("extensions", {}), "tls": tls}
+                await app({**scope, "extensions": extensions}, receive, send)
+
+            self.app = with_tls
+
+    return ClientCertProtocol
+
+
+def uvicorn_options(
+    tls: ServerTLS, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+) -> dict[str, Any]:
+    """Keyword arguments for `uvicorn.Config` that serve with mutual TLS."""
+    revocations = Revocations(tls.crl_file, tls.client_ca, clock)
+
+    def context(config: Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+        ctx = default()
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        return ctx
+
+    return {
+        "ssl_certfile": str(tls.certfile),
+        "ssl_keyfile": str(tls.keyfile),
+        "ssl_ca_certs": str(tls.client_ca),
+        "ssl_cert_reqs": ssl.CERT_REQUIRED,
+        "ssl_context_factory": context,
+        "http": protocol_class(revocations),
+    }
+
+
+def client_identity(scope: Mapping[str, Any]) -> str | None:
+    """The terminal id (the client certificate subject's common name), or None when the
+    request did not come over mutual TLS."""
+    tls = scope.get("extensions", {}).get("tls")
+    if not tls or not tls.get("client_cert_chain"):
+        return None
+    cert = x509.load_pem_x509_certificate(tls["client_cert_chain"][0].encode("ascii"))
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if len(names) != 1:
+        return None
+    value = names[0].value
+    return value if isinstance(value, str) else value.decode("utf-8")
