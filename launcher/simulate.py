@@ -13,14 +13,14 @@ data directory. After each line the simulator runs the kiosk until nothing more 
 from __future__ import annotations
 
 import json
+import os
 import re
 import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator
+from dataclasses import InitVar, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway.server import EmbeddedGateway
 from hardware.clock import ManualClock
 from hardware.sim.card_script import load_profiles
 from terminal.config import Config
@@ -28,6 +28,9 @@ from terminal.core.events import FaultCleared, FaultRaised, OutOfServiceChanged
 from terminal.errors import ScriptError
 from terminal.shell.daemon import Daemon
 from terminal.station import SimHardware, build_daemon, sim_keys
+
+if TYPE_CHECKING:
+    from gateway.server import EmbeddedGateway
 
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
 _MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -88,34 +91,59 @@ def parse_script(text: str, cards: set[str]) -> list[Step]:
 
 @dataclass
 class Simulation:
-    """A kiosk on the simulator with an embedded gateway, advanced step by step."""
+    """A kiosk on the simulator with an embedded gateway, advanced step by step.
+
+    `route` maps the embedded gateway's URL to the one the daemon uses (a test puts a
+    fault-injecting proxy in between; `gateway down/up` still act on the gateway itself).
+    With `gateway_url` the daemon talks to a gateway running elsewhere instead and no gateway
+    is embedded (`gateway down/up` are then errors). `with_hardware` replaces the in-memory
+    simulator (e.g. one whose state survives the process), `key_dir` the device's keys, and
+    `id_prefix` starts every session id (kiosks sharing one gateway need different ones)."""
 
     config: Config
     data_dir: Path
     clock: ManualClock = field(default_factory=ManualClock)
+    route: Callable[[str], str] | None = None
+    gateway_url: str | None = None
+    with_hardware: InitVar[SimHardware | None] = None
+    key_dir: Path | None = None
+    id_prefix: str = "sim"
     hardware: SimHardware = field(init=False)
     gateway: EmbeddedGateway = field(init=False)
     daemon: Daemon = field(init=False)
     restarts: int = 0
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, with_hardware: SimHardware | None) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.hardware = SimHardware.build(self.clock)
+        self.hardware = with_hardware or SimHardware.build(self.clock)
         self.profiles = load_profiles()
-        _, gateway_keys = sim_keys(self.data_dir, self.config.station.id)
-        self.gateway = EmbeddedGateway(self.data_dir / "gateway.sqlite3", key_dir=gateway_keys)
-        self.gateway.up()
-        self._ids = _ids(self.data_dir)
+        if self.gateway_url is None:
+            from gateway.server import EmbeddedGateway  # noqa: PLC0415 - the gateway extra
+
+            _, gateway_keys = sim_keys(self.data_dir, self.config.station.id)
+            self.gateway = EmbeddedGateway(self.data_dir / "gateway.sqlite3", key_dir=gateway_keys)
+            self.gateway.up()
+        self._ids = _ids(self.data_dir, self.id_prefix)
         self.daemon = self._start_daemon()
 
+    @property
+    def embedded(self) -> bool:
+        return self.gateway_url is None
+
+    def daemon_url(self) -> str:
+        """The gateway URL the daemon is given."""
+        if self.gateway_url is not None:
+            return self.gateway_url
+        return self.route(self.gateway.url) if self.route is not None else self.gateway.url
+
     def _start_daemon(self) -> Daemon:
-        key_dir, _ = sim_keys(self.data_dir, self.config.station.id)
+        key_dir = self.key_dir or sim_keys(self.data_dir, self.config.station.id)[0]
         config = _with_data_dir(self.config, self.data_dir)
         daemon = build_daemon(
             config=config,
             devices=self.hardware.devices(),
             clock=self.clock,
-            gateway_url=self.gateway.url,
+            gateway_url=self.daemon_url(),
             key_dir=key_dir,
             new_id=lambda: next(self._ids),
         )
@@ -178,6 +206,8 @@ class Simulation:
             self._device_fault(args[0], on=False)
             self.daemon.post(FaultCleared(fault=args[0], **stamp()))
         elif verb == "gateway":
+            if not self.embedded:
+                raise ScriptError(step.line_no, step.text, "the gateway is not embedded")
             (self.gateway.down if args[0] == "down" else self.gateway.up)()
         elif verb == "out-of-service":
             self.daemon.post(OutOfServiceChanged(on=args[0] == "on", **stamp()))
@@ -227,17 +257,21 @@ class Simulation:
 
     def close(self) -> None:
         self.daemon.journal.close()
-        self.gateway.close()
+        if self.embedded:
+            self.gateway.close()
 
 
-def _ids(data_dir: Path) -> Iterator[str]:
-    """Deterministic session ids, unique across restarts on the same data dir."""
+def _ids(data_dir: Path, prefix: str = "sim") -> Iterator[str]:
+    """Deterministic session ids, unique across restarts (and kills) on the same data dir:
+    the counter is written, by an atomic rename, before the id it makes is used."""
     counter_file = data_dir / "sim-ids"
     n = int(counter_file.read_text()) if counter_file.exists() else 0
     while True:
         n += 1
-        counter_file.write_text(str(n))
-        yield f"sim-{n:08d}-0000-4000-8000-000000000000"
+        scratch = counter_file.with_suffix(".tmp")
+        scratch.write_text(str(n))
+        os.replace(scratch, counter_file)
+        yield f"{prefix}-{n:08d}-0000-4000-8000-000000000000"
 
 
 def _with_data_dir(config: Config, data_dir: Path) -> Config:

@@ -3,15 +3,36 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
+from typing import Any
 
 from launcher.simulate import Simulation
 
 
 def assert_ledger_agrees(sim: Simulation) -> None:
-    journal = {row["session_id"]: row for row in sim.daemon.journal.sessions()}
-    ledger = {row["id"]: row for row in sim.gateway.ledger.all_authorizations()}
-    moves = sim.gateway.ledger.all_movements()
+    assert_records_agree(
+        sim.daemon.journal.sessions(),
+        sim.gateway.ledger.all_authorizations(),
+        sim.gateway.ledger.all_movements(),
+    )
+
+
+def assert_records_agree(
+    sessions: Iterable[dict[str, Any]],
+    authorizations: Iterable[dict[str, Any]],
+    moves: list[dict[str, Any]],
+) -> None:
+    """The journals' sessions (of one kiosk or several) against the gateway's ledger rows."""
+    journal = {row["session_id"]: row for row in sessions}
+    ledger = {row["id"]: row for row in authorizations}
     holds = Counter(m["authorization_id"] for m in moves if m["kind"] == "hold")
+    # What each authorization holds in all: the first hold plus its increments.
+    held: Counter[str] = Counter()
+    for m in moves:
+        if m["kind"] in ("hold", "increment"):
+            assert m["amount"] > 0, m
+            held[m["authorization_id"]] += m["amount"]
+    assert {m["authorization_id"] for m in moves if m["kind"] == "increment"} <= set(holds)
     ends = Counter(m["authorization_id"] for m in moves if m["kind"] in ("capture", "release"))
     # Every hold ended in exactly one capture or release, and nothing ended twice.
     assert all(n == 1 for n in holds.values()), holds
@@ -26,6 +47,9 @@ def assert_ledger_agrees(sim: Simulation) -> None:
             assert at_gateway["status"] == "captured"
             assert at_gateway["amount_captured"] == row["amount_minor"]
             assert at_gateway["amount_captured"] <= at_gateway["amount_authorized"]
+            assert at_gateway["amount_authorized"] == held[sid]
+            # The terminal never counts on more than the gateway holds.
+            assert row["authorized_minor"] <= at_gateway["amount_authorized"]
             assert at_gateway["energy_wh"] == row["energy_wh"] > 0
             assert ends[sid] == 1
         elif row["status"] == "voiding":

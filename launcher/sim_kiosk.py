@@ -1,0 +1,103 @@
+"""`ev-terminal sim-kiosk`: the daemon as its own process, on a simulator that outlives it.
+
+The kiosk runs on the stored simulator (`hardware/sim/stored.py`: meter register, relay,
+vehicle and clock kept in files under `DATA/hardware`) and talks to a gateway running
+elsewhere (`--gateway URL`). It reads script steps from stdin, one or more a line (the
+`simulate` script language, without `gateway down|up`), runs each line until the kiosk settles
+and answers `ok` (or `error <why>`) on stdout. Kill it at any moment and start it again on the
+same data directory: it recovers as a kiosk does after a power loss. End of input stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from hardware.sim.contactor import SimContactor
+from hardware.sim.display import SimDisplay
+from hardware.sim.meter import SimMeter
+from hardware.sim.reader import SimReader
+from hardware.sim.stored import StoredClock, StoredPlant, StoredVehicle, stored_plant
+from launcher.simulate import Simulation, parse_script
+from terminal import config as config_mod
+from terminal.errors import ConfigError, ScriptError
+from terminal.station import SimHardware
+
+HARDWARE_DIR = "hardware"
+
+
+def _say(line: str) -> None:
+    """One answer line to the driving process."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def open_kiosk(
+    config: config_mod.Config,
+    data_dir: Path,
+    gateway_url: str,
+    *,
+    key_dir: Path | None = None,
+    id_prefix: str = "sim",
+) -> Simulation:
+    """Start (or recover) the kiosk on `data_dir` against the gateway at `gateway_url`."""
+    clock, plant = stored_plant(data_dir / HARDWARE_DIR)
+    hardware = SimHardware(
+        plant=plant,
+        reader=SimReader(),
+        contactor=SimContactor(plant),
+        meter=SimMeter(plant),
+        vehicle=StoredVehicle(plant),
+        display=SimDisplay(),
+    )
+    return Simulation(
+        config=config,
+        data_dir=data_dir,
+        clock=clock,
+        gateway_url=gateway_url,
+        with_hardware=hardware,
+        key_dir=key_dir,
+        id_prefix=id_prefix,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ev-terminal sim-kiosk", description=__doc__)
+    parser.add_argument("--config", type=Path, default=Path("deploy/terminal.toml"))
+    parser.add_argument("--data", type=Path, required=True, help="journal, keys, hardware state")
+    parser.add_argument("--gateway", required=True, help="the gateway's base URL")
+    parser.add_argument("--keys", type=Path, default=None, help="the device's key dir")
+    parser.add_argument("--id-prefix", default="sim", help="first part of every session id")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.WARNING, format="level=%(levelname)s %(message)s"
+    )
+    try:
+        config = config_mod.load(args.config)
+    except ConfigError as exc:
+        sys.stderr.write(f"config error: {exc}\n")
+        return 2
+    sim = open_kiosk(config, args.data, args.gateway, key_dir=args.keys, id_prefix=args.id_prefix)
+    cards = set(sim.profiles)
+    _say("ready")
+    try:
+        for line in sys.stdin:
+            try:
+                for step in parse_script(line, cards):
+                    sim.run_step(step)
+            except ScriptError as exc:
+                _say(f"error {exc}")
+                continue
+            _say("ok")
+    finally:
+        sim.close()
+        for part in (sim.clock, sim.hardware.plant):
+            if isinstance(part, StoredClock | StoredPlant):
+                part.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,190 @@
+"""Real processes for crash tests: the gateway (`ev-terminal gateway`) and kiosks
+(`launcher.sim_kiosk`) that a test drives line by line and may SIGKILL at any moment."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from contextlib import closing
+from pathlib import Path
+from typing import IO, Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+START_TIMEOUT_S = 20.0
+STEP_TIMEOUT_S = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class GatewayProcess:
+    """`ev-terminal gateway` on a free loopback port, with its own SQLite ledger."""
+
+    def __init__(self, work: Path, key_dir: Path) -> None:
+        self.db = work / "gateway.sqlite3"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = (work / "gateway.log").open("w")
+        self.proc = subprocess.Popen(
+            [
+                str(BIN / "ev-terminal"),
+                "gateway",
+                "--db",
+                str(self.db),
+                "--port",
+                str(self.port),
+                "--keys",
+                str(key_dir),
+            ],
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                if requests.get(self.url + "/healthz", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.stop()
+                raise RuntimeError("the gateway did not start")
+            time.sleep(0.05)
+
+    def rows(self, table: str) -> list[dict[str, Any]]:
+        with closing(sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)) as conn:
+            conn.row_factory = sqlite3.Row
+            return [dict(r) for r in conn.execute(f"SELECT * FROM {table}")]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self._log.close()
+
+
+class KioskProcess:
+    """One `sim-kiosk` process at a time on a data directory: start, send steps, kill."""
+
+    def __init__(
+        self, *, config: Path, data: Path, gateway_url: str, key_dir: Path, id_prefix: str
+    ) -> None:
+        self.argv = [
+            sys.executable,
+            "-m",
+            "launcher.sim_kiosk",
+            "--config",
+            str(config),
+            "--data",
+            str(data),
+            "--gateway",
+            gateway_url,
+            "--keys",
+            str(key_dir),
+            "--id-prefix",
+            id_prefix,
+        ]
+        self.data = data
+        self.proc: subprocess.Popen[str] | None = None
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.kills = 0
+        self.starts = 0
+        self._stderr: IO[str] | None = None
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it to be ready."""
+        assert self.proc is None
+        self.data.mkdir(parents=True, exist_ok=True)
+        self._stderr = (self.data / "kiosk.err").open("a")
+        self.proc = subprocess.Popen(
+            self.argv,
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+            bufsize=1,
+        )
+        self.starts += 1
+        lines: queue.Queue[str | None] = queue.Queue()
+        self.lines = lines
+        stdout = self.proc.stdout
+        assert stdout is not None
+
+        def pump() -> None:
+            with stdout:
+                for line in stdout:
+                    lines.put(line.strip())
+            lines.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+
+    def _expect(self, want: str) -> None:
+        try:
+            line = self.lines.get(timeout=STEP_TIMEOUT_S)
+        except queue.Empty:
+            raise AssertionError(f"kiosk silent for {STEP_TIMEOUT_S}s, wanted {want}") from None
+        if line != want:
+            err = (self.data / "kiosk.err").read_text()[-3000:]
+            raise AssertionError(f"kiosk said {line!r}, wanted {want!r}; stderr:\n{err}")
+
+    def start(self) -> None:
+        self.spawn()
+        self._expect("ready")
+
+    def write(self, line: str) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def step(self, line: str) -> None:
+        """Send one line and wait until the kiosk has settled after it."""
+        self.write(line)
+        self._expect("ok")
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up of any kind, as a power cut."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self._reap()
+        self.kills += 1
+
+    def stop(self) -> None:
+        """End of input: the kiosk finishes its line and exits cleanly."""
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.close()
+        assert self.proc.wait(timeout=STEP_TIMEOUT_S) == 0
+        self._reap()
+
+    def _reap(self) -> None:
+        assert self.proc is not None
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            self.proc.stdin.close()
+        if self._stderr is not None:
+            self._stderr.close()
+        self.proc = None
+
+    def journal_rows(self, table: str) -> list[dict[str, Any]]:
+        path = self.data / "journal.sqlite3"
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            conn.row_factory = sqlite3.Row
+            return [dict(r) for r in conn.execute(f"SELECT * FROM {table}")]
