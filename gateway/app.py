@@ -241,6 +241,71 @@ def create_app(
         return idempotent(idempotency_key, "authorizations.create", body, work)
 
     @app.post(
+        "/v1/authorizations/{authorization_id}/increment",
+        response_model=wire.IncrementAnswer,
+        responses=_errors(400, 403, 404, 409, 422, 504),
+    )
+    def increment(
+        authorization_id: str,
+        body: wire.IncrementRequest,
+        request: Request,
+        idempotency_key: str = Header(),
+    ) -> JSONResponse:
+        """Incremental authorization: raise an approved hold by `amount`, never past the
+        `ceiling` the terminal sent. A decline leaves the hold as it was. Only the terminal
+        that asked for the hold may raise it (mutual TLS)."""
+        if (refused := not_its_terminal(request, authorization_id)) is not None:
+            return refused
+
+        def work(conn: Any) -> StoredAnswer:
+            row = ledger.get(conn, authorization_id)
+            if row is None:
+                raise Refusal(404, "unknown_authorization", "no such authorization")
+            if row.status != "approved":
+                raise Refusal(409, "not_incrementable", f"authorization is {row.status}")
+            if {body.amount.currency, body.ceiling.currency} != {row.currency}:
+                raise Refusal(409, "currency_mismatch", "increment currency differs")
+            if body.amount.minor <= 0:
+                raise Refusal(409, "zero_increment", "an increment must be positive")
+            asked = row.amount_authorized + body.amount.minor
+            if asked > body.ceiling.minor:
+                raise Refusal(409, "exceeds_ceiling", "the hold would pass the ceiling")
+            if not processor.supports_increment:
+                raise Refusal(409, "increment_unsupported", "the processor cannot increment")
+            result = processor.increment(
+                key=f"increment:{authorization_id}:{idempotency_key}",
+                reference=row.processor_ref,
+                amount_minor=asked,
+            )
+            # Never more than asked, never less than already held.
+            total = min(max(result.amount_minor, row.amount_authorized), asked)
+            if result.decision is not Decision.APPROVED or total <= row.amount_authorized:
+                return StoredAnswer(
+                    status_code=200,
+                    body={
+                        "authorization_id": authorization_id,
+                        "status": "declined",
+                        "decline_reason": result.reason or "declined",
+                    },
+                )
+            ledger.update(conn, authorization_id, amount_authorized=total)
+            ledger.move(
+                conn, authorization_id, "increment", total - row.amount_authorized, row.currency
+            )
+            return StoredAnswer(
+                status_code=200,
+                body={
+                    "authorization_id": authorization_id,
+                    "status": "approved",
+                    "amount_authorized": _amount(total, row.currency),
+                },
+            )
+
+        return idempotent(
+            idempotency_key, f"authorizations.increment:{authorization_id}", body, work
+        )
+
+    @app.post(
         "/v1/authorizations/{authorization_id}/capture",
         response_model=wire.CaptureAnswer,
         responses=_errors(400, 403, 404, 409, 422),

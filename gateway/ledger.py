@@ -48,7 +48,7 @@ movements = sa.Table(
     metadata,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("authorization_id", sa.String(64), nullable=False, index=True),
-    sa.Column("kind", sa.String(16), nullable=False),  # hold | capture | release
+    sa.Column("kind", sa.String(16), nullable=False),  # hold | increment | capture | release
     sa.Column("amount", sa.BigInteger, nullable=False),
     sa.Column("currency", sa.String(3), nullable=False),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),

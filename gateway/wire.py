@@ -46,8 +46,26 @@ class AuthorizationAnswer(Strict):
     decline_reason: str | None = None
 
 
+class IncrementRequest(Strict):
+    """Raise an approved hold by `amount`; refused if the total would pass `ceiling` (the
+    most the terminal is configured to hold for one session)."""
+
+    amount: Amount
+    ceiling: Amount
+
+
+class IncrementAnswer(Strict):
+    authorization_id: str
+    status: Literal["approved", "declined"]
+    amount_authorized: Amount | None = Field(
+        default=None, description="the whole hold after the increment"
+    )
+    decline_reason: str | None = None
+
+
 class ReceiptLine(Strict):
-    dimension: Literal["ENERGY", "TIME", "PARKING_TIME", "FLAT"]
+    # OCPI CdrDimensionType names; MIN_PRICE / MAX_PRICE are the tariff's bound adjustments.
+    dimension: Literal["ENERGY", "TIME", "PARKING_TIME", "FLAT", "MIN_PRICE", "MAX_PRICE"]
     quantity: str = Field(pattern=DECIMAL_PATTERN)
     unit: str
     excl_vat: int

@@ -18,6 +18,7 @@ import re
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import InitVar, dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -278,12 +279,20 @@ def _with_data_dir(config: Config, data_dir: Path) -> Config:
     return replace(config, data_dir=data_dir)
 
 
-def run_script(config: Config, script: str, data_dir: Path | None = None) -> Simulation:
+def run_script(
+    config: Config, script: str, data_dir: Path | None = None, *, start: datetime | None = None
+) -> Simulation:
     """Run a whole script; ScriptError for a bad line (before anything runs) or a failed
-    `expect`. The caller closes the returned simulation."""
+    `expect`. `start` (aware) is when the simulated clock begins (a session across a tariff
+    boundary or a DST change starts just before it). The caller closes the returned
+    simulation."""
     cards = set(load_profiles())
     steps = parse_script(script, cards)
-    sim = Simulation(config=config, data_dir=data_dir or Path(tempfile.mkdtemp(prefix="evsim-")))
+    sim = Simulation(
+        config=config,
+        data_dir=data_dir or Path(tempfile.mkdtemp(prefix="evsim-")),
+        clock=ManualClock(start=start),
+    )
     try:
         for step in steps:
             sim.run_step(step)

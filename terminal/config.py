@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from terminal.errors import ConfigError
 from terminal.money import MINOR_UNITS
+from terminal.tariff import OcpiTariff
 
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h)$")
 _UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
@@ -34,12 +35,18 @@ class PaymentConfig:
     currency: str
     hold: int  # minor units
     min_authorized: int  # minor units; a smaller partial approval is refused
+    increment: int = 0  # minor units; top the hold up by this much (0: never)
+    ceiling: int = 0  # minor units; the most one session holds, increments included
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TariffConfig:
+    """[tariff]: the simple form (`per_kwh`, `session_fee`, `vat_percent`) or an OCPI 2.2.1
+    tariff file (`ocpi_file`), never both. `name` is shown on receipts; with a file it
+    defaults to the tariff's `id`."""
+
     name: str
-    per_kwh: Decimal  # excl. VAT
+    per_kwh: Decimal = Decimal(0)  # excl. VAT
     session_fee: Decimal = Decimal(0)
     vat_percent: Decimal = Decimal(0)
     ocpi_file: Path | None = None
@@ -214,6 +221,53 @@ def load(path: Path) -> Config:
     return parse(data, base=path.parent, source=path)
 
 
+_SIMPLE_TARIFF_KEYS = ("per_kwh", "session_fee", "vat_percent")
+
+
+def _tariff(
+    data: dict[str, Any], base: Path, station: StationConfig, currency: str
+) -> TariffConfig:
+    """[tariff] in one of its two forms; an OCPI file is read and checked here, so a bad one
+    is a config error naming `tariff.ocpi_file`."""
+    t = _Section(data, "tariff")
+    ocpi: str | None = t.get("ocpi_file", str, None)
+    if ocpi is None:
+        vat = t.decimal("vat_percent", "0")
+        if vat > 100:
+            raise ConfigError(t.key("vat_percent"), "must be at most 100")
+        tariff = TariffConfig(
+            name=t.text("name"),
+            per_kwh=t.decimal("per_kwh"),
+            session_fee=t.decimal("session_fee", "0"),
+            vat_percent=vat,
+        )
+        t.finish()
+        return tariff
+    for key in _SIMPLE_TARIFF_KEYS:
+        if key in t.raw:
+            raise ConfigError(
+                t.key(key), "not used with tariff.ocpi_file: give one form or the other"
+            )
+        t.used.add(key)
+    path = base / ocpi
+    try:
+        document = OcpiTariff.from_json(
+            path.read_bytes(), tz=ZoneInfo(station.timezone), locale=station.language
+        )
+    except OSError as exc:
+        raise ConfigError(t.key("ocpi_file"), f"cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:  # TariffError names the field
+        raise ConfigError(t.key("ocpi_file"), f"{path.name}: {exc}") from None
+    if document.currency != currency:
+        raise ConfigError(
+            t.key("ocpi_file"),
+            f"the tariff's currency {document.currency} is not payment.currency {currency}",
+        )
+    tariff = TariffConfig(name=t.text("name", document.name), ocpi_file=path)
+    t.finish()
+    return tariff
+
+
 def parse(data: dict[str, Any], *, base: Path, source: Path | None = None) -> Config:
     known = {"station", "payment", "tariff", "session", "gateway", "hardware", "data", "console"}
     for name in data:
@@ -242,22 +296,24 @@ def parse(data: dict[str, Any], *, base: Path, source: Path | None = None) -> Co
     min_authorized = p.get("min_authorized", int, 1)
     if not 0 < min_authorized <= hold:
         raise ConfigError(p.key("min_authorized"), "must be between 1 and payment.hold")
-    payment = PaymentConfig(currency=currency, hold=hold, min_authorized=min_authorized)
+    increment = p.get("increment", int, 0)
+    if increment < 0:
+        raise ConfigError(p.key("increment"), "must be 0 (no increments) or a positive amount")
+    ceiling = p.get("ceiling", int, hold)
+    if increment and ceiling <= hold:
+        raise ConfigError(p.key("ceiling"), "must be above payment.hold when increments are on")
+    if ceiling < hold:
+        raise ConfigError(p.key("ceiling"), "must be at least payment.hold")
+    payment = PaymentConfig(
+        currency=currency,
+        hold=hold,
+        min_authorized=min_authorized,
+        increment=increment,
+        ceiling=ceiling,
+    )
     p.finish()
 
-    t = _Section(data, "tariff")
-    ocpi: str | None = t.get("ocpi_file", str, None)
-    vat = t.decimal("vat_percent", "0")
-    if vat > 100:
-        raise ConfigError(t.key("vat_percent"), "must be at most 100")
-    tariff = TariffConfig(
-        name=t.text("name"),
-        per_kwh=t.decimal("per_kwh"),
-        session_fee=t.decimal("session_fee", "0"),
-        vat_percent=vat,
-        ocpi_file=(base / ocpi) if ocpi else None,
-    )
-    t.finish()
+    tariff = _tariff(data, base, station, currency)
 
     se = _Section(data, "session", required=False)
     session = SessionConfig(

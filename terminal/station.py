@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from hardware.clock import Clock
 from hardware.sim.contactor import SimContactor
@@ -26,12 +27,22 @@ from terminal.shell.devices import Devices
 from terminal.shell.journal import Journal
 from terminal.shell.notify import Notifier
 from terminal.shell.uplink import GatewayClient, Sender
+from terminal.tariff import OcpiTariff
 
 SIM_FLEET = "sim-fleet"
 
 
 def build_tariff(config: Config) -> Tariff:
+    """The OCPI tariff when `tariff.ocpi_file` is set (in the station's time zone and
+    language), else the simple per-kWh tariff."""
     t = config.tariff
+    if t.ocpi_file is not None:
+        return OcpiTariff.from_json(
+            t.ocpi_file.read_bytes(),
+            tz=ZoneInfo(config.station.timezone),
+            locale=config.station.language,
+            label=t.name,
+        )
     return EnergyTariff(
         name=t.name,
         currency=config.payment.currency,
@@ -50,6 +61,8 @@ def build_rules(config: Config, tariff: Tariff) -> Rules:
         min_authorized=Money(config.payment.min_authorized, cur),
         station=config.station.name,
         receipt_url=config.gateway.receipt_url,
+        increment=Money(config.payment.increment, cur) if config.payment.increment else None,
+        ceiling=Money(config.payment.ceiling, cur) if config.payment.increment else None,
         authorization_timeout_ms=s.authorization_timeout_ms,
         plug_in_timeout_ms=s.plug_in_timeout_ms,
         suspended_timeout_ms=s.suspended_timeout_ms,

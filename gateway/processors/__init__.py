@@ -65,13 +65,17 @@ class Processor(Protocol):
     idempotency key so a retried call never holds or captures twice at the processor."""
 
     name: str
+    supports_increment: bool  # whether `increment` may be called (incremental authorization)
 
     def hold(self, *, key: str, card: CardRef, amount_minor: int, currency: str) -> HoldResult:
         """Place a hold (pre-authorization). Raises `ProcessorTimeout` when unknown."""
         ...
 
     def increment(self, *, key: str, reference: str, amount_minor: int) -> HoldResult:
-        """Raise the hold to `amount_minor` (incremental authorization), if supported."""
+        """Raise the hold to `amount_minor` in all (incremental authorization; only when
+        `supports_increment`). The result's amount is the whole hold afterwards: the old one
+        if declined, possibly less than asked if partially approved. Raises
+        `ProcessorTimeout` when unknown."""
         ...
 
     def capture(self, *, key: str, reference: str, amount_minor: int) -> None:

@@ -7,6 +7,7 @@ digits the terminal sent):
 - ``0028`` approves half the amount asked for (partial approval);
 - ``0119`` times out (the outcome is unknown to the gateway);
 - anything else approves in full.
+Increments of a hold approve in full while `supports_increment` is on (tests turn it off).
 Every hold, capture and release is remembered, so tests can check nothing was done twice.
 """
 
@@ -72,11 +73,18 @@ class SimulatedProcessor:
 
     def increment(self, *, key: str, reference: str, amount_minor: int) -> HoldResult:
         with self._lock:
+            if key in self._by_key:
+                return self._by_key[key]
             hold = self.holds[reference]
+            if hold.captured_minor is not None or hold.released:
+                raise RuntimeError(f"hold {reference} already settled")
             hold.amount_minor = max(hold.amount_minor, amount_minor)
-            return HoldResult(
+            hold.keys.append(key)
+            result = HoldResult(
                 decision=Decision.APPROVED, amount_minor=hold.amount_minor, reference=reference
             )
+            self._by_key[key] = result
+            return result
 
     def capture(self, *, key: str, reference: str, amount_minor: int) -> None:
         with self._lock:

@@ -53,6 +53,18 @@ class RequestAuthorization:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RequestIncrement:
+    """Queue an incremental authorization: raise the hold by `amount`, the whole hold never
+    past `ceiling`. `number` counts the session's increments (each has its own idempotency
+    key); the answer returns as `IncrementAnswered`."""
+
+    session_id: str
+    amount: Money
+    ceiling: Money
+    number: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Capture:
     """Queue the final capture of `amount` (never more than authorized, never zero)."""
 
@@ -122,6 +134,7 @@ Action = (
     | ShowScreen
     | Record
     | RequestAuthorization
+    | RequestIncrement
     | Capture
     | Void
     | StartTimer

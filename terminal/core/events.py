@@ -96,6 +96,17 @@ class AuthorizationAnswered(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class IncrementAnswered(Event):
+    """The gateway's answer to an incremental authorization, or the sender's report that it
+    got none. `amount` is the whole hold after it (approved only)."""
+
+    session_id: str
+    outcome: AuthOutcome
+    amount: Money | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class VehicleStateChanged(Event):
     state: PilotState
 
@@ -114,9 +125,12 @@ class MeterFailed(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ContactorChecked(Event):
-    """The feedback contact was read."""
+    """The feedback contact was read. `commanded_closed` is the command the shell had last
+    carried out when it read it (None: unknown); a reading taken before the machine's latest
+    command is stale: the check after that command's operate time decides."""
 
     closed: bool
+    commanded_closed: bool | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -173,6 +187,7 @@ AnyEvent = (
     | CardPresented
     | CardUnreadable
     | AuthorizationAnswered
+    | IncrementAnswered
     | VehicleStateChanged
     | MeterSampled
     | MeterFailed
@@ -191,6 +206,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     CardPresented,
     CardUnreadable,
     AuthorizationAnswered,
+    IncrementAnswered,
     VehicleStateChanged,
     MeterSampled,
     MeterFailed,

@@ -19,6 +19,10 @@ class Rules:
     min_authorized: Money  # a partial approval below this is refused (voided)
     station: str
     receipt_url: str  # receipt page base URL; the receipt id is appended
+    # Incremental authorization: top the hold up by `increment` before the cost reaches it,
+    # never past `ceiling` in all (None: the hold is the cap).
+    increment: Money | None = None
+    ceiling: Money | None = None
     authorization_timeout_ms: int = 20_000
     plug_in_timeout_ms: int = 120_000
     suspended_timeout_ms: int = 30 * 60_000

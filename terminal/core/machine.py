@@ -9,7 +9,8 @@ Safety rules enforced here (and checked by property tests):
   (IEC 61851-1 state C/D) and no fault is active; any fault opens it first;
 - a feedback contact reading "closed" while commanded open is a welded contactor: a fault;
 - the running cost never exceeds the authorized amount: charging stops when the next meter
-  sample would exceed it (time-based components counted ahead);
+  sample would exceed it (time-based components counted ahead); where increments are
+  configured, the hold is topped up first, and only an approved answer raises the cap;
 - captured <= authorized; a session with no energy (or nothing to pay) is voided;
 - every approved hold ends in exactly one `Capture` or one `Void`.
 """
@@ -20,7 +21,7 @@ import base64
 import hashlib
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from hardware.ports import PilotState
 from terminal.core import screens
@@ -36,6 +37,7 @@ from terminal.core.actions import (
     Record,
     Report,
     RequestAuthorization,
+    RequestIncrement,
     RunDiagnostic,
     ShowScreen,
     StartTimer,
@@ -54,6 +56,7 @@ from terminal.core.events import (
     Event,
     FaultCleared,
     FaultRaised,
+    IncrementAnswered,
     MeterFailed,
     MeterSampled,
     OutOfServiceChanged,
@@ -284,6 +287,48 @@ def _would_exceed_cap(before: Session, after: Session, e: MeterSampled, *, charg
         charging=charging,
     )
     return ahead.total() > after.authorized
+
+
+def _top_up(
+    k: Kiosk, before: Session, after: Session, e: MeterSampled, *, charging: bool
+) -> tuple[Session, tuple[Action, ...]]:
+    """Ask for an increment when the cost, going on as over the last sample for as long as
+    an answer may take (the authorization timeout and one more sample), would pass the cap.
+    One at a time; none after one was declined or unanswered, or at the ceiling."""
+    rules = k.rules
+    if (
+        rules.increment is None
+        or rules.ceiling is None
+        or after.increment_asked is not None
+        or after.increments_over
+        or after.authorized is None
+        or after.meterage is None
+        or before.last_sample_at is None
+    ):
+        return after, ()
+    room = rules.ceiling - after.authorized
+    step_us = (e.at - before.last_sample_at) // timedelta(microseconds=1)
+    if room.minor <= 0 or step_us <= 0:
+        return after, ()
+    lead_us = (rules.authorization_timeout_ms + rules.sample_interval_ms) * 1000
+    step_wh = max(after.energy_wh - before.energy_wh, 0)
+    ahead = after.meterage.advance(
+        at=e.at + timedelta(microseconds=lead_us),
+        energy_wh=after.energy_wh + step_wh * lead_us // step_us,
+        power_w=e.power_w,
+        current_ma=e.current_ma,
+        charging=charging,
+    )
+    if ahead.total() <= after.authorized:
+        return after, ()
+    amount = rules.increment.min(room)
+    number = after.increments + 1
+    after = replace(after, increments=number, increment_asked=after.authorized + amount)
+    return after, (
+        RequestIncrement(
+            session_id=after.session_id, amount=amount, ceiling=rules.ceiling, number=number
+        ),
+    )
 
 
 # -- handlers ----------------------------------------------------------------------------------
@@ -637,7 +682,8 @@ def _sample_charging(k: Kiosk, e: Event) -> Result:
     after = _fold_sample(before, e, k, charging=charging)
     if _would_exceed_cap(before, after, e, charging=charging):
         return _stop(k, after, e, "cost_cap")
-    actions: list[Action] = []
+    after, top_up = _top_up(k, before, after, e, charging=charging)
+    actions: list[Action] = [*top_up]
     if after.energy_wh - before.journaled_wh >= k.rules.record_every_wh:
         after = replace(after, amount=_cost(after), journaled_wh=after.energy_wh)
         actions.append(Record(session=after))
@@ -650,6 +696,33 @@ def _sample_charging(k: Kiosk, e: Event) -> Result:
             ShowScreen(screen=screens.Suspended(energy_wh=after.energy_wh, cost=_cost(after)))
         )
     return k, tuple(actions)
+
+
+def _increment_answered(k: Kiosk, e: Event) -> Result:
+    """An approved increment raises the cap, to no more than was asked for; a declined or
+    unanswered one leaves it, and the session stops at it as without increments."""
+    assert isinstance(e, IncrementAnswered) and isinstance(k.phase, Charging | Suspended)
+    session = k.phase.session
+    asked = session.increment_asked
+    if e.session_id != session.session_id or asked is None or session.authorized is None:
+        return k, ()  # a late answer: the terminal stopped counting on it
+    approved = (
+        e.outcome is AuthOutcome.APPROVED
+        and e.amount is not None
+        and e.amount.currency == session.currency
+        and e.amount > session.authorized
+    )
+    if not approved or e.amount is None:
+        session = replace(session, increment_asked=None, increments_over=True)
+        return replace(k, phase=replace(k.phase, session=session)), ()
+    session = replace(session, authorized=e.amount.min(asked), increment_asked=None)
+    k = replace(k, phase=replace(k.phase, session=session))
+    screen = (
+        _charging_screen(session, e, 0)
+        if isinstance(k.phase, Charging)
+        else screens.Suspended(energy_wh=session.energy_wh, cost=_cost(session))
+    )
+    return k, (Record(session=session), ShowScreen(screen=screen))
 
 
 def _sample_finishing(k: Kiosk, e: Event) -> Result:
@@ -726,6 +799,10 @@ def _fault_cleared(k: Kiosk, e: Event) -> Result:
 
 def _checked(k: Kiosk, e: Event) -> Result:
     assert isinstance(e, ContactorChecked)
+    if e.commanded_closed is not None and e.commanded_closed != k.contactor_closed:
+        # Read before the latest command (e.g. in the same batch as the meter sample that
+        # stopped charging at the cap): stale, not a weld; the timed check follows.
+        return k, ()
     if e.closed and not k.contactor_closed and WELDED not in k.faults:
         return _fault(k, e, WELDED)
     if not e.closed and k.contactor_closed and FAILED_TO_CLOSE not in k.faults:
@@ -847,6 +924,7 @@ TRANSITIONS: dict[tuple[type, type], Handler] = {
     (AwaitingVehicle, OutOfServiceChanged): _out_of_service,
     (Charging, MeterSampled): _sample_charging,
     (Charging, MeterFailed): _meter_failed,
+    (Charging, IncrementAnswered): _increment_answered,
     (Charging, VehicleStateChanged): _vehicle_charging,
     (Charging, CardPresented): _tap_in_session,
     (Charging, CardUnreadable): _card_unreadable,
@@ -857,6 +935,7 @@ TRANSITIONS: dict[tuple[type, type], Handler] = {
     (Charging, OutOfServiceChanged): _out_of_service,
     (Suspended, MeterSampled): _sample_charging,
     (Suspended, MeterFailed): _meter_failed,
+    (Suspended, IncrementAnswered): _increment_answered,
     (Suspended, VehicleStateChanged): _vehicle_suspended,
     (Suspended, CardPresented): _tap_in_session,
     (Suspended, CardUnreadable): _card_unreadable,
@@ -906,6 +985,13 @@ IGNORED: frozenset[tuple[type, type]] = frozenset(
         (Finishing, AuthorizationAnswered),
         (Receipt, AuthorizationAnswered),
         (Unavailable, AuthorizationAnswered),
+        # Increments are asked for only while charging or suspended; an answer that comes
+        # later is not counted on (the capture, queued behind it, stays within the cap).
+        *(
+            (phase, IncrementAnswered)
+            for phase in PHASE_TYPES
+            if phase is not Charging and phase is not Suspended
+        ),
         # A second tap while the hold is requested or the session is closing means nothing.
         (Authorizing, CardUnreadable),
         (Finishing, CardPresented),

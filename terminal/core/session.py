@@ -53,7 +53,8 @@ class Status(enum.Enum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Session:
-    """One session. Everything here but `meterage` is persisted by the journal."""
+    """One session. Everything here but `meterage` and the increment bookkeeping is
+    persisted by the journal (a session never resumes after a restart: it is settled)."""
 
     session_id: str
     card: Card
@@ -70,6 +71,9 @@ class Session:
     ended_at: datetime | None = None
     end_reason: str | None = None
     journaled_wh: int = 0  # energy at the last periodic journal write
+    increments: int = 0  # increments asked for (numbers their idempotency keys)
+    increment_asked: Money | None = None  # the whole hold an unanswered increment asks for
+    increments_over: bool = False  # one was declined or unanswered: the cap stays
     meterage: Meterage | None = field(default=None, compare=False)
 
     @property

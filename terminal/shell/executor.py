@@ -25,6 +25,7 @@ from terminal.core.actions import (
     Record,
     Report,
     RequestAuthorization,
+    RequestIncrement,
     RunDiagnostic,
     ShowScreen,
     StartTimer,
@@ -69,7 +70,7 @@ def bill_json(bill: Bill) -> dict[str, Any]:
 
 
 # Actions that only write the journal (a session row or an outbox row).
-JOURNALED = (Record, RequestAuthorization, Capture, Void, Report)
+JOURNALED = (Record, RequestAuthorization, RequestIncrement, Capture, Void, Report)
 
 
 class Timers:
@@ -125,6 +126,7 @@ class Executor:
         self._wake_pending = False
         self.diagnostics = diagnostics
         self.screen: Screen | None = None
+        self.commanded_closed: bool | None = None  # the last contactor command carried out
         self.last_receipt: Any = None
 
     def _stamp(self) -> Stamp:
@@ -162,12 +164,14 @@ class Executor:
     def perform(self, action: Action) -> None:
         match action:
             case OpenContactor():
+                self.commanded_closed = False
                 try:
                     self.devices.contactor.open()
                 except ContactorFault as exc:
                     log.error("event=contactor_fault op=open error=%s", exc)
                     self.post(FaultRaised(fault="contactor_output", **self._stamp()))
             case CloseContactor():
+                self.commanded_closed = True
                 try:
                     self.devices.contactor.close()
                 except ContactorFault as exc:
@@ -176,7 +180,11 @@ class Executor:
                 log.info("event=contactor_closed")
             case CheckContactor():
                 closed = self.devices.contactor.feedback_closed()
-                self.post(ContactorChecked(closed=closed, **self._stamp()))
+                self.post(
+                    ContactorChecked(
+                        closed=closed, commanded_closed=self.commanded_closed, **self._stamp()
+                    )
+                )
             case ReadMeter():
                 try:
                     reading = self.devices.meter.read()
@@ -225,6 +233,26 @@ class Executor:
                             "last4": card.last4,
                             "expiry": card.expiry,
                             "payload": dict(card.payload),
+                        },
+                    },
+                    at=self.clock.now(),
+                )
+                self._wake_pending = True
+            case RequestIncrement():
+                sid = action.session_id
+                self.journal.enqueue(
+                    lane=sid,
+                    kind="increment",
+                    idem_key=f"{sid}:increment:{action.number}",
+                    path=f"/v1/authorizations/{sid}/increment",
+                    body={
+                        "amount": {
+                            "minor": action.amount.minor,
+                            "currency": action.amount.currency,
+                        },
+                        "ceiling": {
+                            "minor": action.ceiling.minor,
+                            "currency": action.ceiling.currency,
                         },
                     },
                     at=self.clock.now(),

@@ -75,7 +75,7 @@ SUPERSEDED = "superseded"  # an authorization overtaken by its void
 class OutboxRow:
     seq: int
     lane: str  # the session id, or "events"
-    kind: str  # authorize | capture | void | events
+    kind: str  # authorize | increment | capture | void | events
     idem_key: str
     path: str
     body: dict[str, Any]

@@ -19,7 +19,7 @@ from typing import Any
 import requests
 
 from hardware.clock import Clock
-from terminal.core.events import AuthorizationAnswered, AuthOutcome, Event
+from terminal.core.events import AuthorizationAnswered, AuthOutcome, Event, IncrementAnswered
 from terminal.errors import GatewayRefused, UplinkError
 from terminal.money import MINOR_UNITS, Money
 from terminal.shell.journal import DONE, FAILED, Journal, OutboxRow
@@ -167,6 +167,26 @@ class Sender:
             )
         )
 
+    def _increment_answer(self, sid: str, answer: AuthAnswer) -> None:
+        self.post(
+            IncrementAnswered(
+                at_ms=self.clock.monotonic_ms(),
+                at=self.clock.now(),
+                session_id=sid,
+                outcome=answer.outcome,
+                amount=answer.amount,
+                reason=answer.reason,
+            )
+        )
+
+    def _give_up_increment(self, row: OutboxRow, error: str) -> bool:
+        """An increment is tried once: without an answer the session stops at its cap, and a
+        late top-up would only hold more of the driver's money until the capture releases it
+        (the capture waits behind it in the lane)."""
+        self.journal.finish(row.seq, FAILED, {"error": error})
+        self._increment_answer(row.lane, AuthAnswer(outcome=AuthOutcome.NO_ANSWER, reason=error))
+        return False
+
     def wake(self) -> None:
         self._wake.set()
 
@@ -198,6 +218,9 @@ class Sender:
             data = self.client.post(row.path, row.idem_key, row.body)
         except UplinkError as exc:
             self.reachable = False
+            if row.kind == "increment":
+                log.info("event=send_failed kind=increment lane=%s error=%s", row.lane, exc)
+                return self._give_up_increment(row, str(exc))
             self.journal.retry_later(
                 row.seq, self.now_ms() + self._backoff_ms(row.attempts), str(exc)
             )
@@ -219,6 +242,10 @@ class Sender:
                 self._answer(
                     row.lane, AuthAnswer(outcome=AuthOutcome.DECLINED, reason=refusal.code)
                 )
+            if row.kind == "increment":
+                self._increment_answer(
+                    row.lane, AuthAnswer(outcome=AuthOutcome.DECLINED, reason=refusal.code)
+                )
             return True
         self.reachable = True
         if row.kind == "authorize":
@@ -235,6 +262,13 @@ class Sender:
                 return False
             self.journal.finish(row.seq, DONE, data)
             self._answer(row.lane, event)
+            return True
+        if row.kind == "increment":
+            answer = parse_authorization(data, row.lane, row.body["amount"]["currency"])
+            if answer is None:
+                return self._give_up_increment(row, "malformed answer")
+            self.journal.finish(row.seq, DONE, data)
+            self._increment_answer(row.lane, answer)
             return True
         expected = {"capture": "captured", "void": "voided"}.get(row.kind)
         if data.get("authorization_id") != row.lane or data.get("status") != expected:
