@@ -127,6 +127,34 @@ _STOP_REASONS = {
 }
 
 
+# Bill line names on the receipt (BillLine.dimension: OCPI CdrDimensionType names, and the
+# tariff's min/max price adjustments).
+BILL_LINES = {
+    "ENERGY": "Energy",
+    "TIME": "Charging time",
+    "PARKING_TIME": "Idle time",
+    "FLAT": "Session fee",
+    "MIN_PRICE": "Minimum price",
+    "MAX_PRICE": "Maximum price",
+}
+
+
+def bill_fields(bill: Bill) -> list[tuple[str, str]]:
+    """The itemized bill as labelled values: each line excl. VAT with its quantity, the VAT
+    per rate on its base, the total excl. VAT (the caller adds the total)."""
+    fields: list[tuple[str, str]] = []
+    for line in bill.lines:
+        name = BILL_LINES.get(line.dimension, line.dimension)
+        if line.unit == "kWh":
+            name += f" {line.quantity:.3f} kWh"
+        elif line.unit == "h":
+            name += f" {hms(int(line.quantity * 3600))}"
+        fields.append((f"{name} ({line.vat_percent.normalize():f}% VAT)", str(line.excl_vat)))
+    fields.append(("Excl. VAT", str(bill.total_excl_vat)))
+    fields += [(f"VAT {v.percent.normalize():f}% on {v.base}", str(v.vat)) for v in bill.vat]
+    return fields
+
+
 def kwh(energy_wh: int) -> str:
     return f"{Decimal(energy_wh) / 1000:.2f} kWh"
 
@@ -225,7 +253,7 @@ def frame_for(screen: Screen) -> Frame:
                 ("Card", screen.card),
             ]
             if screen.bill is not None:
-                fields += [(f"VAT {v.percent.normalize():f}%", str(v.vat)) for v in screen.bill.vat]
+                fields += bill_fields(screen.bill)
             fields.append(("Total", str(screen.total)))
             return Frame(
                 name=name,
@@ -233,6 +261,9 @@ def frame_for(screen: Screen) -> Frame:
                 lines=(
                     _STOP_REASONS.get(screen.end_reason, screen.end_reason),
                     f"Receipt {screen.receipt_id}",
+                    screen.station,
+                    f"Tariff: {screen.tariff}",
+                    f"{screen.started_at} - {screen.ended_at}",
                 ),
                 fields=tuple(fields),
                 qr=screen.url,
