@@ -61,6 +61,10 @@ class JournalError(TerminalError):
     """The local journal is unusable (integrity check failed, disk full)."""
 
 
+class JournalFull(JournalError):
+    """A journal write found the disk (or the journal's size cap) full (SQLITE_FULL)."""
+
+
 class UplinkError(TerminalError):
     """The gateway gave no usable answer (timeout, connection error, 5xx, malformed body)."""
 
