@@ -16,7 +16,6 @@ import json
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
-from decimal import Decimal
 from typing import Any
 
 from fastapi import FastAPI, Header, Request
@@ -29,6 +28,7 @@ from gateway.expiry import KeyExpiry
 from gateway.ledger import Ledger, StoredAnswer
 from gateway.processors import CardRef, Decision, Processor, ProcessorTimeout
 from gateway.tls import client_identity
+from terminal import ocmf
 from terminal.errors import ProtectedDataError
 from terminal.money import Money  # the gateway may use the terminal's pure value types
 
@@ -421,6 +421,34 @@ def create_app(
 
         return idempotent(idempotency_key, "events", body, work)
 
+    @app.post(
+        "/v1/meter-readings",
+        response_model=wire.MeterReadingsAnswer,
+        responses=_errors(400, 403, 422),
+    )
+    def post_meter_readings(
+        body: wire.MeterReadingsRequest, request: Request, idempotency_key: str = Header()
+    ) -> JSONResponse:
+        """Signed meter readings (OCMF), batched; stored with their authorization. A reading
+        must be OCMF and name the sending terminal as its gateway serial (GS)."""
+        if (refused := not_this_terminal(request, body.terminal_id)) is not None:
+            return refused
+
+        def work(conn: Any) -> StoredAnswer:
+            for reading in body.readings:
+                try:
+                    parsed = ocmf.parse(reading.ocmf)
+                except ocmf.OcmfError as exc:
+                    raise Refusal(400, "reading_invalid", str(exc)) from None
+                if parsed.payload.get("GS") != body.terminal_id:
+                    raise Refusal(400, "reading_invalid", "GS is not the sending terminal")
+            ledger.add_readings(
+                conn, body.terminal_id, [(r.session_id, r.kind, r.ocmf) for r in body.readings]
+            )
+            return StoredAnswer(status_code=200, body={"accepted": len(body.readings)})
+
+        return idempotent(idempotency_key, "meter-readings", body, work)
+
     @app.get("/v1/authorizations/{authorization_id}")
     def get_authorization(authorization_id: str) -> JSONResponse:
         with ledger.engine.connect() as conn:
@@ -456,32 +484,27 @@ def create_app(
 
 
 def render_receipt(receipt: dict[str, Any]) -> str:
-    """The driver's receipt page (the display's QR code links here): every bill line with its
-    quantity, amount excl. VAT and VAT rate, the VAT per rate on its base, and the totals."""
+    """The driver's receipt page (the display's QR code links here)."""
     cur = receipt["currency"]
     e = html.escape
     rows = "".join(
-        f"<tr class='line'><td>{e(_LINE_NAMES.get(line['dimension'], line['dimension']))}</td>"
-        f"<td>{e(_quantity(line))}</td><td>{_money(line['excl_vat'], cur)}</td>"
-        f"<td>{e(line['vat_percent'])}%</td></tr>"
+        f"<tr><td>{e(line['dimension'])}</td><td>{e(line['quantity'])} {e(line['unit'])}</td>"
+        f"<td>{_money(line['excl_vat'], cur)}</td><td>{e(line['vat_percent'])}%</td></tr>"
         for line in receipt["lines"]
     )
     vat = "".join(
-        f"<tr class='vat'><td>VAT {e(v['percent'])}%</td><td>on {_money(v['base'], cur)}</td>"
+        f"<tr><td>VAT {e(v['percent'])}%</td><td>on {_money(v['base'], cur)}</td>"
         f"<td>{_money(v['vat'], cur)}</td></tr>"
         for v in receipt["vat"]
     )
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>Receipt</title></head><body>"
         f"<h1>Receipt {e(receipt['receipt_id'])}</h1>"
-        f"<p class='station'>{e(receipt['station'])}</p>"
-        f"<p class='tariff'>Tariff: {e(receipt['tariff'])}</p>"
-        f"<p class='card'>{e(receipt['card'])}</p>"
-        f"<p class='period'>{e(receipt['started_at'])} → {e(receipt['ended_at'])}</p>"
-        f"<p class='energy'>Energy delivered: {energy_kwh} kWh</p>"
-        "<table><tr><th>Item</th><th>Quantity</th><th>Excl. VAT</th><th>VAT rate</th></tr>"
-        f"{rows}</table>"
-        f"<table><tr><th>VAT</th><th>Base</th><th>Tax</th></tr>{vat}</table>"
+        f"<p>{e(receipt['station'])} — {e(receipt['tariff'])}</p>"
+        f"<p>{e(receipt['card'])}</p>"
+        f"<p>{e(receipt['started_at'])} → {e(receipt['ended_at'])}</p>"
+        f"<table><tr><th>Item</th><th>Quantity</th><th>Excl. VAT</th><th>VAT</th></tr>{rows}"
+        f"</table><table>{vat}</table>"
         f"<p>Total excl. VAT: {_money(receipt['total_excl_vat'], cur)}</p>"
         f"<p><strong>Total: {_money(receipt['total'], cur)}</strong></p>"
         "</body></html>"
@@ -489,27 +512,4 @@ def render_receipt(receipt: dict[str, Any]) -> str:
 
 
 def _money(minor: int, currency: str) -> str:
-# The receipt's line names (OCPI CdrDimensionType names and the tariff's bound adjustments).
-_LINE_NAMES = {
-    "ENERGY": "Energy",
-    "TIME": "Charging time",
-    "PARKING_TIME": "Idle time",
-    "FLAT": "Session fee",
-    "MIN_PRICE": "Minimum price adjustment",
-    "MAX_PRICE": "Maximum price adjustment",
-}
-
-
-def _quantity(line: dict[str, Any]) -> str:
-    if line["unit"] == "h":
-        seconds = int((Decimal(line["quantity"]) * 3600).to_integral_value())
-        return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d} h"
-    if line["unit"] == "kWh":
-        return f"{line['quantity']} kWh"
-    return ""
-
-
     return html.escape(Money(minor, currency).format())
-    total_vat = receipt["total"] - receipt["total_excl_vat"]
-    energy_kwh = f"{receipt['energy_wh'] / 1000:.3f}"
-        f"<p>VAT: {_money(total_vat, cur)}</p>"

@@ -7,6 +7,7 @@ audited: each hold ends in exactly one capture or one release.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,6 +74,21 @@ events = sa.Table(
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("detail", sa.Text, nullable=False),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Signed meter readings (OCMF) as the terminal sent them, kept with their authorization so the
+# capture can be checked against them (the driver's proof under calibration law). One row per
+# distinct reading: a batch retried with other rows in it adds none twice.
+meter_readings = sa.Table(
+    "meter_readings",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("authorization_id", sa.String(64), nullable=False, index=True),
+    sa.Column("terminal_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # begin | charging | end
+    sa.Column("ocmf", sa.Text, nullable=False),
+    sa.Column("ocmf_sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 # Every KSN of a card-data blob the gateway accepted, with the authorization that used it: a
@@ -201,6 +217,42 @@ class Ledger:
                     for k, d in items
                 ],
             )
+
+    def add_readings(
+        self, conn: Connection, terminal_id: str, items: list[tuple[str, str, str]]
+    ) -> int:
+        """Store (authorization id, kind, OCMF string) readings; one already stored is skipped.
+        Returns how many were new."""
+        added = 0
+        for authorization_id, kind, text in items:
+            digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+            seen = conn.execute(
+                sa.select(meter_readings.c.seq).where(meter_readings.c.ocmf_sha256 == digest)
+            ).first()
+            if seen is not None:
+                continue
+            conn.execute(
+                sa.insert(meter_readings).values(
+                    authorization_id=authorization_id,
+                    terminal_id=terminal_id,
+                    kind=kind,
+                    ocmf=text,
+                    ocmf_sha256=digest,
+                    received_at=now(),
+                )
+            )
+            added += 1
+        return added
+
+    def readings(self, authorization_id: str) -> list[dict[str, Any]]:
+        """An authorization's signed readings, in the order they arrived."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(meter_readings)
+                .where(meter_readings.c.authorization_id == authorization_id)
+                .order_by(meter_readings.c.seq)
+            )
+            return [dict(r._mapping) for r in rows]
 
     # -- card data --------------------------------------------------------------------------
     def claim_ksn(self, conn: Connection, ksn: str, authorization_id: str) -> bool:

@@ -129,6 +129,25 @@ class EventsAnswer(Strict):
     accepted: int
 
 
+class MeterReadingIn(Strict):
+    session_id: str = Field(pattern=ID_PATTERN, description="the authorization (session) id")
+    kind: Literal["begin", "charging", "end"]
+    ocmf: str = Field(
+        pattern=r"^OCMF\|",
+        max_length=4096,
+        description="the signed reading, OCMF|{payload}|{signature}",
+    )
+
+
+class MeterReadingsRequest(Strict):
+    terminal_id: str = Field(min_length=1, max_length=64)
+    readings: list[MeterReadingIn] = Field(min_length=1, max_length=500)
+
+
+class MeterReadingsAnswer(Strict):
+    accepted: int
+
+
 class ErrorBody(Strict):
     code: str
     message: str

@@ -26,6 +26,7 @@ from terminal.shell.daemon import Daemon
 from terminal.shell.devices import Devices
 from terminal.shell.journal import Journal
 from terminal.shell.notify import Notifier
+from terminal.shell.signed_readings import MeterIdentity, ReadingSigner
 from terminal.shell.uplink import GatewayClient, Sender
 from terminal.tariff import OcpiTariff
 
@@ -149,6 +150,16 @@ def build_daemon(
     def sender_factory(post: Callable[[Event], None]) -> Sender:
         return Sender(journal, client, clock, post)
 
+    signer = ReadingSigner(
+        key_dir,
+        terminal_id=config.station.id,
+        charge_point=config.station.id,
+        meter=MeterIdentity(
+            vendor="ev-terminal" if config.hardware.backend == "sim" else "modbus",
+            model=config.hardware.backend,
+            serial=config.station.id,
+        ),
+    )
     return Daemon(
         rules=build_rules(config, build_tariff(config)),
         devices=devices,
@@ -158,5 +169,6 @@ def build_daemon(
         terminal_id=config.station.id,
         acquire=acquirer,
         notifier=notifier,
+        signer=signer,
         **({"new_id": new_id} if new_id is not None else {}),
     )

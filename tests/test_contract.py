@@ -71,11 +71,13 @@ def request_validator(document: dict[str, Any], path: str) -> Draft202012Validat
 
 
 def wire_body(row: dict[str, Any]) -> dict[str, Any]:
-    """The JSON the sender POSTs for an outbox row. Event rows are sent in batches
-    (terminal.shell.uplink.Sender._send_events); one row is a batch of one."""
+    """The JSON the sender POSTs for an outbox row. Event and reading rows are sent in
+    batches (terminal.shell.uplink.Sender._send_batch); one row is a batch of one."""
     body: dict[str, Any] = json.loads(row["body"])
     if row["kind"] == "events":
         return {"terminal_id": body["terminal_id"], "events": [body["event"]]}
+    if row["kind"] == "reading":
+        return {"terminal_id": body["terminal_id"], "readings": [body["reading"]]}
     return body
 
 
@@ -108,7 +110,7 @@ def test_contract_schemas_are_valid_json_schema() -> None:
 
 def test_simulation_queued_every_kind_of_request(outbox: list[dict[str, Any]]) -> None:
     kinds = {row["kind"] for row in outbox}
-    assert kinds >= {"authorize", "capture", "void", "events"}
+    assert kinds >= {"authorize", "capture", "void", "events", "reading"}
     assert {row["state"] for row in outbox} <= {"done", "failed", "superseded"}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from terminal.core.billing import Bill
 from terminal.core.events import Diagnostic, Timer
@@ -126,6 +127,19 @@ class Answer:
     text: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TakeSignedReading:
+    """Queue a signed meter reading (OCMF) of the register at `register_wh`, taken at `at`, for
+    the session: "begin" when energy first flows, "end" when the session is settled (the
+    register the bill was made from), "charging" in between on request. The shell builds
+    and signs it (the device key) and sends the readings in batches."""
+
+    session_id: str
+    kind: str  # "begin" | "charging" | "end"
+    register_wh: int
+    at: datetime
+
+
 Action = (
     OpenContactor
     | CloseContactor
@@ -142,4 +156,5 @@ Action = (
     | Report
     | RunDiagnostic
     | Answer
+    | TakeSignedReading
 )

@@ -41,6 +41,7 @@ from terminal.core.actions import (
     RunDiagnostic,
     ShowScreen,
     StartTimer,
+    TakeSignedReading,
     Void,
 )
 from terminal.core.events import (
@@ -172,6 +173,16 @@ def _settle(k: Kiosk, session: Session, e: Event) -> Result:
                 receipt_id=receipt_id,
             ),
         ]
+    if session.charging_started_at is not None and session.start_register_wh is not None:
+        # OCMF "E": the register the bill was made from (begin + the energy billed).
+        actions.append(
+            TakeSignedReading(
+                session_id=session.session_id,
+                kind="end",
+                register_wh=session.start_register_wh + session.energy_wh,
+                at=session.ended_at or e.at,
+            )
+        )
     receipt = screens.Receipt(
         receipt_id=receipt_id,
         url=f"{k.rules.receipt_url.rstrip('/')}/{receipt_id}",
@@ -230,6 +241,7 @@ def _stop(k: Kiosk, session: Session, e: Event, reason: str) -> Result:
 def _begin_charging(k: Kiosk, session: Session, e: Event) -> Result:
     """Close the contactor (the caller has checked authorization, pilot C/D and no fault)."""
     assert session.authorized is not None and not k.faults
+    begin: tuple[Action, ...] = ()
     if session.meterage is None:
         session = replace(
             session,
@@ -238,12 +250,23 @@ def _begin_charging(k: Kiosk, session: Session, e: Event) -> Result:
             last_sample_at=e.at,
             last_sample_ms=e.at_ms,
         )
+        if session.start_register_wh is not None:
+            # OCMF "B": the register the session's energy is counted from.
+            begin = (
+                TakeSignedReading(
+                    session_id=session.session_id,
+                    kind="begin",
+                    register_wh=session.start_register_wh,
+                    at=e.at,
+                ),
+            )
     session = replace(session, status=Status.CHARGING)
     k = replace(k, contactor_closed=True, phase=Charging(session=session))
     return k, (
         CancelTimer(timer=Timer.PLUG_IN),
         CancelTimer(timer=Timer.SUSPENDED),
         Record(session=session),
+        *begin,
         CloseContactor(),
         StartTimer(timer=Timer.CONTACTOR_CHECK, after_ms=k.rules.contactor_check_ms),
         ShowScreen(screen=_charging_screen(session, e, 0)),
@@ -375,7 +398,7 @@ def _recover(k: Kiosk, session: Session, e: PoweredUp) -> tuple[Action, ...]:
         end_reason=session.end_reason or "restart",
     )
     _, actions = _settle(k, session, e)
-    return tuple(a for a in actions if isinstance(a, Record | Capture | Void))
+    return tuple(a for a in actions if isinstance(a, Record | Capture | Void | TakeSignedReading))
 
 
 def _start_session(k: Kiosk, e: Event) -> Result:

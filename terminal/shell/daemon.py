@@ -19,11 +19,9 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 
 from hardware.clock import Clock
 from hardware.ports import DeviceFault, PilotState, ReaderFault
-from terminal.core.actions import Void
 from terminal.core.events import (
     CardPresented,
     CardProblem,
@@ -41,12 +39,12 @@ from terminal.core.kiosk import Kiosk, Rules
 from terminal.core.machine import step
 from terminal.core.screens import screen_name
 from terminal.core.session import Card
-from terminal.errors import JournalFull
 from terminal.shell.devices import Devices
 from terminal.shell.diagnostics import Diagnostics
 from terminal.shell.executor import Executor, Timers
-from terminal.shell.journal import RESERVE_PAGES, Journal
+from terminal.shell.journal import Journal
 from terminal.shell.notify import Notifier
+from terminal.shell.signed_readings import ReadingSigner
 from terminal.shell.uplink import Sender
 
 log = logging.getLogger("ev_terminal.daemon")
@@ -56,8 +54,6 @@ Acquirer = Callable[[object], Card | CardProblem]
 
 JOIN_TIMEOUT_S = 2.0
 POLL_S = 0.1
-JOURNAL_FULL = "journal_full"  # the fault while the journal has no room for new sessions
-ROOM_CHECK_MS = 10_000  # how often the journal's free space is looked at
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,13 +67,12 @@ class Status:
     out_of_service: bool
     register_wh: int | None
     screen: str | None
-    queue_depth: int  # unsent outbox rows of every kind
-    oldest_unsent: str | None  # when the oldest unsent row was written (ISO 8601)
+    queue_depth: int
+    oldest_unsent: str | None
     feedback_closed: bool | None = None  # the contactor's feedback at its last check
     reader_ok: bool = True
     gateway_reachable: bool | None = None  # None: not contacted yet
     uptime_s: int = 0
-    oldest_unsent_age_s: int | None = None  # how long the oldest unsent row has waited
 
 
 class Daemon:
@@ -93,6 +88,7 @@ class Daemon:
         acquire: Acquirer,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
         notifier: Notifier | None = None,
+        signer: ReadingSigner | None = None,
     ) -> None:
         self.devices = devices
         self.journal = journal
@@ -123,6 +119,7 @@ class Daemon:
             post=self.post,
             wake_sender=self.sender.wake,
             diagnostics=self.diagnostics.perform,
+            signer=signer,
         )
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -130,7 +127,6 @@ class Daemon:
         self._feedback_closed: bool | None = None
         self._started_ms: int | None = None
         self._next_ping = 0.0
-        self._next_room_check = 0
 
     # -- events ------------------------------------------------------------------------------
     def stamp(self) -> Stamp:
@@ -156,11 +152,6 @@ class Daemon:
             log.error("event=device_fault action=%s error=%s", type(action).__name__, exc)
             self.post(FaultRaised(fault="device", **self.stamp()))
             return False
-        except JournalFull as exc:
-            log.error("event=journal_full action=%s error=%s", type(action).__name__, exc)
-            self._next_room_check = 0
-            self._check_room()
-            return False
         except Exception:
             log.exception("event=internal_error action=%s", type(action).__name__)
             self._force_open()
@@ -180,14 +171,6 @@ class Daemon:
         self._force_open()
         self._started_ms = self.clock.monotonic_ms()
         self.journal.check()
-        orphans = self.journal.orphan_holds()
-        if orphans:
-            # A hold asked for by a session the journal no longer has (or gave up): release it.
-            log.warning("event=orphan_holds count=%d", len(orphans))
-            self.executor.perform_all(
-                tuple(Void(session_id=lane, reason="orphaned_hold") for lane in orphans),
-                self._guarded,
-            )
         try:
             register: int | None = self.devices.meter.read().energy_wh
         except DeviceFault as exc:
@@ -244,7 +227,6 @@ class Daemon:
 
     def pump(self) -> int:
         """Handle every queued event and every due timer; return how many were handled."""
-        self._check_room()
         handled = 0
         while True:
             try:
@@ -280,29 +262,6 @@ class Daemon:
                 continue
             self.handle(event)
         self._shutdown()
-
-    def _check_room(self) -> None:
-        """A full disk stops new sessions, never settling: below RESERVE_PAGES free pages the
-        journal first drops finished outbox rows; if that is not enough, the fault
-        `journal_full` takes the kiosk out of service (the machine ends the running session
-        and settles it from the reserve) until there is twice the reserve again."""
-        now = self.clock.monotonic_ms()
-        if now < self._next_room_check:
-            return
-        self._next_room_check = now + ROOM_CHECK_MS
-        try:
-            free = self.journal.free_pages()
-            if free < RESERVE_PAGES:
-                log.warning("event=journal_low free_pages=%d", free)
-                self.journal.reclaim()
-                free = self.journal.free_pages()
-        except JournalFull:
-            free = 0
-        full = JOURNAL_FULL in self.kiosk.faults
-        if free < RESERVE_PAGES and not full:
-            self.post(FaultRaised(fault=JOURNAL_FULL, **self.stamp()))
-        elif free >= 2 * RESERVE_PAGES and full:
-            self.post(FaultCleared(fault=JOURNAL_FULL, **self.stamp()))
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -385,11 +344,6 @@ class Daemon:
 
     def status(self) -> Status:
         depth, oldest = self.journal.queue_stats()
-        age = (
-            int((self.clock.now() - datetime.fromisoformat(oldest)).total_seconds())
-            if oldest is not None
-            else None
-        )
         k = self.kiosk
         screen = self.executor.screen
         return Status(
@@ -405,7 +359,6 @@ class Daemon:
             feedback_closed=self._feedback_closed,
             reader_ok=not self._reader_down,
             gateway_reachable=self.sender.reachable,
-            oldest_unsent_age_s=age,
             uptime_s=(
                 (self.clock.monotonic_ms() - self._started_ms) // 1000
                 if self._started_ms is not None

@@ -29,6 +29,7 @@ from terminal.core.actions import (
     RunDiagnostic,
     ShowScreen,
     StartTimer,
+    TakeSignedReading,
     Void,
 )
 from terminal.core.billing import Bill
@@ -44,6 +45,7 @@ from terminal.core.events import (
 from terminal.core.screens import Screen, frame_for
 from terminal.shell.devices import Devices
 from terminal.shell.journal import Journal
+from terminal.shell.signed_readings import ReadingSigner
 
 log = logging.getLogger("ev_terminal.executor")
 
@@ -70,7 +72,15 @@ def bill_json(bill: Bill) -> dict[str, Any]:
 
 
 # Actions that only write the journal (a session row or an outbox row).
-JOURNALED = (Record, RequestAuthorization, RequestIncrement, Capture, Void, Report)
+JOURNALED = (
+    Record,
+    RequestAuthorization,
+    RequestIncrement,
+    Capture,
+    Void,
+    Report,
+    TakeSignedReading,
+)
 
 
 class Timers:
@@ -113,7 +123,9 @@ class Executor:
         post: Callable[[Event], None],
         wake_sender: Callable[[], None],
         diagnostics: Callable[[RunDiagnostic | Answer], None] | None = None,
+        signer: ReadingSigner | None = None,
     ) -> None:
+        self.signer = signer
         self.station = station
         self.tariff_name = tariff_name
         self.devices = devices
@@ -314,6 +326,8 @@ class Executor:
                     at=now,
                 )
                 log.info("event=%s detail=%s", action.kind, action.detail)
+            case TakeSignedReading():
+                self._signed_reading(action)
             case RunDiagnostic() | Answer():
                 if self.diagnostics is None:
                     log.warning("event=diagnostics_unavailable action=%s", type(action).__name__)
@@ -321,6 +335,37 @@ class Executor:
                     self.diagnostics(action)
             case _:
                 assert_never(action)
+
+    def _signed_reading(self, action: TakeSignedReading) -> None:
+        """Sign the reading (OCMF, the device key) and queue it in the batched "readings"
+        lane; the idempotency key is fixed by the session and the kind, so a reading queued
+        again after a restart is not sent twice."""
+        if self.signer is None:
+            log.warning("event=reading_unsigned session=%s kind=%s", action.session_id, action.kind)
+            return
+        row = self.journal.session_row(action.session_id)
+        if row is None:
+            raise KeyError(action.session_id)
+        text = self.signer.sign(
+            kind=action.kind,
+            register_wh=action.register_wh,
+            at=action.at,
+            token=row["card_token"],
+            tariff_text=self.tariff_name,
+        )
+        self.journal.enqueue(
+            lane="readings",
+            kind="reading",
+            idem_key=f"{action.session_id}:reading:{action.kind}",
+            path="/v1/meter-readings",
+            body={
+                "terminal_id": self.terminal_id,
+                "reading": {"session_id": action.session_id, "kind": action.kind, "ocmf": text},
+            },
+            at=self.clock.now(),
+        )
+        self._wake_pending = True
+        log.info("event=signed_reading session=%s kind=%s", action.session_id, action.kind)
 
     def journal_session(self, session_id: str) -> dict[str, Any]:
         """Receipt header fields from the station and the journaled session."""

@@ -29,6 +29,11 @@ log = logging.getLogger("ev_terminal.uplink")
 BACKOFF_BASE_MS = 1_000
 BACKOFF_CAP_MS = 5 * 60_000
 EVENT_BATCH = 100
+# Lanes sent in batches: lane -> (path, the body's list field, each row's item).
+BATCHED = {
+    "events": ("/v1/events", "events", "event"),
+    "readings": ("/v1/meter-readings", "readings", "reading"),
+}
 
 
 class GatewayClient:
@@ -195,7 +200,7 @@ class Sender:
         for row in self.journal.due(self.now_ms()):
             if not self.journal.still_pending(row.seq):
                 continue  # superseded while we were sending another row
-            ok = self._send_events() if row.lane == "events" else self._send(row)
+            ok = self._send_batch(row.lane) if row.lane in BATCHED else self._send(row)
             sent += ok
             failed += not ok
         return SendResult(sent=sent, failed=failed)
@@ -281,16 +286,19 @@ class Sender:
         log.info("event=settled kind=%s session=%s", row.kind, row.lane)
         return True
 
-    def _send_events(self) -> bool:
-        rows = self.journal.pending_events(EVENT_BATCH)
+    def _send_batch(self, lane: str) -> bool:
+        """Send up to EVENT_BATCH rows of a batched lane in one request; the key is the first
+        row's plus the count, so a retry of the same rows is the same request."""
+        path, field, item = BATCHED[lane]
+        rows = self.journal.pending_events(EVENT_BATCH, lane)
         if not rows:
             return True
         body = {
             "terminal_id": rows[0].body["terminal_id"],
-            "events": [r.body["event"] for r in rows],
+            field: [r.body[item] for r in rows],
         }
         try:
-            self.client.post("/v1/events", rows[0].idem_key + f"+{len(rows)}", body)
+            self.client.post(path, rows[0].idem_key + f"+{len(rows)}", body)
         except UplinkError as exc:
             self.reachable = False
             for r in rows:
