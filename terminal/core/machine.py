@@ -312,6 +312,22 @@ def _would_exceed_cap(before: Session, after: Session, e: MeterSampled, *, charg
     return ahead.total() > after.authorized
 
 
+def _parking_passes_cap(k: Kiosk, session: Session, e: Event) -> bool:
+    """Would the first sample parked pass the cap? The idle fee (PARKING_TIME, with its
+    step size) is counted ahead when the vehicle stops asking for energy, as the next sample
+    is while it charges."""
+    if session.meterage is None or session.authorized is None:
+        return False
+    ahead = session.meterage.advance(
+        at=e.at + timedelta(milliseconds=k.rules.sample_interval_ms),
+        energy_wh=session.energy_wh,
+        power_w=0,
+        current_ma=0,
+        charging=False,
+    )
+    return ahead.total() > session.authorized
+
+
 def _top_up(
     k: Kiosk, before: Session, after: Session, e: MeterSampled, *, charging: bool
 ) -> tuple[Session, tuple[Action, ...]]:
@@ -681,6 +697,8 @@ def _tap_in_session(k: Kiosk, e: Event) -> Result:
     return k, ()  # Authorizing or Finishing: a second tap of the same card means nothing
 
 
+        if _parking_passes_cap(k, session, e):
+            return _stop(k, session, e, "cost_cap")
 def _tap_unavailable(k: Kiosk, e: Event) -> Result:
     return _notice(k, "out-of-order")
 

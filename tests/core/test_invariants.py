@@ -20,6 +20,7 @@ from terminal.core.actions import (
     OpenContactor,
     Record,
     RequestAuthorization,
+    RequestIncrement,
     Void,
 )
 from terminal.core.billing import EnergyTariff
@@ -33,6 +34,7 @@ from terminal.core.events import (
     Event,
     FaultCleared,
     FaultRaised,
+    IncrementAnswered,
     MeterFailed,
     MeterSampled,
     OutOfServiceChanged,
@@ -42,7 +44,7 @@ from terminal.core.events import (
     TimerFired,
     VehicleStateChanged,
 )
-from terminal.core.kiosk import Authorizing, Charging, Kiosk, Rules
+from terminal.core.kiosk import Authorizing, Charging, Kiosk, Rules, Suspended
 from terminal.core.machine import step
 from terminal.core.session import Card, CardKind, Session, Status
 from terminal.money import Money
@@ -51,7 +53,7 @@ T0 = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 EUR = "EUR"
 
 # A small hold so random meter samples reach the cost cap; a session fee so a session without
-# energy still has a price (and must be voided, not captured).
+# energy still has a price (and must be voided, not captured); increments of 2.00 up to 9.00.
 RULES = Rules(
     tariff=EnergyTariff(
         name="Test AC",
@@ -64,6 +66,8 @@ RULES = Rules(
     min_authorized=Money(200, EUR),
     station="Test Street 1",
     receipt_url="https://example.test/r",
+    increment=Money(200, EUR),
+    ceiling=Money(900, EUR),
 )
 
 CARDS = tuple(
@@ -103,6 +107,9 @@ class KioskMachine(RuleBasedStateMachine):
         self.approved: set[str] = set()  # an approval reached the session while it waited
         self.declined: set[str] = set()
         self.authorized: dict[str, Money] = {}
+        # What the gateway granted each session: its approved hold, raised by increments.
+        self.granted: dict[str, Money] = {}
+        self.increments: dict[str, list[RequestIncrement]] = {}
         self.journal: dict[str, Session] = {}  # the last Record of each session
         self.commanded_closed = False
 
@@ -180,6 +187,32 @@ class KioskMachine(RuleBasedStateMachine):
             session_id=session_id,
             outcome=outcome,
             amount=Money(amount, EUR) if outcome is AuthOutcome.APPROVED else None,
+        )
+
+    @rule(
+        outcome=st.sampled_from(OUTCOMES),
+        extra=st.sampled_from([-100, 0, 0, 100, 200, 700]),
+        after_ms=st.integers(0, 3_000),
+    )
+    def increment_answered(self, outcome: AuthOutcome, extra: int, after_ms: int) -> None:
+        """The gateway's answer to the latest increment asked for (approved for the whole
+        hold it asked, or for less or more than that, declined, none), or a stray one."""
+        current = self.kiosk.session
+        if current is None:
+            return
+        asked = self.increments.get(current.session_id)
+        base = self.granted.get(current.session_id, Money(0, EUR))
+        step = asked[-1].amount.minor if asked else 0
+        self.send(
+            IncrementAnswered,
+            after_ms,
+            session_id=current.session_id,
+            outcome=outcome,
+            amount=(
+                Money(max(base.minor + step + extra, 1), EUR)
+                if outcome is AuthOutcome.APPROVED
+                else None
+            ),
         )
 
     @rule(state=st.sampled_from(PILOT_STATES), after_ms=st.integers(0, 60_000))
@@ -266,8 +299,19 @@ class KioskMachine(RuleBasedStateMachine):
         ):
             if event.outcome is AuthOutcome.APPROVED and event.amount is not None:
                 self.approved.add(event.session_id)
+                self.granted[event.session_id] = event.amount
             elif event.outcome is AuthOutcome.DECLINED:
                 self.declined.add(event.session_id)
+
+        # The gateway raises what it holds only when it approves an increment asked for.
+        if (
+            isinstance(event, IncrementAnswered)
+            and event.outcome is AuthOutcome.APPROVED
+            and event.amount is not None
+            and self.increments.get(event.session_id)
+            and event.session_id in self.granted
+        ):
+            self.granted[event.session_id] = max(self.granted[event.session_id], event.amount)
 
         for action in actions:
             match action:
@@ -279,15 +323,38 @@ class KioskMachine(RuleBasedStateMachine):
                     session = action.session
                     self.journal[session.session_id] = session
                     if session.authorized is not None:
-                        assert session.authorized <= session.hold
+                        # Never more than the hold and the increments asked for, the ceiling,
+                        # or what the gateway granted.
+                        asked = self.increments.get(session.session_id, [])
+                        assert session.authorized <= session.hold + sum(
+                            (a.amount for a in asked), Money(0, EUR)
+                        )
+                        assert session.authorized <= max(
+                            session.hold, RULES.ceiling or session.hold
+                        )
+                        assert session.authorized <= self.granted[session.session_id]
                         self.authorized[session.session_id] = session.authorized
                 case RequestAuthorization():
                     assert action.amount == RULES.hold
+                case RequestIncrement():
+                    # Only for a session charging or parked under an approved hold, one at a
+                    # time, never past the ceiling.
+                    assert isinstance(after.phase, Charging | Suspended), after.phase
+                    asked = self.increments.setdefault(action.session_id, [])
+                    assert action.number == len(asked) + 1
+                    asked.append(action)
+                    assert action.ceiling == RULES.ceiling
+                    assert action.amount.minor > 0
+                    session = after.phase.session
+                    assert session.increment_asked is not None
+                    assert session.increment_asked <= RULES.ceiling
                 case Capture():
                     self.settled[action.session_id] += 1
                     cap = self.authorized.get(action.session_id)
                     assert cap is not None, f"capture of an unauthorized {action.session_id}"
                     assert Money(0, EUR) < action.amount <= cap
+                    # Captured never exceeds the hold the gateway granted, increments included.
+                    assert action.amount <= self.granted[action.session_id]
                     assert action.energy_wh > 0
                     assert action.bill.total.currency == EUR
                     recorded = self.journal[action.session_id]
