@@ -651,6 +651,8 @@ def _vehicle_charging(k: Kiosk, e: Event) -> Result:
         return _stop(k, session, e, "unplugged")
     if not e.state.wants_energy:
         # C→B: the vehicle stopped asking; IEC 61851-1 wants the contactor open at once.
+        if _parking_passes_cap(k, session, e):
+            return _stop(k, session, e, "cost_cap")
         k, opened = _open(k)
         session = replace(session, status=Status.SUSPENDED)
         return replace(k, phase=Suspended(session=session)), (
@@ -697,8 +699,6 @@ def _tap_in_session(k: Kiosk, e: Event) -> Result:
     return k, ()  # Authorizing or Finishing: a second tap of the same card means nothing
 
 
-        if _parking_passes_cap(k, session, e):
-            return _stop(k, session, e, "cost_cap")
 def _tap_unavailable(k: Kiosk, e: Event) -> Result:
     return _notice(k, "out-of-order")
 
