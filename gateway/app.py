@@ -21,7 +21,7 @@ from typing import Any
 
 from fastapi import FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from gateway import wire
 from gateway.card_data import CardVault
@@ -449,6 +449,22 @@ def create_app(
             return StoredAnswer(status_code=200, body={"accepted": len(body.readings)})
 
         return idempotent(idempotency_key, "meter-readings", body, work)
+
+    @app.get(
+        "/v1/terminal-config",
+        response_model=wire.TerminalConfigAnswer,
+        responses={304: {"description": "unchanged since the ETag in If-None-Match"}},
+    )
+    def terminal_config(request: Request) -> Response:
+        """The local authorization and deny lists, with an ETag: a terminal polls with
+        If-None-Match and gets 304 while nothing changed."""
+        allow, deny = ledger.token_lists()
+        body = {"authorization_list": allow, "deny_list": deny}
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        etag = '"' + hashlib.sha256(text.encode()).hexdigest()[:32] + '"'
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers={"ETag": etag})
+        return JSONResponse(content=body, headers={"ETag": etag})
 
     @app.get("/v1/authorizations/{authorization_id}")
     def get_authorization(authorization_id: str) -> JSONResponse:

@@ -91,6 +91,16 @@ meter_readings = sa.Table(
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# The terminals' local authorization list ("allow": ID tokens that may start while the
+# gateway is unreachable) and deny list ("deny": tokens refused, online and offline).
+token_lists = sa.Table(
+    "token_lists",
+    metadata,
+    sa.Column("token", sa.String(64), primary_key=True),
+    sa.Column("list", sa.String(8), nullable=False),  # allow | deny
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+
 # Every KSN of a card-data blob the gateway accepted, with the authorization that used it: a
 # DUKPT device never repeats a KSN (ANSI X9.24-3-2017), so a second use is a replay.
 seen_ksns = sa.Table(
@@ -243,6 +253,24 @@ class Ledger:
             )
             added += 1
         return added
+
+    def put_token(self, token: str, list_name: str | None) -> None:
+        """Put a token on the "allow" or "deny" list, or take it off (None)."""
+        if list_name not in (None, "allow", "deny"):
+            raise ValueError(f"list {list_name!r}")
+        with self.engine.begin() as conn:
+            conn.execute(sa.delete(token_lists).where(token_lists.c.token == token))
+            if list_name is not None:
+                conn.execute(sa.insert(token_lists).values(token=token, list=list_name, at=now()))
+
+    def token_lists(self) -> tuple[list[str], list[str]]:
+        """(authorization list, deny list), each sorted."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(token_lists).order_by(token_lists.c.token)).all()
+        return (
+            [r.token for r in rows if r.list == "allow"],
+            [r.token for r in rows if r.list == "deny"],
+        )
 
     def readings(self, authorization_id: str) -> list[dict[str, Any]]:
         """An authorization's signed readings, in the order they arrived."""

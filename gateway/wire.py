@@ -148,6 +148,13 @@ class MeterReadingsAnswer(Strict):
     accepted: int
 
 
+class TerminalConfigAnswer(Strict):
+    authorization_list: list[str] = Field(
+        description="tokens that may start a session while the gateway is unreachable"
+    )
+    deny_list: list[str] = Field(description="tokens refused, online and offline")
+
+
 class ErrorBody(Strict):
     code: str
     message: str

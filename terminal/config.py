@@ -83,6 +83,20 @@ class HardwareConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class OfflineConfig:
+    """[offline]: what may start when the gateway does not answer (README, "Offline policy")."""
+
+    local_list: bool = True  # ID tokens on the local authorization list start offline
+    list_file: Path | None = None  # the lists from a file instead of the gateway
+    sync_interval_ms: int = 15 * 60_000  # how often the lists are fetched from the gateway
+    store_and_forward: bool = False  # payment cards start offline within the caps
+    max_session: int = 0  # minor units: one offline payment session's cap
+    max_outstanding: int = 0  # minor units: all unanswered offline payment sessions
+    max_count: int = 0  # how many may be unanswered at once
+    max_age_ms: int = 0  # how old the oldest unanswered one may be
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ConsoleConfig:
     """[console]: the technician's serial diagnostics console (off without a port)."""
 
@@ -106,6 +120,7 @@ class Config:
     data_dir: Path
     keys_dir: Path | None
     console: ConsoleConfig = ConsoleConfig()
+    offline: OfflineConfig = OfflineConfig()
     source: Path | None = None
 
     @property
@@ -208,6 +223,36 @@ def _tls_file(section: _Section, key: str, base: Path) -> Path | None:
     return path
 
 
+def _offline(o: _Section, base: Path, payment: PaymentConfig) -> OfflineConfig:
+    list_file = o.get("list_file", str, None)
+    saf = o.get("store_and_forward", bool, False)
+    caps = {
+        name: o.get(name, int, 0, required=saf)
+        for name in ("max_session", "max_outstanding", "max_count")
+    }
+    for name, value in caps.items():
+        if saf and value <= 0:
+            raise ConfigError(o.key(name), "must be positive")
+    if saf and not payment.min_authorized <= caps["max_session"] <= payment.hold:
+        raise ConfigError(
+            o.key("max_session"), "must be between payment.min_authorized and payment.hold"
+        )
+    if saf and caps["max_outstanding"] < caps["max_session"]:
+        raise ConfigError(o.key("max_outstanding"), "must be at least max_session")
+    if saf and "max_age" not in o.raw:
+        raise ConfigError(o.key("max_age"), "missing (required with store_and_forward)")
+    config = OfflineConfig(
+        local_list=o.get("local_list", bool, True),
+        list_file=(base / list_file) if list_file else None,
+        sync_interval_ms=o.duration_ms("sync_interval", 15 * 60_000),
+        store_and_forward=saf,
+        max_age_ms=o.duration_ms("max_age", 0),
+        **caps,
+    )
+    o.finish()
+    return config
+
+
 def load(path: Path) -> Config:
     """Read and validate a config file."""
     try:
@@ -269,7 +314,17 @@ def _tariff(
 
 
 def parse(data: dict[str, Any], *, base: Path, source: Path | None = None) -> Config:
-    known = {"station", "payment", "tariff", "session", "gateway", "hardware", "data", "console"}
+    known = {
+        "station",
+        "payment",
+        "tariff",
+        "session",
+        "gateway",
+        "hardware",
+        "data",
+        "console",
+        "offline",
+    }
     for name in data:
         if name not in known:
             raise ConfigError(name, "unknown section")
@@ -386,6 +441,8 @@ def parse(data: dict[str, Any], *, base: Path, source: Path | None = None) -> Co
     )
     c.finish()
 
+    offline = _offline(_Section(data, "offline", required=False), base, payment)
+
     d = _Section(data, "data", required=False)
     data_dir = Path(d.text("dir", "var/lib/ev-terminal"))
     keys = d.get("keys_dir", str, None)
@@ -400,5 +457,6 @@ def parse(data: dict[str, Any], *, base: Path, source: Path | None = None) -> Co
         data_dir=data_dir if data_dir.is_absolute() else base / data_dir,
         keys_dir=(Path(keys) if Path(keys).is_absolute() else base / keys) if keys else None,
         console=console,
+        offline=offline,
         source=source,
     )

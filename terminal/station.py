@@ -17,7 +17,7 @@ from hardware.sim.vehicle import SimVehicle
 from terminal.config import Config
 from terminal.core.billing import EnergyTariff, Tariff
 from terminal.core.events import Event
-from terminal.core.kiosk import Rules
+from terminal.core.kiosk import OfflinePolicy, Rules
 from terminal.money import Money
 from terminal.protection.keys import provision_fleet
 from terminal.protection.module import ProtectionModule
@@ -25,6 +25,7 @@ from terminal.shell.acquire import CardAcquirer
 from terminal.shell.daemon import Daemon
 from terminal.shell.devices import Devices
 from terminal.shell.journal import Journal
+from terminal.shell.local_lists import LocalLists
 from terminal.shell.notify import Notifier
 from terminal.shell.signed_readings import MeterIdentity, ReadingSigner
 from terminal.shell.uplink import GatewayClient, Sender
@@ -71,6 +72,19 @@ def build_rules(config: Config, tariff: Tariff) -> Rules:
         notice_ms=s.notice_ms,
         sample_interval_ms=s.sample_interval_ms,
         contactor_check_ms=s.contactor_check_ms,
+        offline=offline_policy(config),
+    )
+
+
+def offline_policy(config: Config) -> OfflinePolicy:
+    o, cur = config.offline, config.payment.currency
+    return OfflinePolicy(
+        local_list=o.local_list,
+        store_and_forward=o.store_and_forward,
+        max_session=Money(o.max_session, cur) if o.store_and_forward else None,
+        max_outstanding=Money(o.max_outstanding, cur) if o.store_and_forward else None,
+        max_count=o.max_count,
+        max_age_ms=o.max_age_ms,
     )
 
 
@@ -147,8 +161,12 @@ def build_daemon(
         key_file=g.key_file,
     )
 
+    lists = LocalLists(config.data_dir, config.offline.list_file)
+
     def sender_factory(post: Callable[[Event], None]) -> Sender:
-        return Sender(journal, client, clock, post)
+        return Sender(
+            journal, client, clock, post, lists=lists, sync_every_ms=config.offline.sync_interval_ms
+        )
 
     signer = ReadingSigner(
         key_dir,
@@ -170,5 +188,6 @@ def build_daemon(
         acquire=acquirer,
         notifier=notifier,
         signer=signer,
+        lists=lists,
         **({"new_id": new_id} if new_id is not None else {}),
     )

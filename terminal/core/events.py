@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypedDict
 
 from hardware.ports import PilotState
-from terminal.core.session import Card, Session
+from terminal.core.session import Card, LocalStanding, Session
 from terminal.money import Money
 
 
@@ -78,6 +78,7 @@ class CardPresented(Event):
 
     card: Card
     session_id: str
+    standing: LocalStanding = field(default_factory=LocalStanding)  # local lists, offline book
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -6,8 +6,27 @@ from dataclasses import dataclass, field
 
 from hardware.ports import PilotState
 from terminal.core.billing import Tariff
-from terminal.core.session import Session
+from terminal.core.session import LocalStanding, Session
 from terminal.money import Money
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OfflinePolicy:
+    """What may start when the gateway gives no answer (README, "Offline policy").
+
+    An ID token on the local authorization list starts with the usual hold as its cap
+    (`local_list`). A payment card starts only with an online authorization, unless
+    `store_and_forward` is on: then it starts with a cap of `max_session` (at most the hold)
+    while the unanswered offline payment sessions, this one included, stay within
+    `max_outstanding` in amount and `max_count` in number, and the oldest of them is at most
+    `max_age_ms` old. A token on the deny list never starts offline."""
+
+    local_list: bool = True
+    store_and_forward: bool = False
+    max_session: Money | None = None
+    max_outstanding: Money | None = None
+    max_count: int = 0
+    max_age_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -31,6 +50,7 @@ class Rules:
     sample_interval_ms: int = 1_000
     contactor_check_ms: int = 100  # contactor operate time before the feedback is read
     record_every_wh: int = 100  # journal the running energy at least this often
+    offline: OfflinePolicy = OfflinePolicy()
 
 
 # -- phases (states are nouns) ---------------------------------------------------------------
@@ -49,6 +69,8 @@ class Idle:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Authorizing:
     session: Session
+    # What the kiosk knows locally, for a decision if the gateway does not answer.
+    standing: LocalStanding = field(default_factory=LocalStanding)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

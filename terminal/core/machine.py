@@ -80,7 +80,7 @@ from terminal.core.kiosk import (
     Suspended,
     Unavailable,
 )
-from terminal.core.session import Session, Status
+from terminal.core.session import CardKind, LocalStanding, Session, Status
 from terminal.money import Money
 
 Result = tuple[Kiosk, tuple[Action, ...]]
@@ -428,7 +428,7 @@ def _start_session(k: Kiosk, e: Event) -> Result:
         status=Status.AUTHORIZING,
         started_at=e.at,
     )
-    k = replace(k, phase=Authorizing(session=session))
+    k = replace(k, phase=Authorizing(session=session, standing=e.standing))
     return k, (
         CancelTimer(timer=Timer.NOTICE),
         CancelTimer(timer=Timer.RECEIPT),
@@ -463,13 +463,7 @@ def _answered(k: Kiosk, e: Event) -> Result:
             StartTimer(timer=Timer.NOTICE, after_ms=k.rules.notice_ms),
         )
     if e.outcome is AuthOutcome.NO_ANSWER or e.amount is None:
-        session, abandon = _abandon(k, session, "no_answer")
-        k2, rest = _rest(k, e.at, *abandon)
-        return k2, (
-            *rest[:-1],
-            ShowScreen(screen=screens.NoAnswer()),
-            StartTimer(timer=Timer.NOTICE, after_ms=k.rules.notice_ms),
-        )
+        return _unanswered(k, e)
     approved = e.amount.min(session.hold)
     if approved < k.rules.min_authorized or k.register_wh is None:
         session, abandon = _abandon(k, session, "partial_too_low")
@@ -479,6 +473,64 @@ def _answered(k: Kiosk, e: Event) -> Result:
             ShowScreen(screen=screens.Declined(reason="amount too low")),
             StartTimer(timer=Timer.NOTICE, after_ms=k.rules.notice_ms),
         )
+    return _hold_approved(k, session, approved, e)
+
+
+def _offline_cap(k: Kiosk, session: Session, standing: LocalStanding, at: datetime) -> Money | None:
+    """The cap a session may start with although the gateway gave no answer, or None (see
+    `OfflinePolicy`). The store-and-forward caps hold exactly: this session's cap is counted
+    into the outstanding amount and number before they are compared."""
+    policy = k.rules.offline
+    if standing.denied:
+        return None
+    if session.card.kind is CardKind.ID_TOKEN:
+        return session.hold if policy.local_list and standing.listed else None
+    if (
+        not policy.store_and_forward
+        or policy.max_session is None
+        or policy.max_outstanding is None
+        or policy.max_session.currency != session.currency
+    ):
+        return None
+    cap = session.hold.min(policy.max_session)
+    if standing.outstanding_count + 1 > policy.max_count:
+        return None
+    if standing.outstanding_minor + cap.minor > policy.max_outstanding.minor:
+        return None
+    oldest = standing.oldest_outstanding
+    if oldest is not None and at - oldest > timedelta(milliseconds=policy.max_age_ms):
+        return None
+    return cap
+
+
+def _unanswered(k: Kiosk, e: Event) -> Result:
+    """The gateway gave no answer (unreachable, timed out, malformed): start on the local
+    decision if the offline policy allows it, the authorization staying queued for when the
+    gateway is back; else tell the driver and release the hold."""
+    assert isinstance(k.phase, Authorizing)
+    session, standing = k.phase.session, k.phase.standing
+    cap = _offline_cap(k, session, standing, e.at)
+    if cap is not None and cap >= k.rules.min_authorized and k.register_wh is not None:
+        k2, acts = _hold_approved(k, session, cap, e)
+        return k2, (
+            Report(kind="offline_start", detail=f"{session.session_id} cap={cap.minor}"),
+            *acts,
+        )
+    reason = "denied_offline" if standing.denied else "no_answer"
+    session, abandon = _abandon(k, session, reason)
+    k2, rest = _rest(k, e.at, *abandon)
+    screen: screens.Screen = (
+        screens.Declined(reason="not allowed") if standing.denied else screens.NoAnswer()
+    )
+    return k2, (
+        *rest[:-1],
+        ShowScreen(screen=screen),
+        StartTimer(timer=Timer.NOTICE, after_ms=k.rules.notice_ms),
+    )
+
+
+def _hold_approved(k: Kiosk, session: Session, approved: Money, e: Event) -> Result:
+    """The session may go on with `approved` as its cost cap: charge, or wait for the car."""
     session = replace(
         session,
         status=Status.AUTHORIZED,
@@ -509,13 +561,7 @@ def _answered(k: Kiosk, e: Event) -> Result:
 def _authorizing_timer(k: Kiosk, e: Event) -> Result:
     assert isinstance(e, TimerFired) and isinstance(k.phase, Authorizing)
     if e.timer is Timer.AUTHORIZATION:
-        _, abandon = _abandon(k, k.phase.session, "no_answer")
-        k2, rest = _rest(k, e.at, *abandon)
-        return k2, (
-            *rest[:-1],
-            ShowScreen(screen=screens.NoAnswer()),
-            StartTimer(timer=Timer.NOTICE, after_ms=k.rules.notice_ms),
-        )
+        return _unanswered(k, e)
     return _common_timer(k, e)
 
 

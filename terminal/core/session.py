@@ -33,6 +33,21 @@ class Card:
         return f"{self.brand} **** {self.last4}" if self.last4 else self.brand
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LocalStanding:
+    """What the kiosk knows locally about a tapped card, for a decision without the gateway:
+    whether its token is on the local authorization list or on the deny list (both synced
+    from the gateway), and the store-and-forward book: payment sessions started offline whose
+    authorization the gateway has not answered yet (the amount at risk, how many, the oldest
+    start)."""
+
+    listed: bool = False
+    denied: bool = False
+    outstanding_minor: int = 0
+    outstanding_count: int = 0
+    oldest_outstanding: datetime | None = None
+
+
 class Status(enum.Enum):
     """Where a session is; the journal's `status` column."""
 

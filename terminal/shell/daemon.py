@@ -19,9 +19,11 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from hardware.clock import Clock
 from hardware.ports import DeviceFault, PilotState, ReaderFault
+from terminal.core.actions import Void
 from terminal.core.events import (
     CardPresented,
     CardProblem,
@@ -38,11 +40,13 @@ from terminal.core.events import (
 from terminal.core.kiosk import Kiosk, Rules
 from terminal.core.machine import step
 from terminal.core.screens import screen_name
-from terminal.core.session import Card
+from terminal.core.session import Card, LocalStanding
+from terminal.errors import JournalFull
 from terminal.shell.devices import Devices
 from terminal.shell.diagnostics import Diagnostics
 from terminal.shell.executor import Executor, Timers
-from terminal.shell.journal import Journal
+from terminal.shell.journal import RESERVE_PAGES, Journal
+from terminal.shell.local_lists import LocalLists
 from terminal.shell.notify import Notifier
 from terminal.shell.signed_readings import ReadingSigner
 from terminal.shell.uplink import Sender
@@ -54,6 +58,8 @@ Acquirer = Callable[[object], Card | CardProblem]
 
 JOIN_TIMEOUT_S = 2.0
 POLL_S = 0.1
+JOURNAL_FULL = "journal_full"  # the fault while the journal has no room for new sessions
+ROOM_CHECK_MS = 10_000  # how often the journal's free space is looked at
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,12 +73,13 @@ class Status:
     out_of_service: bool
     register_wh: int | None
     screen: str | None
-    queue_depth: int
-    oldest_unsent: str | None
+    queue_depth: int  # unsent outbox rows of every kind
+    oldest_unsent: str | None  # when the oldest unsent row was written (ISO 8601)
     feedback_closed: bool | None = None  # the contactor's feedback at its last check
     reader_ok: bool = True
     gateway_reachable: bool | None = None  # None: not contacted yet
     uptime_s: int = 0
+    oldest_unsent_age_s: int | None = None  # how long the oldest unsent row has waited
 
 
 class Daemon:
@@ -89,8 +96,10 @@ class Daemon:
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
         notifier: Notifier | None = None,
         signer: ReadingSigner | None = None,
+        lists: LocalLists | None = None,
     ) -> None:
         self.devices = devices
+        self.lists = lists
         self.journal = journal
         self.clock = clock
         self.acquire = acquire
@@ -127,6 +136,7 @@ class Daemon:
         self._feedback_closed: bool | None = None
         self._started_ms: int | None = None
         self._next_ping = 0.0
+        self._next_room_check = 0
 
     # -- events ------------------------------------------------------------------------------
     def stamp(self) -> Stamp:
@@ -152,6 +162,11 @@ class Daemon:
             log.error("event=device_fault action=%s error=%s", type(action).__name__, exc)
             self.post(FaultRaised(fault="device", **self.stamp()))
             return False
+        except JournalFull as exc:
+            log.error("event=journal_full action=%s error=%s", type(action).__name__, exc)
+            self._next_room_check = 0
+            self._check_room()
+            return False
         except Exception:
             log.exception("event=internal_error action=%s", type(action).__name__)
             self._force_open()
@@ -171,6 +186,14 @@ class Daemon:
         self._force_open()
         self._started_ms = self.clock.monotonic_ms()
         self.journal.check()
+        orphans = self.journal.orphan_holds()
+        if orphans:
+            # A hold asked for by a session the journal no longer has (or gave up): release it.
+            log.warning("event=orphan_holds count=%d", len(orphans))
+            self.executor.perform_all(
+                tuple(Void(session_id=lane, reason="orphaned_hold") for lane in orphans),
+                self._guarded,
+            )
         try:
             register: int | None = self.devices.meter.read().energy_wh
         except DeviceFault as exc:
@@ -222,11 +245,28 @@ class Daemon:
         if isinstance(result, CardProblem):
             self.post(CardUnreadable(problem=result, **self.stamp()))
         else:
-            self.post(CardPresented(card=result, session_id=self.new_id(), **self.stamp()))
+            standing = self._standing(result)
+            self.post(
+                CardPresented(
+                    card=result, session_id=self.new_id(), standing=standing, **self.stamp()
+                )
+            )
         return True
+
+    def _standing(self, card: Card) -> LocalStanding:
+        """The local facts for an offline decision; none (online only) if they cannot be
+        read: a broken journal must not start a session the policy would not allow."""
+        if self.lists is None:
+            return LocalStanding()
+        try:
+            return self.lists.standing(card, self.journal)
+        except Exception:
+            log.exception("event=standing_unavailable")
+            return LocalStanding()
 
     def pump(self) -> int:
         """Handle every queued event and every due timer; return how many were handled."""
+        self._check_room()
         handled = 0
         while True:
             try:
@@ -262,6 +302,29 @@ class Daemon:
                 continue
             self.handle(event)
         self._shutdown()
+
+    def _check_room(self) -> None:
+        """A full disk stops new sessions, never settling: below RESERVE_PAGES free pages the
+        journal first drops finished outbox rows; if that is not enough, the fault
+        `journal_full` takes the kiosk out of service (the machine ends the running session
+        and settles it from the reserve) until there is twice the reserve again."""
+        now = self.clock.monotonic_ms()
+        if now < self._next_room_check:
+            return
+        self._next_room_check = now + ROOM_CHECK_MS
+        try:
+            free = self.journal.free_pages()
+            if free < RESERVE_PAGES:
+                log.warning("event=journal_low free_pages=%d", free)
+                self.journal.reclaim()
+                free = self.journal.free_pages()
+        except JournalFull:
+            free = 0
+        full = JOURNAL_FULL in self.kiosk.faults
+        if free < RESERVE_PAGES and not full:
+            self.post(FaultRaised(fault=JOURNAL_FULL, **self.stamp()))
+        elif free >= 2 * RESERVE_PAGES and full:
+            self.post(FaultCleared(fault=JOURNAL_FULL, **self.stamp()))
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -344,6 +407,11 @@ class Daemon:
 
     def status(self) -> Status:
         depth, oldest = self.journal.queue_stats()
+        age = (
+            int((self.clock.now() - datetime.fromisoformat(oldest)).total_seconds())
+            if oldest is not None
+            else None
+        )
         k = self.kiosk
         screen = self.executor.screen
         return Status(
@@ -359,6 +427,7 @@ class Daemon:
             feedback_closed=self._feedback_closed,
             reader_ok=not self._reader_down,
             gateway_reachable=self.sender.reachable,
+            oldest_unsent_age_s=age,
             uptime_s=(
                 (self.clock.monotonic_ms() - self._started_ms) // 1000
                 if self._started_ms is not None

@@ -9,6 +9,8 @@ the outbox stores the protected (encrypted) authorization payload.
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -19,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from terminal.core.session import Card, CardKind, Session, Status
-from terminal.errors import JournalError
+from terminal.errors import JournalError, JournalFull
 from terminal.money import Money
+
+log = logging.getLogger("ev_terminal.journal")
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: sessions and the outbox
@@ -70,6 +74,27 @@ DONE = "done"
 FAILED = "failed"  # a definite refusal: kept for the operator, never retried
 SUPERSEDED = "superseded"  # an authorization overtaken by its void
 
+# Bounds. Captures, voids and authorizations are never dropped. Events (status, faults) are
+# kept for the newest EVENTS_WINDOW outbox rows: during a long partition older unsent events
+# are dropped (and counted in the log) so the queue cannot fill the disk by itself.
+EVENTS_WINDOW = 100_000
+# Free pages kept for settling: below this the daemon refuses new sessions (fault
+# "journal_full") while the running session's records, captures and voids still fit.
+RESERVE_PAGES = 256
+
+
+class _Connection(sqlite3.Connection):
+    """A connection that reports a full disk as `JournalFull` (SQLITE_FULL, also raised when
+    the database reaches `PRAGMA max_page_count`)."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        try:
+            return super().execute(sql, parameters)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                raise JournalFull(str(exc)) from exc
+            raise
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OutboxRow:
@@ -99,13 +124,18 @@ class Journal:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        self._max_pages: int | None = None
         self._migrate()
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+            conn = sqlite3.connect(
+                self.path, timeout=10.0, isolation_level=None, factory=_Connection
+            )
             conn.row_factory = sqlite3.Row
+            if self._max_pages is not None:
+                conn.execute(f"PRAGMA max_page_count={int(self._max_pages)}")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
@@ -129,7 +159,9 @@ class Journal:
         """Abandon the whole transaction, however deeply joined."""
         if getattr(self._local, "depth", 0):
             self._local.depth = 0
-            self._conn().execute("ROLLBACK")
+            conn = self._conn()
+            if conn.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL)
+                conn.execute("ROLLBACK")
 
     @contextmanager
     def atomic(self) -> Iterator[None]:
@@ -159,6 +191,51 @@ class Journal:
         rows = self._conn().execute("PRAGMA integrity_check").fetchall()
         if [r[0] for r in rows] != ["ok"]:
             raise JournalError(f"integrity check failed: {rows[0][0]}")
+
+    # -- room -------------------------------------------------------------------------------
+    def cap_pages(self, pages: int) -> None:
+        """Cap the database at `pages` pages (`PRAGMA max_page_count`) on every connection:
+        a size limit for the journal, and a full disk without filling one in tests."""
+        self._max_pages = pages
+        self._conn().execute(f"PRAGMA max_page_count={int(pages)}")
+
+    def free_pages(self) -> int:
+        """Pages the journal can still use: free pages inside the file, plus what the size
+        cap and the disk leave for it to grow."""
+        conn = self._conn()
+        page_size, count, free, cap = (
+            conn.execute(f"PRAGMA {name}").fetchone()[0]
+            for name in ("page_size", "page_count", "freelist_count", "max_page_count")
+        )
+        disk = shutil.disk_usage(self.path.parent).free // page_size
+        return int(free + max(0, min(cap - count, disk)))
+
+    def reclaim(self) -> int:
+        """Make room: delete outbox rows that are finished (sent, refused or superseded);
+        their sessions keep the record. Returns how many rows went."""
+        with self.atomic():
+            cursor = self._conn().execute(
+                "DELETE FROM outbox WHERE state IN (?,?,?)", (DONE, FAILED, SUPERSEDED)
+            )
+        return int(cursor.rowcount)
+
+    def orphan_holds(self) -> list[str]:
+        """Sessions (lanes) that asked for a hold and will never settle it: an authorization
+        in the outbox with no capture or void after it, whose session row is missing or was
+        abandoned. Recovery voids them."""
+        rows = self._conn().execute(
+            """
+            SELECT o.lane FROM outbox o
+            WHERE o.kind = 'authorize' AND o.state IN (?, ?)
+              AND NOT EXISTS (SELECT 1 FROM outbox x
+                              WHERE x.lane = o.lane AND x.kind IN ('capture', 'void'))
+              AND NOT EXISTS (SELECT 1 FROM sessions s
+                              WHERE s.session_id = o.lane AND s.status != 'voiding')
+            GROUP BY o.lane ORDER BY MIN(o.seq)
+            """,
+            (PENDING, DONE),
+        )
+        return [r[0] for r in rows]
 
     # -- sessions ---------------------------------------------------------------------------
     def record(self, session: Session, at: datetime) -> None:
@@ -216,6 +293,28 @@ class Journal:
         )
         return dict(row) if row is not None else None
 
+    def offline_book(self) -> tuple[int, int, datetime | None]:
+        """Payment sessions started without the gateway's answer (their authorization still
+        queued): the amount at risk (the cap while open, the amount once captured), how many,
+        and the oldest start. A voided one is not counted: its void overtook the request."""
+        row = (
+            self._conn()
+            .execute(
+                """
+                SELECT COALESCE(SUM(CASE WHEN s.status='capturing' THEN s.amount_minor
+                                         ELSE s.authorized_minor END), 0),
+                       COUNT(*), MIN(s.started_at)
+                FROM sessions s JOIN outbox o
+                  ON o.lane = s.session_id AND o.kind = 'authorize' AND o.state = ?
+                WHERE s.card_kind = 'payment' AND s.authorized_minor IS NOT NULL
+                  AND s.status NOT IN ('voiding', 'declined')
+                """,
+                (PENDING,),
+            )
+            .fetchone()
+        )
+        return int(row[0]), int(row[1]), _parse_dt(row[2])
+
     def sessions(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self._conn().execute("SELECT * FROM sessions ORDER BY started_at")]
 
@@ -266,11 +365,28 @@ class Journal:
                     "UPDATE outbox SET state=? WHERE lane=? AND kind='authorize' AND state=?",
                     (SUPERSEDED, lane, PENDING),
                 )
-            conn.execute(
+            cursor = conn.execute(
                 "INSERT OR IGNORE INTO outbox (lane, kind, idem_key, path, body, created_at)"
                 " VALUES (?,?,?,?,?,?)",
                 (lane, kind, idem_key, path, json.dumps(body, sort_keys=True), _dt(at)),
             )
+            if kind == "events" and cursor.lastrowid:
+                self._bound_events(cursor.lastrowid)
+
+    def _bound_events(self, newest: int) -> None:
+        """Drop unsent events older than the newest EVENTS_WINDOW rows (a cheap index probe
+        first: nothing is counted until the window is passed)."""
+        conn = self._conn()
+        oldest = conn.execute(
+            "SELECT MIN(seq) FROM outbox WHERE state=? AND lane='events'", (PENDING,)
+        ).fetchone()[0]
+        if oldest is None or newest - oldest < EVENTS_WINDOW:
+            return
+        dropped = conn.execute(
+            "DELETE FROM outbox WHERE state=? AND lane='events' AND seq <= ?",
+            (PENDING, newest - EVENTS_WINDOW),
+        ).rowcount
+        log.warning("event=events_dropped count=%d", dropped)
 
     def due(self, now_ms: int, limit: int = 50) -> list[OutboxRow]:
         """The head row of each lane, if it is due (order within a lane is kept)."""
@@ -321,13 +437,14 @@ class Journal:
         return row is not None and row[0] == PENDING
 
     def queue_stats(self) -> tuple[int, str | None]:
-        """Depth and the creation time of the oldest unsent row."""
-        row = (
-            self._conn()
-            .execute("SELECT COUNT(*), MIN(created_at) FROM outbox WHERE state=?", (PENDING,))
-            .fetchone()
-        )
-        return int(row[0]), row[1]
+        """Depth (unsent rows of every kind) and the creation time of the oldest unsent row
+        (rows are created in `seq` order)."""
+        conn = self._conn()
+        depth = conn.execute("SELECT COUNT(*) FROM outbox WHERE state=?", (PENDING,)).fetchone()
+        oldest = conn.execute(
+            "SELECT created_at FROM outbox WHERE state=? ORDER BY seq LIMIT 1", (PENDING,)
+        ).fetchone()
+        return int(depth[0]), oldest[0] if oldest else None
 
     def outbox(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self._conn().execute("SELECT * FROM outbox ORDER BY seq")]

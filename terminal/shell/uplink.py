@@ -23,6 +23,7 @@ from terminal.core.events import AuthorizationAnswered, AuthOutcome, Event, Incr
 from terminal.errors import GatewayRefused, UplinkError
 from terminal.money import MINOR_UNITS, Money
 from terminal.shell.journal import DONE, FAILED, Journal, OutboxRow
+from terminal.shell.local_lists import ListsError, LocalLists
 
 log = logging.getLogger("ev_terminal.uplink")
 
@@ -94,6 +95,34 @@ class GatewayClient:
             raise UplinkError(f"unexpected http {response.status_code}")
         return data
 
+    def get_if_changed(
+        self, path: str, etag: str | None
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        """GET with `If-None-Match`: (body, its ETag), or (None, etag) when unchanged (304).
+        Any failure or a malformed body is UplinkError."""
+        headers = {"If-None-Match": etag} if etag else {}
+        try:
+            response = self.http.get(
+                self.base_url + path,
+                headers=headers,
+                timeout=(min(self.timeout_s, 5.0), self.timeout_s),
+                verify=self.verify,
+                cert=self.cert,
+            )
+        except requests.RequestException as exc:
+            raise UplinkError(f"{type(exc).__name__}") from None
+        if response.status_code == 304:
+            return None, etag
+        if response.status_code != 200:
+            raise UplinkError(f"http {response.status_code}")
+        try:
+            data = response.json()
+        except ValueError:
+            raise UplinkError("malformed body") from None
+        if not isinstance(data, dict):
+            raise UplinkError("malformed body")
+        return data, response.headers.get("ETag")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuthAnswer:
@@ -147,6 +176,8 @@ class Sender:
         post: Callable[[Event], None],
         *,
         rng: random.Random | None = None,
+        lists: LocalLists | None = None,
+        sync_every_ms: int = 15 * 60_000,
     ) -> None:
         self.journal = journal
         self.client = client
@@ -156,6 +187,9 @@ class Sender:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.reachable: bool | None = None
+        self.lists = lists
+        self.sync_every_ms = sync_every_ms
+        self._next_sync_ms: int | None = None
 
     def now_ms(self) -> int:
         return int(self.clock.now().timestamp() * 1000)
@@ -195,7 +229,24 @@ class Sender:
     def wake(self) -> None:
         self._wake.set()
 
+    def sync_lists(self) -> None:
+        """Fetch the local authorization and deny lists when due (`LocalLists`); a failure
+        keeps the lists the kiosk has and tries again at the next interval."""
+        now = self.clock.monotonic_ms()
+        if self.lists is None or self.lists.list_file is not None:
+            return
+        if self._next_sync_ms is not None and now < self._next_sync_ms:
+            return
+        self._next_sync_ms = now + self.sync_every_ms
+        try:
+            data, etag = self.client.get_if_changed("/v1/terminal-config", self.lists.etag)
+            if data is not None:
+                self.lists.apply(data, etag, self.clock.now())
+        except (UplinkError, ListsError) as exc:
+            log.info("event=lists_sync_failed error=%s", exc)
+
     def drain_once(self) -> SendResult:
+        self.sync_lists()
         sent = failed = 0
         for row in self.journal.due(self.now_ms()):
             if not self.journal.still_pending(row.seq):
