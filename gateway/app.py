@@ -27,7 +27,7 @@ from gateway import wire
 from gateway.card_data import CardVault
 from gateway.expiry import KeyExpiry
 from gateway.ledger import Ledger, StoredAnswer
-from gateway.processors import CardRef, Decision, Processor, ProcessorTimeout
+from gateway.processors import CardRef, Decision, HoldResult, Processor, ProcessorTimeout
 from gateway.tls import client_identity
 from terminal import ocmf
 from terminal.errors import ProtectedDataError
@@ -197,12 +197,18 @@ def create_app(
                 except ProtectedDataError as exc:
                     raise Refusal(400, "card_data_invalid", str(exc)) from None
                 card = replace(card, clear=clear)
-            result = processor.hold(
-                key=f"hold:{body.authorization_id}",
-                card=card,
-                amount_minor=body.amount.minor,
-                currency=body.amount.currency,
-            )
+            if ledger.is_denied(conn, body.card.token):
+                # The deny list the terminals also get (GET /v1/terminal-config) holds online.
+                result = HoldResult(
+                    decision=Decision.DECLINED, amount_minor=0, reference="", reason="denied"
+                )
+            else:
+                result = processor.hold(
+                    key=f"hold:{body.authorization_id}",
+                    card=card,
+                    amount_minor=body.amount.minor,
+                    currency=body.amount.currency,
+                )
             approved = result.decision is Decision.APPROVED and result.amount_minor > 0
             ledger.insert(
                 conn,

@@ -263,6 +263,12 @@ class Ledger:
             if list_name is not None:
                 conn.execute(sa.insert(token_lists).values(token=token, list=list_name, at=now()))
 
+    def is_denied(self, conn: Connection, token: str) -> bool:
+        row = conn.execute(
+            sa.select(token_lists.c.list).where(token_lists.c.token == token)
+        ).first()
+        return row is not None and row.list == "deny"
+
     def token_lists(self) -> tuple[list[str], list[str]]:
         """(authorization list, deny list), each sorted."""
         with self.engine.connect() as conn:

@@ -233,3 +233,12 @@ def test_bad_offline_keys_name_the_key(tmp_path: Path, keys: dict[str, object], 
     with pytest.raises(ConfigError) as raised:
         parse(offline_section(**keys), base=tmp_path)
     assert raised.value.key == named
+
+
+def test_the_deny_list_holds_online_too(make: Make) -> None:
+    sim = make()
+    sim.gateway.ledger.put_token(token_of(sim, "visa"), "deny")
+    run(sim, "tap visa\nexpect declined\n")
+    auth = sim.gateway.ledger.all_authorizations()[-1]
+    assert (auth["status"], auth["decline_reason"]) == ("declined", "denied")
+    assert [m["kind"] for m in sim.gateway.ledger.all_movements()] == ["hold", "release"]
