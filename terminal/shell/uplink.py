@@ -332,8 +332,9 @@ class Sender:
                 row.seq, self.now_ms() + self._backoff_ms(row.attempts), "malformed answer"
             )
             return False
-        self.journal.finish(row.seq, DONE, data)
-        self.journal.mark_acknowledged(row.lane)
+        with self.journal.atomic():  # one commit: a crash cannot split the two
+            self.journal.finish(row.seq, DONE, data)
+            self.journal.mark_acknowledged(row.lane)
         log.info("event=settled kind=%s session=%s", row.kind, row.lane)
         return True
 
