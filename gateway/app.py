@@ -423,7 +423,9 @@ def create_app(
             return refused
 
         def work(conn: Any) -> StoredAnswer:
-            ledger.add_events(conn, body.terminal_id, [(e.kind, e.detail) for e in body.events])
+            ledger.add_events(
+                conn, body.terminal_id, [(e.key, e.kind, e.detail) for e in body.events]
+            )
             return StoredAnswer(status_code=200, body={"accepted": len(body.events)})
 
         return idempotent(idempotency_key, "events", body, work)

@@ -71,9 +71,11 @@ events = sa.Table(
     metadata,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("terminal_id", sa.String(64), nullable=False),
+    sa.Column("key", sa.String(128), nullable=False),
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("detail", sa.Text, nullable=False),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("terminal_id", "key", name="events_terminal_key"),
 )
 
 # Signed meter readings (OCMF) as the terminal sent them, kept with their authorization so the
@@ -218,15 +220,26 @@ class Ledger:
             )
         )
 
-    def add_events(self, conn: Connection, terminal_id: str, items: list[tuple[str, str]]) -> None:
-        if items:
-            conn.execute(
-                sa.insert(events),
-                [
-                    {"terminal_id": terminal_id, "kind": k, "detail": d, "at": now()}
-                    for k, d in items
-                ],
-            )
+    def add_events(
+        self, conn: Connection, terminal_id: str, items: list[tuple[str, str, str]]
+    ) -> int:
+        """Store (key, kind, detail) events; a key already stored for the terminal is skipped.
+        Returns how many were new."""
+        added = 0
+        for key, kind, detail in items:
+            seen = conn.execute(
+                sa.select(events.c.seq).where(
+                    events.c.terminal_id == terminal_id, events.c.key == key
+                )
+            ).first()
+            if seen is None:
+                conn.execute(
+                    sa.insert(events).values(
+                        terminal_id=terminal_id, key=key, kind=kind, detail=detail, at=now()
+                    )
+                )
+                added += 1
+        return added
 
     def add_readings(
         self, conn: Connection, terminal_id: str, items: list[tuple[str, str, str]]

@@ -115,6 +115,7 @@ class VoidAnswer(Strict):
 
 
 class EventIn(Strict):
+    key: str = Field(min_length=8, max_length=128, description="unique per terminal; kept")
     kind: str = Field(max_length=32)
     detail: str = Field(max_length=512)
     at: str

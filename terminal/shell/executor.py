@@ -7,6 +7,7 @@ they mean. A record is committed before any later action of the same step acts o
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from functools import partial
 from typing import Any, assert_never
@@ -310,14 +311,18 @@ class Executor:
                 self.timers.cancel(action.timer)
             case Report():
                 now = self.clock.now()
+                # Each event its own key, kept by the gateway: a batch retried with more
+                # events in it stores none of them twice.
+                key = f"{self.terminal_id}:event:{uuid.uuid4().hex}"
                 self.journal.enqueue(
                     lane="events",
                     kind="events",
-                    idem_key=f"{self.terminal_id}:event:{now.timestamp():.6f}:{action.kind}",
+                    idem_key=key,
                     path="/v1/events",
                     body={
                         "terminal_id": self.terminal_id,
                         "event": {
+                            "key": key,
                             "kind": action.kind,
                             "detail": action.detail,
                             "at": now.isoformat(),

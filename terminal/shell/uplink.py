@@ -340,7 +340,9 @@ class Sender:
 
     def _send_batch(self, lane: str) -> bool:
         """Send up to EVENT_BATCH rows of a batched lane in one request; the key is the first
-        row's plus the count, so a retry of the same rows is the same request."""
+        row's plus the count, so a retry of the same rows is the same request, and each item
+        carries its own key (events) or is its own identity (signed readings), so a retry
+        with more rows stores nothing twice."""
         path, field, item = BATCHED[lane]
         rows = self.journal.pending_events(EVENT_BATCH, lane)
         if not rows:
@@ -362,8 +364,9 @@ class Sender:
             for r in rows:
                 self.journal.finish(r.seq, FAILED, {"code": refusal.code})
             return True
-        for r in rows:
-            self.journal.finish(r.seq, DONE, None)
+        with self.journal.atomic():
+            for r in rows:
+                self.journal.finish(r.seq, DONE, None)
         return True
 
     # -- the thread --------------------------------------------------------------------------

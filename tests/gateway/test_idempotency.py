@@ -388,3 +388,37 @@ def test_a_receipt_id_already_taken_is_refused_not_a_server_error(tmp_path: Path
         assert answers[1].json()["error"]["code"] == "receipt_id_taken"
     finally:
         gateway.close()
+
+
+def test_an_event_batch_retried_with_more_events_stores_none_twice(tmp_path: Path) -> None:
+    gateway = EmbeddedGateway(tmp_path / "events.sqlite3")
+    gateway.up()
+    try:
+        http = requests.Session()
+
+        def event(n: int) -> dict[str, str]:
+            return {
+                "key": f"KIOSK-0001:event:{n:08d}",
+                "kind": "fault",
+                "detail": f"n={n}",
+                "at": "2026-01-01T00:00:00+00:00",
+            }
+
+        for first, count in ((1, 2), (1, 3)):  # the retry carries one more event
+            r = http.post(
+                f"{gateway.url}/v1/events",
+                json={
+                    "terminal_id": "KIOSK-0001",
+                    "events": [event(first + i) for i in range(count)],
+                },
+                headers={"Idempotency-Key": f"KIOSK-0001:event:{first:08d}+{count}"},
+                timeout=5,
+            )
+            assert r.status_code == 200
+        with gateway.engine.connect() as conn:
+            from gateway.ledger import events
+
+            stored = [row.key for row in conn.execute(events.select())]
+        assert sorted(stored) == [event(n)["key"] for n in (1, 2, 3)]
+    finally:
+        gateway.close()
