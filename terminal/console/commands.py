@@ -228,9 +228,9 @@ def _reader_test(c: Console, args: list[str]) -> None:
 
 def _sync_now(c: Console, args: list[str]) -> None:
     c.report("technician", "command=sync_now")
-    c.daemon.sender.wake()
+    c.daemon.sender.sync_now()
     s = c.daemon.status()
-    c.out(f"sync: sender woken; {s.queue_depth} unsent (rows in back-off keep their schedule)")
+    c.out(f"sync: sending now; {s.queue_depth} unsent")
 
 
 def _out_of_service(c: Console, args: list[str]) -> None:
@@ -326,7 +326,7 @@ COMMANDS = CommandTable(
         Command(
             name="sync now",
             usage="",
-            help="wake the sender to send queued requests to the gateway",
+            help="send every queued request to the gateway now, back-off or not",
             privileged=True,
             run=_sync_now,
         ),

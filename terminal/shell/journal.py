@@ -432,6 +432,13 @@ class Journal:
             (next_attempt_ms, error[:200], seq, PENDING),
         )
 
+    def make_all_due(self) -> int:
+        """Bring every waiting row's next attempt forward to now (a technician's `sync now`)."""
+        cur = self._conn().execute(
+            "UPDATE outbox SET next_attempt_ms=0 WHERE state=? AND next_attempt_ms > 0", (PENDING,)
+        )
+        return cur.rowcount
+
     def still_pending(self, seq: int) -> bool:
         row = self._conn().execute("SELECT state FROM outbox WHERE seq=?", (seq,)).fetchone()
         return row is not None and row[0] == PENDING

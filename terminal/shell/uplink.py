@@ -186,6 +186,7 @@ class Sender:
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._due_now = threading.Event()
         self.reachable: bool | None = None
         self.lists = lists
         self.sync_every_ms = sync_every_ms
@@ -226,6 +227,11 @@ class Sender:
         self._increment_answer(row.lane, AuthAnswer(outcome=AuthOutcome.NO_ANSWER, reason=error))
         return False
 
+    def sync_now(self) -> None:
+        """Send everything queued now, back-off or not (done on the sender's own thread)."""
+        self._due_now.set()
+        self._wake.set()
+
     def wake(self) -> None:
         self._wake.set()
 
@@ -260,6 +266,9 @@ class Sender:
         """`drain_once` that survives anything (a broken journal, a bug): the rows stay
         queued for the next round."""
         try:
+            if self._due_now.is_set():
+                self._due_now.clear()
+                self.journal.make_all_due()
             return self.drain_once()
         except Exception:
             log.exception("event=sender_error")

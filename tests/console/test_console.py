@@ -107,7 +107,7 @@ def test_privileged_commands_after_login_are_logged_and_reported(bench: Bench) -
     assert "OUT OF SERVICE" in run(child, "status", "uptime")
     run(child, "out-of-service off", "out of service: off")
     wait_for(lambda: bench.daemon.status().phase == "Idle")
-    assert "sender woken" in run(child, "sync now", "unsent")
+    assert "sending now" in run(child, "sync now", "unsent")
     run(child, "reboot", "contactor opens first")
     assert bench.restarts == ["restart"]
     run(child, "logout", "logged out")
