@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from terminal.core.events import Diagnostic, OutOfServiceChanged
+from terminal.core.events import Diagnostic, OutOfServiceChanged, SignedReadingRequested
 
 if TYPE_CHECKING:
     from terminal.config import Config
@@ -135,6 +135,15 @@ def _selftest(c: Console, args: list[str]) -> None:
 
 
 def _meter(c: Console, args: list[str]) -> None:
+    if args == ["signed"]:
+        # A signed (OCMF) reading of the running session, queued for the gateway.
+        c.report("technician", "command=meter_signed")
+        c.daemon.post(SignedReadingRequested(**c.daemon.stamp()))
+        c.out("meter: signed reading requested (taken only while a session runs)")
+        return
+    if args:
+        c.out("usage: meter [signed]")
+        return
     reply = c.request(Diagnostic.METER)
     if reply is not None:
         c.out(reply.text)
@@ -277,7 +286,13 @@ COMMANDS = CommandTable(
             privileged=False,
             run=_selftest,
         ),
-        Command(name="meter", usage="", help="read the meter now", privileged=False, run=_meter),
+        Command(
+            name="meter",
+            usage="[signed]",
+            help="read the meter now; `signed` queues a signed reading of the running session",
+            privileged=False,
+            run=_meter,
+        ),
         Command(
             name="queue",
             usage="",

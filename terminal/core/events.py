@@ -183,6 +183,12 @@ class TechnicianActed(Event):
     detail: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignedReadingRequested(Event):
+    """Someone (the technician's console, the operator) asked for a signed meter reading of
+    the running session now (OCMF reading reason "C")."""
+
+
 AnyEvent = (
     PoweredUp
     | CardPresented
@@ -200,6 +206,7 @@ AnyEvent = (
     | DiagnosticRequested
     | DiagnosticFinished
     | TechnicianActed
+    | SignedReadingRequested
 )
 
 EVENT_TYPES: tuple[type[Event], ...] = (
@@ -219,4 +226,5 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     DiagnosticRequested,
     DiagnosticFinished,
     TechnicianActed,
+    SignedReadingRequested,
 )

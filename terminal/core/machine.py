@@ -62,6 +62,7 @@ from terminal.core.events import (
     MeterSampled,
     OutOfServiceChanged,
     PoweredUp,
+    SignedReadingRequested,
     TechnicianActed,
     Timer,
     TimerFired,
@@ -962,6 +963,18 @@ def _diagnostic_finished(k: Kiosk, e: Event) -> Result:
     return k, (answer, Report(kind="diagnostic", detail=f"{e.test.value} {verdict}: {summary}"))
 
 
+def _signed_reading_now(k: Kiosk, e: Event) -> Result:
+    """A signed reading of the running session on request: the last register read."""
+    session = k.session
+    if session is None or session.start_register_wh is None or k.register_wh is None:
+        return k, ()
+    return k, (
+        TakeSignedReading(
+            session_id=session.session_id, kind="charging", register_wh=k.register_wh, at=e.at
+        ),
+    )
+
+
 def _technician(k: Kiosk, e: Event) -> Result:
     assert isinstance(e, TechnicianActed)
     return k, (Report(kind=e.kind, detail=e.detail),)
@@ -1050,6 +1063,8 @@ TRANSITIONS: dict[tuple[type, type], Handler] = {
     **{(phase, DiagnosticRequested): _diagnostic_requested for phase in PHASE_TYPES},
     **{(phase, DiagnosticFinished): _diagnostic_finished for phase in PHASE_TYPES},
     **{(phase, TechnicianActed): _technician for phase in PHASE_TYPES},
+    (Charging, SignedReadingRequested): _signed_reading_now,
+    (Suspended, SignedReadingRequested): _signed_reading_now,
 }
 
 IGNORED: frozenset[tuple[type, type]] = frozenset(
@@ -1083,6 +1098,12 @@ IGNORED: frozenset[tuple[type, type]] = frozenset(
         (Authorizing, CardUnreadable),
         (Finishing, CardPresented),
         (Finishing, CardUnreadable),
+        # A signed reading on request belongs to a session with energy flowing or paused.
+        *(
+            (phase, SignedReadingRequested)
+            for phase in PHASE_TYPES
+            if phase not in (Charging, Suspended)
+        ),
     }
 )
 

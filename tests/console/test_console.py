@@ -75,6 +75,7 @@ def test_read_only_commands_are_open(bench: Bench) -> None:
     for device in ("contactor", "meter", "vehicle link", "reader", "journal", "gateway"):
         assert re.search(rf"{device}\s+pass", out)
     assert "register" in run(child, "meter", "Wh")
+    assert "signed reading requested" in run(child, "meter signed", "session runs")
     assert "unsent" in run(child, "queue", "gateway")
     run(child, "config", "station.id = KIOSK-0001", "console.pin_file = <redacted>")
     assert "level=INFO" in run(child, "log 5", "logger=")

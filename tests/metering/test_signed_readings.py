@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from pyocmf import OCMF
 
-from launcher.simulate import Simulation
+from launcher.simulate import Simulation, parse_script
 from terminal import ocmf
 from terminal.errors import KeyMaterialError
 from terminal.shell.signed_readings import (
@@ -134,3 +134,24 @@ def test_a_signing_key_without_its_counter_is_refused(tmp_path: Path) -> None:
     (tmp_path / PAGINATION_FILE).unlink()
     with pytest.raises(KeyMaterialError):
         ensure_signing_key(tmp_path)
+
+
+def test_a_signed_reading_on_request_sits_between_begin_and_end(simulate: Run) -> None:
+    from terminal.core.events import SignedReadingRequested
+
+    sim = simulate("tap visa\nplug\nev charge\nwait 20m\n")
+    sim.daemon.post(SignedReadingRequested(**sim.daemon.stamp()))
+    sim.settle()
+    sim.run_step(parse_script("wait 20m", set())[0])
+    sim.run_step(parse_script("tap visa", {"visa"})[0])
+    sim.run_step(parse_script("wait 2m", set())[0])
+    [auth] = sim.gateway.ledger.all_authorizations()
+    readings = sim.gateway.ledger.readings(auth["id"])
+    assert [r["kind"] for r in readings] == ["begin", "charging", "end"]
+    values = [ocmf.parse(str(r["ocmf"])).payload["RD"][0]["RV"] for r in readings]
+    assert values[0] < values[1] < values[2]
+    assert values[1] - values[0] == Decimal(11_000 * 20 // 60) / 1000
+    texts = [str(r["ocmf"]) for r in readings]
+    assert [ocmf.parse(t).payload["RD"][0]["TX"] for t in texts] == ["B", "C", "E"]
+    key = public_key_der(device_dir(sim))
+    assert all(OCMF.from_string(t, strict=True).verify_signature(key.hex()) for t in texts)
