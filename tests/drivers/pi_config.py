@@ -16,10 +16,13 @@ _SETTING = re.compile(r"^# (\[hardware\.[a-z_.]+\]( .*)?|[a-z_]+ = .+)$")
 def example_pi_toml() -> str:
     """deploy/terminal.toml with backend = "pi" and the commented pi block switched on."""
     lines = []
+    in_hardware = False  # only the [hardware] block: other sections have examples of their own
     for line in EXAMPLE.read_text(encoding="utf-8").splitlines():
+        if line.startswith("["):
+            in_hardware = line.startswith("[hardware]")
         if line.startswith('backend = "sim"'):
             lines.append('backend = "pi"')
-        elif _SETTING.match(line):
+        elif in_hardware and _SETTING.match(line):
             lines.append(line[2:])
         else:
             lines.append(line)
