@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 from types import FrameType
 
@@ -23,6 +24,11 @@ from terminal.wiring import build_devices
 
 log = logging.getLogger("ev_terminal.service")
 
+# How long a thread may hold the GIL before another that waits gets it (CPython's default is
+# 5 ms). The fault inputs' callbacks (RCD trip, emergency stop) open the relay on their own
+# thread; a shorter interval bounds how long a busy daemon loop can delay them.
+SWITCH_INTERVAL_S = 0.001
+
 
 EXIT_RESTART = 75  # `reboot` on the console: systemd restarts us (RestartForceExitStatus=75)
 
@@ -31,6 +37,7 @@ def run_service(config: Config) -> int:
     """Run until asked to stop; returns the process exit code."""
     if config.keys_dir is None:
         raise ConfigError("data.keys_dir", "missing: the device key directory is required to run")
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     clock = SystemClock()
     recent_log = RecentLog()
     logging.getLogger().addHandler(recent_log)  # the console's `log`
