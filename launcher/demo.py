@@ -7,6 +7,7 @@ driver's and the car's actions, and the screen the driver would see is drawn her
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from hardware.sim.display import SimDisplay, render_text
 from terminal.config import Config
 from terminal.core.events import FaultCleared, FaultRaised, OutOfServiceChanged
 from terminal.station import SimHardware, build_daemon, sim_keys
+
+READY_TIMEOUT_S = 15.0
 
 HELP = """commands:
   tap CARD        present a card ({cards})
@@ -60,6 +63,11 @@ def main(config: Config, data_dir: Path, *, speed: float) -> int:
     print(HELP.format(cards=", ".join(sorted(profiles))))
     loop = threading.Thread(target=daemon.run, name="daemon", daemon=True)
     loop.start()
+    # Take commands once the kiosk is up (its first screen is drawn), so typed-ahead or piped
+    # steps are not lost to start-up.
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while daemon.executor.screen is None and loop.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
     try:
         while True:
             try:
