@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench diagram clean
+.PHONY: demo test system-packages lint typecheck pytest bench diagram clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,10 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/ev-terminal demo --config deploy/terminal.toml --data var/demo
 
-test: $(STAMP) lint typecheck pytest
+test: system-packages $(STAMP) lint typecheck pytest
+
+system-packages:
+	bash tests/system-packages.sh
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
