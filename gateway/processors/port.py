@@ -1,0 +1,211 @@
+"""The processor port: what the gateway asks of a payment processor, and what it gets back.
+
+One adapter per processor (simulated, Stripe, Adyen, Lightning) implements `Processor`. The
+shape is learnt from ActiveMerchant's gateways (one uniform response, the processor's raw
+answer kept beside it), Hyperswitch's connectors (a normalised error taxonomy, retryable or
+not) and Saleor's payment apps (webhooks mapped to state transitions), cut to what a charging
+session needs: a hold before energy flows, increments while it flows, one partial capture at
+the end, or a release; refunds later by the operator.
+
+Rules every adapter keeps (the conformance suite in `tests/processors/` checks them):
+- Every money call carries the gateway's idempotency key, passed through to the processor's
+  own idempotency mechanism: the same key twice has one effect and the same answer.
+- A call never raises for a processor's answer: a refusal is a `Result` with an outcome and a
+  `ProcessorError`; a timeout or a lost connection is `Outcome.UNKNOWN` (retryable), and the
+  gateway then asks `status` rather than calling blind again. Only a programming error raises.
+- `payment_id` is the gateway's own id for the payment (the authorization id). It is sent to
+  the processor (merchant reference, metadata) so `status` finds a payment whose hold answer
+  was lost, before the gateway knew the processor's reference.
+- Amounts are integer minor units of an ISO 4217 currency (`Money`); nothing else crosses.
+- Card data in clear (`CardRef.clear`) exists only in memory for the one `hold` call; an
+  adapter never logs it, stores it or puts it in `Result.raw`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from terminal.money import Money
+
+
+class Outcome(enum.Enum):
+    """What a money call did, normalised across processors."""
+
+    APPROVED = "approved"  # done in full
+    PARTIALLY_APPROVED = "partially_approved"  # a hold or increment approved for less
+    DECLINED = "declined"  # definitely not done; `error` says why
+    PENDING = "pending"  # accepted, the result comes later (webhook, poll): Lightning invoices
+    UNKNOWN = "unknown"  # no answer: ask `status` before anything else
+
+
+class ErrorCode(enum.Enum):
+    """The normalised error taxonomy (a short standard list, as ActiveMerchant's)."""
+
+    CARD_DECLINED = "card_declined"  # the issuer said no, no more detail
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    EXPIRED_CARD = "expired_card"
+    INVALID_CARD = "invalid_card"  # number, expiry or cryptogram refused
+    FRAUD_SUSPECTED = "fraud_suspected"
+    AUTHENTICATION_REQUIRED = "authentication_required"  # SCA / 3-D Secure needed
+    AMOUNT_INVALID = "amount_invalid"  # above the hold, below the minimum, wrong currency
+    ALREADY_SETTLED = "already_settled"  # captured, released or refunded already
+    NOT_FOUND = "not_found"  # no such payment at the processor
+    UNSUPPORTED = "unsupported"  # this processor or account cannot do that
+    INVALID_REQUEST = "invalid_request"  # the adapter sent something the processor refused
+    CONFIGURATION = "configuration"  # credentials or account wrong: an operator must act
+    RATE_LIMITED = "rate_limited"
+    PROCESSOR_UNAVAILABLE = "processor_unavailable"  # 5xx, maintenance
+    TIMEOUT = "timeout"  # no answer in time: the outcome is unknown
+
+
+# Codes a later retry of the same call may turn into a success.
+RETRYABLE = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.PROCESSOR_UNAVAILABLE, ErrorCode.TIMEOUT})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProcessorError:
+    """Why a call was refused or not answered: the normalised code beside the processor's own.
+
+    `advice_code` is the card network's merchant advice code where the processor gives one
+    (e.g. Mastercard MAC 03 "do not try again"; Stripe's `network_advice_code`)."""
+
+    code: ErrorCode
+    message: str
+    processor_code: str = ""
+    advice_code: str | None = None
+
+    @property
+    def retryable(self) -> bool:
+        return self.code in RETRYABLE
+
+
+class Capability(enum.Enum):
+    """What an adapter (for its configured account) can do beyond hold, capture and release."""
+
+    INCREMENT = "increment"  # incremental authorization
+    PARTIAL_CAPTURE = "partial_capture"
+    REFUND = "refund"
+    WEBHOOK = "webhook"
+    CARD_PRESENT = "card_present"  # takes the kiosk reader's protected card data
+    WEB = "web"  # takes payments from the phone's payment page
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Result:
+    """The answer to one money call.
+
+    `amount` is what the call left in force: the whole hold after `hold` or `increment` (less
+    than asked when partially approved), the amount captured after `capture`, the amount of
+    this refund after `refund`, zero after `release`. `reference` is the processor's id of the
+    payment (a PaymentIntent id, a PSP reference, an invoice hash). `raw` is the processor's
+    answer as it came, for the audit trail: never card data."""
+
+    outcome: Outcome
+    amount: Money
+    reference: str = ""
+    error: ProcessorError | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome in (Outcome.APPROVED, Outcome.PARTIALLY_APPROVED)
+
+
+class PaymentState(enum.Enum):
+    """Where a payment stands at the processor, as `status` reports it."""
+
+    NOT_FOUND = "not_found"  # the processor never placed it (a lost request, a decline)
+    PENDING = "pending"  # waiting for the payer (an unpaid invoice) or for the processor
+    HELD = "held"  # authorized, capturable
+    CAPTURED = "captured"  # captured (refunds, if any, in `refunded`)
+    RELEASED = "released"  # voided, cancelled or expired without capture
+    DECLINED = "declined"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentStatus:
+    """What the processor says about one payment now."""
+
+    state: PaymentState
+    reference: str
+    held: Money
+    captured: Money
+    refunded: Money
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+class WebhookKind(enum.Enum):
+    HELD = "held"
+    CAPTURED = "captured"
+    RELEASED = "released"
+    REFUNDED = "refunded"
+    DECLINED = "declined"
+    PAID = "paid"  # a pending payment (a Lightning invoice) was paid
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebhookEvent:
+    """A processor's notification, verified and mapped to a payment.
+
+    `event_id` is the processor's own id of the notification (deduplication); `payment_id` the
+    gateway's id if the processor echoed it, else None and `reference` finds the payment."""
+
+    event_id: str
+    kind: WebhookKind
+    reference: str
+    payment_id: str | None
+    amount: Money
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+class WebhookRejected(Exception):
+    """A notification that failed verification (signature, timestamp, format): nothing in it
+    may be believed; the gateway may ask `status` instead."""
+
+
+class Processor(Protocol):
+    """A payment processor, for one merchant account, as the gateway uses it."""
+
+    name: str  # the adapter: "simulated", "stripe", "adyen", "lightning"
+    account: str  # the merchant account this instance acts for
+    capabilities: frozenset[Capability]
+
+    def hold(self, *, key: str, payment_id: str, card: Any, amount: Money) -> Result:
+        """Authorize `amount` for later capture (a pre-authorization). `card` is a
+        `gateway.processors.CardRef`."""
+        ...
+
+    def increment(self, *, key: str, reference: str, amount: Money) -> Result:
+        """Raise the hold to `amount` in all (only with `Capability.INCREMENT`)."""
+        ...
+
+    def capture(self, *, key: str, reference: str, amount: Money) -> Result:
+        """Capture `amount` (at most the hold) and release the rest."""
+        ...
+
+    def release(self, *, key: str, reference: str) -> Result:
+        """Release the whole hold (void, cancel)."""
+        ...
+
+    def refund(self, *, key: str, reference: str, amount: Money) -> Result:
+        """Refund `amount` of a captured payment; several partial refunds may follow, never
+        more in all than was captured."""
+        ...
+
+    def status(self, *, payment_id: str, reference: str | None) -> PaymentStatus:
+        """What the processor says about the payment now: by `reference` when known, else by
+        the gateway's `payment_id`. A processor that cannot be reached raises
+        `ProcessorUnreachable`."""
+        ...
+
+    def parse_webhook(self, *, headers: Mapping[str, str], body: bytes) -> WebhookEvent:
+        """Verify a notification's signature before reading it, then map it; any failure is
+        `WebhookRejected`."""
+        ...
+
+
+class ProcessorUnreachable(Exception):
+    """`status` got no answer: the processor's view is unknown for now."""
