@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 from terminal import config as config_mod
-from terminal.errors import ConfigError
+from terminal.errors import ConfigError, DirectoryInUse
 
 EXIT_CONFIG = 2
+EXIT_IN_USE = 3  # another process holds the data or key directory
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -93,6 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("set-technician-pin", help="set the serial console's PIN (see --help)")
 
     args = parser.parse_args(args_in)
+    try:
+        return _dispatch(args)
+    except DirectoryInUse as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_IN_USE
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "check-config":
         cfg = _load(args.config)
         print(f"ok: {args.config} (station {cfg.station.id}, backend {cfg.hardware.backend})")

@@ -18,6 +18,7 @@ from hardware.sim.card_script import load_profiles
 from hardware.sim.display import SimDisplay, render_text
 from terminal.config import Config
 from terminal.core.events import FaultCleared, FaultRaised, OutOfServiceChanged
+from terminal.shell.dir_lock import lock_directories
 from terminal.station import SimHardware, build_daemon, sim_keys
 
 READY_TIMEOUT_S = 15.0
@@ -34,7 +35,16 @@ HELP = """commands:
 
 
 def main(config: Config, data_dir: Path, *, speed: float) -> int:
-    data_dir.mkdir(parents=True, exist_ok=True)
+    locks = lock_directories(data_dir)  # one kiosk per data dir (DirectoryInUse names it)
+    try:
+        locks += lock_directories(sim_keys(data_dir, config.station.id)[0])
+        return _run(config, data_dir, speed=speed)
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def _run(config: Config, data_dir: Path, *, speed: float) -> int:
     clock = ScaledClock(speed)
     lock = threading.Lock()
 

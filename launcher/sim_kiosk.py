@@ -22,7 +22,8 @@ from hardware.sim.reader import SimReader
 from hardware.sim.stored import StoredClock, StoredPlant, StoredVehicle, stored_plant
 from launcher.simulate import Simulation, parse_script
 from terminal import config as config_mod
-from terminal.errors import ConfigError, ScriptError
+from terminal.errors import ConfigError, DirectoryInUse, ScriptError
+from terminal.shell.dir_lock import DirectoryLock, lock_directories
 from terminal.station import SimHardware
 
 HARDWARE_DIR = "hardware"
@@ -42,7 +43,33 @@ def open_kiosk(
     key_dir: Path | None = None,
     id_prefix: str = "sim",
 ) -> Simulation:
-    """Start (or recover) the kiosk on `data_dir` against the gateway at `gateway_url`."""
+    """Start (or recover) the kiosk on `data_dir` against the gateway at `gateway_url`;
+    DirectoryInUse (before anything is touched) if another process runs on them."""
+    locks = lock_directories(data_dir, key_dir)
+    try:
+        return _open(
+            config=config,
+            data_dir=data_dir,
+            gateway_url=gateway_url,
+            key_dir=key_dir,
+            id_prefix=id_prefix,
+            locks=locks,
+        )
+    except BaseException:
+        for lock in locks:
+            lock.release()
+        raise
+
+
+def _open(
+    *,
+    config: config_mod.Config,
+    data_dir: Path,
+    gateway_url: str,
+    key_dir: Path | None,
+    id_prefix: str,
+    locks: list[DirectoryLock],
+) -> Simulation:
     clock, plant = stored_plant(data_dir / HARDWARE_DIR)
     hardware = SimHardware(
         plant=plant,
@@ -60,6 +87,7 @@ def open_kiosk(
         with_hardware=hardware,
         key_dir=key_dir,
         id_prefix=id_prefix,
+        locks=locks,
     )
 
 
@@ -79,7 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"config error: {exc}\n")
         return 2
-    sim = open_kiosk(config, args.data, args.gateway, key_dir=args.keys, id_prefix=args.id_prefix)
+    try:
+        sim = open_kiosk(
+            config, args.data, args.gateway, key_dir=args.keys, id_prefix=args.id_prefix
+        )
+    except DirectoryInUse as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 3
     cards = set(sim.profiles)
     _say("ready")
     try:

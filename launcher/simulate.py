@@ -28,6 +28,7 @@ from terminal.config import Config
 from terminal.core.events import FaultCleared, FaultRaised, OutOfServiceChanged
 from terminal.errors import ScriptError
 from terminal.shell.daemon import Daemon
+from terminal.shell.dir_lock import DirectoryLock, lock_directories
 from terminal.station import SimHardware, build_daemon, sim_keys
 
 if TYPE_CHECKING:
@@ -99,7 +100,8 @@ class Simulation:
     With `gateway_url` the daemon talks to a gateway running elsewhere instead and no gateway
     is embedded (`gateway down/up` are then errors). `with_hardware` replaces the in-memory
     simulator (e.g. one whose state survives the process), `key_dir` the device's keys, and
-    `id_prefix` starts every session id (kiosks sharing one gateway need different ones)."""
+    `id_prefix` starts every session id (kiosks sharing one gateway need different ones).
+    The simulation holds the data and key directories (`dir_lock`) until `close`."""
 
     config: Config
     data_dir: Path
@@ -113,9 +115,21 @@ class Simulation:
     gateway: EmbeddedGateway = field(init=False)
     daemon: Daemon = field(init=False)
     restarts: int = 0
+    locks: list[DirectoryLock] = field(default_factory=list)
 
     def __post_init__(self, with_hardware: SimHardware | None) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # One process per data directory (and key directory); held until `close`, across
+        # simulated restarts, which are the same process. A caller may hand in locks it took.
+        if not self.locks:
+            self.locks = lock_directories(self.data_dir, self.key_dir)
+        try:
+            self._open(with_hardware)
+        except BaseException:
+            self._release()
+            raise
+
+    def _open(self, with_hardware: SimHardware | None) -> None:
         self.hardware = with_hardware or SimHardware.build(self.clock)
         self.profiles = load_profiles()
         if self.gateway_url is None:
@@ -139,6 +153,8 @@ class Simulation:
 
     def _start_daemon(self) -> Daemon:
         key_dir = self.key_dir or sim_keys(self.data_dir, self.config.station.id)[0]
+        if self.key_dir is None and len(self.locks) == 1:
+            self.locks += lock_directories(key_dir)
         config = _with_data_dir(self.config, self.data_dir)
         daemon = build_daemon(
             config=config,
@@ -257,9 +273,17 @@ class Simulation:
         return out
 
     def close(self) -> None:
-        self.daemon.journal.close()
-        if self.embedded:
-            self.gateway.close()
+        try:
+            self.daemon.journal.close()
+            if self.embedded:
+                self.gateway.close()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        for lock in self.locks:
+            lock.release()
+        self.locks = []
 
 
 def _ids(data_dir: Path, prefix: str = "sim") -> Iterator[str]:

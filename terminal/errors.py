@@ -92,3 +92,13 @@ class ScriptError(TerminalError):
     def __init__(self, line_no: int, line: str, problem: str) -> None:
         super().__init__(f"line {line_no}: {problem}: {line!r}")
         self.line_no = line_no
+
+
+class DirectoryInUse(TerminalError):
+    """Another process holds the data or key directory (one daemon per directory)."""
+
+    def __init__(self, path: str, holder: int | None) -> None:
+        who = f"process {holder}" if holder is not None else "another process"
+        super().__init__(f"{path} is in use by {who}; stop it first (one kiosk per directory)")
+        self.path = path
+        self.holder = holder

@@ -11,6 +11,7 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
 from hardware.clock import SystemClock
@@ -18,6 +19,7 @@ from terminal.config import Config
 from terminal.console.port import ConsoleThread
 from terminal.console.recent_log import RecentLog
 from terminal.errors import ConfigError
+from terminal.shell.dir_lock import lock_directories
 from terminal.shell.notify import Notifier
 from terminal.station import build_daemon
 from terminal.wiring import build_devices
@@ -37,6 +39,17 @@ def run_service(config: Config) -> int:
     """Run until asked to stop; returns the process exit code."""
     if config.keys_dir is None:
         raise ConfigError("data.keys_dir", "missing: the device key directory is required to run")
+    # One daemon per data and key directory (DirectoryInUse names the holder); the locks go
+    # with the process.
+    locks = lock_directories(config.data_dir, config.keys_dir)
+    try:
+        return _run(config, config.keys_dir)
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def _run(config: Config, key_dir: Path) -> int:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     clock = SystemClock()
     recent_log = RecentLog()
@@ -48,7 +61,7 @@ def run_service(config: Config) -> int:
             devices=devices,
             clock=clock,
             gateway_url=config.gateway.url,
-            key_dir=config.keys_dir,
+            key_dir=key_dir,
             notifier=Notifier.from_environment(),
         )
     except BaseException:
