@@ -11,6 +11,11 @@ CRL must be signed by the client CA and be current (before its nextUpdate); othe
 terminal is refused (fail closed) until the operator installs a fresh one. A refused connection
 is aborted, which a terminal sees as a dropped connection: "no answer", never an answer.
 
+A CRL that lapses locks the whole fleet out, so `crl_expiry_check` reports how long the CRL
+has left and logs a warning once it is within a margin (`CRL_WARNING_MARGIN`, 7 days) of its
+nextUpdate: time for the operator to run `ev-terminal provision --out DIR --renew-crl`.
+It runs when the server options are built and is meant to run again with every CRL reload.
+
 The certificate reaches the app as the ASGI TLS extension (`scope["extensions"]["tls"]`,
 `client_cert_chain` in PEM); `client_identity` reads the terminal id from its subject's
 common name.
@@ -25,7 +30,7 @@ import ssl
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +42,10 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger("ev_gateway.tls")
+
+# A week: long enough for an operator to notice the warning and re-sign the CRL by hand,
+# short enough against the fleet's 30-day CRL period (`certs.CRL_DAYS`) not to cry wolf.
+CRL_WARNING_MARGIN = timedelta(days=7)
 
 ASGIApp = Callable[..., Any]
 
@@ -92,6 +101,17 @@ class Revocations:
                     continue
         return False
 
+    def time_left(self) -> timedelta | None:
+        """How long until the CRL's nextUpdate (negative once it has passed); None when no CRL
+        file is configured. `CrlUnusable` when the file is missing, unreadable, not signed by
+        the client CA, or has no nextUpdate (RFC 5280 5.1.2.5 requires one)."""
+        if self.crl_file is None:
+            return None
+        crl = self._current()
+        if crl is None or crl.next_update_utc is None:
+            raise CrlUnusable(f"{self.crl_file}: no usable CRL signed by the client CA")
+        return crl.next_update_utc - self.clock()
+
     def refusal(self, serial: int) -> str | None:
         """Why a certificate with this serial is refused now, or None if it is not."""
         if self.crl_file is None:
@@ -105,6 +125,37 @@ class Revocations:
         if crl.get_revoked_certificate_by_serial_number(serial) is not None:
             return "revoked"
         return None
+
+
+class CrlUnusable(ValueError):
+    """The CRL file is missing, unreadable, not signed by the client CA or has no nextUpdate."""
+
+
+def crl_expiry_check(
+    revocations: Revocations, margin: timedelta = CRL_WARNING_MARGIN
+) -> timedelta | None:
+    """How long the CRL has left (None: no CRL configured), logged for the operator.
+
+    Within `margin` of nextUpdate it logs a warning (``event=crl_expiring``); past it, or with
+    no usable CRL, an error (``event=crl_expired`` / ``event=crl_unusable``), because then
+    every terminal is refused. An unusable CRL returns ``timedelta(0)``: nothing is left."""
+    try:
+        left = revocations.time_left()
+    except CrlUnusable as exc:
+        log.error("event=crl_unusable problem=%r", str(exc))
+        return timedelta(0)
+    if left is None:
+        return None
+    hours = int(left.total_seconds() // 3600)
+    if left <= timedelta(0):
+        log.error("event=crl_expired hours_ago=%d file=%s", -hours, revocations.crl_file)
+    elif left <= margin:
+        log.warning(
+            "event=crl_expiring hours_left=%d file=%s action=renew_crl",
+            hours,
+            revocations.crl_file,
+        )
+    return left
 
 
 def _peer(transport: asyncio.BaseTransport) -> x509.Certificate | None:
@@ -152,6 +203,7 @@ def uvicorn_options(
 ) -> dict[str, Any]:
     """Keyword arguments for `uvicorn.Config` that serve with mutual TLS."""
     revocations = Revocations(tls.crl_file, tls.client_ca, clock)
+    crl_expiry_check(revocations)
 
     def context(config: Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
         ctx = default()
