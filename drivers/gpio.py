@@ -4,7 +4,9 @@ Every device takes the pin factory as an argument (gpiozero's `pin_factory=`); t
 default factory is never used, so tests run on `MockFactory` beside real pins without global
 state. `make_pin_factory` picks the factory by name from `[hardware.gpio] pin_factory`:
 "lgpio" (Raspberry Pi 5, and any Pi with /dev/gpiochip), "rpigpio" (older Pis; RPi.GPIO does
-not work on the Pi 5) or "mock" (tests, demos).
+not work on the Pi 5), "mock" (tests, demos) or "emulated" (tests and benches of the daemon in
+a process of its own: gpiozero's mock pins on a chip whose line levels outlive the process, see
+hardware/emulators/gpio_chip.py).
 
 Safety: the relay output is active-high and starts low (open). The board holds it low with a
 pull-down when the Pi resets or the pin is released, so `release()` closes the gpiozero device,
@@ -34,6 +36,7 @@ PIN_FACTORIES: dict[str, tuple[str, str]] = {
     "lgpio": ("gpiozero.pins.lgpio", "LGPIOFactory"),
     "rpigpio": ("gpiozero.pins.rpigpio", "RPiGPIOFactory"),
     "mock": ("gpiozero.pins.mock", "MockFactory"),
+    "emulated": ("hardware.emulators.gpio_chip", "LatchedChipFactory"),
 }
 BCM_PINS = range(28)  # GPIO0..GPIO27 on the 40-pin header
 
@@ -155,6 +158,24 @@ class GpioContactor:
         """Release the output and the feedback input (teardown)."""
         self.release()
         self._feedback.close()
+
+
+def drive_low(pin: Pin, factory: Any) -> None:
+    """Drive the relay output `pin` low, then give the line back to the board's pull-down.
+
+    For `ev-terminal relay-off`, which systemd runs after the daemon is gone however it ended
+    (`ExecStopPost=`): Raspberry Pi OS keeps a dead process's output level, so a SIGKILL or
+    a crash would otherwise leave the contactor enabled. Raises ContactorFault if the line
+    cannot be driven (e.g. another process still holds it)."""
+    _check_pin(pin, "hardware.gpio.contactor.relay_pin")
+    try:
+        relay = DigitalOutputDevice(pin, active_high=True, initial_value=False, pin_factory=factory)
+    except GPIOZeroError as exc:
+        raise ContactorFault(f"relay output {pin} unusable: {exc}") from exc
+    try:
+        relay.off()
+    finally:
+        relay.close()
 
 
 class FaultInput(enum.Enum):

@@ -184,8 +184,11 @@ class Display(Protocol):
 
 
 class Watchdog(Protocol):
-    """A hardware watchdog: `kick` while the main loop is healthy; `stop` disarms it cleanly
-    (magic close), so an orderly shutdown does not reset the board."""
+    """A hardware watchdog: `arm` starts it (DeviceFault if it cannot), `kick` while the main
+    loop is healthy; `stop` disarms it cleanly (magic close), so an orderly shutdown does not
+    reset the board."""
+
+    def arm(self) -> None: ...
 
     def kick(self) -> None: ...
 

@@ -31,6 +31,25 @@ def _load(path: Path) -> config_mod.Config:
         raise SystemExit(EXIT_CONFIG) from None
 
 
+def _check_config(path: Path) -> int:
+    """Everything `run` checks before it opens a device (terminal/preflight.py); the keys
+    only when the config names a key dir (a config being written may not have one yet)."""
+    from terminal.preflight import check_hardware, check_keys  # noqa: PLC0415 - drivers
+
+    cfg = _load(path)
+    try:
+        check_hardware(cfg)
+        if cfg.keys_dir is not None:
+            check_keys(cfg)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"ok: {path} (station {cfg.station.id}, backend {cfg.hardware.backend})")
+    if cfg.keys_dir is None:
+        print("note: data.keys_dir is not set; `ev-terminal run` needs it")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args_in = sys.argv[1:] if argv is None else argv
     if args_in and args_in[0] == "price":
@@ -51,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("check-config", help="validate a config file")
     p.add_argument("config", type=Path)
+
+    p = sub.add_parser(
+        "relay-off",
+        help="drive the contactor relay output low without the daemon (systemd ExecStopPost)",
+    )
+    p.add_argument("--config", type=Path, default=Path("/etc/ev-terminal/terminal.toml"))
 
     p = sub.add_parser("run", help="run the kiosk daemon on the configured hardware")
     p.add_argument("--config", type=Path, default=Path("/etc/ev-terminal/terminal.toml"))
@@ -103,9 +128,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "check-config":
+        return _check_config(args.config)
+    if args.command == "relay-off":
+        from terminal.relay_off import relay_off  # noqa: PLC0415 - gpiozero on demand
+
+        _setup_logging(False)
         cfg = _load(args.config)
-        print(f"ok: {args.config} (station {cfg.station.id}, backend {cfg.hardware.backend})")
-        return 0
+        try:
+            return relay_off(cfg)
+        except ConfigError as exc:
+            print(f"config error: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     if args.command == "run":
         from terminal.service import run_service  # noqa: PLC0415 - heavy imports
 

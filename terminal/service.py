@@ -18,7 +18,7 @@ from hardware.clock import SystemClock
 from terminal.config import Config
 from terminal.console.port import ConsoleThread
 from terminal.console.recent_log import RecentLog
-from terminal.errors import ConfigError
+from terminal.preflight import check_hardware, check_keys
 from terminal.shell.dir_lock import lock_directories
 from terminal.shell.notify import Notifier
 from terminal.station import build_daemon
@@ -37,13 +37,15 @@ EXIT_RESTART = 75  # `reboot` on the console: systemd restarts us (RestartForceE
 
 def run_service(config: Config) -> int:
     """Run until asked to stop; returns the process exit code."""
-    if config.keys_dir is None:
-        raise ConfigError("data.keys_dir", "missing: the device key directory is required to run")
+    # Keys, then the config's hardware section, before any device opens (see preflight.py);
+    # then the devices, the relay first and driven low; the daemon arms the watchdog last.
+    key_dir = check_keys(config)
+    check_hardware(config)
     # One daemon per data and key directory (DirectoryInUse names the holder); the locks go
     # with the process.
-    locks = lock_directories(config.data_dir, config.keys_dir)
+    locks = lock_directories(config.data_dir, key_dir)
     try:
-        return _run(config, config.keys_dir)
+        return _run(config, key_dir)
     finally:
         for lock in locks:
             lock.release()

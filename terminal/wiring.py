@@ -18,8 +18,9 @@ tells the daemon through the `FaultSink` in `Devices.faults`, which the service 
 same way. The daemon's machine then ends the session, shows the fault and reports it.
 
 Build order: the pin factory and the relay first (driven low at once), then the fault inputs,
-indicators, meter, vehicle link, reader, display, and the watchdog last (opening it arms it,
-and the daemon starts kicking right after). If any step fails, what was built is closed again.
+indicators, meter, vehicle link, reader, display, and the watchdog last (built, not armed: the
+daemon arms it once it has started, just before READY). If any step fails, what was built is
+closed again.
 """
 
 from __future__ import annotations
@@ -188,12 +189,16 @@ def pi_settings(hardware: HardwareConfig) -> PiSettings:
     contactor, faults, indicators = _gpio(gpio)
     display_table = root.table("display", required=False)
     display = _display(display_table or _Table({}, "hardware.display"))
-    watchdog_table = root.table("watchdog", required=False)
-    watchdog = None
-    if watchdog_table is not None:
-        with _driver_rules("hardware.watchdog"):
-            watchdog = WatchdogSettings(path=watchdog_table.text("path", "/dev/watchdog"))
-        watchdog_table.finish()
+    # The hardware watchdog is on unless switched off (a bench without one): it is the layer
+    # that resets a Pi whose daemon hangs with the relay enabled.
+    watchdog_table = root.table("watchdog", required=False) or _Table({}, "hardware.watchdog")
+    with _driver_rules("hardware.watchdog"):
+        watchdog_settings = WatchdogSettings(
+            path=watchdog_table.text("path", "/dev/watchdog"),
+            enabled=watchdog_table.flag("enabled", True),
+        )
+    watchdog_table.finish()
+    watchdog = watchdog_settings if watchdog_settings.enabled else None
     root.finish()
 
     settings = PiSettings(

@@ -60,6 +60,7 @@ JOIN_TIMEOUT_S = 2.0
 POLL_S = 0.1
 JOURNAL_FULL = "journal_full"  # the fault while the journal has no room for new sessions
 ROOM_CHECK_MS = 10_000  # how often the journal's free space is looked at
+WATCHDOG_FAULT = "watchdog"  # the hardware watchdog could not be armed or kicked
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -137,6 +138,7 @@ class Daemon:
         self._started_ms: int | None = None
         self._next_ping = 0.0
         self._next_room_check = 0
+        self._watchdog_armed = False
 
     # -- events ------------------------------------------------------------------------------
     def stamp(self) -> Stamp:
@@ -287,12 +289,12 @@ class Daemon:
         self._spawn("vehicle", self._vehicle_loop)
         self._spawn("sender", self.sender.run)
         self.pump()  # PoweredUp: the machine opens the contactor again and shows the idle screen
+        self._arm_watchdog()  # last before READY: start-up time never counts against it
         if self.notifier is not None:
             self.notifier.ready(self.status_line())
         while not self._stop.is_set():
             self.pump()
-            if self.devices.watchdog is not None:
-                self.devices.watchdog.kick()
+            self._kick_watchdog()
             self._supervise()
             next_due = self.timers.next_due()
             wait_s = POLL_S if next_due is None else (next_due - self.clock.monotonic_ms()) / 1000
@@ -302,6 +304,34 @@ class Daemon:
                 continue
             self.handle(event)
         self._shutdown()
+
+    def _arm_watchdog(self) -> None:
+        """Arm the hardware watchdog. One that cannot be armed is a fault (no charging without
+        the layer that resets a hung Pi), but the daemon stays up for diagnosis."""
+        watchdog = self.devices.watchdog
+        if watchdog is None:
+            return
+        try:
+            watchdog.arm()
+        except DeviceFault as exc:
+            log.error("event=watchdog_unavailable error=%s", exc)
+            self._watchdog_armed = False
+            self.post(FaultRaised(fault=WATCHDOG_FAULT, **self.stamp()))
+            return
+        self._watchdog_armed = True
+        log.info("event=watchdog_armed timeout_s=%s", getattr(watchdog, "timeout_s", None))
+
+    def _kick_watchdog(self) -> None:
+        watchdog = self.devices.watchdog
+        if watchdog is None or not self._watchdog_armed:
+            return
+        try:
+            watchdog.kick()
+        except DeviceFault as exc:
+            # No more kicks: the board resets when the timer runs out, which is the safe end.
+            log.error("event=watchdog_kick_failed error=%s", exc)
+            self._watchdog_armed = False
+            self.post(FaultRaised(fault=WATCHDOG_FAULT, **self.stamp()))
 
     def _check_room(self) -> None:
         """A full disk stops new sessions, never settling: below RESERVE_PAGES free pages the
@@ -398,7 +428,7 @@ class Daemon:
         self._force_open()
         for thread in self._threads:
             thread.join(timeout=JOIN_TIMEOUT_S)
-        if self.devices.watchdog is not None:
+        if self.devices.watchdog is not None and self._watchdog_armed:
             self.devices.watchdog.stop()
         self.devices.contactor.release()
         if self.notifier is not None:

@@ -122,8 +122,14 @@ def test_the_kiosk_unit_is_supervised_and_sandboxed() -> None:
         "DevicePolicy": "closed",
         "RestartForceExitStatus": str(EXIT_RESTART),
         "CapabilityBoundingSet": "",
+        # lgpio's notification FIFOs need a writable directory (gpiozero#1106, lg#22).
+        "WorkingDirectory": "/var/lib/ev-terminal",
+        # The relay output low after every exit, without the daemon (tests/crash/).
+        "ExecStopPost": "-/opt/ev-terminal/venv/bin/ev-terminal relay-off"
+        " --config /etc/ev-terminal/terminal.toml",
     }.items():
         assert d[key] == [value], key
+    assert "LG_WD=/var/lib/ev-terminal" in d["Environment"]
     allowed = " ".join(d["DeviceAllow"])
     for device in ("char-gpiochip", "char-i2c", "/dev/watchdog", "/dev/ttyAMA0", "char-ttyUSB"):
         assert f"{device} rw" in allowed

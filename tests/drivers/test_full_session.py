@@ -124,7 +124,7 @@ def kiosk_config(tmp_path: Path, reader_port: str, line_port: str, gateway_url: 
     hw["vehicle"].update(line, unit_id=2, poll_interval_s=0.015)
     hw["gpio"]["contactor"]["feedback"] = {"pin": FEEDBACK, "active_state": True}
     hw["display"]["port"] = 0
-    del hw["watchdog"]
+    hw["watchdog"] = {"enabled": False}  # no /dev/watchdog here
     return parse(data, base=EXAMPLE.parent)
 
 

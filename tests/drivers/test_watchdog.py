@@ -17,7 +17,9 @@ def test_kicks_write_one_byte_each_and_stop_writes_the_magic_v(tmp_path: Path) -
     device = tmp_path / "watchdog"
     device.touch()
     watchdog = LinuxWatchdog(WatchdogSettings(path=str(device)))
+    watchdog.arm()
     assert device.read_bytes() == b""  # opening arms; nothing is written until told
+    assert watchdog.timeout_s is None  # a regular file has no timeout to read
     watchdog.kick()
     watchdog.kick()
     assert device.read_bytes() == b"\x00\x00"
@@ -31,8 +33,15 @@ def test_kick_after_stop_is_a_fault(tmp_path: Path) -> None:
     device = tmp_path / "watchdog"
     device.touch()
     watchdog = LinuxWatchdog(WatchdogSettings(path=str(device)))
+    watchdog.arm()
     watchdog.stop()
     with pytest.raises(DeviceFault, match="stopped"):
+        watchdog.kick()
+
+
+def test_building_opens_nothing_and_a_kick_before_arm_is_a_fault(tmp_path: Path) -> None:
+    watchdog = LinuxWatchdog(WatchdogSettings(path=str(tmp_path / "missing" / "watchdog")))
+    with pytest.raises(DeviceFault, match="not armed"):
         watchdog.kick()
 
 
@@ -50,6 +59,8 @@ def test_bytes_reach_the_device_through_a_pty() -> None:
     tty.setraw(slave)
     try:
         watchdog = LinuxWatchdog(WatchdogSettings(path=os.ttyname(slave)))
+        watchdog.arm()
+        assert watchdog.timeout_s is None  # WDIOC_GETTIMEOUT is not a tty ioctl
         watchdog.kick()
         watchdog.stop()
         assert read_available(master) == b"\x00V"
@@ -59,8 +70,9 @@ def test_bytes_reach_the_device_through_a_pty() -> None:
 
 
 def test_missing_device_is_a_fault(tmp_path: Path) -> None:
+    watchdog = LinuxWatchdog(WatchdogSettings(path=str(tmp_path / "missing" / "watchdog")))
     with pytest.raises(DeviceFault, match="cannot open"):
-        LinuxWatchdog(WatchdogSettings(path=str(tmp_path / "missing" / "watchdog")))
+        watchdog.arm()
 
 
 def test_relative_path_is_refused() -> None:

@@ -238,7 +238,7 @@ def emulated_config(port: str) -> Config:
     hw["vehicle"].update(line, unit_id=2, poll_interval_s=0.005)
     hw["gpio"]["contactor"]["feedback"] = {"pin": FEEDBACK, "active_state": True}
     hw["display"]["port"] = 0
-    del hw["watchdog"]
+    hw["watchdog"] = {"enabled": False}  # no /dev/watchdog here
     return load(data)
 
 

@@ -1,0 +1,86 @@
+"""What `ev-terminal run` needs, checked before any device is opened.
+
+Start-up order (docs/operations.md, "Start-up and fail-safe layers"): keys, then the
+configuration's hardware section, then the contactor output low, then the other devices, then
+the hardware watchdog, then READY. This module is the first two steps, shared by `run` and
+`check-config`, so a bad key mode or two devices on one serial port is a config error that
+names the key and exits non-zero, never a restart loop with an armed watchdog.
+
+Serial ports are compared after resolving symlinks where the device exists (on a Pi,
+`/dev/serial0` is a link to `ttyAMA0` or `ttyS0` depending on the model and on whether
+Bluetooth holds the PL011), so "serial0" and "ttyAMA0" are seen as the same port. The meter and
+the EVSE board may share one port: that is one RS-485 line (checked by `wiring.pi_settings`).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from drivers.nfc_reader import resolve_port
+from terminal.config import Config
+from terminal.errors import ConfigError, KeyMaterialError
+from terminal.protection.keys import load_device_keys
+from terminal.wiring import PiSettings, pi_settings
+
+
+def check_keys(config: Config) -> Path:
+    """The device key dir: set, a directory only its owner may enter, every key file readable
+    and 0600 (`load_device_keys`). ConfigError naming `data.keys_dir` otherwise."""
+    key_dir = config.keys_dir
+    if key_dir is None:
+        raise ConfigError("data.keys_dir", "missing: the device key directory is required to run")
+    try:
+        info = key_dir.stat()
+    except OSError as exc:
+        raise ConfigError("data.keys_dir", f"{key_dir}: {exc.strerror}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise ConfigError("data.keys_dir", f"{key_dir}: not a directory")
+    if info.st_mode & 0o077:
+        raise ConfigError(
+            "data.keys_dir",
+            f"{key_dir} is open to group or others (mode {stat.S_IMODE(info.st_mode):04o}); "
+            f"it must be 0700 (chmod 700 {key_dir})",
+        )
+    try:
+        load_device_keys(key_dir)
+    except KeyMaterialError as exc:
+        raise ConfigError("data.keys_dir", str(exc)) from None
+    return key_dir
+
+
+def _same_port(path: str) -> str:
+    return os.path.realpath(path) if os.path.exists(path) else os.path.normpath(path)
+
+
+def check_ports(settings: PiSettings, console_port: str | None) -> None:
+    """No two devices on one serial port, but for the meter and EVSE board's shared line."""
+    uses: list[tuple[str, str]] = [("hardware.reader", resolve_port(settings.reader))]
+    uses.append(("hardware.meter.port", settings.meter.port))
+    vehicle_port = getattr(settings.vehicle, "port", None)
+    if vehicle_port is not None and not settings.shared_line:
+        uses.append(("hardware.vehicle.port", vehicle_port))
+    if console_port is not None:
+        uses.append(("console.port", console_port))
+    seen: dict[str, str] = {}
+    for key, port in uses:
+        real = _same_port(port)
+        if real in seen:
+            raise ConfigError(key, f"{port} is already used by {seen[real]}")
+        seen[real] = key
+
+
+def check_hardware(config: Config) -> PiSettings | None:
+    """The pi backend's driver settings, validated, ports checked; None for the simulator."""
+    if config.hardware.backend != "pi":
+        return None
+    settings = pi_settings(config.hardware)
+    check_ports(settings, config.console.port)
+    return settings
+
+
+def preflight(config: Config) -> PiSettings | None:
+    """Everything `run` checks before it opens a device: keys first, then the hardware."""
+    check_keys(config)
+    return check_hardware(config)
