@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[gateway,hw,test]'
+	$(PY) -m pip install --quiet -e '.[gateway,hw,test,demo]'
 	touch $(STAMP)
 
 demo: $(STAMP)

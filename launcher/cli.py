@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("demo", help="the kiosk on the simulator, interactive, embedded gateway")
     p.add_argument("--config", type=Path, default=Path("deploy/terminal.toml"))
     p.add_argument("--data", type=Path, default=Path("var/demo"))
-    p.add_argument("--speed", type=float, default=60.0, help="simulated seconds per second")
+    p.add_argument("--speed", type=float, default=4.0, help="simulated seconds per second")
 
     p = sub.add_parser("gateway", help="run the reference gateway")
     p.add_argument("--db", type=Path, default=Path("var/gateway.sqlite3"))

@@ -20,6 +20,7 @@ from terminal.core.events import Diagnostic, OutOfServiceChanged, SignedReadingR
 if TYPE_CHECKING:
     from terminal.config import Config
     from terminal.console.console import Console
+    from terminal.shell.daemon import Status
 
 SESSION_PHASES = ("Authorizing", "AwaitingVehicle", "Charging", "Suspended", "Finishing")
 DEFAULT_LOG_LINES = 20
@@ -99,13 +100,12 @@ def _duration(seconds: int) -> str:
     return f"{days}d {clock}" if days else clock
 
 
-def _status(c: Console, args: list[str]) -> None:
-    s = c.daemon.status()
-    now = c.daemon.clock.now()
+def status_rows(s: Status, now: datetime, version: str) -> list[tuple[str, str]]:
+    """The kiosk's status as labelled lines (the console's `status`, the demo's too)."""
     meter = (
         f"{s.register_wh} Wh (register at last read)" if s.register_wh is not None else "no reading"
     )
-    rows = [
+    return [
         ("state", f"{s.phase} (screen {s.screen or 'none'})"),
         ("vehicle", f"pilot {s.pilot}"),
         (
@@ -119,10 +119,13 @@ def _status(c: Console, args: list[str]) -> None:
         ("reader", "ok" if s.reader_ok else "NOT ANSWERING"),
         ("gateway", _yes_no(s.gateway_reachable, "reachable", "UNREACHABLE", "not contacted yet")),
         ("queue", f"{s.queue_depth} unsent{_age(s.oldest_unsent, now)}"),
-        ("version", c.version),
+        ("version", version),
         ("uptime", _duration(s.uptime_s)),
     ]
-    for label, value in rows:
+
+
+def _status(c: Console, args: list[str]) -> None:
+    for label, value in status_rows(c.daemon.status(), c.daemon.clock.now(), c.version):
         c.out(f"{label:<10} {value}")
 
 
