@@ -82,6 +82,10 @@ class KeyMaterialError(TerminalError):
     """A key file is missing, unreadable, malformed or too widely readable."""
 
 
+class FleetError(TerminalError):
+    """A change to a fleet names no fleet, an existing device or an unknown one."""
+
+
 class ProtectedDataError(TerminalError):
     """The encrypted card-data blob is malformed or fails authentication."""
 

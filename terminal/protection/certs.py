@@ -10,7 +10,8 @@ For a simulated fleet, `provision_tls` writes::
     ca/tls-ca.key                   the fleet CA's key (keep it offline in production)
     gateway/tls-ca.pem              the CA certificate (trust anchor for client certificates)
     gateway/tls-server.pem, .key    the gateway's certificate (its host names as SANs)
-    gateway/tls-crl.pem             the CRL, empty at first (`revoke` adds serial numbers)
+    gateway/tls-crl.pem             the CRL, empty at first (`revoke` adds serial numbers,
+                                    `resign_crl` renews it before its nextUpdate)
     devices/NAME/tls-client.pem, .key   the terminal's certificate, CN = NAME
     devices/NAME/tls-ca.pem         the CA the terminal pins for the gateway
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -132,23 +133,37 @@ def _general_name(host: str) -> x509.GeneralName:
 
 
 def crl(
-    ca: Issued, revoked: Iterable[int], *, now: datetime | None = None, days: int = CRL_DAYS
+    ca: Issued,
+    revoked: Iterable[int] | Mapping[int, datetime],
+    *,
+    now: datetime | None = None,
+    days: int = CRL_DAYS,
+    number: int = 1,
 ) -> bytes:
-    """A CRL (PEM) signed by `ca` listing the `revoked` serial numbers."""
+    """A CRL (PEM) signed by `ca` listing the `revoked` serial numbers (with their revocation
+    dates when given as a mapping, else revoked now), CRL number `number` (RFC 5280 5.2.3:
+    it only ever increases)."""
     ca_cert, ca_key = ca
     start = now or datetime.now(UTC)
+    dates = (
+        dict(revoked)
+        if isinstance(revoked, Mapping)
+        else dict.fromkeys(revoked, start - timedelta(minutes=5))
+    )
     builder = (
         x509.CertificateRevocationListBuilder()
         .issuer_name(ca_cert.subject)
         .last_update(start - timedelta(minutes=5))
         .next_update(start + timedelta(days=days))
+        .add_extension(x509.CRLNumber(number), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
     )
-    for serial in revoked:
+    for serial, when in sorted(dates.items()):
         builder = builder.add_revoked_certificate(
-            x509.RevokedCertificateBuilder()
-            .serial_number(serial)
-            .revocation_date(start - timedelta(minutes=5))
-            .build()
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when).build()
         )
     return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
@@ -199,24 +214,72 @@ def provision_tls(
     for name in devices:
         device = root / "devices" / name
         device.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if (device / CLIENT_CERT_FILE).exists():
-            continue
-        cert, key = issue_leaf(ca, name)
-        write_cert(device / CLIENT_CERT_FILE, cert)
-        write_key(device / CLIENT_KEY_FILE, key)
-        write_cert(device / CA_FILE, ca[0])
+        if not (device / CLIENT_CERT_FILE).exists():
+            issue_client(root, ca, name)
+
+
+def has_ca(root: Path) -> bool:
+    """Whether the fleet under `root` has a TLS CA (`provision_tls` ran)."""
+    return (root / "ca" / CA_KEY_FILE).exists()
+
+
+def issue_client(root: Path, ca: Issued, device: str) -> x509.Certificate:
+    """Write a terminal's client certificate and key (CN = `device`) and the CA it pins
+    into its existing device directory; an existing certificate is never replaced."""
+    directory = root / "devices" / device
+    if (directory / CLIENT_CERT_FILE).exists():
+        raise FileExistsError(f"{directory / CLIENT_CERT_FILE}: already exists")
+    cert, key = issue_leaf(ca, device)
+    write_key(directory / CLIENT_KEY_FILE, key)
+    write_cert(directory / CA_FILE, ca[0])
+    write_cert(directory / CLIENT_CERT_FILE, cert)  # last: its presence means "issued"
+    return cert
+
+
+def client_serial(root: Path, device: str) -> int | None:
+    """The serial number of a device's client certificate, None if it has none."""
+    path = root / "devices" / device / CLIENT_CERT_FILE
+    if not path.exists():
+        return None
+    return x509.load_pem_x509_certificate(path.read_bytes()).serial_number
+
+
+def resign_crl(
+    root: Path, *, add: Iterable[int] = (), now: datetime | None = None, days: int = CRL_DAYS
+) -> x509.CertificateRevocationList:
+    """Re-sign the fleet's CRL with a new nextUpdate (`days` from `now`) and the next CRL
+    number, keeping every revoked entry with its revocation date and adding the serials in
+    `add` (revoked now). Only the CRL file changes, atomically. ValueError when the current
+    CRL is unreadable or not signed by the fleet CA (it is not carried over blindly)."""
+    ca = load_ca(root)
+    start = now or datetime.now(UTC)
+    path = root / "gateway" / CRL_FILE
+    current = x509.load_pem_x509_crl(path.read_bytes())
+    public = ca[1].public_key()
+    if current.issuer != ca[0].subject or not current.is_signature_valid(public):
+        raise ValueError(f"{path}: not signed by the fleet CA; refusing to re-sign it")
+    dates = {r.serial_number: r.revocation_date_utc for r in current}
+    for serial in add:
+        dates.setdefault(serial, start)
+    try:
+        number = current.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    except x509.ExtensionNotFound:
+        number = 0
+    pem = crl(ca, dates, now=start, days=days, number=number + 1)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)  # atomic: the gateway and nginx never read half a CRL
+    return x509.load_pem_x509_crl(pem)
 
 
 def revoke(root: Path, device: str) -> int:
     """Add a device's certificate to the fleet's CRL; returns its serial number."""
-    ca = load_ca(root)
-    cert = x509.load_pem_x509_certificate(
-        (root / "devices" / device / CLIENT_CERT_FILE).read_bytes()
-    )
-    path = root / "gateway" / CRL_FILE
-    revoked = {r.serial_number for r in x509.load_pem_x509_crl(path.read_bytes())}
-    revoked.add(cert.serial_number)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(crl(ca, sorted(revoked)))
-    tmp.replace(path)  # atomic: the gateway never reads half a CRL
-    return cert.serial_number
+    serial = client_serial(root, device)
+    if serial is None:
+        raise FileNotFoundError(f"{root / 'devices' / device / CLIENT_CERT_FILE}: missing")
+    resign_crl(root, add=[serial])
+    return serial

@@ -11,10 +11,14 @@ A device key directory (mode 0700) holds::
     dukpt-ik.key    the device's DUKPT Initial Key (16, 24 or 32 bytes)
     dukpt-ikid      its Initial Key ID: BDK ID ‖ derivation ID (8 bytes)
     dukpt-counter   the last reserved transaction counter                (counter.py)
+    ocmf-signing.key      the device's OCMF reading key (ECDSA P-256, PKCS#8 PEM)
+    ocmf-signing.pub.pem  its public key
+    ocmf-pagination       the last reserved OCMF pagination counter (shell/signed_readings.py)
 
 The gateway key directory holds ``bdk.key`` (the Base Derivation Key, never on a device),
-``token.key`` and ``fleet.json`` (fleet id, BDK ID, key type and each device's Initial Key ID;
-not secret, kept 0600 all the same).
+``token.key`` and ``fleet.json`` (fleet id, BDK ID, key type, each device's Initial Key ID and
+OCMF public key, and the revoked devices'; not secret, kept 0600 all the same). Only the
+devices under ``devices`` are the fleet's: a revoked device's card data is refused.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from terminal.errors import ConfigError, KeyMaterialError
 from terminal.protection.counter import COUNTER_FILE_NAME, write_counter_file
@@ -43,6 +50,9 @@ INITIAL_KEY_FILE = "dukpt-ik.key"
 INITIAL_KEY_ID_FILE = "dukpt-ikid"
 BDK_FILE = "bdk.key"
 FLEET_FILE = "fleet.json"
+OCMF_KEY_FILE = "ocmf-signing.key"  # the names `terminal.shell.signed_readings` loads
+OCMF_PUBLIC_KEY_FILE = "ocmf-signing.pub.pem"
+OCMF_PAGINATION_FILE = "ocmf-pagination"
 GATEWAY_DIR = "gateway"
 DEVICES_DIR = "devices"
 
@@ -210,6 +220,53 @@ def _make_private_dir(path: Path) -> None:
     path.chmod(0o700)
 
 
+def check_device_names(devices: Sequence[str]) -> None:
+    """ConfigError unless `devices` are one or more distinct device names (they become
+    directory names and certificate common names: [A-Za-z0-9._-], 1-64, no leading dot)."""
+    if not devices:
+        raise ConfigError("device", "provision at least one device")
+    for name in devices:
+        if not _DEVICE_NAME.fullmatch(name):
+            raise ConfigError("device", f"{name!r} is not a device name ([A-Za-z0-9._-], 1-64)")
+    if len(set(devices)) != len(devices):
+        raise ConfigError("device", "device names repeat")
+    if len(devices) > _MAX_DERIVATION_ID:
+        raise ConfigError("device", "more devices than derivation IDs")
+
+
+def write_device_keys(device_dir: Path, *, bdk: bytes, ikid: InitialKeyId, token_key: bytes) -> str:
+    """Create one device's key directory (refusing an existing one): the fleet token key,
+    its DUKPT Initial Key derived from the BDK (X9.24-3-2017 "Derive Initial Key") with its
+    counter at 0, and a fresh OCMF reading key with its pagination counter at 0. Returns the
+    OCMF public key (hex DER SubjectPublicKeyInfo) for the gateway's fleet file."""
+    _make_private_dir(device_dir)
+    _write_secret(device_dir / TOKEN_KEY_FILE, token_key.hex().upper() + "\n")
+    _write_secret(device_dir / INITIAL_KEY_FILE, derive_initial_key(bdk, ikid).hex().upper() + "\n")
+    _write_secret(device_dir / INITIAL_KEY_ID_FILE, ikid.hex() + "\n")
+    write_counter_file(device_dir / COUNTER_FILE_NAME, 0, exclusive=True)
+    signing_key = ec.generate_private_key(ec.SECP256R1())
+    # The counter first: a key without its counter is refused, never restarted at 0.
+    write_counter_file(device_dir / OCMF_PAGINATION_FILE, 0, exclusive=True)
+    pem = signing_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    _write_secret(device_dir / OCMF_KEY_FILE, pem.decode("ascii"))
+    public = signing_key.public_key()
+    _write_secret(
+        device_dir / OCMF_PUBLIC_KEY_FILE,
+        public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode("ascii"),
+    )
+    _fsync_dir(device_dir)
+    der = public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return der.hex().upper()
+
+
 def provision_fleet(
     out_dir: Path,
     *,
@@ -221,23 +278,14 @@ def provision_fleet(
     """Write a simulated fleet's keys: a gateway dir and one key dir per device.
 
     A fresh BDK, BDK ID and fleet token key are drawn from `random_bytes`; device *n*
-    (in the order given, from 1) gets derivation ID *n*, its Initial Key is derived from the
-    BDK (X9.24-3-2017 "Derive Initial Key") and its counter file starts at 0. Directories are
-    0700, files 0600; nothing existing is overwritten (re-provisioning a device over its
-    counter file would make it reuse KSNs).
+    (in the order given, from 1) gets derivation ID *n* and its keys (`write_device_keys`).
+    Directories are 0700, files 0600; nothing existing is overwritten (re-provisioning a
+    device over its counter file would make it reuse KSNs). `fleet.add_devices` adds more.
     Layout: ``out_dir/gateway/`` and ``out_dir/devices/<name>/``.
     """
     if not fleet_id.strip():
         raise ConfigError("fleet", "the fleet id is empty")
-    if not devices:
-        raise ConfigError("device", "provision at least one device")
-    for name in devices:
-        if not _DEVICE_NAME.fullmatch(name):
-            raise ConfigError("device", f"{name!r} is not a device name ([A-Za-z0-9._-], 1-64)")
-    if len(set(devices)) != len(devices):
-        raise ConfigError("device", "device names repeat")
-    if len(devices) > _MAX_DERIVATION_ID:
-        raise ConfigError("device", "more devices than derivation IDs")
+    check_device_names(devices)
 
     bdk = random_bytes(key_type.length)
     bdk_id = random_bytes(BDK_ID_LENGTH)
@@ -257,18 +305,12 @@ def provision_fleet(
         _make_private_dir(devices_root)
 
     initial_key_ids: dict[str, str] = {}
+    ocmf_keys: dict[str, str] = {}
     device_dirs: dict[str, Path] = {}
     for number, name in enumerate(devices, start=1):
         ikid = InitialKeyId(bdk_id=bdk_id, derivation_id=number.to_bytes(4, "big"))
         device_dir = devices_root / name
-        _make_private_dir(device_dir)
-        _write_secret(device_dir / TOKEN_KEY_FILE, token_key.hex().upper() + "\n")
-        _write_secret(
-            device_dir / INITIAL_KEY_FILE, derive_initial_key(bdk, ikid).hex().upper() + "\n"
-        )
-        _write_secret(device_dir / INITIAL_KEY_ID_FILE, ikid.hex() + "\n")
-        write_counter_file(device_dir / COUNTER_FILE_NAME, 0, exclusive=True)
-        _fsync_dir(device_dir)
+        ocmf_keys[name] = write_device_keys(device_dir, bdk=bdk, ikid=ikid, token_key=token_key)
         initial_key_ids[name] = ikid.hex()
         device_dirs[name] = device_dir
 
@@ -279,6 +321,8 @@ def provision_fleet(
         "bdk_id": bdk_id.hex().upper(),
         "key_type": key_type.label,
         "devices": initial_key_ids,
+        "ocmf_keys": ocmf_keys,
+        "revoked": {},
     }
     _write_secret(gateway_dir / FLEET_FILE, json.dumps(fleet, indent=2, sort_keys=True) + "\n")
     _fsync_dir(gateway_dir)

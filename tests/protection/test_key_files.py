@@ -36,6 +36,9 @@ def test_provisioning_writes_private_dirs_and_files(fleet: ProvisionedFleet) -> 
         "dukpt-counter",
         "dukpt-ik.key",
         "dukpt-ikid",
+        "ocmf-pagination",
+        "ocmf-signing.key",
+        "ocmf-signing.pub.pem",
         "token.key",
     ]
     assert sorted(p.name for p in fleet.gateway_dir.iterdir()) == [
