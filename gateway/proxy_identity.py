@@ -52,7 +52,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 class Refusal:
     """A forwarded certificate from a trusted proxy that does not pass, and why (a short
     code for the log and the 403 answer: malformed, unknown_issuer, expired, not_yet_valid,
-    not_for_clients, no_common_name, revoked, crl_unusable, crl_expired)."""
+    not_for_clients, no_common_name, revoked, crl_unusable, crl_expired, repeated)."""
 
     reason: str
 
@@ -99,14 +99,18 @@ class ForwardedCertificates:
         return any(address in network for network in self._proxies)
 
     def identity(self, peer_ip: str, headers: Mapping[str, str]) -> Identity:
-        """Who the request comes from (see the module docstring)."""
-        value = next((v for k, v in headers.items() if k.lower() == HEADER), None)
-        if not value:
+        """Who the request comes from (see the module docstring). `headers` may be a plain
+        dict or a multi-valued mapping whose items() lists each header line (Starlette's
+        `Headers`); names are compared case-blind."""
+        values = [v for k, v in headers.items() if k.lower() == HEADER and v]
+        if not values:
             return None
         if not self.trusts(peer_ip):
             log.warning("event=forwarded_cert_ignored reason=untrusted_peer peer=%s", peer_ip)
             return None
-        found = self._verify(value)
+        # nginx sends one (its proxy_set_header replaces the client's): two are a proxy that
+        # passes client headers on, and which one is nginx's cannot be told.
+        found = self._verify(values[0]) if len(values) == 1 else Refusal("repeated")
         if isinstance(found, Refusal):
             log.warning("event=forwarded_cert_refused reason=%s peer=%s", found.reason, peer_ip)
         return found

@@ -18,6 +18,7 @@ import pytest
 import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from starlette.datastructures import Headers
 
 from gateway.proxy_identity import ForwardedCertificates, Refusal, parse_networks
 from terminal.protection import certs
@@ -205,3 +206,15 @@ def test_nothing_is_logged_for_a_good_certificate(
     identities(pki).identity(PROXY, forwarded(device_pem(pki, "K1")))
 
     assert caplog.records == []
+
+
+def test_starlette_headers_are_read_and_a_repeated_header_is_refused(pki: Path) -> None:
+    value = forwarded(device_pem(pki, "K1"))["X-SSL-Client-Cert"]
+    other = forwarded(device_pem(pki, "K2"))["X-SSL-Client-Cert"]
+    once = Headers(raw=[(b"x-ssl-client-cert", value.encode())])
+    twice = Headers(
+        raw=[(b"x-ssl-client-cert", value.encode()), (b"x-ssl-client-cert", other.encode())]
+    )
+
+    assert identities(pki).identity(PROXY, once) == "K1"
+    assert identities(pki).identity(PROXY, twice) == Refusal("repeated")
