@@ -1,4 +1,9 @@
-"""`ev-terminal`: the one entry point, with subcommands."""
+"""`ev-terminal`: the one entry point, with subcommands.
+
+A user error (a missing or invalid argument, a file that is not there, a bad config) is one
+line on stderr naming the problem and exit 2, and nothing is created before the arguments and
+the config have been checked. Ctrl-C ends any subcommand with "interrupted" and exit 130.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,13 @@ import sys
 from pathlib import Path
 
 from terminal import config as config_mod
+from terminal.arguments import EXIT_USAGE, ArgumentParser, number_in
 from terminal.errors import ConfigError, DirectoryInUse
 
-EXIT_CONFIG = 2
+EXIT_CONFIG = EXIT_USAGE
 EXIT_IN_USE = 3  # another process holds the data or key directory
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command ended by Ctrl-C
+DEMO_SPEED_MAX = 3600.0  # an hour a second: timers still fire in order, screens flash by
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -50,8 +58,36 @@ def _check_config(path: Path) -> int:
     return 0
 
 
+def _script(parser: ArgumentParser, path: Path) -> str:
+    """The script's text, or one line saying why it cannot be read."""
+    if not path.exists():
+        parser.fail(f"--script {path}: no such file")
+    if not path.is_file():
+        parser.fail(f"--script {path}: not a file")
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        parser.fail(f"--script {path}: cannot read: {exc.strerror}")
+    except UnicodeDecodeError:
+        parser.fail(f"--script {path}: not UTF-8 text")
+
+
+def _data_dir(parser: ArgumentParser, path: Path | None) -> None:
+    """A data dir that exists must be a directory (it is created later, once all is checked)."""
+    if path is not None and path.exists() and not path.is_dir():
+        parser.fail(f"--data {path}: not a directory")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args_in = sys.argv[1:] if argv is None else argv
+    """Run a subcommand; its exit status."""
+    try:
+        return _main(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _main(args_in: list[str]) -> int:
     if args_in and args_in[0] == "price":
         from terminal.tariff.cli import main as price_main  # noqa: PLC0415 - optional path
 
@@ -65,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return int(set_pin_main(args_in[1:]))
 
-    parser = argparse.ArgumentParser(prog="ev-terminal", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = ArgumentParser(prog="ev-terminal", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("check-config", help="validate a config file")
     p.add_argument("config", type=Path)
@@ -90,7 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("demo", help="the kiosk on the simulator, interactive, embedded gateway")
     p.add_argument("--config", type=Path, default=Path("deploy/terminal.toml"))
     p.add_argument("--data", type=Path, default=Path("var/demo"))
-    p.add_argument("--speed", type=float, default=4.0, help="simulated seconds per second")
+    p.add_argument(
+        "--speed",
+        type=number_in(0, DEMO_SPEED_MAX),
+        default=None,
+        help="simulated seconds per real second (default 4)",
+    )
 
     p = sub.add_parser("gateway", help="run the reference gateway")
     p.add_argument("--db", type=Path, default=Path("var/gateway.sqlite3"))
@@ -120,13 +161,13 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(args_in)
     try:
-        return _dispatch(args)
+        return _dispatch(args, sub.choices[args.command])
     except DirectoryInUse as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_IN_USE
 
 
-def _dispatch(args: argparse.Namespace) -> int:
+def _dispatch(args: argparse.Namespace, parser: ArgumentParser) -> int:
     if args.command == "check-config":
         return _check_config(args.config)
     if args.command == "relay-off":
@@ -152,12 +193,19 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "simulate":
         from launcher.simulate import main as simulate_main  # noqa: PLC0415 - heavy imports
 
+        script = _script(parser, args.script)
+        cfg = _load(args.config)
+        _data_dir(parser, args.data)
         logging.basicConfig(level=logging.WARNING)
-        return simulate_main(_load(args.config), args.script, as_json=args.json, data_dir=args.data)
+        return simulate_main(cfg, args.script, script, as_json=args.json, data_dir=args.data)
     if args.command == "demo":
-        from launcher.demo import main as demo_main  # noqa: PLC0415 - heavy imports
+        from launcher.demo import DEFAULT_SPEED  # noqa: PLC0415 - heavy imports
+        from launcher.demo import main as demo_main  # noqa: PLC0415
 
-        return demo_main(_load(args.config), args.data, speed=args.speed)
+        cfg = _load(args.config)
+        _data_dir(parser, args.data)
+        speed = DEFAULT_SPEED if args.speed is None else args.speed
+        return demo_main(cfg, args.data, speed=speed)
     if args.command == "gateway":
         from gateway.server import serve  # noqa: PLC0415 - the gateway extra
 

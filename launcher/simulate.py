@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import InitVar, dataclass, field, replace
@@ -326,12 +327,20 @@ def run_script(
     return sim
 
 
-def main(config: Config, script_path: Path, *, as_json: bool, data_dir: Path | None) -> int:
-    script = script_path.read_text(encoding="utf-8")
+def main(
+    config: Config, script_path: Path, script: str, *, as_json: bool, data_dir: Path | None
+) -> int:
+    """Run `script` (read from `script_path`) and print the finished sessions. A bad line is
+    exit 2 before anything is created; a failed `expect` is exit 1; both one line on stderr."""
+    try:
+        parse_script(script, set(load_profiles()))
+    except ScriptError as exc:
+        print(f"ev-terminal simulate: {script_path}: {exc}", file=sys.stderr)
+        return 2
     try:
         sim = run_script(config, script, data_dir)
     except ScriptError as exc:
-        print(f"{script_path}: {exc}")
+        print(f"ev-terminal simulate: {script_path}: {exc}", file=sys.stderr)
         return 1
     try:
         for result in sim.results():

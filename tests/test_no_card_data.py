@@ -322,7 +322,8 @@ def test_a_whole_run_leaves_no_card_data_anywhere(
     script_path = tmp_path / "script.txt"
     script_path.write_text(SCRIPT, encoding="utf-8")
     cli_dir = tmp_path / "cli-data"
-    assert simulate_main(config, script_path, as_json=True, data_dir=cli_dir) == 0
+    script = script_path.read_text(encoding="utf-8")
+    assert simulate_main(config, script_path, script, as_json=True, data_dir=cli_dir) == 0
     cli_files = {str(p): p.read_bytes() for p in files_under(cli_dir)}
     captured = capsys.readouterr()
     searched |= live_files | closed_files | cli_files

@@ -9,18 +9,18 @@ file, and clears a lock-out. Run it as the service user, so the file is the daem
 
 from __future__ import annotations
 
-import argparse
 import getpass
 import sys
 from pathlib import Path
 
 from terminal import config as config_mod
+from terminal.arguments import EXIT_USAGE, ArgumentParser
 from terminal.console.credential import LOCKOUT_FILE_NAME, Lockout, LockoutPolicy, set_pin
 from terminal.errors import ConfigError, KeyMaterialError
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
         prog="ev-terminal set-technician-pin",
         description="Set the technician PIN for the serial console (stored as a scrypt hash).",
     )
@@ -45,7 +45,13 @@ def main(argv: list[str]) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 2
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if not args.stdin and not sys.stdin.isatty():
+        # getpass would fall back to reading the PIN, echoed, from whatever stdin is.
+        sys.stderr.write(
+            "ev-terminal set-technician-pin: no terminal to ask for the PIN on; use --stdin\n"
+        )
+        return EXIT_USAGE
     lockout: Lockout | None = None
     try:
         if args.config is not None:

@@ -20,6 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from terminal.arguments import ArgumentParser
 from terminal.errors import ConfigError, FleetError, KeyMaterialError
 from terminal.protection.certs import CRL_DAYS, provision_tls
 from terminal.protection.dukpt import KeyType
@@ -27,9 +28,9 @@ from terminal.protection.fleet import add_devices, renew_crl, revoke_devices
 from terminal.protection.keys import provision_fleet
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> ArgumentParser:
     """The subcommand's arguments."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="ev-terminal provision",
         description=(
             "Write a fleet's keys (one gateway dir, one dir per device), or change an "

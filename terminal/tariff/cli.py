@@ -11,7 +11,6 @@ offending field named on stderr.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Mapping
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from terminal.arguments import ArgumentParser
 from terminal.money import Money
 from terminal.tariff.engine import ChargingPeriod, OcpiTariff, SessionPrice
 from terminal.tariff.model import TariffError
@@ -217,7 +217,7 @@ def render(tariff: OcpiTariff, priced: SessionPrice) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     """Run `ev-terminal price` with the arguments after `price`; 0 ok, 2 bad input."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="ev-terminal price", description="Price a session under an OCPI 2.2.1 tariff."
     )
     parser.add_argument("--tariff", type=Path, required=True, help="OCPI Tariff JSON file")

@@ -243,4 +243,6 @@ def test_provision_command_rejects_bad_usage(
     argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert provision.main(argv) == 2
-    assert "usage" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("ev-terminal provision: ")  # one line naming the problem
+    assert err.count("\n") == 1

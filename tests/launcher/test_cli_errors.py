@@ -1,0 +1,149 @@
+"""Every user error on the command line: one line naming the problem, exit 2, no traceback,
+nothing created. Each case runs `ev-terminal` as a process in an empty directory, with no
+terminal on standard input, and compares the directory before and after."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pexpect
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = str(REPO / "deploy" / "terminal.toml")
+SCRIPT = str(REPO / "tests" / "scripts" / "happy_visa.txt")
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    argv: list[str]
+    says: str  # a part of the one line on stderr
+    files: dict[str, str] = field(default_factory=dict)  # made before the run (relative)
+
+
+CASES = [
+    Case("no command", [], "the following arguments are required: COMMAND"),
+    Case("unknown command", ["charge"], "invalid choice: 'charge'"),
+    Case("unknown option", ["diagram", "--svg"], "unrecognized arguments: --svg"),
+    # simulate
+    Case("simulate without a script", ["simulate"], "required: --script"),
+    Case(
+        "simulate, missing script",
+        ["simulate", "--config", CONFIG, "--script", "nope.txt"],
+        "--script nope.txt: no such file",
+    ),
+    Case(
+        "simulate, a directory as script",
+        ["simulate", "--config", CONFIG, "--script", "."],
+        "--script .: not a file",
+    ),
+    Case(
+        "simulate, a bad script line",
+        ["simulate", "--config", CONFIG, "--script", "s.txt", "--data", "d"],
+        "line 2: unknown step 'jump'",
+        {"s.txt": "tap visa\njump\n"},
+    ),
+    Case(
+        "simulate, a bad config",
+        ["simulate", "--config", "missing.toml", "--script", SCRIPT, "--data", "d"],
+        "missing.toml: cannot read",
+    ),
+    Case(
+        "simulate, a file as data dir",
+        ["simulate", "--config", CONFIG, "--script", SCRIPT, "--data", "f"],
+        "--data f: not a directory",
+        {"f": "x"},
+    ),
+    # demo
+    Case("demo at speed 0", ["demo", "--config", CONFIG, "--data", "d", "--speed", "0"], "0 must"),
+    Case("demo at speed -1", ["demo", "--data", "d", "--speed", "-1"], "-1 must be more than 0"),
+    Case("demo at speed fast", ["demo", "--data", "d", "--speed", "fast"], "'fast' is not a"),
+    Case("demo, a bad config", ["demo", "--config", "no.toml", "--data", "d"], "no.toml"),
+    Case(
+        "demo, a file as data dir",
+        ["demo", "--config", CONFIG, "--data", "f"],
+        "--data f: not a directory",
+        {"f": "x"},
+    ),
+    # check-config and run
+    Case("check-config without a file", ["check-config"], "required: config"),
+    Case("check-config, missing file", ["check-config", "no.toml"], "no.toml: cannot read"),
+    Case("check-config, a directory", ["check-config", "."], "cannot read"),
+    Case(
+        "check-config, a missing key dir",
+        ["check-config", "c.toml"],
+        "data.keys_dir: ",
+        {"c.toml": Path(CONFIG).read_text().replace('# keys_dir = "keys"', 'keys_dir = "keys"')},
+    ),
+    Case("run, missing config", ["run", "--config", "no.toml"], "no.toml: cannot read"),
+    Case("run, no keys_dir", ["run", "--config", CONFIG], "data.keys_dir: missing"),
+    # the subcommands that parse their own arguments
+    Case("set-technician-pin, nothing", ["set-technician-pin"], "one of the arguments --config"),
+    Case(
+        "set-technician-pin without a terminal",
+        ["set-technician-pin", "--file", "pin"],
+        "no terminal to ask for the PIN on; use --stdin",
+    ),
+    Case("provision, nothing", ["provision"], "the following arguments are required: --out"),
+    Case(
+        "provision, bad key size",
+        ["provision", "--out", "k", "--fleet", "f", "--device", "d", "--aes", "100"],
+        "invalid choice: 100",
+    ),
+    Case("price, nothing", ["price"], "required: --tariff, --session"),
+]
+
+
+def _tree(root: Path) -> dict[str, bytes | None]:
+    return {
+        str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None)
+        for p in sorted(root.rglob("*"))
+    }
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_a_user_error_is_one_line_and_exit_2(case: Case, tmp_path: Path) -> None:
+    for name, text in case.files.items():
+        (tmp_path / name).write_text(text)
+    before = _tree(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "launcher.cli", *case.argv],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=60,
+        check=False,
+    )
+    lines = done.stderr.splitlines()
+    assert "Traceback" not in done.stderr
+    assert len(lines) == 1, done.stderr
+    assert case.says in lines[0]
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert _tree(tmp_path) == before  # nothing created, nothing changed
+
+
+def test_ctrl_c_at_a_prompt_is_no_traceback(tmp_path: Path) -> None:
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "launcher.cli", "set-technician-pin", "--file", str(tmp_path / "pin")],
+        cwd=str(REPO),
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=30,
+    )
+    child.expect("technician PIN: ")
+    child.sendcontrol("c")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130
+    output = child.before.decode()
+    assert "interrupted" in output
+    assert "Traceback" not in output
+    assert not (tmp_path / "pin").exists()
