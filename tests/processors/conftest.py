@@ -1,0 +1,126 @@
+"""Each adapter against its local peer, as one `Harness` the conformance suite runs over.
+
+The peers are started here, once per test session, and killed at the end:
+- Stripe: localstripe (PyPI), a stateful fake of Stripe's API, in this virtual environment.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import stripe
+
+from gateway.processors import CardRef
+from gateway.processors.port import Processor
+from gateway.processors.stripe import WEB, StripeProcessor
+from tests.processors.peers import Inbox, RecordingProxy, free_port, start_process, stop
+
+STRIPE_KEY = "sk_test_conformance"
+STRIPE_WEBHOOK_SECRET = "whsec_conformance"
+# Stripe's documented test cards (https://docs.stripe.com/testing): 4242… approves;
+# 4000 0000 0000 0341 attaches to a customer but every charge on it is declined.
+STRIPE_APPROVE = "4242424242424242"
+STRIPE_DECLINE = "4000000000000341"
+
+
+@dataclass
+class Harness:
+    """An adapter wired to its peer through a recording proxy, and the peer's test cards."""
+
+    name: str
+    processor: Processor
+    proxy: RecordingProxy
+    idempotency_header: str  # where the processor takes the gateway's idempotency key
+    currency: str
+    approving: Callable[[], CardRef]
+    declining: Callable[[], CardRef]
+    unreachable: Processor  # the same adapter pointed at a port where nothing listens
+
+
+@pytest.fixture(scope="session")
+def localstripe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("localstripe") / "localstripe.log"
+    proc = start_process(
+        [sys.executable, "-m", "localstripe", "--port", str(port), "--from-scratch"],
+        port=port,
+        log=log,
+    )
+    yield f"http://127.0.0.1:{port}"
+    stop(proc)
+
+
+def stripe_payment_method(api_base: str, number: str) -> CardRef:
+    """What the phone's payment page hands the gateway: a PaymentMethod id made by Stripe."""
+    client = stripe.StripeClient(STRIPE_KEY, base_addresses={"api": api_base})
+    method = client.v1.payment_methods.create(
+        params={
+            "type": "card",
+            "card": {"number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"},
+        }
+    )
+    return CardRef(
+        kind=WEB, token=method.id, brand="visa", last4=number[-4:], expiry="3412", payload={}
+    )
+
+
+@pytest.fixture
+def stripe_harness(localstripe: str) -> Iterator[Harness]:
+    proxy = RecordingProxy(localstripe).start()
+    processor = StripeProcessor(
+        account="acct_conformance",
+        api_key=STRIPE_KEY,
+        webhook_secret=STRIPE_WEBHOOK_SECRET,
+        api_base=proxy.url,
+        timeout_s=10,
+    )
+    dead = StripeProcessor(
+        account="acct_conformance",
+        api_key=STRIPE_KEY,
+        webhook_secret=STRIPE_WEBHOOK_SECRET,
+        api_base=f"http://127.0.0.1:{free_port()}",
+        timeout_s=2,
+    )
+    yield Harness(
+        name="stripe",
+        processor=processor,
+        proxy=proxy,
+        idempotency_header="Idempotency-Key",
+        currency="EUR",
+        approving=lambda: stripe_payment_method(localstripe, STRIPE_APPROVE),
+        declining=lambda: stripe_payment_method(localstripe, STRIPE_DECLINE),
+        unreachable=dead,
+    )
+    proxy.close()
+
+
+ADAPTERS = ["stripe"]
+
+
+@pytest.fixture(params=ADAPTERS)
+def harness(request: pytest.FixtureRequest) -> Harness:
+    value: Harness = request.getfixturevalue(f"{request.param}_harness")
+    return value
+
+
+@pytest.fixture
+def inbox() -> Iterator[Inbox]:
+    box = Inbox().start()
+    yield box
+    box.close()
+
+
+def new_key() -> str:
+    return uuid.uuid4().hex
+
+
+def new_payment_id() -> str:
+    return "auth-" + uuid.uuid4().hex[:12]
+
+
+ROOT = Path(__file__).resolve().parent
