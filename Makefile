@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test system-packages lint typecheck pytest bench diagram clean
+.PHONY: demo test system-packages peers lint typecheck pytest bench diagram clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,10 +15,14 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/ev-terminal demo --config deploy/terminal.toml --data var/demo
 
-test: system-packages $(STAMP) lint typecheck pytest
+test: system-packages $(STAMP) peers lint typecheck pytest
 
 system-packages:
 	bash tests/system-packages.sh
+
+# The processors' local peers that are not Python packages of ours (Prism from npm).
+peers: $(STAMP)
+	$(PY) -m tests.processors.install
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

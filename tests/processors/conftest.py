@@ -2,6 +2,9 @@
 
 The peers are started here, once per test session, and killed at the end:
 - Stripe: localstripe (PyPI), a stateful fake of Stripe's API, in this virtual environment.
+- Adyen: Stoplight Prism (npm) serving Adyen's own OpenAPI document of the Checkout API
+  (`adyen-openapi/`), which validates every request; it keeps no state, so Adyen is tested in
+  `test_adyen.py` rather than by the stateful conformance suite.
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ import stripe
 from gateway.processors import CardRef
 from gateway.processors.port import Processor
 from gateway.processors.stripe import WEB, StripeProcessor
+from tests.processors import install
 from tests.processors.peers import Inbox, RecordingProxy, free_port, start_process, stop
 
+ROOT = Path(__file__).resolve().parent
+ADYEN_SPEC = ROOT / "adyen-openapi" / "CheckoutService-v71.json"
 STRIPE_KEY = "sk_test_conformance"
 STRIPE_WEBHOOK_SECRET = "whsec_conformance"
 # Stripe's documented test cards (https://docs.stripe.com/testing): 4242… approves;
@@ -99,6 +105,22 @@ def stripe_harness(localstripe: str) -> Iterator[Harness]:
     proxy.close()
 
 
+@pytest.fixture(scope="session")
+def prism_adyen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Prism mocking Adyen's Checkout API v71 from Adyen's published document."""
+    exe = install.prism()
+    port = free_port()
+    log = tmp_path_factory.mktemp("prism") / "prism.log"
+    proc = start_process(
+        [str(exe), "mock", "--host", "127.0.0.1", "--port", str(port), str(ADYEN_SPEC)],
+        port=port,
+        log=log,
+        timeout_s=120,
+    )
+    yield f"http://127.0.0.1:{port}"
+    stop(proc)
+
+
 ADAPTERS = ["stripe"]
 
 
@@ -121,6 +143,3 @@ def new_key() -> str:
 
 def new_payment_id() -> str:
     return "auth-" + uuid.uuid4().hex[:12]
-
-
-ROOT = Path(__file__).resolve().parent

@@ -83,6 +83,8 @@ class Exchange:
     headers: dict[str, str]
     body: bytes
     status: int
+    answer_headers: dict[str, str]
+    answer: bytes
     peer_seconds: float  # from the first byte forwarded to the peer's whole answer read
 
 
@@ -92,6 +94,9 @@ class RecordingProxy:
 
     upstream: str
     exchanges: list[Exchange] = field(default_factory=list)
+    # Added to each request when set: a Prism ``Prefer`` header choosing which of the
+    # documented examples the stateless mock answers with (https://docs.stoplight.io/docs/prism).
+    prefer: str | None = None
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
 
@@ -114,6 +119,8 @@ class RecordingProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                if proxy.prefer:
+                    headers["Prefer"] = proxy.prefer
                 conn = http.client.HTTPConnection(target.hostname or "", target.port, timeout=30)
                 started = time.perf_counter()
                 try:
@@ -125,7 +132,16 @@ class RecordingProxy:
                 finally:
                     conn.close()
                 proxy.exchanges.append(
-                    Exchange(self.command, self.path, dict(self.headers), body, status, took)
+                    Exchange(
+                        self.command,
+                        self.path,
+                        dict(self.headers),
+                        body,
+                        status,
+                        dict(answer_headers),
+                        data,
+                        took,
+                    )
                 )
                 self.send_response(status)
                 for key, value in answer_headers:

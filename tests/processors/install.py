@@ -1,0 +1,67 @@
+"""Installs the peers that do not come from this project's own Python packages, on first use.
+
+- Stoplight Prism from npm, into ``<venv>/peers/prism`` (Node 20 and npm on the machine);
+- LNbits from PyPI, into a virtual environment of its own, ``<venv>/peers/lnbits``, since its
+  dependencies are pinned apart from ours.
+`make test` runs this module before pytest; the session fixtures call the same functions, so a
+bare ``pytest`` installs them too. Run ``python -m tests.processors.install`` to do it by hand.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+PRISM_VERSION = "5.16.0"
+LNBITS_VERSION = "1.6.2"
+PEERS = Path(sys.prefix) / "peers"
+
+
+def prism() -> Path:
+    """The `prism` executable, installed if missing."""
+    home = PEERS / "prism"
+    exe = home / "node_modules" / ".bin" / "prism"
+    if not exe.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                "npm",
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                "--prefix",
+                str(home),
+                f"@stoplight/prism-cli@{PRISM_VERSION}",
+            ],
+            check=True,
+            timeout=900,
+            stdout=subprocess.DEVNULL,
+        )
+    return exe
+
+
+def lnbits() -> Path:
+    """The `lnbits` executable in its own virtual environment, installed if missing."""
+    home = PEERS / "lnbits"
+    exe = home / "bin" / "lnbits"
+    if not exe.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(home)], check=True, timeout=300)
+        subprocess.run(
+            [
+                str(home / "bin" / "python"),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                f"lnbits=={LNBITS_VERSION}",
+            ],
+            check=True,
+            timeout=1200,
+        )
+    return exe
+
+
+if __name__ == "__main__":
+    sys.stdout.write(f"{prism()}\n")
