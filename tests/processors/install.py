@@ -22,7 +22,8 @@ def prism() -> Path:
     """The `prism` executable, installed if missing."""
     home = PEERS / "prism"
     exe = home / "node_modules" / ".bin" / "prism"
-    if not exe.exists():
+    stamp = home / f".installed-{PRISM_VERSION}"
+    if not stamp.exists():
         home.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             [
@@ -39,6 +40,7 @@ def prism() -> Path:
             timeout=900,
             stdout=subprocess.DEVNULL,
         )
+        stamp.touch()
     return exe
 
 
@@ -46,7 +48,8 @@ def lnbits() -> Path:
     """The `lnbits` executable in its own virtual environment, installed if missing."""
     home = PEERS / "lnbits"
     exe = home / "bin" / "lnbits"
-    if not exe.exists():
+    stamp = home / f".installed-{LNBITS_VERSION}"
+    if not stamp.exists():
         subprocess.run([sys.executable, "-m", "venv", str(home)], check=True, timeout=300)
         subprocess.run(
             [
@@ -56,12 +59,25 @@ def lnbits() -> Path:
                 "install",
                 "--quiet",
                 f"lnbits=={LNBITS_VERSION}",
+                # bolt11 (an LNbits dependency) imports ConstBitStream, gone in bitstring 5.
+                "bitstring<5",
             ],
             check=True,
             timeout=1200,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
+        stamp.touch()
     return exe
 
 
+def lnbits_site(exe: Path) -> Path:
+    """LNbits's site-packages: it serves its static files relative to the working directory."""
+    found = sorted((exe.parent.parent / "lib").glob("python3*/site-packages"))
+    if not found:
+        raise RuntimeError(f"no site-packages beside {exe}")
+    return found[0]
+
+
 if __name__ == "__main__":
-    sys.stdout.write(f"{prism()}\n")
+    sys.stdout.write(f"{prism()}\n{lnbits()}\n")

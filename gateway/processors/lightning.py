@@ -1,0 +1,501 @@
+"""Lightning (bitcoin), through an LNbits wallet's REST API: invoices priced in fiat.
+
+Which path it serves: the web payment by phone. The driver pays a Lightning invoice from their
+own wallet; no card is involved (`CardRef` of kind ``"lightning"``).
+
+A Lightning payment is made in full up front, so the port maps onto it as a prepayment:
+- `hold` quotes the rate (a `RateSource`: BTC price in the session's currency, its source and
+  time), converts the fiat amount to satoshis once (rounded up, so the operator never receives
+  less than the fiat amount at the quoted rate) and creates an invoice whose ``extra`` records
+  the fiat amount, the rate, its source and time, and the gateway's key. The answer is
+  `Outcome.PENDING`: the invoice is paid or expires later.
+- Paid status arrives two ways: LNbits calls the invoice's webhook, and `status` polls
+  ``GET /api/v1/payments/{payment_hash}``. LNbits signs no webhook, so `parse_webhook` believes
+  nothing in the body but the payment hash, and asks LNbits (with the wallet's key) whether
+  that invoice of this wallet is paid.
+- `capture` keeps part of a paid invoice; nothing is sent (the money is already in the
+  wallet), and the rest is owed back to the driver. `release` of an unpaid invoice lets it
+  expire; of a paid one, all of it is owed back.
+- Refunds are an operator action: the driver gives an invoice from their wallet and `pay_out`
+  pays it from the operator's wallet, for the satoshis that the refunded fiat amount bought at
+  the rate recorded at payment time, and records the payout in LNbits (``extra`` and
+  ``external_id`` of the outgoing payment), where `status` finds it. `refund`, which carries no
+  destination, answers `ErrorCode.UNSUPPORTED`.
+- `increment` is unsupported: an invoice is for a fixed amount.
+Idempotency: LNbits has no idempotency keys, so the adapter gives every invoice the gateway's
+payment id as ``external_id`` and looks it up before creating one; a second `hold` with the same
+key answers the first invoice. Refunds are looked up by key the same way.
+API: https://demo.lnbits.com/docs (LNbits 1.x, ``/api/v1/payments``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import ROUND_UP, Decimal, InvalidOperation
+from typing import Any, Protocol
+
+import requests
+
+from gateway.processors import CardRef
+from gateway.processors.port import (
+    Capability,
+    ErrorCode,
+    Outcome,
+    PaymentState,
+    PaymentStatus,
+    ProcessorError,
+    ProcessorUnreachable,
+    Result,
+    WebhookEvent,
+    WebhookKind,
+    WebhookRejected,
+)
+from terminal.money import Money
+
+log = logging.getLogger("ev_gateway.processors.lightning")
+
+LIGHTNING = "lightning"  # CardRef.kind of a payment made from the driver's Lightning wallet
+SATS_PER_BTC = 100_000_000
+MSAT_PER_SAT = 1000
+
+
+class RateUnavailable(Exception):
+    """No usable BTC price for a currency right now."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rate:
+    """The price of one bitcoin in a currency's major unit, where it came from, and when."""
+
+    btc_price: Decimal
+    currency: str
+    source: str
+    at: datetime
+
+
+class RateSource(Protocol):
+    def quote(self, currency: str) -> Rate:
+        """The current rate, or `RateUnavailable`."""
+        ...
+
+
+class LnbitsRates:
+    """The rate LNbits publishes at ``GET /api/v1/rate/{currency}``: the mean of the exchange
+    providers its operator configured (LNbits settings, "exchange rate providers")."""
+
+    def __init__(
+        self, url: str, *, timeout_s: float = 10.0, clock: Callable[[], datetime] | None = None
+    ) -> None:
+        self._url = url.rstrip("/")
+        self._timeout_s = timeout_s
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    def quote(self, currency: str) -> Rate:
+        try:
+            answer = requests.get(f"{self._url}/api/v1/rate/{currency}", timeout=self._timeout_s)
+            answer.raise_for_status()
+            # Parsed as Decimal: no float touches the price.
+            price = json.loads(answer.text, parse_float=Decimal, parse_int=Decimal)["price"]
+        except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+            raise RateUnavailable(f"lnbits rate for {currency}: {type(exc).__name__}") from None
+        if not isinstance(price, Decimal) or price <= 0:
+            raise RateUnavailable(f"lnbits has no BTC price for {currency}")
+        return Rate(
+            btc_price=price,
+            currency=currency,
+            source=f"lnbits {self._url}/api/v1/rate/{currency}",
+            at=self._clock(),
+        )
+
+
+def sats_for(amount: Money, btc_price: Decimal) -> int:
+    """Satoshis that buy `amount` at `btc_price`, rounded up to a whole satoshi."""
+    sats = amount.to_decimal() * SATS_PER_BTC / btc_price
+    return int(sats.to_integral_value(rounding=ROUND_UP))
+
+
+class LightningProcessor:
+    """Implements `gateway.processors.port.Processor` for one LNbits wallet."""
+
+    name = "lightning"
+
+    def __init__(
+        self,
+        *,
+        account: str,
+        url: str,
+        invoice_key: str,
+        admin_key: str,
+        rates: RateSource,
+        webhook_url: str | None = None,
+        expiry_s: int = 600,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self.account = account
+        self.capabilities = frozenset(
+            {Capability.PARTIAL_CAPTURE, Capability.WEBHOOK, Capability.WEB}
+        )
+        self._url = url.rstrip("/")
+        self._invoice_key = invoice_key
+        self._admin_key = admin_key
+        self._rates = rates
+        self._webhook_url = webhook_url
+        self._expiry_s = expiry_s
+        self._timeout_s = timeout_s
+
+    def __repr__(self) -> str:
+        return f"LightningProcessor(account={self.account!r})"
+
+    # -- money calls -----------------------------------------------------------------------
+
+    def hold(self, *, key: str, payment_id: str, card: Any, amount: Money) -> Result:
+        if not isinstance(card, CardRef) or card.kind != LIGHTNING:
+            return _refused(amount, ErrorCode.UNSUPPORTED, "lightning takes wallet payments only")
+        if amount.minor <= 0:
+            return _refused(amount, ErrorCode.AMOUNT_INVALID, "an invoice is for a positive amount")
+        try:
+            earlier = self._get("/api/v1/payments", params={"external_id": payment_id})
+        except _NoAnswer as exc:
+            return _no_answer(amount, str(exc))
+        if isinstance(earlier, list) and earlier:
+            first = earlier[0]
+            if (first.get("extra") or {}).get("gateway_key") != key:
+                return _refused(
+                    amount,
+                    ErrorCode.INVALID_REQUEST,
+                    f"payment {payment_id} has an invoice under another key",
+                )
+            return _invoiced(first, amount)
+        try:
+            rate = self._rates.quote(amount.currency)
+        except RateUnavailable as exc:
+            return _refused(amount, ErrorCode.PROCESSOR_UNAVAILABLE, str(exc))
+        sats = sats_for(amount, rate.btc_price)
+        body: dict[str, Any] = {
+            "out": False,
+            "amount": sats,
+            "unit": "sat",
+            "memo": f"EV charging {payment_id}",
+            "expiry": self._expiry_s,
+            "external_id": payment_id,
+            "extra": {
+                "gateway_key": key,
+                "payment_id": payment_id,
+                "fiat_minor": amount.minor,
+                "fiat_currency": amount.currency,
+                "btc_price": str(rate.btc_price),
+                "rate_source": rate.source,
+                "rate_at": rate.at.isoformat(),
+            },
+        }
+        if self._webhook_url:
+            body["webhook"] = self._webhook_url
+        try:
+            invoice = self._post("/api/v1/payments", body, self._invoice_key)
+        except _NoAnswer as exc:
+            return _no_answer(amount, str(exc))
+        except _Refused as exc:
+            return _refused(amount, ErrorCode.INVALID_REQUEST, str(exc), processor_code=exc.code)
+        return _invoiced(invoice, amount)
+
+    def increment(self, *, key: str, reference: str, amount: Money) -> Result:
+        return _refused(amount, ErrorCode.UNSUPPORTED, "a lightning invoice is for a fixed amount")
+
+    def capture(self, *, key: str, reference: str, amount: Money) -> Result:
+        try:
+            now = self.status(payment_id="", reference=reference)
+        except ProcessorUnreachable as exc:
+            return _no_answer(amount, str(exc))
+        if now.state is not PaymentState.HELD:
+            return _refused(amount, ErrorCode.AMOUNT_INVALID, f"the invoice is {now.state.value}")
+        if amount.currency != now.held.currency or not 0 < amount.minor <= now.held.minor:
+            return _refused(amount, ErrorCode.AMOUNT_INVALID, f"{amount} asked, {now.held} paid")
+        owed = now.held - amount
+        return Result(
+            outcome=Outcome.APPROVED,
+            amount=amount,
+            reference=reference,
+            raw={"owed_back_minor": owed.minor, "currency": owed.currency, "invoice": now.raw},
+        )
+
+    def release(self, *, key: str, reference: str) -> Result:
+        try:
+            now = self.status(payment_id="", reference=reference)
+        except ProcessorUnreachable as exc:
+            return _no_answer(Money.zero("EUR"), str(exc))
+        if now.state is PaymentState.NOT_FOUND:
+            return _refused(now.held, ErrorCode.NOT_FOUND, f"no invoice {reference}")
+        # An unpaid invoice expires by itself (LNbits cancels none); a paid one is owed back.
+        return Result(
+            outcome=Outcome.APPROVED,
+            amount=Money.zero(now.held.currency),
+            reference=reference,
+            raw={"owed_back_minor": now.held.minor, "state": now.state.value},
+        )
+
+    def refund(self, *, key: str, reference: str, amount: Money) -> Result:
+        return _refused(
+            amount,
+            ErrorCode.UNSUPPORTED,
+            "a lightning refund needs the driver's invoice: the operator uses pay_out",
+        )
+
+    def pay_out(self, *, key: str, reference: str, amount: Money, invoice: str) -> Result:
+        """The operator's refund: pay the driver's `invoice` for what `amount` bought at the
+        rate of the payment, never more in all than the payment's fiat amount."""
+        try:
+            now = self.status(payment_id="", reference=reference)
+            paid_out = self._payouts(reference)
+        except ProcessorUnreachable as exc:
+            return _no_answer(amount, str(exc))
+        for row in paid_out:
+            if (row.get("extra") or {}).get("gateway_key") == key:
+                return _payout_result(row, reference)
+        if now.state is not PaymentState.HELD:
+            return _refused(amount, ErrorCode.AMOUNT_INVALID, f"the invoice is {now.state.value}")
+        left = now.held - now.refunded
+        if amount.currency != left.currency or not 0 < amount.minor <= left.minor:
+            return _refused(amount, ErrorCode.AMOUNT_INVALID, f"{amount} asked, {left} left")
+        try:
+            price = Decimal(str((now.raw.get("extra") or {}).get("btc_price")))
+        except InvalidOperation:
+            price = Decimal(0)
+        if not price > 0:
+            return _refused(amount, ErrorCode.CONFIGURATION, "the invoice recorded no rate")
+        sats = sats_for(amount, price)
+        try:
+            decoded = self._post("/api/v1/payments/decode", {"data": invoice}, self._invoice_key)
+        except (_NoAnswer, _Refused) as exc:
+            return _refused(amount, ErrorCode.INVALID_REQUEST, f"driver's invoice: {exc}")
+        if int(decoded.get("amount_msat") or 0) != sats * MSAT_PER_SAT:
+            return _refused(
+                amount,
+                ErrorCode.AMOUNT_INVALID,
+                f"the driver's invoice must be for {sats} sat ({amount} at the payment's rate)",
+            )
+        body = {
+            "out": True,
+            "bolt11": invoice,
+            "external_id": f"refund:{reference}",
+            "extra": {
+                "gateway_key": key,
+                "refund_of": reference,
+                "fiat_minor": amount.minor,
+                "fiat_currency": amount.currency,
+                "btc_price": str(price),
+            },
+        }
+        try:
+            payout = self._post("/api/v1/payments", body, self._admin_key)
+        except _NoAnswer as exc:
+            return _no_answer(amount, str(exc))
+        except _Refused as exc:
+            return _refused(
+                amount, ErrorCode.PROCESSOR_UNAVAILABLE, str(exc), processor_code=exc.code
+            )
+        return _payout_result(payout, reference)
+
+    # -- status and webhooks ---------------------------------------------------------------
+
+    def status(self, *, payment_id: str, reference: str | None) -> PaymentStatus:
+        try:
+            if reference:
+                answer = self._get(f"/api/v1/payments/{reference}")
+                details = answer.get("details") if isinstance(answer, Mapping) else None
+                paid = bool(answer.get("paid")) if isinstance(answer, Mapping) else False
+            else:
+                found = self._get("/api/v1/payments", params={"external_id": payment_id})
+                details = found[0] if isinstance(found, list) and found else None
+                paid = isinstance(details, Mapping) and details.get("status") == "success"
+        except _Refused as exc:
+            if exc.status == 404:
+                return _not_found(reference or "")
+            raise ProcessorUnreachable(f"lnbits refused the status request: {exc}") from None
+        except _NoAnswer as exc:
+            raise ProcessorUnreachable(str(exc)) from None
+        if not isinstance(details, Mapping):
+            return _not_found(reference or "")
+        extra = details.get("extra") or {}
+        try:
+            fiat = Money(int(extra["fiat_minor"]), str(extra["fiat_currency"]))
+        except (KeyError, ValueError, TypeError):
+            raise ProcessorUnreachable("lnbits invoice carries no fiat amount") from None
+        zero = Money.zero(fiat.currency)
+        hash_ = str(details.get("payment_hash", reference or ""))
+        if paid:
+            refunded = sum(
+                int((row.get("extra") or {}).get("fiat_minor", 0))
+                for row in self._payouts(hash_)
+                if row.get("status") == "success"
+            )
+            return PaymentStatus(
+                state=PaymentState.HELD,
+                reference=hash_,
+                held=fiat,
+                captured=zero,
+                refunded=Money(refunded, fiat.currency),
+                raw=details,
+            )
+        state = PaymentState.PENDING
+        if details.get("status") == "failed" or _expired(details):
+            state = PaymentState.RELEASED
+        return PaymentStatus(
+            state=state, reference=hash_, held=zero, captured=zero, refunded=zero, raw=details
+        )
+
+    def parse_webhook(self, *, headers: Mapping[str, str], body: bytes) -> WebhookEvent:
+        try:
+            document = json.loads(body)
+            if isinstance(document, str):  # LNbits posts the payment as a JSON string
+                document = json.loads(document)
+            payment_hash = str(document["payment_hash"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WebhookRejected(f"lightning webhook not understood: {exc!r}") from None
+        if len(payment_hash) != 64 or any(c not in "0123456789abcdef" for c in payment_hash):
+            raise WebhookRejected("lightning webhook: not a payment hash")
+        # Nothing in the body is believed: LNbits's own answer for this wallet decides.
+        try:
+            now = self.status(payment_id="", reference=payment_hash)
+        except ProcessorUnreachable as exc:
+            raise WebhookRejected(f"lightning webhook not confirmed: {exc}") from None
+        if now.state is not PaymentState.HELD:
+            raise WebhookRejected(f"lightning webhook: invoice is {now.state.value}, not paid")
+        extra = now.raw.get("extra") or {}
+        return WebhookEvent(
+            event_id=f"{payment_hash}:paid",
+            kind=WebhookKind.PAID,
+            reference=payment_hash,
+            payment_id=str(extra.get("payment_id")) if extra.get("payment_id") else None,
+            amount=now.held,
+            raw=now.raw,
+        )
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _payouts(self, reference: str) -> list[Mapping[str, Any]]:
+        try:
+            rows = self._get("/api/v1/payments", params={"external_id": f"refund:{reference}"})
+        except (_NoAnswer, _Refused) as exc:
+            raise ProcessorUnreachable(f"lnbits payouts: {exc}") from None
+        return [r for r in rows if isinstance(r, Mapping)] if isinstance(rows, list) else []
+
+    def _get(self, path: str, params: Mapping[str, str] | None = None) -> Any:
+        return self._send("GET", path, None, self._invoice_key, params)
+
+    def _post(self, path: str, body: Mapping[str, Any], api_key: str) -> Any:
+        return self._send("POST", path, body, api_key, None)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None,
+        api_key: str,
+        params: Mapping[str, str] | None,
+    ) -> Any:
+        try:
+            answer = requests.request(
+                method,
+                f"{self._url}{path}",
+                json=body,
+                params=params,
+                headers={"X-Api-Key": api_key},
+                timeout=self._timeout_s,
+            )
+        except requests.RequestException as exc:
+            log.warning("event=lnbits_no_answer account=%s error=%s", self.account, type(exc))
+            raise _NoAnswer(f"no answer from lnbits: {type(exc).__name__}") from None
+        if answer.status_code >= 500:
+            raise _NoAnswer(f"lnbits answered {answer.status_code}")
+        try:
+            data = answer.json()
+        except ValueError:
+            data = {}
+        if answer.status_code >= 400:
+            detail = data.get("detail", "") if isinstance(data, dict) else ""
+            raise _Refused(answer.status_code, str(detail))
+        return data
+
+
+class _NoAnswer(Exception):
+    pass
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"lnbits answered {status}: {detail}")
+        self.status = status
+        self.code = f"http_{status}"
+
+
+def _invoiced(invoice: Mapping[str, Any], asked: Money) -> Result:
+    extra = invoice.get("extra") or {}
+    raw = {
+        "payment_hash": invoice.get("payment_hash"),
+        "bolt11": invoice.get("bolt11") or invoice.get("payment_request"),
+        "sats": int(invoice.get("amount", 0)) // MSAT_PER_SAT,
+        "expiry": invoice.get("expiry"),
+        "btc_price": extra.get("btc_price"),
+        "rate_source": extra.get("rate_source"),
+        "rate_at": extra.get("rate_at"),
+    }
+    return Result(
+        outcome=Outcome.PENDING, amount=asked, reference=str(invoice["payment_hash"]), raw=raw
+    )
+
+
+def _payout_result(row: Mapping[str, Any], reference: str) -> Result:
+    extra = row.get("extra") or {}
+    amount = Money(int(extra.get("fiat_minor", 0)), str(extra.get("fiat_currency", "EUR")))
+    done = row.get("status") == "success"
+    return Result(
+        outcome=Outcome.APPROVED if done else Outcome.PENDING,
+        amount=amount,
+        reference=reference,
+        raw={
+            "payout_hash": row.get("payment_hash"),
+            "sats": abs(int(row.get("amount", 0))) // MSAT_PER_SAT,
+            "btc_price": extra.get("btc_price"),
+            "status": row.get("status"),
+        },
+    )
+
+
+def _expired(details: Mapping[str, Any]) -> bool:
+    expiry = details.get("expiry")
+    if not isinstance(expiry, str):
+        return False
+    try:
+        when = datetime.fromisoformat(expiry)
+    except ValueError:
+        return False
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)  # LNbits writes UTC, sometimes without the offset
+    return when < datetime.now(UTC)
+
+
+def _refused(asked: Money, code: ErrorCode, message: str, *, processor_code: str = "") -> Result:
+    return Result(
+        outcome=Outcome.DECLINED,
+        amount=Money.zero(asked.currency),
+        error=ProcessorError(code=code, message=message, processor_code=processor_code),
+    )
+
+
+def _no_answer(asked: Money, message: str) -> Result:
+    return Result(
+        outcome=Outcome.UNKNOWN,
+        amount=Money.zero(asked.currency),
+        error=ProcessorError(code=ErrorCode.TIMEOUT, message=message),
+    )
+
+
+def _not_found(reference: str) -> PaymentStatus:
+    zero = Money.zero("EUR")
+    return PaymentStatus(
+        state=PaymentState.NOT_FOUND, reference=reference, held=zero, captured=zero, refunded=zero
+    )
