@@ -23,7 +23,6 @@ from starlette.datastructures import Headers
 from gateway.proxy_identity import ForwardedCertificates, Refusal, parse_networks
 from terminal.protection import certs
 
-NOW = datetime.now(UTC)
 PROXY = "127.0.0.1"
 
 
@@ -43,13 +42,16 @@ def device_pem(pki: Path, name: str) -> bytes:
 
 
 def identities(
-    pki: Path, *, at: datetime = NOW, trusted: tuple[str, ...] = ("127.0.0.1",)
+    pki: Path, *, at: datetime | None = None, trusted: tuple[str, ...] = ("127.0.0.1",)
 ) -> ForwardedCertificates:
+    """The checker for the fleet in `pki`, its clock stopped at `at` (default: now, read when
+    called, as the certificates were just issued from the real clock)."""
+    stopped = at or datetime.now(UTC)
     return ForwardedCertificates(
         pki / "gateway" / certs.CA_FILE,
         pki / "gateway" / certs.CRL_FILE,
         parse_networks(trusted),
-        lambda: at,
+        lambda: stopped,
     )
 
 
@@ -143,7 +145,7 @@ def test_a_revocation_is_seen_without_a_restart(pki: Path) -> None:
 
 
 def test_everything_is_refused_once_the_crl_lapses(pki: Path) -> None:
-    later = NOW + timedelta(days=certs.CRL_DAYS + 1)
+    later = datetime.now(UTC) + timedelta(days=certs.CRL_DAYS + 1)
 
     found = identities(pki, at=later).identity(PROXY, forwarded(device_pem(pki, "K1")))
 
@@ -153,14 +155,17 @@ def test_everything_is_refused_once_the_crl_lapses(pki: Path) -> None:
 @pytest.mark.parametrize(
     ("not_before", "not_after", "reason"),
     [
-        (NOW - timedelta(days=10), NOW - timedelta(days=1), "expired"),
-        (NOW + timedelta(days=1), NOW + timedelta(days=10), "not_yet_valid"),
+        (timedelta(days=-10), timedelta(days=-1), "expired"),
+        (timedelta(days=1), timedelta(days=10), "not_yet_valid"),
     ],
 )
 def test_a_certificate_outside_its_validity_is_refused(
-    pki: Path, not_before: datetime, not_after: datetime, reason: str
+    pki: Path, not_before: timedelta, not_after: timedelta, reason: str
 ) -> None:
-    cert, _ = certs.issue_leaf(certs.load_ca(pki), "K1", not_before=not_before, not_after=not_after)
+    now = datetime.now(UTC)
+    cert, _ = certs.issue_leaf(
+        certs.load_ca(pki), "K1", not_before=now + not_before, not_after=now + not_after
+    )
 
     found = identities(pki).identity(PROXY, forwarded(cert.public_bytes(Encoding.PEM)))
 
@@ -192,7 +197,7 @@ def test_a_malformed_header_is_refused(pki: Path, value: str) -> None:
 def test_without_a_crl_only_the_ca_and_validity_are_checked(pki: Path) -> None:
     certs.revoke(pki, "K1")
     forwarded_by = ForwardedCertificates(
-        pki / "gateway" / certs.CA_FILE, None, parse_networks([PROXY]), lambda: NOW
+        pki / "gateway" / certs.CA_FILE, None, parse_networks([PROXY]), lambda: datetime.now(UTC)
     )
 
     assert forwarded_by.identity(PROXY, forwarded(device_pem(pki, "K1"))) == "K1"
