@@ -57,7 +57,6 @@ import re
 import termios
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import nfc
@@ -68,6 +67,7 @@ import nfc.clf.transport
 import nfc.tag
 import nfc.tag.tt4
 
+from drivers.backoff import Backoff
 from hardware.ports import CardGone, CardTarget, ReaderFault
 
 log = logging.getLogger(__name__)
@@ -126,21 +126,6 @@ def resolve_port(path: str) -> str:
     if not PLAIN_PATH.match(port) or "/../" in port:
         raise ValueError(f"reader path {path!r}: only plain path characters are accepted")
     return port
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Backoff:
-    """Delays between attempts to re-open a lost reader: `initial_s`, times `factor` per
-    failed attempt, at most `maximum_s`."""
-
-    initial_s: float = 0.5
-    factor: float = 2.0
-    maximum_s: float = 30.0
-
-    def delay(self, failures: int) -> float:
-        if failures <= 0:
-            return 0.0
-        return float(min(self.initial_s * self.factor ** (failures - 1), self.maximum_s))
 
 
 class _Link(enum.Enum):

@@ -30,9 +30,11 @@ the transaction's wire time: at 9600 baud one read of one register is about 23 m
 EVSE-DIN default is confirm_reads=1 (the board debounces the pilot itself); at 19200 baud
 two reads fit.
 
-A failed read (no answer, bad frame) and a confirmed value that is not a state are queued
-once as a fault: `wait_change` raises `VehicleLinkFault`, and `state` raises until a valid
-state is confirmed again (reported by `wait_change` if it differs from the last one).
+A failed read (no answer, bad frame, a port that cannot be opened) and a confirmed value that
+is not a state are queued once as a fault: `wait_change` raises `VehicleLinkFault`, and `state`
+raises until a valid state is confirmed again (reported by `wait_change` if it differs from the
+last one). After a failed read the poller backs off (`ERROR_BACKOFF`: 50 ms doubling to 1 s)
+until a read succeeds again.
 """
 
 from __future__ import annotations
@@ -43,12 +45,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from drivers.backoff import Backoff
 from drivers.gpio import InputPin
 from drivers.modbus_rtu import RtuBus, RtuError, RtuSettings, validate_unit_id
 from hardware.ports import PilotState, VehicleLinkFault
 
 CONFIRM_BUDGET_S = 0.050
 JOIN_TIMEOUT_S = 2.0
+# After a failed read: the first fault is reported at once, then retries slow down to one a
+# second, so a missing board (a port that cannot be opened fails in microseconds) costs next
+# to no CPU and a board that comes back is seen again within a second.
+ERROR_BACKOFF = Backoff(initial_s=0.05, factor=2.0, maximum_s=1.0)
 
 EVSE_DIN_VEHICLE_STATE = 1002
 EVSE_DIN_STATES: dict[int, PilotState] = {
@@ -119,8 +126,10 @@ class PolledPilotLink:
         confirm_reads: int,
         name: str,
         startup_timeout_s: float = 1.0,
+        backoff: Backoff = ERROR_BACKOFF,
     ) -> None:
         self._sample = sample
+        self._backoff = backoff
         self._decode = decode
         self._interval = poll_interval_s
         self._debouncer = Debouncer(confirm_reads)
@@ -135,17 +144,23 @@ class PolledPilotLink:
         self._settled.wait(startup_timeout_s)
 
     def _run(self) -> None:
+        failures = 0
         while not self._stop.is_set():
-            self._poll_once()
-            self._stop.wait(self._interval)
+            failures = 0 if self._poll_once() else failures + 1
+            self._stop.wait(max(self._interval, self._backoff.delay(failures)))
 
-    def _poll_once(self) -> None:
+    def _poll_once(self) -> bool:
+        """One sample; False if it could not be read (the poller then backs off)."""
         try:
             raw = self._sample()
         except VehicleLinkFault as exc:
             self._debouncer.reset()
             self._set_fault(exc)
-            return
+            return False
+        self._confirm(raw)
+        return True
+
+    def _confirm(self, raw: int) -> None:
         confirmed = self._debouncer.feed(raw)
         if confirmed is None:
             return

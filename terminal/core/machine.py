@@ -383,7 +383,9 @@ def _powered_up(k: Kiosk, e: Event) -> Result:
         actions += _recover(k, stale, e)
     actions.append(StartTimer(timer=Timer.METER_SAMPLE, after_ms=k.rules.sample_interval_ms))
     if e.register_wh is None:
+        # A meter missing at start is a fault like one lost later: shown and reported.
         k = replace(k, faults=k.faults | {METER_FAULT})
+        actions.append(Report(kind="fault", detail=METER_FAULT))
     k2, rest = _rest(k, e.at, *actions)
     return k2, (*rest, Report(kind="started", detail=f"unsettled={len(e.unsettled)}"))
 
@@ -863,6 +865,9 @@ def _fault_raised(k: Kiosk, e: Event) -> Result:
 
 
 def _meter_failed(k: Kiosk, e: Event) -> Result:
+    if METER_FAULT in k.faults and not k.contactor_closed:
+        # Still missing at the next sample: already shown and reported (no report storm).
+        return k, ()
     return _fault(k, e, METER_FAULT)
 
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from drivers.nfc_reader import Backoff, NfcReader
+from drivers.backoff import Backoff
+from drivers.nfc_reader import NfcReader
 from hardware.emulators.pn532 import Pn532Emulator
 from hardware.ports import CardGone, CardReader, CardTarget, ReaderFault
 from hardware.sim.card_script import ScriptedCard, load_named

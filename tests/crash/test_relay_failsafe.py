@@ -12,130 +12,33 @@ relay is built, and driven low, first; a bad key dir stops start-up before anyth
 from __future__ import annotations
 
 import contextlib
-import os
-import shlex
 import signal
 import socket
 import subprocess
-import sys
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from gateway.server import EmbeddedGateway
-from hardware.emulators.gpio_chip import CHIP_DIR_ENV, read_line, write_line
+from hardware.emulators.gpio_chip import write_line
 from hardware.emulators.modbus_devices import EmulatedEvseBoard, EmulatedSdmMeter, ModbusRtuEmulator
 from hardware.emulators.pn532 import Pn532Emulator
 from hardware.ports import PilotState
 from hardware.sim.card_script import load_profiles
 from terminal.station import sim_keys
+from tests.crash.pi_daemon import (
+    FEEDBACK,
+    RELAY,
+    WAIT_S,
+    ContactorRig,
+    Station,
+    wait_status,
+)
 from tests.deploy.test_notify import NotifySocket
-from tests.drivers.pi_config import example_pi_data, to_toml
+from tests.drivers.pi_config import example_pi_data
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.slow]
-
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-UNIT = ROOT / "systemd" / "ev-terminal.service"
-INSTALLED_BIN = "/opt/ev-terminal/venv/bin/ev-terminal"
-INSTALLED_CONFIG = "/etc/ev-terminal/terminal.toml"
-RELAY, FEEDBACK = 17, 27
-WAIT_S = 20.0
-
-
-def unit_command(key: str, config: Path) -> list[str]:
-    """The unit's `key=` command line, pointed at this venv and this config. A leading "-"
-    (failure ignored) is systemd's, not part of the command."""
-    lines = [
-        line.split("=", 1)[1]
-        for line in UNIT.read_text(encoding="utf-8").splitlines()
-        if line.startswith(f"{key}=")
-    ]
-    assert len(lines) == 1, f"one {key}= in the unit"
-    argv = shlex.split(lines[0].removeprefix("-"))
-    replaced = {INSTALLED_BIN: str(BIN / "ev-terminal"), INSTALLED_CONFIG: str(config)}
-    return [replaced.get(arg, arg) for arg in argv]
-
-
-class ContactorRig:
-    """The contactor's auxiliary contact: it follows the relay line (feedback active high)."""
-
-    def __init__(self, chip: Path) -> None:
-        self.chip = chip
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._follow, name="contactor rig", daemon=True)
-
-    def _follow(self) -> None:
-        while not self._stop.wait(0.005):
-            write_line(self.chip, FEEDBACK, bool(read_line(self.chip, RELAY)))
-
-    def start(self) -> ContactorRig:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-
-@dataclass
-class Station:
-    tmp: Path
-    chip: Path
-    data: dict[str, Any]
-    reader: Pn532Emulator
-    board: EmulatedEvseBoard
-    notify: NotifySocket
-    procs: list[subprocess.Popen[bytes]]
-
-    @property
-    def config(self) -> Path:
-        path = self.tmp / "terminal.toml"
-        path.write_text(to_toml(self.data), encoding="utf-8")
-        return path
-
-    def env(self) -> dict[str, str]:
-        return {**os.environ, CHIP_DIR_ENV: str(self.chip), "NOTIFY_SOCKET": str(self.notify.path)}
-
-    def start(self) -> subprocess.Popen[bytes]:
-        with (self.tmp / "daemon.log").open("ab") as log:
-            proc = subprocess.Popen(
-                unit_command("ExecStart", self.config),
-                cwd=self.tmp,
-                env=self.env(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self.procs.append(proc)
-        return proc
-
-    def exec_stop_post(self) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(
-            unit_command("ExecStopPost", self.config),
-            cwd=self.tmp,
-            env=self.env(),
-            capture_output=True,
-            timeout=WAIT_S,
-            check=False,
-        )
-
-    @property
-    def relay(self) -> bool | None:
-        return read_line(self.chip, RELAY)
-
-    def log(self) -> str:
-        return (self.tmp / "daemon.log").read_text(errors="replace")
-
-
-def wait_status(station: Station, fragment: str) -> None:
-    while True:
-        message = station.notify.wait_for("STATUS", WAIT_S)
-        if fragment in message["STATUS"]:
-            return
 
 
 @pytest.fixture
@@ -173,16 +76,14 @@ def station(tmp_path: Path) -> Iterator[Station]:
         hw["gpio"]["contactor"]["feedback"] = {"pin": FEEDBACK, "active_state": True}
         hw["display"]["port"] = 0
         hw["watchdog"] = {"path": str(watchdog)}
-        station = Station(tmp_path, chip, data, reader, board, notify, [])
+        station = Station(tmp_path, chip, data, notify, reader=reader, board=board)
         yield station
-        for proc in station.procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(WAIT_S)
+        station.kill_all()
 
 
 def charge(station: Station) -> subprocess.Popen[bytes]:
     """Start the daemon and take a session to charging: the relay line is high."""
+    assert station.reader is not None and station.board is not None
     proc = station.start()
     station.notify.wait_for("READY", WAIT_S)
     station.reader.present(load_profiles()["visa"].card())

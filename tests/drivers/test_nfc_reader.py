@@ -22,7 +22,8 @@ import nfc.tag
 import pytest
 import serial
 
-from drivers.nfc_reader import Backoff, NfcReader, resolve_port
+from drivers.backoff import Backoff
+from drivers.nfc_reader import NfcReader, resolve_port
 from hardware.emulators.picc import Technology
 from hardware.emulators.pn532 import Cmd, Pn532Emulator
 from hardware.emulators.pn532_frames import ACK, NACK, response_frame

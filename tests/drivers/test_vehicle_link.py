@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from drivers.backoff import Backoff
 from drivers.gpio import InputPin
 from drivers.vehicle_link import (
     DEFAULT_PILOT_CODES,
+    EVSE_DIN_STATES,
     Debouncer,
     EvseDinLink,
     EvseDinSettings,
     GpioPilotLink,
     GpioPilotSettings,
+    PolledPilotLink,
 )
 from hardware.emulators.modbus_devices import EmulatedEvseBoard, ModbusRtuEmulator
 from hardware.ports import PilotState, VehicleLinkFault
@@ -166,3 +171,43 @@ def test_gpio_pilot_settings_are_checked() -> None:
         GpioPilotSettings(pins=(*two, InputPin(pin=16)), poll_interval_s=0.02, confirm_reads=3)
     with pytest.raises(ValueError, match="twice"):
         GpioPilotSettings(pins=(*two, InputPin(pin=12)))
+
+
+def test_a_board_that_cannot_be_read_is_retried_with_a_bounded_back_off() -> None:
+    """A missing port fails at once; the poller must not turn that into a busy loop, and
+    must still find the board again when it answers."""
+    attempts: list[float] = []
+    answering = threading.Event()
+
+    def sample() -> int:
+        attempts.append(time.monotonic())
+        if not answering.is_set():
+            raise VehicleLinkFault("cannot open serial port")
+        return 2  # B
+
+    backoff = Backoff(initial_s=0.02, factor=2.0, maximum_s=0.16)
+    link = PolledPilotLink(
+        sample,
+        EVSE_DIN_STATES.get,
+        poll_interval_s=0.0,
+        confirm_reads=1,
+        name="test poller",
+        backoff=backoff,
+    )
+    try:
+        with pytest.raises(VehicleLinkFault):
+            link.wait_change(1.0)  # the first failure is reported at once
+        time.sleep(1.0)
+        # 0.02 + 0.04 + 0.08 + 0.16 + 0.16 ... : about 8 attempts a second at most, not thousands.
+        assert 3 <= len(attempts) <= 12, len(attempts)
+        answering.set()
+        deadline = time.monotonic() + 5.0
+        while True:
+            try:
+                assert link.state() is PilotState.B
+                break
+            except VehicleLinkFault:
+                assert time.monotonic() < deadline, "the board was not found again"
+                time.sleep(0.02)
+    finally:
+        link.close()
