@@ -37,7 +37,9 @@ class Outcome(enum.Enum):
     APPROVED = "approved"  # done in full
     PARTIALLY_APPROVED = "partially_approved"  # a hold or increment approved for less
     DECLINED = "declined"  # definitely not done; `error` says why
-    PENDING = "pending"  # accepted, the result comes later (webhook, poll): Lightning invoices
+    # accepted, the result comes later (webhook, poll): Lightning invoices, and Adyen's
+    # modifications (capture, cancel, refund, amount update), which Adyen confirms by notification
+    PENDING = "pending"
     UNKNOWN = "unknown"  # no answer: ask `status` before anything else
 
 
@@ -198,7 +200,8 @@ class Processor(Protocol):
     def status(self, *, payment_id: str, reference: str | None) -> PaymentStatus:
         """What the processor says about the payment now: by `reference` when known, else by
         the gateway's `payment_id`. A processor that cannot be reached raises
-        `ProcessorUnreachable`."""
+        `ProcessorUnreachable`, and so does one that publishes no payment status (Adyen: its
+        notifications are the only record of a payment's state)."""
         ...
 
     def parse_webhook(self, *, headers: Mapping[str, str], body: bytes) -> WebhookEvent:
