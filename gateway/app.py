@@ -516,6 +516,7 @@ _LINE_NAMES = {
     "FLAT": "Session fee",
     "MIN_PRICE": "Minimum price adjustment",
     "MAX_PRICE": "Maximum price adjustment",
+    "LIMIT": "Limited to the authorized amount",
 }
 
 

@@ -64,8 +64,9 @@ class IncrementAnswer(Strict):
 
 
 class ReceiptLine(Strict):
-    # OCPI CdrDimensionType names; MIN_PRICE / MAX_PRICE are the tariff's bound adjustments.
-    dimension: Literal["ENERGY", "TIME", "PARKING_TIME", "FLAT", "MIN_PRICE", "MAX_PRICE"]
+    # OCPI CdrDimensionType names; MIN_PRICE / MAX_PRICE are the tariff's bound adjustments,
+    # LIMIT the cut to the authorized amount (the receipt totals what is captured).
+    dimension: Literal["ENERGY", "TIME", "PARKING_TIME", "FLAT", "MIN_PRICE", "MAX_PRICE", "LIMIT"]
     quantity: str = Field(pattern=DECIMAL_PATTERN)
     unit: str
     excl_vat: int

@@ -97,12 +97,13 @@ def local(year: int, month: int, day: int, hour: int, minute: int) -> datetime:
     [
         # Tuesday 19:30-20:15 charging: 5.5 kWh at 0.45 until 20:00, 2.75 kWh at 0.39, plus
         # the 0.50 session fee; parked 20:15-20:25 after the idle fee's hours (08-20).
-        # Excl. VAT 0.50 + 2.48 + 1.07 = 4.05; 19 % VAT 0.77: 4.82 EUR.
-        (local(2026, 1, 20, 19, 30), 45, 10, 482),
+        # Billed incl. VAT at the prices shown: 0.60 + 5.5 x 0.5355 (2.95) + 2.75 x 0.4641
+        # (1.28) = 4.83 EUR.
+        (local(2026, 1, 20, 19, 30), 45, 10, 483),
         # Tuesday 19:00-19:45 charging (8.25 kWh at 0.45), then parked until 20:15: the idle
         # fee (6.00 per hour) runs until 20:00 only, 15 min = 1.50.
-        # Excl. VAT 0.50 + 3.71 + 1.50 = 5.71; 19 % VAT 1.08: 6.79 EUR.
-        (local(2026, 1, 20, 19, 0), 45, 30, 679),
+        # 0.60 + 8.25 x 0.5355 (4.42) + 15 x 0.119 (1.79) = 6.81 EUR.
+        (local(2026, 1, 20, 19, 0), 45, 30, 681),
     ],
     ids=["energy-price-changes-at-20h", "idle-fee-ends-at-20h"],
 )
@@ -216,11 +217,12 @@ def test_receipt_is_itemized_on_screen_and_on_the_gateways_page(
     assert {line.dimension for line in bill.lines} == {"FLAT", "ENERGY", "PARKING_TIME"}
     frame = frame_for(screen)
     fields = dict(frame.fields)
-    assert fields["Total"] == "6.79 EUR"
-    assert fields["Session fee (19% VAT)"] == "0.50 EUR"
-    assert fields["Energy 8.250 kWh (19% VAT)"] == "3.71 EUR"
-    assert fields["Idle time 0:15:00 (19% VAT)"] == "1.50 EUR"
-    assert fields["VAT 19% on 5.71 EUR"] == "1.08 EUR"
+    # Each line incl. VAT at the unit price shown before start; VAT 19/119 of 6.81 = 1.09.
+    assert fields["Total"] == "6.81 EUR"
+    assert fields["Session fee"] == "0.60 EUR"
+    assert fields["Energy 8.250 kWh at 0.5355 EUR/kWh"] == "4.42 EUR"
+    assert fields["Idle time 0:15:00 at 0.119 EUR/min"] == "1.79 EUR"
+    assert fields["VAT 19% on 5.72 EUR"] == "1.09 EUR"
     assert "Tariff: time-of-day-with-idle-fee" in frame.lines
     assert frame.qr is not None and frame.qr.endswith(screen.receipt_id)
 
@@ -239,17 +241,18 @@ def test_receipt_is_itemized_on_screen_and_on_the_gateways_page(
     assert "Tariff: time-of-day-with-idle-fee" in html
     assert "Visa **** 0010" in html
     assert html.count("<tr class='line'>") == len(bill.lines)
+    # The page lists the lines excl. VAT: each line's share of the 5.72 base.
     for label, amount in (
         ("Session fee", "0.50 EUR"),
-        ("Energy", "3.71 EUR"),
+        ("Energy", "3.72 EUR"),
         ("Idle time", "1.50 EUR"),
     ):
         assert f"<td>{label}</td>" in html
         assert amount in html
     assert "8.250 kWh" in html
     assert "0:15:00 h" in html
-    assert "<td>VAT 19%</td><td>on 5.71 EUR</td><td>1.08 EUR</td>" in html
-    assert "Total excl. VAT: 5.71 EUR" in html
-    assert "VAT: 1.08 EUR" in html
-    assert "Total: 6.79 EUR" in html
-    assert json.loads(json.dumps(receipt))["vat"] == [{"percent": "19", "base": 571, "vat": 108}]
+    assert "<td>VAT 19%</td><td>on 5.72 EUR</td><td>1.09 EUR</td>" in html
+    assert "Total excl. VAT: 5.72 EUR" in html
+    assert "VAT: 1.09 EUR" in html
+    assert "Total: 6.81 EUR" in html
+    assert json.loads(json.dumps(receipt))["vat"] == [{"percent": "19", "base": 572, "vat": 109}]

@@ -5,33 +5,73 @@ with `advance` (an immutable value, so the machine's state stays a value) and as
 the running cost incl. VAT. `advance` must be O(1) in the session's length: the machine calls it
 once per meter sample for sessions of many hours.
 
-Rounding rule (the one place it is written): every line is computed exactly in `Decimal` and
-rounded once, half-up, to minor units excl. VAT; VAT is computed per rate on the sum of that
-rate's rounded lines and rounded once, half-up; the total incl. VAT is the sum of those.
+Rounding rule (the one place it is written; docs/tariffs.md repeats it for drivers):
+1. A unit price is shown and billed incl. VAT: the price excl. VAT times (1 + VAT/100), rounded
+   once, half-up, to two digits beyond the currency's minor unit per kWh (0.3277 EUR excl. 19 %
+   is 0.3900 EUR, shown "0.39 EUR"), four beyond it per minute (2.00 EUR per hour excl. 10 %
+   is 0.036667 EUR per minute: 150 minutes cost 5.50, as 2.5 hours at 2.20 do), and to the
+   minor unit per session (`gross_unit_price`). Trailing zeros are not shown.
+2. A line costs its quantity in the shown unit (kWh, minutes, sessions) times that shown unit
+   price, rounded once, half-up, to minor units: 1.214 kWh at 0.3900 EUR is 0.47 EUR, so a
+   driver reproduces every line from the screen and the receipt.
+3. VAT is taken out per rate from the sum of that rate's lines: VAT = gross * rate / (100 +
+   rate), rounded half-up; the base excl. VAT is the rest. Each line's amount excl. VAT is its
+   share of that base (largest remainder), so the lines excl. VAT add up to the base.
+4. The total is the sum of the lines incl. VAT. min/max price and the authorized amount
+   (`limit_to`) adjust it by lines of their own, so the receipt always adds up to what is
+   captured.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Protocol
 
-from terminal.money import Money
+from terminal.money import Money, minor_exponent
 
 WH_PER_KWH = Decimal(1000)
 HUNDRED = Decimal(100)
+UNIT_EXTRA_DIGITS = 2  # digits of a price per kWh beyond the currency's minor unit (rule 1)
+MINUTE_EXTRA_DIGITS = 4  # per minute: a tariff's hourly price / 60 stays within 0.0001 per h
+LIMIT = "LIMIT"  # the dimension of the line that brings a bill down to the authorized amount
+
+
+def gross_unit_price(
+    price_excl: Decimal,
+    vat_percent: Decimal | None,
+    currency: str,
+    *,
+    per_session: bool = False,
+    per_minute: bool = False,
+) -> Decimal:
+    """The unit price incl. VAT that is shown and billed (rule 1 of the module docstring)."""
+    extra = 0 if per_session else MINUTE_EXTRA_DIGITS if per_minute else UNIT_EXTRA_DIGITS
+    digits = minor_exponent(currency) + extra
+    gross = price_excl * (1 + (vat_percent or 0) / HUNDRED)
+    return gross.quantize(Decimal(1).scaleb(-digits), ROUND_HALF_UP)
+
+
+def line_amount(quantity: Decimal, unit_price: Decimal, currency: str) -> Money:
+    """A line's amount incl. VAT: quantity in the shown unit * shown unit price (rule 2)."""
+    return Money.from_decimal(quantity * unit_price, currency)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BillLine:
-    """One priced dimension of a session (OCPI CdrDimensionType names)."""
+    """One priced dimension of a session (OCPI CdrDimensionType names), or an adjustment
+    (MIN_PRICE, MAX_PRICE, LIMIT). `incl_vat` is what the line costs; `excl_vat` is its share
+    of its rate's base, set by `make_bill`."""
 
-    dimension: str  # "ENERGY", "TIME", "PARKING_TIME", "FLAT"
+    dimension: str  # "ENERGY", "TIME", "PARKING_TIME", "FLAT", "MIN_PRICE", "MAX_PRICE", "LIMIT"
     quantity: Decimal  # kWh for ENERGY, hours for TIME / PARKING_TIME, 1 for FLAT
     unit: str  # "kWh", "h", "session"
-    excl_vat: Money
+    incl_vat: Money
     vat_percent: Decimal
+    unit_price: Decimal | None = None  # incl. VAT per kWh, per minute or per session
+    excl_vat: Money = field(default=Money(0, "EUR"))  # replaced by make_bill
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,7 +85,7 @@ class VatLine:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Bill:
-    """An itemized bill: lines excl. VAT, VAT per rate, totals."""
+    """An itemized bill: lines incl. and excl. VAT, VAT per rate, totals."""
 
     lines: tuple[BillLine, ...]
     vat: tuple[VatLine, ...]
@@ -56,25 +96,69 @@ class Bill:
     def total_vat(self) -> Money:
         return self.total - self.total_excl_vat
 
+    @property
+    def limited(self) -> bool:
+        """Whether the authorized amount cut the bill down (a `LIMIT` line)."""
+        return any(line.dimension == LIMIT for line in self.lines)
 
-def make_bill(lines: tuple[BillLine, ...], currency: str) -> Bill:
-    """Assemble a bill from rounded lines, applying the VAT rule in the module docstring."""
-    by_rate: dict[Decimal, Money] = {}
-    for line in lines:
-        by_rate[line.vat_percent] = by_rate.get(line.vat_percent, Money.zero(currency)) + (
-            line.excl_vat
+
+def make_bill(lines: Iterable[BillLine], currency: str) -> Bill:
+    """Assemble a bill from lines priced incl. VAT, by rules 3 and 4 of the module docstring."""
+    lines = tuple(lines)
+    by_rate: dict[Decimal, list[int]] = {}
+    for index, line in enumerate(lines):
+        by_rate.setdefault(line.vat_percent, []).append(index)
+    excl: dict[int, Money] = {}
+    vat_lines: list[VatLine] = []
+    for rate in sorted(by_rate):
+        members = by_rate[rate]
+        gross = sum((lines[i].incl_vat for i in members), Money.zero(currency))
+        tax = Money.from_decimal(gross.to_decimal() * rate / (HUNDRED + rate), currency)
+        base = gross - tax
+        shares = [lines[i].incl_vat.minor * HUNDRED / (HUNDRED + rate) for i in members]
+        for i, minor in zip(members, _allocate(base.minor, shares), strict=True):
+            excl[i] = Money(minor, currency)
+        vat_lines.append(VatLine(percent=rate, base=base, vat=tax))
+    priced = tuple(replace(line, excl_vat=excl[i]) for i, line in enumerate(lines))
+    total = sum((line.incl_vat for line in lines), Money.zero(currency))
+    total_excl = sum((v.base for v in vat_lines), Money.zero(currency))
+    return Bill(lines=priced, vat=tuple(vat_lines), total_excl_vat=total_excl, total=total)
+
+
+def _allocate(total: int, shares: list[Decimal]) -> list[int]:
+    """Integers near `shares` that add up to `total` (largest remainder; ties to the first)."""
+    floors = [int(s.to_integral_value(ROUND_FLOOR)) for s in shares]
+    left = total - sum(floors)
+    order = sorted(range(len(shares)), key=lambda i: (-(shares[i] - floors[i]), i))
+    for k in range(abs(left)):
+        floors[order[k % len(order)]] += 1 if left > 0 else -1
+    return floors
+
+
+def limit_to(bill: Bill, cap: Money) -> Bill:
+    """The bill cut down to `cap` (the authorized amount) when it is over: one `LIMIT` line per
+    VAT rate, shared in proportion to each rate's gross, so the total is exactly `cap` and the
+    VAT stays true (a power jump between two samples can carry the cost past the cap before the
+    contactor opens; the driver pays no more than was authorized)."""
+    if bill.total <= cap:
+        return bill
+    currency = cap.currency
+    cut = bill.total - cap
+    gross = [(v.percent, v.base + v.vat) for v in bill.vat if (v.base + v.vat).minor > 0]
+    whole = sum(g.minor for _, g in gross)
+    parts = _allocate(cut.minor, [Decimal(cut.minor * g.minor) / whole for _, g in gross])
+    adjustments = (
+        BillLine(
+            dimension=LIMIT,
+            quantity=Decimal(1),
+            unit="session",
+            incl_vat=Money(-part, currency),
+            vat_percent=rate,
         )
-    vat_lines = tuple(
-        VatLine(
-            percent=rate,
-            base=base,
-            vat=Money.from_decimal(base.to_decimal() * rate / HUNDRED, currency),
-        )
-        for rate, base in sorted(by_rate.items())
+        for (rate, _), part in zip(gross, parts, strict=True)
+        if part
     )
-    excl = sum((line.excl_vat for line in lines), Money.zero(currency))
-    vat = sum((v.vat for v in vat_lines), Money.zero(currency))
-    return Bill(lines=lines, vat=vat_lines, total_excl_vat=excl, total=excl + vat)
+    return make_bill((*bill.lines, *adjustments), currency)
 
 
 class Meterage(Protocol):
@@ -132,16 +216,35 @@ class EnergyTariff:
         return EnergyMeterage(tariff=self)
 
     def price_lines(self, at: datetime) -> tuple[str, ...]:
-        factor = 1 + self.vat_percent / HUNDRED
-        lines = [f"{_major(self.per_kwh * factor, self.currency)} per kWh"]
+        lines = [f"{format_unit_price(self.unit_price, self.currency)} per kWh"]
         if self.session_fee:
-            lines.append(f"{_major(self.session_fee * factor, self.currency)} per session")
+            lines.append(f"{format_unit_price(self.fee_price, self.currency)} per session")
         lines.append(f"incl. {self.vat_percent.normalize():f}% VAT")
         return tuple(lines)
 
+    @property
+    def unit_price(self) -> Decimal:
+        """The price per kWh incl. VAT, as shown and billed."""
+        return gross_unit_price(self.per_kwh, self.vat_percent, self.currency)
 
-def _major(amount: Decimal, currency: str) -> str:
-    return Money.from_decimal(amount, currency).format()
+    @property
+    def fee_price(self) -> Decimal:
+        """The session fee incl. VAT, as shown and billed."""
+        return gross_unit_price(self.session_fee, self.vat_percent, self.currency, per_session=True)
+
+
+def format_unit_price(value: Decimal, currency: str, *, comma: bool = False) -> str:
+    """A shown unit price with its currency code: at least the currency's minor digits, the
+    extra digits only where they are not zero ("0.39 EUR", "0.3277 EUR")."""
+    exponent = minor_exponent(currency)
+    text = f"{value:f}"
+    if "." in text:
+        whole, frac = text.split(".")
+        frac = frac.rstrip("0").ljust(exponent, "0")
+        text = f"{whole}.{frac}" if frac else whole
+    elif exponent:
+        text = f"{text}.{'0' * exponent}"
+    return f"{text.replace('.', ',') if comma else text} {currency}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -165,8 +268,9 @@ class EnergyMeterage:
                 dimension="ENERGY",
                 quantity=kwh,
                 unit="kWh",
-                excl_vat=Money.from_decimal(kwh * t.per_kwh, t.currency),
+                incl_vat=line_amount(kwh, t.unit_price, t.currency),
                 vat_percent=t.vat_percent,
+                unit_price=t.unit_price,
             )
         ]
         if t.session_fee:
@@ -175,11 +279,12 @@ class EnergyMeterage:
                     dimension="FLAT",
                     quantity=Decimal(1),
                     unit="session",
-                    excl_vat=Money.from_decimal(t.session_fee, t.currency),
+                    incl_vat=Money.from_decimal(t.fee_price, t.currency),
                     vat_percent=t.vat_percent,
+                    unit_price=t.fee_price,
                 )
             )
-        return make_bill(tuple(lines), t.currency)
+        return make_bill(lines, t.currency)
 
     def total(self) -> Money:
         return self.bill().total

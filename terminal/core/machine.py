@@ -44,6 +44,7 @@ from terminal.core.actions import (
     TakeSignedReading,
     Void,
 )
+from terminal.core.billing import limit_to
 from terminal.core.events import (
     AuthorizationAnswered,
     AuthOutcome,
@@ -162,7 +163,8 @@ def _settle(k: Kiosk, session: Session, e: Event) -> Result:
         bill = None
     else:
         assert session.meterage is not None
-        bill = session.meterage.bill()
+        # The receipt totals what is captured: a bill over the cap gets a LIMIT line.
+        bill = limit_to(session.meterage.bill(), amount)
         session = replace(session, status=Status.CAPTURING, amount=amount)
         actions = [
             Record(session=session),

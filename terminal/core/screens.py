@@ -7,11 +7,11 @@ stable identifiers used by scripts (`expect charging`) and by the web page's lay
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import assert_never
 
 from hardware.ports import Frame, Tone
-from terminal.core.billing import Bill
+from terminal.core.billing import LIMIT, Bill, format_unit_price
 from terminal.money import Money
 
 
@@ -127,8 +127,8 @@ _STOP_REASONS = {
 }
 
 
-# Bill line names on the receipt (BillLine.dimension: OCPI CdrDimensionType names, and the
-# tariff's min/max price adjustments).
+# Bill line names on the receipt (BillLine.dimension: OCPI CdrDimensionType names, the
+# tariff's min/max price adjustments, and the cut to the authorized amount).
 BILL_LINES = {
     "ENERGY": "Energy",
     "TIME": "Charging time",
@@ -136,20 +136,27 @@ BILL_LINES = {
     "FLAT": "Session fee",
     "MIN_PRICE": "Minimum price",
     "MAX_PRICE": "Maximum price",
+    LIMIT: "Limited to the authorized amount",
 }
 
 
 def bill_fields(bill: Bill) -> list[tuple[str, str]]:
-    """The itemized bill as labelled values: each line excl. VAT with its quantity, the VAT
-    per rate on its base, the total excl. VAT (the caller adds the total)."""
+    """The itemized bill as labelled values: each line incl. VAT with its quantity and the
+    unit price it was billed at (so the driver can multiply it out), the total excl. VAT and
+    the VAT per rate on its base (the caller adds the total)."""
     fields: list[tuple[str, str]] = []
+    currency = bill.total.currency
     for line in bill.lines:
         name = BILL_LINES.get(line.dimension, line.dimension)
+        price = "" if line.unit_price is None else format_unit_price(line.unit_price, currency)
         if line.unit == "kWh":
             name += f" {line.quantity:.3f} kWh"
+            name += f" at {price}/kWh" if price else ""
         elif line.unit == "h":
-            name += f" {hms(int(line.quantity * 3600))}"
-        fields.append((f"{name} ({line.vat_percent.normalize():f}% VAT)", str(line.excl_vat)))
+            # Hours are kept to the microhour: the nearest second is the billed one.
+            name += f" {hms(int((line.quantity * 3600).to_integral_value(ROUND_HALF_UP)))}"
+            name += f" at {price}/min" if price else ""
+        fields.append((name, str(line.incl_vat)))
     fields.append(("Excl. VAT", str(bill.total_excl_vat)))
     fields += [(f"VAT {v.percent.normalize():f}% on {v.base}", str(v.vat)) for v in bill.vat]
     return fields

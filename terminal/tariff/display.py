@@ -8,9 +8,13 @@ hold, evaluated at duration 0 and 0 kWh). Elements restricted by power or curren
 when the caller states the power (and current) the station delivers; without it, the
 unrestricted fallback element is shown and the display says prices vary.
 
-Unit prices keep two digits beyond the currency's minor unit (0.275 EUR per kWh, 0.0333 EUR
-per minute): a price per unit is not an amount to pay, and rounding it to cents would misstate
-it. Lines exist in English and German (`LOCALES`).
+Unit prices are shown exactly as they are billed (`terminal.core.billing`, rule 1): incl.
+VAT, with up to two digits beyond the currency's minor unit per kWh (0.275 EUR) and four per
+minute (0.036667 EUR), so the quantity on the receipt times the price shown is the line
+billed, to the cent.
+A min/max price is shown incl. VAT as it is charged: its `incl_vat` when the tariff gives one,
+else the least (most) amount whose VAT-exclusive part meets the bound at the tariff's rate.
+Lines exist in English and German (`LOCALES`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING
 
-from terminal.money import minor_exponent
+from terminal.core.billing import gross_unit_price
+from terminal.money import Money, minor_exponent
 from terminal.tariff.model import Price, TariffDimension
 
 if TYPE_CHECKING:
@@ -72,12 +77,23 @@ class UnitPrice:
     price: Decimal
     vat: Decimal | None
     step_size: int
+    currency: str
     up_to: bool = False  # the dearest of several that may apply, by power or current
 
     @property
     def incl_vat(self) -> Decimal:
-        """The price incl. VAT (no VAT given means none applies)."""
-        return self.price * (1 + (self.vat or 0) / _HUNDRED)
+        """The unit price incl. VAT as billed (no VAT given means none applies)."""
+        return gross_unit_price(self.price, self.vat, self.currency)
+
+    @property
+    def per_minute(self) -> Decimal:
+        """For TIME and PARKING_TIME: the price per minute incl. VAT as billed."""
+        return gross_unit_price(self.price / _SIXTY, self.vat, self.currency, per_minute=True)
+
+    @property
+    def per_session(self) -> Decimal:
+        """For FLAT: the session fee incl. VAT as billed."""
+        return gross_unit_price(self.price, self.vat, self.currency, per_session=True)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,8 +105,8 @@ class PriceDisplay:
     time: UnitPrice | None
     flat: UnitPrice | None
     parking: UnitPrice | None
-    min_price: Price | None
-    max_price: Price | None
+    min_price: Decimal | None  # incl. VAT, as charged
+    max_price: Decimal | None
     varies: bool
 
     def lines(self, locale: str = "en") -> tuple[str, ...]:
@@ -111,20 +127,20 @@ class PriceDisplay:
             if self.energy.step_size > 1:
                 out.append(words["step_energy"].format(self.energy.step_size))
         if self.time is not None:
-            per_minute = self.time.incl_vat / _SIXTY
-            out.append(words["time"].format(amount(per_minute, up_to=self.time.up_to)))
+            per_minute = self.time.per_minute
+            out.append(words["time"].format(amount(per_minute, 4, up_to=self.time.up_to)))
         if self.flat is not None:
-            out.append(words["flat"].format(amount(self.flat.incl_vat, 0, self.flat.up_to)))
+            out.append(words["flat"].format(amount(self.flat.per_session, 0, self.flat.up_to)))
         if self.parking is not None:
-            idle = self.parking.incl_vat / _SIXTY
-            out.append(words["parking"].format(amount(idle, up_to=self.parking.up_to)))
+            idle = self.parking.per_minute
+            out.append(words["parking"].format(amount(idle, 4, up_to=self.parking.up_to)))
             if self.parking.step_size > 60:
                 minutes = Decimal(self.parking.step_size) / _SIXTY
                 out.append(words["step_time"].format(_plain(minutes, comma)))
         if self.min_price is not None:
-            out.append(words["min"].format(amount(_incl(self.min_price), 0)))
+            out.append(words["min"].format(amount(self.min_price, 0)))
         if self.max_price is not None:
-            out.append(words["max"].format(amount(_incl(self.max_price), 0)))
+            out.append(words["max"].format(amount(self.max_price, 0)))
         if not any(p.price for p in shown) and self.min_price is None:
             out.insert(0, words["free"])
         rates = sorted({p.vat for p in shown if p.vat is not None and p.price})
@@ -137,8 +153,34 @@ class PriceDisplay:
         return tuple(out)
 
 
-def _incl(price: Price) -> Decimal:
-    return price.incl_vat if price.incl_vat is not None else price.excl_vat
+def charged_bound(price: Price, rate: Decimal, currency: str, *, floor: bool) -> Decimal:
+    """A min (`floor`) or max price incl. VAT as the engine charges it: `incl_vat` when
+    given (and the excl. bound is met by it at `rate`), else the least (floor) or greatest
+    gross amount whose part excl. VAT at `rate` meets `excl_vat` (billing rule 3)."""
+    exponent = minor_exponent(currency)
+
+    def base(gross: int) -> Decimal:
+        tax = Money.from_decimal(
+            Decimal(gross).scaleb(-exponent) * rate / (_HUNDRED + rate), currency
+        )
+        return Decimal(gross - tax.minor).scaleb(-exponent)
+
+    excl = price.excl_vat
+    gross = Money.from_decimal(excl * (1 + rate / _HUNDRED), currency).minor
+    if floor:
+        while gross > 0 and base(gross - 1) >= excl:
+            gross -= 1
+        while base(gross) < excl:
+            gross += 1
+    else:
+        while base(gross + 1) <= excl:
+            gross += 1
+        while gross > 0 and base(gross) > excl:
+            gross -= 1
+    shown = Decimal(gross).scaleb(-exponent)
+    if price.incl_vat is None:
+        return shown
+    return max(shown, price.incl_vat) if floor else min(shown, price.incl_vat)
 
 
 def _plain(value: Decimal, comma: bool) -> str:
@@ -174,7 +216,10 @@ def price_display(
             if not ok[component.element]:
                 continue
             price = UnitPrice(
-                price=component.price, vat=component.vat, step_size=component.step_size
+                price=component.price,
+                vat=component.vat,
+                step_size=component.step_size,
+                currency=plan.tariff.currency,
             )
             if rule.electrical:
                 needs_current = rule.min_ma is not None or rule.max_ma is not None
@@ -196,13 +241,18 @@ def price_display(
         dearest = max(candidates, key=lambda p: p.incl_vat)
         return replace(dearest, up_to=True)
 
+    tariff = plan.tariff
     return PriceDisplay(
-        currency=plan.tariff.currency,
+        currency=tariff.currency,
         energy=shown(TariffDimension.ENERGY),
         time=shown(TariffDimension.TIME),
         flat=shown(TariffDimension.FLAT),
         parking=shown(TariffDimension.PARKING_TIME),
-        min_price=plan.tariff.min_price,
-        max_price=plan.tariff.max_price,
+        min_price=None
+        if tariff.min_price is None
+        else charged_bound(tariff.min_price, plan.vat_rate, tariff.currency, floor=True),
+        max_price=None
+        if tariff.max_price is None
+        else charged_bound(tariff.max_price, plan.vat_rate, tariff.currency, floor=False),
         varies=any(len(indices) > 1 for indices in plan.by_dimension.values()),
     )

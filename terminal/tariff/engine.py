@@ -15,12 +15,15 @@ Semantics (OCPI 2.2.1 mod_tariffs "Tariff Object", "TariffRestrictions class",
   step of the last ENERGY component used; for time, only the dimension (TIME or PARKING_TIME)
   of the last time-based period with a price component is rounded up, its session total, to
   the step of that last component; the extra is billed at that component's price.
-- Each line is costed exactly in `Decimal`, then rounded once by the rule in
-  `terminal.core.billing` (per line, half-up; VAT per rate).
+- Each line is costed exactly in `Decimal` (excl. VAT, for the OCPI CDR), and billed by the
+  rule in `terminal.core.billing`: its quantity in the shown unit (kWh, minute, session) times
+  the shown unit price incl. VAT, rounded once; VAT taken out per rate.
 - min_price / max_price bound the total excl. and incl. VAT (both apply, mod_tariffs note);
   the difference is an adjustment line per VAT rate (`MIN_PRICE` / `MAX_PRICE`), spread over
-  the rates in proportion to their base so the VAT breakdown stays true. min_price applies
-  once energy was delivered: a session with no energy is free (voided, DESIGN.md).
+  the rates in proportion to their gross so the VAT breakdown stays true. min_price applies to
+  every session, with energy or without (mod_tariffs: "a Charging Session with this tariff will
+  at least cost this amount"); the kiosk still voids a session that delivered no energy. A
+  min/max price given only excl. VAT carries the tariff's VAT rate (`Plan.vat_rate`).
 
 The incremental `OcpiMeterage.advance` does O(1) work per sample (amortized): it carries the
 restriction state valid until the next time or energy bound and re-evaluates only when a
@@ -36,7 +39,13 @@ from datetime import date, datetime, timedelta, tzinfo
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from itertools import pairwise
 
-from terminal.core.billing import Bill, BillLine, make_bill
+from terminal.core.billing import (
+    Bill,
+    BillLine,
+    gross_unit_price,
+    line_amount,
+    make_bill,
+)
 from terminal.money import Money, minor_exponent
 from terminal.tariff.display import LOCALES, PriceDisplay, price_display
 from terminal.tariff.model import Price, Tariff, TariffDimension, parse_tariff
@@ -60,6 +69,8 @@ __all__ = [
 
 _WH_PER_KWH = Decimal(1000)
 _US_PER_HOUR = Decimal(3600 * US_PER_SECOND)
+_US_PER_MINUTE = Decimal(60 * US_PER_SECOND)
+_MINUTES_PER_HOUR = Decimal(60)
 _HOURS_QUANTUM = Decimal("0.000001")  # BillLine.quantity in hours: display only
 _HUNDRED = Decimal(100)
 _MAX_NUDGES = 10_000  # a bound is met within a few minor units of the estimate
@@ -105,6 +116,21 @@ class PricedLine:
         if self.dimension is _F:
             return Decimal(1)
         return (Decimal(self.units) / _US_PER_HOUR).quantize(_HOURS_QUANTUM, ROUND_HALF_UP)
+
+    def unit_price(self, currency: str) -> Decimal:
+        """The shown unit price incl. VAT: per kWh, per minute, or per session."""
+        if self.dimension is _F:
+            return gross_unit_price(self.price, self.vat, currency, per_session=True)
+        if self.dimension is _E:
+            return gross_unit_price(self.price, self.vat, currency)
+        return gross_unit_price(self.price / _MINUTES_PER_HOUR, self.vat, currency, per_minute=True)
+
+    def incl_vat(self, currency: str) -> Money:
+        """What the line costs: its quantity in the shown unit * the shown unit price."""
+        if self.dimension is _F:
+            return Money.from_decimal(self.unit_price(currency), currency)
+        per = _WH_PER_KWH if self.dimension is _E else _US_PER_MINUTE
+        return line_amount(Decimal(self.units) / per, self.unit_price(currency), currency)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -225,15 +251,16 @@ def _price(plan: Plan, usage: _Usage) -> SessionPrice:
             dimension=line.dimension.value,
             quantity=line.quantity,
             unit=_UNITS[line.dimension],
-            excl_vat=Money.from_decimal(line.cost, currency),
+            incl_vat=line.incl_vat(currency),
             vat_percent=line.vat if line.vat is not None else Decimal(0),
+            unit_price=line.unit_price(currency),
         )
         for line in lines
     )
     bill = make_bill(bill_lines, currency)
     tariff = plan.tariff
-    if tariff.min_price is not None and usage.energy_wh > 0:
-        bill = _at_least(bill, tariff.min_price, currency)
+    if tariff.min_price is not None:
+        bill = _at_least(bill, tariff.min_price, currency, plan.vat_rate)
     if tariff.max_price is not None:
         bill = _at_most(bill, tariff.max_price, currency)
     return SessionPrice(lines=tuple(lines), bill=bill)
@@ -246,9 +273,9 @@ def _money(amount: Decimal, currency: str, rounding: str) -> Money:
 
 
 def _adjusted(bill: Bill, dimension: str, currency: str, factor: Decimal) -> list[BillLine]:
-    """Adjustment lines, one per VAT rate, moving each rate's base by `factor` - 1."""
+    """Adjustment lines, one per VAT rate, moving each rate's gross by `factor` - 1."""
     adjustments = {
-        vat.percent: Money.from_decimal(vat.base.to_decimal() * (factor - 1), currency)
+        vat.percent: Money.from_decimal((vat.base + vat.vat).to_decimal() * (factor - 1), currency)
         for vat in bill.vat
     }
     return [
@@ -258,7 +285,7 @@ def _adjusted(bill: Bill, dimension: str, currency: str, factor: Decimal) -> lis
                 dimension=dimension,
                 quantity=Decimal(1),
                 unit="session",
-                excl_vat=amount,
+                incl_vat=amount,
                 vat_percent=rate,
             )
             for rate, amount in adjustments.items()
@@ -270,14 +297,14 @@ def _nudge(lines: list[BillLine], dimension: str, step: int) -> list[BillLine] |
     """Move the largest adjustment by `step` minor units; None if it would change sign."""
     index = max(
         (i for i, line in enumerate(lines) if line.dimension == dimension),
-        key=lambda i: abs(lines[i].excl_vat.minor),
+        key=lambda i: abs(lines[i].incl_vat.minor),
     )
     line = lines[index]
-    minor = line.excl_vat.minor
+    minor = line.incl_vat.minor
     sign = 1 if dimension == "MIN_PRICE" else -1  # a minimum adds, a maximum takes off
     if (minor + step) * sign < 0:
         return None
-    moved = replace(line, excl_vat=Money(minor + step, line.excl_vat.currency))
+    moved = replace(line, incl_vat=Money(minor + step, line.incl_vat.currency))
     return [*lines[:index], moved, *lines[index + 1 :]]
 
 
@@ -306,7 +333,7 @@ def _settle(
     return result
 
 
-def _at_least(bill: Bill, floor: Price, currency: str) -> Bill:
+def _at_least(bill: Bill, floor: Price, currency: str, vat_rate: Decimal) -> Bill:
     low_excl = _money(floor.excl_vat, currency, ROUND_CEILING)
     low_incl = None if floor.incl_vat is None else _money(floor.incl_vat, currency, ROUND_CEILING)
 
@@ -315,23 +342,31 @@ def _at_least(bill: Bill, floor: Price, currency: str) -> Bill:
 
     if not short(bill):
         return bill
-    if bill.total_excl_vat.minor == 0:
-        # Nothing to scale: one line at the rate min_price implies (incl / excl - 1).
-        rate = Decimal(0)
-        if floor.incl_vat is not None and floor.excl_vat > 0:
-            rate = ((floor.incl_vat / floor.excl_vat - 1) * _HUNDRED).quantize(Decimal("0.01"))
+    if bill.total.minor == 0:
+        # Nothing to scale: one line at the rate min_price implies (incl / excl - 1), or the
+        # tariff's own rate when min_price gives no amount incl. VAT.
+        rate = vat_rate
+        if floor.incl_vat is not None:
+            rate = Decimal(0)
+            if floor.excl_vat > 0:
+                rate = ((floor.incl_vat / floor.excl_vat - 1) * _HUNDRED).quantize(Decimal("0.01"))
+        estimate = low_excl.to_decimal() * (1 + rate / _HUNDRED)
+        if low_incl is not None:
+            estimate = max(estimate, low_incl.to_decimal())
         lines = [
             *bill.lines,
             BillLine(
                 dimension="MIN_PRICE",
                 quantity=Decimal(1),
                 unit="session",
-                excl_vat=low_excl - bill.total_excl_vat,
+                incl_vat=Money.from_decimal(estimate, currency),
                 vat_percent=rate,
             ),
         ]
     else:
-        factor = low_excl.to_decimal() / bill.total_excl_vat.to_decimal()
+        factor = Decimal(1)
+        if bill.total_excl_vat.minor > 0:
+            factor = low_excl.to_decimal() / bill.total_excl_vat.to_decimal()
         if low_incl is not None:
             factor = max(factor, low_incl.to_decimal() / bill.total.to_decimal())
         lines = _adjusted(bill, "MIN_PRICE", currency, factor)

@@ -177,6 +177,13 @@ class Plan:
     duration_bounds: tuple[int, ...]  # µs after start
     energy_bounds: tuple[int, ...]  # Wh
 
+    @property
+    def vat_rate(self) -> Decimal:
+        """The VAT rate a min/max price given only excl. VAT is charged at: the rate of the
+        priced components when they share one, else the highest (absent VAT counts as 0)."""
+        rates = {c.vat or Decimal(0) for c in self.components if c.price}
+        return max(rates, default=Decimal(0))
+
     def local(self, us: int) -> datetime:
         """The station-local datetime of `us`."""
         return from_us(us).astimezone(self.tz)

@@ -15,8 +15,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from hardware.ports import PilotState
-from terminal.core.actions import Action, Capture, ReadMeter, RequestIncrement, Void
-from terminal.core.billing import EnergyTariff, Tariff
+from terminal.core import screens
+from terminal.core.actions import Action, Capture, ReadMeter, RequestIncrement, ShowScreen, Void
+from terminal.core.billing import LIMIT, EnergyTariff, Tariff
 from terminal.core.events import (
     AuthorizationAnswered,
     AuthOutcome,
@@ -29,6 +30,7 @@ from terminal.core.events import (
 )
 from terminal.core.kiosk import Charging, Finishing, Kiosk, Receipt, Rules, Suspended
 from terminal.core.machine import step
+from terminal.core.screens import frame_for
 from terminal.core.session import Card, CardKind
 from terminal.money import Money
 from terminal.tariff import OcpiTariff
@@ -282,4 +284,101 @@ def test_energy_and_time_stop_within_one_meter_sample_of_the_cap(  # noqa: PLR09
         if first_sample_over:
             assert settled.amount.minor == hold  # clipped to the hold, never above it
         else:
-            assert settled.amount == settled.bill.total  # never clipped: it never passed the cap
+            assert not settled.bill.limited  # never clipped: it never passed the cap
+        assert settled.amount == settled.bill.total  # the receipt totals the capture
+
+
+def _receipt(drive: Drive) -> screens.Receipt:
+    shown = [
+        a.screen
+        for a in drive.actions
+        if isinstance(a, ShowScreen) and isinstance(a.screen, screens.Receipt)
+    ]
+    assert len(shown) == 1
+    return shown[0]
+
+
+def _amount(text: str) -> int:
+    value, currency = text.split(" ")
+    assert currency == "EUR"
+    return int(Decimal(value) * 100)
+
+
+@settings(max_examples=40, deadline=None)
+@example(tariff="energy", hold=300, before_w=11_000, jump_w=150_000, every_s=10)
+@given(
+    tariff=st.sampled_from(sorted(TARIFFS)),
+    hold=st.integers(100, 800),
+    before_w=st.integers(7_000, 22_000),
+    jump_w=st.integers(150_000, 400_000),
+    every_s=st.integers(10, 60),
+)
+def test_receipt_totals_the_capture_when_power_jumps_before_the_cap(
+    tariff: str, hold: int, before_w: int, jump_w: int, every_s: int
+) -> None:
+    """Power jumps between two samples near the cap: the cost passes the hold before the
+    contactor opens. The capture is clipped to the hold, and the bill, the screen's receipt
+    and its lines all total exactly what is captured, with a LIMIT line carrying its VAT."""
+    every_ms = every_s * 1000
+    drive = Drive(tariff=TARIFFS[tariff], hold=hold, every_ms=every_ms)
+    drive.start()
+    jumped = False
+    previous = 0
+    for _ in range(5_000):
+        if not isinstance(drive.kiosk.phase, Charging):
+            break
+        session = drive.kiosk.phase.session
+        assert session.meterage is not None and session.authorized is not None
+        total = session.meterage.total().minor
+        # Jump when two more samples like the last would reach the cap.
+        jumped = jumped or total + 2 * (total - previous) >= session.authorized.minor
+        previous = total
+        power = jump_w if jumped else before_w
+        drive.sample(power * every_ms // 3_600_000, every_ms, power)
+    capture = drive.settled
+    assert isinstance(capture, Capture)
+    assert capture.amount.minor <= hold
+    bill = capture.bill
+    assert bill.total == capture.amount
+    assert sum((line.incl_vat for line in bill.lines), Money.zero("EUR")) == capture.amount
+    assert sum(v.base.minor + v.vat.minor for v in bill.vat) == capture.amount.minor
+    assert bill.total_excl_vat.minor == sum(line.excl_vat.minor for line in bill.lines)
+    receipt = _receipt(drive)
+    assert receipt.total == capture.amount
+    fields = frame_for(receipt).fields
+    assert fields[-1] == ("Total", str(capture.amount))
+    # The lines shown incl. VAT add up to the total shown.
+    items = fields[2 : 2 + len(bill.lines)]
+    assert sum(_amount(value) for _, value in items) == capture.amount.minor
+    priced = drive.kiosk.phase
+    assert isinstance(priced, Receipt) and priced.session.meterage is not None
+    if priced.session.meterage.total() > capture.amount:
+        assert bill.limited
+        limit = [line for line in bill.lines if line.dimension == LIMIT]
+        assert all(line.vat_percent == Decimal(19) for line in limit)
+        assert ("Limited to the authorized amount", str(limit[0].incl_vat)) in fields
+    else:
+        assert not bill.limited
+
+
+def test_power_jump_past_the_cap_is_limited_to_the_hold_on_the_receipt() -> None:
+    # 0.35 excl. 19 % VAT is 0.4165 per kWh; 3.00 EUR buys 7.2 kWh. A jump to 150 kW with
+    # 10 s samples puts 0.42 kWh (0.17 EUR) in one sample, past the cap.
+    drive = Drive(tariff=TARIFFS["energy"], hold=300, every_ms=10_000)
+    drive.start()
+    while isinstance(drive.kiosk.phase, Charging):
+        meterage = drive.kiosk.phase.session.meterage
+        assert meterage is not None
+        power = 150_000 if meterage.total().minor >= 297 else 11_000
+        drive.sample(power * 10 // 3600, 10_000, power)
+    capture = drive.settled
+    assert isinstance(capture, Capture)
+    assert capture.amount == Money(300, "EUR")
+    assert capture.bill.total == Money(300, "EUR")
+    assert capture.bill.limited
+    [limit] = [line for line in capture.bill.lines if line.dimension == LIMIT]
+    [energy] = [line for line in capture.bill.lines if line.dimension == "ENERGY"]
+    assert energy.incl_vat.minor > 300
+    assert limit.incl_vat.minor == 300 - energy.incl_vat.minor
+    [vat] = capture.bill.vat
+    assert (vat.base.minor, vat.vat.minor) == (252, 48)  # 3.00 x 19 / 119 = 0.479

@@ -66,3 +66,40 @@ def test_per_minute_time_price_and_free_tariff() -> None:
 def test_unsupported_locale_is_refused_at_construction() -> None:
     with pytest.raises(ValueError, match="unsupported locale"):
         _load("simple-per-kwh.json", locale="fr")
+
+
+def test_min_price_applies_to_a_session_without_energy() -> None:
+    # mod_tariffs min_price: "a Charging Session with this tariff will at least cost this
+    # amount" -- also one that delivered nothing (the kiosk voids those on its own rule).
+    tariff = make_tariff(
+        [{"price_components": [component("ENERGY", "0.30", 1, "19")]}],
+        min_price={"excl_vat": Decimal("1.00"), "incl_vat": Decimal("1.19")},
+    )
+    start = local(2024, 5, 6, 10)
+    bill = (
+        tariff.begin(start)
+        .advance(at=local(2024, 5, 6, 11), energy_wh=0, power_w=0, current_ma=0, charging=False)
+        .bill()
+    )
+    assert (bill.total.minor, bill.total_excl_vat.minor) == (119, 100)
+    assert [line.dimension for line in bill.lines] == ["MIN_PRICE"]
+
+
+def test_min_and_max_price_given_excl_vat_are_shown_with_the_vat_charged() -> None:
+    tariff = make_tariff(
+        [{"price_components": [component("ENERGY", "0.30", 1, "19")]}],
+        min_price={"excl_vat": Decimal("2.00")},
+        max_price={"excl_vat": Decimal("20.00")},
+    )
+    start = local(2024, 5, 6, 10)
+    lines = tariff.price_lines(start)
+    assert "Minimum price 2.38 EUR" in lines  # 2.00 + 19 %, not "2.00" as if incl. VAT
+    assert "Maximum price 23.80 EUR" in lines
+    # ... and that is what is charged: nothing delivered costs the minimum shown,
+    free = tariff.begin(start).bill()
+    assert free.total.minor == 238
+    # and a long session costs the maximum shown.
+    long = tariff.begin(start).advance(
+        at=local(2024, 5, 6, 20), energy_wh=200_000, power_w=0, current_ma=0, charging=True
+    )
+    assert long.total().minor == 2380
