@@ -1,31 +1,39 @@
 """`ev-terminal price`: price a session file under an OCPI tariff file, print JSON.
 
     ev-terminal price --tariff TARIFF.json --session SESSION.json [--tz Europe/Berlin]
+                      [--format bill|ocpi]
 
 SESSION is shaped like an OCPI 2.2.1 CDR (mod_cdrs "CDR Object", "ChargingPeriod class"):
 `start_date_time`, `end_date_time` and `charging_periods`, each with `start_date_time` and
-`dimensions` (CdrDimension: `type`, `volume`); other CDR or Session fields are ignored, so a
-CDR can be priced as it is. docs/tariffs.md describes the format. Bad input exits 2 with the
-offending field named on stderr.
+`dimensions` (CdrDimension: `type`, `volume`). The other fields of a CDR or Session object are
+accepted (not used), so a CDR can be priced as it is, and `time_zone` (IANA, as in the OCPI
+Location object) names the station's zone; any other field is an error, so a misspelt field
+is never silently ignored. The zone is required (`--tz` or `time_zone`) when the tariff has
+time or day restrictions. `--format ocpi` prints the result as an OCPI 2.2.1 CDR (`total_cost`,
+`total_energy_cost`, ...). docs/tariffs.md describes both formats. Bad input exits 2 with
+one line on stderr naming the offending field.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from terminal.arguments import ArgumentParser
+from terminal.core.billing import Bill
 from terminal.money import Money
 from terminal.tariff.engine import ChargingPeriod, OcpiTariff, SessionPrice
-from terminal.tariff.model import TariffError
+from terminal.tariff.model import Tariff, TariffError, parse_tariff
 
-__all__ = ["SessionError", "load_tariff", "main", "parse_session"]
+__all__ = ["SessionError", "SessionFile", "load_tariff", "main", "parse_session", "render_ocpi"]
 
 EXIT_BAD_INPUT = 2
 _THOUSAND = Decimal(1000)
@@ -49,6 +57,85 @@ _DIMENSIONS = frozenset(
         "TIME",
     }
 )
+# Fields of the OCPI 2.2.1 CDR object (mod_cdrs "CDR Object").
+_CDR_FIELDS = frozenset(
+    {
+        "country_code",
+        "party_id",
+        "id",
+        "start_date_time",
+        "end_date_time",
+        "session_id",
+        "cdr_token",
+        "auth_method",
+        "authorization_reference",
+        "cdr_location",
+        "meter_id",
+        "currency",
+        "tariffs",
+        "charging_periods",
+        "signed_data",
+        "total_cost",
+        "total_fixed_cost",
+        "total_energy",
+        "total_energy_cost",
+        "total_time",
+        "total_time_cost",
+        "total_parking_time",
+        "total_parking_cost",
+        "total_reservation_cost",
+        "remark",
+        "invoice_reference_id",
+        "credit",
+        "credit_reference_id",
+        "home_charging_compensation",
+        "last_updated",
+    }
+)
+# ... and those of the Session object (mod_sessions "Session Object"), plus the Location's
+# `time_zone` (mod_locations): what a session file may hold.
+_SESSION_FIELDS = _CDR_FIELDS | frozenset(
+    {
+        "country_code",
+        "party_id",
+        "id",
+        "start_date_time",
+        "end_date_time",
+        "session_id",
+        "kwh",
+        "cdr_token",
+        "auth_method",
+        "authorization_reference",
+        "cdr_location",
+        "location_id",
+        "evse_uid",
+        "connector_id",
+        "meter_id",
+        "currency",
+        "tariffs",
+        "charging_periods",
+        "signed_data",
+        "total_cost",
+        "total_fixed_cost",
+        "total_energy",
+        "total_energy_cost",
+        "total_time",
+        "total_time_cost",
+        "total_parking_time",
+        "total_parking_cost",
+        "total_reservation_cost",
+        "remark",
+        "invoice_reference_id",
+        "credit",
+        "credit_reference_id",
+        "home_charging_compensation",
+        "status",
+        "last_updated",
+        "time_zone",
+    }
+)
+_PERIOD_FIELDS = frozenset({"start_date_time", "dimensions", "tariff_id"})  # ChargingPeriod
+_DIMENSION_FIELDS = frozenset({"type", "volume"})  # CdrDimension
 _POWER_ORDER = ("POWER", "MAX_POWER", "MIN_POWER")  # kW; first present is used
 _CURRENT_ORDER = ("CURRENT", "MAX_CURRENT", "MIN_CURRENT")  # A, sum over phases
 
@@ -85,14 +172,40 @@ def _volume(value: object, path: str) -> Decimal:
     return number
 
 
-def parse_session(text: str | bytes) -> tuple[datetime, list[ChargingPeriod], datetime]:
-    """The start, charging periods and end of a session file (see the module docstring)."""
+def _known(obj: Mapping[str, Any], fields: frozenset[str], path: str) -> None:
+    for key in obj:
+        if key not in fields:
+            _fail(f"{path}.{key}" if path else str(key), "unknown field")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionFile:
+    """A parsed session file: what the engine prices, and the zone and currency it names."""
+
+    start: datetime
+    periods: list[ChargingPeriod]
+    end: datetime
+    time_zone: str | None
+    currency: str | None
+    raw: dict[str, Any]
+    raw_periods: list[dict[str, Any]]
+
+
+def parse_session(text: str | bytes) -> SessionFile:
+    """A session file, validated (see the module docstring); raises `SessionError`."""
     try:
         raw = json.loads(text, parse_float=Decimal)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         _fail("$", f"not valid JSON: {exc}")
     if not isinstance(raw, dict):
         _fail("$", "must be a JSON object")
+    _known(raw, _SESSION_FIELDS, "")
+    zone = raw.get("time_zone")
+    if zone is not None and not isinstance(zone, str):
+        _fail("time_zone", "must be an IANA time zone name such as Europe/Berlin")
+    currency = raw.get("currency")
+    if currency is not None and not isinstance(currency, str):
+        _fail("currency", "must be an ISO 4217 code")
     for key in ("start_date_time", "end_date_time", "charging_periods"):
         if raw.get(key) is None:
             _fail(key, "is required")
@@ -109,6 +222,7 @@ def parse_session(text: str | bytes) -> tuple[datetime, list[ChargingPeriod], da
         path = f"charging_periods[{i}]"
         if not isinstance(period, dict):
             _fail(path, "must be a ChargingPeriod object")
+        _known(period, _PERIOD_FIELDS, path)
         if period.get("start_date_time") is None:
             _fail(f"{path}.start_date_time", "is required")
         begins = _datetime(period["start_date_time"], f"{path}.start_date_time")
@@ -144,7 +258,15 @@ def parse_session(text: str | bytes) -> tuple[datetime, list[ChargingPeriod], da
                 charging=charging,
             )
         )
-    return start, periods, end
+    return SessionFile(
+        start=start,
+        periods=periods,
+        end=end,
+        time_zone=zone,
+        currency=currency,
+        raw=raw,
+        raw_periods=periods_raw,
+    )
 
 
 def _dimensions(raw: object, path: str) -> dict[str, Decimal]:
@@ -155,6 +277,7 @@ def _dimensions(raw: object, path: str) -> dict[str, Decimal]:
         where = f"{path}[{j}]"
         if not isinstance(dim, dict):
             _fail(where, "must be a CdrDimension object")
+        _known(dim, _DIMENSION_FIELDS, where)
         kind = dim.get("type")
         if kind not in _DIMENSIONS:
             _fail(f"{where}.type", f"{kind!r} is not a CdrDimensionType")
@@ -215,6 +338,106 @@ def render(tariff: OcpiTariff, priced: SessionPrice) -> dict[str, Any]:
     }
 
 
+def _needs_zone(tariff: Tariff) -> str | None:
+    """The first restriction that reads the station's local time, as a JSON path, or None."""
+    local = ("start_time", "end_time", "start_date", "end_date", "day_of_week")
+    for i, element in enumerate(tariff.elements):
+        r = element.restrictions
+        if r is None:
+            continue
+        for name in local:
+            if getattr(r, name):
+                return f"elements[{i}].restrictions.{name}"
+    return None
+
+
+_CENT_PATTERN = re.compile(r'"@@(-?[0-9.]+)@@"')
+
+
+def _number(value: object) -> str:
+    """JSON numbers written exactly (never through float): `_ocpi_json` unwraps them."""
+    if isinstance(value, Decimal):
+        return f"@@{value:f}@@"
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def _ocpi_json(document: Mapping[str, Any]) -> str:
+    return _CENT_PATTERN.sub(r"\1", json.dumps(document, indent=2, default=_number))
+
+
+def _price(excl: Money, incl: Money) -> dict[str, Decimal]:
+    """An OCPI Price class (types.asciidoc): amounts excl. and incl. VAT."""
+    return {"excl_vat": excl.to_decimal(), "incl_vat": incl.to_decimal()}
+
+
+def _dimension_cost(bill: Bill, dimension: str) -> dict[str, Decimal] | None:
+    lines = [line for line in bill.lines if line.dimension == dimension]
+    if not lines:
+        return None
+    zero = Money.zero(bill.total.currency)
+    excl = sum((line.excl_vat for line in lines), zero)
+    return _price(excl, sum((line.incl_vat for line in lines), zero))
+
+
+def _utc(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def render_ocpi(
+    tariff_document: Mapping[str, Any],
+    tariff: OcpiTariff,
+    session: SessionFile,
+    priced: SessionPrice,
+) -> dict[str, Any]:
+    """The priced session as an OCPI 2.2.1 CDR (mod_cdrs "CDR Object"): its times, the tariff,
+    the charging periods with their `tariff_id`, and the totals. CDR fields of the session
+    file that pricing does not compute (party, location, token, authorization) are carried
+    over, so a CDR comes back re-priced; a bare session file has none of them. Costs are the
+    bill's rounded amounts; `total_cost` includes the min/max price adjustments, which belong
+    to no dimension."""
+    bill = priced.bill
+    hours = Decimal(3600)
+    quantum = Decimal("0.000001")
+    ends = [p.start for p in session.periods[1:]] + [session.end]
+    second = timedelta(seconds=1)
+    parked = sum(
+        ((end - p.start) // second for p, end in zip(session.periods, ends, strict=True)
+         if not p.charging),
+        0,
+    )  # fmt: skip
+    cdr: dict[str, Any] = {key: v for key, v in session.raw.items() if key in _CDR_FIELDS}
+    for computed in (
+        "total_fixed_cost",
+        "total_energy_cost",
+        "total_time_cost",
+        "total_parking_time",
+        "total_parking_cost",
+        "total_reservation_cost",
+    ):
+        cdr.pop(computed, None)
+    cdr |= {
+        "start_date_time": _utc(session.start),
+        "end_date_time": _utc(session.end),
+        "currency": tariff.currency,
+        "tariffs": [tariff_document],
+        "charging_periods": [
+            {**raw, "tariff_id": tariff.document.id} for raw in session.raw_periods
+        ],
+        "total_cost": _price(bill.total_excl_vat, bill.total),
+        "total_energy": Decimal(sum(p.energy_wh for p in session.periods)) / _THOUSAND,
+        "total_time": (Decimal((session.end - session.start) // second) / hours).quantize(quantum),
+    }
+    optional = {
+        "total_fixed_cost": _dimension_cost(bill, "FLAT"),
+        "total_energy_cost": _dimension_cost(bill, "ENERGY"),
+        "total_time_cost": _dimension_cost(bill, "TIME"),
+        "total_parking_time": (Decimal(parked) / hours).quantize(quantum) if parked else None,
+        "total_parking_cost": _dimension_cost(bill, "PARKING_TIME"),
+    }
+    cdr.update({key: value for key, value in optional.items() if value is not None})
+    return cdr
+
+
 def main(argv: list[str]) -> int:
     """Run `ev-terminal price` with the arguments after `price`; 0 ok, 2 bad input."""
     parser = ArgumentParser(
@@ -222,27 +445,62 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--tariff", type=Path, required=True, help="OCPI Tariff JSON file")
     parser.add_argument("--session", type=Path, required=True, help="session JSON (CDR shape)")
-    parser.add_argument("--tz", default="UTC", help="station time zone (IANA), default UTC")
+    parser.add_argument(
+        "--tz",
+        help="station time zone (IANA, e.g. Europe/Berlin); required when the tariff has time "
+        "or day restrictions and the session file gives no time_zone",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("bill", "ocpi"),
+        default="bill",
+        help="bill: the itemized bill (default); ocpi: an OCPI 2.2.1 CDR",
+    )
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed the usage error
         return EXIT_BAD_INPUT if exc.code else 0
     try:
-        tariff = load_tariff(args.tariff, tz=args.tz)
+        tariff_text = args.tariff.read_bytes()
+    except OSError as exc:
+        return _bad(f"--tariff: {exc.strerror or exc}: {args.tariff}")
+    try:
+        document = parse_tariff(tariff_text)
     except TariffError as exc:
         return _bad(f"{args.tariff}: {exc}")
-    except OSError as exc:
-        return _bad(f"--tariff: {exc}")
-    except ValueError as exc:
-        return _bad(f"--tz: {exc}")
     try:
-        start, periods, end = parse_session(args.session.read_bytes())
+        session = parse_session(args.session.read_bytes())
     except SessionError as exc:
         return _bad(f"{args.session}: {exc}")
     except OSError as exc:
-        return _bad(f"--session: {exc}")
-    priced = tariff.price(start=start, periods=periods, end=end)
-    sys.stdout.write(json.dumps(render(tariff, priced), indent=2) + "\n")
+        return _bad(f"--session: {exc.strerror or exc}: {args.session}")
+    if args.tz and session.time_zone and args.tz != session.time_zone:
+        return _bad(f"--tz: {args.tz} differs from the session's time_zone {session.time_zone}")
+    zone = args.tz or session.time_zone
+    where = "--tz" if args.tz else f"{args.session}: time_zone"
+    if zone is None:
+        needs = _needs_zone(document)
+        if needs is not None:
+            return _bad(
+                f"--tz: the tariff's {needs} is in the station's local time: give its zone "
+                "with --tz (e.g. Europe/Berlin) or time_zone in the session file"
+            )
+        zone = "UTC"  # nothing in the tariff reads the local time
+    if session.currency is not None and session.currency != document.currency:
+        return _bad(
+            f"{args.session}: currency: {session.currency} differs from the tariff's "
+            f"{document.currency}"
+        )
+    try:
+        tariff = OcpiTariff(document=document, tz=ZoneInfo(zone))
+    except (ZoneInfoNotFoundError, ValueError):
+        return _bad(f"{where}: unknown time zone {zone!r}")
+    priced = tariff.price(start=session.start, periods=session.periods, end=session.end)
+    if args.format == "ocpi":
+        raw = json.loads(tariff_text, parse_float=Decimal)
+        sys.stdout.write(_ocpi_json(render_ocpi(raw, tariff, session, priced)) + "\n")
+    else:
+        sys.stdout.write(json.dumps(render(tariff, priced), indent=2) + "\n")
     return 0
 
 

@@ -68,7 +68,7 @@ def test_receipt_shows_id_and_total_instead_of_the_qr_code() -> None:
     rows = lcd_rows(frame("receipt"))
     assert rows == (
         "Thank you           ",
-        "Total       4.82 EUR",
+        "Total       4.81 EUR",  # 12.345 kWh at the 0.39 EUR shown
         "Energy     12.34 kWh",
         "Card  VISA **** 0010",
     )
