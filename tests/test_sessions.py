@@ -28,8 +28,9 @@ wait 2m
 expect idle
 """
 
-# 11 kW for 45 min = 8.25 kWh at 0.3277 EUR/kWh excl. VAT: 2.70 + 19 % VAT 0.51 = 3.21 EUR.
-EXPECTED_45M = {"energy_wh": 8250, "amount_captured": 321, "currency": "EUR"}
+# 11 kW for 45 min = 8.25 kWh at the 0.39 EUR/kWh shown (0.3277 excl. + 19 % VAT, billing
+# rule 1): 3.2175, billed 3.22 EUR.
+EXPECTED_45M = {"energy_wh": 8250, "amount_captured": 322, "currency": "EUR"}
 
 
 @pytest.mark.parametrize(
