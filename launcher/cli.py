@@ -122,6 +122,22 @@ def _main(args_in: list[str]) -> int:
     p.add_argument("--script", type=Path, required=True)
     p.add_argument("--json", action="store_true", help="one JSON object per finished session")
     p.add_argument("--data", type=Path, default=None, help="data dir (default: a new temp dir)")
+    p.add_argument(
+        "--csms",
+        default=None,
+        metavar="URL",
+        help="also report to this OCPP 2.1 CSMS (ws://, no auth; or [ocpp] with this url)",
+    )
+
+    p = sub.add_parser("csms", help="run a small reference OCPP 2.1 CSMS (demo and tests)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9000)
+    p.add_argument("--station", default=None, help="the station id the password is for")
+    p.add_argument("--password-file", type=Path, default=None, help="basic auth (profiles 1-2)")
+    p.add_argument("--cert", type=Path, default=None, help="TLS server certificate (PEM)")
+    p.add_argument("--key", type=Path, default=None, help="TLS server key (PEM)")
+    p.add_argument("--client-ca", type=Path, default=None, help="require client certs (profile 3)")
+    p.add_argument("--log", type=Path, default=None, help="append each request as a JSON line")
 
     p = sub.add_parser("demo", help="the kiosk on the simulator, interactive, embedded gateway")
     p.add_argument("--config", type=Path, default=Path("deploy/terminal.toml"))
@@ -197,7 +213,29 @@ def _dispatch(args: argparse.Namespace, parser: ArgumentParser) -> int:
         cfg = _load(args.config)
         _data_dir(parser, args.data)
         logging.basicConfig(level=logging.WARNING)
+        if args.csms is not None:
+            from launcher.csms import joined  # noqa: PLC0415 - the ocpp extra
+
+            try:
+                cfg = joined(cfg, args.csms)
+            except ConfigError as exc:
+                print(f"config error: {exc}", file=sys.stderr)
+                return EXIT_CONFIG
         return simulate_main(cfg, args.script, script, as_json=args.json, data_dir=args.data)
+    if args.command == "csms":
+        from launcher.csms import main as csms_main  # noqa: PLC0415 - the ocpp extra
+
+        _setup_logging(False)
+        return csms_main(
+            host=args.host,
+            port=args.port,
+            password_file=args.password_file,
+            station=args.station,
+            cert=args.cert,
+            key=args.key,
+            client_ca=args.client_ca,
+            log_path=args.log,
+        )
     if args.command == "demo":
         from launcher.demo import DEFAULT_SPEED  # noqa: PLC0415 - heavy imports
         from launcher.demo import main as demo_main  # noqa: PLC0415

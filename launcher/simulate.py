@@ -17,6 +17,8 @@ import os
 import re
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import InitVar, dataclass, field, replace
 from datetime import datetime
@@ -34,6 +36,7 @@ from terminal.station import SimHardware, build_daemon, sim_keys
 
 if TYPE_CHECKING:
     from gateway.server import EmbeddedGateway
+    from terminal.ocpp.client import OcppClient
 
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
 _MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -117,6 +120,10 @@ class Simulation:
     daemon: Daemon = field(init=False)
     restarts: int = 0
     locks: list[DirectoryLock] = field(default_factory=list)
+    # With [ocpp] in the config: the OCPP client runs on its own thread, in real time (its
+    # reconnect back-off here, in seconds: first retry and cap).
+    ocpp_backoff_s: tuple[float, float] = (0.05, 0.5)
+    ocpp: OcppClient | None = field(init=False, default=None)
 
     def __post_init__(self, with_hardware: SimHardware | None) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -140,6 +147,7 @@ class Simulation:
             self.gateway = EmbeddedGateway(self.data_dir / "gateway.sqlite3", key_dir=gateway_keys)
             self.gateway.up()
         self._ids = _ids(self.data_dir, self.id_prefix)
+        self._reset_requested = threading.Event()
         self.daemon = self._start_daemon()
 
     @property
@@ -165,13 +173,40 @@ class Simulation:
             key_dir=key_dir,
             new_id=lambda: next(self._ids),
         )
+        if config.ocpp is not None:
+            from terminal.ocpp.wiring import attach_ocpp  # noqa: PLC0415 - the ocpp extra
+
+            self.ocpp = attach_ocpp(
+                daemon,
+                config,
+                self.clock,
+                on_reset=self._reset_requested.set,
+                backoff_s=self.ocpp_backoff_s,
+            )
         daemon.start()
         self.daemon = daemon
+        if self.ocpp is not None:
+            self.ocpp.start()
         self.settle()
         return daemon
 
+    def ocpp_drained(self, timeout_s: float = 10.0) -> bool:
+        """Wait (real time) until the OCPP client is online and its queue is empty."""
+        assert self.ocpp is not None
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            if self.ocpp.online() and self.ocpp.queue.depth() == 0:
+                return True
+            time.sleep(0.01)
+        return False
+
     def settle(self) -> None:
-        """Run the kiosk until nothing more happens at this instant."""
+        """Run the kiosk until nothing more happens at this instant (a Reset from the CSMS
+        restarts it here, on this thread)."""
+        if self._reset_requested.is_set():
+            self._reset_requested.clear()
+            self.restart()
+            return
         for _ in range(MAX_SETTLE_ROUNDS):
             busy = self.daemon.poll_devices()
             busy |= self.daemon.pump() > 0
@@ -192,6 +227,9 @@ class Simulation:
 
     def restart(self) -> None:
         """Crash: drop the daemon without clean-up (no contactor open, no flush), restart."""
+        if self.ocpp is not None:
+            self.ocpp.stop()
+            self.ocpp = None
         self.daemon.journal.close()
         self.restarts += 1
         self._start_daemon()
@@ -275,6 +313,8 @@ class Simulation:
 
     def close(self) -> None:
         try:
+            if self.ocpp is not None:
+                self.ocpp.stop()
             self.daemon.journal.close()
             if self.embedded:
                 self.gateway.close()
@@ -342,6 +382,8 @@ def main(
     except ScriptError as exc:
         print(f"ev-terminal simulate: {script_path}: {exc}", file=sys.stderr)
         return 1
+    if sim.ocpp is not None and not sim.ocpp_drained(30):
+        print("ev-terminal simulate: the CSMS did not take every OCPP message in 30 s", file=sys.stderr)
     try:
         for result in sim.results():
             if as_json:

@@ -110,6 +110,30 @@ class ConsoleConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class OcppConfig:
+    """[ocpp]: the kiosk as an OCPP 2.1 charging station of the operator's CSMS (off without
+    the section). `security_profile` is OCPP 2.1's (A00.FR.2xx): 1 basic auth over ws://,
+    2 basic auth over wss:// (the CSMS's certificate chains to `ca_file`), 3 a client
+    certificate over wss:// (`cert_file`/`key_file`). The basic-auth password lives in
+    `password_file`, never in the config."""
+
+    url: str  # ws[s]://host:port/path; the station identity is appended (OCPP-J 3.1)
+    station_id: str
+    security_profile: int = 1
+    password_file: Path | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    evse_id: int = 1
+    connector_id: int = 1
+    heartbeat_interval_ms: int = 5 * 60_000  # until the CSMS's BootNotification answer
+    tx_updated_interval_ms: int = 60_000  # SampledDataCtrlr.TxUpdatedInterval
+    response_timeout_ms: int = 30_000
+    model: str = "ev-terminal"
+    vendor: str = "ev-terminal"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     station: StationConfig
     payment: PaymentConfig
@@ -121,6 +145,7 @@ class Config:
     keys_dir: Path | None
     console: ConsoleConfig = ConsoleConfig()
     offline: OfflineConfig = OfflineConfig()
+    ocpp: OcppConfig | None = None
     source: Path | None = None
 
     @property
@@ -253,6 +278,64 @@ def _offline(o: _Section, base: Path, payment: PaymentConfig) -> OfflineConfig:
     return config
 
 
+def _ocpp(o: _Section, base: Path, station: StationConfig) -> OcppConfig:
+    """[ocpp], checked whole: the URL scheme must fit the security profile, and each profile
+    names exactly the files it uses."""
+    url = o.text("url")
+    profile = o.get("security_profile", int, 1)
+    if profile not in (1, 2, 3):
+        raise ConfigError(o.key("security_profile"), "must be 1, 2 or 3 (OCPP 2.1 security)")
+    scheme = "ws://" if profile == 1 else "wss://"
+    if not url.startswith(scheme) or not re.match(r"^wss?://[^\s/]+", url):
+        raise ConfigError(o.key("url"), f"must be a {scheme} URL for security profile {profile}")
+    files = {name: _tls_file(o, name, base) for name in ("ca_file", "cert_file", "key_file")}
+    password = _tls_file(o, "password_file", base)
+    if profile in (1, 2) and password is None:
+        raise ConfigError(o.key("password_file"), f"required for security profile {profile}")
+    if profile == 3 and password is not None:
+        raise ConfigError(o.key("password_file"), "not used with security profile 3")
+    if password is not None and password.stat().st_mode & 0o077:
+        raise ConfigError(o.key("password_file"), f"{password} is readable by others")
+    if profile == 1:
+        for name, path in files.items():
+            if path is not None:
+                raise ConfigError(o.key(name), "only with security profile 2 or 3 (wss://)")
+    elif files["ca_file"] is None:
+        raise ConfigError(o.key("ca_file"), "required for wss:// (the CSMS's CA)")
+    if profile == 3:
+        for name in ("cert_file", "key_file"):
+            if files[name] is None:
+                raise ConfigError(o.key(name), "required for security profile 3")
+    elif files["cert_file"] is not None or files["key_file"] is not None:
+        name = "cert_file" if files["cert_file"] is not None else "key_file"
+        raise ConfigError(o.key(name), "only with security profile 3")
+    station_id = o.text("station_id", station.id)
+    if not re.match(r"^[A-Za-z0-9*\-_=:+|@.]{1,48}$", station_id):
+        # OCPP-J 3.1: the identity is part of the URL; 48 characters of identifierString.
+        raise ConfigError(o.key("station_id"), "must be 1-48 characters of A-Z a-z 0-9 *-_=:+|@.")
+    evse_id = o.get("evse_id", int, 1)
+    connector_id = o.get("connector_id", int, 1)
+    for name, value in (("evse_id", evse_id), ("connector_id", connector_id)):
+        if value < 1:
+            raise ConfigError(o.key(name), "must be 1 or more")
+    config = OcppConfig(
+        url=url.rstrip("/"),
+        station_id=station_id,
+        security_profile=profile,
+        password_file=password,
+        evse_id=evse_id,
+        connector_id=connector_id,
+        heartbeat_interval_ms=o.duration_ms("heartbeat_interval", 5 * 60_000),
+        tx_updated_interval_ms=o.duration_ms("tx_updated_interval", 60_000),
+        response_timeout_ms=o.duration_ms("response_timeout", 30_000),
+        model=o.text("model", "ev-terminal"),
+        vendor=o.text("vendor", "ev-terminal"),
+        **files,
+    )
+    o.finish()
+    return config
+
+
 def load(path: Path) -> Config:
     """Read and validate a config file."""
     try:
@@ -324,6 +407,7 @@ def parse(data: dict[str, Any], *, base: Path, source: Path | None = None) -> Co
         "data",
         "console",
         "offline",
+        "ocpp",
     }
     for name in data:
         if name not in known:
@@ -442,6 +526,7 @@ def parse(data: dict[str, Any], *, base: Path, source: Path | None = None) -> Co
     c.finish()
 
     offline = _offline(_Section(data, "offline", required=False), base, payment)
+    ocpp = _ocpp(_Section(data, "ocpp"), base, station) if "ocpp" in data else None
 
     d = _Section(data, "data", required=False)
     data_dir = Path(d.text("dir", "var/lib/ev-terminal"))
@@ -458,5 +543,6 @@ def parse(data: dict[str, Any], *, base: Path, source: Path | None = None) -> Co
         keys_dir=(Path(keys) if Path(keys).is_absolute() else base / keys) if keys else None,
         console=console,
         offline=offline,
+        ocpp=ocpp,
         source=source,
     )

@@ -79,6 +79,12 @@ def _run(config: Config, key_dir: Path) -> int:
         exit_code = EXIT_RESTART
         daemon.stop()
 
+    if config.ocpp is not None:
+        from terminal.ocpp.wiring import attach_ocpp  # noqa: PLC0415 - only with [ocpp]
+
+        # A Reset from the CSMS restarts the service as the console's `restart` does.
+        attach_ocpp(daemon, config, clock, on_reset=_restart)
+
     console: ConsoleThread | None = None
     if config.console.port is not None:
         try:

@@ -189,6 +189,13 @@ class SignedReadingRequested(Event):
     the running session now (OCMF reading reason "C")."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopRequested(Event):
+    """The operator asked to stop this session from afar (OCPP RequestStopTransaction)."""
+
+    session_id: str
+
+
 AnyEvent = (
     PoweredUp
     | CardPresented
@@ -207,6 +214,7 @@ AnyEvent = (
     | DiagnosticFinished
     | TechnicianActed
     | SignedReadingRequested
+    | StopRequested
 )
 
 EVENT_TYPES: tuple[type[Event], ...] = (
@@ -227,4 +235,5 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     DiagnosticFinished,
     TechnicianActed,
     SignedReadingRequested,
+    StopRequested,
 )

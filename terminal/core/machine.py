@@ -64,6 +64,7 @@ from terminal.core.events import (
     OutOfServiceChanged,
     PoweredUp,
     SignedReadingRequested,
+    StopRequested,
     TechnicianActed,
     Timer,
     TimerFired,
@@ -982,6 +983,21 @@ def _signed_reading_now(k: Kiosk, e: Event) -> Result:
     )
 
 
+def _stop_requested(k: Kiosk, e: Event) -> Result:
+    """The operator stops the session from afar: as a tap of the same card would, or, before
+    any energy, by releasing the hold. A request for another session changes nothing."""
+    assert isinstance(e, StopRequested)
+    phase = k.phase
+    if not isinstance(phase, AwaitingVehicle | Charging | Suspended):
+        return k, ()
+    if phase.session.session_id != e.session_id:
+        return k, ()
+    if isinstance(phase, AwaitingVehicle):
+        _, abandon = _abandon(k, phase.session, "remote")
+        return _rest(k, e.at, *abandon)
+    return _stop(k, phase.session, e, "remote")
+
+
 def _technician(k: Kiosk, e: Event) -> Result:
     assert isinstance(e, TechnicianActed)
     return k, (Report(kind=e.kind, detail=e.detail),)
@@ -1072,6 +1088,9 @@ TRANSITIONS: dict[tuple[type, type], Handler] = {
     **{(phase, TechnicianActed): _technician for phase in PHASE_TYPES},
     (Charging, SignedReadingRequested): _signed_reading_now,
     (Suspended, SignedReadingRequested): _signed_reading_now,
+    (AwaitingVehicle, StopRequested): _stop_requested,
+    (Charging, StopRequested): _stop_requested,
+    (Suspended, StopRequested): _stop_requested,
 }
 
 IGNORED: frozenset[tuple[type, type]] = frozenset(
@@ -1105,6 +1124,12 @@ IGNORED: frozenset[tuple[type, type]] = frozenset(
         (Authorizing, CardUnreadable),
         (Finishing, CardPresented),
         (Finishing, CardUnreadable),
+        # A stop from afar belongs to a session with a hold (a late one finds none).
+        *(
+            (phase, StopRequested)
+            for phase in PHASE_TYPES
+            if phase not in (AwaitingVehicle, Charging, Suspended)
+        ),
         # A signed reading on request belongs to a session with energy flowing or paused.
         *(
             (phase, SignedReadingRequested)

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from hardware.clock import Clock
 from hardware.ports import DeviceFault, PilotState, ReaderFault
@@ -50,6 +51,10 @@ from terminal.shell.local_lists import LocalLists
 from terminal.shell.notify import Notifier
 from terminal.shell.signed_readings import ReadingSigner
 from terminal.shell.uplink import Sender
+
+if TYPE_CHECKING:
+    from terminal.ocpp.client import OcppClient
+    from terminal.ocpp.reporter import Reporter
 
 log = logging.getLogger("ev_terminal.daemon")
 
@@ -139,6 +144,17 @@ class Daemon:
         self._next_ping = 0.0
         self._next_room_check = 0
         self._watchdog_armed = False
+        self.reporter: Reporter | None = None
+        self.ocpp: OcppClient | None = None
+
+    def attach_ocpp(self, reporter: Reporter, client: OcppClient) -> None:
+        """Join an OCPP 2.1 network: the reporter sees the executor's records and the
+        sender's settlements in their own commits, and each step's outcome; the client
+        thread starts with the daemon's."""
+        self.reporter = reporter
+        self.ocpp = client
+        self.executor.reporter = reporter
+        self.sender.on_settlement = reporter.gateway_settled
 
     # -- events ------------------------------------------------------------------------------
     def stamp(self) -> Stamp:
@@ -154,6 +170,11 @@ class Daemon:
         kiosk, actions = step(self.kiosk, event)
         self.kiosk = kiosk
         self.executor.perform_all(actions, self._guarded)
+        if self.reporter is not None:
+            try:
+                self.reporter.observe(self.kiosk, event)
+            except Exception:
+                log.exception("event=ocpp_report_error")
 
     def _guarded(self, perform: Callable[[], None], action: object) -> bool:
         """Run one action; expected device errors become fault events, anything else fails
@@ -188,6 +209,8 @@ class Daemon:
         self._force_open()
         self._started_ms = self.clock.monotonic_ms()
         self.journal.check()
+        if self.reporter is not None:
+            self.reporter.flush_waiting_ends()
         orphans = self.journal.orphan_holds()
         if orphans:
             # A hold asked for by a session the journal no longer has (or gave up): release it.
@@ -288,6 +311,8 @@ class Daemon:
         self._spawn("reader", self._reader_loop)
         self._spawn("vehicle", self._vehicle_loop)
         self._spawn("sender", self.sender.run)
+        if self.ocpp is not None:
+            self.ocpp.start()
         self.pump()  # PoweredUp: the machine opens the contactor again and shows the idle screen
         self._arm_watchdog()  # last before READY: start-up time never counts against it
         if self.notifier is not None:
@@ -426,6 +451,8 @@ class Daemon:
 
     def _shutdown(self) -> None:
         self._force_open()
+        if self.ocpp is not None:
+            self.ocpp.stop(JOIN_TIMEOUT_S)
         for thread in self._threads:
             thread.join(timeout=JOIN_TIMEOUT_S)
         if self.devices.watchdog is not None and self._watchdog_armed:

@@ -10,7 +10,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from functools import partial
-from typing import Any, assert_never
+from typing import TYPE_CHECKING, Any, assert_never
 
 from hardware.clock import Clock
 from hardware.ports import ContactorFault, MeterFault
@@ -47,6 +47,9 @@ from terminal.core.screens import Screen, frame_for
 from terminal.shell.devices import Devices
 from terminal.shell.journal import Journal
 from terminal.shell.signed_readings import ReadingSigner
+
+if TYPE_CHECKING:
+    from terminal.ocpp.reporter import Reporter
 
 log = logging.getLogger("ev_terminal.executor")
 
@@ -125,8 +128,10 @@ class Executor:
         wake_sender: Callable[[], None],
         diagnostics: Callable[[RunDiagnostic | Answer], None] | None = None,
         signer: ReadingSigner | None = None,
+        reporter: Reporter | None = None,
     ) -> None:
         self.signer = signer
+        self.reporter = reporter  # OCPP: sees records and settlements in the same commit
         self.station = station
         self.tariff_name = tariff_name
         self.devices = devices
@@ -217,6 +222,8 @@ class Executor:
                 self.devices.display.show(frame_for(action.screen))
             case Record():
                 self.journal.record(action.session, self.clock.now())
+                if self.reporter is not None:
+                    self.reporter.recorded(action.session)
                 s = action.session
                 log.info(
                     "event=session session=%s status=%s energy_wh=%s card=%s",
@@ -294,6 +301,8 @@ class Executor:
                     },
                     at=self.clock.now(),
                 )
+                if self.reporter is not None:
+                    self.reporter.settled_locally(action.session_id, action.bill)
                 self._wake_pending = True
             case Void():
                 self.journal.enqueue(
@@ -304,6 +313,8 @@ class Executor:
                     body={"reason": action.reason[:64]},
                     at=self.clock.now(),
                 )
+                if self.reporter is not None:
+                    self.reporter.settled_locally(action.session_id, None)
                 self._wake_pending = True
             case StartTimer():
                 self.timers.start(action.timer, self.clock.monotonic_ms() + action.after_ms)
@@ -347,6 +358,8 @@ class Executor:
         again after a restart is not sent twice."""
         if self.signer is None:
             log.warning("event=reading_unsigned session=%s kind=%s", action.session_id, action.kind)
+            if self.reporter is not None:
+                self.reporter.signed_reading(action, None)
             return
         row = self.journal.session_row(action.session_id)
         if row is None:
@@ -369,6 +382,8 @@ class Executor:
             },
             at=self.clock.now(),
         )
+        if self.reporter is not None:
+            self.reporter.signed_reading(action, text)
         self._wake_pending = True
         log.info("event=signed_reading session=%s kind=%s", action.session_id, action.kind)
 

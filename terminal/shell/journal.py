@@ -67,6 +67,34 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX outbox_pending ON outbox(state, lane, seq);
     """,
+    # 2: the OCPP client's own queue and transaction bookkeeping (terminal/ocpp/queue.py)
+    """
+    CREATE TABLE ocpp_queue (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        action TEXT NOT NULL,
+        transaction_id TEXT,
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX ocpp_queue_pending ON ocpp_queue(state, seq);
+    CREATE TABLE ocpp_transactions (
+        transaction_id TEXT PRIMARY KEY,
+        next_seq_no INTEGER NOT NULL DEFAULT 0,
+        charging_state TEXT,
+        max_cost_minor INTEGER,
+        ended INTEGER NOT NULL DEFAULT 0,
+        pending_end TEXT
+    );
+    CREATE TABLE ocpp_variables (
+        component TEXT NOT NULL,
+        variable TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (component, variable)
+    );
+    """,
 )
 
 PENDING = "pending"
@@ -141,6 +169,11 @@ class Journal:
             conn.execute("PRAGMA foreign_keys=ON")
             self._local.conn = conn
         return conn
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        """One statement on this thread's connection, inside its open transaction if any: for
+        a module that keeps its own tables in the journal (the OCPP queue)."""
+        return self._conn().execute(sql, params)
 
     def begin(self) -> None:
         """Open a transaction, or join the one open on this thread."""

@@ -156,6 +156,11 @@ def parse_authorization(
     return AuthAnswer(outcome=AuthOutcome.APPROVED, amount=Money(minor, cur))
 
 
+SettlementHook = Callable[[OutboxRow, str, dict[str, Any]], None]
+"""Told of a capture's or void's outcome, inside the journal transaction that records it:
+(the row, "done" | "refused" | "no_answer", the gateway's answer or the error)."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SendResult:
     sent: int
@@ -191,6 +196,7 @@ class Sender:
         self.lists = lists
         self.sync_every_ms = sync_every_ms
         self._next_sync_ms: int | None = None
+        self.on_settlement: SettlementHook | None = None  # OCPP NotifySettlement
 
     def now_ms(self) -> int:
         return int(self.clock.now().timestamp() * 1000)
@@ -286,16 +292,23 @@ class Sender:
             if row.kind == "increment":
                 log.info("event=send_failed kind=increment lane=%s error=%s", row.lane, exc)
                 return self._give_up_increment(row, str(exc))
-            self.journal.retry_later(
-                row.seq, self.now_ms() + self._backoff_ms(row.attempts), str(exc)
-            )
+            with self.journal.atomic():
+                self.journal.retry_later(
+                    row.seq, self.now_ms() + self._backoff_ms(row.attempts), str(exc)
+                )
+                if row.kind == "capture" and row.attempts == 0 and self.on_settlement:
+                    self.on_settlement(row, "no_answer", {"error": str(exc)})
             log.info("event=send_failed kind=%s lane=%s error=%s", row.kind, row.lane, exc)
             if row.kind == "authorize" and row.attempts == 0:
                 self._answer(row.lane, AuthAnswer(outcome=AuthOutcome.NO_ANSWER, reason=str(exc)))
             return False
         except GatewayRefused as refusal:
             self.reachable = True
-            self.journal.finish(row.seq, FAILED, {"status": refusal.status, "code": refusal.code})
+            with self.journal.atomic():
+                refused = {"status": refusal.status, "code": refusal.code}
+                self.journal.finish(row.seq, FAILED, refused)
+                if row.kind in ("capture", "void") and self.on_settlement:
+                    self.on_settlement(row, "refused", refused)
             log.warning(
                 "event=refused kind=%s lane=%s status=%s code=%s",
                 row.kind,
@@ -344,6 +357,8 @@ class Sender:
         with self.journal.atomic():  # one commit: a crash cannot split the two
             self.journal.finish(row.seq, DONE, data)
             self.journal.mark_acknowledged(row.lane)
+            if self.on_settlement is not None:
+                self.on_settlement(row, "done", data)
         log.info("event=settled kind=%s session=%s", row.kind, row.lane)
         return True
 

@@ -1,0 +1,427 @@
+"""The OCPP 2.1 client: the kiosk as a charging station of the operator's CSMS.
+
+It runs on its own thread with its own asyncio loop (docs/threads.md) and never touches the
+machine's state: requests from the CSMS become events posted to the daemon's queue (the
+machine decides), and answers that depend on the state read the daemon's snapshot. What it
+sends comes from two places: the durable queue in the journal (transaction events and
+settlements, sent strictly in order, each once the CSMS has answered the one before) and the
+connection's own chatter (BootNotification, Heartbeat, the newest StatusNotification).
+
+Connection (OCPP 2.1 Part 4, OCPP-J): a WebSocket to `<url>/<station id>` with subprotocol
+`ocpp2.1`. Security profile 1 and 2 send HTTP Basic auth (user: the station id, password from
+`password_file`), 2 and 3 use TLS 1.2 or later with the CSMS's certificate checked against
+`ca_file` (pinned), 3 presents the station's client certificate instead of a password. A lost
+connection is retried with exponential back-off (capped) until `stop()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import websockets
+from ocpp.exceptions import OCPPError
+from ocpp.routing import after, on
+from ocpp.v21 import ChargePoint, call_result
+from websockets.asyncio.client import ClientConnection, connect
+
+from hardware.clock import Clock
+from terminal.config import OcppConfig
+from terminal.core.events import Event, OutOfServiceChanged, Stamp, StopRequested
+from terminal.core.kiosk import AwaitingVehicle, Charging, Kiosk, Suspended
+from terminal.ocpp import messages
+from terminal.ocpp.device_model import DeviceModel
+from terminal.ocpp.queue import OcppQueue
+from terminal.ocpp.reporter import Settings
+from terminal.ocpp.rpc import SUBPROTOCOL, CallRefused, request
+
+log = logging.getLogger("ev_terminal.ocpp")
+
+T = TypeVar("T")
+
+BACKOFF_S = (1.0, 60.0)  # first retry, cap
+BOOT_RETRY_S = 10  # a BootNotification answered Pending/Rejected with interval 0
+FIRMWARE = "ev-terminal 0.1.0"
+
+
+class ConnectionLost(Exception):
+    """The WebSocket closed while a request waited for its answer."""
+
+
+def ssl_context(config: OcppConfig) -> ssl.SSLContext | None:
+    """TLS for security profiles 2 and 3: TLS 1.2 or later (OCPP 2.1 A00.FR.3xx), the
+    CSMS's certificate checked against the pinned CA and its host name; profile 3 presents
+    the station's certificate."""
+    if config.security_profile == 1:
+        return None
+    context = ssl.create_default_context(cafile=str(config.ca_file))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if config.security_profile == 3:
+        assert config.cert_file is not None and config.key_file is not None
+        context.load_cert_chain(str(config.cert_file), str(config.key_file))
+    return context
+
+
+def basic_auth(config: OcppConfig) -> dict[str, str]:
+    """HTTP Basic auth for profiles 1 and 2 (OCPP 2.1 A00.FR.2xx): user = station id."""
+    if config.password_file is None:
+        return {}
+    password = config.password_file.read_text(encoding="utf-8").strip()
+    token = base64.b64encode(f"{config.station_id}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+class Link(ChargePoint):  # type: ignore[misc]  # the ocpp package is untyped
+    """One WebSocket connection's OCPP peer: the package's handler routing (which validates
+    every incoming request and outgoing answer) with the kiosk's answers."""
+
+    def __init__(self, station_id: str, ws: ClientConnection, client: OcppClient) -> None:
+        super().__init__(station_id, ws, response_timeout=client.config.response_timeout_ms / 1000)
+        self.client = client
+
+    @on("GetVariables")
+    def on_get_variables(self, get_variable_data: list[dict[str, Any]], **_: Any) -> Any:
+        results = []
+        for item in get_variable_data:
+            component, variable = item["component"], item["variable"]
+            attribute = item.get("attribute_type", "Actual")
+            status, value = self.client.model.get(
+                component["name"], variable["name"], variable.get("instance"), attribute
+            )
+            result: dict[str, Any] = {
+                "attribute_status": status,
+                "component": component,
+                "variable": variable,
+            }
+            if "attribute_type" in item:
+                result["attribute_type"] = attribute
+            if value is not None:
+                result["attribute_value"] = value
+            results.append(result)
+        return call_result.GetVariables(get_variable_result=results)
+
+    @on("SetVariables")
+    def on_set_variables(self, set_variable_data: list[dict[str, Any]], **_: Any) -> Any:
+        results = []
+        for item in set_variable_data:
+            component, variable = item["component"], item["variable"]
+            attribute = item.get("attribute_type", "Actual")
+            status = self.client.model.set(
+                component["name"],
+                variable["name"],
+                str(item["attribute_value"]),
+                variable.get("instance"),
+                attribute,
+            )
+            log.info(
+                "event=ocpp_set_variable component=%s variable=%s status=%s",
+                component["name"],
+                variable["name"],
+                status,
+            )
+            results.append(
+                {"attribute_status": status, "component": component, "variable": variable}
+            )
+        return call_result.SetVariables(set_variable_result=results)
+
+    @on("ChangeAvailability")
+    def on_change_availability(
+        self, operational_status: str, evse: dict[str, Any] | None = None, **_: Any
+    ) -> Any:
+        """Inoperative/Operative -> the kiosk's out-of-service switch (the machine lets a
+        running session finish first: Scheduled)."""
+        if evse is not None and evse.get("id") not in (0, self.client.config.evse_id):
+            return call_result.ChangeAvailability(status="Rejected")
+        off = operational_status == "Inoperative"
+        running = self.client.snapshot().session is not None
+        self.client.post(OutOfServiceChanged(on=off, **self.client.stamp()))
+        return call_result.ChangeAvailability(status="Scheduled" if off and running else "Accepted")
+
+    @on("Reset")
+    def on_reset(self, type: str, evse_id: int | None = None, **_: Any) -> Any:
+        """Immediate: the kiosk restarts now (a running session is settled by the recovery
+        at start-up, as after a power loss). OnIdle: once no session runs."""
+        if evse_id is not None or self.client.on_reset is None:
+            return call_result.Reset(status="Rejected")
+        if type == "OnIdle" and self.client.snapshot().session is not None:
+            self.client.reset_pending = True
+            return call_result.Reset(status="Scheduled")
+        return call_result.Reset(status="Accepted")
+
+    @after("Reset")
+    def after_reset(self, type: str, evse_id: int | None = None, **_: Any) -> None:
+        if evse_id is None and not self.client.reset_pending and self.client.on_reset:
+            log.info("event=ocpp_reset type=%s", type)
+            self.client.on_reset()
+
+    @on("RequestStopTransaction")
+    def on_request_stop(self, transaction_id: str, **_: Any) -> Any:
+        kiosk = self.client.snapshot()
+        phase = kiosk.phase
+        if (
+            isinstance(phase, AwaitingVehicle | Charging | Suspended)
+            and messages.transaction_id(phase.session.session_id) == transaction_id
+        ):
+            session_id = phase.session.session_id
+            self.client.post(StopRequested(session_id=session_id, **self.client.stamp()))
+            return call_result.RequestStopTransaction(status="Accepted")
+        return call_result.RequestStopTransaction(status="Rejected")
+
+    @on("RequestStartTransaction")
+    def on_request_start(self, id_token: dict[str, Any], remote_start_id: int, **_: Any) -> Any:
+        """A payment kiosk starts a session with a hold on the driver's card at the kiosk
+        (C18); a remote start without one is refused."""
+        return call_result.RequestStartTransaction(
+            status="Rejected",
+            status_info={
+                "reason_code": "NotSupported",
+                "additional_info": "sessions start with a card at the kiosk",
+            },
+        )
+
+
+class OcppClient:
+    """Owns the OCPP thread and its loop. Thread-safe entry points: `wake`, `status_changed`,
+    `online`, `stop`."""
+
+    def __init__(
+        self,
+        *,
+        config: OcppConfig,
+        queue: OcppQueue,
+        model: DeviceModel,
+        settings: Settings,
+        clock: Clock,
+        post: Callable[[Event], None],
+        snapshot: Callable[[], Kiosk],
+        on_reset: Callable[[], None] | None = None,
+        backoff_s: tuple[float, float] = BACKOFF_S,
+    ) -> None:
+        self.config = config
+        self.queue = queue
+        self.model = model
+        self.settings = settings
+        self.clock = clock
+        self.post = post
+        self.snapshot = snapshot
+        self.on_reset = on_reset
+        self.backoff_s = backoff_s
+        self.reset_pending = False
+        self.booted = False
+        self.sent = 0  # requests answered by the CSMS (for the bench and the console)
+        self._connected = threading.Event()
+        self._stopping = threading.Event()
+        self._status: str | None = None
+        self._status_sent: str | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._last_sent = 0.0
+
+    # -- thread-safe entry points ------------------------------------------------------------
+    def stamp(self) -> Stamp:
+        return Stamp(at_ms=self.clock.monotonic_ms(), at=self.clock.now())
+
+    def online(self) -> bool:
+        """Connected and accepted by the CSMS: events now are not `offline`."""
+        return self._connected.is_set()
+
+    def wake(self) -> None:
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: the thread stops
+                loop.call_soon_threadsafe(wake.set)
+
+    def status_changed(self, status: str) -> None:
+        self._status = status
+        self.wake()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="ocpp", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        self._stopping.set()
+        self.wake()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout_s)
+
+    def wait_online(self, timeout_s: float) -> bool:
+        return self._connected.wait(timeout_s)
+
+    # -- the loop ----------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except Exception:
+            log.exception("event=ocpp_thread_error")
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        delay = self.backoff_s[0]
+        url = f"{self.config.url}/{self.config.station_id}"
+        while not self._stopping.is_set():
+            try:
+                async with connect(
+                    url,
+                    subprotocols=[websockets.Subprotocol(SUBPROTOCOL)],
+                    additional_headers=basic_auth(self.config),
+                    ssl=ssl_context(self.config),
+                    proxy=None,
+                    open_timeout=10,
+                ) as ws:
+                    delay = self.backoff_s[0]
+                    await self._serve(ws)
+            except (OSError, TimeoutError, websockets.WebSocketException, ConnectionLost) as exc:
+                log.info("event=ocpp_disconnected error=%s", type(exc).__name__)
+            finally:
+                self._connected.clear()
+            if self._stopping.is_set():
+                return
+            await self._sleep(delay)
+            delay = min(delay * 2, self.backoff_s[1])
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait, but wake at once for `stop()`."""
+        assert self._wake is not None
+        end = asyncio.get_running_loop().time() + seconds
+        while not self._stopping.is_set():
+            left = end - asyncio.get_running_loop().time()
+            if left <= 0:
+                return
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=left)
+            except TimeoutError:
+                return
+
+    async def _ask(
+        self, link: Link, reader: asyncio.Task[None], action: str, payload: dict[str, Any]
+    ) -> dict[str, Any]:
+        """One request, abandoned if the connection drops first."""
+        answer = asyncio.ensure_future(request(link, action, payload))
+        await asyncio.wait({answer, reader}, return_when=asyncio.FIRST_COMPLETED)
+        if not answer.done():
+            answer.cancel()
+            raise ConnectionLost(action)
+        result = answer.result()
+        self.sent += 1
+        self._last_sent = asyncio.get_running_loop().time()
+        return result
+
+    async def _serve(self, ws: ClientConnection) -> None:
+        link = Link(self.config.station_id, ws, self)
+        reader: asyncio.Task[None] = asyncio.ensure_future(link.start())
+        try:
+            if not await self._boot(link, reader):
+                return
+            self._connected.set()
+            log.info("event=ocpp_online url=%s", self.config.url)
+            self._status_sent = None
+            while not self._stopping.is_set() and not reader.done():
+                await self._send_status(link, reader)
+                await self._drain(link, reader)
+                if self.reset_pending and self.snapshot().session is None and self.on_reset:
+                    self.reset_pending = False
+                    self.on_reset()
+                await self._heartbeat(link, reader)
+                await self._idle(reader)
+        finally:
+            self._connected.clear()
+            reader.cancel()
+
+    async def _boot(self, link: Link, reader: asyncio.Task[None]) -> bool:
+        """BootNotification until Accepted (B01-B03); nothing else is sent before."""
+        if self.booted:
+            return True
+        c = self.config
+        payload = {
+            "reason": "PowerUp",
+            "chargingStation": {
+                "model": c.model[:20],
+                "vendorName": c.vendor[:50],
+                "serialNumber": c.station_id[:25],
+                "firmwareVersion": FIRMWARE,
+            },
+        }
+        while not self._stopping.is_set():
+            answer = await self._ask(link, reader, "BootNotification", payload)
+            interval = int(answer.get("interval", 0))
+            if answer["status"] == "Accepted":
+                if interval > 0 and ("OCPPCommCtrlr", "HeartbeatInterval") not in (
+                    self.queue.variables()
+                ):
+                    self.settings.heartbeat_interval_ms = interval * 1000
+                self.booted = True
+                log.info("event=ocpp_booted interval_s=%d", interval)
+                return True
+            log.warning("event=ocpp_boot_not_accepted status=%s", answer["status"])
+            await self._sleep(interval or BOOT_RETRY_S)
+        return False
+
+    async def _send_status(self, link: Link, reader: asyncio.Task[None]) -> None:
+        status = self._status
+        if status is None or status == self._status_sent:
+            return
+        payload = messages.status_notification(status, self.clock.now(), self._evse())
+        await self._ask(link, reader, "StatusNotification", payload)
+        self._status_sent = status
+
+    def _evse(self) -> tuple[int, int]:
+        return (self.config.evse_id, self.config.connector_id)
+
+    async def _drain(self, link: Link, reader: asyncio.Task[None]) -> None:
+        """Send the durable queue's head until it is empty, one message at a time."""
+        while not self._stopping.is_set():
+            head = self.queue.head(1)
+            if not head:
+                return
+            message = head[0]
+            try:
+                await self._ask(link, reader, message.action, message.payload)
+            except CallRefused as refusal:
+                dropped = self.queue.rejected(message.seq, str(refusal))
+                log.warning(
+                    "event=ocpp_refused action=%s seq=%d error=%s set_aside=%s",
+                    message.action,
+                    message.seq,
+                    refusal,
+                    dropped,
+                )
+                continue
+            except OCPPError as exc:  # the payload or the answer broke the schema: a bug
+                dropped = self.queue.rejected(message.seq, f"invalid: {exc}")
+                log.error(
+                    "event=ocpp_invalid action=%s seq=%d error=%s", message.action, message.seq, exc
+                )
+                continue
+            self.queue.sent(message.seq)
+            await self._send_status(link, reader)
+
+    async def _heartbeat(self, link: Link, reader: asyncio.Task[None]) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._last_sent >= self.settings.heartbeat_interval_ms / 1000:
+            await self._ask(link, reader, "Heartbeat", {})
+
+    async def _idle(self, reader: asyncio.Task[None]) -> None:
+        """Sleep until woken (a new message, a status change, stop), the connection drops,
+        or a heartbeat is due."""
+        assert self._wake is not None
+        loop = asyncio.get_running_loop()
+        due = self._last_sent + self.settings.heartbeat_interval_ms / 1000 - loop.time()
+        if self._wake.is_set():
+            self._wake.clear()
+            return
+        waiter = asyncio.ensure_future(self._wake.wait())
+        await asyncio.wait(
+            {waiter, reader}, timeout=max(0.0, min(due, 5.0)), return_when=asyncio.FIRST_COMPLETED
+        )
+        waiter.cancel()
+        self._wake.clear()
