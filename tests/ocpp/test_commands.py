@@ -1,0 +1,160 @@
+"""What the CSMS may ask of the kiosk, over the WebSocket: device-model variables, availability,
+a remote stop, a reset; and the connector status it is told. Requests and answers are
+validated against the OCA schemas on both sides."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from launcher.csms import ReferenceCsms
+from launcher.simulate import Simulation
+from terminal.ocpp.messages import transaction_id
+from tests.ocpp.conftest import Kiosk
+from tests.ocpp.harness import run, settlements, transaction_events
+
+
+def _until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def _statuses(csms: ReferenceCsms) -> list[str]:
+    return [r.payload["connectorStatus"] for r in csms.messages("StatusNotification")]
+
+
+def _get(csms: ReferenceCsms, station: str, component: str, variable: str) -> dict[str, object]:
+    answer = csms.ask(
+        station,
+        "GetVariables",
+        {"getVariableData": [{"component": {"name": component}, "variable": {"name": variable}}]},
+    )
+    [result] = answer["getVariableResult"]
+    assert isinstance(result, dict)
+    return result
+
+
+def _set(csms: ReferenceCsms, station: str, component: str, variable: str, value: str) -> str:
+    answer = csms.ask(
+        station,
+        "SetVariables",
+        {
+            "setVariableData": [
+                {
+                    "component": {"name": component},
+                    "variable": {"name": variable},
+                    "attributeValue": value,
+                }
+            ]
+        },
+    )
+    status: str = answer["setVariableResult"][0]["attributeStatus"]
+    return status
+
+
+def test_get_variables_reads_the_kiosks_components(kiosk: Kiosk, csms: ReferenceCsms) -> None:
+    sim = kiosk()
+    station = sim.config.station.id
+    currency = _get(csms, station, "TariffCostCtrlr", "Currency")
+    assert (currency["attributeStatus"], currency["attributeValue"]) == ("Accepted", "EUR")
+    assert _get(csms, station, "TxCtrlr", "TxStartPoint")["attributeValue"] == "Authorized"
+    assert _get(csms, station, "PaymentCtrlr", "AuthorizationAmount")["attributeValue"] == "50.00"
+    assert _get(csms, station, "AuthCtrlr", "Nonsense")["attributeStatus"] == "UnknownVariable"
+    assert _get(csms, station, "NoSuchCtrlr", "Enabled")["attributeStatus"] == "UnknownComponent"
+
+
+def test_set_variables_changes_the_meter_value_interval_and_keeps_it(
+    kiosk: Kiosk, csms: ReferenceCsms
+) -> None:
+    sim = kiosk()
+    station = sim.config.station.id
+    assert _set(csms, station, "SampledDataCtrlr", "TxUpdatedInterval", "300") == "Accepted"
+    assert _set(csms, station, "TxCtrlr", "TxStartPoint", "EVConnected") == "Rejected"
+    assert _set(csms, station, "SampledDataCtrlr", "TxUpdatedInterval", "0") == "Rejected"
+    run(sim, "tap visa\nplug\nev charge\nwait 30m\ntap visa\nwait 1m\n")
+    assert sim.ocpp_drained()
+    periodic = [e for e in transaction_events(csms) if e["triggerReason"] == "MeterValuePeriodic"]
+    assert len(periodic) == 5  # every 5 minutes of 30 (the first sample starts the count)
+    run(sim, "restart\n")
+    assert sim.ocpp is not None and sim.ocpp.wait_online(10)
+    interval = _get(csms, station, "SampledDataCtrlr", "TxUpdatedInterval")
+    assert interval["attributeValue"] == "300"
+
+
+def test_change_availability_takes_the_kiosk_out_of_service_and_back(
+    kiosk: Kiosk, csms: ReferenceCsms
+) -> None:
+    sim = kiosk()
+    station = sim.config.station.id
+    answer = csms.ask(station, "ChangeAvailability", {"operationalStatus": "Inoperative"})
+    assert answer["status"] == "Accepted"
+    run(sim, "wait 1s\nexpect out-of-order\n")
+    assert _until(lambda: _statuses(csms)[-1:] == ["Unavailable"])
+    answer = csms.ask(station, "ChangeAvailability", {"operationalStatus": "Operative"})
+    run(sim, "wait 1s\nexpect idle\n")
+    assert _until(lambda: _statuses(csms)[-1:] == ["Available"])
+
+
+def test_status_follows_a_fault_and_a_session(kiosk: Kiosk, csms: ReferenceCsms) -> None:
+    sim = kiosk()
+    run(sim, "fault rcd_trip\nwait 1s\n")
+    assert _until(lambda: _statuses(csms)[-1:] == ["Faulted"])
+    run(sim, "clear rcd_trip\nwait 1s\nplug\nwait 1s\n")
+    assert _until(lambda: _statuses(csms)[-1:] == ["Occupied"])
+    assert _statuses(csms) == ["Available", "Faulted", "Available", "Occupied"]
+
+
+def _charging(sim: Simulation) -> str:
+    run(sim, "tap visa\nplug\nev charge\nwait 5m\n")
+    return transaction_id(sim.daemon.journal.sessions()[0]["session_id"])
+
+
+def test_request_stop_transaction_ends_the_session_as_a_remote_stop(
+    kiosk: Kiosk, csms: ReferenceCsms
+) -> None:
+    sim = kiosk()
+    station = sim.config.station.id
+    tx = _charging(sim)
+    wrong = csms.ask(station, "RequestStopTransaction", {"transactionId": "not-this-one"})
+    assert wrong["status"] == "Rejected"
+    answer = csms.ask(station, "RequestStopTransaction", {"transactionId": tx})
+    assert answer["status"] == "Accepted"
+    run(sim, "wait 1s\nexpect receipt\n")
+    assert sim.ocpp_drained()
+    ended = transaction_events(csms, tx)[-1]
+    assert ended["eventType"] == "Ended"
+    assert ended["triggerReason"] == "RemoteStop"
+    assert ended["transactionInfo"]["stoppedReason"] == "Remote"
+    assert [s["status"] for s in settlements(csms)] == ["Settled"]
+
+
+def test_request_start_transaction_is_refused(kiosk: Kiosk, csms: ReferenceCsms) -> None:
+    sim = kiosk()
+    answer = csms.ask(
+        sim.config.station.id,
+        "RequestStartTransaction",
+        {"idToken": {"idToken": "ABC", "type": "Central"}, "remoteStartId": 1},
+    )
+    assert answer["status"] == "Rejected"
+    assert sim.daemon.journal.sessions() == []
+
+
+def test_reset_restarts_the_kiosk_and_settles_the_running_session(
+    kiosk: Kiosk, csms: ReferenceCsms
+) -> None:
+    sim = kiosk()
+    tx = _charging(sim)
+    assert sim.ocpp_drained()
+    answer = csms.ask(sim.config.station.id, "Reset", {"type": "Immediate"})
+    assert answer["status"] == "Accepted"
+    assert _until(lambda: (sim.settle(), sim.restarts)[1] == 1)
+    assert sim.ocpp is not None and sim.ocpp.wait_online(10)
+    assert sim.ocpp_drained()
+    assert len(csms.messages("BootNotification")) == 2
+    events = transaction_events(csms, tx)
+    assert [e["seqNo"] for e in events] == list(range(len(events)))
+    assert events[-1]["eventType"] == "Ended"
