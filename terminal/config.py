@@ -131,6 +131,9 @@ class OcppConfig:
     response_timeout_ms: int = 30_000
     model: str = "ev-terminal"
     vendor: str = "ev-terminal"
+    # The CSMS is the authority for RFID tokens (OCPP Authorize) and bills their sessions
+    # itself: no hold or capture at the gateway for them. Bank cards always go to the gateway.
+    authorize_id_tokens: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -330,6 +333,7 @@ def _ocpp(o: _Section, base: Path, station: StationConfig) -> OcppConfig:
         response_timeout_ms=o.duration_ms("response_timeout", 30_000),
         model=o.text("model", "ev-terminal"),
         vendor=o.text("vendor", "ev-terminal"),
+        authorize_id_tokens=o.get("authorize_id_tokens", bool, False),
         **files,
     )
     o.finish()

@@ -33,7 +33,15 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from hardware.clock import Clock
 from terminal.config import OcppConfig
-from terminal.core.events import Event, OutOfServiceChanged, Stamp, StopRequested
+from terminal.core.actions import RequestAuthorization
+from terminal.core.events import (
+    AuthorizationAnswered,
+    AuthOutcome,
+    Event,
+    OutOfServiceChanged,
+    Stamp,
+    StopRequested,
+)
 from terminal.core.kiosk import AwaitingVehicle, Charging, Kiosk, Suspended
 from terminal.ocpp import messages
 from terminal.ocpp.device_model import DeviceModel
@@ -223,6 +231,7 @@ class OcppClient:
         self._wake: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
         self._last_sent = 0.0
+        self._link: tuple[Link, asyncio.Task[None]] | None = None  # while online
 
     # -- thread-safe entry points ------------------------------------------------------------
     def stamp(self) -> Stamp:
@@ -241,6 +250,48 @@ class OcppClient:
     def status_changed(self, status: str) -> None:
         self._status = status
         self.wake()
+
+    def authorize(self, action: RequestAuthorization) -> None:
+        """Ask the CSMS about an RFID token (OCPP 2.1 C01 Authorize); the answer is posted as
+        `AuthorizationAnswered`: Accepted approves the usual hold as the session's cap, any
+        other status declines, and no connection or no answer is `NO_ANSWER` (the machine's
+        offline policy decides, with the local list)."""
+        loop = self._loop
+        if loop is None or not self.online():
+            self._answer(action, AuthOutcome.NO_ANSWER, "csms offline")
+            return
+        asyncio.run_coroutine_threadsafe(self._authorize(action), loop)
+
+    def _answer(self, action: RequestAuthorization, outcome: AuthOutcome, reason: str) -> None:
+        approved = outcome is AuthOutcome.APPROVED
+        self.post(
+            AuthorizationAnswered(
+                session_id=action.session_id,
+                outcome=outcome,
+                amount=action.amount if approved else None,
+                reason=reason,
+                **self.stamp(),
+            )
+        )
+
+    async def _authorize(self, action: RequestAuthorization) -> None:
+        link = self._link
+        if link is None:
+            self._answer(action, AuthOutcome.NO_ANSWER, "csms offline")
+            return
+        token = {"idToken": action.card.token[:255], "type": "Local"}
+        try:
+            answer = await self._ask(link[0], link[1], "Authorize", {"idToken": token})
+        except (ConnectionLost, TimeoutError, CallRefused, OCPPError) as exc:
+            log.info("event=ocpp_authorize_failed error=%s", type(exc).__name__)
+            self._answer(action, AuthOutcome.NO_ANSWER, "csms no answer")
+            return
+        status = answer["idTokenInfo"]["status"]
+        log.info("event=ocpp_authorized session=%s status=%s", action.session_id, status)
+        if status == "Accepted":
+            self._answer(action, AuthOutcome.APPROVED, "")
+        else:
+            self._answer(action, AuthOutcome.DECLINED, f"csms: {status}")
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="ocpp", daemon=True)
@@ -281,6 +332,10 @@ class OcppClient:
                     await self._serve(ws)
             except (OSError, TimeoutError, websockets.WebSocketException, ConnectionLost) as exc:
                 log.info("event=ocpp_disconnected error=%s", type(exc).__name__)
+            except (CallRefused, OCPPError) as exc:
+                # The CSMS refused (or sent an invalid answer to) BootNotification, a status or
+                # a heartbeat: start over on a new connection after the back-off.
+                log.warning("event=ocpp_refused_connection error=%s", exc)
             finally:
                 self._connected.clear()
             if self._stopping.is_set():
@@ -322,6 +377,7 @@ class OcppClient:
         try:
             if not await self._boot(link, reader):
                 return
+            self._link = (link, reader)
             self._connected.set()
             log.info("event=ocpp_online url=%s", self.config.url)
             self._status_sent = None
@@ -335,6 +391,7 @@ class OcppClient:
                 await self._idle(reader)
         finally:
             self._connected.clear()
+            self._link = None
             reader.cancel()
 
     async def _boot(self, link: Link, reader: asyncio.Task[None]) -> bool:

@@ -161,6 +161,18 @@ class OcppQueue:
             ),
         )
 
+    # -- sessions the CSMS authorized (and bills) ---------------------------------------------
+    def mark_csms_session(self, session_id: str) -> None:
+        self.journal.execute(
+            "INSERT OR IGNORE INTO ocpp_csms_sessions (session_id) VALUES (?)", (session_id,)
+        )
+
+    def is_csms_session(self, session_id: str) -> bool:
+        row = self.journal.execute(
+            "SELECT 1 FROM ocpp_csms_sessions WHERE session_id=?", (session_id,)
+        ).fetchone()
+        return row is not None
+
     # -- variables set by the CSMS -----------------------------------------------------------
     def variables(self) -> dict[tuple[str, str], str]:
         rows = self.journal.execute("SELECT component, variable, value FROM ocpp_variables")

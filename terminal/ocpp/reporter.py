@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from hardware.clock import Clock
-from terminal.core.actions import TakeSignedReading
+from terminal.core.actions import RequestAuthorization, TakeSignedReading
 from terminal.core.billing import Bill
 from terminal.core.events import MeterSampled
 from terminal.core.kiosk import Charging, Kiosk, Suspended
@@ -59,7 +59,9 @@ class Reporter:
         online: Callable[[], bool] = lambda: False,
         on_status: Callable[[str], None] = lambda status: None,
         wake: Callable[[], None] = lambda: None,
+        authorize: Callable[[RequestAuthorization], None] | None = None,
     ) -> None:
+        self.authorize_with_csms = authorize  # set: the CSMS is the authority for RFID
         self.queue = queue
         self.clock = clock
         self.evse = evse
@@ -94,6 +96,21 @@ class Reporter:
         return replace(tx, next_seq_no=tx.next_seq_no + 1)
 
     # -- from the executor (daemon thread, inside its journal transaction) -------------------
+    def authorize(self, action: RequestAuthorization) -> bool:
+        """An RFID token, with the CSMS as its authority: ask the CSMS (OCPP Authorize) and
+        remember the session as the CSMS's to bill. True if it was taken here (then the
+        gateway is not asked); a bank card always goes to the gateway."""
+        if self.authorize_with_csms is None or action.card.kind is not CardKind.ID_TOKEN:
+            return False
+        self.queue.mark_csms_session(action.session_id)
+        self.authorize_with_csms(action)
+        return True
+
+    def billed_by_csms(self, session_id: str) -> bool:
+        """The CSMS authorized this session: it bills it from the transaction's costDetails,
+        so there is nothing to capture or release at the gateway."""
+        return self.authorize_with_csms is not None and self.queue.is_csms_session(session_id)
+
     def recorded(self, session: Session) -> None:
         """A session record was written: Started the first time it holds an approved
         amount, then Updated for a new charging state or a new cost limit."""

@@ -51,6 +51,7 @@ def attach_ocpp(
         online=client.online,
         on_status=client.status_changed,
         wake=client.wake,
+        authorize=client.authorize if oc.authorize_id_tokens else None,
     )
     daemon.attach_ocpp(reporter, client)
     return client

@@ -233,6 +233,8 @@ class Executor:
                     s.card.masked(),
                 )
             case RequestAuthorization():
+                if self.reporter is not None and self.reporter.authorize(action):
+                    return  # an RFID token the operator's CSMS authorizes (OCPP Authorize)
                 card = action.card
                 self.journal.enqueue(
                     lane=action.session_id,
@@ -279,6 +281,10 @@ class Executor:
                 )
                 self._wake_pending = True
             case Capture():
+                if self.reporter is not None and self.reporter.billed_by_csms(action.session_id):
+                    self.reporter.settled_locally(action.session_id, action.bill)
+                    self.journal.mark_acknowledged(action.session_id)
+                    return
                 session = self.journal_session(action.session_id)
                 self.journal.enqueue(
                     lane=action.session_id,
@@ -305,6 +311,10 @@ class Executor:
                     self.reporter.settled_locally(action.session_id, action.bill)
                 self._wake_pending = True
             case Void():
+                if self.reporter is not None and self.reporter.billed_by_csms(action.session_id):
+                    self.reporter.settled_locally(action.session_id, None)
+                    self.journal.mark_acknowledged(action.session_id)
+                    return
                 self.journal.enqueue(
                     lane=action.session_id,
                     kind="void",

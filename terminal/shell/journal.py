@@ -88,6 +88,9 @@ MIGRATIONS: tuple[str, ...] = (
         ended INTEGER NOT NULL DEFAULT 0,
         pending_end TEXT
     );
+    CREATE TABLE ocpp_csms_sessions (
+        session_id TEXT PRIMARY KEY
+    );
     CREATE TABLE ocpp_variables (
         component TEXT NOT NULL,
         variable TEXT NOT NULL,

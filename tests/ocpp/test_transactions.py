@@ -188,6 +188,17 @@ def test_restart_mid_session_ends_it_once_with_power_loss(
     assert len(csms.messages("BootNotification")) == 2
 
 
+def _shows(sim: Simulation, screen: str) -> bool:
+    """Let the kiosk handle what the OCPP thread posts (in real time) until it shows `screen`."""
+
+    def shown() -> bool:
+        sim.settle()
+        current = sim.hardware.display.current
+        return current is not None and current.name == screen
+
+    return _wait(shown)
+
+
 def _wait(predicate: Any, timeout_s: float = 10.0) -> bool:
     end = time.monotonic() + timeout_s
     while time.monotonic() < end:
@@ -231,3 +242,51 @@ def test_csms_offline_for_a_day_then_back(
     amounts = sorted(Decimal(str(s["settlementAmount"])) for s in settlements(csms))
     assert amounts == sorted(_major(c) for c in _captured(sim))
     assert {s["pspRef"] for s in settlements(csms)} == {first_id, second_id}
+
+
+def test_a_capture_without_answer_is_reported_failed_then_settled(
+    kiosk: Kiosk, csms: ReferenceCsms
+) -> None:
+    """C22: the first capture attempt gets no answer from the payment gateway: Failed, with
+    the reason; the retry lands: Settled, with what the gateway captured."""
+    sim = kiosk()
+    run(sim, "tap visa\nplug\nev charge\nwait 10m\ngateway down\ntap visa\nwait 1m\n")
+    run(sim, "gateway up\nwait 10m\n")
+    session_id, events = _tx(sim, csms)
+    _assert_numbered(events)
+    failed, settled = settlements(csms)
+    assert failed["status"] == "Failed"
+    assert "no answer from the payment gateway" in failed["statusInfo"]
+    assert settled["status"] == "Settled"
+    [captured] = _captured(sim)
+    assert Decimal(str(failed["settlementAmount"])) == _major(captured)  # what was attempted
+    assert Decimal(str(settled["settlementAmount"])) == _major(captured)
+    assert {failed["pspRef"], settled["pspRef"]} == {session_id}
+
+
+def test_rfid_with_the_csms_as_authority(kiosk: Kiosk, csms: ReferenceCsms) -> None:
+    """`authorize_id_tokens`: an RFID token is authorized by the CSMS (Authorize), declined
+    when the CSMS does not know it; a known one charges, and the CSMS bills it from the
+    transaction's costDetails: the gateway is asked for no hold and no capture."""
+    sim = kiosk(authorize_id_tokens=True)
+    run(sim, "tap rfid\n")
+    assert _shows(sim, "declined")
+    run(sim, "remove\nwait 10s\n")
+    assert sim.ocpp_drained()
+    [asked] = [r.payload for r in csms.messages("Authorize")]
+    assert asked["idToken"]["type"] == "Local"
+    csms.accepted_tokens.add(asked["idToken"]["idToken"])
+    run(sim, "tap rfid\n")
+    assert _shows(sim, "plug-in")
+    run(sim, "remove\nplug\nev charge\nwait 10m\n")
+    run(sim, "tap rfid\nwait 1m\n")
+    _, events = _tx(sim, csms, 1)
+    _assert_numbered(events)
+    assert events[0]["idToken"] == asked["idToken"]
+    assert events[-1]["costDetails"]["totalCost"]["total"]["inclTax"] > 0
+    assert [r.payload["idToken"] for r in csms.messages("Authorize")] == [asked["idToken"]] * 2
+    money = [
+        r for r in sim.daemon.journal.outbox() if r["kind"] in ("authorize", "capture", "void")
+    ]
+    assert money == []
+    assert settlements(csms) == []
