@@ -181,6 +181,33 @@ class Link(ChargePoint):  # type: ignore[misc]  # the ocpp package is untyped
             return call_result.RequestStopTransaction(status="Accepted")
         return call_result.RequestStopTransaction(status="Rejected")
 
+    @on("GetLocalListVersion")
+    def on_get_local_list_version(self, **_: Any) -> Any:
+        return call_result.GetLocalListVersion(
+            version_number=self.client.queue.local_list_version()
+        )
+
+    @on("SendLocalList")
+    def on_send_local_list(
+        self,
+        version_number: int,
+        update_type: str,
+        local_authorization_list: list[dict[str, Any]] | None = None,
+        **_: Any,
+    ) -> Any:
+        """D01/D02: the local authorization list for RFID tokens (the kiosk's keyed hashes,
+        as it sends them in idToken). A differential update must carry a newer version."""
+        full = update_type == "Full"
+        if not full and version_number <= self.client.queue.local_list_version():
+            return call_result.SendLocalList(status="VersionMismatch")
+        entries: dict[str, str | None] = {}
+        for entry in local_authorization_list or []:
+            info = entry.get("id_token_info")
+            entries[entry["id_token"]["id_token"]] = info["status"] if info else None
+        self.client.queue.update_local_list(version_number, full, entries)
+        log.info("event=ocpp_local_list version=%d entries=%d", version_number, len(entries))
+        return call_result.SendLocalList(status="Accepted")
+
     @on("RequestStartTransaction")
     def on_request_start(self, id_token: dict[str, Any], remote_start_id: int, **_: Any) -> Any:
         """A payment kiosk starts a session with a hold on the driver's card at the kiosk

@@ -173,6 +173,33 @@ class OcppQueue:
         ).fetchone()
         return row is not None
 
+    # -- the CSMS's local authorization list (D01-D02) --------------------------------------
+    def local_list_version(self) -> int:
+        value = self.variables().get(("LocalAuthListCtrlr", "_Version"))
+        return int(value) if value is not None else 0
+
+    def update_local_list(self, version: int, full: bool, entries: dict[str, str | None]) -> None:
+        """Replace (full) or change (differential) the list: token -> status, None removes."""
+        with self.journal.atomic():
+            if full:
+                self.journal.execute("DELETE FROM ocpp_local_list")
+            for token, status in entries.items():
+                if status is None:
+                    self.journal.execute("DELETE FROM ocpp_local_list WHERE id_token=?", (token,))
+                else:
+                    self.journal.execute(
+                        "INSERT INTO ocpp_local_list (id_token, status) VALUES (?,?)"
+                        " ON CONFLICT(id_token) DO UPDATE SET status=excluded.status",
+                        (token, status),
+                    )
+            self.set_variable("LocalAuthListCtrlr", "_Version", str(version))
+
+    def local_status(self, token: str) -> str | None:
+        row = self.journal.execute(
+            "SELECT status FROM ocpp_local_list WHERE id_token=?", (token,)
+        ).fetchone()
+        return str(row[0]) if row is not None else None
+
     # -- variables set by the CSMS -----------------------------------------------------------
     def variables(self) -> dict[tuple[str, str], str]:
         rows = self.journal.execute("SELECT component, variable, value FROM ocpp_variables")

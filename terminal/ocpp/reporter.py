@@ -26,7 +26,7 @@ from terminal.core.actions import RequestAuthorization, TakeSignedReading
 from terminal.core.billing import Bill
 from terminal.core.events import MeterSampled
 from terminal.core.kiosk import Charging, Kiosk, Suspended
-from terminal.core.session import CardKind, Session
+from terminal.core.session import Card, CardKind, LocalStanding, Session
 from terminal.money import Money
 from terminal.ocpp import messages
 from terminal.ocpp.queue import OcppQueue, TxRecord
@@ -105,6 +105,18 @@ class Reporter:
         self.queue.mark_csms_session(action.session_id)
         self.authorize_with_csms(action)
         return True
+
+    def standing(self, card: Card, standing: LocalStanding) -> LocalStanding:
+        """The CSMS's local authorization list (SendLocalList) beside the gateway's: an RFID
+        token it lists as Accepted may start offline, any other status denies it."""
+        if card.kind is not CardKind.ID_TOKEN:
+            return standing
+        status = self.queue.local_status(card.token)
+        if status is None:
+            return standing
+        if status == "Accepted":
+            return replace(standing, listed=True)
+        return replace(standing, denied=True)
 
     def billed_by_csms(self, session_id: str) -> bool:
         """The CSMS authorized this session: it bills it from the transaction's costDetails,

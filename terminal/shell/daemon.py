@@ -281,13 +281,18 @@ class Daemon:
     def _standing(self, card: Card) -> LocalStanding:
         """The local facts for an offline decision; none (online only) if they cannot be
         read: a broken journal must not start a session the policy would not allow."""
-        if self.lists is None:
-            return LocalStanding()
         try:
-            return self.lists.standing(card, self.journal)
+            standing = (
+                self.lists.standing(card, self.journal)
+                if self.lists is not None
+                else LocalStanding()
+            )
+            if self.reporter is not None:
+                standing = self.reporter.standing(card, standing)  # the CSMS's local list
         except Exception:
             log.exception("event=standing_unavailable")
             return LocalStanding()
+        return standing
 
     def pump(self) -> int:
         """Handle every queued event and every due timer; return how many were handled."""

@@ -88,6 +88,10 @@ MIGRATIONS: tuple[str, ...] = (
         ended INTEGER NOT NULL DEFAULT 0,
         pending_end TEXT
     );
+    CREATE TABLE ocpp_local_list (
+        id_token TEXT PRIMARY KEY,
+        status TEXT NOT NULL
+    );
     CREATE TABLE ocpp_csms_sessions (
         session_id TEXT PRIMARY KEY
     );

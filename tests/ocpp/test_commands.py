@@ -158,3 +158,41 @@ def test_reset_restarts_the_kiosk_and_settles_the_running_session(
     events = transaction_events(csms, tx)
     assert [e["seqNo"] for e in events] == list(range(len(events)))
     assert events[-1]["eventType"] == "Ended"
+
+
+def _send_list(
+    csms: ReferenceCsms, station: str, version: int, kind: str, token: str, status: str
+) -> str:
+    answer = csms.ask(
+        station,
+        "SendLocalList",
+        {
+            "versionNumber": version,
+            "updateType": kind,
+            "localAuthorizationList": [
+                {"idToken": {"idToken": token, "type": "Local"}, "idTokenInfo": {"status": status}}
+            ],
+        },
+    )
+    result: str = answer["status"]
+    return result
+
+
+def test_the_csms_local_list_decides_rfid_offline(kiosk: Kiosk, csms: ReferenceCsms) -> None:
+    """D01/D02: SendLocalList feeds the kiosk's offline decision for RFID tokens: Accepted
+    starts without the gateway, Blocked refuses; versions are kept and checked."""
+    sim = kiosk()
+    station = sim.config.station.id
+    run(sim, "gateway down\ntap rfid\nwait 30s\nremove\nwait 10s\n")
+    [first] = sim.daemon.journal.sessions()
+    assert first["status"] == "voiding"  # no answer, not listed: nothing started
+    token = first["card_token"]
+    assert csms.ask(station, "GetLocalListVersion", {})["versionNumber"] == 0
+    assert _send_list(csms, station, 1, "Full", token, "Accepted") == "Accepted"
+    assert csms.ask(station, "GetLocalListVersion", {})["versionNumber"] == 1
+    run(sim, "tap rfid\nwait 30s\nexpect plug-in\nremove\nwait 3m\n")
+    assert sim.daemon.journal.sessions()[1]["authorized_minor"] is not None
+    assert _send_list(csms, station, 1, "Differential", token, "Blocked") == "VersionMismatch"
+    assert _send_list(csms, station, 2, "Differential", token, "Blocked") == "Accepted"
+    run(sim, "tap rfid\nwait 30s\n")
+    assert sim.daemon.journal.sessions()[2]["end_reason"] == "denied_offline"
