@@ -383,7 +383,10 @@ def main(
         print(f"ev-terminal simulate: {script_path}: {exc}", file=sys.stderr)
         return 1
     if sim.ocpp is not None and not sim.ocpp_drained(30):
-        print("ev-terminal simulate: the CSMS did not take every OCPP message in 30 s", file=sys.stderr)
+        print(
+            "ev-terminal simulate: the CSMS did not take every OCPP message in 30 s",
+            file=sys.stderr,
+        )
     try:
         for result in sim.results():
             if as_json:

@@ -161,7 +161,7 @@ def test_reset_restarts_the_kiosk_and_settles_the_running_session(
 
 
 def _send_list(
-    csms: ReferenceCsms, station: str, version: int, kind: str, token: str, status: str
+    csms: ReferenceCsms, station: str, version: int, kind: str, *, token: str, status: str
 ) -> str:
     answer = csms.ask(
         station,
@@ -188,11 +188,14 @@ def test_the_csms_local_list_decides_rfid_offline(kiosk: Kiosk, csms: ReferenceC
     assert first["status"] == "voiding"  # no answer, not listed: nothing started
     token = first["card_token"]
     assert csms.ask(station, "GetLocalListVersion", {})["versionNumber"] == 0
-    assert _send_list(csms, station, 1, "Full", token, "Accepted") == "Accepted"
+    assert _send_list(csms, station, 1, "Full", token=token, status="Accepted") == "Accepted"
     assert csms.ask(station, "GetLocalListVersion", {})["versionNumber"] == 1
     run(sim, "tap rfid\nwait 30s\nexpect plug-in\nremove\nwait 3m\n")
     assert sim.daemon.journal.sessions()[1]["authorized_minor"] is not None
-    assert _send_list(csms, station, 1, "Differential", token, "Blocked") == "VersionMismatch"
-    assert _send_list(csms, station, 2, "Differential", token, "Blocked") == "Accepted"
+    assert (
+        _send_list(csms, station, 1, "Differential", token=token, status="Blocked")
+        == "VersionMismatch"
+    )
+    assert _send_list(csms, station, 2, "Differential", token=token, status="Blocked") == "Accepted"
     run(sim, "tap rfid\nwait 30s\n")
     assert sim.daemon.journal.sessions()[2]["end_reason"] == "denied_offline"
