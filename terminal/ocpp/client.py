@@ -166,6 +166,7 @@ class Link(ChargePoint):  # type: ignore[misc]  # the ocpp package is untyped
     def after_reset(self, type: str, evse_id: int | None = None, **_: Any) -> None:
         if evse_id is None and not self.client.reset_pending and self.client.on_reset:
             log.info("event=ocpp_reset type=%s", type)
+            self.client.queue.note_reset()  # sessions it cuts short end with ImmediateReset
             self.client.on_reset()
 
     @on("RequestStopTransaction")
@@ -413,6 +414,7 @@ class OcppClient:
                 await self._drain(link, reader)
                 if self.reset_pending and self.snapshot().session is None and self.on_reset:
                     self.reset_pending = False
+                    self.queue.note_reset()
                     self.on_reset()
                 await self._heartbeat(link, reader)
                 await self._idle(reader)

@@ -200,6 +200,22 @@ class OcppQueue:
         ).fetchone()
         return str(row[0]) if row is not None else None
 
+    # -- a restart the CSMS asked for (Reset) ------------------------------------------------
+    def note_reset(self) -> None:
+        self.set_variable("_kiosk", "reset_requested", "1")
+
+    def take_reset(self) -> bool:
+        """Whether the last restart was a CSMS's Reset (and forget it)."""
+        with self.journal.atomic():
+            row = self.journal.execute(
+                "SELECT value FROM ocpp_variables WHERE component='_kiosk'"
+                " AND variable='reset_requested'"
+            ).fetchone()
+            self.journal.execute(
+                "DELETE FROM ocpp_variables WHERE component='_kiosk' AND variable='reset_requested'"
+            )
+        return row is not None
+
     # -- variables set by the CSMS -----------------------------------------------------------
     def variables(self) -> dict[tuple[str, str], str]:
         rows = self.journal.execute("SELECT component, variable, value FROM ocpp_variables")

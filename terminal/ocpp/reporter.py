@@ -71,6 +71,7 @@ class Reporter:
         self.on_status = on_status
         self.wake = wake
         self.status: str | None = None
+        self.after_reset = False  # this start follows a CSMS's Reset
         self._sessions: dict[str, Session] = {}  # the last recorded, by the daemon thread
         self._last_periodic_ms: dict[str, int] = {}
 
@@ -179,6 +180,8 @@ class Reporter:
             return
         at = session.ended_at or self.clock.now()
         trigger, reason = messages.END.get(session.end_reason or "", messages.END_OTHER)
+        if session.end_reason == "restart" and self.after_reset:
+            trigger, reason = "ResetCommand", "ImmediateReset"  # B11: the CSMS reset it
         meter = []
         if session.start_register_wh is not None:
             meter.append(
@@ -248,7 +251,9 @@ class Reporter:
 
     def flush_waiting_ends(self) -> None:
         """At start-up: an Ended left waiting for a signed reading that never came (the
-        step that queued it was the last before a crash) is sent without it."""
+        step that queued it was the last before a crash) is sent without it. Also notes
+        whether this start follows a Reset from the CSMS."""
+        self.after_reset = self.queue.take_reset()
         rows = self.queue.journal.execute(
             "SELECT transaction_id FROM ocpp_transactions WHERE pending_end IS NOT NULL"
         ).fetchall()

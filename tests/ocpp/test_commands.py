@@ -158,6 +158,8 @@ def test_reset_restarts_the_kiosk_and_settles_the_running_session(
     events = transaction_events(csms, tx)
     assert [e["seqNo"] for e in events] == list(range(len(events)))
     assert events[-1]["eventType"] == "Ended"
+    assert events[-1]["triggerReason"] == "ResetCommand"
+    assert events[-1]["transactionInfo"]["stoppedReason"] == "ImmediateReset"
 
 
 def _send_list(
