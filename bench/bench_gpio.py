@@ -13,11 +13,11 @@ is low. Two paths:
   EVSE board on a pymodbus emulator): the input's callback opens the relay through the fault
   interlock, then posts a `FaultRaised` through the fault sink to a queue, as in the daemon.
 
-Target: under 20 ms (DESIGN.md: the contactor opens at once on every fault). Mock pins call
-back synchronously, so this measures our code and thread hand-off, not the GPIO chip's
-interrupt latency (lgpio adds its own callback thread on a Pi). The "+busy" rows repeat both
-paths while another thread keeps the interpreter busy, so a waiting thread gets the GIL only
-at CPython's switch interval (5 ms by default).
+Target: under 20 ms (docs/architecture.md: the contactor opens at once on every fault).
+Mock pins call back synchronously, so this measures our code and thread hand-off, not the GPIO
+chip's interrupt latency (lgpio adds its own callback thread on a Pi). The "+busy" rows repeat
+both paths while another thread keeps the interpreter busy, so a waiting thread gets the GIL
+only at CPython's switch interval (5 ms by default).
 """
 
 from __future__ import annotations

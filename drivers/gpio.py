@@ -11,7 +11,7 @@ hardware/emulators/gpio_chip.py).
 Safety: the relay output is active-high and starts low (open). The board holds it low with a
 pull-down when the Pi resets or the pin is released, so `release()` closes the gpiozero device,
 which returns the pin to an input and lets the pull-down open the relay. The relay is only an
-*enable* in series with the EVSE controller and the RCD; see DESIGN.md.
+*enable* in series with the EVSE controller and the RCD; see docs/architecture.md.
 
 Fault inputs (emergency stop, RCD trip) call their callback from gpiozero's event thread at
 the first active edge, with no debounce delay: a bouncing contact only calls it again, and the

@@ -1,4 +1,4 @@
-"""The card vault: the gateway's end of card-data protection (DESIGN.md, "Card acquisition").
+"""The card vault: the gateway's end of card-data protection (docs/architecture.md, "Card data").
 
 For a payment card the terminal sends a token, brand, last four digits, expiry and the
 DUKPT-encrypted blob of the card data (`terminal.protection.blob`). `CardVault.open` turns

@@ -1,4 +1,5 @@
-"""The v1 wire contract (DESIGN.md, "Wire contract"): the committed OpenAPI document is the
+"""The v1 wire contract (docs/architecture.md, "The wire contract"): the committed OpenAPI
+document is the
 gateway app's own, and what the terminal sends conforms to it.
 
 The terminal's side is checked on what it really queued: a scripted simulation runs the daemon

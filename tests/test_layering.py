@@ -1,4 +1,5 @@
-"""Imports point downward only (DESIGN.md, "Layers"): walked with `ast`, never imported."""
+"""Imports point downward only (docs/architecture.md, "Layers"): walked with `ast`, never
+imported."""
 
 from __future__ import annotations
 

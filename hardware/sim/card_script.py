@@ -33,7 +33,7 @@ wildcard that matches. Either way the script never runs
 backwards, and a command no remaining exchange matches gets the status a real card would
 give: 6A82 for SELECT, 6A83 for READ RECORD, 6A88 for GET DATA, 6D00 otherwise.
 
-The simulator sits below `terminal/` (DESIGN.md, layers), so its errors are its own:
+The simulator sits below `terminal/` (docs/architecture.md, layers), so its errors are its own:
 `ProfileError` names the file and line.
 """
 

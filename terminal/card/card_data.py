@@ -1,6 +1,6 @@
 """What the kernel hands back: an outcome and, for a card that can go online, its data.
 
-`CardData` is the one place the clear PAN lives (DESIGN.md, card acquisition): its repr and
+`CardData` is the one place the clear PAN lives (docs/architecture.md, card data): its repr and
 str show brand and label only, never a digit of the PAN, the expiry or track 2. The
 protection module turns it into a token, masked PAN and encrypted blob and drops it.
 """

@@ -3,7 +3,7 @@
 A `logging.Handler` on the root logger with a bounded deque: the newest `capacity` lines, each
 formatted like the journald lines (one event a line, key=value) with a UTC time in front.
 Nothing is written to disk here; journald keeps the full log. Log lines never carry card data
-or secrets (DESIGN.md, Logging), so the console may show them.
+or secrets (docs/architecture.md, Conventions), so the console may show them.
 """
 
 from __future__ import annotations

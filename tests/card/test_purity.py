@@ -1,4 +1,4 @@
-"""The card kernel is pure (DESIGN.md, STYLE.md rule 1): no clock, threads, logging,
+"""The card kernel is pure (docs/architecture.md, house style rule 1): no clock, threads, logging,
 randomness or I/O among its imports."""
 
 from __future__ import annotations

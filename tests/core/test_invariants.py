@@ -1,5 +1,6 @@
-"""The machine's safety and money invariants under random event sequences (DESIGN.md, "The
-core"): a hypothesis state machine drives `step` and checks every step."""
+"""The machine's safety and money invariants under random event sequences
+(docs/architecture.md, "The core"): a hypothesis state machine drives `step` and checks every
+step."""
 
 from __future__ import annotations
 
