@@ -8,12 +8,16 @@ the config have been checked. Ctrl-C ends any subcommand with "interrupted" and 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import logging
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from terminal import config as config_mod
-from terminal.arguments import EXIT_USAGE, ArgumentParser, number_in
+from terminal.arguments import EXIT_USAGE, ArgumentParser, integer_in, number_in
 from terminal.errors import ConfigError, DirectoryInUse
 
 EXIT_CONFIG = EXIT_USAGE
@@ -78,6 +82,28 @@ def _data_dir(parser: ArgumentParser, path: Path | None) -> None:
         parser.fail(f"--data {path}: not a directory")
 
 
+def _files(parser: ArgumentParser, **flags: Path | None) -> None:
+    """Each file given (`--cert` as `cert=...`) must be there before a server starts."""
+    for name, path in flags.items():
+        if path is not None and not path.is_file():
+            parser.fail(f"--{name.replace('_', '-')} {path}: no such file")
+
+
+# What a socket's bind says when the address is the operator's to change.
+_LISTEN_ERRORS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
+
+
+@contextlib.contextmanager
+def _listening(parser: ArgumentParser, host: str, port: int) -> Iterator[None]:
+    """A server that cannot bind its address ends with one line naming it."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _LISTEN_ERRORS:
+            raise
+        parser.fail(f"cannot listen on {host}:{port}: {os.strerror(exc.errno)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a subcommand; its exit status."""
     try:
@@ -101,7 +127,10 @@ def _main(args_in: list[str]) -> int:
 
         return int(set_pin_main(args_in[1:]))
 
-    parser = ArgumentParser(prog="ev-terminal", description=__doc__)
+    parser = ArgumentParser(
+        prog="ev-terminal",
+        description="Payment-terminal firmware for an EV charger kiosk, and its gateway.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("check-config", help="validate a config file")
@@ -131,7 +160,7 @@ def _main(args_in: list[str]) -> int:
 
     p = sub.add_parser("csms", help="run a small reference OCPP 2.1 CSMS (demo and tests)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=9000)
+    p.add_argument("--port", type=integer_in(0, 65535), default=9000)
     p.add_argument("--station", default=None, help="the station id the password is for")
     p.add_argument("--password-file", type=Path, default=None, help="basic auth (profiles 1-2)")
     p.add_argument("--cert", type=Path, default=None, help="TLS server certificate (PEM)")
@@ -225,17 +254,25 @@ def _dispatch(args: argparse.Namespace, parser: ArgumentParser) -> int:
     if args.command == "csms":
         from launcher.csms import main as csms_main  # noqa: PLC0415 - the ocpp extra
 
-        _setup_logging(False)
-        return csms_main(
-            host=args.host,
-            port=args.port,
+        _files(
+            parser,
             password_file=args.password_file,
-            station=args.station,
             cert=args.cert,
             key=args.key,
             client_ca=args.client_ca,
-            log_path=args.log,
         )
+        _setup_logging(False)
+        with _listening(parser, args.host, args.port):
+            return csms_main(
+                host=args.host,
+                port=args.port,
+                password_file=args.password_file,
+                station=args.station,
+                cert=args.cert,
+                key=args.key,
+                client_ca=args.client_ca,
+                log_path=args.log,
+            )
     if args.command == "demo":
         from launcher.demo import DEFAULT_SPEED  # noqa: PLC0415 - heavy imports
         from launcher.demo import main as demo_main  # noqa: PLC0415

@@ -127,6 +127,7 @@ class ReferenceCsms:
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        self._failed: OSError | None = None  # why the server could not listen
 
     # -- what was received -------------------------------------------------------------------
     def record(self, station: str, action: str, payload: dict[str, Any]) -> None:
@@ -156,12 +157,20 @@ class ReferenceCsms:
         self._thread.start()
         if not self._ready.wait(10):
             raise RuntimeError("the CSMS did not start")
+        if self._failed is not None:
+            raise self._failed  # in the caller's thread: a port in use is the operator's to fix
         return self
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
         self._loop = loop
-        loop.run_until_complete(self._listen())
+        try:
+            loop.run_until_complete(self._listen())
+        except OSError as exc:
+            self._failed = exc
+            self._ready.set()
+            loop.close()
+            return
         self._ready.set()
         loop.run_forever()
         loop.close()

@@ -5,8 +5,10 @@ terminal on standard input, and compares the directory before and after."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,6 +98,14 @@ CASES = [
         "invalid choice: 100",
     ),
     Case("price, nothing", ["price"], "required: --tariff, --session"),
+    # servers: {busy} is a port another socket listens on
+    Case("csms on port 99999", ["csms", "--port", "99999"], "99999 must be from 0 to 65535"),
+    Case("csms on a port in use", ["csms", "--port", "{busy}"], ":{busy}: Address already in use"),
+    Case(
+        "csms, missing TLS files",
+        ["csms", "--port", "0", "--cert", "c.pem", "--key", "k.pem"],
+        "--cert c.pem: no such file",
+    ),
 ]
 
 
@@ -106,13 +116,23 @@ def _tree(root: Path) -> dict[str, bytes | None]:
     }
 
 
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_a_user_error_is_one_line_and_exit_2(case: Case, tmp_path: Path) -> None:
+def test_a_user_error_is_one_line_and_exit_2(case: Case, tmp_path: Path, busy_port: int) -> None:
     for name, text in case.files.items():
         (tmp_path / name).write_text(text)
+    argv = [arg.replace("{busy}", str(busy_port)) for arg in case.argv]
+    says = case.says.replace("{busy}", str(busy_port))
     before = _tree(tmp_path)
     done = subprocess.run(
-        [sys.executable, "-m", "launcher.cli", *case.argv],
+        [sys.executable, "-m", "launcher.cli", *argv],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -124,7 +144,7 @@ def test_a_user_error_is_one_line_and_exit_2(case: Case, tmp_path: Path) -> None
     lines = done.stderr.splitlines()
     assert "Traceback" not in done.stderr
     assert len(lines) == 1, done.stderr
-    assert case.says in lines[0]
+    assert says in lines[0]
     assert done.returncode == 2
     assert done.stdout == ""
     assert _tree(tmp_path) == before  # nothing created, nothing changed
