@@ -7,17 +7,24 @@ the terminal's memory. Routes:
 
 | route          | what                                                                |
 |----------------|---------------------------------------------------------------------|
-| `GET /`        | the page: one HTML document with its style and script inline        |
+| `GET /`        | the page: one HTML document with its style and script inline (kept  |
+|                | beside this module as display_web.html, .css and .js)               |
 | `GET /events`  | server-sent events (HTML Living Standard, 9.2): `event: frame`,     |
 |                | `data:` the frame as JSON; the current frame at once, then each new |
 |                | one; a comment line every `HEARTBEAT_S` so a dead client is noticed; |
 |                | `retry:` 500 ms, so the page reconnects quickly after a restart     |
 | `GET /frame`   | the current frame as JSON (diagnostics)                             |
 
-A frame's JSON is `{"seq", "name", "title", "lines", "fields", "tone", "qr_url", "qr_svg"}`.
-The QR code of a receipt is drawn server-side as SVG (the `qrcode` package, error correction
-level M), so the page needs nothing from the network. The page switches its layout on the
-frame's `name` (`body[data-screen]`) and its colours on `tone`; it puts every string in with
+A frame's JSON is `{"seq", "name", "title", "lines", "fields", "tone", "qr_url", "qr_svg",
+"total", "language", "labels", "variants"}`; each of `variants` (the same screen in another
+language) has the text keys only. The QR code of a receipt is drawn server-side as SVG (the
+`qrcode` package, error correction level M), and the pictograms are inline SVG, so the page
+needs nothing from the network. The page switches its layout on the frame's `name`
+(`body[data-screen]`), its step indicator on the step that screen belongs to
+(`body[data-step]`: tap, plug in, charge, done) and its colours on `tone`; its language
+button cycles through the frame's languages until the session ends; a receipt's total stays
+in view in a bar of its own; type is sized from the screen (800x480 up to 1280x800, and
+portrait) and shrunk only when a long receipt would not fit. It puts every string in with
 `textContent`, never as markup, and reconnects by itself (EventSource does) if the daemon
 restarts.
 
@@ -36,6 +43,7 @@ import socket
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import qrcode
@@ -84,16 +92,26 @@ def qr_svg(url: str) -> str:
     return str(image.to_string(encoding="unicode"))
 
 
+def _words(frame: Frame) -> dict[str, Any]:
+    return {
+        "title": frame.title,
+        "lines": list(frame.lines),
+        "fields": [[label, value] for label, value in frame.fields],
+        "total": list(frame.total) if frame.total is not None else None,
+        "language": frame.language,
+        "labels": dict(frame.labels),
+    }
+
+
 def frame_json(frame: Frame, seq: int) -> dict[str, Any]:
     return {
         "seq": seq,
         "name": frame.name,
-        "title": frame.title,
-        "lines": list(frame.lines),
-        "fields": [[label, value] for label, value in frame.fields],
+        **_words(frame),
         "tone": frame.tone.value,
         "qr_url": frame.qr,
         "qr_svg": qr_svg(frame.qr) if frame.qr else None,
+        "variants": [_words(variant) for variant in frame.variants],
     }
 
 
@@ -222,82 +240,14 @@ class WebDisplay:
 
 STARTING = Frame(name="starting", title="Starting", lines=("Please wait...",))
 
-PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Charger</title>
-<style>
-  :root { --bg: #0f1b2d; --fg: #f4f6f8; --accent: #2e7dd7; }
-  body[data-tone="busy"] { --accent: #2e7dd7; }
-  body[data-tone="ok"] { --accent: #2f9e44; }
-  body[data-tone="error"] { --accent: #d9480f; }
-  * { box-sizing: border-box; }
-  html, body { margin: 0; height: 100%; }
-  body { background: var(--bg); color: var(--fg); cursor: none; user-select: none;
-         font: 28px/1.35 system-ui, "DejaVu Sans", sans-serif; display: flex;
-         flex-direction: column; }
-  header { background: var(--accent); padding: 0.6em 1em; }
-  h1 { margin: 0; font-size: 1.8em; }
-  main { flex: 1; display: flex; gap: 1.5em; padding: 1em; align-items: flex-start; }
-  #text { flex: 1; }
-  #lines p { margin: 0 0 0.5em; }
-  table { border-collapse: collapse; width: 100%; margin-top: 0.5em; }
-  td { padding: 0.3em 0; border-bottom: 1px solid #ffffff33; }
-  td.value { text-align: right; font-weight: 600; font-variant-numeric: tabular-nums; }
-  body[data-screen="charging"] td.value { font-size: 1.5em; }
-  #qr { width: 9em; background: #fff; padding: 0.4em; border-radius: 0.3em; }
-  #qr svg { width: 100%; height: auto; display: block; }
-  #qr p { color: #000; font-size: 0.5em; margin: 0.3em 0 0; text-align: center;
-          overflow-wrap: anywhere; }
-  #link { position: fixed; right: 0.5em; bottom: 0.3em; font-size: 0.5em; opacity: 0.6; }
-  [hidden] { display: none !important; }
-</style>
-</head>
-<body data-screen="connecting" data-tone="info" data-seq="-1">
-<header><h1 id="title">Connecting...</h1></header>
-<main>
-  <section id="text"><div id="lines"></div><table id="fields"></table></section>
-  <figure id="qr" hidden><div id="qr-code"></div><p id="qr-url"></p></figure>
-</main>
-<div id="link">offline</div>
-<script>
-"use strict";
-function render(frame) {
-  document.getElementById("title").textContent = frame.title;
-  const lines = document.getElementById("lines");
-  lines.replaceChildren(...frame.lines.map((text) => {
-    const p = document.createElement("p"); p.textContent = text; return p;
-  }));
-  const fields = document.getElementById("fields");
-  fields.replaceChildren(...frame.fields.map(([label, value]) => {
-    const row = document.createElement("tr");
-    const name = document.createElement("td"); name.textContent = label;
-    const cell = document.createElement("td"); cell.className = "value";
-    cell.textContent = value; row.append(name, cell); return row;
-  }));
-  const qr = document.getElementById("qr");
-  if (frame.qr_svg) {
-    // Trusted markup: drawn by the daemon from the receipt URL, not from user input.
-    const doc = new DOMParser().parseFromString(frame.qr_svg, "image/svg+xml");
-    const svg = document.importNode(doc.documentElement, true);
-    document.getElementById("qr-code").replaceChildren(svg);
-    document.getElementById("qr-url").textContent = frame.qr_url;
-    qr.hidden = false;
-  } else {
-    qr.hidden = true;
-    document.getElementById("qr-code").replaceChildren();
-  }
-  document.body.dataset.tone = frame.tone;
-  document.body.dataset.screen = frame.name;
-  document.body.dataset.seq = String(frame.seq);
-}
-const source = new EventSource("/events");
-source.addEventListener("frame", (e) => render(JSON.parse(e.data)));
-source.onopen = () => { document.getElementById("link").textContent = ""; };
-source.onerror = () => { document.getElementById("link").textContent = "offline"; };
-</script>
-</body>
-</html>
-"""
+
+def _page() -> str:
+    """The page, its style and script put inline (one document, one request)."""
+    here = Path(__file__).resolve().parent
+    html = (here / "display_web.html").read_text(encoding="utf-8")
+    style = (here / "display_web.css").read_text(encoding="utf-8")
+    script = (here / "display_web.js").read_text(encoding="utf-8")
+    return html.replace("/*STYLE*/", style).replace("/*SCRIPT*/", script)
+
+
+PAGE = _page()

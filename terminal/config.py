@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from terminal.core.words import LANGUAGES
 from terminal.errors import ConfigError
 from terminal.money import MINOR_UNITS
 from terminal.tariff import OcpiTariff
@@ -383,9 +384,7 @@ def _tariff(
         t.used.add(key)
     path = base / ocpi
     try:
-        document = OcpiTariff.from_json(
-            path.read_bytes(), tz=ZoneInfo(station.timezone), locale=station.language
-        )
+        document = OcpiTariff.from_json(path.read_bytes(), tz=ZoneInfo(station.timezone))
     except OSError as exc:
         raise ConfigError(t.key("ocpi_file"), f"cannot read {path}: {exc.strerror}") from None
     except ValueError as exc:  # TariffError names the field
@@ -424,8 +423,8 @@ def parse(data: dict[str, Any], *, base: Path, source: Path | None = None) -> Co
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(s.key("timezone"), f"unknown time zone {tz!r}") from None
     language = s.text("language", "en")
-    if language not in ("en", "de"):
-        raise ConfigError(s.key("language"), "must be one of: en, de")
+    if language not in LANGUAGES:
+        raise ConfigError(s.key("language"), f"must be one of: {', '.join(LANGUAGES)}")
     station = StationConfig(id=s.text("id"), name=s.text("name"), timezone=tz, language=language)
     s.finish()
 

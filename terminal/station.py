@@ -18,6 +18,7 @@ from terminal.config import Config
 from terminal.core.billing import EnergyTariff, Tariff
 from terminal.core.events import Event
 from terminal.core.kiosk import OfflinePolicy, Rules
+from terminal.i18n import station_words
 from terminal.money import Money
 from terminal.protection.keys import provision_fleet
 from terminal.protection.module import ProtectionModule
@@ -35,14 +36,13 @@ SIM_FLEET = "sim-fleet"
 
 
 def build_tariff(config: Config) -> Tariff:
-    """The OCPI tariff when `tariff.ocpi_file` is set (in the station's time zone and
-    language), else the simple per-kWh tariff."""
+    """The OCPI tariff when `tariff.ocpi_file` is set (in the station's time zone), else the
+    simple per-kWh tariff."""
     t = config.tariff
     if t.ocpi_file is not None:
         return OcpiTariff.from_json(
             t.ocpi_file.read_bytes(),
             tz=ZoneInfo(config.station.timezone),
-            locale=config.station.language,
             label=t.name,
         )
     return EnergyTariff(
@@ -189,5 +189,6 @@ def build_daemon(
         notifier=notifier,
         signer=signer,
         lists=lists,
+        words=station_words(config.station.language, ZoneInfo(config.station.timezone)),
         **({"new_id": new_id} if new_id is not None else {}),
     )

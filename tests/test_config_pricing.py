@@ -14,7 +14,9 @@ import pytest
 
 from terminal.config import parse
 from terminal.core.billing import EnergyTariff
+from terminal.core.words import render
 from terminal.errors import ConfigError
+from terminal.i18n import Translator
 from terminal.money import Money
 from terminal.station import build_rules, build_tariff
 from terminal.tariff import OcpiTariff
@@ -53,10 +55,13 @@ def test_an_ocpi_file_alone_is_enough_and_prices_in_the_station_zone_and_languag
     tariff = build_tariff(config)
     assert isinstance(tariff, OcpiTariff)
     assert tariff.tz == ZoneInfo("Europe/Berlin")
-    assert tariff.locale == "de"
     assert tariff.name == "time-of-day-idle-fee"
-    lines = build_rules(config, tariff).tariff.price_lines(datetime(2026, 1, 20, 11, tzinfo=UTC))
-    assert any("kWh" in line for line in lines)
+    # The price lines in the station's language: the screen renders the phrases in German.
+    words = Translator(config.station.language, tariff.tz)
+    phrases = build_rules(config, tariff).tariff.price_phrases(
+        datetime(2026, 1, 20, 11, tzinfo=UTC)
+    )
+    assert render(words, phrases[0]) == "0,5355 EUR pro kWh"
 
 
 def test_a_name_beside_the_ocpi_file_labels_the_receipts() -> None:

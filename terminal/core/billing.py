@@ -30,6 +30,7 @@ from datetime import datetime
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Protocol
 
+from terminal.core.words import ENGLISH, Phrase, render
 from terminal.money import Money, minor_exponent
 
 WH_PER_KWH = Decimal(1000)
@@ -194,9 +195,13 @@ class Tariff(Protocol):
         """Start pricing a session that began at `start` (aware UTC)."""
         ...
 
-    def price_lines(self, at: datetime) -> tuple[str, ...]:
+    def price_phrases(self, at: datetime) -> tuple[Phrase, ...]:
         """The price before start, as short lines for the idle screen (AFIR: per kWh,
-        per minute, session fee, idle fee, VAT included), valid at `at`."""
+        per minute, session fee, idle fee, VAT included), valid at `at`, in any language."""
+        ...
+
+    def price_lines(self, at: datetime) -> tuple[str, ...]:
+        """`price_phrases` in English."""
         ...
 
 
@@ -215,12 +220,17 @@ class EnergyTariff:
     def begin(self, start: datetime) -> EnergyMeterage:
         return EnergyMeterage(tariff=self)
 
-    def price_lines(self, at: datetime) -> tuple[str, ...]:
-        lines = [f"{format_unit_price(self.unit_price, self.currency)} per kWh"]
+    def price_phrases(self, at: datetime) -> tuple[Phrase, ...]:
+        # The same message ids as the OCPI tariff's lines (terminal.tariff.display).
+        lines = [Phrase("{} per kWh", (format_unit_price(self.unit_price, self.currency),))]
         if self.session_fee:
-            lines.append(f"{format_unit_price(self.fee_price, self.currency)} per session")
-        lines.append(f"incl. {self.vat_percent.normalize():f}% VAT")
+            fee = format_unit_price(self.fee_price, self.currency)
+            lines.append(Phrase("{} per session", (fee,)))
+        lines.append(Phrase("incl. {}% VAT", (f"{self.vat_percent.normalize():f}",)))
         return tuple(lines)
+
+    def price_lines(self, at: datetime) -> tuple[str, ...]:
+        return tuple(render(ENGLISH, phrase) for phrase in self.price_phrases(at))
 
     @property
     def unit_price(self) -> Decimal:
@@ -233,7 +243,7 @@ class EnergyTariff:
         return gross_unit_price(self.session_fee, self.vat_percent, self.currency, per_session=True)
 
 
-def format_unit_price(value: Decimal, currency: str, *, comma: bool = False) -> str:
+def format_unit_price(value: Decimal, currency: str) -> str:
     """A shown unit price with its currency code: at least the currency's minor digits, the
     extra digits only where they are not zero ("0.39 EUR", "0.3277 EUR")."""
     exponent = minor_exponent(currency)
@@ -244,7 +254,7 @@ def format_unit_price(value: Decimal, currency: str, *, comma: bool = False) -> 
         text = f"{whole}.{frac}" if frac else whole
     elif exponent:
         text = f"{text}.{'0' * exponent}"
-    return f"{text.replace('.', ',') if comma else text} {currency}"
+    return f"{text} {currency}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -101,7 +101,7 @@ METER_FAULT = "meter"
 def _idle_screen(k: Kiosk, at: datetime) -> screens.Screen:
     if not k.available:
         return screens.Unavailable(reasons=tuple(sorted(k.faults)) or ("out_of_service",))
-    return screens.Idle(price_lines=k.rules.tariff.price_lines(at), connected=k.pilot.connected)
+    return screens.Idle(price=k.rules.tariff.price_phrases(at), connected=k.pilot.connected)
 
 
 def _rest(k: Kiosk, at: datetime, *extra: Action) -> Result:

@@ -1,23 +1,29 @@
 """What the driver is shown: screens as values, and their rendering into neutral frames.
 
-The machine decides *which* screen with which data; `frame_for` turns it into text. Names are
-stable identifiers used by scripts (`expect charging`) and by the web page's layouts.
+The machine decides *which* screen with which data; `frame_for` turns it into text in the
+language of the `Words` it is given (English message ids by default: every string below that
+`_` wraps is a gettext msgid, extracted into the catalogs in terminal/locale/; a test checks
+each catalog has them all). Names are stable identifiers used by scripts (`expect charging`)
+and by the web page's layouts. Times are shown in the station's local time (`Words.when`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import assert_never
 
 from hardware.ports import Frame, Tone
 from terminal.core.billing import LIMIT, Bill, format_unit_price
+from terminal.core.words import ENGLISH, N_, NATIVE_NAMES, Phrase, Words, render
 from terminal.money import Money
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Idle:
-    price_lines: tuple[str, ...]
+    price: tuple[Phrase, ...]  # the price before start (Tariff.price_phrases)
     connected: bool = False
 
 
@@ -70,7 +76,7 @@ class Receipt:
     station: str
     tariff: str
     card: str
-    started_at: str  # ISO 8601 UTC
+    started_at: str  # ISO 8601 UTC; shown in the station's local time
     ended_at: str
     energy_wh: int
     bill: Bill | None  # None when voided (nothing charged)
@@ -105,60 +111,94 @@ Screen = (
     | Unavailable
 )
 
+
 _NOTICES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "tap-again": ("Please tap again", ("The card could not be read.", "Hold it still.")),
-    "not-accepted": ("Card not accepted", ("Please try another card.",)),
-    "expired": ("Card expired", ("Please try another card.",)),
-    "in-use": ("Charger in use", ("Only the card that started", "this session can stop it.")),
-    "out-of-order": ("Out of order", ("This charger is not available.",)),
-    "timed-out": ("Session cancelled", ("No vehicle started charging.", "Nothing was charged.")),
-    "cancelled": ("Session cancelled", ("Nothing was charged.",)),
+    "tap-again": (
+        N_("Please tap again"),
+        (N_("The card could not be read."), N_("Hold it still.")),
+    ),
+    "not-accepted": (N_("Card not accepted"), (N_("Please try another card."),)),
+    "expired": (N_("Card expired"), (N_("Please try another card."),)),
+    "in-use": (
+        N_("Charger in use"),
+        (N_("Only the card that started"), N_("this session can stop it.")),
+    ),
+    "out-of-order": (N_("Out of order"), (N_("This charger is not available."),)),
+    "timed-out": (
+        N_("Session cancelled"),
+        (N_("No vehicle started charging."), N_("Nothing was charged.")),
+    ),
+    "cancelled": (N_("Session cancelled"), (N_("Nothing was charged."),)),
 }
 
 _STOP_REASONS = {
-    "card": "Stopped with your card",
-    "unplugged": "Cable unplugged",
-    "cost_cap": "Payment limit reached",
-    "suspended_timeout": "Vehicle finished",
-    "fault": "Stopped by a fault",
-    "meter": "Meter failure",
-    "out_of_service": "Charger going out of service",
-    "restart": "Recovered after restart",
+    "card": N_("Stopped with your card"),
+    "unplugged": N_("Cable unplugged"),
+    "cost_cap": N_("Payment limit reached"),
+    "suspended_timeout": N_("Vehicle finished"),
+    "fault": N_("Stopped by a fault"),
+    "meter": N_("Meter failure"),
+    "out_of_service": N_("Charger going out of service"),
+    "restart": N_("Recovered after restart"),
 }
 
 
 # Bill line names on the receipt (BillLine.dimension: OCPI CdrDimensionType names, the
 # tariff's min/max price adjustments, and the cut to the authorized amount).
 BILL_LINES = {
-    "ENERGY": "Energy",
-    "TIME": "Charging time",
-    "PARKING_TIME": "Idle time",
-    "FLAT": "Session fee",
-    "MIN_PRICE": "Minimum price",
-    "MAX_PRICE": "Maximum price",
-    LIMIT: "Limited to the authorized amount",
+    "ENERGY": N_("Energy"),
+    "TIME": N_("Charging time"),
+    "PARKING_TIME": N_("Idle time"),
+    "FLAT": N_("Session fee"),
+    "MIN_PRICE": N_("Minimum price"),
+    "MAX_PRICE": N_("Maximum price"),
+    LIMIT: N_("Limited to the authorized amount"),
 }
 
+# The web page's own words (Frame.labels): the four steps of a session, and more.
+_LABELS = (
+    ("step-tap", N_("Tap card")),
+    ("step-plug", N_("Plug in")),
+    ("step-charge", N_("Charge")),
+    ("step-done", N_("Done")),
+    ("offline", N_("No connection to the charger")),
+)
 
-def bill_fields(bill: Bill) -> list[tuple[str, str]]:
+
+def bill_fields(bill: Bill, words: Words = ENGLISH) -> list[tuple[str, str]]:
     """The itemized bill as labelled values: each line incl. VAT with its quantity and the
     unit price it was billed at (so the driver can multiply it out), the total excl. VAT and
     the VAT per rate on its base (the caller adds the total)."""
+    _ = words.text
     fields: list[tuple[str, str]] = []
     currency = bill.total.currency
     for line in bill.lines:
-        name = BILL_LINES.get(line.dimension, line.dimension)
+        name = _(BILL_LINES.get(line.dimension, line.dimension))
         price = "" if line.unit_price is None else format_unit_price(line.unit_price, currency)
         if line.unit == "kWh":
-            name += f" {line.quantity:.3f} kWh"
-            name += f" at {price}/kWh" if price else ""
+            quantity = f"{line.quantity:.3f} kWh"
+            name = (
+                _("{} {} at {}/kWh").format(name, quantity, price)
+                if price
+                else f"{name} {quantity}"
+            )
         elif line.unit == "h":
             # Hours are kept to the microhour: the nearest second is the billed one.
-            name += f" {hms(int((line.quantity * 3600).to_integral_value(ROUND_HALF_UP)))}"
-            name += f" at {price}/min" if price else ""
-        fields.append((name, str(line.incl_vat)))
-    fields.append(("Excl. VAT", str(bill.total_excl_vat)))
-    fields += [(f"VAT {v.percent.normalize():f}% on {v.base}", str(v.vat)) for v in bill.vat]
+            duration = hms(int((line.quantity * 3600).to_integral_value(ROUND_HALF_UP)))
+            name = (
+                _("{} {} at {}/min").format(name, duration, price)
+                if price
+                else f"{name} {duration}"
+            )
+        fields.append((words.number(name), words.number(str(line.incl_vat))))
+    fields.append((_("Excl. VAT"), words.number(str(bill.total_excl_vat))))
+    fields += [
+        (
+            words.number(_("VAT {}% on {}").format(f"{v.percent.normalize():f}", v.base)),
+            words.number(str(v.vat)),
+        )
+        for v in bill.vat
+    ]
     return fields
 
 
@@ -190,100 +230,155 @@ def screen_name(screen: Screen) -> str:
     }[type(screen)]
 
 
-def frame_for(screen: Screen) -> Frame:
-    """Render a screen into a renderer-neutral frame (English)."""
+def frame_for(screen: Screen, words: Words = ENGLISH) -> Frame:
+    """Render a screen into a renderer-neutral frame in the language of `words`."""
+    frame = _frame(screen, words, words.text)
+    labels = tuple((key, words.text(msgid)) for key, msgid in _LABELS)
+    name = NATIVE_NAMES.get(words.language, words.language)
+    return Frame(
+        name=frame.name,
+        title=frame.title,
+        lines=frame.lines,
+        fields=frame.fields,
+        qr=frame.qr,
+        tone=frame.tone,
+        total=frame.total,
+        language=words.language,
+        labels=(*labels, ("language", name)),
+    )
+
+
+def frames_for(screen: Screen, words: Words, others: tuple[Words, ...]) -> Frame:
+    """The screen in `words`' language, with its `variants` in each of `others`."""
+    first = frame_for(screen, words)
+    variants = tuple(frame_for(screen, other) for other in others if other is not words)
+    return Frame(
+        name=first.name,
+        title=first.title,
+        lines=first.lines,
+        fields=first.fields,
+        qr=first.qr,
+        tone=first.tone,
+        total=first.total,
+        language=first.language,
+        variants=variants,
+        labels=first.labels,
+    )
+
+
+def _frame(screen: Screen, words: Words, _: Callable[[str], str]) -> Frame:
     name = screen_name(screen)
+    money = words.number
     match screen:
         case Idle():
-            hint = "Tap your card to start" if screen.connected else "Tap your card, then plug in"
-            return Frame(name=name, title="Welcome", lines=(*screen.price_lines, hint))
+            hint = (
+                _("Tap your card to start")
+                if screen.connected
+                else _("Tap your card, then plug in")
+            )
+            prices = tuple(render(words, phrase) for phrase in screen.price)
+            return Frame(name=name, title=_("Welcome"), lines=(*prices, hint))
         case Authorizing():
             return Frame(
                 name=name,
-                title="Authorizing",
-                lines=(screen.card, "Please wait..."),
+                title=_("Authorizing"),
+                lines=(screen.card, _("Please wait...")),
                 tone=Tone.BUSY,
             )
         case Declined():
             return Frame(
                 name=name,
-                title="Declined",
-                lines=("The payment was declined.", "Please try another card."),
+                title=_("Declined"),
+                lines=(_("The payment was declined."), _("Please try another card.")),
                 tone=Tone.ERROR,
             )
         case NoAnswer():
             return Frame(
                 name=name,
-                title="Payment unavailable",
-                lines=("The payment service did not answer.", "Nothing was charged."),
+                title=_("Payment unavailable"),
+                lines=(_("The payment service did not answer."), _("Nothing was charged.")),
                 tone=Tone.ERROR,
             )
         case PlugIn():
-            lines = [f"Approved up to {screen.authorized}"]
+            lines = [money(_("Approved up to {}").format(screen.authorized))]
             if screen.partial:
-                lines.append("(partially approved)")
+                lines.append(_("(partially approved)"))
             lines.append(
-                "Start charging from your vehicle" if screen.connected else "Plug in your vehicle"
+                _("Start charging from your vehicle")
+                if screen.connected
+                else _("Plug in your vehicle")
             )
-            return Frame(name=name, title="Approved", lines=tuple(lines), tone=Tone.OK)
+            return Frame(name=name, title=_("Approved"), lines=tuple(lines), tone=Tone.OK)
         case Charging():
             return Frame(
                 name=name,
-                title="Charging",
-                lines=("Tap the same card to stop",),
+                title=_("Charging"),
+                lines=(_("Tap the same card to stop"),),
                 fields=(
-                    ("Energy", kwh(screen.energy_wh)),
-                    ("Cost", str(screen.cost)),
-                    ("Power", f"{Decimal(screen.power_w) / 1000:.1f} kW"),
-                    ("Time", hms(screen.elapsed_s)),
-                    ("Limit", str(screen.cap)),
+                    (_("Energy"), money(kwh(screen.energy_wh))),
+                    (_("Cost"), money(str(screen.cost))),
+                    (_("Power"), money(f"{Decimal(screen.power_w) / 1000:.1f} kW")),
+                    (_("Time"), hms(screen.elapsed_s)),
+                    (_("Limit"), money(str(screen.cap))),
                 ),
                 tone=Tone.BUSY,
             )
         case Suspended():
             return Frame(
                 name=name,
-                title="Paused by vehicle",
-                lines=("Tap the same card or unplug to finish",),
-                fields=(("Energy", kwh(screen.energy_wh)), ("Cost", str(screen.cost))),
+                title=_("Paused by vehicle"),
+                lines=(_("Tap the same card or unplug to finish"),),
+                fields=(
+                    (_("Energy"), money(kwh(screen.energy_wh))),
+                    (_("Cost"), money(str(screen.cost))),
+                ),
             )
         case Stopping():
             return Frame(
                 name=name,
-                title="Stopping",
-                lines=(_STOP_REASONS.get(screen.reason, screen.reason), "Please wait..."),
+                title=_("Stopping"),
+                lines=(_(_STOP_REASONS.get(screen.reason, screen.reason)), _("Please wait...")),
                 tone=Tone.BUSY,
             )
         case Receipt():
             fields: list[tuple[str, str]] = [
-                ("Energy", kwh(screen.energy_wh)),
-                ("Card", screen.card),
+                (_("Energy"), money(kwh(screen.energy_wh))),
+                (_("Card"), screen.card),
             ]
             if screen.bill is not None:
-                fields += bill_fields(screen.bill)
-            fields.append(("Total", str(screen.total)))
+                fields += bill_fields(screen.bill, words)
+            total = (_("Total"), money(str(screen.total)))
+            fields.append(total)
+            started = datetime.fromisoformat(screen.started_at)
+            ended = datetime.fromisoformat(screen.ended_at)
             return Frame(
                 name=name,
-                title="Thank you",
+                title=_("Thank you"),
                 lines=(
-                    _STOP_REASONS.get(screen.end_reason, screen.end_reason),
-                    f"Receipt {screen.receipt_id}",
+                    _(_STOP_REASONS.get(screen.end_reason, screen.end_reason)),
+                    _("Receipt {}").format(screen.receipt_id),
                     screen.station,
-                    f"Tariff: {screen.tariff}",
-                    f"{screen.started_at} - {screen.ended_at}",
+                    _("Tariff: {}").format(screen.tariff),
+                    f"{words.when(started)} - {words.clock(ended)}",
                 ),
                 fields=tuple(fields),
                 qr=screen.url,
                 tone=Tone.OK,
+                total=total,
             )
         case Notice():
             title, notice_lines = _NOTICES.get(screen.kind, (screen.kind, ()))
-            return Frame(name=name, title=title, lines=notice_lines, tone=Tone.ERROR)
+            return Frame(
+                name=name,
+                title=_(title),
+                lines=tuple(_(line) for line in notice_lines),
+                tone=Tone.ERROR,
+            )
         case Unavailable():
             return Frame(
                 name=name,
-                title="Out of order",
-                lines=("This charger is not available.",),
+                title=_("Out of order"),
+                lines=(_("This charger is not available."),),
                 tone=Tone.ERROR,
             )
         case _:

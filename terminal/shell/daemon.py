@@ -42,6 +42,7 @@ from terminal.core.kiosk import Kiosk, Rules
 from terminal.core.machine import step
 from terminal.core.screens import screen_name
 from terminal.core.session import Card, LocalStanding
+from terminal.core.words import Words
 from terminal.errors import JournalFull
 from terminal.shell.devices import Devices
 from terminal.shell.diagnostics import Diagnostics
@@ -103,6 +104,7 @@ class Daemon:
         notifier: Notifier | None = None,
         signer: ReadingSigner | None = None,
         lists: LocalLists | None = None,
+        words: tuple[Words, tuple[Words, ...]] | None = None,
     ) -> None:
         self.devices = devices
         self.lists = lists
@@ -135,6 +137,7 @@ class Daemon:
             wake_sender=self.sender.wake,
             diagnostics=self.diagnostics.perform,
             signer=signer,
+            words=words,
         )
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []

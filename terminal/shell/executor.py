@@ -43,7 +43,8 @@ from terminal.core.events import (
     Stamp,
     Timer,
 )
-from terminal.core.screens import Screen, frame_for
+from terminal.core.screens import Screen, frame_for, frames_for
+from terminal.core.words import Words
 from terminal.shell.devices import Devices
 from terminal.shell.journal import Journal
 from terminal.shell.signed_readings import ReadingSigner
@@ -129,9 +130,12 @@ class Executor:
         diagnostics: Callable[[RunDiagnostic | Answer], None] | None = None,
         signer: ReadingSigner | None = None,
         reporter: Reporter | None = None,
+        words: tuple[Words, tuple[Words, ...]] | None = None,
     ) -> None:
         self.signer = signer
         self.reporter = reporter  # OCPP: sees records and settlements in the same commit
+        # The station's language and every language the screens offer (None: English only).
+        self.words = words
         self.station = station
         self.tariff_name = tariff_name
         self.devices = devices
@@ -219,7 +223,11 @@ class Executor:
                     )
             case ShowScreen():
                 self.screen = action.screen
-                self.devices.display.show(frame_for(action.screen))
+                if self.words is None:
+                    self.devices.display.show(frame_for(action.screen))
+                else:
+                    first, every = self.words
+                    self.devices.display.show(frames_for(action.screen, first, every))
             case Record():
                 self.journal.record(action.session, self.clock.now())
                 if self.reporter is not None:

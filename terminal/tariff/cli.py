@@ -287,16 +287,16 @@ def _dimensions(raw: object, path: str) -> dict[str, Decimal]:
     return found
 
 
-def load_tariff(path: Path, *, tz: str = "UTC", locale: str = "en") -> OcpiTariff:
+def load_tariff(path: Path, *, tz: str = "UTC") -> OcpiTariff:
     """Read an OCPI tariff file for a station in zone `tz` (an IANA name).
 
     Raises `TariffError` (naming the JSON field), `OSError`, or `ValueError` for an unknown
-    zone or locale."""
+    zone."""
     try:
         zone = ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ValueError(f"unknown time zone {tz!r}") from exc
-    return OcpiTariff.from_json(path.read_bytes(), tz=zone, locale=locale)
+    return OcpiTariff.from_json(path.read_bytes(), tz=zone)
 
 
 def _money(m: Money) -> dict[str, Any]:

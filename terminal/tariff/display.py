@@ -14,7 +14,8 @@ minute (0.036667 EUR), so the quantity on the receipt times the price shown is t
 billed, to the cent.
 A min/max price is shown incl. VAT as it is charged: its `incl_vat` when the tariff gives one,
 else the least (most) amount whose VAT-exclusive part meets the bound at the tariff's rate.
-Lines exist in English and German (`LOCALES`).
+The lines are `Phrase`s (message id and values), rendered in the driver's language by the
+screen (`terminal.core.words`, catalogs in terminal/locale/).
 """
 
 from __future__ import annotations
@@ -24,50 +25,36 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING
 
 from terminal.core.billing import gross_unit_price
+from terminal.core.words import ENGLISH, N_, Phrase, render
 from terminal.money import Money, minor_exponent
 from terminal.tariff.model import Price, TariffDimension
 
 if TYPE_CHECKING:
     from terminal.tariff.rules import Plan
 
-__all__ = ["LOCALES", "PriceDisplay", "UnitPrice", "price_display"]
+__all__ = ["PriceDisplay", "UnitPrice", "price_display"]
 
 _HUNDRED = Decimal(100)
 _SIXTY = Decimal(60)
 
-# Text per language (ISO 639-1). `{}` is the formatted amount with its currency code.
-LOCALES: dict[str, dict[str, str]] = {
-    "en": {
-        "energy": "{} per kWh",
-        "time": "{} per minute charging",
-        "flat": "{} per session",
-        "parking": "Idle fee {} per minute",
-        "min": "Minimum price {}",
-        "max": "Maximum price {}",
-        "vat": "incl. {}% VAT",
-        "no_vat": "no VAT",
-        "varies": "Prices vary with time and use",
-        "free": "Free of charge",
-        "step_time": "billed per {} min",
-        "step_energy": "billed per {} Wh",
-        "up_to": "up to {}",
-    },
-    "de": {
-        "energy": "{} pro kWh",
-        "time": "{} pro Minute Ladezeit",
-        "flat": "{} pro Ladevorgang",
-        "parking": "Standgebühr {} pro Minute",
-        "min": "Mindestpreis {}",
-        "max": "Höchstpreis {}",
-        "vat": "inkl. {} % MwSt.",
-        "no_vat": "ohne MwSt.",
-        "varies": "Preise abhängig von Zeit und Nutzung",
-        "free": "Kostenlos",
-        "step_time": "Abrechnung je angefangene {} min",
-        "step_energy": "Abrechnung je angefangene {} Wh",
-        "up_to": "bis zu {}",
-    },
-}
+# The message ids of the price lines (gettext catalogs translate them: terminal/locale/);
+# `{}` is the formatted amount with its currency code, or a number.
+ENERGY = N_("{} per kWh")
+TIME = N_("{} per minute charging")
+FLAT = N_("{} per session")
+PARKING = N_("Idle fee {} per minute")
+MIN = N_("Minimum price {}")
+MAX = N_("Maximum price {}")
+VAT = N_("incl. {}% VAT")
+NO_VAT = N_("no VAT")
+VARIES = N_("Prices vary with time and use")
+FREE = N_("Free of charge")
+STEP_TIME = N_("billed per {} min")
+STEP_ENERGY = N_("billed per {} Wh")
+UP_TO = N_("up to {} per kWh")
+UP_TO_TIME = N_("up to {} per minute charging")
+UP_TO_FLAT = N_("up to {} per session")
+UP_TO_PARKING = N_("Idle fee up to {} per minute")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,48 +96,48 @@ class PriceDisplay:
     max_price: Decimal | None
     varies: bool
 
-    def lines(self, locale: str = "en") -> tuple[str, ...]:
-        """Short lines for the idle screen, in the language of `locale` (e.g. "de_DE")."""
-        words = LOCALES[locale.replace("-", "_").split("_")[0].lower()]
-        comma = words is LOCALES["de"]
+    def phrases(self) -> tuple[Phrase, ...]:
+        """The idle screen's price lines, as phrases any language renders."""
 
-        def amount(value: Decimal, extra: int = 2, up_to: bool = False) -> str:
-            text = f"{_format(value, self.currency, extra, comma)} {self.currency}"
-            return words["up_to"].format(text) if up_to else text
+        def amount(value: Decimal, extra: int = 2) -> str:
+            return f"{_format(value, self.currency, extra)} {self.currency}"
 
-        out: list[str] = []
+        def priced(msgid: str, up_to: str, price: UnitPrice, value: Decimal, extra: int) -> Phrase:
+            return Phrase(up_to if price.up_to else msgid, (amount(value, extra),))
+
+        out: list[Phrase] = []
         shown = [p for p in (self.energy, self.time, self.flat, self.parking) if p is not None]
         if self.energy is not None:
-            out.append(
-                words["energy"].format(amount(self.energy.incl_vat, up_to=self.energy.up_to))
-            )
+            out.append(priced(ENERGY, UP_TO, self.energy, self.energy.incl_vat, 2))
             if self.energy.step_size > 1:
-                out.append(words["step_energy"].format(self.energy.step_size))
+                out.append(Phrase(STEP_ENERGY, (str(self.energy.step_size),)))
         if self.time is not None:
-            per_minute = self.time.per_minute
-            out.append(words["time"].format(amount(per_minute, 4, up_to=self.time.up_to)))
+            out.append(priced(TIME, UP_TO_TIME, self.time, self.time.per_minute, 4))
         if self.flat is not None:
-            out.append(words["flat"].format(amount(self.flat.per_session, 0, self.flat.up_to)))
+            out.append(priced(FLAT, UP_TO_FLAT, self.flat, self.flat.per_session, 0))
         if self.parking is not None:
-            idle = self.parking.per_minute
-            out.append(words["parking"].format(amount(idle, 4, up_to=self.parking.up_to)))
+            out.append(priced(PARKING, UP_TO_PARKING, self.parking, self.parking.per_minute, 4))
             if self.parking.step_size > 60:
                 minutes = Decimal(self.parking.step_size) / _SIXTY
-                out.append(words["step_time"].format(_plain(minutes, comma)))
+                out.append(Phrase(STEP_TIME, (_plain(minutes),)))
         if self.min_price is not None:
-            out.append(words["min"].format(amount(self.min_price, 0)))
+            out.append(Phrase(MIN, (amount(self.min_price, 0),)))
         if self.max_price is not None:
-            out.append(words["max"].format(amount(self.max_price, 0)))
+            out.append(Phrase(MAX, (amount(self.max_price, 0),)))
         if not any(p.price for p in shown) and self.min_price is None:
-            out.insert(0, words["free"])
+            out.insert(0, Phrase(FREE))
         rates = sorted({p.vat for p in shown if p.vat is not None and p.price})
         if rates:
-            out.append(words["vat"].format(" / ".join(_plain(r, comma) for r in rates)))
+            out.append(Phrase(VAT, (" / ".join(_plain(r) for r in rates),)))
         elif shown and any(p.price for p in shown):
-            out.append(words["no_vat"])
+            out.append(Phrase(NO_VAT))
         if self.varies:
-            out.append(words["varies"])
+            out.append(Phrase(VARIES))
         return tuple(out)
+
+    def lines(self) -> tuple[str, ...]:
+        """The price lines in English (the message ids as they are)."""
+        return tuple(render(ENGLISH, phrase) for phrase in self.phrases())
 
 
 def charged_bound(price: Price, rate: Decimal, currency: str, *, floor: bool) -> Decimal:
@@ -183,12 +170,11 @@ def charged_bound(price: Price, rate: Decimal, currency: str, *, floor: bool) ->
     return max(shown, price.incl_vat) if floor else min(shown, price.incl_vat)
 
 
-def _plain(value: Decimal, comma: bool) -> str:
-    text = f"{value.normalize():f}"
-    return text.replace(".", ",") if comma else text
+def _plain(value: Decimal) -> str:
+    return f"{value.normalize():f}"
 
 
-def _format(value: Decimal, currency: str, extra: int, comma: bool) -> str:
+def _format(value: Decimal, currency: str, extra: int) -> str:
     """At least the currency's minor digits, at most `extra` more, rounded half-up."""
     exponent = minor_exponent(currency)
     text = f"{value.quantize(Decimal(1).scaleb(-(exponent + extra)), ROUND_HALF_UP):f}"
@@ -196,7 +182,7 @@ def _format(value: Decimal, currency: str, extra: int, comma: bool) -> str:
         whole, frac = text.split(".")
         frac = frac.rstrip("0").ljust(exponent, "0")
         text = f"{whole}.{frac}" if frac else whole
-    return text.replace(".", ",") if comma else text
+    return text
 
 
 def price_display(

@@ -46,8 +46,9 @@ from terminal.core.billing import (
     line_amount,
     make_bill,
 )
+from terminal.core.words import Phrase
 from terminal.money import Money, minor_exponent
-from terminal.tariff.display import LOCALES, PriceDisplay, price_display
+from terminal.tariff.display import PriceDisplay, price_display
 from terminal.tariff.model import Price, Tariff, TariffDimension, parse_tariff
 from terminal.tariff.rules import (
     US_PER_SECOND,
@@ -397,27 +398,21 @@ def _at_most(bill: Bill, ceiling: Price, currency: str) -> Bill:
 class OcpiTariff:
     """An OCPI 2.2.1 tariff as `terminal.core.billing.Tariff`, for a station in zone `tz`.
 
-    `locale` picks the language of `price_lines` (see `terminal.tariff.display.LOCALES`);
-    `name` defaults to the tariff's `id`."""
+    `name` defaults to the tariff's `id`; the price before start is `price_phrases` (any
+    language renders them, `terminal.core.words`), `price_lines` the same in English."""
 
     document: Tariff
     tz: tzinfo
-    locale: str = "en"
     label: str | None = None
     _plan: Plan = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        language = self.locale.replace("-", "_").split("_")[0].lower()
-        if language not in LOCALES:
-            raise ValueError(f"unsupported locale {self.locale!r}; have {', '.join(LOCALES)}")
         object.__setattr__(self, "_plan", compile_tariff(self.document, self.tz))
 
     @classmethod
-    def from_json(
-        cls, text: str | bytes, *, tz: tzinfo, locale: str = "en", label: str | None = None
-    ) -> OcpiTariff:
+    def from_json(cls, text: str | bytes, *, tz: tzinfo, label: str | None = None) -> OcpiTariff:
         """Parse an OCPI Tariff object (raises `TariffError` naming the field)."""
-        return cls(document=parse_tariff(text), tz=tz, locale=locale, label=label)
+        return cls(document=parse_tariff(text), tz=tz, label=label)
 
     @property
     def plan(self) -> Plan:
@@ -452,7 +447,10 @@ class OcpiTariff:
         return price_display(self._plan, to_us(at), power_w=power_w)
 
     def price_lines(self, at: datetime) -> tuple[str, ...]:
-        return self.display(at).lines(self.locale)
+        return self.display(at).lines()
+
+    def price_phrases(self, at: datetime) -> tuple[Phrase, ...]:
+        return self.display(at).phrases()
 
     def price(
         self, *, start: datetime, periods: Sequence[ChargingPeriod], end: datetime

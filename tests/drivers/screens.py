@@ -24,7 +24,7 @@ def example_screens() -> list[screens.Screen]:
     at = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
     bill = EnergyMeterage(tariff=TARIFF, energy_wh=12_345).bill()
     return [
-        screens.Idle(price_lines=TARIFF.price_lines(at)),
+        screens.Idle(price=TARIFF.price_phrases(at)),
         screens.Authorizing(card="VISA **** 0010"),
         screens.Declined(reason="declined"),
         screens.NoAnswer(),

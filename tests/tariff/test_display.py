@@ -8,14 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from terminal.core.words import render
+from terminal.i18n import Translator
 from terminal.tariff import OcpiTariff
 from tests.tariff.helpers import BERLIN, component, local, make_tariff
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "tariffs"
 
 
-def _load(name: str, locale: str = "en") -> OcpiTariff:
-    return OcpiTariff.from_json((DEPLOY / name).read_bytes(), tz=BERLIN, locale=locale)
+def _load(name: str) -> OcpiTariff:
+    return OcpiTariff.from_json((DEPLOY / name).read_bytes(), tz=BERLIN)
 
 
 def test_daytime_lines_show_all_dimensions_incl_vat_in_english() -> None:
@@ -31,8 +33,10 @@ def test_daytime_lines_show_all_dimensions_incl_vat_in_english() -> None:
 
 
 def test_night_lines_in_german_use_the_night_element() -> None:
-    tariff = _load("time-of-day-with-idle-fee.json", locale="de_DE")
-    assert tariff.price_lines(local(2024, 5, 6, 23)) == (
+    tariff = _load("time-of-day-with-idle-fee.json")
+    words = Translator("de", BERLIN)  # the German catalog, terminal/locale/de
+    phrases = tariff.price_phrases(local(2024, 5, 6, 23))
+    assert tuple(render(words, phrase) for phrase in phrases) == (
         "0,357 EUR pro kWh",
         "0,60 EUR pro Ladevorgang",
         "Höchstpreis 71,40 EUR",
@@ -63,9 +67,9 @@ def test_per_minute_time_price_and_free_tariff() -> None:
     assert free.price_lines(local(2024, 5, 6, 10))[0] == "Free of charge"
 
 
-def test_unsupported_locale_is_refused_at_construction() -> None:
-    with pytest.raises(ValueError, match="unsupported locale"):
-        _load("simple-per-kwh.json", locale="fr")
+def test_a_language_without_a_catalog_is_refused() -> None:
+    with pytest.raises(ValueError, match="no catalog for 'it'"):
+        Translator("it", BERLIN)
 
 
 def test_min_price_applies_to_a_session_without_energy() -> None:
