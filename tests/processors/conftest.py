@@ -50,6 +50,7 @@ class Harness:
     approving: Callable[[], CardRef]
     declining: Callable[[], CardRef]
     unreachable: Processor  # the same adapter pointed at a port where nothing listens
+    secrets: tuple[str, ...]  # what must never be logged: keys, webhook secrets, card numbers
 
 
 @pytest.fixture(scope="session")
@@ -85,6 +86,7 @@ def stripe_harness(localstripe: str) -> Iterator[Harness]:
         approving=lambda: stripe_payment_method(localstripe, STRIPE_APPROVE),
         declining=lambda: stripe_payment_method(localstripe, STRIPE_DECLINE),
         unreachable=dead,
+        secrets=(STRIPE_KEY, STRIPE_WEBHOOK_SECRET, STRIPE_APPROVE, STRIPE_DECLINE),
     )
     proxy.close()
 

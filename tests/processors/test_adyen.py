@@ -15,6 +15,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -322,3 +323,20 @@ def test_an_unsigned_notification_is_rejected() -> None:
         _parse(document)
     with pytest.raises(WebhookRejected):
         _adapter("http://127.0.0.1:9").parse_webhook(headers={}, body=b"not json")
+
+
+def test_no_key_reaches_a_log(prism: RecordingProxy, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    prism.prefer = "example=card-securedfields"
+    adapter = _adapter(prism.url)
+    adapter.hold(
+        key=new_key(), payment_id=new_payment_id(), card=_card(), amount=Money(5000, "EUR")
+    )
+    _adapter(f"http://127.0.0.1:{free_port()}").hold(
+        key=new_key(), payment_id=new_payment_id(), card=_card(), amount=Money(5000, "EUR")
+    )
+    assert caplog.records, "urllib3 and the adapter log at DEBUG: this test must see them"
+    logged = "\n".join(f"{r.getMessage()} {r.args!r} {r.__dict__!r}" for r in caplog.records)
+    assert API_KEY not in logged
+    assert HMAC_KEY not in logged
+    assert ENCRYPTED_CARD["encryptedCardNumber"] not in logged

@@ -7,6 +7,8 @@ the processor's documentation (`test_<adapter>.py`).
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from gateway.processors import CardRef, ClearCard
@@ -204,3 +206,27 @@ def test_card_data_in_clear_never_reaches_a_web_processor(harness: Harness) -> N
 
 def _unknown_reference(h: Harness) -> str:
     return {"stripe": "pi_3NeverExisted0000000000"}.get(h.name, "NEVEREXISTED")
+
+
+def test_no_secret_or_card_data_reaches_a_log(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The cards are made first, as the phone page would, outside what is logged here.
+    card, other = harness.approving(), harness.approving()
+    caplog.set_level(logging.DEBUG)
+    amount = Money(5000, harness.currency)
+    hold = harness.processor.hold(
+        key=new_key(), payment_id=new_payment_id(), card=card, amount=amount
+    )
+    assert hold.succeeded
+    harness.processor.capture(
+        key=new_key(), reference=hold.reference, amount=Money(3000, harness.currency)
+    )
+    harness.processor.refund(
+        key=new_key(), reference=hold.reference, amount=Money(100, harness.currency)
+    )
+    harness.unreachable.hold(key=new_key(), payment_id=new_payment_id(), card=other, amount=amount)
+    assert caplog.records, "the SDKs log at DEBUG: this test must see their records"
+    logged = "\n".join(f"{r.getMessage()} {r.args!r} {r.__dict__!r}" for r in caplog.records)
+    for secret in harness.secrets:
+        assert secret not in logged
