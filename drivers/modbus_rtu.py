@@ -23,6 +23,7 @@ from pymodbus.client import ModbusSerialClient
 PARITIES = ("N", "E", "O")
 BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 MAX_READ_REGISTERS = 125  # Modbus application protocol v1.1b3, 6.3/6.4: 1..125 registers
+MAX_WRITE_REGISTERS = 123  # 6.12: 1..123 registers per write
 
 
 class RtuError(Exception):
@@ -144,6 +145,27 @@ class RtuBus:
                 f"{len(registers)} registers, asked for {count}"
             )
         return registers
+
+    def write_registers(self, unit_id: int, address: int, values: list[int]) -> None:
+        """Function code 16 (write multiple registers; Modbus application protocol v1.1b3,
+        6.12), for 1..123 registers of 0..65535."""
+        if not 1 <= len(values) <= MAX_WRITE_REGISTERS:
+            raise ValueError(f"register count {len(values)} outside 1..{MAX_WRITE_REGISTERS}")
+        if any(not 0 <= value <= 0xFFFF for value in values):
+            raise ValueError(f"register values must be 0..65535, got {values}")
+        with self._lock:
+            if not self._client.connect():
+                raise RtuError(f"cannot open serial port {self.settings.port}")
+            try:
+                response = self._client.write_registers(address, values, device_id=unit_id)
+            except ModbusException as exc:
+                raise RtuError(
+                    f"unit {unit_id} fc 16 @0x{address:04X}: no valid answer ({exc})"
+                ) from exc
+            except OSError as exc:
+                raise RtuError(f"serial port {self.settings.port}: {exc}") from exc
+        if response.isError():
+            raise RtuError(f"unit {unit_id} fc 16 @0x{address:04X}: exception response {response}")
 
     def close(self) -> None:
         with self._lock:

@@ -15,6 +15,19 @@ code 03; "EVSE Wallbox, DIN, W16 datasheet", Modbus register table; board defaul
 |                                        | a short, E, from a missing diode)       |
 | anything else                          | VehicleLinkFault                        |
 
+Control (`offer`, `withdraw`), same datasheet, holding registers written with function 16:
+
+| register 1000 "configured amps" | the current the pilot's duty cycle offers, 6..80 A        |
+|---------------------------------|-----------------------------------------------------------|
+| register 1004 bit 0             | "turn off charging now": 1 = pilot PWM off (steady state, |
+|                                 | no energy on offer; a car in C goes to B), 0 = PWM on     |
+
+`offer(current_a)` writes 1000 then clears 1004 bit 0; `withdraw()` sets 1004 bit 0. The board
+turns the amperes into the duty cycle itself (IEC 61851-1 Annex A, the pilot duty-cycle table:
+amperes / 0.6 from 10 % at 6 A to 85 % at 51 A, then amperes / 2.5 + 64 up to 96 % at 80 A).
+The machine keeps the PWM off until a session is authorized, so a plug-first car waits in B
+with no energy offered.
+
 `GpioPilotLink` reads two or three digital inputs driven by a pilot front end (window
 comparators and an encoder on the pilot's positive plateau), through gpiozero. The default
 3-input code, first pin most significant, is in `DEFAULT_PILOT_CODES`; all-low (front end
@@ -58,6 +71,12 @@ JOIN_TIMEOUT_S = 2.0
 ERROR_BACKOFF = Backoff(initial_s=0.05, factor=2.0, maximum_s=1.0)
 
 EVSE_DIN_VEHICLE_STATE = 1002
+EVSE_DIN_CURRENT = 1000
+EVSE_DIN_TURN_OFF = 1004
+TURN_OFF_BIT = 0x0001
+# IEC 61851-1 Annex A: the duty cycle encodes 6 A (10 %) up to 80 A (96 %).
+MIN_CURRENT_A = 6
+MAX_CURRENT_A = 80
 EVSE_DIN_STATES: dict[int, PilotState] = {
     1: PilotState.A,
     2: PilotState.B,
@@ -279,6 +298,21 @@ class EvseDinLink(PolledPilotLink):
             raise VehicleLinkFault(f"EVSE board: {exc}") from exc
         return value
 
+    def offer(self, current_a: int) -> None:
+        if not MIN_CURRENT_A <= current_a <= MAX_CURRENT_A:
+            raise ValueError(f"current {current_a} A outside {MIN_CURRENT_A}..{MAX_CURRENT_A} A")
+        self._write(EVSE_DIN_CURRENT, current_a)
+        self._write(EVSE_DIN_TURN_OFF, 0)
+
+    def withdraw(self) -> None:
+        self._write(EVSE_DIN_TURN_OFF, TURN_OFF_BIT)
+
+    def _write(self, register: int, value: int) -> None:
+        try:
+            self._bus.write_registers(self.settings.unit_id, register, [value])
+        except RtuError as exc:
+            raise VehicleLinkFault(f"EVSE board: {exc}") from exc
+
     def close(self) -> None:
         super().close()
         if self._owns_bus:
@@ -330,6 +364,15 @@ class GpioPilotLink(PolledPilotLink):
             confirm_reads=settings.confirm_reads,
             name="pilot input code",
         )
+
+    # A read-only input: boards with this front end generate the pilot (and its PWM)
+    # themselves, so there is nothing to offer or withdraw here; the relay is what the kiosk
+    # controls. Generating the 1 kHz PWM from the Pi is not built.
+    def offer(self, current_a: int) -> None:
+        return None
+
+    def withdraw(self) -> None:
+        return None
 
     def _read_code(self) -> int:
         code = 0

@@ -150,6 +150,18 @@ class VehicleLink(Protocol):
 
     def wait_change(self, timeout: float) -> PilotState | None: ...
 
+    def offer(self, current_a: int) -> None:
+        """Offer energy: the pilot PWM on with the duty cycle for `current_a` amperes
+        (IEC 61851-1 Annex A), so a connected vehicle may go from B to C. Called again while
+        charging, it changes the current (lower or higher). VehicleLinkFault if the EVSE
+        controller did not take it."""
+        ...
+
+    def withdraw(self) -> None:
+        """No energy on offer: the pilot PWM off (steady, no duty cycle), so a vehicle in C
+        stops drawing current and goes to B. Idempotent; VehicleLinkFault if not taken."""
+        ...
+
 
 class Tone(enum.Enum):
     """How a frame should feel: renderers choose colours, LEDs or beeps from it."""

@@ -62,6 +62,8 @@ class SessionConfig:
     notice_ms: int = 5_000
     sample_interval_ms: int = 1_000
     contactor_check_ms: int = 100
+    max_current_a: int = 16
+    pilot_release_ms: int = 6_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -466,7 +468,14 @@ def parse(data: dict[str, Any], *, base: Path, source: Path | None = None) -> Co
         notice_ms=se.duration_ms("notice_time", 5_000),
         sample_interval_ms=se.duration_ms("sample_interval", 1_000),
         contactor_check_ms=se.duration_ms("contactor_check", 100),
+        max_current_a=se.get("max_current", int, 16),
+        pilot_release_ms=se.duration_ms("pilot_release", 6_000),
     )
+    # IEC 61851-1 Annex A: the pilot's duty cycle encodes 6 A to 80 A.
+    if isinstance(session.max_current_a, bool) or not 6 <= session.max_current_a <= 80:
+        raise ConfigError(se.key("max_current"), "must be 6 to 80 (amperes)")
+    if not 1_000 <= session.pilot_release_ms <= 30_000:
+        raise ConfigError(se.key("pilot_release"), "must be 1s to 30s")
     se.finish()
 
     g = _Section(data, "gateway")

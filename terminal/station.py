@@ -72,6 +72,8 @@ def build_rules(config: Config, tariff: Tariff) -> Rules:
         notice_ms=s.notice_ms,
         sample_interval_ms=s.sample_interval_ms,
         contactor_check_ms=s.contactor_check_ms,
+        max_current_a=s.max_current_a,
+        pilot_release_ms=s.pilot_release_ms,
         offline=offline_policy(config),
     )
 

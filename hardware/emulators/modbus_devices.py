@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from pymodbus import FramerType
+from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusSerialServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
@@ -62,6 +63,10 @@ SDM_REGISTER_SPAN = 0x0160  # covers every register above
 EVSE_FIRST_REGISTER = 1000
 EVSE_REGISTER_COUNT = 8
 EVSE_VEHICLE_STATE = 1002
+EVSE_CURRENT = 1000
+EVSE_TURN_OFF = 1004  # bit 0: "turn off charging now" (pilot PWM off)
+EVSE_TURN_OFF_BIT = 0x0001
+EVSE_STATE = 1006
 EVSE_STATE_CODES: dict[PilotState, int] = {
     PilotState.A: 1,
     PilotState.B: 2,
@@ -200,19 +205,51 @@ class EmulatedSdmMeter(EmulatedDevice):
 
 
 class EmulatedEvseBoard(EmulatedDevice):
-    """An EVSE-DIN board on the line; the vehicle state register follows `set_state`."""
+    """An EVSE-DIN board on the line, with the car behind its control pilot.
 
-    def __init__(self, *, unit_id: int = 1, state: PilotState = PilotState.A) -> None:
+    `set_state` is what the car does: plug in (B), ask for energy (C/D), unplug (A), a pilot
+    fault (E/F). The board reads what the pilot shows, which follows the board's own output:
+    with the PWM off (register 1004 bit 0 set) no energy is on offer, so a car that asks for
+    energy waits in B (IEC 61851-1 Annex A: state C needs the PWM) and a car in C goes back to
+    B; when the PWM comes back on it asks again. `ignores_pwm_off` makes a car that stays in C
+    (one that does not answer the PWM going off). Writes to 1000 (amperes, 6..80) and 1004 are
+    kept and recorded in `writes` (register, value); anything else written is refused with an
+    illegal-address exception, as the board's other registers are read-only."""
+
+    def __init__(
+        self, *, unit_id: int = 1, state: PilotState = PilotState.A, ignores_pwm_off: bool = False
+    ) -> None:
         super().__init__(unit_id)
-        self.vehicle_state = EVSE_STATE_CODES[state]
+        self.car = state
+        self.raw: int | None = None  # set_raw_state's value, shown until the next set_state
+        self.current_a = 16
+        self.turn_off = 0  # register 1004; the board starts with the PWM allowed
+        self.ignores_pwm_off = ignores_pwm_off
+        self.writes: list[tuple[int, int]] = []
 
     def set_state(self, state: PilotState) -> None:
-        self.set_raw_state(EVSE_STATE_CODES[state])
+        with self.lock:
+            self.car, self.raw = state, None
 
     def set_raw_state(self, value: int) -> None:
         """Put any value in register 1002 (to test undocumented values)."""
         with self.lock:
-            self.vehicle_state = value
+            self.raw = value
+
+    @property
+    def pwm_on(self) -> bool:
+        with self.lock:
+            return not self.turn_off & EVSE_TURN_OFF_BIT
+
+    def pilot(self) -> PilotState:
+        """What the pilot shows now: the car's state as the PWM lets it be."""
+        with self.lock:
+            return self._pilot()
+
+    def _pilot(self) -> PilotState:
+        if self.car.wants_energy and self.turn_off & EVSE_TURN_OFF_BIT and not self.ignores_pwm_off:
+            return PilotState.B
+        return self.car
 
     async def _refresh(  # noqa: PLR0917 - pymodbus SimAction calls it positionally
         self,
@@ -222,11 +259,37 @@ class EmulatedEvseBoard(EmulatedDevice):
         count: int,
         registers: list[int],
         set_values: list[int] | list[bool] | None,
-    ) -> None:
+    ) -> ExcCodes | None:
+        if function_code in (6, 16) and set_values is not None:
+            return self._write(address, [int(value) for value in set_values])
         if function_code != 3:
-            return
+            return None
         with self.lock:
-            registers[EVSE_VEHICLE_STATE - start_address] = self.vehicle_state
+            pilot = self._pilot()
+            registers[EVSE_VEHICLE_STATE - start_address] = (
+                self.raw if self.raw is not None else EVSE_STATE_CODES[pilot]
+            )
+            registers[EVSE_CURRENT - start_address] = self.current_a
+            registers[EVSE_TURN_OFF - start_address] = self.turn_off
+            # 1006 "EVSE state": 1 steady 12 V, 2 PWM on, 3 off.
+            evse_state = 1 if pilot is PilotState.A else 2
+            registers[EVSE_STATE - start_address] = 3 if self.turn_off & 1 else evse_state
+        return None
+
+    def _write(self, address: int, values: list[int]) -> ExcCodes | None:
+        with self.lock:
+            for offset, value in enumerate(values):
+                register = address + offset
+                if register == EVSE_CURRENT and (value == 0 or 6 <= value <= 80):
+                    self.current_a = value
+                elif register == EVSE_TURN_OFF:
+                    self.turn_off = value
+                elif register == EVSE_CURRENT:
+                    return ExcCodes.ILLEGAL_VALUE
+                else:
+                    return ExcCodes.ILLEGAL_ADDRESS
+                self.writes.append((register, value))
+        return None
 
     def sim_device(self) -> SimDevice:
         holding = [

@@ -23,6 +23,23 @@ class CloseContactor:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class OfferEnergy:
+    """Offer the vehicle up to `current_a` amperes: the control pilot's PWM on with that duty
+    cycle (IEC 61851-1 Annex A), so a connected vehicle may go from B to C. Only for an
+    authorized session; given again while charging, it changes the current."""
+
+    current_a: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WithdrawEnergy:
+    """No energy on offer: the pilot's PWM off. A vehicle in C stops drawing current and goes
+    to B; a plug-first vehicle waits in B. From power-up until a session is authorized, and
+    first on every stop (IEC 61851-1 Annex A: the vehicle ends the load, then the contactor
+    opens)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CheckContactor:
     """Read the feedback contact; the shell answers with `ContactorChecked`."""
 
@@ -143,6 +160,8 @@ class TakeSignedReading:
 Action = (
     OpenContactor
     | CloseContactor
+    | OfferEnergy
+    | WithdrawEnergy
     | CheckContactor
     | ReadMeter
     | ShowScreen

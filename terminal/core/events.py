@@ -20,6 +20,7 @@ class Timer(enum.Enum):
     METER_SAMPLE = "meter_sample"  # periodic meter reading
     CONTACTOR_CHECK = "contactor_check"  # read the feedback contact after its operate time
     SUSPENDED = "suspended"  # vehicle stopped asking for energy; end the session after this
+    PILOT_RELEASE = "pilot_release"  # PWM off on a normal stop; waiting for the vehicle's C→B
     RECEIPT = "receipt"  # how long the receipt stays on screen
     NOTICE = "notice"  # how long a transient message stays on screen
 

@@ -49,6 +49,10 @@ class Rules:
     notice_ms: int = 5_000
     sample_interval_ms: int = 1_000
     contactor_check_ms: int = 100  # contactor operate time before the feedback is read
+    max_current_a: int = 16  # what the pilot offers a session (the installation's limit)
+    # A normal stop turns the PWM off and waits this long for C→B before it opens the
+    # contactor anyway (IEC 61851-1 Annex A gives the vehicle a few seconds to end the load).
+    pilot_release_ms: int = 6_000
     record_every_wh: int = 100  # journal the running energy at least this often
     offline: OfflinePolicy = OfflinePolicy()
 
@@ -83,6 +87,9 @@ class AwaitingVehicle:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Charging:
     session: Session
+    # A normal stop under way: the PWM is off and the contactor stays closed until the vehicle
+    # goes C→B (or `Timer.PILOT_RELEASE` fires); the reason the session ends with.
+    stopping: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -32,6 +32,7 @@ from terminal.core.actions import (
     Capture,
     CheckContactor,
     CloseContactor,
+    OfferEnergy,
     OpenContactor,
     ReadMeter,
     Record,
@@ -43,6 +44,7 @@ from terminal.core.actions import (
     StartTimer,
     TakeSignedReading,
     Void,
+    WithdrawEnergy,
 )
 from terminal.core.billing import limit_to
 from terminal.core.events import (
@@ -214,6 +216,7 @@ def _abandon(k: Kiosk, session: Session, reason: str) -> tuple[Session, tuple[Ac
         session, status=Status.VOIDING, end_reason=reason, amount=Money.zero(session.currency)
     )
     return session, (
+        WithdrawEnergy(),
         Record(session=session),
         Void(session_id=session.session_id, reason=reason),
         CancelTimer(timer=Timer.AUTHORIZATION),
@@ -228,7 +231,9 @@ def _stop(k: Kiosk, session: Session, e: Event, reason: str) -> Result:
     session = replace(session, status=Status.FINISHING, end_reason=reason, ended_at=e.at)
     actions: tuple[Action, ...] = (
         *opened,
+        WithdrawEnergy(),
         CancelTimer(timer=Timer.SUSPENDED),
+        CancelTimer(timer=Timer.PILOT_RELEASE),
         Record(session=session),
     )
     if reason == METER_FAULT:
@@ -240,6 +245,27 @@ def _stop(k: Kiosk, session: Session, e: Event, reason: str) -> Result:
         ShowScreen(screen=screens.Stopping(reason=reason)),
         ReadMeter(),
     )
+
+
+def _release(k: Kiosk, session: Session, e: Event, reason: str) -> Result:
+    """End a session normally: with energy flowing, the PWM goes off first and the contactor
+    opens when the vehicle has ended the load (C→B) or `pilot_release_ms` has passed
+    (IEC 61851-1 Annex A); otherwise at once. Faults never come here: they open at once."""
+    if not (k.contactor_closed and k.pilot.wants_energy):
+        return _stop(k, session, e, reason)
+    return replace(k, phase=Charging(session=session, stopping=reason)), (
+        WithdrawEnergy(),
+        StartTimer(timer=Timer.PILOT_RELEASE, after_ms=k.rules.pilot_release_ms),
+        ShowScreen(screen=screens.Stopping(reason=reason)),
+    )
+
+
+def _released(k: Kiosk, e: Event) -> Result:
+    """The vehicle did not leave C in time: open anyway, and say so."""
+    assert isinstance(k.phase, Charging) and k.phase.stopping is not None
+    reason = k.phase.stopping
+    k2, acts = _stop(k, k.phase.session, e, reason)
+    return k2, (*acts, Report(kind="pilot_release_timeout", detail=reason))
 
 
 def _begin_charging(k: Kiosk, session: Session, e: Event) -> Result:
@@ -381,7 +407,7 @@ def _powered_up(k: Kiosk, e: Event) -> Result:
     assert isinstance(e, PoweredUp)
     k, opened = _open(k)
     k = replace(k, register_wh=e.register_wh)
-    actions: list[Action] = [*opened]
+    actions: list[Action] = [*opened, WithdrawEnergy()]  # no energy on offer until paid
     for stale in e.unsettled:
         actions += _recover(k, stale, e)
     actions.append(StartTimer(timer=Timer.METER_SAMPLE, after_ms=k.rules.sample_interval_ms))
@@ -546,13 +572,15 @@ def _hold_approved(k: Kiosk, session: Session, approved: Money, e: Event) -> Res
     if not k.available and k.faults:
         session, abandon = _abandon(k, session, "fault")
         return _rest(k, e.at, *abandon)
+    offer = OfferEnergy(current_a=k.rules.max_current_a)
     if _may_charge(k):
         k2, acts = _begin_charging(k, session, e)
-        return k2, (CancelTimer(timer=Timer.AUTHORIZATION), *acts)
+        return k2, (CancelTimer(timer=Timer.AUTHORIZATION), offer, *acts)
     k = replace(k, phase=AwaitingVehicle(session=session))
     return k, (
         CancelTimer(timer=Timer.AUTHORIZATION),
         Record(session=session),
+        offer,
         StartTimer(timer=Timer.PLUG_IN, after_ms=k.rules.plug_in_timeout_ms),
         ShowScreen(
             screen=screens.PlugIn(
@@ -629,6 +657,13 @@ def _awaiting_timer(k: Kiosk, e: Event) -> Result:
     return _common_timer(k, e)
 
 
+def _charging_timer(k: Kiosk, e: Event) -> Result:
+    assert isinstance(e, TimerFired) and isinstance(k.phase, Charging)
+    if e.timer is Timer.PILOT_RELEASE and k.phase.stopping is not None:
+        return _released(k, e)
+    return _common_timer(k, e)
+
+
 def _suspended_timer(k: Kiosk, e: Event) -> Result:
     assert isinstance(e, TimerFired) and isinstance(k.phase, Suspended)
     if e.timer is Timer.SUSPENDED:
@@ -695,10 +730,13 @@ def _vehicle_awaiting(k: Kiosk, e: Event) -> Result:
 def _vehicle_charging(k: Kiosk, e: Event) -> Result:
     assert isinstance(e, VehicleStateChanged) and isinstance(k.phase, Charging)
     session = k.phase.session
+    stopping = k.phase.stopping
     k, acts = _pilot(k, e)
     if k.faults:
         k2, more = _stop(k, session, e, "fault")
         return k2, (*acts, *more)
+    if stopping is not None and not e.state.wants_energy:
+        return _stop(k, session, e, stopping)  # C→B after the PWM went off: now open
     if e.state is PilotState.A:
         return _stop(k, session, e, "unplugged")
     if not e.state.wants_energy:
@@ -746,8 +784,10 @@ def _tap_in_session(k: Kiosk, e: Event) -> Result:
             ShowScreen(screen=screens.Notice(kind="cancelled")),
             StartTimer(timer=Timer.NOTICE, after_ms=k.rules.notice_ms),
         )
+    if isinstance(phase, Charging) and phase.stopping is not None:
+        return k, ()  # already stopping
     if isinstance(phase, Charging | Suspended):
-        return _stop(k, session, e, "card")
+        return _release(k, session, e, "card")
     return k, ()  # Authorizing or Finishing: a second tap of the same card means nothing
 
 
@@ -774,13 +814,17 @@ def _sample_charging(k: Kiosk, e: Event) -> Result:
     k = replace(k, register_wh=e.energy_wh)
     after = _fold_sample(before, e, k, charging=charging)
     if _would_exceed_cap(before, after, e, charging=charging):
+        # Also while a normal stop waits for C→B: the authorized amount is a hard limit.
         return _stop(k, after, e, "cost_cap")
+    stopping = isinstance(k.phase, Charging) and k.phase.stopping is not None
     after, top_up = _top_up(k, before, after, e, charging=charging)
     actions: list[Action] = [*top_up]
     if after.energy_wh - before.journaled_wh >= k.rules.record_every_wh:
         after = replace(after, amount=_cost(after), journaled_wh=after.energy_wh)
         actions.append(Record(session=after))
-    if charging:
+    if stopping and isinstance(k.phase, Charging):
+        k = replace(k, phase=replace(k.phase, session=after))  # the stopping screen stays
+    elif charging:
         k = replace(k, phase=Charging(session=after))
         actions.append(ShowScreen(screen=_charging_screen(after, e, e.power_w)))
     else:
@@ -1051,7 +1095,7 @@ TRANSITIONS: dict[tuple[type, type], Handler] = {
     (Charging, VehicleStateChanged): _vehicle_charging,
     (Charging, CardPresented): _tap_in_session,
     (Charging, CardUnreadable): _card_unreadable,
-    (Charging, TimerFired): _common_timer,
+    (Charging, TimerFired): _charging_timer,
     (Charging, ContactorChecked): _checked,
     (Charging, FaultRaised): _fault_raised,
     (Charging, FaultCleared): _fault_cleared,

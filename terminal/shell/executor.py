@@ -13,7 +13,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, assert_never
 
 from hardware.clock import Clock
-from hardware.ports import ContactorFault, MeterFault
+from hardware.ports import ContactorFault, MeterFault, VehicleLinkFault
 from terminal.core.actions import (
     Action,
     Answer,
@@ -21,6 +21,7 @@ from terminal.core.actions import (
     Capture,
     CheckContactor,
     CloseContactor,
+    OfferEnergy,
     OpenContactor,
     ReadMeter,
     Record,
@@ -32,6 +33,7 @@ from terminal.core.actions import (
     StartTimer,
     TakeSignedReading,
     Void,
+    WithdrawEnergy,
 )
 from terminal.core.billing import Bill
 from terminal.core.events import (
@@ -183,6 +185,17 @@ class Executor:
             self._wake_pending = False
             self._wake_sender()
 
+    def _pilot(self, op: str, command: Callable[[], None]) -> None:
+        """Offer or withdraw energy on the pilot. One the EVSE controller did not take is the
+        fault `vehicle_link` (the machine then opens the contactor at once)."""
+        try:
+            command()
+        except VehicleLinkFault as exc:
+            log.error("event=pilot_fault op=%s error=%s", op, exc)
+            self.post(FaultRaised(fault="vehicle_link", **self._stamp()))
+        else:
+            log.info("event=pilot_%s", op)
+
     def perform(self, action: Action) -> None:
         match action:
             case OpenContactor():
@@ -200,6 +213,10 @@ class Executor:
                     log.error("event=contactor_fault op=close error=%s", exc)
                     self.post(FaultRaised(fault="contactor_output", **self._stamp()))
                 log.info("event=contactor_closed")
+            case OfferEnergy(current_a=current_a):
+                self._pilot("offer", lambda: self.devices.vehicle.offer(current_a))
+            case WithdrawEnergy():
+                self._pilot("withdraw", self.devices.vehicle.withdraw)
             case CheckContactor():
                 closed = self.devices.contactor.feedback_closed()
                 self.post(

@@ -14,11 +14,15 @@ from terminal.core.actions import (
     Action,
     Capture,
     CloseContactor,
+    OfferEnergy,
     OpenContactor,
     Record,
+    Report,
     RequestAuthorization,
     ShowScreen,
+    StartTimer,
     Void,
+    WithdrawEnergy,
 )
 from terminal.core.billing import EnergyTariff
 from terminal.core.events import (
@@ -119,6 +123,11 @@ class Walk:
 
     def timer(self, timer: Timer, after_ms: int = 10) -> tuple[Action, ...]:
         return self.event(TimerFired, after_ms, timer=timer)
+
+    def stop_by_card(self, card: Card = VISA) -> tuple[Action, ...]:
+        """Tap to stop, and the vehicle ends the load when the PWM goes off (C→B)."""
+        self.tap(card)
+        return self.pilot(PilotState.B)
 
     def charging(self, card: Card = VISA) -> None:
         """Boot, plug in and ask for energy, tap, approve: the contactor is closed."""
@@ -255,7 +264,7 @@ def test_the_same_card_stops_the_session_and_it_is_captured() -> None:
     walk = Walk()
     walk.charging()
     walk.sample(2_000)
-    actions = walk.tap(VISA)
+    actions = walk.stop_by_card(VISA)
     assert isinstance(actions[0], OpenContactor)
     assert isinstance(walk.kiosk.phase, Finishing)
     assert walk.kiosk.phase.session.end_reason == "card"
@@ -272,7 +281,7 @@ def test_a_session_without_energy_is_voided_never_captured() -> None:
     walk = Walk()
     walk.charging()
     walk.sample(0)
-    walk.tap(VISA)
+    walk.stop_by_card(VISA)
     actions = walk.sample(0)
     assert isinstance(walk.kiosk.phase, Receipt)
     assert [type(a) for a in settlements(actions)] == [Void]
@@ -387,7 +396,7 @@ def test_welded_contactor_after_a_stop_faults_the_kiosk() -> None:
     walk = Walk()
     walk.charging()
     walk.sample(1_000)
-    walk.tap()
+    walk.stop_by_card()
     walk.sample(0)
     assert isinstance(walk.kiosk.phase, Receipt)
     actions = walk.event(ContactorChecked, closed=True)
@@ -497,3 +506,89 @@ def test_restart_voids_a_charging_session_that_delivered_nothing() -> None:
     session = replace(_unsettled_charging(), start_register_wh=START_REGISTER_WH, energy_wh=0)
     actions = walk.boot(unsettled=(session,))
     assert [(type(a), a.session_id) for a in settlements(actions)] == [(Void, "crash-charging")]
+
+
+# -- IEC 61851-1 control: the pilot's PWM offers energy only to an authorized session -----------
+
+
+def test_no_energy_is_offered_from_power_up_until_a_session_is_authorized() -> None:
+    walk = Walk()
+    actions = walk.boot()
+    assert of(WithdrawEnergy, actions), "the PWM goes off at power-up"
+    walk.pilot(PilotState.B)  # a plug-first car waits in B: nothing is on offer
+    actions = walk.tap()
+    assert not of(OfferEnergy, actions) and not of(CloseContactor, actions)
+    actions = walk.answer()
+    assert of(OfferEnergy, actions) == [OfferEnergy(current_a=RULES.max_current_a)]
+    assert not of(CloseContactor, actions)
+    actions = walk.pilot(PilotState.C)  # the car answers the PWM
+    assert of(CloseContactor, actions)
+    assert isinstance(walk.kiosk.phase, Charging)
+
+
+def test_a_declined_or_abandoned_session_never_offers_energy() -> None:
+    walk = Walk()
+    walk.boot()
+    walk.pilot(PilotState.B)
+    walk.tap()
+    actions = walk.answer(AuthOutcome.DECLINED)
+    assert not of(OfferEnergy, actions)
+    walk.timer(Timer.NOTICE)
+    walk.tap()
+    walk.answer()
+    actions = walk.timer(Timer.PLUG_IN)  # offered, but the car never asked: withdrawn again
+    assert of(WithdrawEnergy, actions)
+
+
+def test_a_normal_stop_turns_the_pwm_off_then_opens_after_c_to_b() -> None:
+    walk = Walk()
+    walk.charging()
+    walk.sample(1_000)
+    actions = walk.tap()
+    assert actions[0] == WithdrawEnergy()
+    assert StartTimer(timer=Timer.PILOT_RELEASE, after_ms=RULES.pilot_release_ms) in actions
+    assert not of(OpenContactor, actions), "no load is broken: the vehicle ends it"
+    assert walk.kiosk.contactor_closed
+    assert isinstance(walk.kiosk.phase, Charging) and walk.kiosk.phase.stopping == "card"
+    assert walk.tap() == (), "a second tap while stopping means nothing"
+    walk.sample(5)  # energy still counted until the load ends
+    actions = walk.pilot(PilotState.B)
+    assert isinstance(actions[0], OpenContactor)
+    assert isinstance(walk.kiosk.phase, Finishing)
+    assert walk.kiosk.phase.session.end_reason == "card"
+    walk.sample(0)
+    assert isinstance(walk.kiosk.phase, Receipt)
+    assert walk.kiosk.phase.session.energy_wh == 1_005
+
+
+def test_a_car_that_stays_in_c_gets_the_contactor_opened_at_the_timeout_and_it_is_reported() -> (
+    None
+):
+    walk = Walk()
+    walk.charging()
+    walk.sample(1_000)
+    walk.tap()
+    actions = walk.timer(Timer.PILOT_RELEASE, after_ms=RULES.pilot_release_ms)
+    assert isinstance(actions[0], OpenContactor)
+    assert Report(kind="pilot_release_timeout", detail="card") in actions
+    assert isinstance(walk.kiosk.phase, Finishing)
+    assert not walk.kiosk.contactor_closed
+
+
+def test_a_fault_while_stopping_opens_the_contactor_at_once() -> None:
+    walk = Walk()
+    walk.charging()
+    walk.tap()
+    actions = walk.event(FaultRaised, fault="rcd_trip")
+    assert isinstance(actions[0], OpenContactor)
+    assert of(WithdrawEnergy, actions)
+    assert not walk.kiosk.contactor_closed
+
+
+def test_the_cost_cap_still_stops_at_once_while_the_pwm_is_off() -> None:
+    walk = Walk()
+    walk.charging()
+    walk.tap()
+    actions = walk.sample(100_000)  # far past any hold
+    assert isinstance(actions[0], OpenContactor)
+    assert isinstance(walk.kiosk.phase, Finishing | Receipt)

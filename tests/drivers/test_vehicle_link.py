@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -211,3 +212,54 @@ def test_a_board_that_cannot_be_read_is_retried_with_a_bounded_back_off() -> Non
                 time.sleep(0.02)
     finally:
         link.close()
+
+
+def settled_state(link: EvseDinLink, want: PilotState, timeout: float = WAIT_S) -> PilotState:
+    """The link's state once it is `want`, or the last one seen after `timeout`. A read lost
+    on a busy machine (a transient fault, reported once) is not a state and is waited out."""
+    deadline = time.monotonic() + timeout
+    seen = None
+    while time.monotonic() < deadline:
+        with contextlib.suppress(VehicleLinkFault):
+            seen = evse_state = link.state()
+            if evse_state is want:
+                return evse_state
+        time.sleep(0.02)
+    assert seen is not None, "no state read at all"
+    return seen
+
+
+def test_evse_din_offer_and_withdraw_write_the_current_and_the_pwm_off_bit(
+    evse_link: EvseDinLink, board: EmulatedEvseBoard
+) -> None:
+    """Registers 1000 (amperes) and 1004 bit 0 (PWM off), written with function 16; the car
+    behind the emulated board answers the PWM as IEC 61851-1 Annex A has it."""
+    evse_link.withdraw()
+    assert board.writes == [(1004, 1)] and not board.pwm_on
+    board.set_state(PilotState.B)
+    assert settled_state(evse_link, PilotState.B) is PilotState.B
+    board.set_state(PilotState.C)  # a plug-first car asks, but nothing is on offer
+    assert board.pilot() is PilotState.B
+    assert settled_state(evse_link, PilotState.C, timeout=0.3) is PilotState.B
+    evse_link.offer(13)
+    assert board.writes[1:] == [(1000, 13), (1004, 0)] and board.current_a == 13
+    assert settled_state(evse_link, PilotState.C) is PilotState.C  # the car answers the PWM
+    evse_link.offer(8)  # lowered while charging
+    assert board.current_a == 8
+    evse_link.withdraw()
+    assert settled_state(evse_link, PilotState.B) is PilotState.B  # PWM off: the load ends
+
+
+def test_evse_din_refuses_a_current_the_pilot_cannot_encode(evse_link: EvseDinLink) -> None:
+    with pytest.raises(ValueError, match=r"6\.\.80"):
+        evse_link.offer(5)
+    with pytest.raises(ValueError, match=r"6\.\.80"):
+        evse_link.offer(81)
+
+
+def test_a_board_that_does_not_answer_a_write_is_a_link_fault(
+    evse_link: EvseDinLink, board: EmulatedEvseBoard
+) -> None:
+    board.go_silent()
+    with pytest.raises(VehicleLinkFault, match="EVSE board"):
+        evse_link.withdraw()
