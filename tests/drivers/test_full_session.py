@@ -180,9 +180,11 @@ def test_a_visa_session_is_captured_with_the_metered_energy(kiosk: Kiosk) -> Non
     kiosk.page.wait_for_selector('#fields td.value:text-is("7.50 kWh")', timeout=WAIT_S * 1000)
     kiosk.page.screenshot(path=str(kiosk.shots / "visa-3-charging.png"))
 
-    kiosk.tap()  # the same card stops the session
+    kiosk.tap()  # the same card stops the session: PWM off, the car goes C->B, then open
     kiosk.wait_screen("stopping", "receipt")
-    assert not kiosk.relay_closed
+    until(lambda: not kiosk.relay_closed, "relay open after the car ended the load")
+    assert not kiosk.board.pwm_on
+    assert kiosk.board.pilot() is PilotState.B
     kiosk.wait_screen("receipt", shot="visa-4-receipt")
     assert kiosk.page.is_visible("#qr svg")
     assert "7.50 kWh" in kiosk.page.inner_text("#fields")
