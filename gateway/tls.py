@@ -14,7 +14,8 @@ is aborted, which a terminal sees as a dropped connection: "no answer", never an
 A CRL that lapses locks the whole fleet out, so `crl_expiry_check` reports how long the CRL
 has left and logs a warning once it is within a margin (`CRL_WARNING_MARGIN`, 7 days) of its
 nextUpdate: time for the operator to run `ev-terminal provision --out DIR --renew-crl`.
-It runs when the server options are built and is meant to run again with every CRL reload.
+It runs when the server options are built and, while terminals connect, at most once an hour
+(`Revocations.refusal`).
 
 The certificate reaches the app as the ASGI TLS extension (`scope["extensions"]["tls"]`,
 `client_cert_chain` in PEM); `client_identity` reads the terminal id from its subject's
@@ -46,6 +47,9 @@ log = logging.getLogger("ev_gateway.tls")
 # A week: long enough for an operator to notice the warning and re-sign the CRL by hand,
 # short enough against the fleet's 30-day CRL period (`certs.CRL_DAYS`) not to cry wolf.
 CRL_WARNING_MARGIN = timedelta(days=7)
+# How often a serving gateway repeats that check: a reminder an hour is visible in the journal
+# without drowning it.
+CRL_CHECK_INTERVAL = timedelta(hours=1)
 
 ASGIApp = Callable[..., Any]
 
@@ -78,9 +82,18 @@ class _Loaded:
 class Revocations:
     """The CRL file, re-read when its modification time or size changes (thread-safe)."""
 
-    def __init__(self, crl_file: Path | None, client_ca: Path, clock: Callable[[], datetime]):
+    def __init__(
+        self,
+        crl_file: Path | None,
+        client_ca: Path,
+        clock: Callable[[], datetime],
+        *,
+        warning_margin: timedelta = CRL_WARNING_MARGIN,
+    ):
         self.crl_file = crl_file
         self.clock = clock
+        self.warning_margin = warning_margin
+        self._next_expiry_check: datetime | None = None
         cas = x509.load_pem_x509_certificates(client_ca.read_bytes())
         self._issuers = [c.public_key() for c in cas]
         self._lock = threading.Lock()
@@ -128,9 +141,18 @@ class Revocations:
         return loaded.next_update - self.clock()
 
     def refusal(self, serial: int) -> str | None:
-        """Why a certificate with this serial is refused now, or None if it is not."""
+        """Why a certificate with this serial is refused now, or None if it is not. At most
+        once per `CRL_CHECK_INTERVAL` it also runs `crl_expiry_check`, so a gateway serving
+        terminals keeps warning while the CRL nears its nextUpdate."""
         if self.crl_file is None:
             return None
+        now = self.clock()
+        with self._lock:
+            due = self._next_expiry_check is None or now >= self._next_expiry_check
+            if due:
+                self._next_expiry_check = now + CRL_CHECK_INTERVAL
+        if due:
+            crl_expiry_check(self, self.warning_margin)
         loaded = self._current()
         if loaded is None:
             return "crl_unusable"

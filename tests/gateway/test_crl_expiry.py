@@ -119,3 +119,34 @@ def test_a_renewed_crl_is_seen_without_a_restart(tmp_path: Path) -> None:
     crl_file.write_bytes(certs.crl(ca, [], now=NOW, days=30) + b"\n")
 
     assert revocations.time_left() == timedelta(days=30)
+
+
+def test_a_serving_gateway_repeats_the_warning_hourly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ca_file, crl_file = _write_fleet(tmp_path, crl_days=30)
+    now = [NOW + timedelta(days=25)]
+    revocations = Revocations(crl_file, ca_file, lambda: now[0])
+
+    def warnings() -> int:
+        return sum(1 for r in caplog.records if "event=crl_expiring" in r.getMessage())
+
+    assert revocations.refusal(1) is None
+    assert warnings() == 1
+    now[0] += timedelta(minutes=59)
+    assert revocations.refusal(1) is None
+    assert warnings() == 1
+    now[0] += timedelta(minutes=1)
+    assert revocations.refusal(1) is None
+    assert warnings() == 2
+
+
+def test_a_serving_gateway_is_quiet_about_a_fresh_crl(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    revocations = _revocations(tmp_path, crl_days=30)
+
+    for _ in range(3):
+        assert revocations.refusal(1) is None
+
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
