@@ -28,6 +28,7 @@ NGINX = Path("/usr/sbin/nginx")
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "ev-gateway.conf"
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
+START_ATTEMPTS = 3  # free ports are chosen, then bound by nginx: another process may win
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,13 +113,26 @@ def render(
     )
 
 
-def _wait_listening(process: subprocess.Popen[bytes], ports: list[int], log: Path) -> None:
+class _PortTaken(Exception):
+    """Another process bound a chosen port between `free_port` and nginx's start."""
+
+
+def _wait_started(
+    process: subprocess.Popen[bytes], pid_file: Path, ports: list[int], log: Path
+) -> None:
+    """Until nginx has written its pid file (it does so after binding every listening socket,
+    nginx.c: ngx_init_cycle, then ngx_create_pidfile) and both ports accept connections."""
     deadline = time.monotonic() + START_TIMEOUT_S
     waiting = list(ports)
     while waiting:
         if process.poll() is not None:
-            raise RuntimeError(f"nginx exited with {process.returncode}: {log.read_text()}")
+            text = log.read_text(errors="replace")
+            if "Address already in use" in text:
+                raise _PortTaken(text)
+            raise RuntimeError(f"nginx exited with {process.returncode}: {text}")
         try:
+            if not pid_file.exists():
+                raise OSError("no pid file yet")
             socket.create_connection(("127.0.0.1", waiting[0]), timeout=0.5).close()
             waiting.pop(0)
         except OSError:
@@ -139,48 +153,65 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+def _start(
+    directory: Path, files: NginxFiles, upstream: tuple[str, int]
+) -> tuple[subprocess.Popen[bytes], int, int]:
+    conf, log, pid_file = directory / "nginx.conf", directory / "error.log", directory / "nginx.pid"
+    for _ in range(START_ATTEMPTS):
+        terminal_port, public_port = free_port(), free_port()
+        conf.write_text(
+            render(
+                files,
+                upstream=upstream,
+                terminal_port=terminal_port,
+                public_port=public_port,
+                directory=directory,
+            ),
+            encoding="utf-8",
+        )
+        test = subprocess.run(
+            [str(NGINX), "-t", "-q", "-p", str(directory), "-c", str(conf), "-e", str(log)],
+            capture_output=True,
+            check=False,
+        )
+        if test.returncode != 0:
+            raise RuntimeError(f"nginx -t refused {conf}: {test.stderr.decode()}")
+        log.unlink(missing_ok=True)
+        pid_file.unlink(missing_ok=True)
+        process = subprocess.Popen(
+            [
+                str(NGINX),
+                "-p",
+                str(directory),
+                "-c",
+                str(conf),
+                "-e",
+                str(log),
+                "-g",
+                f"daemon off; pid {pid_file};",
+            ],
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            _wait_started(process, pid_file, [terminal_port, public_port], log)
+        except _PortTaken:
+            process.wait()
+            continue
+        except BaseException:
+            _stop(process)
+            raise
+        return process, terminal_port, public_port
+    raise RuntimeError(f"nginx found its ports taken {START_ATTEMPTS} times in a row")
+
+
 @contextmanager
 def running_nginx(
     directory: Path, files: NginxFiles, *, upstream: tuple[str, int]
 ) -> Iterator[RunningNginx]:
     """Start nginx with the rendered example configuration; stop it on exit."""
     directory.mkdir(parents=True, exist_ok=True)
-    terminal_port, public_port = free_port(), free_port()
-    conf = directory / "nginx.conf"
-    conf.write_text(
-        render(
-            files,
-            upstream=upstream,
-            terminal_port=terminal_port,
-            public_port=public_port,
-            directory=directory,
-        ),
-        encoding="utf-8",
-    )
-    log = directory / "error.log"
-    test = subprocess.run(
-        [str(NGINX), "-t", "-q", "-p", str(directory), "-c", str(conf), "-e", str(log)],
-        capture_output=True,
-        check=False,
-    )
-    if test.returncode != 0:
-        raise RuntimeError(f"nginx -t refused {conf}: {test.stderr.decode()}")
-    process = subprocess.Popen(
-        [
-            str(NGINX),
-            "-p",
-            str(directory),
-            "-c",
-            str(conf),
-            "-e",
-            str(log),
-            "-g",
-            f"daemon off; pid {directory / 'nginx.pid'};",
-        ],
-        stdin=subprocess.DEVNULL,
-    )
+    process, terminal_port, public_port = _start(directory, files, upstream)
     try:
-        _wait_listening(process, [terminal_port, public_port], log)
         yield RunningNginx(
             terminal_url=f"https://127.0.0.1:{terminal_port}",
             public_url=f"https://127.0.0.1:{public_port}",
