@@ -42,10 +42,21 @@ def _tree(stage: Path) -> dict[str, tuple[int, bytes | str]]:
     return tree
 
 
+def _pi_image(stage: Path, model: str) -> Path:
+    """The parts of a Raspberry Pi OS Bookworm image the installer reads and edits."""
+    (stage / "proc/device-tree").mkdir(parents=True)
+    (stage / "proc/device-tree/model").write_bytes(model.encode() + b"\0")
+    boot = stage / "boot/firmware/config.txt"
+    boot.parent.mkdir(parents=True)
+    boot.write_text("# For more options and information see\n[all]\n")
+    return boot
+
+
 def test_install_stages_dirs_with_their_modes_and_runs_twice_to_the_same_tree(
     tmp_path: Path,
 ) -> None:
     stage = tmp_path / "root"
+    boot = _pi_image(stage, "Raspberry Pi 5 Model B Rev 1.0")
     out = _install(stage, "--gateway")
     mode = {
         p: oct(os.stat(stage / p).st_mode & 0o7777)
@@ -87,7 +98,10 @@ def test_install_stages_dirs_with_their_modes_and_runs_twice_to_the_same_tree(
     config = load(stage / "etc/ev-terminal/terminal.toml")  # the installed config is valid
     assert config.data_dir == Path("/var/lib/ev-terminal")
     assert config.keys_dir == Path("/var/lib/ev-terminal/keys")
-    assert config.console.port == "/dev/ttyAMA0"
+    # The reader has the PL011 (serial0); the console is the Pi 5's debug UART, not the same.
+    assert config.console.port == "/dev/ttyAMA10"
+    assert boot.read_text().splitlines()[-1] == "dtparam=strict_gpiod"
+    assert "dtoverlay=disable-bt" not in boot.read_text()  # a Pi 5 has its own BT UART
 
     # The operator edits the config; a second run keeps it and changes nothing else.
     edited = stage / "etc/ev-terminal/terminal.toml"
@@ -96,6 +110,33 @@ def test_install_stages_dirs_with_their_modes_and_runs_twice_to_the_same_tree(
     again = _install(stage, "--gateway")
     assert "config kept" in again
     assert _tree(stage) == before
+    assert boot.read_text().count("dtparam=strict_gpiod") == 1
+
+
+def test_on_a_pi_4_the_reader_gets_the_pl011_and_no_console_takes_its_uart(
+    tmp_path: Path,
+) -> None:
+    stage = tmp_path / "root"
+    boot = _pi_image(stage, "Raspberry Pi 4 Model B Rev 1.5")
+    out = _install(stage)
+    _install(stage)
+    lines = boot.read_text().splitlines()
+    assert lines.count("dtoverlay=disable-bt") == 1 and lines.count("dtparam=strict_gpiod") == 1
+    assert "would run: systemctl disable hciuart.service" in out
+    assert load(stage / "etc/ev-terminal/terminal.toml").console.port is None
+    assert "serial-getty" not in out
+
+
+def test_an_unknown_pi_model_is_refused(tmp_path: Path) -> None:
+    result = subprocess.run(
+        ["bash", str(INSTALL), "--root", str(tmp_path / "root"), "--pi-model", "2"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--pi-model must be 3, 4 or 5" in result.stderr
 
 
 def _directives(unit: str) -> dict[str, list[str]]:
