@@ -182,6 +182,21 @@ class Link(ChargePoint):  # type: ignore[misc]  # the ocpp package is untyped
             return call_result.RequestStopTransaction(status="Accepted")
         return call_result.RequestStopTransaction(status="Rejected")
 
+    @on("TriggerMessage")
+    def on_trigger_message(self, requested_message: str, **_: Any) -> Any:
+        """F06: send a StatusNotification or a Heartbeat now. BootNotification after an
+        accepted boot is Rejected (F06.FR.17); the others are not built here."""
+        client = self.client
+        if requested_message == "StatusNotification":
+            client.resend_status()
+        elif requested_message == "Heartbeat":
+            client.heartbeat_now()
+        elif requested_message == "BootNotification":
+            return call_result.TriggerMessage(status="Rejected")
+        else:
+            return call_result.TriggerMessage(status="NotImplemented")
+        return call_result.TriggerMessage(status="Accepted")
+
     @on("GetLocalListVersion")
     def on_get_local_list_version(self, **_: Any) -> Any:
         return call_result.GetLocalListVersion(
@@ -274,6 +289,18 @@ class OcppClient:
         if loop is not None and wake is not None:
             with contextlib.suppress(RuntimeError):  # the loop has closed: the thread stops
                 loop.call_soon_threadsafe(wake.set)
+
+    def resend_status(self) -> None:
+        """Send the current StatusNotification again (on the loop's thread)."""
+        self._status_sent = None
+        if self._wake is not None:
+            self._wake.set()
+
+    def heartbeat_now(self) -> None:
+        """Make a Heartbeat due at once (on the loop's thread)."""
+        self._last_sent = float("-inf")
+        if self._wake is not None:
+            self._wake.set()
 
     def status_changed(self, status: str) -> None:
         self._status = status

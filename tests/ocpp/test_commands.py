@@ -201,3 +201,23 @@ def test_the_csms_local_list_decides_rfid_offline(kiosk: Kiosk, csms: ReferenceC
     assert _send_list(csms, station, 2, "Differential", token=token, status="Blocked") == "Accepted"
     run(sim, "tap rfid\nwait 30s\n")
     assert sim.daemon.journal.sessions()[2]["end_reason"] == "denied_offline"
+
+
+def test_trigger_message_sends_the_status_or_a_heartbeat_now(
+    kiosk: Kiosk, csms: ReferenceCsms
+) -> None:
+    sim = kiosk()
+    station = sim.config.station.id
+    assert _until(lambda: len(_statuses(csms)) == 1)
+    answer = csms.ask(station, "TriggerMessage", {"requestedMessage": "StatusNotification"})
+    assert answer["status"] == "Accepted"
+    assert _until(lambda: _statuses(csms) == ["Available", "Available"])
+    beats = len(csms.messages("Heartbeat"))
+    assert csms.ask(station, "TriggerMessage", {"requestedMessage": "Heartbeat"})["status"] == (
+        "Accepted"
+    )
+    assert _until(lambda: len(csms.messages("Heartbeat")) == beats + 1)
+    boot = csms.ask(station, "TriggerMessage", {"requestedMessage": "BootNotification"})
+    assert boot["status"] == "Rejected"
+    other = csms.ask(station, "TriggerMessage", {"requestedMessage": "MeterValues"})
+    assert other["status"] == "NotImplemented"
