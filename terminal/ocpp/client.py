@@ -275,6 +275,7 @@ class OcppClient:
         self._thread: threading.Thread | None = None
         self._last_sent = 0.0
         self._link: tuple[Link, asyncio.Task[None]] | None = None  # while online
+        self._triggered: set[str] = set()  # TriggerMessage requests not yet carried out
 
     # -- thread-safe entry points ------------------------------------------------------------
     def stamp(self) -> Stamp:
@@ -292,13 +293,13 @@ class OcppClient:
 
     def resend_status(self) -> None:
         """Send the current StatusNotification again (on the loop's thread)."""
-        self._status_sent = None
+        self._triggered.add("StatusNotification")
         if self._wake is not None:
             self._wake.set()
 
     def heartbeat_now(self) -> None:
-        """Make a Heartbeat due at once (on the loop's thread)."""
-        self._last_sent = float("-inf")
+        """Send a Heartbeat at once (on the loop's thread)."""
+        self._triggered.add("Heartbeat")
         if self._wake is not None:
             self._wake.set()
 
@@ -481,7 +482,9 @@ class OcppClient:
 
     async def _send_status(self, link: Link, reader: asyncio.Task[None]) -> None:
         status = self._status
-        if status is None or status == self._status_sent:
+        triggered = "StatusNotification" in self._triggered
+        self._triggered.discard("StatusNotification")
+        if status is None or (status == self._status_sent and not triggered):
             return
         payload = messages.status_notification(status, self.clock.now(), self._evse())
         await self._ask(link, reader, "StatusNotification", payload)
@@ -520,7 +523,9 @@ class OcppClient:
 
     async def _heartbeat(self, link: Link, reader: asyncio.Task[None]) -> None:
         loop = asyncio.get_running_loop()
-        if loop.time() - self._last_sent >= self.settings.heartbeat_interval_ms / 1000:
+        triggered = "Heartbeat" in self._triggered
+        self._triggered.discard("Heartbeat")
+        if triggered or loop.time() - self._last_sent >= self.settings.heartbeat_interval_ms / 1000:
             await self._ask(link, reader, "Heartbeat", {})
 
     async def _idle(self, reader: asyncio.Task[None]) -> None:
@@ -529,7 +534,7 @@ class OcppClient:
         assert self._wake is not None
         loop = asyncio.get_running_loop()
         due = self._last_sent + self.settings.heartbeat_interval_ms / 1000 - loop.time()
-        if self._wake.is_set():
+        if self._wake.is_set() or self._triggered:
             self._wake.clear()
             return
         waiter = asyncio.ensure_future(self._wake.wait())
