@@ -21,7 +21,8 @@ DDRAM addresses of the four rows of a 20x4 module: 0x00, 0x40, 0x14, 0x54 (row 3
 row 1 in the controller's first line, row 4 continues row 2).
 
 Rendering (`lcd_rows`): row 1 is the title, with the frame's "Time" field right-aligned on it
-when there is room; rows 2-4 are the labelled fields (label left, value right; "Total" first),
+when there is room; rows 2-4 are the labelled fields (label left, value right; the frame's
+`total` first, in any language),
 then the text lines, word-wrapped at 20 columns; what does not fit in four rows is left out.
 Characters outside the controller's ROM (code A00: ASCII plus Japanese katakana and a few
 symbols) become their closest ASCII form or "?". The QR code of a
@@ -133,7 +134,8 @@ def lcd_rows(frame: Frame) -> tuple[str, str, str, str]:
         title = _fit(frame.title)
     fields_first = sorted(
         (item for item in frame.fields if item[0] != "Time"),
-        key=lambda item: item[0] not in LCD_FIRST,  # stable: the rest keep their order
+        # Stable: the rest keep their order.
+        key=lambda item: item != frame.total and item[0] not in LCD_FIRST,
     )
     body = [_pair(label, value) for label, value in fields_first]
     body += [_fit(part) for line in frame.lines for part in textwrap.wrap(line, COLUMNS) or [""]]

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from drivers.display_lcd import Hd44780Lcd, LcdSettings, lcd_char, lcd_rows
 from hardware.ports import Frame
+from terminal.core.screens import frame_for
+from terminal.i18n import Translator
 from tests.drivers.fake_lcd import FakeLcdBus
-from tests.drivers.screens import example_frames
+from tests.drivers.screens import example_frames, example_screens
 
 
 def make_lcd(bus: FakeLcdBus, address: int = 0x27) -> Hd44780Lcd:
@@ -146,3 +149,9 @@ def test_characters_outside_the_rom_become_ascii() -> None:
 def test_settings_name_the_key(kwargs: dict[str, int], key: str) -> None:
     with pytest.raises(ValueError, match=key):
         LcdSettings(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_receipt_in_german_shows_its_total_first() -> None:
+    receipt = next(s for s in example_screens() if s.__class__.__name__ == "Receipt")
+    rows = lcd_rows(frame_for(receipt, Translator("de", ZoneInfo("Europe/Berlin"))))
+    assert rows[:3] == ("Vielen Dank         ", "Gesamt      4,81 EUR", "Energie    12,34 kWh")
