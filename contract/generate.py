@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gateway.app import create_app
+from gateway.app import create_app, create_payments
 from gateway.ledger import Ledger, open_engine
 from gateway.processors.simulated import SimulatedProcessor
 
@@ -24,7 +24,8 @@ def document() -> dict[str, Any]:
     """The OpenAPI document of the gateway app (no requests are served)."""
     engine = open_engine("sqlite://")
     try:
-        openapi: dict[str, Any] = create_app(Ledger(engine), SimulatedProcessor()).openapi()
+        payments = create_payments(Ledger(engine), SimulatedProcessor(engine))
+        openapi: dict[str, Any] = create_app(payments).openapi()
     finally:
         engine.dispose()
     return openapi

@@ -1,69 +1,211 @@
-"""Run the gateway: as its own service (`ev-terminal gateway`) or embedded in a thread on
-127.0.0.1 for the demo, the scripted simulator and tests."""
+"""Run the gateway: as its own service (`ev-terminal gateway`, one or many worker processes) or
+embedded in a thread on 127.0.0.1 for the demo, the scripted simulator and tests.
+
+This is the gateway's composition root: it builds the engine, ledger, processors, card vault,
+identity and jobs from settings and hands them to `create_app`.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+import secrets
+import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
+from sqlalchemy.engine import Engine
 
-from gateway.app import create_app
+from gateway.amounts import AmountLimits
+from gateway.api.identity import Forwarded, Identity
+from gateway.api.limits import DEFAULT_BODY_LIMIT
+from gateway.app import LOCK_S, create_app, create_payments
 from gateway.card_data import CardVault
-from gateway.expiry import EXPIRE_EVERY_S, KeyExpiry
-from gateway.ledger import Ledger, now, open_engine
+from gateway.jobs.crl_watch import CrlWatch
+from gateway.jobs.expiry import EXPIRE_EVERY_S, KeyExpiry
+from gateway.jobs.reconciler import HOLD_GRACE, RECONCILE_EVERY_S, STALE_AFTER, Reconciler
+from gateway.jobs.runner import Job
+from gateway.ledger import Ledger, check_schema, migrate, now, open_engine
+from gateway.payments import Payments
 from gateway.processors.simulated import SimulatedProcessor
-from gateway.tls import ServerTLS, uvicorn_options
+from gateway.tls import Revocations, ServerTLS, uvicorn_options
+
+log = logging.getLogger("ev_gateway.server")
 
 START_TIMEOUT_S = 10.0
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 def listen(host: str, port: int) -> socket.socket:
     """A listening socket for uvicorn. TCP_NODELAY is set here (accepted sockets inherit it):
     uvicorn does not set it, and without it a response written in two segments waits for the
     client's delayed ACK, about 40 ms a request on Linux."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
     return sock
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """What a gateway process is built from (the `ev-terminal gateway` options)."""
+
+    db_url: str
+    key_dirs: tuple[Path, ...] = ()
+    tls: ServerTLS | None = None
+    insecure_dev: bool = False
+    forwarded: Forwarded | None = None
+    operator_token: str | None = None
+    max_amount_major: Decimal = Decimal(1000)
+    body_limit: int = DEFAULT_BODY_LIMIT
+    lock_s: float = LOCK_S
+    expire_every_s: float = EXPIRE_EVERY_S
+    reconcile_every_s: float = RECONCILE_EVERY_S
+    hold_grace: timedelta = HOLD_GRACE
+    stale_after: timedelta = STALE_AFTER
+    clock: Callable[[], datetime] = field(default=now)
+    # The simulated processor's class (tests pass one that records what it was given).
+    processor: Callable[[Engine], SimulatedProcessor] = SimulatedProcessor
+
+
+@dataclass
+class Built:
+    """One worker's object graph."""
+
+    engine: Engine
+    ledger: Ledger
+    processor: SimulatedProcessor
+    payments: Payments
+    expiry: KeyExpiry
+    reconciler: Reconciler
+    app: FastAPI
+
+
+def build(settings: Settings) -> Built:
+    """Build a worker's objects over an engine of its own (never shared across a fork)."""
+    engine = open_engine(settings.db_url)
+    ledger = Ledger(engine, settings.clock)
+    processor = settings.processor(engine)
+    vault = CardVault.from_key_dirs(*settings.key_dirs) if settings.key_dirs else None
+    payments = create_payments(
+        ledger,
+        processor,
+        vault,
+        limits=AmountLimits(max_major=settings.max_amount_major),
+        lock_s=settings.lock_s,
+        unverified_cards=settings.insecure_dev and vault is None,
+    )
+    expiry = KeyExpiry(ledger, settings.expire_every_s)
+    reconciler = Reconciler(
+        payments,
+        settings.reconcile_every_s,
+        hold_grace=settings.hold_grace,
+        stale_after=settings.stale_after,
+    )
+    jobs: list[Job] = [expiry, reconciler]
+    revocations = _revocations(settings)
+    if revocations is not None:
+        jobs.append(CrlWatch(ledger, revocations))
+    app = create_app(
+        payments,
+        identity=Identity(insecure_dev=settings.insecure_dev, forwarded=settings.forwarded),
+        jobs=jobs,
+        body_limit=settings.body_limit,
+        operator_token=settings.operator_token,
+    )
+    return Built(engine, ledger, processor, payments, expiry, reconciler, app)
+
+
+def _revocations(settings: Settings) -> Revocations | None:
+    """The CRL the gateway checks terminals against, for the CRL watch job."""
+    found = getattr(settings.forwarded, "revocations", None)
+    if isinstance(found, Revocations):
+        return found
+    if settings.tls is not None and settings.tls.crl_file is not None:
+        return Revocations(settings.tls.crl_file, settings.tls.client_ca, settings.clock)
+    return None
 
 
 class EmbeddedGateway:
     """The reference gateway with the simulated processor, on a loopback port in a thread.
 
     `down()` stops listening (connections are refused, like a lost link) and `up()` listens
-    again on the same port with the same ledger. With `key_dir` (a fleet's gateway key
-    directory) it decrypts and checks the card data of payment cards (`CardVault`). `clock`
-    and `expire_every_s` let tests run the idempotency-key expiry on their own time. With
-    `tls` it serves HTTPS with mutual TLS (`gateway.tls`)."""
+    again on the same port with the same ledger. `restart()` drops the whole gateway
+    abruptly — open connections cut, nothing flushed but what was committed — and builds a
+    new one on the same database, as a crashed and restarted service would be. With
+    `key_dir` (a fleet's gateway key directory) it decrypts and checks the card data of
+    payment cards (`CardVault`); without one it takes cards unverified (development mode).
+    With `tls` it serves HTTPS with mutual TLS; without, plain HTTP in the development mode
+    (bound to loopback). `db_url` puts the ledger on another database (PostgreSQL)."""
 
     def __init__(
         self,
-        db_path: Path,
+        db_path: Path | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         key_dir: Path | None = None,
         *,
+        db_url: str | None = None,
         clock: Callable[[], datetime] = now,
         expire_every_s: float = EXPIRE_EVERY_S,
+        reconcile_every_s: float = RECONCILE_EVERY_S,
+        lock_s: float = LOCK_S,
         tls: ServerTLS | None = None,
+        processor: Callable[[Engine], SimulatedProcessor] = SimulatedProcessor,
     ) -> None:
+        if db_url is None:
+            if db_path is None:
+                raise ValueError("a database path or URL is needed")
+            db_url = f"sqlite:///{db_path}"
         self.tls = tls
-        self.engine = open_engine(f"sqlite:///{db_path}")
-        self.ledger = Ledger(self.engine, clock)
-        self.processor = SimulatedProcessor()
-        self.vault = CardVault.from_key_dirs(key_dir) if key_dir is not None else None
-        self.expiry = KeyExpiry(self.ledger, expire_every_s)
-        self.app = create_app(self.ledger, self.processor, self.vault, expiry=self.expiry)
+        self.operator_token = secrets.token_urlsafe(16)
+        self.settings = Settings(
+            db_url=db_url,
+            key_dirs=(key_dir,) if key_dir is not None else (),
+            tls=tls,
+            insecure_dev=tls is None,
+            operator_token=self.operator_token,
+            expire_every_s=expire_every_s,
+            reconcile_every_s=reconcile_every_s,
+            lock_s=lock_s,
+            clock=clock,
+            processor=processor,
+        )
+        engine = open_engine(db_url)
+        try:
+            migrate(engine)
+        finally:
+            engine.dispose()
         self.host = host
         self.port = port
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self._build()
+
+    def _build(self) -> None:
+        built = build(self.settings)
+        self.built = built
+        self.engine = built.engine
+        self.ledger = built.ledger
+        self.processor = built.processor
+        self.payments = built.payments
+        self.expiry = built.expiry
+        self.reconciler = built.reconciler
+        self.app = built.app
 
     @property
     def url(self) -> str:
@@ -94,13 +236,22 @@ class EmbeddedGateway:
             time.sleep(0.005)
         self._server, self._thread = server, thread
 
-    def down(self) -> None:
+    def down(self, *, abrupt: bool = False) -> None:
         server, thread = self._server, self._thread
         self._server = self._thread = None
         if server is None or thread is None:
             return
         server.should_exit = True
+        server.force_exit = abrupt
         thread.join(timeout=START_TIMEOUT_S)
+
+    def restart(self) -> None:
+        """Stop abruptly and start a new gateway (new app, processor, jobs) on the same
+        database and port."""
+        self.down(abrupt=True)
+        self.engine.dispose()
+        self._build()
+        self.up()
 
     def close(self) -> None:
         self.down()
@@ -108,12 +259,88 @@ class EmbeddedGateway:
 
 
 def serve(
-    db_path: Path, host: str, port: int, key_dir: Path | None = None, tls: ServerTLS | None = None
-) -> None:
-    """Run the gateway in the foreground until interrupted (HTTPS with mutual TLS if `tls`)."""
-    engine = open_engine(f"sqlite:///{db_path}")
-    vault = CardVault.from_key_dirs(key_dir) if key_dir is not None else None
-    app = create_app(Ledger(engine), SimulatedProcessor(), vault)
-    options = uvicorn_options(tls) if tls else {}
-    server = uvicorn.Server(uvicorn.Config(app, log_level="info", **options))
-    server.run(sockets=[listen(host, port)])
+    settings: Settings,
+    host: str,
+    port: int,
+    *,
+    workers: int = 1,
+    announce: Callable[[str], None] = log.info,
+) -> int:
+    """Run the gateway in the foreground until SIGTERM or SIGINT: one process, or a supervisor
+    with `workers` forked processes sharing one listening socket (each with its own engine;
+    any request may land on any of them). Refuses a database whose schema it does not know."""
+    if settings.insecure_dev and host not in LOOPBACK:
+        raise ValueError("--insecure-dev serves only on a loopback address")
+    engine = open_engine(settings.db_url)
+    try:
+        check_schema(engine)
+    finally:
+        engine.dispose()
+    if settings.insecure_dev:
+        log.warning(
+            "event=insecure_development_mode detail=%s",
+            "plain HTTP, terminals NOT authenticated, cards NOT verified without --keys",
+        )
+    sock = listen(host, port)
+    scheme = "https" if settings.tls else "http"
+    announce(f"gateway listening on {scheme}://{host}:{sock.getsockname()[1]}")
+    if workers <= 1:
+        _run_worker(settings, sock)
+        return 0
+    return _supervise(settings, sock, workers)
+
+
+def _run_worker(settings: Settings, sock: socket.socket) -> None:
+    built = build(settings)
+    options: dict[str, Any] = uvicorn_options(settings.tls) if settings.tls else {}
+    server = uvicorn.Server(
+        uvicorn.Config(built.app, log_level="warning", access_log=False, **options)
+    )
+    try:
+        server.run(sockets=[sock])
+    finally:
+        built.engine.dispose()
+
+
+def _supervise(settings: Settings, sock: socket.socket, workers: int) -> int:
+    """Fork `workers` children and keep them running; forward SIGTERM/SIGINT to them."""
+    children: set[int] = set()
+    stopping = False
+
+    def spawn() -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            try:
+                _run_worker(settings, sock)
+            finally:
+                os._exit(0)
+        children.add(pid)
+
+    def stop(_signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                children.discard(pid)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for _ in range(workers):
+        spawn()
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        children.discard(pid)
+        if not stopping:
+            log.warning("event=worker_died pid=%d status=%d", pid, status)
+            spawn()
+    sys.stdout.flush()
+    return 0

@@ -3,21 +3,47 @@ generated from these and committed; both the gateway's and the terminal's tests 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
+RECEIPT_ID_PATTERN = r"^[A-Z0-9]{6,32}$"
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
 DECIMAL_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"
 
 
+# The largest amount the wire carries, in minor units: far above any ceiling a gateway is
+# configured with (`gateway.amounts`), far below where a 64-bit column or a processor overflows.
+MAX_MINOR = 10**12
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Wire bodies: unknown fields refused, strict types (no "5000" or true for 5000), and no
+    NUL character in any text (PostgreSQL cannot store one; no field has a use for it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        if _has_nul(data):
+            raise ValueError("text may not contain the NUL character")
+        return data
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 class Amount(Strict):
-    minor: int = Field(ge=0, description="integer minor units of the currency")
+    minor: int = Field(ge=0, le=MAX_MINOR, description="integer minor units of the currency")
     currency: str = Field(pattern=CURRENCY_PATTERN, description="ISO 4217 alphabetic code")
 
 
@@ -69,34 +95,34 @@ class ReceiptLine(Strict):
     dimension: Literal["ENERGY", "TIME", "PARKING_TIME", "FLAT", "MIN_PRICE", "MAX_PRICE", "LIMIT"]
     quantity: str = Field(pattern=DECIMAL_PATTERN)
     unit: str
-    excl_vat: int
+    excl_vat: int = Field(ge=-MAX_MINOR, le=MAX_MINOR)
     vat_percent: str = Field(pattern=DECIMAL_PATTERN)
 
 
 class ReceiptVat(Strict):
     percent: str = Field(pattern=DECIMAL_PATTERN)
-    base: int
-    vat: int
+    base: int = Field(ge=-MAX_MINOR, le=MAX_MINOR)
+    vat: int = Field(ge=-MAX_MINOR, le=MAX_MINOR)
 
 
 class Receipt(Strict):
-    receipt_id: str = Field(pattern=r"^[A-Z0-9]{6,32}$")
+    receipt_id: str = Field(pattern=RECEIPT_ID_PATTERN)
     station: str
     tariff: str
     card: str
     started_at: str
     ended_at: str
-    energy_wh: int = Field(ge=0)
+    energy_wh: int = Field(ge=0, le=MAX_MINOR)
     currency: str = Field(pattern=CURRENCY_PATTERN)
     lines: list[ReceiptLine]
     vat: list[ReceiptVat]
-    total_excl_vat: int = Field(ge=0)
-    total: int = Field(ge=0)
+    total_excl_vat: int = Field(ge=0, le=MAX_MINOR)
+    total: int = Field(ge=0, le=MAX_MINOR)
 
 
 class CaptureRequest(Strict):
     amount: Amount
-    energy_wh: int = Field(ge=0)
+    energy_wh: int = Field(ge=0, le=MAX_MINOR)
     receipt: Receipt
 
 

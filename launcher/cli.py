@@ -122,6 +122,10 @@ def _main(args_in: list[str]) -> int:
         from terminal.protection.provision import main as provision_main  # noqa: PLC0415
 
         return int(provision_main(args_in[1:]))
+    if args_in and args_in[0] == "gateway":
+        from launcher.gateway_cli import main as gateway_main  # noqa: PLC0415 - gateway extra
+
+        return int(gateway_main(args_in[1:]))
     if args_in and args_in[0] == "set-technician-pin":
         from terminal.console.set_pin import main as set_pin_main  # noqa: PLC0415
 
@@ -152,6 +156,12 @@ def _main(args_in: list[str]) -> int:
     p.add_argument("--json", action="store_true", help="one JSON object per finished session")
     p.add_argument("--data", type=Path, default=None, help="data dir (default: a new temp dir)")
     p.add_argument(
+        "--gateway-db",
+        default=None,
+        metavar="URL",
+        help="the embedded gateway's database (default: SQLite in the data dir)",
+    )
+    p.add_argument(
         "--csms",
         default=None,
         metavar="URL",
@@ -178,23 +188,7 @@ def _main(args_in: list[str]) -> int:
         help="simulated seconds per real second (default 4)",
     )
 
-    p = sub.add_parser("gateway", help="run the reference gateway")
-    p.add_argument("--db", type=Path, default=Path("var/gateway.sqlite3"))
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument(
-        "--keys",
-        type=Path,
-        default=None,
-        help="the fleet's gateway key dir (from provision): decrypt and check card data",
-    )
-    p.add_argument(
-        "--tls",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="serve HTTPS with mutual TLS from the fleet's gateway dir (provision --tls-host)",
-    )
+    sub.add_parser("gateway", help="the reference gateway: serve, migrate, reconcile (see --help)")
 
     p = sub.add_parser(
         "diagram", help="print the state diagram (Mermaid) generated from the machine"
@@ -250,7 +244,14 @@ def _dispatch(args: argparse.Namespace, parser: ArgumentParser) -> int:
             except ConfigError as exc:
                 print(f"config error: {exc}", file=sys.stderr)
                 return EXIT_CONFIG
-        return simulate_main(cfg, args.script, script, as_json=args.json, data_dir=args.data)
+        return simulate_main(
+            cfg,
+            args.script,
+            script,
+            as_json=args.json,
+            data_dir=args.data,
+            gateway_db=args.gateway_db,
+        )
     if args.command == "csms":
         from launcher.csms import main as csms_main  # noqa: PLC0415 - the ocpp extra
 
@@ -281,23 +282,6 @@ def _dispatch(args: argparse.Namespace, parser: ArgumentParser) -> int:
         _data_dir(parser, args.data)
         speed = DEFAULT_SPEED if args.speed is None else args.speed
         return demo_main(cfg, args.data, speed=speed)
-    if args.command == "gateway":
-        from gateway.server import serve  # noqa: PLC0415 - the gateway extra
-
-        _setup_logging(False)
-        args.db.parent.mkdir(parents=True, exist_ok=True)
-        tls = None
-        if args.tls is not None:
-            from gateway.tls import ServerTLS  # noqa: PLC0415 - the gateway extra
-
-            tls = ServerTLS(
-                certfile=args.tls / "tls-server.pem",
-                keyfile=args.tls / "tls-server.key",
-                client_ca=args.tls / "tls-ca.pem",
-                crl_file=args.tls / "tls-crl.pem",
-            )
-        serve(args.db, args.host, args.port, args.keys, tls)
-        return 0
     if args.command == "diagram":
         from terminal.diagram import markdown, mermaid  # noqa: PLC0415
 

@@ -81,8 +81,8 @@ def parse_script(text: str, cards: set[str]) -> list[Step]:
             if len(args) != 1 or not re.match(r"^[a-z_]{2,32}$", args[0]):
                 raise ScriptError(number, raw, f"{verb} takes a fault name")
         elif verb == "gateway":
-            if args not in (("down",), ("up",)):
-                raise ScriptError(number, raw, "gateway takes down or up")
+            if args not in (("down",), ("up",), ("restart",)):
+                raise ScriptError(number, raw, "gateway takes down, up or restart")
         elif verb == "out-of-service":
             if args not in (("on",), ("off",)):
                 raise ScriptError(number, raw, "out-of-service takes on or off")
@@ -105,6 +105,7 @@ class Simulation:
     is embedded (`gateway down/up` are then errors). `with_hardware` replaces the in-memory
     simulator (e.g. one whose state survives the process), `key_dir` the device's keys, and
     `id_prefix` starts every session id (kiosks sharing one gateway need different ones).
+    `gateway_db` puts the embedded gateway's ledger on another database (a PostgreSQL URL).
     The simulation holds the data and key directories (`dir_lock`) until `close`."""
 
     config: Config
@@ -115,6 +116,7 @@ class Simulation:
     with_hardware: InitVar[SimHardware | None] = None
     key_dir: Path | None = None
     id_prefix: str = "sim"
+    gateway_db: str | None = None
     hardware: SimHardware = field(init=False)
     gateway: EmbeddedGateway = field(init=False)
     daemon: Daemon = field(init=False)
@@ -144,7 +146,9 @@ class Simulation:
             from gateway.server import EmbeddedGateway  # noqa: PLC0415 - the gateway extra
 
             _, gateway_keys = sim_keys(self.data_dir, self.config.station.id)
-            self.gateway = EmbeddedGateway(self.data_dir / "gateway.sqlite3", key_dir=gateway_keys)
+            self.gateway = EmbeddedGateway(
+                self.data_dir / "gateway.sqlite3", key_dir=gateway_keys, db_url=self.gateway_db
+            )
             self.gateway.up()
         self._ids = _ids(self.data_dir, self.id_prefix)
         self._reset_requested = threading.Event()
@@ -264,7 +268,9 @@ class Simulation:
         elif verb == "gateway":
             if not self.embedded:
                 raise ScriptError(step.line_no, step.text, "the gateway is not embedded")
-            (self.gateway.down if args[0] == "down" else self.gateway.up)()
+            {"down": self.gateway.down, "up": self.gateway.up, "restart": self.gateway.restart}[
+                args[0]
+            ]()
         elif verb == "out-of-service":
             self.daemon.post(OutOfServiceChanged(on=args[0] == "on", **stamp()))
         elif verb == "restart":
@@ -345,7 +351,12 @@ def _with_data_dir(config: Config, data_dir: Path) -> Config:
 
 
 def run_script(
-    config: Config, script: str, data_dir: Path | None = None, *, start: datetime | None = None
+    config: Config,
+    script: str,
+    data_dir: Path | None = None,
+    *,
+    start: datetime | None = None,
+    gateway_db: str | None = None,
 ) -> Simulation:
     """Run a whole script; ScriptError for a bad line (before anything runs) or a failed
     `expect`. `start` (aware) is when the simulated clock begins (a session across a tariff
@@ -357,6 +368,7 @@ def run_script(
         config=config,
         data_dir=data_dir or Path(tempfile.mkdtemp(prefix="evsim-")),
         clock=ManualClock(start=start),
+        gateway_db=gateway_db,
     )
     try:
         for step in steps:
@@ -368,7 +380,13 @@ def run_script(
 
 
 def main(
-    config: Config, script_path: Path, script: str, *, as_json: bool, data_dir: Path | None
+    config: Config,
+    script_path: Path,
+    script: str,
+    *,
+    as_json: bool,
+    data_dir: Path | None,
+    gateway_db: str | None = None,
 ) -> int:
     """Run `script` (read from `script_path`) and print the finished sessions. A bad line is
     exit 2 before anything is created; a failed `expect` is exit 1; both one line on stderr."""
@@ -378,7 +396,7 @@ def main(
         print(f"ev-terminal simulate: {script_path}: {exc}", file=sys.stderr)
         return 2
     try:
-        sim = run_script(config, script, data_dir)
+        sim = run_script(config, script, data_dir, gateway_db=gateway_db)
     except ScriptError as exc:
         print(f"ev-terminal simulate: {script_path}: {exc}", file=sys.stderr)
         return 1

@@ -54,10 +54,35 @@ def assert_records_agree(
             assert ends[sid] == 1
         elif row["status"] == "voiding":
             assert at_gateway is not None
-            assert at_gateway["status"] in ("voided", "declined")
+            # failed: the processor never placed the hold (its answer was lost on the way)
+            assert at_gateway["status"] in ("voided", "declined", "failed")
             assert holds[sid] == ends[sid]
         else:
             assert at_gateway is None or at_gateway["status"] == "declined"
             assert holds[sid] == 0
     # And the gateway holds nothing the terminal does not know about.
     assert set(holds) <= set(journal)
+    # Nothing is left half-done at the gateway: no processor step without its outcome.
+    assert not [row["id"] for row in ledger.values() if row.get("op")], "unsettled steps"
+
+
+def assert_processor_agrees(
+    authorizations: Iterable[dict[str, Any]], payments: Iterable[dict[str, Any]]
+) -> None:
+    """The processor's own books against the ledger: every hold it placed was captured or
+    released exactly once, as the ledger says, and it holds nothing the ledger does not know."""
+    ledger = {row["id"]: row for row in authorizations}
+    for payment in payments:
+        row = ledger.get(payment["payment_id"])
+        assert row is not None, f"processor hold {payment['reference']} has no ledger row"
+        assert row["processor_ref"] == payment["reference"], payment
+        if row["status"] == "captured":
+            assert payment["state"] == "captured", (row["id"], payment["state"])
+            assert payment["captured"] == row["amount_captured"], row["id"]
+        elif row["status"] == "voided":
+            assert payment["state"] == "released", (row["id"], payment["state"])
+        else:
+            raise AssertionError(
+                f"{row['id']} is {row['status']} at the gateway, "
+                f"{payment['state']} at the processor"
+            )

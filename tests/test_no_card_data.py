@@ -4,8 +4,8 @@ everything the system wrote or showed for each card's PAN in any form.
 Searched: every file under the data directory (the journal's SQLite file and its WAL, the
 gateway's SQLite file, the key directories, the session-id counter), the log (every logger at
 DEBUG, to a file), stdout and stderr, the display's frames, the outbox bodies, the gateway's
-answers (receipts as JSON and as the HTML page, authorizations, revenue) and ledger rows, and
-what the scripted simulator prints with ``--json``.
+answers (receipts as JSON and as the HTML page, authorizations, the operator's revenue) and
+ledger rows, and what the scripted simulator prints with ``--json``.
 
 Forms of a PAN searched (EMV Book 3 Annex A: tag 5A is the PAN in compressed numeric, tag 57
 the track 2 equivalent data): ASCII digits (also in groups of four), BCD as raw bytes and as
@@ -240,8 +240,9 @@ def test_the_scanner_finds_a_planted_pan(
     )
 
 
-def _get(url: str) -> bytes:
-    response = requests.get(url, timeout=TIMEOUT_S)
+def _get(url: str, token: str | None = None) -> bytes:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = requests.get(url, timeout=TIMEOUT_S, headers=headers)
     assert response.status_code == 200, url
     return response.content
 
@@ -251,7 +252,7 @@ def _gateway_answers(sim: Simulation) -> dict[str, bytes]:
     rows = sim.gateway.ledger.all_authorizations()
     receipts = [row["receipt_id"] for row in rows if row["receipt_id"]]
     assert len(receipts) >= 2
-    answers = {"revenue": _get(f"{base}/v1/revenue")}
+    answers = {"revenue": _get(f"{base}/operator/revenue", sim.gateway.operator_token)}
     for receipt_id in receipts:
         answers[f"receipt {receipt_id}"] = _get(f"{base}/v1/receipts/{receipt_id}")
         answers[f"receipt page {receipt_id}"] = _get(f"{base}/receipts/{receipt_id}")

@@ -1,19 +1,9 @@
-"""Payment-processor adapters: one small interface, one module per processor."""
+"""Payment-processor adapters: the port (`port.py`), the card as the gateway holds it (here), and
+one module per processor."""
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
-from typing import Protocol
-
-
-class ProcessorTimeout(Exception):
-    """The processor did not answer in time: the outcome is unknown."""
-
-
-class Decision(enum.Enum):
-    APPROVED = "approved"
-    DECLINED = "declined"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,38 +40,3 @@ class CardRef:
     expiry: str | None
     payload: dict[str, str]
     clear: ClearCard | None = field(default=None, repr=False)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HoldResult:
-    decision: Decision
-    amount_minor: int  # approved amount (partial approvals approve less)
-    reference: str
-    reason: str = ""
-
-
-class Processor(Protocol):
-    """A payment processor as the gateway uses it. Every call carries the gateway's own
-    idempotency key so a retried call never holds or captures twice at the processor."""
-
-    name: str
-    supports_increment: bool  # whether `increment` may be called (incremental authorization)
-
-    def hold(self, *, key: str, card: CardRef, amount_minor: int, currency: str) -> HoldResult:
-        """Place a hold (pre-authorization). Raises `ProcessorTimeout` when unknown."""
-        ...
-
-    def increment(self, *, key: str, reference: str, amount_minor: int) -> HoldResult:
-        """Raise the hold to `amount_minor` in all (incremental authorization; only when
-        `supports_increment`). The result's amount is the whole hold afterwards: the old one
-        if declined, possibly less than asked if partially approved. Raises
-        `ProcessorTimeout` when unknown."""
-        ...
-
-    def capture(self, *, key: str, reference: str, amount_minor: int) -> None:
-        """Capture `amount_minor` (≤ the hold) and release the rest."""
-        ...
-
-    def release(self, *, key: str, reference: str) -> None:
-        """Release the whole hold (void / reversal)."""
-        ...

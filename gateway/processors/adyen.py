@@ -176,10 +176,10 @@ class AdyenProcessor:
             ),
         )
 
-    def release(self, *, key: str, reference: str) -> Result:
+    def release(self, *, key: str, reference: str, amount: Money) -> Result:
         request = {"merchantAccount": self.account, "reference": key}
         return self._modify(
-            Money.zero("EUR"),
+            Money.zero(amount.currency),
             lambda: self._modifications.cancel_authorised_payment_by_psp_reference(
                 request, reference, idempotency_key=key
             ),

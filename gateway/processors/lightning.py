@@ -210,7 +210,7 @@ class LightningProcessor:
             now = self.status(payment_id="", reference=reference)
         except ProcessorUnreachable as exc:
             return _no_answer(amount, str(exc))
-        if now.state is not PaymentState.HELD:
+        if now.state is not PaymentState.HELD or now.held is None:
             return _refused(amount, ErrorCode.AMOUNT_INVALID, f"the invoice is {now.state.value}")
         if amount.currency != now.held.currency or not 0 < amount.minor <= now.held.minor:
             return _refused(amount, ErrorCode.AMOUNT_INVALID, f"{amount} asked, {now.held} paid")
@@ -222,13 +222,13 @@ class LightningProcessor:
             raw={"owed_back_minor": owed.minor, "currency": owed.currency, "invoice": now.raw},
         )
 
-    def release(self, *, key: str, reference: str) -> Result:
+    def release(self, *, key: str, reference: str, amount: Money) -> Result:
         try:
             now = self.status(payment_id="", reference=reference)
         except ProcessorUnreachable as exc:
-            return _no_answer(Money.zero("EUR"), str(exc))
-        if now.state is PaymentState.NOT_FOUND:
-            return _refused(now.held, ErrorCode.NOT_FOUND, f"no invoice {reference}")
+            return _no_answer(Money.zero(amount.currency), str(exc))
+        if now.state is PaymentState.NOT_FOUND or now.held is None:
+            return _refused(amount, ErrorCode.NOT_FOUND, f"no invoice {reference}")
         # An unpaid invoice expires by itself (LNbits cancels none); a paid one is owed back.
         return Result(
             outcome=Outcome.APPROVED,
@@ -255,7 +255,7 @@ class LightningProcessor:
         for row in paid_out:
             if (row.get("extra") or {}).get("gateway_key") == key:
                 return _payout_result(row, reference)
-        if now.state is not PaymentState.HELD:
+        if now.state is not PaymentState.HELD or now.held is None or now.refunded is None:
             return _refused(amount, ErrorCode.AMOUNT_INVALID, f"the invoice is {now.state.value}")
         left = now.held - now.refunded
         if amount.currency != left.currency or not 0 < amount.minor <= left.minor:
@@ -362,7 +362,7 @@ class LightningProcessor:
             now = self.status(payment_id="", reference=payment_hash)
         except ProcessorUnreachable as exc:
             raise WebhookRejected(f"lightning webhook not confirmed: {exc}") from None
-        if now.state is not PaymentState.HELD:
+        if now.state is not PaymentState.HELD or now.held is None:
             raise WebhookRejected(f"lightning webhook: invoice is {now.state.value}, not paid")
         extra = now.raw.get("extra") or {}
         return WebhookEvent(

@@ -129,13 +129,14 @@ class PaymentState(enum.Enum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PaymentStatus:
-    """What the processor says about one payment now."""
+    """What the processor says about one payment now. The amounts are None when the processor
+    knows no such payment (`NOT_FOUND`)."""
 
     state: PaymentState
     reference: str
-    held: Money
-    captured: Money
-    refunded: Money
+    held: Money | None
+    captured: Money | None
+    refunded: Money | None
     raw: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -173,7 +174,11 @@ class Processor(Protocol):
 
     name: str  # the adapter: "simulated", "stripe", "adyen", "lightning"
     account: str  # the merchant account this instance acts for
-    capabilities: frozenset[Capability]
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        """What this adapter, for its account, can do beyond hold, capture and release."""
+        ...
 
     def hold(self, *, key: str, payment_id: str, card: Any, amount: Money) -> Result:
         """Authorize `amount` for later capture (a pre-authorization). `card` is a
@@ -188,8 +193,9 @@ class Processor(Protocol):
         """Capture `amount` (at most the hold) and release the rest."""
         ...
 
-    def release(self, *, key: str, reference: str) -> Result:
-        """Release the whole hold (void, cancel)."""
+    def release(self, *, key: str, reference: str, amount: Money) -> Result:
+        """Release the whole hold (void, cancel); `amount` is the hold being released, as the
+        gateway recorded it (for the answer's currency and processors that want it)."""
         ...
 
     def refund(self, *, key: str, reference: str, amount: Money) -> Result:

@@ -1,109 +1,366 @@
-"""The simulated processor: test cards approve, decline, partially approve, or time out.
+"""The simulated processor: durable books of its own, test cards, a webhook source.
 
-Decided by the last four digits of the card number, as processors' sandboxes do with test card
-numbers (of the decrypted PAN when the gateway decrypted the card data, else of the last four
-digits the terminal sent):
+It keeps what a real processor keeps on its side, in its own tables (`sim_payments`,
+`sim_requests` in the gateway's database, written in transactions of its own, never inside
+one of the gateway's), so holds survive a gateway restart and any worker can capture a hold
+another worker placed. Every call is idempotent by its key, as real processors are.
+
+Test cards, by the last four digits of the card number (of the decrypted PAN when the gateway
+decrypted the card data, else of the last four digits the terminal sent), as processors'
+sandboxes do:
 - ``0002`` declines (insufficient funds);
 - ``0028`` approves half the amount asked for (partial approval);
-- ``0119`` times out (the outcome is unknown to the gateway);
+- ``0119`` never answers and places nothing (the request is lost on the way);
+- ``0135`` places the hold but its answer is lost (only `status` finds it);
 - anything else approves in full.
-Increments of a hold approve in full while `supports_increment` is on (tests turn it off).
-Every hold, capture and release is remembered, so tests can check nothing was done twice.
+`fail` switches the whole processor into an outage for tests: "unreachable" (nothing is done,
+no answer) or "lost" (the call is done, its answer lost).
+Webhooks are JSON signed with HMAC-SHA256 over the body (`Sim-Signature` header).
 """
 
 from __future__ import annotations
 
-import threading
+import hashlib
+import hmac
+import json
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from typing import Any, Literal
 
-from gateway.processors import CardRef, Decision, HoldResult, ProcessorTimeout
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from gateway.ledger.schema import sim_payments, sim_requests
+from gateway.ledger.store import insert_new, now
+from gateway.processors import CardRef
+from gateway.processors.port import (
+    Capability,
+    ErrorCode,
+    Outcome,
+    PaymentState,
+    PaymentStatus,
+    ProcessorError,
+    ProcessorUnreachable,
+    Result,
+    WebhookEvent,
+    WebhookKind,
+    WebhookRejected,
+)
+from terminal.money import Money
 
 DECLINE_LAST4 = "0002"
 PARTIAL_LAST4 = "0028"
 TIMEOUT_LAST4 = "0119"
+LOST_ANSWER_LAST4 = "0135"
+SIGNATURE_HEADER = "sim-signature"
+
+Failure = Literal["unreachable", "lost"] | None
 
 
-@dataclass
-class SimHold:
-    reference: str
-    amount_minor: int
-    currency: str
-    captured_minor: int | None = None
-    released: bool = False
-    keys: list[str] = field(default_factory=list)
+def _unknown(amount: Money) -> Result:
+    return Result(
+        outcome=Outcome.UNKNOWN,
+        amount=Money(0, amount.currency),
+        error=ProcessorError(code=ErrorCode.TIMEOUT, message="simulated processor timeout"),
+    )
+
+
+def _refused(amount: Money, code: ErrorCode, message: str, reference: str = "") -> Result:
+    return Result(
+        outcome=Outcome.DECLINED,
+        amount=Money(0, amount.currency),
+        reference=reference,
+        error=ProcessorError(code=code, message=message, processor_code=code.value),
+    )
+
+
+def _dump(result: Result) -> str:
+    error = result.error
+    return json.dumps(
+        {
+            "outcome": result.outcome.value,
+            "minor": result.amount.minor,
+            "currency": result.amount.currency,
+            "reference": result.reference,
+            "error": None
+            if error is None
+            else {"code": error.code.value, "message": error.message},
+        }
+    )
+
+
+def _load(text: str) -> Result:
+    data = json.loads(text)
+    error = data["error"]
+    return Result(
+        outcome=Outcome(data["outcome"]),
+        amount=Money(data["minor"], data["currency"]),
+        reference=data["reference"],
+        error=None
+        if error is None
+        else ProcessorError(
+            code=ErrorCode(error["code"]), message=error["message"], processor_code=error["code"]
+        ),
+    )
 
 
 class SimulatedProcessor:
-    """Implements `gateway.processors.Processor` in memory."""
+    """Implements `gateway.processors.port.Processor` over its own tables on `engine`."""
 
     name = "simulated"
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.holds: dict[str, SimHold] = {}
-        self._by_key: dict[str, HoldResult] = {}
-        self.supports_increment = True
+    def __init__(
+        self,
+        engine: Engine,
+        account: str = "default",
+        *,
+        increments: bool = True,
+        webhook_secret: bytes = b"simulated-webhook-secret",
+    ) -> None:
+        self.engine = engine
+        self.account = account
+        self.webhook_secret = webhook_secret
+        self.fail: Failure = None
+        self.calls = 0  # money calls that reached the processor (tests count them)
+        self.supports_increment = increments
 
-    def hold(self, *, key: str, card: CardRef, amount_minor: int, currency: str) -> HoldResult:
-        with self._lock:
-            if key in self._by_key:
-                return self._by_key[key]
-            last4 = card.clear.pan[-4:] if card.clear is not None else card.last4
-            if last4 == TIMEOUT_LAST4:
-                raise ProcessorTimeout("simulated processor timeout")
-            if last4 == DECLINE_LAST4:
-                result = HoldResult(
-                    decision=Decision.DECLINED,
-                    amount_minor=0,
-                    reference="",
-                    reason="insufficient_funds",
-                )
-            else:
-                approved = amount_minor // 2 if last4 == PARTIAL_LAST4 else amount_minor
-                reference = "sim_" + uuid.uuid4().hex[:16]
-                self.holds[reference] = SimHold(
-                    reference=reference, amount_minor=approved, currency=currency, keys=[key]
-                )
-                result = HoldResult(
-                    decision=Decision.APPROVED, amount_minor=approved, reference=reference
-                )
-            self._by_key[key] = result
-            return result
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        caps = {
+            Capability.PARTIAL_CAPTURE,
+            Capability.REFUND,
+            Capability.WEBHOOK,
+            Capability.CARD_PRESENT,
+        }
+        if self.supports_increment:
+            caps.add(Capability.INCREMENT)
+        return frozenset(caps)
 
-    def increment(self, *, key: str, reference: str, amount_minor: int) -> HoldResult:
-        with self._lock:
-            if key in self._by_key:
-                return self._by_key[key]
-            hold = self.holds[reference]
-            if hold.captured_minor is not None or hold.released:
-                raise RuntimeError(f"hold {reference} already settled")
-            hold.amount_minor = max(hold.amount_minor, amount_minor)
-            hold.keys.append(key)
-            result = HoldResult(
-                decision=Decision.APPROVED, amount_minor=hold.amount_minor, reference=reference
+    # -- the books --------------------------------------------------------------------------
+    def _replay(self, conn: Connection, key: str) -> Result | None:
+        row = conn.execute(
+            sa.select(sim_requests.c.answer).where(
+                sim_requests.c.account == self.account, sim_requests.c.key == key
             )
-            self._by_key[key] = result
-            return result
+        ).first()
+        return None if row is None else _load(row.answer)
 
-    def capture(self, *, key: str, reference: str, amount_minor: int) -> None:
-        with self._lock:
-            hold = self.holds[reference]
-            if hold.captured_minor is not None or hold.released:
-                if key in hold.keys:
-                    return
-                raise RuntimeError(f"hold {reference} already settled")
-            if amount_minor > hold.amount_minor:
-                raise RuntimeError("capture exceeds hold")
-            hold.captured_minor = amount_minor
-            hold.keys.append(key)
+    def _remember(self, conn: Connection, key: str, operation: str, result: Result) -> Result:
+        if not insert_new(
+            conn,
+            sim_requests,
+            account=self.account,
+            key=key,
+            operation=operation,
+            reference=result.reference,
+            answer=_dump(result),
+            at=now(),
+        ):
+            replayed = self._replay(conn, key)
+            assert replayed is not None
+            return replayed
+        return result
 
-    def release(self, *, key: str, reference: str) -> None:
-        with self._lock:
-            hold = self.holds[reference]
-            if hold.captured_minor is not None or hold.released:
-                if key in hold.keys:
-                    return
-                raise RuntimeError(f"hold {reference} already settled")
-            hold.released = True
-            hold.keys.append(key)
+    def _payment(self, conn: Connection, reference: str) -> sa.Row[Any] | None:
+        return conn.execute(
+            sa.select(sim_payments).where(
+                sim_payments.c.account == self.account, sim_payments.c.reference == reference
+            )
+        ).first()
+
+    def _call(self, key: str, operation: str, amount: Money, work: Any) -> Result:
+        """Run one idempotent call: replay a known key, else do `work(conn)` and remember it;
+        the outage modes lose the request or its answer."""
+        if self.fail == "unreachable":
+            return _unknown(amount)
+        self.calls += 1
+        with self.engine.begin() as conn:
+            result = self._replay(conn, key)
+            if result is None:
+                result = work(conn)
+                if result.outcome is not Outcome.UNKNOWN:
+                    result = self._remember(conn, key, operation, result)
+        return _unknown(amount) if self.fail == "lost" else result
+
+    # -- the port ---------------------------------------------------------------------------
+    def hold(self, *, key: str, payment_id: str, card: CardRef, amount: Money) -> Result:
+        last4 = card.clear.pan[-4:] if card.clear is not None else card.last4
+        if last4 == TIMEOUT_LAST4:
+            return _unknown(amount)
+
+        def work(conn: Connection) -> Result:
+            existing = conn.execute(
+                sa.select(sim_payments).where(
+                    sim_payments.c.account == self.account,
+                    sim_payments.c.payment_id == payment_id,
+                )
+            ).first()
+            if existing is not None:
+                return _refused(amount, ErrorCode.INVALID_REQUEST, "payment id already used")
+            if last4 == DECLINE_LAST4:
+                return _refused(amount, ErrorCode.INSUFFICIENT_FUNDS, "insufficient funds")
+            held = amount.minor // 2 if last4 == PARTIAL_LAST4 else amount.minor
+            reference = "sim_" + uuid.uuid4().hex[:20]
+            conn.execute(
+                sa.insert(sim_payments).values(
+                    reference=reference,
+                    account=self.account,
+                    payment_id=payment_id,
+                    state="held",
+                    currency=amount.currency,
+                    held=held,
+                    captured=0,
+                    refunded=0,
+                    created_at=now(),
+                )
+            )
+            return Result(
+                outcome=Outcome.PARTIALLY_APPROVED if held < amount.minor else Outcome.APPROVED,
+                amount=Money(held, amount.currency),
+                reference=reference,
+            )
+
+        result = self._call(key, "hold", amount, work)
+        if last4 == LOST_ANSWER_LAST4 and result.succeeded:
+            return _unknown(amount)
+        return result
+
+    def increment(self, *, key: str, reference: str, amount: Money) -> Result:
+        def work(conn: Connection) -> Result:
+            payment = self._payment(conn, reference)
+            if payment is None:
+                return _refused(amount, ErrorCode.NOT_FOUND, "no such payment", reference)
+            if not self.supports_increment:
+                return _refused(amount, ErrorCode.UNSUPPORTED, "no incremental authorization")
+            if payment.state != "held":
+                return _refused(amount, ErrorCode.ALREADY_SETTLED, payment.state, reference)
+            held = max(int(payment.held), amount.minor)
+            conn.execute(
+                sa.update(sim_payments)
+                .where(sim_payments.c.reference == reference)
+                .values(held=held)
+            )
+            return Result(
+                outcome=Outcome.APPROVED, amount=Money(held, amount.currency), reference=reference
+            )
+
+        return self._call(key, "increment", amount, work)
+
+    def capture(self, *, key: str, reference: str, amount: Money) -> Result:
+        def work(conn: Connection) -> Result:
+            payment = self._payment(conn, reference)
+            if payment is None:
+                return _refused(amount, ErrorCode.NOT_FOUND, "no such payment", reference)
+            if payment.state != "held":
+                return _refused(amount, ErrorCode.ALREADY_SETTLED, payment.state, reference)
+            if amount.minor > payment.held or amount.currency != payment.currency:
+                return _refused(amount, ErrorCode.AMOUNT_INVALID, "above the hold", reference)
+            conn.execute(
+                sa.update(sim_payments)
+                .where(sim_payments.c.reference == reference)
+                .values(state="captured", captured=amount.minor)
+            )
+            return Result(outcome=Outcome.APPROVED, amount=amount, reference=reference)
+
+        return self._call(key, "capture", amount, work)
+
+    def release(self, *, key: str, reference: str, amount: Money) -> Result:
+        zero = Money(0, amount.currency)
+
+        def work(conn: Connection) -> Result:
+            payment = self._payment(conn, reference)
+            if payment is None:
+                return _refused(zero, ErrorCode.NOT_FOUND, "no such payment", reference)
+            if payment.state != "held":
+                return _refused(zero, ErrorCode.ALREADY_SETTLED, payment.state, reference)
+            conn.execute(
+                sa.update(sim_payments)
+                .where(sim_payments.c.reference == reference)
+                .values(state="released")
+            )
+            return Result(outcome=Outcome.APPROVED, amount=zero, reference=reference)
+
+        return self._call(key, "release", zero, work)
+
+    def refund(self, *, key: str, reference: str, amount: Money) -> Result:
+        def work(conn: Connection) -> Result:
+            payment = self._payment(conn, reference)
+            if payment is None:
+                return _refused(amount, ErrorCode.NOT_FOUND, "no such payment", reference)
+            if payment.state != "captured":
+                return _refused(amount, ErrorCode.INVALID_REQUEST, payment.state, reference)
+            if amount.minor <= 0 or payment.refunded + amount.minor > payment.captured:
+                return _refused(amount, ErrorCode.AMOUNT_INVALID, "above the capture", reference)
+            conn.execute(
+                sa.update(sim_payments)
+                .where(sim_payments.c.reference == reference)
+                .values(refunded=payment.refunded + amount.minor)
+            )
+            return Result(outcome=Outcome.APPROVED, amount=amount, reference=reference)
+
+        return self._call(key, "refund", amount, work)
+
+    def status(self, *, payment_id: str, reference: str | None) -> PaymentStatus:
+        if self.fail == "unreachable":
+            raise ProcessorUnreachable("simulated processor unreachable")
+        where = (
+            sim_payments.c.reference == reference
+            if reference
+            else sim_payments.c.payment_id == payment_id
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(sim_payments).where(sim_payments.c.account == self.account, where)
+            ).first()
+        if row is None:
+            return PaymentStatus(
+                state=PaymentState.NOT_FOUND,
+                reference=reference or "",
+                held=None,
+                captured=None,
+                refunded=None,
+            )
+        return PaymentStatus(
+            state={
+                "held": PaymentState.HELD,
+                "captured": PaymentState.CAPTURED,
+                "released": PaymentState.RELEASED,
+            }[row.state],
+            reference=row.reference,
+            held=Money(int(row.held), row.currency),
+            captured=Money(int(row.captured), row.currency),
+            refunded=Money(int(row.refunded), row.currency),
+        )
+
+    # -- webhooks ---------------------------------------------------------------------------
+    def sign(self, body: bytes) -> str:
+        """The signature header value for `body` (the webhook source's side)."""
+        return hmac.new(self.webhook_secret, body, hashlib.sha256).hexdigest()
+
+    def parse_webhook(self, *, headers: Mapping[str, str], body: bytes) -> WebhookEvent:
+        given = {k.lower(): v for k, v in headers.items()}.get(SIGNATURE_HEADER, "")
+        if not hmac.compare_digest(given.encode(), self.sign(body).encode()):
+            raise WebhookRejected("signature does not match")
+        try:
+            data = json.loads(body)
+            return WebhookEvent(
+                event_id=str(data["id"]),
+                kind=WebhookKind(data["type"]),
+                reference=str(data["reference"]),
+                payment_id=data.get("payment_id"),
+                amount=Money(int(data["minor"]), str(data["currency"])),
+                raw=data,
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise WebhookRejected(f"malformed notification: {exc}") from None
+
+    # -- for tests and the ledger check -----------------------------------------------------
+    def payments(self) -> list[dict[str, Any]]:
+        """Every payment in the processor's books."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(sim_payments)
+                .where(sim_payments.c.account == self.account)
+                .order_by(sim_payments.c.created_at)
+            )
+            return [dict(r._mapping) for r in rows]

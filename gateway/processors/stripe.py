@@ -197,17 +197,15 @@ class StripeProcessor:
             captured,
         )
 
-    def release(self, *, key: str, reference: str) -> Result:
+    def release(self, *, key: str, reference: str, amount: Money) -> Result:
         def released(intent: Mapping[str, Any], asked: Money) -> Result:
             zero = Money.zero(str(intent.get("currency", "eur")).upper())
             if intent.get("status") != "canceled":
                 return _unexpected(intent, zero)
             return _result(Outcome.APPROVED, zero, intent)
 
-        # The currency of the zero amount is only known from the answer; EUR stands in for a
-        # refusal that carries none (the gateway keys money by the payment, not this amount).
         return self._call(
-            Money.zero("EUR"),
+            Money.zero(amount.currency),
             lambda: self._client.v1.payment_intents.cancel(
                 reference, options={"idempotency_key": key}
             ),
@@ -221,7 +219,7 @@ class StripeProcessor:
             return _no_answer(amount, str(exc))
         if now.state is PaymentState.NOT_FOUND:
             return _refused(amount, ErrorCode.NOT_FOUND, f"no payment {reference}")
-        if now.state is not PaymentState.CAPTURED:
+        if now.state is not PaymentState.CAPTURED or now.captured is None or now.refunded is None:
             return _refused(amount, ErrorCode.AMOUNT_INVALID, "nothing captured to refund")
         left = now.captured - now.refunded
         if amount.currency != left.currency or amount.minor <= 0 or amount > left:

@@ -90,6 +90,10 @@ class GatewayClient:
             error = data.get("error")
             if not isinstance(error, dict) or not isinstance(error.get("code"), str):
                 raise UplinkError("malformed error body")
+            if response.status_code == 409 and error["code"] == "in_progress":
+                # Another step on the same authorization is under way at the gateway (or a
+                # worker died in it): not a refusal, an answer to come. Retried like no answer.
+                raise UplinkError("in progress")
             raise GatewayRefused(response.status_code, error["code"], str(error.get("message")))
         if response.status_code != 200:
             raise UplinkError(f"unexpected http {response.status_code}")

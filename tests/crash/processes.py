@@ -34,21 +34,44 @@ def free_port() -> int:
 class GatewayProcess:
     """`ev-terminal gateway` on a free loopback port, with its own SQLite ledger."""
 
-    def __init__(self, work: Path, key_dir: Path) -> None:
+    def __init__(
+        self,
+        work: Path,
+        key_dir: Path,
+        *,
+        db_url: str | None = None,
+        extra: list[str] | None = None,
+    ) -> None:
         self.db = work / "gateway.sqlite3"
+        self.db_url = db_url or str(self.db)
+        self.key_dir = key_dir
+        self.extra = extra or []
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._log = (work / "gateway.log").open("w")
+        self._log = (work / "gateway.log").open("a")
+        subprocess.run(
+            [str(BIN / "ev-terminal"), "gateway", "migrate", "--db", self.db_url],
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            check=True,
+        )
+        self.start()
+
+    def start(self) -> None:
+        """Start the gateway process and wait until it answers."""
         self.proc = subprocess.Popen(
             [
                 str(BIN / "ev-terminal"),
                 "gateway",
                 "--db",
-                str(self.db),
+                self.db_url,
                 "--port",
                 str(self.port),
                 "--keys",
-                str(key_dir),
+                str(self.key_dir),
+                "--insecure-dev",
+                *self.extra,
             ],
             cwd=ROOT,
             stdout=self._log,
@@ -57,14 +80,19 @@ class GatewayProcess:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             try:
-                if requests.get(self.url + "/healthz", timeout=1).ok:
+                if requests.get(self.url + "/healthz", timeout=5).ok:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # refused, or too slow to answer yet
                 pass
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 self.stop()
                 raise RuntimeError("the gateway did not start")
             time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up, open requests cut wherever they are."""
+        self.proc.kill()
+        self.proc.wait(timeout=10)
 
     def rows(self, table: str) -> list[dict[str, Any]]:
         with closing(sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)) as conn:

@@ -14,16 +14,18 @@ from typing import Any
 
 import pytest
 import requests
+from sqlalchemy.engine import Engine
 
-from gateway.app import create_app
 from gateway.card_data import CardVault
-from gateway.processors import CardRef, ClearCard, HoldResult
+from gateway.processors import CardRef, ClearCard
+from gateway.processors.port import Result
 from gateway.processors.simulated import SimulatedProcessor
 from gateway.server import EmbeddedGateway
 from hardware.clock import ManualClock
 from hardware.sim.card_script import load_named
 from terminal.core.session import Card
 from terminal.errors import KeyMaterialError
+from terminal.money import Money
 from terminal.protection.counter import FileCounterStore, write_counter_file
 from terminal.protection.dukpt import DukptOriginator, InitialKeyId, derive_initial_key
 from terminal.protection.keys import (
@@ -43,13 +45,13 @@ VISA_PAN = "4761739001010010"  # hardware/sim/cards/visa.card, tag 5A
 class RecordingProcessor(SimulatedProcessor):
     """The simulated processor, remembering the cards it was asked to hold."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
         self.cards: list[CardRef] = []
 
-    def hold(self, *, key: str, card: CardRef, amount_minor: int, currency: str) -> HoldResult:
+    def hold(self, *, key: str, payment_id: str, card: CardRef, amount: Money) -> Result:
         self.cards.append(card)
-        return super().hold(key=key, card=card, amount_minor=amount_minor, currency=currency)
+        return super().hold(key=key, payment_id=payment_id, card=card, amount=amount)
 
 
 @dataclass
@@ -122,11 +124,10 @@ def fleet(tmp_path: Path) -> ProvisionedFleet:
 
 
 @pytest.fixture
-def gateway(tmp_path: Path, fleet: ProvisionedFleet) -> Iterator[Gateway]:
-    server = EmbeddedGateway(tmp_path / "gateway.sqlite3", key_dir=fleet.gateway_dir)
-    processor = RecordingProcessor()
-    server.processor = processor
-    server.app = create_app(server.ledger, processor, server.vault)
+def gateway(db_url: str, fleet: ProvisionedFleet) -> Iterator[Gateway]:
+    server = EmbeddedGateway(db_url=db_url, key_dir=fleet.gateway_dir, processor=RecordingProcessor)
+    processor = server.processor
+    assert isinstance(processor, RecordingProcessor)
     server.up()
     http = requests.Session()
     try:
@@ -183,16 +184,18 @@ def test_a_replayed_blob_is_refused(gateway: Gateway, fleet: ProvisionedFleet) -
 
 
 def test_a_blob_replayed_on_another_gateway_process_is_refused(
-    tmp_path: Path, gateway: Gateway, fleet: ProvisionedFleet
+    db_url: str, gateway: Gateway, fleet: ProvisionedFleet
 ) -> None:
     """The seen KSNs are in the ledger database, not in memory: a restart remembers them."""
     card = tap(fleet.device_dirs["kiosk-1"])
     assert gateway.authorize("auth-first-0002", card, "KIOSK-1").status_code == 200
     gateway.server.close()
-    restarted = EmbeddedGateway(tmp_path / "gateway.sqlite3", key_dir=fleet.gateway_dir)
+    restarted = EmbeddedGateway(db_url=db_url, key_dir=fleet.gateway_dir)
     restarted.up()
     try:
-        replay = Gateway(server=restarted, processor=RecordingProcessor(), http=gateway.http)
+        replay = Gateway(
+            server=restarted, processor=RecordingProcessor(restarted.engine), http=gateway.http
+        )
         assert refusal(replay.authorize("auth-again-0002", card, "KIOSK-1")) == (
             "card_data_invalid"
         )

@@ -6,19 +6,15 @@ demo use it; these tests talk to it with `requests`, as the terminal's uplink do
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from gateway.app import create_app
-from gateway.processors import CardRef, HoldResult
 from gateway.processors.simulated import (
     DECLINE_LAST4,
     PARTIAL_LAST4,
     TIMEOUT_LAST4,
-    SimulatedProcessor,
 )
 from gateway.server import EmbeddedGateway
 
@@ -125,36 +121,8 @@ def _serve(gateway: EmbeddedGateway) -> Iterator[Client]:
 
 
 @pytest.fixture
-def gw(tmp_path: Path) -> Iterator[Client]:
-    yield from _serve(EmbeddedGateway(tmp_path / "gateway.sqlite3"))
-
-
-class SlowThenAnswering(SimulatedProcessor):
-    """A processor that times out on its first `timeouts` holds, then answers as the
-    simulated one does: the outcome of a timed-out hold is unknown to the gateway."""
-
-    def __init__(self, timeouts: int) -> None:
-        super().__init__()
-        self.timeouts = timeouts
-        self.hold_calls = 0
-
-    def hold(self, *, key: str, card: CardRef, amount_minor: int, currency: str) -> HoldResult:
-        self.hold_calls += 1
-        if self.hold_calls <= self.timeouts:
-            return super().hold(
-                key=key,
-                card=CardRef(
-                    kind=card.kind,
-                    token=card.token,
-                    brand=card.brand,
-                    last4=TIMEOUT_LAST4,
-                    expiry=card.expiry,
-                    payload=card.payload,
-                ),
-                amount_minor=amount_minor,
-                currency=currency,
-            )
-        return super().hold(key=key, card=card, amount_minor=amount_minor, currency=currency)
+def gw(db_url: str) -> Iterator[Client]:
+    yield from _serve(EmbeddedGateway(db_url=db_url))
 
 
 # -- authorizations -----------------------------------------------------------------------
@@ -172,7 +140,7 @@ def test_same_key_and_body_replays_the_first_answer_and_holds_once(gw: Client) -
         "amount_authorized": {"minor": 5000, "currency": "EUR"},
     }
     assert gw.movements("auth-replay-0001") == [("hold", 5000)]
-    assert len(gw.gateway.processor.holds) == 1
+    assert len(gw.gateway.processor.payments()) == 1
 
 
 def test_same_key_with_a_different_body_is_refused(gw: Client) -> None:
@@ -209,7 +177,7 @@ def test_void_before_its_authorization_leaves_a_tombstone_and_refuses_it(gw: Cli
     assert late.status_code == 409
     assert error_code(late) == "already_voided"
     assert gw.movements("auth-late-0001") == []
-    assert gw.gateway.processor.holds == {}
+    assert gw.gateway.processor.payments() == []
     # The refusal is the stored answer for the key: a retry of the late request stays refused.
     assert gw.authorize(authorization("auth-late-0001")).json() == late.json()
 
@@ -233,24 +201,36 @@ def test_capture_twice_with_the_same_key_captures_once(gw: Client) -> None:
     assert first.json() == again.json()
     assert first.json()["amount_captured"] == {"minor": 321, "currency": "EUR"}
     assert gw.movements("auth-cap-0001") == [("hold", 5000), ("capture", 321)]
-    (hold,) = gw.gateway.processor.holds.values()
-    assert hold.captured_minor == 321
+    (hold,) = gw.gateway.processor.payments()
+    assert (hold["state"], hold["captured"]) == ("captured", 321)
 
 
-def test_a_second_capture_under_a_new_key_is_refused(gw: Client) -> None:
+def test_a_second_capture_of_another_amount_under_a_new_key_is_refused(gw: Client) -> None:
     assert gw.authorize(authorization("auth-cap2-0001")).status_code == 200
     assert gw.capture("auth-cap2-0001", 321).status_code == 200
     response = gw.capture("auth-cap2-0001", 100, key="auth-cap2-0001:capture-again")
     assert response.status_code == 409
-    assert error_code(response) == "not_capturable"
+    assert error_code(response) == "already_captured"
     assert gw.movements("auth-cap2-0001") == [("hold", 5000), ("capture", 321)]
+
+
+def test_the_same_capture_under_a_new_key_gets_the_same_answer(gw: Client) -> None:
+    """Idempotent by state: a capture retried after its key expired (or under another key)
+    is answered as the first one was, and captures nothing more."""
+    assert gw.authorize(authorization("auth-cap3-0001")).status_code == 200
+    first = gw.capture("auth-cap3-0001", 321)
+    again = gw.capture("auth-cap3-0001", 321, key="auth-cap3-0001:capture-after-expiry")
+    assert first.status_code == again.status_code == 200
+    assert first.json() == again.json()
+    assert gw.movements("auth-cap3-0001") == [("hold", 5000), ("capture", 321)]
 
 
 def test_zero_capture_is_refused(gw: Client) -> None:
     assert gw.authorize(authorization("auth-zero-0001")).status_code == 200
     response = gw.capture("auth-zero-0001", 0)
-    assert response.status_code == 409
-    assert error_code(response) == "zero_capture"
+    assert response.status_code == 400
+    assert error_code(response) == "amount_invalid"
+    assert gw.movements("auth-zero-0001") == [("hold", 5000)]
 
 
 def test_void_after_capture_is_refused_and_moves_nothing(gw: Client) -> None:
@@ -302,38 +282,55 @@ def test_partial_card_approves_half_and_caps_the_capture(gw: Client) -> None:
     assert gw.movements("auth-part-0001") == [("hold", 2500), ("capture", 2500)]
 
 
-def test_timeout_card_answers_504_and_stores_nothing(gw: Client) -> None:
+def test_timeout_card_answers_504_and_holds_nothing(gw: Client) -> None:
     body = authorization("auth-slow-0001", last4=TIMEOUT_LAST4)
     for _ in range(2):
         response = gw.authorize(body)
         assert response.status_code == 504
         assert error_code(response) == "processor_timeout"
     assert gw.movements("auth-slow-0001") == []
-    with gw.gateway.engine.connect() as conn:
-        assert gw.gateway.ledger.stored_answer(conn, "auth-slow-0001:authorize") is None
-        assert gw.gateway.ledger.get(conn, "auth-slow-0001") is None
+    row = gw.gateway.ledger.fetch("auth-slow-0001")
+    assert row is not None
+    # The hold's outcome is unknown: recorded as such, for a retry or the reconciler.
+    assert (row.status, row.op, row.op_state) == ("pending", "hold", "unknown")
+    assert gw.gateway.processor.payments() == []
 
 
-def test_retry_after_a_timeout_with_the_same_key_tries_again(tmp_path: Path) -> None:
-    gateway = EmbeddedGateway(tmp_path / "gateway.sqlite3")
-    processor = SlowThenAnswering(timeouts=1)
-    gateway.processor = processor
-    gateway.app = create_app(gateway.ledger, processor)
-    for client in _serve(gateway):
-        body = authorization("auth-retry-0001")
-        assert client.authorize(body).status_code == 504
-        retried = client.authorize(body)
-        assert retried.status_code == 200
-        assert retried.json()["status"] == "approved"
-        assert processor.hold_calls == 2
-        assert client.movements("auth-retry-0001") == [("hold", 5000)]
-        # From now on the answer is stored: a third try replays it without the processor.
-        assert client.authorize(body).json() == retried.json()
-        assert processor.hold_calls == 2
+def test_retry_after_a_timeout_asks_the_processor_and_then_holds_once(gw: Client) -> None:
+    processor = gw.gateway.processor
+    body = authorization("auth-retry-0001")
+    processor.fail = "unreachable"
+    assert gw.authorize(body).status_code == 504
+    processor.fail = None
+    retried = gw.authorize(body)
+    assert retried.status_code == 200
+    assert retried.json()["status"] == "approved"
+    assert gw.movements("auth-retry-0001") == [("hold", 5000)]
+    calls = processor.calls
+    # From now on the answer is stored: a third try replays it without the processor.
+    assert gw.authorize(body).json() == retried.json()
+    assert processor.calls == calls
+    assert len(processor.payments()) == 1
 
 
-def test_a_receipt_id_already_taken_is_refused_not_a_server_error(tmp_path: Path) -> None:
-    gateway = EmbeddedGateway(tmp_path / "receipts.sqlite3")
+def test_an_answer_lost_after_the_hold_is_found_by_asking_not_by_holding_again(
+    gw: Client,
+) -> None:
+    processor = gw.gateway.processor
+    body = authorization("auth-lost-0001")
+    processor.fail = "lost"  # the processor holds, its answer never arrives
+    assert gw.authorize(body).status_code == 504
+    processor.fail = None
+    calls = processor.calls
+    retried = gw.authorize(body)
+    assert retried.json()["status"] == "approved"
+    assert processor.calls == calls  # the status told it: no second hold call
+    assert len(processor.payments()) == 1
+    assert gw.movements("auth-lost-0001") == [("hold", 5000)]
+
+
+def test_a_receipt_id_already_taken_is_refused_not_a_server_error(db_url: str) -> None:
+    gateway = EmbeddedGateway(db_url=db_url)
     gateway.up()
     try:
         http = requests.Session()
@@ -390,8 +387,8 @@ def test_a_receipt_id_already_taken_is_refused_not_a_server_error(tmp_path: Path
         gateway.close()
 
 
-def test_an_event_batch_retried_with_more_events_stores_none_twice(tmp_path: Path) -> None:
-    gateway = EmbeddedGateway(tmp_path / "events.sqlite3")
+def test_an_event_batch_retried_with_more_events_stores_none_twice(db_url: str) -> None:
+    gateway = EmbeddedGateway(db_url=db_url)
     gateway.up()
     try:
         http = requests.Session()

@@ -4,7 +4,6 @@ approved hold, idempotently, never past the terminal's ceiling, never on a settl
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +16,8 @@ AUTH = "auth-incr-0001"
 
 
 @pytest.fixture
-def gw(tmp_path: Path) -> Iterator[Client]:
-    yield from _serve(EmbeddedGateway(tmp_path / "gateway.sqlite3"))
+def gw(db_url: str) -> Iterator[Client]:
+    yield from _serve(EmbeddedGateway(db_url=db_url))
 
 
 def increment(minor: int, ceiling: int = 15_000, currency: str = "EUR") -> dict[str, Any]:
@@ -48,8 +47,8 @@ def test_increment_raises_the_hold_and_the_ledger_records_the_extra(gw: Client) 
     }
     assert top_up(gw, 2, increment(2000)).json()["amount_authorized"]["minor"] == 9000
     assert gw.movements(AUTH) == [("hold", 5000), ("increment", 2000), ("increment", 2000)]
-    [hold] = gw.gateway.processor.holds.values()
-    assert hold.amount_minor == 9000
+    [hold] = gw.gateway.processor.payments()
+    assert hold["held"] == 9000
     # The capture may now take up to the whole hold, increments included.
     assert gw.capture(AUTH, 9000).status_code == 200
     assert gw.movements(AUTH)[-1] == ("capture", 9000)
@@ -97,7 +96,7 @@ def test_increment_of_an_unknown_or_declined_authorization_is_refused(gw: Client
 
 def test_zero_or_foreign_currency_increment_is_refused(gw: Client) -> None:
     approved(gw)
-    assert error_code(top_up(gw, 1, increment(0))) == "zero_increment"
+    assert error_code(top_up(gw, 1, increment(0))) == "amount_invalid"
     assert error_code(top_up(gw, 2, increment(100, currency="USD"))) == "currency_mismatch"
     assert gw.movements(AUTH) == [("hold", 5000)]
 

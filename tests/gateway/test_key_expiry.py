@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import requests
 
 from gateway.ledger import IDEMPOTENCY_RETENTION, StoredAnswer
+from gateway.ledger.idempotency import Claimed, IdempotencyKeys, KeyRef
 from gateway.server import EmbeddedGateway
 from tests.gateway.test_idempotency import authorization
 
@@ -33,8 +33,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def gateway(tmp_path: Path, clock: FakeClock) -> Iterator[EmbeddedGateway]:
-    gw = EmbeddedGateway(tmp_path / "gateway.sqlite3", clock=clock, expire_every_s=0.02)
+def gateway(db_url: str, clock: FakeClock) -> Iterator[EmbeddedGateway]:
+    gw = EmbeddedGateway(db_url=db_url, clock=clock, expire_every_s=0.02)
     gw.up()
     yield gw
     gw.close()
@@ -84,14 +84,16 @@ def test_expire_keys_removes_only_keys_older_than_the_retention(
 ) -> None:
     gateway.down()  # no background rounds: this test drives expiry itself
     ledger = gateway.ledger
-    with ledger.engine.begin() as conn:
-        answer = StoredAnswer(status_code=200, body={})
-        ledger.store_answer(conn, "old", "events", "0" * 64, answer)
+    keys = IdempotencyKeys(ledger, lock_s=30)
+    answer = StoredAnswer(status_code=200, body={})
+    old, new = KeyRef(caller="KIOSK-1", key="old"), KeyRef(caller="KIOSK-1", key="new")
+    for ref in (old, new):
+        assert keys.claim(ref, "events", "0" * 64).outcome is Claimed.NEW
+        with ledger.engine.begin() as conn:
+            keys.store(conn, ref, answer)
         clock.now += timedelta(hours=30)
-        ledger.store_answer(conn, "new", "events", "0" * 64, answer)
-    clock.now += IDEMPOTENCY_RETENTION - timedelta(hours=1)
+    clock.now += IDEMPOTENCY_RETENTION - timedelta(hours=31)
     assert gateway.expiry.run_once() == 1
-    with ledger.engine.connect() as conn:
-        assert ledger.stored_answer(conn, "old") is None
-        assert ledger.stored_answer(conn, "new") is not None
+    assert keys.claim(new, "events", "0" * 64).outcome is Claimed.DONE
+    assert keys.claim(old, "events", "0" * 64).outcome is Claimed.NEW  # forgotten
     assert gateway.expiry.run_once() == 0

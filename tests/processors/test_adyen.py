@@ -153,7 +153,7 @@ def test_a_partial_capture_is_a_valid_capture(prism: RecordingProxy) -> None:
 
 
 def test_a_release_is_a_valid_cancel(prism: RecordingProxy) -> None:
-    result = _adapter(prism.url).release(key=new_key(), reference=PSP)
+    result = _adapter(prism.url).release(key=new_key(), reference=PSP, amount=Money(5000, "EUR"))
     sent = _valid(prism)
     assert prism.exchanges[0].path == f"/payments/{PSP}/cancels"
     assert sent["merchantAccount"] == ACCOUNT

@@ -92,7 +92,9 @@ def test_a_capture_above_the_hold_is_refused_and_changes_nothing(harness: Harnes
 def test_a_release_frees_the_hold_and_nothing_can_be_captured_after(harness: Harness) -> None:
     reference = _held(harness, 5000)
 
-    result = harness.processor.release(key=new_key(), reference=reference)
+    result = harness.processor.release(
+        key=new_key(), reference=reference, amount=Money(5000, harness.currency)
+    )
     assert result.outcome is Outcome.APPROVED, result
     assert result.amount.minor == 0
     assert harness.processor.status(payment_id="", reference=reference).state is (
@@ -155,7 +157,7 @@ def test_every_money_call_carries_the_gateway_key_to_the_processor(harness: Harn
         key=keys[2], reference=hold.reference, amount=Money(100, harness.currency)
     )
     other = _held(harness)
-    harness.processor.release(key=keys[3], reference=other)
+    harness.processor.release(key=keys[3], reference=other, amount=Money(5000, harness.currency))
 
     sent = {
         ex.headers.get(harness.idempotency_header)

@@ -1,0 +1,243 @@
+"""The terminal API (v1): authorizations and their money steps, events, signed meter readings,
+the terminal's configuration, and reading back its own authorizations.
+
+Every route needs the terminal's identity (`gateway.api.identity`); a terminal reads and
+changes only its own authorizations. Every POST carries an `Idempotency-Key`
+(`gateway.api.requests`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Request
+from fastapi.responses import JSONResponse, Response
+
+from gateway import wire
+from gateway.api.identity import Caller
+from gateway.api.requests import TerminalRequests, error
+from gateway.ledger.idempotency import StoredAnswer
+from gateway.payments import Payments, Refusal
+from terminal import ocmf
+
+AuthorizationId = Annotated[str, Path(pattern=wire.ID_PATTERN)]
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers a POST gives, all in the `ErrorAnswer` shape: 400 invalid request or
+    missing Idempotency-Key, 401 no terminal identity, 403 another terminal's request, 404
+    unknown, 409 refused by the rules or another step in progress (`in_progress`: retry), 413
+    body too large, 422 key reused with another body, 504 the processor did not answer."""
+    return {code: {"model": wire.ErrorAnswer} for code in codes}
+
+
+def terminal_routes(payments: Payments, frame: TerminalRequests) -> APIRouter:
+    router = APIRouter()
+    ledger = payments.ledger
+
+    def its_own(caller: Caller, authorization_id: str) -> JSONResponse | None:
+        """Only the terminal that asked for a hold may raise, capture or void it."""
+        if caller.terminal is None:
+            return None
+        row = ledger.fetch(authorization_id)
+        if row is None or row.terminal_id == caller.terminal:
+            return None
+        return error(403, "terminal_mismatch", "not the certificate's terminal")
+
+    @router.post(
+        "/v1/authorizations",
+        response_model=wire.AuthorizationAnswer,
+        responses=_errors(400, 401, 403, 409, 413, 422, 504),
+    )
+    def create_authorization(
+        body: wire.AuthorizationRequest, request: Request, idempotency_key: str = Header()
+    ) -> JSONResponse:
+        caller = frame.caller(request)
+        if isinstance(caller, JSONResponse):
+            return caller
+        if (refused := frame.named_terminal(caller, body.terminal_id)) is not None:
+            return refused
+        return frame.run_idempotent(
+            caller,
+            idempotency_key,
+            "authorizations.create",
+            body,
+            lambda store, resumed: payments.authorize(body, store, resumed=resumed),
+        )
+
+    @router.post(
+        "/v1/authorizations/{authorization_id}/increment",
+        response_model=wire.IncrementAnswer,
+        responses=_errors(400, 401, 403, 404, 409, 413, 422, 504),
+    )
+    def increment(
+        authorization_id: AuthorizationId,
+        body: wire.IncrementRequest,
+        request: Request,
+        idempotency_key: str = Header(),
+    ) -> JSONResponse:
+        """Incremental authorization: raise an approved hold by `amount`, never past the
+        `ceiling` the terminal sent. A decline leaves the hold as it was."""
+        caller = frame.caller(request)
+        if isinstance(caller, JSONResponse):
+            return caller
+        if (refused := its_own(caller, authorization_id)) is not None:
+            return refused
+        return frame.run_idempotent(
+            caller,
+            idempotency_key,
+            f"authorizations.increment:{authorization_id}",
+            body,
+            lambda store, _resumed: payments.increment(
+                authorization_id, body, idempotency_key, store
+            ),
+        )
+
+    @router.post(
+        "/v1/authorizations/{authorization_id}/capture",
+        response_model=wire.CaptureAnswer,
+        responses=_errors(400, 401, 403, 404, 409, 413, 422, 504),
+    )
+    def capture(
+        authorization_id: AuthorizationId,
+        body: wire.CaptureRequest,
+        request: Request,
+        idempotency_key: str = Header(),
+    ) -> JSONResponse:
+        caller = frame.caller(request)
+        if isinstance(caller, JSONResponse):
+            return caller
+        if (refused := its_own(caller, authorization_id)) is not None:
+            return refused
+        return frame.run_idempotent(
+            caller,
+            idempotency_key,
+            f"authorizations.capture:{authorization_id}",
+            body,
+            lambda store, _resumed: payments.capture(authorization_id, body, store),
+        )
+
+    @router.post(
+        "/v1/authorizations/{authorization_id}/void",
+        response_model=wire.VoidAnswer,
+        responses=_errors(400, 401, 403, 409, 413, 422, 504),
+    )
+    def void(
+        authorization_id: AuthorizationId,
+        body: wire.VoidRequest,
+        request: Request,
+        idempotency_key: str = Header(),
+    ) -> JSONResponse:
+        caller = frame.caller(request)
+        if isinstance(caller, JSONResponse):
+            return caller
+        if (refused := its_own(caller, authorization_id)) is not None:
+            return refused
+        return frame.run_idempotent(
+            caller,
+            idempotency_key,
+            f"authorizations.void:{authorization_id}",
+            body,
+            lambda store, _resumed: payments.void(
+                authorization_id, caller.terminal or "", body.reason, store
+            ),
+        )
+
+    @router.post(
+        "/v1/events", response_model=wire.EventsAnswer, responses=_errors(400, 401, 403, 413, 422)
+    )
+    def post_events(
+        body: wire.EventsRequest, request: Request, idempotency_key: str = Header()
+    ) -> JSONResponse:
+        caller = frame.caller(request)
+        if isinstance(caller, JSONResponse):
+            return caller
+        if (refused := frame.named_terminal(caller, body.terminal_id)) is not None:
+            return refused
+
+        def work(store: Any, _resumed: bool) -> StoredAnswer:
+            with ledger.engine.begin() as conn:
+                ledger.add_events(
+                    conn, body.terminal_id, [(e.key, e.kind, e.detail) for e in body.events]
+                )
+                answer = StoredAnswer(status_code=200, body={"accepted": len(body.events)})
+                store(conn, answer)
+            return answer
+
+        return frame.run_idempotent(caller, idempotency_key, "events", body, work)
+
+    @router.post(
+        "/v1/meter-readings",
+        response_model=wire.MeterReadingsAnswer,
+        responses=_errors(400, 401, 403, 413, 422),
+    )
+    def post_meter_readings(
+        body: wire.MeterReadingsRequest, request: Request, idempotency_key: str = Header()
+    ) -> JSONResponse:
+        """Signed meter readings (OCMF), batched; stored with their authorization. A reading
+        must be OCMF and name the sending terminal as its gateway serial (GS)."""
+        caller = frame.caller(request)
+        if isinstance(caller, JSONResponse):
+            return caller
+        if (refused := frame.named_terminal(caller, body.terminal_id)) is not None:
+            return refused
+
+        def work(store: Any, _resumed: bool) -> StoredAnswer:
+            for reading in body.readings:
+                try:
+                    parsed = ocmf.parse(reading.ocmf)
+                except ocmf.OcmfError as exc:
+                    raise Refusal(400, "reading_invalid", str(exc)) from None
+                if parsed.payload.get("GS") != body.terminal_id:
+                    raise Refusal(400, "reading_invalid", "GS is not the sending terminal")
+            with ledger.engine.begin() as conn:
+                ledger.add_readings(
+                    conn, body.terminal_id, [(r.session_id, r.kind, r.ocmf) for r in body.readings]
+                )
+                answer = StoredAnswer(status_code=200, body={"accepted": len(body.readings)})
+                store(conn, answer)
+            return answer
+
+        return frame.run_idempotent(caller, idempotency_key, "meter-readings", body, work)
+
+    @router.get(
+        "/v1/terminal-config",
+        response_model=wire.TerminalConfigAnswer,
+        responses={
+            304: {"description": "unchanged since the ETag in If-None-Match"},
+            401: {"model": wire.ErrorAnswer},
+        },
+    )
+    def terminal_config(request: Request) -> Response:
+        """The local authorization and deny lists, with an ETag: a terminal polls with
+        If-None-Match and gets 304 while nothing changed."""
+        caller = frame.caller(request)
+        if isinstance(caller, JSONResponse):
+            return caller
+        allow, deny = ledger.token_lists()
+        body = {"authorization_list": allow, "deny_list": deny}
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        etag = '"' + hashlib.sha256(text.encode()).hexdigest()[:32] + '"'
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers={"ETag": etag})
+        return JSONResponse(content=body, headers={"ETag": etag})
+
+    @router.get(
+        "/v1/authorizations/{authorization_id}",
+        responses={401: {"model": wire.ErrorAnswer}, 404: {"model": wire.ErrorAnswer}},
+    )
+    def get_authorization(authorization_id: AuthorizationId, request: Request) -> JSONResponse:
+        """One of the calling terminal's own authorizations (another's is 404)."""
+        caller = frame.caller(request)
+        if isinstance(caller, JSONResponse):
+            return caller
+        row = ledger.fetch(authorization_id)
+        if row is None or (caller.terminal is not None and row.terminal_id != caller.terminal):
+            return error(404, "unknown_authorization", "no such authorization")
+        hidden = {"receipt", "card_token", "op_key", "op_detail"}
+        data = {k: v for k, v in row._mapping.items() if k not in hidden}
+        return JSONResponse(content=json.loads(json.dumps(data, default=str)))
+
+    return router

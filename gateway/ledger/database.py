@@ -1,0 +1,119 @@
+"""Opening the gateway's database, migrating it, and refusing a schema this code does not know.
+
+SQLite is the embedded default (the demo, `simulate`, a single-machine gateway); PostgreSQL
+(psycopg 3, `postgresql+psycopg://…` or `postgresql://…`) is for production and many workers.
+The schema is changed only by numbered Alembic migrations (`migrations/versions/NNNN_*.py`),
+applied by `ev-terminal gateway migrate`; a serving gateway checks at start that the database
+is at exactly the newest revision it knows and refuses to serve otherwise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic.config import Config
+from alembic.runtime.environment import EnvironmentContext
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Engine
+
+from gateway.ledger.schema import metadata
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+class SchemaMismatch(Exception):
+    """The database is not at the schema revision this gateway was built for."""
+
+
+def database_url(value: str) -> str:
+    """A URL from the command line: a path means a SQLite file, `postgresql://` means psycopg 3."""
+    if value.startswith("postgresql://"):
+        return "postgresql+psycopg://" + value.removeprefix("postgresql://")
+    if "://" in value:
+        return value
+    return f"sqlite:///{value}"
+
+
+def open_engine(url: str) -> Engine:
+    """An engine for `url` (no schema change). SQLite gets WAL, synchronous=FULL and
+    `BEGIN IMMEDIATE` transactions, so two processes on one file serialise their writes at
+    the start of a transaction instead of failing at its first write (SQLITE_BUSY on a lock
+    upgrade is not retried by the busy handler)."""
+    url = database_url(url)
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cur.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _script() -> tuple[Config, ScriptDirectory]:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config, ScriptDirectory.from_config(config)
+
+
+def head_revision() -> str:
+    """The newest schema revision this code knows."""
+    head = _script()[1].get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The database's schema revision (None: never migrated)."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def migrate(engine: Engine) -> tuple[str | None, str]:
+    """Apply every migration the database lacks; (revision before, revision after)."""
+    config, script = _script()
+    before = current_revision(engine)
+    if before is not None and before not in {s.revision for s in script.walk_revisions()}:
+        raise SchemaMismatch(f"database schema {before} is newer than this gateway knows")
+
+    def upgrade(rev: Any, _context: Any) -> Any:
+        return script._upgrade_revs("head", rev)
+
+    with (
+        engine.begin() as conn,
+        EnvironmentContext(config, script, fn=upgrade, destination_rev="head") as env,
+    ):
+        env.configure(connection=conn, target_metadata=metadata, transactional_ddl=True)
+        with env.begin_transaction():
+            env.run_migrations()
+    return before, head_revision()
+
+
+def check_schema(engine: Engine) -> None:
+    """Refuse (SchemaMismatch) a database that is not at this code's head revision."""
+    current, head = current_revision(engine), head_revision()
+    if current is None:
+        raise SchemaMismatch(
+            "the database has no gateway schema: run `ev-terminal gateway migrate` first"
+        )
+    if current != head:
+        known = {s.revision for s in _script()[1].walk_revisions()}
+        if current in known:
+            raise SchemaMismatch(
+                f"database schema {current} is older than {head}: run `ev-terminal gateway migrate`"
+            )
+        raise SchemaMismatch(f"database schema {current} is unknown to this gateway ({head})")

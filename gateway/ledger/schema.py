@@ -1,0 +1,184 @@
+"""The gateway's tables (SQLAlchemy Core). The migrations in `migrations/versions/` create and
+change them; this module is what the code reads and writes, and a test checks that the two
+agree (`tests/gateway/test_migrations.py`).
+
+Money steps on one authorization are serialised by the database: a step claims the row with a
+conditional update that sets `op` (the processor call in flight) only while `op` is empty and
+the status allows the step, calls the processor outside any transaction, then records the
+outcome with another conditional update on the same `op_key`. A crash between the two leaves
+`op` set: whoever finds it later (a retry, the reconciler) asks the processor what happened.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+# Authorization statuses.
+PENDING = "pending"  # the hold is being asked for (op = "hold")
+APPROVED = "approved"  # a hold is in force
+DECLINED = "declined"
+CAPTURED = "captured"
+VOIDED = "voided"
+FAILED = "failed"  # the processor never placed the hold (found out by asking it)
+STATUSES = (PENDING, APPROVED, DECLINED, CAPTURED, VOIDED, FAILED)
+
+# In-flight processor operations (`op`) and their state (`op_state`).
+OPS = ("hold", "increment", "capture", "release")
+CALLING = "calling"  # a worker is calling the processor now (until `op_started_at` + lease)
+UNKNOWN = "unknown"  # the call gave no answer: ask the processor (`status`) before anything
+
+authorizations = sa.Table(
+    "authorizations",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # chosen by the terminal (session id)
+    sa.Column("terminal_id", sa.String(64), nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("amount_requested", sa.BigInteger, nullable=False),
+    sa.Column("amount_authorized", sa.BigInteger),
+    sa.Column("amount_captured", sa.BigInteger),
+    sa.Column("amount_refunded", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("card_kind", sa.String(16), nullable=False),
+    sa.Column("card_token", sa.String(64), nullable=False, index=True),
+    sa.Column("card_brand", sa.String(32), nullable=False),
+    sa.Column("card_last4", sa.String(4), nullable=False),
+    # Where the hold lives, fixed when it is asked for: a capture goes there whatever the
+    # routing says later.
+    sa.Column("processor", sa.String(32), nullable=False, server_default=""),
+    sa.Column("merchant_account", sa.String(64), nullable=False, server_default=""),
+    sa.Column("processor_ref", sa.String(128)),
+    sa.Column("decline_reason", sa.String(64)),
+    sa.Column("energy_wh", sa.BigInteger),
+    sa.Column("receipt_id", sa.String(32), unique=True),
+    sa.Column("receipt", sa.Text),
+    sa.Column("void_reason", sa.String(64)),
+    sa.Column("op", sa.String(16)),  # OPS, or NULL when no processor call is in flight
+    sa.Column("op_key", sa.String(200)),  # the processor idempotency key of that call
+    sa.Column("op_amount", sa.BigInteger),  # the amount the call asks for
+    sa.Column("op_state", sa.String(16)),  # CALLING | UNKNOWN
+    sa.Column("op_started_at", sa.DateTime(timezone=True)),
+    sa.Column("op_detail", sa.Text),  # what the call carries besides the amount (capture)
+    sa.Column("flag", sa.String(32)),  # stale | mismatch: needs an operator
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("authorizations_open", "status", "op"),
+)
+
+# The append-only money movements. One hold, one capture and one release at most per
+# authorization, enforced by the database (`step_key` is the step's processor key, so
+# several increments and refunds each appear once).
+movements = sa.Table(
+    "movements",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("authorization_id", sa.String(64), nullable=False, index=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # hold|increment|capture|release|refund
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("step_key", sa.String(200), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("authorization_id", "kind", "step_key", name="movements_once"),
+)
+
+# Idempotency keys (IETF httpapi Idempotency-Key; Stripe's semantics), scoped to the caller.
+# A key is claimed atomically (`state` = started, `locked_at` set) before any work; the answer
+# is stored with `state` = done in the transaction that records the work's outcome.
+idempotency = sa.Table(
+    "idempotency",
+    metadata,
+    sa.Column("caller", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(128), primary_key=True),
+    sa.Column("endpoint", sa.String(128), nullable=False),
+    sa.Column("body_sha256", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(8), nullable=False),  # started | done
+    sa.Column("locked_at", sa.DateTime(timezone=True)),
+    sa.Column("status_code", sa.Integer),
+    sa.Column("response", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("terminal_id", sa.String(64), nullable=False),
+    sa.Column("key", sa.String(128), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("terminal_id", "key", name="events_terminal_key"),
+)
+
+# Signed meter readings (OCMF) as the terminal sent them, kept with their authorization so the
+# capture can be checked against them (the driver's proof under calibration law). One row per
+# distinct reading: a batch retried with other rows in it adds none twice.
+meter_readings = sa.Table(
+    "meter_readings",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("authorization_id", sa.String(64), nullable=False, index=True),
+    sa.Column("terminal_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # begin | charging | end
+    sa.Column("ocmf", sa.Text, nullable=False),
+    sa.Column("ocmf_sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# The terminals' local authorization list ("allow": ID tokens that may start while the
+# gateway is unreachable) and deny list ("deny": tokens refused, online and offline).
+token_lists = sa.Table(
+    "token_lists",
+    metadata,
+    sa.Column("token", sa.String(64), primary_key=True),
+    sa.Column("list", sa.String(8), nullable=False),  # allow | deny
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Every KSN of a card-data blob the gateway accepted, with the authorization that used it: a
+# DUKPT device never repeats a KSN (ANSI X9.24-3-2017), so a second use is a replay.
+seen_ksns = sa.Table(
+    "seen_ksns",
+    metadata,
+    sa.Column("ksn", sa.String(24), primary_key=True),
+    sa.Column("authorization_id", sa.String(64), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Background jobs run in every worker; a job round runs where its lease was won.
+job_leases = sa.Table(
+    "job_leases",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("holder", sa.String(64), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# The simulated processor's own books (`gateway.processors.simulated`): what a real
+# processor keeps on its side, durable so holds survive a gateway restart.
+sim_payments = sa.Table(
+    "sim_payments",
+    metadata,
+    sa.Column("reference", sa.String(64), primary_key=True),
+    sa.Column("account", sa.String(64), nullable=False),
+    sa.Column("payment_id", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # held|captured|released|declined
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("held", sa.BigInteger, nullable=False),
+    sa.Column("captured", sa.BigInteger, nullable=False),
+    sa.Column("refunded", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("account", "payment_id", name="sim_payments_payment"),
+)
+
+sim_requests = sa.Table(
+    "sim_requests",
+    metadata,
+    sa.Column("account", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("operation", sa.String(16), nullable=False),
+    sa.Column("reference", sa.String(64), nullable=False),
+    sa.Column("answer", sa.Text, nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)

@@ -1,0 +1,339 @@
+"""Reads and writes of the ledger's rows. A method that takes a `Connection` runs inside the
+caller's transaction; the others are one transaction each.
+
+The money steps themselves (which rows change together, and when the processor is called)
+live in `gateway.payments`; this module only knows rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from gateway.ledger.schema import (
+    CAPTURED,
+    authorizations,
+    events,
+    idempotency,
+    job_leases,
+    meter_readings,
+    movements,
+    seen_ksns,
+    token_lists,
+)
+
+IDEMPOTENCY_RETENTION = timedelta(hours=48)  # keys are kept at least 24 h (we keep 48 h)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def aware(value: datetime) -> datetime:
+    """SQLite gives back naive datetimes for timezone-aware columns; they were stored in UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def insert_new(conn: Connection, table: sa.Table, **values: Any) -> bool:
+    """INSERT … ON CONFLICT DO NOTHING; whether the row was new. Atomic on both back-ends, so
+    two workers claiming one key cannot both win."""
+    dialect = conn.dialect.name
+    stmt: Any
+    if dialect == "postgresql":
+        stmt = postgresql.insert(table).values(**values).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing()
+    else:  # pragma: no cover - only the two back-ends are supported
+        raise RuntimeError(f"unsupported database {dialect}")
+    # RETURNING says whether a row went in (psycopg gives no rowcount for this statement).
+    return conn.execute(stmt.returning(sa.literal_column("1"))).first() is not None
+
+
+class Ledger:
+    """The ledger's rows. `clock` stamps rows and decides expiries (tests pass a fake one)."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], datetime] = now) -> None:
+        self.engine = engine
+        self.clock = clock
+
+    # -- authorizations ---------------------------------------------------------------------
+    def get(self, conn: Connection, authorization_id: str) -> sa.Row[Any] | None:
+        return conn.execute(
+            sa.select(authorizations).where(authorizations.c.id == authorization_id)
+        ).first()
+
+    def fetch(self, authorization_id: str) -> sa.Row[Any] | None:
+        with self.engine.connect() as conn:
+            return self.get(conn, authorization_id)
+
+    def insert(self, conn: Connection, **values: Any) -> bool:
+        """A new authorization row; False if the id exists already (nothing changed)."""
+        stamp = self.clock()
+        return insert_new(conn, authorizations, created_at=stamp, updated_at=stamp, **values)
+
+    def update_if(
+        self, conn: Connection, authorization_id: str, where: dict[str, Any], **values: Any
+    ) -> bool:
+        """Change the row only if its columns still hold `where` (None means SQL NULL): the
+        compare-and-set every money step is built on. Whether it changed."""
+        stmt = sa.update(authorizations).where(authorizations.c.id == authorization_id)
+        for column, expected in where.items():
+            col = authorizations.c[column]
+            stmt = stmt.where(col.is_(None) if expected is None else col == expected)
+        result = conn.execute(stmt.values(updated_at=self.clock(), **values))
+        return bool(result.rowcount == 1)
+
+    def move(
+        self,
+        conn: Connection,
+        authorization_id: str,
+        kind: str,
+        amount: int,
+        currency: str,
+        *,
+        step_key: str,
+    ) -> None:
+        """Append a money movement; the database refuses a second one for the same step."""
+        conn.execute(
+            sa.insert(movements).values(
+                authorization_id=authorization_id,
+                kind=kind,
+                amount=amount,
+                currency=currency,
+                step_key=step_key,
+                at=self.clock(),
+            )
+        )
+
+    def receipt_owner(self, conn: Connection, receipt_id: str) -> str | None:
+        """The authorization a receipt id already belongs to, if any."""
+        row = conn.execute(
+            sa.select(authorizations.c.id).where(authorizations.c.receipt_id == receipt_id)
+        ).first()
+        return None if row is None else str(row.id)
+
+    def unsettled_steps(self, older_than: datetime) -> list[sa.Row[Any]]:
+        """Authorizations with a processor step whose answer was lost or whose worker is gone."""
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    sa.select(authorizations).where(
+                        authorizations.c.op.is_not(None),
+                        sa.or_(
+                            authorizations.c.op_state == "unknown",
+                            authorizations.c.op_started_at < older_than,
+                        ),
+                    )
+                )
+            )
+
+    def open_holds(self) -> list[sa.Row[Any]]:
+        """Approved holds not yet captured or released."""
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    sa.select(authorizations)
+                    .where(authorizations.c.status == "approved")
+                    .order_by(authorizations.c.created_at)
+                )
+            )
+
+    def flag_stale(self, older_than: datetime) -> int:
+        """Flag approved holds older than `older_than` that nobody settled."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                sa.update(authorizations)
+                .where(
+                    authorizations.c.status == "approved",
+                    authorizations.c.created_at < older_than,
+                    authorizations.c.flag.is_(None),
+                )
+                .values(flag="stale")
+            )
+            return int(result.rowcount or 0)
+
+    def flag(self, authorization_id: str, flag: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(authorizations)
+                .where(authorizations.c.id == authorization_id)
+                .values(flag=flag)
+            )
+
+    def flagged(self) -> list[sa.Row[Any]]:
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(sa.select(authorizations).where(authorizations.c.flag.is_not(None)))
+            )
+
+    # -- terminal data ----------------------------------------------------------------------
+    def add_events(
+        self, conn: Connection, terminal_id: str, items: list[tuple[str, str, str]]
+    ) -> int:
+        """Store (key, kind, detail) events; a key already stored for the terminal is skipped.
+        Returns how many were new."""
+        return sum(
+            insert_new(
+                conn,
+                events,
+                terminal_id=terminal_id,
+                key=key,
+                kind=kind,
+                detail=detail,
+                at=self.clock(),
+            )
+            for key, kind, detail in items
+        )
+
+    def add_readings(
+        self, conn: Connection, terminal_id: str, items: list[tuple[str, str, str]]
+    ) -> int:
+        """Store (authorization id, kind, OCMF string) readings; one already stored is skipped.
+        Returns how many were new."""
+        return sum(
+            insert_new(
+                conn,
+                meter_readings,
+                authorization_id=authorization_id,
+                terminal_id=terminal_id,
+                kind=kind,
+                ocmf=text,
+                ocmf_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+                received_at=self.clock(),
+            )
+            for authorization_id, kind, text in items
+        )
+
+    def put_token(self, token: str, list_name: str | None) -> None:
+        """Put a token on the "allow" or "deny" list, or take it off (None)."""
+        if list_name not in (None, "allow", "deny"):
+            raise ValueError(f"list {list_name!r}")
+        with self.engine.begin() as conn:
+            conn.execute(sa.delete(token_lists).where(token_lists.c.token == token))
+            if list_name is not None:
+                conn.execute(
+                    sa.insert(token_lists).values(token=token, list=list_name, at=self.clock())
+                )
+
+    def is_denied(self, conn: Connection, token: str) -> bool:
+        row = conn.execute(
+            sa.select(token_lists.c.list).where(token_lists.c.token == token)
+        ).first()
+        return row is not None and row.list == "deny"
+
+    def token_lists(self) -> tuple[list[str], list[str]]:
+        """(authorization list, deny list), each sorted."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(token_lists).order_by(token_lists.c.token)).all()
+        return (
+            [r.token for r in rows if r.list == "allow"],
+            [r.token for r in rows if r.list == "deny"],
+        )
+
+    def readings(self, authorization_id: str) -> list[dict[str, Any]]:
+        """An authorization's signed readings, in the order they arrived."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(meter_readings)
+                .where(meter_readings.c.authorization_id == authorization_id)
+                .order_by(meter_readings.c.seq)
+            )
+            return [dict(r._mapping) for r in rows]
+
+    # -- card data --------------------------------------------------------------------------
+    def claim_ksn(self, conn: Connection, ksn: str, authorization_id: str) -> bool:
+        """Record that `authorization_id` used this KSN; False if another authorization did.
+
+        The same authorization may present its KSN again: a retry after a processor timeout
+        carries the same request, and the same blob, under the same idempotency key."""
+        if insert_new(conn, seen_ksns, ksn=ksn, authorization_id=authorization_id, at=self.clock()):
+            return True
+        row = conn.execute(sa.select(seen_ksns).where(seen_ksns.c.ksn == ksn)).first()
+        return row is not None and bool(row.authorization_id == authorization_id)
+
+    # -- background jobs --------------------------------------------------------------------
+    def take_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Win the job `name` for `seconds` unless another holder's lease is still running."""
+        stamp = self.clock()
+        until = stamp + timedelta(seconds=seconds)
+        with self.engine.begin() as conn:
+            if insert_new(conn, job_leases, name=name, holder=holder, expires_at=until):
+                return True
+            result = conn.execute(
+                sa.update(job_leases)
+                .where(
+                    job_leases.c.name == name,
+                    sa.or_(job_leases.c.expires_at < stamp, job_leases.c.holder == holder),
+                )
+                .values(holder=holder, expires_at=until)
+            )
+            return bool(result.rowcount == 1)
+
+    def expire_keys(self) -> int:
+        """Forget idempotency keys older than `IDEMPOTENCY_RETENTION`; how many went. A capture
+        or void retried after that is still answered by the authorization's state."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                sa.delete(idempotency).where(
+                    idempotency.c.created_at < self.clock() - IDEMPOTENCY_RETENTION
+                )
+            )
+            return int(result.rowcount or 0)
+
+    # -- reading ----------------------------------------------------------------------------
+    def all_authorizations(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(authorizations).order_by(authorizations.c.created_at, authorizations.c.id)
+            )
+            return [dict(r._mapping) for r in rows]
+
+    def all_movements(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(movements).order_by(movements.c.seq))
+            return [dict(r._mapping) for r in rows]
+
+    def card_history(self, card_token: str) -> list[dict[str, Any]]:
+        """One card's authorizations on every kiosk of the fleet, oldest first (the token is
+        the same fleet-wide, so this is how the gateway groups a driver's sessions)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(authorizations)
+                .where(authorizations.c.card_token == card_token)
+                .order_by(authorizations.c.created_at, authorizations.c.id)
+            )
+            return [dict(r._mapping) for r in rows]
+
+    def receipt(self, receipt_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(authorizations.c.receipt).where(authorizations.c.receipt_id == receipt_id)
+            ).first()
+        if row is None or row.receipt is None:
+            return None
+        receipt: dict[str, Any] = json.loads(row.receipt)
+        return receipt
+
+    def revenue(self) -> list[dict[str, Any]]:
+        """Captured revenue per currency, with counts."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(
+                    authorizations.c.currency,
+                    sa.func.count().label("sessions"),
+                    sa.func.coalesce(sa.func.sum(authorizations.c.amount_captured), 0).label(
+                        "captured"
+                    ),
+                    sa.func.coalesce(sa.func.sum(authorizations.c.energy_wh), 0).label("energy_wh"),
+                )
+                .where(authorizations.c.status == CAPTURED)
+                .group_by(authorizations.c.currency)
+            )
+            return [dict(r._mapping) for r in rows]

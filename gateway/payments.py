@@ -1,0 +1,699 @@
+"""The money steps on an authorization — hold, increment, capture, release — exactly once,
+across any number of gateway workers and any crash.
+
+Each step runs in three phases (Stripe's "atomic phases"):
+1. **Claim** (one transaction): check the rules against the authorization's row, then set
+   `op` on it with a compare-and-set that succeeds only if no other step is in flight and the
+   status still allows this one. Two workers racing on one hold: one wins, the other is told
+   `in_progress` (409, retryable) or finds the finished state.
+2. **Call** the processor with the step's fixed processor key, outside any transaction.
+3. **Record** (one transaction): the outcome, the money movement and the stored answer
+   together, again conditional on the step's key.
+A step whose answer was lost (a processor timeout, a killed worker) keeps `op` set. Whoever
+finds it next — a retry of the request, another step on the hold, the reconciler — asks the
+processor for the payment's status first and records what it says; only a step the processor
+shows it never did is called again, with the same processor key.
+
+A step already done is answered from the state: the same capture of a captured hold gets the
+same answer, even after its idempotency key has expired.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from gateway import wire
+from gateway.amounts import AmountLimits, AmountRefused
+from gateway.card_data import CardVault
+from gateway.ledger.idempotency import StoredAnswer
+from gateway.ledger.schema import (
+    APPROVED,
+    CALLING,
+    CAPTURED,
+    DECLINED,
+    FAILED,
+    PENDING,
+    UNKNOWN,
+    VOIDED,
+)
+from gateway.ledger.store import Ledger, aware
+from gateway.processors import CardRef
+from gateway.processors.port import (
+    ErrorCode,
+    Outcome,
+    PaymentState,
+    PaymentStatus,
+    Processor,
+    ProcessorError,
+    ProcessorUnreachable,
+    Result,
+)
+from gateway.processors.registry import Processors
+from terminal.errors import ProtectedDataError
+from terminal.money import Money
+
+# Called with the open transaction that records a step's outcome, to store the request's
+# answer in it (the idempotency key's answer exists exactly when the effect does).
+Store = Callable[[Connection, StoredAnswer], None]
+
+NOT_STEP = {
+    "op": None,
+    "op_key": None,
+    "op_amount": None,
+    "op_state": None,
+    "op_started_at": None,
+    "op_detail": None,
+}
+
+
+class Refusal(Exception):
+    """A definite refusal, answered with a 4xx. A `transient` one (another step is in flight)
+    is not stored for the idempotency key: the retry is worked again."""
+
+    def __init__(self, status: int, code: str, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.transient = transient
+
+
+class Unanswered(Exception):
+    """The processor gave no answer: the outcome is unknown for now (504, retryable)."""
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def _amount(minor: int, currency: str) -> dict[str, Any]:
+    return {"minor": minor, "currency": currency}
+
+
+def _in_progress() -> Refusal:
+    return Refusal(
+        409, "in_progress", "another step on this authorization is under way", transient=True
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Step:
+    """A claimed step: the row as it was claimed, where the payment lives, and whether the
+    step was found unfinished (then the processor is asked before it is called)."""
+
+    row: sa.Row[Any]
+    processor: Processor
+    key: str
+    resume: bool
+
+
+class Payments:
+    """The money steps, over the ledger and the configured processors."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        processors: Processors,
+        *,
+        vault: CardVault | None,
+        limits: AmountLimits,
+        lock_s: float,
+        unverified_cards: bool = False,
+    ) -> None:
+        self.ledger = ledger
+        self.processors = processors
+        self.vault = vault
+        self.limits = limits
+        self.lock = timedelta(seconds=lock_s)
+        self.unverified_cards = unverified_cards
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _money(self, minor: int, currency: str) -> Money:
+        try:
+            return self.limits.check(minor, currency)
+        except AmountRefused as exc:
+            raise Refusal(400, exc.code, str(exc)) from None
+
+    def _stale(self, row: sa.Row[Any]) -> bool:
+        started = row.op_started_at
+        return (
+            row.op_state == UNKNOWN
+            or started is None
+            or aware(started) < self.ledger.clock() - self.lock
+        )
+
+    def _take_over(self, conn: Connection, row: sa.Row[Any]) -> bool:
+        """Make an unfinished step ours (compare-and-set on its lock)."""
+        return self.ledger.update_if(
+            conn,
+            row.id,
+            {"op_key": row.op_key, "op_state": row.op_state, "op_started_at": row.op_started_at},
+            op_state=CALLING,
+            op_started_at=self.ledger.clock(),
+        )
+
+    def _status(self, step: Step) -> PaymentStatus | None:
+        try:
+            return step.processor.status(payment_id=step.row.id, reference=step.row.processor_ref)
+        except ProcessorUnreachable:
+            return None
+
+    def _mark_unknown(self, authorization_id: str, key: str) -> None:
+        with self.ledger.engine.begin() as conn:
+            self.ledger.update_if(conn, authorization_id, {"op_key": key}, op_state=UNKNOWN)
+
+    # -- answers from the state -------------------------------------------------------------
+    @staticmethod
+    def authorization_answer(row: sa.Row[Any]) -> StoredAnswer:
+        if row.status in (APPROVED, CAPTURED) or (
+            row.status == VOIDED and row.amount_authorized is not None
+        ):
+            return StoredAnswer(
+                status_code=200,
+                body={
+                    "authorization_id": row.id,
+                    "status": "approved",
+                    "amount_authorized": _amount(int(row.amount_authorized), row.currency),
+                },
+            )
+        return StoredAnswer(
+            status_code=200,
+            body={
+                "authorization_id": row.id,
+                "status": "declined",
+                "decline_reason": row.decline_reason or "declined",
+            },
+        )
+
+    @staticmethod
+    def _captured_answer(row: sa.Row[Any]) -> StoredAnswer:
+        return StoredAnswer(
+            status_code=200,
+            body={
+                "authorization_id": row.id,
+                "status": "captured",
+                "amount_captured": _amount(int(row.amount_captured), row.currency),
+            },
+        )
+
+    @staticmethod
+    def _voided_answer(authorization_id: str) -> StoredAnswer:
+        return StoredAnswer(
+            status_code=200, body={"authorization_id": authorization_id, "status": "voided"}
+        )
+
+    # -- hold -------------------------------------------------------------------------------
+    def authorize(
+        self, req: wire.AuthorizationRequest, store: Store, *, resumed: bool = False
+    ) -> StoredAnswer:
+        """Place a hold. `resumed`: the request's key was claimed before and left
+        unanswered (its earlier attempt got no answer)."""
+        aid = req.authorization_id
+        amount = self._money(req.amount.minor, req.amount.currency)
+        key = f"hold:{aid}"
+        card = CardRef(
+            kind=req.card.kind,
+            token=req.card.token,
+            brand=req.card.brand,
+            last4=req.card.last4,
+            expiry=req.card.expiry,
+            payload=dict(req.card.payload),
+        )
+        if card.kind == "payment" and self.vault is None and not self.unverified_cards:
+            raise Refusal(400, "card_data_invalid", "this gateway holds no fleet keys")
+        with self.ledger.engine.begin() as conn:
+            row = self.ledger.get(conn, aid)
+            if row is not None and row.status == VOIDED and not row.processor:
+                raise Refusal(409, "already_voided", "authorization was voided before it ran")
+            if row is not None and row.terminal_id != req.terminal_id:
+                raise Refusal(409, "duplicate_authorization", "authorization id already used")
+            if row is not None and row.status != PENDING:
+                # Finished by someone else (a void, the reconciler) while this request's key
+                # was left unanswered: its retry gets the outcome. A new key is a duplicate.
+                if resumed:
+                    return self.authorization_answer(row)
+                raise Refusal(409, "duplicate_authorization", "authorization id already used")
+            clear = None
+            if self.vault is not None:
+                try:
+                    clear = self.vault.open(
+                        card, claim_ksn=lambda ksn: self.ledger.claim_ksn(conn, ksn, aid)
+                    )
+                except ProtectedDataError as exc:
+                    raise Refusal(400, "card_data_invalid", str(exc)) from None
+            if row is None:
+                step = self._new_hold(conn, req, amount, card, key=key, store=store)
+                if isinstance(step, StoredAnswer):
+                    return step
+            else:
+                if not self._stale(row) or not self._take_over(conn, row):
+                    raise _in_progress()
+                step = Step(
+                    row=row,
+                    processor=self.processors.get(row.processor, row.merchant_account),
+                    key=key,
+                    resume=True,
+                )
+        result = self._learn(step) if step.resume else None
+        if result is None:
+            result = step.processor.hold(
+                key=key, payment_id=aid, card=replace(card, clear=clear), amount=amount
+            )
+        return self._record(step, result, store)
+
+    def _new_hold(
+        self,
+        conn: Connection,
+        req: wire.AuthorizationRequest,
+        amount: Money,
+        card: CardRef,
+        *,
+        key: str,
+        store: Store,
+    ) -> Step | StoredAnswer:
+        aid = req.authorization_id
+        base = {
+            "id": aid,
+            "terminal_id": req.terminal_id,
+            "currency": amount.currency,
+            "amount_requested": amount.minor,
+            "card_kind": card.kind,
+            "card_token": card.token,
+            "card_brand": card.brand,
+            "card_last4": card.last4,
+        }
+        if self.ledger.is_denied(conn, card.token):
+            # The deny list the terminals also get (GET /v1/terminal-config) holds online.
+            self.ledger.insert(conn, status=DECLINED, decline_reason="denied", **base)
+            row = self.ledger.get(conn, aid)
+            assert row is not None
+            answer = self.authorization_answer(row)
+            store(conn, answer)
+            return answer
+        processor = self.processors.route(
+            terminal=req.terminal_id, currency=amount.currency, method=card.kind
+        )
+        if not self.ledger.insert(
+            conn,
+            status=PENDING,
+            processor=processor.name,
+            merchant_account=processor.account,
+            op="hold",
+            op_key=key,
+            op_amount=amount.minor,
+            op_state=CALLING,
+            op_started_at=self.ledger.clock(),
+            **base,
+        ):
+            raise _in_progress()
+        row = self.ledger.get(conn, aid)
+        assert row is not None
+        return Step(row=row, processor=processor, key=key, resume=False)
+
+    # -- capture, release, increment --------------------------------------------------------
+    def capture(self, aid: str, req: wire.CaptureRequest, store: Store) -> StoredAnswer:
+        amount = self._money(req.amount.minor, req.amount.currency)
+        detail = json.dumps(
+            {"energy_wh": req.energy_wh, "receipt": req.receipt.model_dump(mode="json")}
+        )
+
+        def check(conn: Connection, row: sa.Row[Any]) -> StoredAnswer | None:
+            if row.status == CAPTURED:
+                if row.amount_captured == amount.minor and row.receipt_id == req.receipt.receipt_id:
+                    return self._captured_answer(row)
+                raise Refusal(409, "already_captured", "authorization was captured already")
+            if row.status != APPROVED:
+                raise Refusal(409, "not_capturable", f"authorization is {row.status}")
+            if amount.currency != row.currency:
+                raise Refusal(409, "currency_mismatch", "capture currency differs")
+            if amount.minor > row.amount_authorized:
+                raise Refusal(409, "exceeds_authorization", "capture exceeds the authorization")
+            owner = self.ledger.receipt_owner(conn, req.receipt.receipt_id)
+            if owner is not None and owner != aid:
+                raise Refusal(409, "receipt_id_taken", "receipt id belongs to another session")
+            return None
+
+        step = self._claim(
+            aid,
+            "capture",
+            f"capture:{aid}",
+            amount=lambda _row: amount.minor,
+            detail=detail,
+            check=check,
+        )
+        if isinstance(step, StoredAnswer):
+            return step
+        result = self._learn(step) if step.resume else None
+        if result is None:
+            result = step.processor.capture(
+                key=step.key, reference=step.row.processor_ref, amount=amount
+            )
+        return self._record(step, result, store)
+
+    def void(self, aid: str, caller: str, reason: str, store: Store) -> StoredAnswer:
+        with self.ledger.engine.begin() as conn:
+            # A reversal that overtook its authorization: a tombstone, so the late
+            # authorization is refused and never holds money.
+            if self.ledger.insert(
+                conn,
+                id=aid,
+                terminal_id=caller,
+                status=VOIDED,
+                currency="XXX",
+                amount_requested=0,
+                card_kind="payment",
+                card_token="",
+                card_brand="",
+                card_last4="",
+                void_reason=reason,
+            ):
+                answer = self._voided_answer(aid)
+                store(conn, answer)
+                return answer
+
+        def check(_conn: Connection, row: sa.Row[Any]) -> StoredAnswer | None:
+            if row.status in (DECLINED, VOIDED, FAILED):
+                return self._voided_answer(aid)  # nothing is held
+            if row.status != APPROVED:
+                raise Refusal(409, "not_voidable", f"authorization is {row.status}")
+            return None
+
+        step = self._claim(
+            aid, "release", f"release:{aid}", amount=lambda _row: None, detail=reason, check=check
+        )
+        if isinstance(step, StoredAnswer):
+            return step
+        result = self._learn(step) if step.resume else None
+        if result is None:
+            result = step.processor.release(
+                key=step.key,
+                reference=step.row.processor_ref,
+                amount=Money(int(step.row.amount_authorized), step.row.currency),
+            )
+        return self._record(step, result, store)
+
+    def increment(
+        self, aid: str, req: wire.IncrementRequest, request_key: str, store: Store
+    ) -> StoredAnswer:
+        """Raise an approved hold by `req.amount`, never past the terminal's `ceiling` nor the
+        gateway's own. A decline leaves the hold as it was."""
+        self._money(req.amount.minor, req.amount.currency)
+        ceiling = self._money(req.ceiling.minor, req.ceiling.currency)
+
+        def check(_conn: Connection, row: sa.Row[Any]) -> StoredAnswer | None:
+            if row.status != APPROVED:
+                raise Refusal(409, "not_incrementable", f"authorization is {row.status}")
+            if {req.amount.currency, req.ceiling.currency} != {row.currency}:
+                raise Refusal(409, "currency_mismatch", "increment currency differs")
+            asked = int(row.amount_authorized) + req.amount.minor
+            if asked > ceiling.minor:
+                raise Refusal(409, "exceeds_ceiling", "the hold would pass the ceiling")
+            if asked > self.limits.ceiling(row.currency):
+                raise Refusal(409, "exceeds_ceiling", "the hold would pass the gateway's ceiling")
+            processor = self.processors.get(row.processor, row.merchant_account)
+            if "increment" not in {c.value for c in processor.capabilities}:
+                raise Refusal(409, "increment_unsupported", "the processor cannot increment")
+            return None
+
+        def asked(row: sa.Row[Any]) -> int:
+            return int(row.amount_authorized) + req.amount.minor
+
+        key = f"increment:{aid}:{request_key}"
+        step = self._claim(aid, "increment", key, amount=asked, detail=None, check=check)
+        if isinstance(step, StoredAnswer):
+            return step
+        total = int(step.row.op_amount)
+        result = self._learn(step) if step.resume else None
+        if result is None:
+            result = step.processor.increment(
+                key=key, reference=step.row.processor_ref, amount=Money(total, step.row.currency)
+            )
+        return self._record(step, result, store)
+
+    def _claim(
+        self,
+        aid: str,
+        op: str,
+        key: str,
+        *,
+        amount: Callable[[sa.Row[Any]], int | None],
+        detail: str | None,
+        check: Callable[[Connection, sa.Row[Any]], StoredAnswer | None],
+    ) -> Step | StoredAnswer:
+        """Phase 1 of a step on an existing authorization: the rules, then the compare-and-set.
+        An unfinished step of the same kind and key is resumed; an unfinished step of another
+        kind is resolved first (or, while its worker still holds it, answered in_progress)."""
+        for _ in range(3):
+            with self.ledger.engine.begin() as conn:
+                row = self.ledger.get(conn, aid)
+                if row is None:
+                    raise Refusal(404, "unknown_authorization", "no such authorization")
+                if row.op is not None:
+                    if not self._stale(row):
+                        raise _in_progress()
+                    if row.op_key == key:
+                        if not self._take_over(conn, row):
+                            raise _in_progress()
+                        processor = self.processors.get(row.processor, row.merchant_account)
+                        return Step(row=row, processor=processor, key=key, resume=True)
+                    other = row
+                else:
+                    other = None
+                    answer = check(conn, row)
+                    if answer is not None:
+                        return answer
+                    values: dict[str, Any] = {"op": op, "op_key": key, "op_state": CALLING}
+                    values.update(op_started_at=self.ledger.clock(), op_amount=amount(row))
+                    values.update(op_detail=detail)
+                    if self.ledger.update_if(
+                        conn, aid, {"op": None, "status": row.status}, **values
+                    ):
+                        claimed = self.ledger.get(conn, aid)
+                        assert claimed is not None
+                        processor = self.processors.get(row.processor, row.merchant_account)
+                        return Step(row=claimed, processor=processor, key=key, resume=False)
+            if other is not None and not self.resolve(aid):
+                raise _in_progress()
+        raise _in_progress()
+
+    # -- resolution -------------------------------------------------------------------------
+    def _learn(self, step: Step) -> Result | None:
+        """What the processor's status says about an unfinished step: its outcome if the
+        processor shows it, None if the processor shows it was never done (then it is called,
+        with the same key). Unanswered if the processor cannot be asked."""
+        status = self._status(step)
+        if status is None:
+            self._mark_unknown(step.row.id, step.key)
+            raise Unanswered("the processor cannot be asked")
+        row, state = step.row, status.state
+        zero = Money(0, row.currency)
+        refused = Result(
+            outcome=Outcome.DECLINED,
+            amount=zero,
+            reference=status.reference,
+            error=ProcessorError(code=ErrorCode.ALREADY_SETTLED, message=state.value),
+        )
+        if state is PaymentState.PENDING:
+            return Result(outcome=Outcome.UNKNOWN, amount=zero)
+        if row.op == "hold":
+            if state is PaymentState.NOT_FOUND:
+                return None
+            if state is PaymentState.HELD and status.held is not None:
+                partial = status.held.minor < row.amount_requested
+                return Result(
+                    outcome=Outcome.PARTIALLY_APPROVED if partial else Outcome.APPROVED,
+                    amount=status.held,
+                    reference=status.reference,
+                )
+            return replace(
+                refused, error=ProcessorError(code=ErrorCode.CARD_DECLINED, message=state.value)
+            )
+        if state is PaymentState.HELD and status.held is not None:
+            if row.op == "increment" and status.held.minor >= int(row.op_amount):
+                return Result(
+                    outcome=Outcome.APPROVED, amount=status.held, reference=status.reference
+                )
+            return None
+        if row.op == "capture" and state is PaymentState.CAPTURED and status.captured:
+            return Result(
+                outcome=Outcome.APPROVED, amount=status.captured, reference=status.reference
+            )
+        if row.op == "release" and state is PaymentState.RELEASED:
+            return Result(outcome=Outcome.APPROVED, amount=zero, reference=status.reference)
+        return refused
+
+    def resolve(self, aid: str) -> bool:
+        """Finish an unfinished step found by someone other than its request (another step,
+        the reconciler): ask the processor, record what it shows, and carry on a capture,
+        release or increment it shows was never done. A hold it never placed is `failed` (no
+        card data is at hand to place it). Whether the step is finished now."""
+        with self.ledger.engine.begin() as conn:
+            row = self.ledger.get(conn, aid)
+            if row is None or row.op is None:
+                return True
+            if not self._stale(row) or not self._take_over(conn, row):
+                return False
+        step = Step(
+            row=row,
+            processor=self.processors.get(row.processor, row.merchant_account),
+            key=row.op_key,
+            resume=True,
+        )
+        try:
+            result = self._learn(step)
+        except Unanswered:
+            return False
+        if result is None:
+            reference = row.processor_ref
+            if row.op == "hold":
+                result = Result(
+                    outcome=Outcome.DECLINED,
+                    amount=Money(0, row.currency),
+                    error=ProcessorError(code=ErrorCode.NOT_FOUND, message="not_placed"),
+                )
+            elif row.op == "capture":
+                amount = Money(int(row.op_amount), row.currency)
+                result = step.processor.capture(key=step.key, reference=reference, amount=amount)
+            elif row.op == "release":
+                held = Money(int(row.amount_authorized), row.currency)
+                result = step.processor.release(key=step.key, reference=reference, amount=held)
+            else:
+                amount = Money(int(row.op_amount), row.currency)
+                result = step.processor.increment(key=step.key, reference=reference, amount=amount)
+        try:
+            self._record(step, result, lambda _conn, _answer: None)
+        except (Unanswered, Refusal):
+            return False
+        return True
+
+    # -- phase 3 ----------------------------------------------------------------------------
+    def _record(self, step: Step, result: Result, store: Store) -> StoredAnswer:
+        _row, aid = step.row, step.row.id
+        if result.outcome in (Outcome.UNKNOWN, Outcome.PENDING):
+            self._mark_unknown(aid, step.key)
+            raise Unanswered("the processor did not answer")
+        with self.ledger.engine.begin() as conn:
+            answer = self._apply(conn, step, result)
+            if answer is None:  # someone else finished the step meanwhile: answer the state
+                current = self.ledger.get(conn, aid)
+                assert current is not None
+                answer = self._answer_for(step, current)
+            store(conn, answer)
+        return answer
+
+    def _answer_for(self, step: Step, row: sa.Row[Any]) -> StoredAnswer:
+        op = step.row.op
+        if op in {"hold", "increment"}:
+            return self.authorization_answer(row)
+        if op == "capture" and row.status == CAPTURED:
+            return self._captured_answer(row)
+        if op == "release" and row.status in (VOIDED, DECLINED, FAILED):
+            return self._voided_answer(row.id)
+        return StoredAnswer(
+            status_code=409, body=error_body("in_progress", f"authorization is {row.status}")
+        )
+
+    def _apply(self, conn: Connection, step: Step, result: Result) -> StoredAnswer | None:
+        """Record the outcome of the step (conditional on its key); None if it was not ours
+        any more."""
+        row, aid, key = step.row, step.row.id, step.key
+        ok = result.succeeded
+        where = {"op_key": key}
+        reason = result.error.code.value if result.error is not None else "declined"
+        if row.op == "hold":
+            held = min(result.amount.minor, int(row.amount_requested)) if ok else 0
+            approved = ok and held > 0
+            if not self.ledger.update_if(
+                conn,
+                aid,
+                where,
+                status=APPROVED if approved else (FAILED if reason == "not_found" else DECLINED),
+                amount_authorized=held if approved else None,
+                processor_ref=result.reference or None,
+                decline_reason=None if approved else reason,
+                **NOT_STEP,
+            ):
+                return None
+            if approved:
+                self.ledger.move(conn, aid, "hold", held, row.currency, step_key=key)
+            current = self.ledger.get(conn, aid)
+            assert current is not None
+            return self.authorization_answer(current)
+        if row.op == "capture":
+            if not ok:
+                if not self.ledger.update_if(conn, aid, where, flag="capture_refused", **NOT_STEP):
+                    return None
+                return StoredAnswer(
+                    status_code=409,
+                    body=error_body("capture_refused", f"the processor refused: {reason}"),
+                )
+            detail = json.loads(row.op_detail)
+            receipt = detail["receipt"]
+            amount = int(row.op_amount)
+            if not self.ledger.update_if(
+                conn,
+                aid,
+                where,
+                status=CAPTURED,
+                amount_captured=amount,
+                energy_wh=detail["energy_wh"],
+                receipt_id=receipt["receipt_id"],
+                receipt=json.dumps(receipt),
+                **NOT_STEP,
+            ):
+                return None
+            self.ledger.move(conn, aid, "capture", amount, row.currency, step_key=key)
+            current = self.ledger.get(conn, aid)
+            assert current is not None
+            return self._captured_answer(current)
+        if row.op == "release":
+            if not ok:
+                if not self.ledger.update_if(conn, aid, where, flag="release_refused", **NOT_STEP):
+                    return None
+                return StoredAnswer(
+                    status_code=409,
+                    body=error_body("release_refused", f"the processor refused: {reason}"),
+                )
+            if not self.ledger.update_if(
+                conn, aid, where, status=VOIDED, void_reason=row.op_detail, **NOT_STEP
+            ):
+                return None
+            self.ledger.move(
+                conn, aid, "release", int(row.amount_authorized), row.currency, step_key=key
+            )
+            return self._voided_answer(aid)
+        # increment: never more than asked, never less than already held
+        before = int(row.amount_authorized)
+        total = min(max(result.amount.minor, before), int(row.op_amount)) if ok else before
+        if not self.ledger.update_if(conn, aid, where, amount_authorized=total, **NOT_STEP):
+            return None
+        if total > before:
+            self.ledger.move(conn, aid, "increment", total - before, row.currency, step_key=key)
+            current = self.ledger.get(conn, aid)
+            assert current is not None
+            return self.authorization_answer(current)
+        return StoredAnswer(
+            status_code=200,
+            body={"authorization_id": aid, "status": "declined", "decline_reason": reason},
+        )
+
+    # -- the reconciler's view --------------------------------------------------------------
+    def unsettled(self, hold_grace: timedelta) -> list[sa.Row[Any]]:
+        """Steps with no answer, or whose worker is gone. An unanswered hold is left to its
+        terminal's retries for `hold_grace` (they can place it with the card data; the
+        reconciler cannot)."""
+        now = self.ledger.clock()
+        return [
+            row
+            for row in self.ledger.unsettled_steps(now - self.lock)
+            if row.op != "hold"
+            or row.op_started_at is None
+            or aware(row.op_started_at) < now - hold_grace
+        ]

@@ -1,0 +1,246 @@
+"""`ev-terminal gateway`: serve the reference gateway, migrate its database, reconcile.
+
+    ev-terminal gateway migrate --db URL
+    ev-terminal gateway [serve] --db URL [--workers N] (--tls DIR | --trusted-proxy ADDR
+        --client-ca PEM [--crl PEM] | --insecure-dev) [--keys DIR …]
+    ev-terminal gateway reconcile --db URL
+
+`--db` is a SQLite file path or a `postgresql://` URL. Every user error is one line on stderr
+and exit 2, before anything is created.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A user error: one line, exit 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ev-terminal gateway", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "action", nargs="?", default="serve", choices=["serve", "migrate", "reconcile"]
+    )
+    parser.add_argument(
+        "--db", default="var/gateway.sqlite3", help="SQLite file or postgresql:// URL"
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument(
+        "--keys",
+        type=Path,
+        action="append",
+        default=[],
+        help="a fleet's gateway key dir (from provision): decrypt and check card data",
+    )
+    parser.add_argument(
+        "--tls",
+        type=Path,
+        metavar="DIR",
+        help="serve HTTPS with mutual TLS from the fleet's gateway dir (provision --tls-host)",
+    )
+    parser.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="a reverse proxy's address (or network) whose forwarded client certificate is read",
+    )
+    parser.add_argument("--client-ca", type=Path, help="the fleet CA, to verify forwarded certs")
+    parser.add_argument("--crl", type=Path, help="the fleet's CRL, for forwarded certificates")
+    parser.add_argument(
+        "--insecure-dev",
+        action="store_true",
+        help="plain HTTP, no terminal identity, loopback only: development and demos",
+    )
+    parser.add_argument("--operator-token-file", type=Path, help="bearer token for /operator/*")
+    parser.add_argument(
+        "--max-amount", default="1000", help="largest hold in major units (default 1000)"
+    )
+    parser.add_argument(
+        "--step-lock",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long a money step stays with the worker that began it before another "
+        "worker may resolve it (default 30; longer than a processor call)",
+    )
+    return parser
+
+
+def _readable(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise UsageError(f"{what}: {path} is not a readable file")
+    return path
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from gateway.server import Settings  # noqa: PLC0415 - the gateway extra
+    from gateway.tls import ServerTLS  # noqa: PLC0415
+
+    if not 1 <= args.port <= 65535 and args.port != 0:
+        raise UsageError(f"--port: {args.port} is not a TCP port (1-65535)")
+    if args.workers < 1:
+        raise UsageError("--workers: at least 1")
+    if args.step_lock <= 0:
+        raise UsageError("--step-lock: must be positive")
+    try:
+        max_amount = Decimal(args.max_amount)
+    except InvalidOperation:
+        raise UsageError(f"--max-amount: {args.max_amount!r} is not a number") from None
+    if max_amount <= 0:
+        raise UsageError("--max-amount: must be positive")
+    for key_dir in args.keys:
+        if not key_dir.is_dir():
+            raise UsageError(f"--keys: {key_dir} is not a directory")
+    tls = None
+    if args.tls is not None:
+        if not args.tls.is_dir():
+            raise UsageError(f"--tls: {args.tls} is not a directory")
+        tls = ServerTLS(
+            certfile=_readable(args.tls / "tls-server.pem", "--tls"),
+            keyfile=_readable(args.tls / "tls-server.key", "--tls"),
+            client_ca=_readable(args.tls / "tls-ca.pem", "--tls"),
+            crl_file=_readable(args.tls / "tls-crl.pem", "--tls"),
+        )
+    forwarded = None
+    if args.trusted_proxy:
+        if args.client_ca is None:
+            raise UsageError("--trusted-proxy needs --client-ca (the fleet CA) to verify with")
+        forwarded = _forwarded(args)
+    if tls is None and forwarded is None and not args.insecure_dev:
+        raise UsageError(
+            "terminals must be identified: give --tls DIR, or --trusted-proxy ADDR with "
+            "--client-ca, or --insecure-dev for development on loopback"
+        )
+    if args.insecure_dev and args.host not in ("127.0.0.1", "::1", "localhost"):
+        raise UsageError("--insecure-dev serves only on a loopback address")
+    token = None
+    if args.operator_token_file is not None:
+        token = _readable(args.operator_token_file, "--operator-token-file").read_text().strip()
+    return Settings(
+        db_url=args.db,
+        key_dirs=tuple(args.keys),
+        tls=tls,
+        insecure_dev=args.insecure_dev,
+        forwarded=forwarded,
+        operator_token=token or None,
+        max_amount_major=max_amount,
+        lock_s=args.step_lock,
+    )
+
+
+def _forwarded(args: argparse.Namespace) -> Any:
+    from gateway import proxy_identity  # noqa: PLC0415 - the gateway extra
+
+    try:
+        networks = proxy_identity.parse_networks(args.trusted_proxy)
+    except ValueError as exc:
+        raise UsageError(f"--trusted-proxy: {exc}") from None
+    return proxy_identity.ForwardedCertificates(
+        client_ca=_readable(args.client_ca, "--client-ca"),
+        crl_file=_readable(args.crl, "--crl") if args.crl is not None else None,
+        trusted_proxies=networks,
+        clock=lambda: datetime.now(UTC),
+    )
+
+
+def _announce(line: str) -> None:
+    print(line, flush=True)
+
+
+def _prepare_db(url: str) -> None:
+    if "://" not in url:
+        Path(url).parent.mkdir(parents=True, exist_ok=True)
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        # The report of `reconcile` is the only thing on stdout; its log goes to stderr.
+        stream=sys.stdout if args.action == "serve" else sys.stderr,
+        level=logging.INFO,
+        format="level=%(levelname)s logger=%(name)s %(message)s",
+    )
+    try:
+        return _run(args)
+    except UsageError as exc:
+        print(f"ev-terminal gateway: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415 - the gateway extra
+
+    from gateway.ledger import SchemaMismatch, migrate, open_engine  # noqa: PLC0415
+
+    if args.action == "migrate":
+        _prepare_db(args.db)
+        engine = open_engine(args.db)
+        try:
+            before, after = migrate(engine)
+        except (SchemaMismatch, SQLAlchemyError) as exc:
+            raise UsageError(f"migrate: {exc}") from None
+        finally:
+            engine.dispose()
+        print(f"gateway schema: {before or 'empty'} -> {after}")
+        return 0
+    if args.action == "reconcile":
+        return _reconcile(args)
+    settings = _settings(args)
+    from gateway.server import serve  # noqa: PLC0415
+
+    try:
+        return serve(settings, args.host, args.port, workers=args.workers, announce=_announce)
+    except SchemaMismatch as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+    except SQLAlchemyError as exc:
+        raise UsageError(f"database {args.db}: {type(exc).__name__}") from None
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    """One reconciliation round; the report as JSON; exit 1 when an operator must act."""
+    from gateway.ledger import SchemaMismatch, check_schema, open_engine  # noqa: PLC0415
+    from gateway.server import Settings, build  # noqa: PLC0415
+
+    engine = open_engine(args.db)
+    try:
+        check_schema(engine)
+    except SchemaMismatch as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        engine.dispose()
+    built = build(Settings(db_url=args.db, insecure_dev=True))
+    try:
+        report = built.reconciler.report()
+    finally:
+        built.engine.dispose()
+    print(
+        json.dumps(
+            {
+                "resolved": report.resolved,
+                "open": report.open,
+                "unknown": report.unknown,
+                "stale": report.stale,
+                "mismatched": report.mismatched,
+            },
+            indent=2,
+        )
+    )
+    return 1 if report.needs_operator else 0

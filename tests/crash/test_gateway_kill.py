@@ -1,0 +1,148 @@
+"""Crash safety of the gateway: the gateway process SIGKILLed at random moments, at least 100
+times, while kiosk processes run sessions against it and retry.
+
+The kiosks (`launcher.sim_kiosk`, never killed here) run one driver's visit after another;
+a killer SIGKILLs the gateway at random moments — inside a hold, a capture, a void, between
+them — and starts it again on the same database. At the end every kiosk drains its outbox
+and three books must agree: the kiosks' journals, the gateway's ledger, and the simulated
+processor's own books. Every processor hold captured or released exactly once, no processor
+hold without a ledger row, every capture equal to the priced energy the hardware delivered.
+
+Replay a run with `EV_CRASH_SEED=<seed>`; `EV_GATEWAY_KILLS` sets how many kills (default 100).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from hardware.sim.stored import register_log
+from launcher.sim_kiosk import HARDWARE_DIR
+from terminal.config import load
+from terminal.money import Money
+from terminal.protection.keys import provision_fleet
+from terminal.station import build_tariff
+from tests.crash.processes import GatewayProcess, KioskProcess
+from tests.crash.test_sigkill import _config, delivered_per_authorization, session_steps
+from tests.ledger_check import assert_processor_agrees, assert_records_agree
+
+pytestmark = pytest.mark.slow
+
+KIOSKS = 3
+UP_S = (0.1, 1.0)  # how long the gateway lives between kills
+MIN_CAPTURED = 30  # the run must settle real sessions, not only refused ones
+
+
+def test_gateway_sigkilled_100_times_settles_every_hold_exactly_once(tmp_path: Path) -> None:
+    seed = int(os.environ.get("EV_CRASH_SEED", time.time_ns() % 10**9))
+    kills_wanted = int(os.environ.get("EV_GATEWAY_KILLS", "100"))
+    print(f"gateway crash seed {seed} (replay: EV_CRASH_SEED={seed})")  # noqa: T201
+    names = [f"G{n}" for n in range(1, KIOSKS + 1)]
+    provision_fleet(tmp_path / "keys", fleet_id="gw-crash", devices=names)
+    # A short step lock: a step the killed process left behind is resumed after 1 s.
+    gateway = GatewayProcess(tmp_path, tmp_path / "keys" / "gateway", extra=["--step-lock", "1"])
+    kiosks = [
+        KioskProcess(
+            config=_config(tmp_path, name),
+            data=tmp_path / name,
+            gateway_url=gateway.url,
+            key_dir=tmp_path / "keys" / "devices" / name,
+            id_prefix=name.lower(),
+        )
+        for name in names
+    ]
+    done = threading.Event()
+    up = threading.Event()  # a session starts while the gateway is up (it may die in it)
+    up.set()
+    errors: list[BaseException] = []
+    sessions = Counter[str]()
+
+    def drive(kiosk: KioskProcess, rng: random.Random) -> None:
+        try:
+            kiosk.start()
+            while not done.is_set():
+                up.wait(timeout=30)
+                sessions[kiosk.data.name] += 1
+                for step in session_steps(rng):
+                    kiosk.step(step)
+            for step in ("unplug", "wait 31m", "wait 10m", "wait 10m", "wait 10m"):
+                kiosk.step(step)
+            kiosk.stop()
+        except BaseException as exc:
+            errors.append(exc)
+            if kiosk.proc is not None:
+                kiosk.kill()
+
+    rng = random.Random(seed)
+    kills = 0
+    threads = [
+        threading.Thread(target=drive, args=(k, random.Random(f"{seed}:{k.data.name}")))
+        for k in kiosks
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        while kills < kills_wanted and not errors:
+            time.sleep(rng.uniform(*UP_S))
+            up.clear()
+            gateway.kill()
+            kills += 1
+            gateway.start()
+            up.set()
+        done.set()
+        for thread in threads:
+            thread.join(timeout=240)
+        authorizations = gateway.rows("authorizations")
+        moves = gateway.rows("movements")
+        payments = gateway.rows("sim_payments")
+    finally:
+        done.set()
+        gateway.stop()
+    assert not errors, f"seed {seed}: {errors[0]!r}"
+    print(  # noqa: T201
+        f"seed {seed}: {kills} gateway kills, sessions {dict(sessions)}, "
+        f"{len(authorizations)} authorizations, {len(payments)} processor payments, "
+        f"{dict(Counter((a['status'], a['decline_reason']) for a in authorizations))}"
+    )
+    assert kills >= kills_wanted
+    assert len([a for a in authorizations if a["status"] == "captured"]) >= min(
+        MIN_CAPTURED, kills_wanted
+    )
+
+    # The journals and the ledger agree; nothing is left open or half-done.
+    journal = [row for k in kiosks for row in k.journal_rows("sessions")]
+    assert_records_agree(journal, authorizations, moves)
+    assert not [a for a in authorizations if a["status"] in ("approved", "pending")]
+    for kiosk in kiosks:
+        unsent = [r for r in kiosk.journal_rows("outbox") if r["state"] == "pending"]
+        assert unsent == [], f"seed {seed}: {unsent[:3]}"
+    # The processor's books agree with the ledger: each hold captured or released once.
+    assert_processor_agrees(authorizations, payments)
+    assert {p["payment_id"] for p in payments} == {
+        a["id"] for a in authorizations if a["processor_ref"] is not None
+    }
+
+    # Every capture is the priced energy the hardware delivered.
+    tariff = build_tariff(load(_config(tmp_path, names[0])))
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for kiosk in kiosks:
+        mine = [a for a in authorizations if a["terminal_id"] == kiosk.data.name]
+        delivered = delivered_per_authorization(register_log(kiosk.data / HARDWARE_DIR), mine)
+        for auth in mine:
+            energy = delivered.get(auth["id"], 0)
+            context = f"seed {seed}: {auth['id']} delivered {energy} Wh, ledger {auth}"
+            if energy == 0:
+                assert auth["status"] in ("voided", "declined", "failed"), context
+                continue
+            price = tariff.begin(start).advance(
+                at=start, energy_wh=energy, power_w=0, current_ma=0, charging=True
+            )
+            assert auth["status"] == "captured", context
+            assert Money(auth["amount_captured"], auth["currency"]) == price.total(), context
