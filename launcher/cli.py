@@ -125,6 +125,10 @@ def _main(args_in: list[str]) -> int:
     if args_in and args_in[0] == "gateway":
         from launcher.gateway_cli import main as gateway_main  # noqa: PLC0415 - gateway extra
 
+        # Alembic announces its plugins at INFO when imported: no event for the operator, and
+        # it would come before the one line of a usage error.
+        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
         return int(gateway_main(args_in[1:]))
     if args_in and args_in[0] == "set-technician-pin":
         from terminal.console.set_pin import main as set_pin_main  # noqa: PLC0415

@@ -20,6 +20,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from terminal.arguments import ArgumentParser
+
 EXIT_USAGE = 2
 
 
@@ -27,8 +29,9 @@ class UsageError(Exception):
     """A user error: one line, exit 2."""
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ev-terminal gateway", description=__doc__.split("\n")[0])
+def _parser() -> ArgumentParser:
+    # One-line argument errors, exit 2, as every subcommand (terminal/arguments.py).
+    parser = ArgumentParser(prog="ev-terminal gateway", description=__doc__.split("\n")[0])
     parser.add_argument(
         "action", nargs="?", default="serve", choices=["serve", "migrate", "reconcile"]
     )

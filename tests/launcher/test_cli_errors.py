@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +102,11 @@ CASES = [
     # servers: {busy} is a port another socket listens on
     Case("csms on port 99999", ["csms", "--port", "99999"], "99999 must be from 0 to 65535"),
     Case("csms on a port in use", ["csms", "--port", "{busy}"], ":{busy}: Address already in use"),
+    Case("gateway on port 99999", ["gateway", "--port", "99999", "--insecure-dev"], "99999"),
+    Case("gateway, port abc", ["gateway", "--port", "abc", "--insecure-dev"], "'abc'"),
+    Case("gateway, wrong --keys", ["gateway", "--keys", "k", "--insecure-dev"], "--keys: k is"),
+    Case("gateway, missing --tls files", ["gateway", "--tls", "t"], "tls-server.pem", {"t/x": ""}),
+    Case("gateway, unknown action", ["gateway", "start"], "invalid choice: 'start'"),
     Case(
         "csms, missing TLS files",
         ["csms", "--port", "0", "--cert", "c.pem", "--key", "k.pem"],
@@ -127,6 +133,7 @@ def busy_port() -> Iterator[int]:
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_a_user_error_is_one_line_and_exit_2(case: Case, tmp_path: Path, busy_port: int) -> None:
     for name, text in case.files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
     argv = [arg.replace("{busy}", str(busy_port)) for arg in case.argv]
     says = case.says.replace("{busy}", str(busy_port))
@@ -167,3 +174,48 @@ def test_ctrl_c_at_a_prompt_is_no_traceback(tmp_path: Path) -> None:
     assert "interrupted" in output
     assert "Traceback" not in output
     assert not (tmp_path / "pin").exists()
+
+
+def _gateway(db: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "launcher.cli", "gateway", "--db", str(db), *args],
+        cwd=db.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+def test_the_gateway_says_where_it_listens_and_names_a_port_in_use(
+    tmp_path: Path, busy_port: int
+) -> None:
+    db = tmp_path / "gateway.sqlite3"
+    migrate = _gateway(db, "migrate")
+    migrate.communicate(timeout=60)
+    assert migrate.returncode == 0
+    before = _tree(tmp_path)
+
+    busy = _gateway(db, "--port", str(busy_port), "--insecure-dev")
+    _, err = busy.communicate(timeout=60)
+    assert busy.returncode == 2
+    assert err.splitlines() == [
+        f"ev-terminal gateway: cannot listen on 127.0.0.1:{busy_port}: Address already in use"
+    ]
+    assert set(_tree(tmp_path)) == set(before)  # no file created
+
+    serving = _gateway(db, "--port", "0", "--insecure-dev")
+    try:
+        assert serving.stdout is not None
+        url = None
+        for line in serving.stdout:
+            if line.startswith("gateway listening on "):
+                url = line.split()[-1]
+                break
+        assert url is not None and url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(url + "/healthz", timeout=10) as answer:
+            assert answer.status == 200
+    finally:
+        serving.terminate()
+        serving.communicate(timeout=30)  # reaps it and closes its pipes
