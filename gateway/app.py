@@ -17,14 +17,15 @@ import hmac
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway import wire
 from gateway.amounts import AmountLimits
-from gateway.api.identity import Identity
+from gateway.api.identity import Caller, Identity
 from gateway.api.limits import DEFAULT_BODY_LIMIT, BodyLimit
 from gateway.api.requests import TerminalRequests, error
 from gateway.api.terminal import terminal_routes
@@ -38,6 +39,8 @@ from gateway.processors.port import Processor
 from gateway.processors.registry import Processors
 from gateway.web.receipts import receipt_routes
 
+# The operator's requests keep their idempotency keys apart from every terminal's.
+OPERATOR = Caller("operator")
 LOCK_S = 30.0  # a processor call is given up after 10-20 s; a step's lock outlives it
 
 
@@ -111,14 +114,37 @@ def create_app(
     app.include_router(terminal_routes(payments, frame))
     app.include_router(receipt_routes(ledger))
 
+    def operator(request: Request) -> bool:
+        """Whether the request bears the operator's token (operator routes are not served
+        without one configured)."""
+        given = request.headers.get("authorization", "").removeprefix("Bearer ")
+        return operator_token is not None and hmac.compare_digest(given, operator_token)
+
     @app.get("/operator/revenue", include_in_schema=False)
     def revenue(request: Request) -> JSONResponse:
-        """Captured revenue per currency. Not a terminal route: it needs the operator's
-        bearer token, and is not served without one configured."""
-        given = request.headers.get("authorization", "").removeprefix("Bearer ")
-        if operator_token is None or not hmac.compare_digest(given, operator_token):
+        """Captured revenue per currency. Not a terminal route."""
+        if not operator(request):
             return error(404, "not_found", "not found")
         return JSONResponse(content={"revenue": ledger.revenue()})
+
+    @app.post("/operator/authorizations/{authorization_id}/refunds", include_in_schema=False)
+    def refund(
+        authorization_id: str,
+        body: wire.RefundRequest,
+        request: Request,
+        idempotency_key: str = Header(),
+    ) -> JSONResponse:
+        """Refund part or all of a captured payment through the processor that captured it
+        (several refunds, never more in all than was captured), with the operator's reason."""
+        if not operator(request):
+            return error(404, "not_found", "not found")
+        return frame.run_idempotent(
+            OPERATOR,
+            idempotency_key,
+            f"operator.refund:{authorization_id}",
+            body,
+            lambda store, _resumed: payments.refund(authorization_id, body, idempotency_key, store),
+        )
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -204,6 +204,19 @@ class Payments:
         )
 
     @staticmethod
+    def _refunded_answer(row: sa.Row[Any], amount: int) -> StoredAnswer:
+        return StoredAnswer(
+            status_code=200,
+            body={
+                "authorization_id": row.id,
+                "status": "refunded",
+                "refund": _amount(amount, row.currency),
+                "amount_refunded": _amount(int(row.amount_refunded), row.currency),
+                "amount_captured": _amount(int(row.amount_captured), row.currency),
+            },
+        )
+
+    @staticmethod
     def _voided_answer(authorization_id: str) -> StoredAnswer:
         return StoredAnswer(
             status_code=200, body={"authorization_id": authorization_id, "status": "voided"}
@@ -437,6 +450,39 @@ class Payments:
             )
         return self._record(step, result, store)
 
+    def refund(
+        self, aid: str, req: wire.RefundRequest, request_key: str, store: Store
+    ) -> StoredAnswer:
+        """Refund part or all of a captured payment through the processor that captured it;
+        several refunds may follow one another, never more in all than was captured."""
+        amount = self._money(req.amount.minor, req.amount.currency)
+
+        def check(_conn: Connection, row: sa.Row[Any]) -> StoredAnswer | None:
+            if row.status != CAPTURED:
+                raise Refusal(409, "not_refundable", f"authorization is {row.status}")
+            if amount.currency != row.currency:
+                raise Refusal(409, "currency_mismatch", "refund currency differs")
+            if int(row.amount_refunded) + amount.minor > int(row.amount_captured):
+                raise Refusal(409, "exceeds_capture", "refunds would pass what was captured")
+            return None
+
+        step = self._claim(
+            aid,
+            "refund",
+            f"refund:{aid}:{request_key}",
+            amount=lambda _row: amount.minor,
+            detail=req.reason,
+            check=check,
+        )
+        if isinstance(step, StoredAnswer):
+            return step
+        result = self._learn(step) if step.resume else None
+        if result is None:
+            result = step.processor.refund(
+                key=step.key, reference=step.row.processor_ref, amount=amount
+            )
+        return self._record(step, result, store)
+
     def _claim(
         self,
         aid: str,
@@ -521,6 +567,12 @@ class Payments:
                     outcome=Outcome.APPROVED, amount=status.held, reference=status.reference
                 )
             return None
+        if row.op == "refund":
+            wanted = int(row.amount_refunded) + int(row.op_amount)
+            if status.refunded is not None and status.refunded.minor >= wanted:
+                amount = Money(int(row.op_amount), row.currency)
+                return Result(outcome=Outcome.APPROVED, amount=amount, reference=status.reference)
+            return None if state is PaymentState.CAPTURED else refused
         if row.op == "capture" and state is PaymentState.CAPTURED and status.captured:
             return Result(
                 outcome=Outcome.APPROVED, amount=status.captured, reference=status.reference
@@ -564,6 +616,9 @@ class Payments:
             elif row.op == "release":
                 held = Money(int(row.amount_authorized), row.currency)
                 result = step.processor.release(key=step.key, reference=reference, amount=held)
+            elif row.op == "refund":
+                amount = Money(int(row.op_amount), row.currency)
+                result = step.processor.refund(key=step.key, reference=reference, amount=amount)
             else:
                 amount = Money(int(row.op_amount), row.currency)
                 result = step.processor.increment(key=step.key, reference=reference, amount=amount)
@@ -596,6 +651,8 @@ class Payments:
             return self._captured_answer(row)
         if op == "release" and row.status in (VOIDED, DECLINED, FAILED):
             return self._voided_answer(row.id)
+        if op == "refund" and row.op is None:
+            return self._refunded_answer(row, int(step.row.op_amount))
         return StoredAnswer(
             status_code=409, body=error_body("in_progress", f"authorization is {row.status}")
         )
@@ -669,6 +726,22 @@ class Payments:
                 conn, aid, "release", int(row.amount_authorized), row.currency, step_key=key
             )
             return self._voided_answer(aid)
+        if row.op == "refund":
+            if not ok:
+                if not self.ledger.update_if(conn, aid, where, **NOT_STEP):
+                    return None
+                return StoredAnswer(
+                    status_code=409,
+                    body=error_body("refund_refused", f"the processor refused: {reason}"),
+                )
+            amount = int(row.op_amount)
+            total = int(row.amount_refunded) + amount
+            if not self.ledger.update_if(conn, aid, where, amount_refunded=total, **NOT_STEP):
+                return None
+            self.ledger.move(conn, aid, "refund", amount, row.currency, step_key=key)
+            current = self.ledger.get(conn, aid)
+            assert current is not None
+            return self._refunded_answer(current, amount)
         # increment: never more than asked, never less than already held
         before = int(row.amount_authorized)
         total = min(max(result.amount.minor, before), int(row.op_amount)) if ok else before

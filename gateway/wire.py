@@ -132,6 +132,13 @@ class CaptureAnswer(Strict):
     amount_captured: Amount
 
 
+class RefundRequest(Strict):
+    """An operator's refund of part or all of a captured payment (not a terminal route)."""
+
+    amount: Amount
+    reason: str = Field(min_length=1, max_length=200)
+
+
 class VoidRequest(Strict):
     reason: str = Field(max_length=64)
 

@@ -79,6 +79,7 @@ def assert_processor_agrees(
         if row["status"] == "captured":
             assert payment["state"] == "captured", (row["id"], payment["state"])
             assert payment["captured"] == row["amount_captured"], row["id"]
+            assert payment["refunded"] == row["amount_refunded"], row["id"]
         elif row["status"] == "voided":
             assert payment["state"] == "released", (row["id"], payment["state"])
         else:

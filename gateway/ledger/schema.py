@@ -25,7 +25,7 @@ FAILED = "failed"  # the processor never placed the hold (found out by asking it
 STATUSES = (PENDING, APPROVED, DECLINED, CAPTURED, VOIDED, FAILED)
 
 # In-flight processor operations (`op`) and their state (`op_state`).
-OPS = ("hold", "increment", "capture", "release")
+OPS = ("hold", "increment", "capture", "release", "refund")
 CALLING = "calling"  # a worker is calling the processor now (until `op_started_at` + lease)
 UNKNOWN = "unknown"  # the call gave no answer: ask the processor (`status`) before anything
 

@@ -314,11 +314,15 @@ class Ledger:
     def receipt(self, receipt_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
             row = conn.execute(
-                sa.select(authorizations.c.receipt).where(authorizations.c.receipt_id == receipt_id)
+                sa.select(authorizations.c.receipt, authorizations.c.amount_refunded).where(
+                    authorizations.c.receipt_id == receipt_id
+                )
             ).first()
         if row is None or row.receipt is None:
             return None
         receipt: dict[str, Any] = json.loads(row.receipt)
+        if row.amount_refunded:
+            receipt["refunded"] = int(row.amount_refunded)  # the operator's refunds since
         return receipt
 
     def revenue(self) -> list[dict[str, Any]]:

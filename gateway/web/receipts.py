@@ -97,7 +97,12 @@ def render_receipt(receipt: dict[str, Any]) -> str:
         f"<p>Total excl. VAT: {_money(receipt['total_excl_vat'], cur)}</p>"
         f"<p>VAT: {_money(total_vat, cur)}</p>"
         f"<p><strong>Total: {_money(receipt['total'], cur)}</strong></p>"
-        "</body></html>"
+        + (
+            f"<p class='refunded'>Refunded: {_money(receipt['refunded'], cur)}</p>"
+            if receipt.get("refunded")
+            else ""
+        )
+        + "</body></html>"
     )
 
 
