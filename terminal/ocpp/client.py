@@ -22,6 +22,7 @@ import contextlib
 import logging
 import ssl
 import threading
+import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -37,12 +38,14 @@ from terminal.core.actions import RequestAuthorization
 from terminal.core.events import (
     AuthorizationAnswered,
     AuthOutcome,
+    CardPresented,
     Event,
     OutOfServiceChanged,
     Stamp,
     StopRequested,
 )
-from terminal.core.kiosk import AwaitingVehicle, Charging, Kiosk, Suspended
+from terminal.core.kiosk import AwaitingVehicle, Charging, Idle, Kiosk, Receipt, Suspended
+from terminal.core.session import Card, CardKind
 from terminal.ocpp import messages
 from terminal.ocpp.device_model import DeviceModel
 from terminal.ocpp.queue import OcppQueue
@@ -225,15 +228,38 @@ class Link(ChargePoint):  # type: ignore[misc]  # the ocpp package is untyped
         return call_result.SendLocalList(status="Accepted")
 
     @on("RequestStartTransaction")
-    def on_request_start(self, id_token: dict[str, Any], remote_start_id: int, **_: Any) -> Any:
-        """A payment kiosk starts a session with a hold on the driver's card at the kiosk
-        (C18); a remote start without one is refused."""
+    def on_request_start(
+        self, id_token: dict[str, Any], remote_start_id: int, evse_id: int | None = None, **_: Any
+    ) -> Any:
+        """F01/F02: with the CSMS as the authority (`authorize_id_tokens`), a remote start is
+        a session for its idToken, as if that token had been tapped: the kiosk waits for the
+        vehicle, the CSMS bills it. A bank-card kiosk without that, a busy or unavailable
+        kiosk, or another EVSE: Rejected."""
+        client = self.client
+        kiosk = client.snapshot()
+        refusal = None
+        if not client.config.authorize_id_tokens:
+            refusal = "sessions start with a card at the kiosk"
+        elif evse_id is not None and evse_id != client.config.evse_id:
+            refusal = "no such EVSE"
+        elif not kiosk.available or not isinstance(kiosk.phase, Idle | Receipt):
+            refusal = "the kiosk is busy or unavailable"
+        if refusal is not None:
+            return call_result.RequestStartTransaction(
+                status="Rejected",
+                status_info={"reason_code": "NotAvailable", "additional_info": refusal},
+            )
+        session_id = str(uuid.uuid4())
+        token = str(id_token["id_token"])
+        client.queue.note_remote_start(session_id, remote_start_id, str(id_token["type"]))
+        client.remote_sessions.add(session_id)
+        card = Card(kind=CardKind.ID_TOKEN, token=token, brand="Remote start", last4="")
+        client.post(CardPresented(card=card, session_id=session_id, **client.stamp()))
+        log.info(
+            "event=ocpp_remote_start session=%s remote_start_id=%d", session_id, remote_start_id
+        )
         return call_result.RequestStartTransaction(
-            status="Rejected",
-            status_info={
-                "reason_code": "NotSupported",
-                "additional_info": "sessions start with a card at the kiosk",
-            },
+            status="Accepted", transaction_id=messages.transaction_id(session_id)
         )
 
 
@@ -276,6 +302,7 @@ class OcppClient:
         self._last_sent = 0.0
         self._link: tuple[Link, asyncio.Task[None]] | None = None  # while online
         self._triggered: set[str] = set()  # TriggerMessage requests not yet carried out
+        self.remote_sessions: set[str] = set()  # started by the CSMS, not yet authorized
 
     # -- thread-safe entry points ------------------------------------------------------------
     def stamp(self) -> Stamp:
@@ -312,6 +339,12 @@ class OcppClient:
         `AuthorizationAnswered`: Accepted approves the usual hold as the session's cap, any
         other status declines, and no connection or no answer is `NO_ANSWER` (the machine's
         offline policy decides, with the local list)."""
+        if action.session_id in self.remote_sessions:
+            # The CSMS started it for this token: no Authorize (AuthCtrlr.AuthorizeRemoteStart
+            # is false), the usual hold is the cap.
+            self.remote_sessions.discard(action.session_id)
+            self._answer(action, AuthOutcome.APPROVED, "")
+            return
         loop = self._loop
         if loop is None or not self.online():
             self._answer(action, AuthOutcome.NO_ANSWER, "csms offline")

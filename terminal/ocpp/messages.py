@@ -177,7 +177,10 @@ def transaction_event(
     max_cost: Money | None = None,
     meter: list[Payload] | None = None,
     costs: Payload | None = None,
+    remote: tuple[int, str] | None = None,
 ) -> Payload:
+    """One TransactionEvent. `remote`: (remoteStartId, the idToken's type) of a session the
+    CSMS started (F01), carried on Started."""
     info: Payload = {"transactionId": transaction_id(session.session_id)}
     if charging_state is not None:
         info["chargingState"] = charging_state
@@ -196,6 +199,9 @@ def transaction_event(
         payload["offline"] = True
     if event_type == "Started":
         payload["idToken"] = id_token(session)
+        if remote is not None:
+            info["remoteStartId"] = remote[0]
+            payload["idToken"]["type"] = remote[1]
         payload["evse"] = {"id": evse[0], "connectorId": evse[1]}
     if meter:
         payload["meterValue"] = meter

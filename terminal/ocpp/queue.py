@@ -200,6 +200,22 @@ class OcppQueue:
         ).fetchone()
         return str(row[0]) if row is not None else None
 
+    # -- remote starts (RequestStartTransaction) ---------------------------------------------
+    def note_remote_start(self, session_id: str, remote_start_id: int, token_type: str) -> None:
+        value = json.dumps({"id": remote_start_id, "type": token_type})
+        self.set_variable("_remote_start", session_id, value)
+
+    def remote_start(self, session_id: str) -> tuple[int, str] | None:
+        """(remoteStartId, idToken type) of a session the CSMS started, else None."""
+        row = self.journal.execute(
+            "SELECT value FROM ocpp_variables WHERE component='_remote_start' AND variable=?",
+            (session_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        info = json.loads(row[0])
+        return int(info["id"]), str(info["type"])
+
     # -- a restart the CSMS asked for (Reset) ------------------------------------------------
     def note_reset(self) -> None:
         self.set_variable("_kiosk", "reset_requested", "1")

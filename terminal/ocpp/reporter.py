@@ -141,14 +141,16 @@ class Reporter:
                 ended=False,
                 pending_end=None,
             )
+            remote = self.queue.remote_start(session.session_id)
             tx = self._event(
                 tx,
                 session,
                 STARTED,
-                "Authorized",
+                "Authorized" if remote is None else "RemoteStart",
                 charging_state=state,
                 max_cost=session.authorized,
                 at=session.started_at,
+                remote=remote,
             )
             self.queue.save_transaction(tx)
             self.wake()

@@ -223,3 +223,41 @@ def test_trigger_message_sends_the_status_or_a_heartbeat_now(
     assert boot["status"] == "Rejected"
     other = csms.ask(station, "TriggerMessage", {"requestedMessage": "MeterValues"})
     assert other["status"] == "NotImplemented"
+
+
+def test_remote_start_with_the_csms_as_authority(kiosk: Kiosk, csms: ReferenceCsms) -> None:
+    """F01/F02 with `authorize_id_tokens`: the CSMS starts a session for its token; the kiosk
+    waits for the vehicle, reports Started with trigger RemoteStart and the remoteStartId, and
+    the gateway is asked for no hold; a second start while it runs is refused."""
+    sim = kiosk(authorize_id_tokens=True)
+    station = sim.config.station.id
+    token = {"idToken": "APP-USER-0042", "type": "Central"}
+    answer = csms.ask(station, "RequestStartTransaction", {"idToken": token, "remoteStartId": 7})
+    assert answer["status"] == "Accepted"
+    tx = answer["transactionId"]
+
+    def waiting_for_vehicle() -> bool:
+        sim.settle()
+        shown = sim.hardware.display.current
+        return shown is not None and shown.name == "plug-in"
+
+    assert _until(waiting_for_vehicle)
+    again = csms.ask(station, "RequestStartTransaction", {"idToken": token, "remoteStartId": 8})
+    assert again["status"] == "Rejected"
+    run(sim, "plug\nev charge\nwait 10m\n")
+    assert csms.ask(station, "RequestStopTransaction", {"transactionId": tx})["status"] == (
+        "Accepted"
+    )
+    run(sim, "wait 1s\nexpect receipt\n")
+    assert sim.ocpp_drained()
+    events = transaction_events(csms, tx)
+    assert [e["seqNo"] for e in events] == list(range(len(events)))
+    started, ended = events[0], events[-1]
+    assert started["triggerReason"] == "RemoteStart"
+    assert started["transactionInfo"]["remoteStartId"] == 7
+    assert started["idToken"] == token
+    assert ended["triggerReason"] == "RemoteStop"
+    assert csms.messages("Authorize") == []  # AuthorizeRemoteStart is false
+    money = [r for r in sim.daemon.journal.outbox() if r["kind"] in ("authorize", "capture")]
+    assert money == []
+    assert settlements(csms) == []
