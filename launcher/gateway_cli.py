@@ -108,6 +108,14 @@ def _settings(args: argparse.Namespace) -> Any:
     for key_dir in args.keys:
         if not key_dir.is_dir():
             raise UsageError(f"--keys: {key_dir} is not a directory")
+    if args.keys:
+        from gateway.card_data import CardVault  # noqa: PLC0415
+        from terminal.errors import KeyMaterialError  # noqa: PLC0415
+
+        try:
+            CardVault.from_key_dirs(*args.keys)
+        except (KeyMaterialError, OSError, ValueError) as exc:
+            raise UsageError(f"--keys: {exc}") from None
     tls = None
     if args.tls is not None:
         if not args.tls.is_dir():
@@ -169,6 +177,12 @@ def _prepare_db(url: str) -> None:
         Path(url).parent.mkdir(parents=True, exist_ok=True)
 
 
+def _existing_db(url: str) -> None:
+    """Serving or reconciling never creates a database: a SQLite path must exist."""
+    if "://" not in url and not Path(url).is_file():
+        raise UsageError(f"no gateway database at {url}: run `ev-terminal gateway migrate` first")
+
+
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -203,8 +217,10 @@ def _run(args: argparse.Namespace) -> int:
         print(f"gateway schema: {before or 'empty'} -> {after}")
         return 0
     if args.action == "reconcile":
+        _existing_db(args.db)
         return _reconcile(args)
     settings = _settings(args)
+    _existing_db(args.db)
     from gateway.server import serve  # noqa: PLC0415
 
     try:

@@ -1,0 +1,78 @@
+"""`ev-terminal gateway` user errors: one line on stderr naming the problem, exit 2, nothing
+created, no traceback."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "ev-terminal"), "gateway", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+CASES = [
+    ("no-identity", ["--db", "g.sqlite3"], "terminals must be identified"),
+    ("port-out-of-range", ["--db", "g.sqlite3", "--insecure-dev", "--port", "99999"], "--port"),
+    ("workers-zero", ["--db", "g.sqlite3", "--insecure-dev", "--workers", "0"], "--workers"),
+    ("keys-not-a-dir", ["--db", "g.sqlite3", "--insecure-dev", "--keys", "nowhere"], "--keys"),
+    ("keys-empty-dir", ["--db", "g.sqlite3", "--insecure-dev", "--keys", "."], "--keys"),
+    ("tls-missing-files", ["--db", "g.sqlite3", "--tls", "."], "--tls"),
+    ("proxy-without-ca", ["--db", "g.sqlite3", "--trusted-proxy", "127.0.0.1"], "--client-ca"),
+    (
+        "proxy-not-an-address",
+        ["--db", "g.sqlite3", "--trusted-proxy", "nginx", "--client-ca", "ca.pem"],
+        "--client-ca",
+    ),
+    (
+        "insecure-off-loopback",
+        ["--db", "g.sqlite3", "--insecure-dev", "--host", "0.0.0.0"],
+        "loopback",
+    ),
+    (
+        "max-amount-not-a-number",
+        ["--db", "g.sqlite3", "--insecure-dev", "--max-amount", "lots"],
+        "--max-amount",
+    ),
+    ("no-database-yet", ["--db", "g.sqlite3", "--insecure-dev"], "migrate"),
+    ("reconcile-no-database", ["reconcile", "--db", "g.sqlite3"], "migrate"),
+]
+
+
+@pytest.mark.parametrize(("args", "names"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_a_user_error_is_one_line_and_exit_2_and_creates_nothing(
+    tmp_path: Path, args: list[str], names: str
+) -> None:
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = _run(args, tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert names in lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    assert _run(["migrate", "--db", "g.sqlite3"], tmp_path).returncode == 0
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = _run(["--db", "g.sqlite3", "--insecure-dev", "--port", str(port)], tmp_path)
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in result.stderr
