@@ -35,7 +35,7 @@ CASES = [
     (
         "proxy-not-an-address",
         ["--db", "g.sqlite3", "--trusted-proxy", "nginx", "--client-ca", "ca.pem"],
-        "--client-ca",
+        "--trusted-proxy",
     ),
     (
         "insecure-off-loopback",
