@@ -13,7 +13,7 @@ relay pin's last change is stamped on the same clock. What is measured is the EV
 vehicle-state poll (one Modbus read at 38400 baud on a pty, plus its confirm reads), the
 daemon's event queue and the machine, the relay output; not the car's own reaction time.
 
-Target: under 100 ms (DESIGN.md: IEC 61851-1 wants the contactor open within 100 ms of C->B).
+Target: under 100 ms (IEC 61851-1 wants the contactor open within 100 ms of C->B).
 """
 
 from __future__ import annotations
