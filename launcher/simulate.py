@@ -105,7 +105,8 @@ class Simulation:
     is embedded (`gateway down/up` are then errors). `with_hardware` replaces the in-memory
     simulator (e.g. one whose state survives the process), `key_dir` the device's keys, and
     `id_prefix` starts every session id (kiosks sharing one gateway need different ones).
-    `gateway_db` puts the embedded gateway's ledger on another database (a PostgreSQL URL).
+    `gateway_db` puts the embedded gateway's ledger on another database (a PostgreSQL URL);
+    `gateway_dir` is where its SQLite ledger is kept otherwise (default: the data dir).
     The simulation holds the data and key directories (`dir_lock`) until `close`."""
 
     config: Config
@@ -117,6 +118,7 @@ class Simulation:
     key_dir: Path | None = None
     id_prefix: str = "sim"
     gateway_db: str | None = None
+    gateway_dir: Path | None = None
     hardware: SimHardware = field(init=False)
     gateway: EmbeddedGateway = field(init=False)
     daemon: Daemon = field(init=False)
@@ -146,8 +148,10 @@ class Simulation:
             from gateway.server import EmbeddedGateway  # noqa: PLC0415 - the gateway extra
 
             _, gateway_keys = sim_keys(self.data_dir, self.config.station.id)
+            ledger_dir = self.gateway_dir or self.data_dir
+            ledger_dir.mkdir(parents=True, exist_ok=True)
             self.gateway = EmbeddedGateway(
-                self.data_dir / "gateway.sqlite3", key_dir=gateway_keys, db_url=self.gateway_db
+                ledger_dir / "gateway.sqlite3", key_dir=gateway_keys, db_url=self.gateway_db
             )
             self.gateway.up()
         self._ids = _ids(self.data_dir, self.id_prefix)
@@ -296,22 +300,41 @@ class Simulation:
             (hw.reader.unplug if on else hw.reader.replug)()
 
     def results(self) -> list[dict[str, Any]]:
-        """One object per finished session, from the terminal's journal."""
+        """One object per finished session: the terminal's settlement and what the gateway
+        holds for it. `amount_captured` is the gateway's answer once the capture was
+        acknowledged (0 if the gateway refused it: `settlement` is then "refused"), the
+        amount asked while it is still queued; `amount_priced` is what the session cost."""
+        settled = {"capturing": "captured", "voiding": "voided", "declined": "declined"}
+        ends: dict[str, dict[str, Any]] = {}
+        for row in self.daemon.journal.outbox():
+            if row["kind"] in ("capture", "void"):
+                ends[row["lane"]] = row
         out = []
         for row in self.daemon.journal.sessions():
-            if row["status"] not in ("capturing", "voiding", "declined"):
+            if row["status"] not in settled:
                 continue
-            settled = {"capturing": "captured", "voiding": "voided", "declined": "declined"}
+            end = ends.get(row["session_id"])
+            settlement = settled[row["status"]]
+            captured = row["amount_minor"] if row["status"] == "capturing" else 0
+            priced = captured
+            if end is not None and end["kind"] == "capture":
+                body = json.loads(end["body"])
+                priced = body["receipt"]["total"]
+                if end["state"] == "done" and end["answer"]:
+                    captured = json.loads(end["answer"])["amount_captured"]["minor"]
+            if end is not None and end["state"] == "failed":
+                settlement, captured = "refused", 0
             out.append(
                 {
                     "session_id": row["session_id"],
                     "card_brand": row["card_brand"],
                     "card_last4": row["card_last4"],
                     "energy_wh": row["energy_wh"],
-                    "amount_captured": row["amount_minor"] if row["status"] == "capturing" else 0,
+                    "amount_captured": captured,
+                    "amount_priced": priced,
                     "currency": row["currency"],
                     "ended": row["end_reason"],
-                    "settlement": settled[row["status"]],
+                    "settlement": settlement,
                     "acknowledged": bool(row["acknowledged"]),
                 }
             )

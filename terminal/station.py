@@ -18,6 +18,7 @@ from terminal.config import Config
 from terminal.core.billing import EnergyTariff, Tariff
 from terminal.core.events import Event
 from terminal.core.kiosk import OfflinePolicy, Rules
+from terminal.errors import KeyMaterialError
 from terminal.i18n import station_words
 from terminal.money import Money
 from terminal.protection.keys import provision_fleet
@@ -146,9 +147,20 @@ def build_daemon(
     notifier: Notifier | None = None,
 ) -> Daemon:
     journal = Journal(config.data_dir / "journal.sqlite3")
-    protection = ProtectionModule.from_key_dir(key_dir)
+    # Keys that cannot be loaded are a device fault (out of service, on the console, an event
+    # to the gateway), not a crash at start-up: the journal still settles what it holds.
+    protection: ProtectionModule | None = None
+    key_problem: str | None = None
+    try:
+        protection = ProtectionModule.from_key_dir(key_dir)
+    except KeyMaterialError as exc:
+        key_problem = str(exc)
+    else:
+        if protection.next_counter is None:
+            key_problem = "DUKPT transaction counter exhausted; the device needs a new initial key"
     acquirer = CardAcquirer(
         protection=protection,
+        key_problem=key_problem,
         clock=clock,
         currency=config.payment.currency,
         amount_minor=config.payment.hold,
@@ -167,7 +179,13 @@ def build_daemon(
 
     def sender_factory(post: Callable[[Event], None]) -> Sender:
         return Sender(
-            journal, client, clock, post, lists=lists, sync_every_ms=config.offline.sync_interval_ms
+            journal,
+            client,
+            clock,
+            post,
+            lists=lists,
+            sync_every_ms=config.offline.sync_interval_ms,
+            terminal_id=config.station.id,
         )
 
     signer = ReadingSigner(
@@ -188,6 +206,7 @@ def build_daemon(
         clock=clock,
         terminal_id=config.station.id,
         acquire=acquirer,
+        key_problem=key_problem,
         notifier=notifier,
         signer=signer,
         lists=lists,

@@ -10,10 +10,16 @@ from launcher.simulate import Simulation
 
 
 def assert_ledger_agrees(sim: Simulation) -> None:
+    refused = {
+        row["lane"]
+        for row in sim.daemon.journal.outbox()
+        if row["kind"] in ("capture", "void") and row["state"] == "failed"
+    }
     assert_records_agree(
         sim.daemon.journal.sessions(),
         sim.gateway.ledger.all_authorizations(),
         sim.gateway.ledger.all_movements(),
+        refused=refused,
     )
 
 
@@ -21,8 +27,12 @@ def assert_records_agree(
     sessions: Iterable[dict[str, Any]],
     authorizations: Iterable[dict[str, Any]],
     moves: list[dict[str, Any]],
+    *,
+    refused: set[str] | frozenset[str] = frozenset(),
 ) -> None:
-    """The journals' sessions (of one kiosk or several) against the gateway's ledger rows."""
+    """The journals' sessions (of one kiosk or several) against the gateway's ledger rows.
+    `refused`: sessions whose capture or void the gateway refused for good (the journal
+    knows, and raised an event): they hold nothing and moved no money."""
     journal = {row["session_id"]: row for row in sessions}
     ledger = {row["id"]: row for row in authorizations}
     holds = Counter(m["authorization_id"] for m in moves if m["kind"] == "hold")
@@ -40,8 +50,13 @@ def assert_records_agree(
     assert set(ends) <= set(holds)
     for sid, row in journal.items():
         assert row["status"] in ("capturing", "voiding", "declined"), (sid, row["status"])
-        assert row["acknowledged"] or row["status"] == "declined", sid
         at_gateway = ledger.get(sid)
+        if sid in refused:
+            assert at_gateway is None or at_gateway["status"] in ("declined", "voided"), sid
+            assert holds[sid] == ends[sid], sid  # nothing left held
+            assert not [m for m in moves if m["authorization_id"] == sid and m["kind"] == "capture"]
+            continue
+        assert row["acknowledged"] or row["status"] == "declined", sid
         if row["status"] == "capturing":
             assert at_gateway is not None
             assert at_gateway["status"] == "captured"

@@ -10,18 +10,13 @@ Both sides of the scheme live here, as pure functions over bytes:
   keys. The counter rules (never zero, at most 16 one-bits, skip the rest, stop after
   0xFFFF0000) are `is_valid_counter` and `next_counter`.
 
-Intermediate derivation keys: the standard's reference device keeps 32 intermediate
-derivation key registers and erases each after use, which gives forward secrecy (a captured
-device cannot recompute the keys of past transactions). This module derives them **on
-demand** from the IK instead: for counter `c` it walks the one-bits of `c` from the most
-significant down, one AES derivation per bit (at most 16), exactly as the host does.
-The keys produced are identical (the tests check the published vectors, and compare with a
-model of the standard's register device past the first skipped counter). What this gives:
-the only state to persist between restarts is the counter (see `counter.py`), written before
-each use. What it costs: the IK stays at rest on the device, so whoever copies the key
-directory can recompute the keys of *past* transactions too, where the register scheme
-would expose only future ones. A Raspberry Pi is no tamper-responsive device (no PCI PTS),
-so either way a stolen SD card means re-keying the device; the README states the PCI scope.
+Intermediate derivation keys: the device itself keeps the standard's future-key registers
+and erases each key once used (`registers.py`), which gives forward secrecy: a captured device
+cannot recompute the keys of past transactions. `DukptOriginator` derives the same keys **on
+demand** from the IK (for counter `c` it walks the one-bits of `c` from the most significant
+down, one AES derivation per bit, at most 16), exactly as the host does: it serves the tests
+(the published vectors, and a model of the standard's register device past the first skipped
+counter) and the one-time conversion of a key directory that still holds an IK.
 
 Key derivation (the standard's "Derive Key"): the derived key is the concatenation of
 AES-ECB(derivation key, derivation data) over as many 16-byte blocks as the derived key

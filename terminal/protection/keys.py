@@ -7,13 +7,18 @@ file, as OpenSSH refuses a private key that others can read.
 
 A device key directory (mode 0700) holds::
 
-    token.key       the fleet token key (32 bytes)                      (token.py)
-    dukpt-ik.key    the device's DUKPT Initial Key (16, 24 or 32 bytes)
-    dukpt-ikid      its Initial Key ID: BDK ID ‖ derivation ID (8 bytes)
-    dukpt-counter   the last reserved transaction counter                (counter.py)
+    token.key             the fleet token key (32 bytes)                 (token.py)
+    dukpt-ikid            the DUKPT Initial Key ID: BDK ID ‖ derivation ID (8 bytes)
+    dukpt-registers       the next transaction counter and the future-key registers
+                          (ANSI X9.24-3-2017; registers.py): the Initial Key is never kept
     ocmf-signing.key      the device's OCMF reading key (ECDSA P-256, PKCS#8 PEM)
     ocmf-signing.pub.pem  its public key
     ocmf-pagination       the last reserved OCMF pagination counter (shell/signed_readings.py)
+
+A key directory written before the registers (``dukpt-ik.key`` with the Initial Key and
+``dukpt-counter`` with the last counter used) is converted on first load: the registers for
+the next counter are derived and saved, then both old files are overwritten with zeros and
+removed.
 
 The gateway key directory holds ``bdk.key`` (the Base Derivation Key, never on a device),
 ``token.key`` and ``fleet.json`` (fleet id, BDK ID, key type, each device's Initial Key ID and
@@ -35,13 +40,18 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from terminal.errors import ConfigError, KeyMaterialError
-from terminal.protection.counter import COUNTER_FILE_NAME, write_counter_file
+from terminal.protection.counter import COUNTER_FILE_NAME, FileCounterStore, write_counter_file
 from terminal.protection.dukpt import (
     BDK_ID_LENGTH,
-    DukptOriginator,
     InitialKeyId,
     KeyType,
     derive_initial_key,
+)
+from terminal.protection.registers import (
+    REGISTERS_FILE,
+    FileRegisterStore,
+    FutureKeys,
+    wipe_file,
 )
 from terminal.protection.token import TOKEN_KEY_LENGTH, TokenKey
 
@@ -106,31 +116,34 @@ class DeviceKeys:
     """A kiosk's key material, loaded from its key directory. Its repr hides every key."""
 
     token_key: TokenKey
-    originator: DukptOriginator
-    counter_path: Path
+    registers: FileRegisterStore
 
     def __repr__(self) -> str:
-        return (
-            f"DeviceKeys(initial_key_id={self.originator.initial_key_id.hex()}, "
-            f"counter_path={str(self.counter_path)!r}, keys=<hidden>)"
-        )
+        return f"DeviceKeys(registers={self.registers!r}, keys=<hidden>)"
 
 
 def load_device_keys(key_dir: Path) -> DeviceKeys:
-    """Load and check a device key directory; KeyMaterialError names the file at fault."""
+    """Load and check a device key directory; KeyMaterialError names the file at fault.
+    An Initial Key still on disk is converted to registers and wiped (see above)."""
     token = read_key_file(key_dir / TOKEN_KEY_FILE, lengths=(TOKEN_KEY_LENGTH,))
-    initial_key = read_key_file(key_dir / INITIAL_KEY_FILE, lengths=_AES_LENGTHS)
-    ikid = read_key_file(key_dir / INITIAL_KEY_ID_FILE, lengths=(8,))
+    ikid = InitialKeyId.from_bytes(read_key_file(key_dir / INITIAL_KEY_ID_FILE, lengths=(8,)))
+    registers = FileRegisterStore(key_dir / REGISTERS_FILE)
+    initial_key_path = key_dir / INITIAL_KEY_FILE
     counter_path = key_dir / COUNTER_FILE_NAME
-    if not counter_path.is_file():
-        raise KeyMaterialError(f"{counter_path}: DUKPT counter file missing")
-    return DeviceKeys(
-        token_key=TokenKey(secret=token),
-        originator=DukptOriginator(
-            initial_key=initial_key, initial_key_id=InitialKeyId.from_bytes(ikid)
-        ),
-        counter_path=counter_path,
-    )
+    if not registers.exists():
+        if not initial_key_path.exists():
+            raise KeyMaterialError(
+                f"{registers.path}: DUKPT register file missing; re-provision the device"
+            )
+        initial_key = read_key_file(initial_key_path, lengths=_AES_LENGTHS)
+        if not counter_path.is_file():
+            raise KeyMaterialError(f"{counter_path}: DUKPT counter file missing")
+        last = FileCounterStore(counter_path).load()
+        registers.save(FutureKeys.after(initial_key, ikid, last), exclusive=True)
+    # Saved (or saved before a crash cut the conversion short): the old files go.
+    wipe_file(initial_key_path)
+    wipe_file(counter_path)
+    return DeviceKeys(token_key=TokenKey(secret=token), registers=registers)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -236,14 +249,16 @@ def check_device_names(devices: Sequence[str]) -> None:
 
 def write_device_keys(device_dir: Path, *, bdk: bytes, ikid: InitialKeyId, token_key: bytes) -> str:
     """Create one device's key directory (refusing an existing one): the fleet token key,
-    its DUKPT Initial Key derived from the BDK (X9.24-3-2017 "Derive Initial Key") with its
-    counter at 0, and a fresh OCMF reading key with its pagination counter at 0. Returns the
+    its DUKPT Initial Key derived from the BDK (X9.24-3-2017 "Derive Initial Key") and
+    loaded at once into its future-key registers (counter 1 next; the IK itself is written
+    nowhere), and a fresh OCMF reading key with its pagination counter at 0. Returns the
     OCMF public key (hex DER SubjectPublicKeyInfo) for the gateway's fleet file."""
     _make_private_dir(device_dir)
     _write_secret(device_dir / TOKEN_KEY_FILE, token_key.hex().upper() + "\n")
-    _write_secret(device_dir / INITIAL_KEY_FILE, derive_initial_key(bdk, ikid).hex().upper() + "\n")
     _write_secret(device_dir / INITIAL_KEY_ID_FILE, ikid.hex() + "\n")
-    write_counter_file(device_dir / COUNTER_FILE_NAME, 0, exclusive=True)
+    FileRegisterStore(device_dir / REGISTERS_FILE).save(
+        FutureKeys.load_initial_key(derive_initial_key(bdk, ikid), ikid), exclusive=True
+    )
     signing_key = ec.generate_private_key(ec.SECP256R1())
     # The counter first: a key without its counter is refused, never restarted at 0.
     write_counter_file(device_dir / OCMF_PAGINATION_FILE, 0, exclusive=True)
@@ -280,7 +295,7 @@ def provision_fleet(
     A fresh BDK, BDK ID and fleet token key are drawn from `random_bytes`; device *n*
     (in the order given, from 1) gets derivation ID *n* and its keys (`write_device_keys`).
     Directories are 0700, files 0600; nothing existing is overwritten (re-provisioning a
-    device over its counter file would make it reuse KSNs). `fleet.add_devices` adds more.
+    device over its registers would make it reuse KSNs). `fleet.add_devices` adds more.
     Layout: ``out_dir/gateway/`` and ``out_dir/devices/<name>/``.
     """
     if not fleet_id.strip():

@@ -8,9 +8,11 @@ zeroed after encryption, and nothing here keeps a reference to the inputs.
 
 Per transaction (ANSI X9.24-3-2017):
 
-1. reserve the next valid DUKPT transaction counter and persist it (`CounterStore.save`)
-   **before** any key for it is derived, so a restart can never reuse a KSN;
-2. derive the *data encryption, encrypt* and *MAC generation* working keys for it;
+1. take the next transaction's derivation key from the future-key registers and persist the
+   state after it (`RegisterStore.save`: counter advanced, that key erased) **before** the key
+   is used, so a restart can never reuse a KSN and no used key stays on disk
+   (`registers.py`);
+2. derive the *data encryption, encrypt* and *MAC generation* working keys from it;
 3. encrypt the card data (AES-CBC, random IV) and authenticate it (AES-CMAC), see `blob.py`.
 
 The token (`token.py`) is computed from the PAN with the fleet token key.
@@ -39,9 +41,9 @@ from terminal.protection.blob import (
     mac_input,
     tag_hex,
 )
-from terminal.protection.counter import CounterStore, FileCounterStore
-from terminal.protection.dukpt import DukptOriginator, KeyUsage, derive_working_key, next_counter
+from terminal.protection.dukpt import KeyUsage, Ksn, derive_working_key
 from terminal.protection.keys import load_device_keys
+from terminal.protection.registers import RegisterStore
 from terminal.protection.token import TokenKey, canonical_pan, card_token, mask_pan, rfid_token
 
 # EMV Book 3 Annex A, tag 5F24 "Application Expiration Date" is YYMMDD; the kernel hands the
@@ -93,65 +95,62 @@ def parse_expiry(expiry: str) -> tuple[int, int]:
 class ProtectionModule:
     """Turns a card's clear data into a `ProtectedCard`; built once by the composition root.
 
-    Dependencies arrive as values: the fleet token key, the device's DUKPT keys, the counter
-    store, and the source of random IVs (`os.urandom` unless a test passes its own).
-    The last reserved counter is read once, here, so a missing counter file stops start-up.
+    Dependencies arrive as values: the fleet token key, the store of the device's DUKPT
+    future-key registers, and the source of random IVs (`os.urandom` unless a test passes its
+    own). The registers are read once, here, so a missing or damaged file stops start-up.
     """
 
-    __slots__ = ("_counters", "_last_counter", "_originator", "_random_bytes", "_token_key")
+    __slots__ = ("_keys", "_last_counter", "_random_bytes", "_registers", "_token_key")
 
     def __init__(
         self,
         *,
         token_key: TokenKey,
-        originator: DukptOriginator,
-        counters: CounterStore,
+        registers: RegisterStore,
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self._token_key = token_key
-        self._originator = originator
-        self._counters = counters
+        self._registers = registers
         self._random_bytes = random_bytes
-        self._last_counter = counters.load()
+        self._keys = registers.load()
+        self._last_counter = 0
 
     @classmethod
     def from_key_dir(cls, key_dir: Path) -> ProtectionModule:
         """Load a device key directory written by `provision_fleet` (see `keys.py`)."""
         keys = load_device_keys(key_dir)
-        return cls(
-            token_key=keys.token_key,
-            originator=keys.originator,
-            counters=FileCounterStore(keys.counter_path),
-        )
+        return cls(token_key=keys.token_key, registers=keys.registers)
 
     def __repr__(self) -> str:
-        return (
-            f"ProtectionModule(initial_key_id={self._originator.initial_key_id.hex()}, "
-            f"last_counter={self._last_counter:#010x}, keys=<hidden>)"
-        )
+        return f"ProtectionModule({self._keys!r}, keys=<hidden>)"
 
     @property
     def last_counter(self) -> int:
-        """The last DUKPT transaction counter reserved (0 before the first transaction)."""
+        """The last DUKPT transaction counter this module used (0 before its first)."""
         return self._last_counter
+
+    @property
+    def next_counter(self) -> int | None:
+        """The counter the next transaction will use; None once the key is exhausted."""
+        return self._keys.counter
 
     def rfid_token(self, uid: bytes) -> str:
         """The fleet-wide token of an RFID identification card's UID."""
         return rfid_token(self._token_key, uid)
 
     def card_token(self, pan: str) -> str:
-        """The fleet-wide token of a PAN (what `protect` puts in `ProtectedCard.token`)."""
-        return card_token(self._token_key, pan)
+        """The fleet-wide token of a PAN (what `protect` puts in `ProtectedCard.token`);
+        no DUKPT key is used (a tap that only stops a session needs nothing more)."""
+        return card_token(self._token_key, canonical_pan(pan))
 
-    def _reserve_counter(self) -> int:
-        counter = next_counter(self._last_counter)
-        if counter is None:
-            raise KeyMaterialError(
-                "DUKPT transaction counter exhausted; the device needs a new initial key"
-            )
-        self._counters.save(counter)  # durable before the key is derived (never reuse a KSN)
+    def _take_key(self) -> tuple[int, bytes]:
+        """The next counter and its derivation key; the state after it is durable (that
+        key erased on disk) before the key is returned."""
+        counter, key, after = self._keys.take()
+        self._registers.save(after)
+        self._keys = after
         self._last_counter = counter
-        return counter
+        return counter, key
 
     def protect(
         self,
@@ -163,8 +162,8 @@ class ProtectionModule:
         emv_data: tuple[tuple[int, bytes], ...],
         brand: str,
     ) -> ProtectedCard:
-        """Protect one presented card; CardError for malformed data, KeyMaterialError if the
-        counter cannot be reserved (no key is used then)."""
+        """Protect one presented card; CardError for malformed data, KeyMaterialError if no
+        key can be taken (exhausted, damaged, or its state cannot be saved: no key is used)."""
         digits = canonical_pan(pan)
         month, year = parse_expiry(expiry)
         data = CardData(
@@ -190,11 +189,9 @@ class ProtectionModule:
         )
 
     def _encrypt(self, plaintext: bytearray) -> EncryptedBlob:
-        counter = self._reserve_counter()
-        originator = self._originator
-        ksn = originator.ksn(counter)
-        key_type = originator.key_type
-        transaction_key = originator.transaction_key(counter)
+        counter, transaction_key = self._take_key()
+        ksn = Ksn(initial_key_id=self._keys.initial_key_id, counter=counter)
+        key_type = self._keys.key_type
         data_key = derive_working_key(transaction_key, ksn, KeyUsage.DATA_ENCRYPT, key_type)
         mac_key = derive_working_key(transaction_key, ksn, KeyUsage.MAC_GENERATION, key_type)
         iv = self._random_bytes(IV_LENGTH)

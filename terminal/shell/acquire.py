@@ -1,6 +1,12 @@
 """Card acquisition, in the reader thread: the kernel reads the card, the protection module
 turns it into a token, masked PAN and encrypted blob. Clear card data exists only inside this
 call (in the kernel's `CardData` and the protection module) and is dropped before it returns.
+
+A tap while no session could start from it (a session runs: the tap stops it or is another
+card; or the kiosk is out of service) gets the token and no blob, so it uses no DUKPT key.
+A key problem (registers missing or damaged, counter exhausted, state that cannot be saved)
+is raised as KeyMaterialError for the daemon to turn into a device fault: it is no "card not
+accepted".
 """
 
 from __future__ import annotations
@@ -41,15 +47,18 @@ class CardAcquirer:
     def __init__(
         self,
         *,
-        protection: ProtectionModule,
+        protection: ProtectionModule | None,
         clock: Clock,
         currency: str,
         amount_minor: int,
         timezone: str,
         country: int = DEFAULT_COUNTRY,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        key_problem: str | None = None,
     ) -> None:
         self.protection = protection
+        # Why there is no protection module (its keys failed to load): a device fault.
+        self.key_problem = key_problem
         self.clock = clock
         self.currency = currency
         self.amount_minor = amount_minor
@@ -57,13 +66,18 @@ class CardAcquirer:
         self.country = country
         self.random_bytes = random_bytes
 
-    def __call__(self, target: object) -> Card | CardProblem:
+    def __call__(self, target: object, protect: bool = True) -> Card | CardProblem:
+        """Read a card; with `protect`, encrypt its data for an authorization (else the token
+        alone). KeyMaterialError: the device cannot protect cards."""
         assert isinstance(target, CardTarget)
+        protection = self.protection
+        if protection is None:
+            raise KeyMaterialError(self.key_problem or "the device keys are not loaded")
         if not target.iso_dep:
             # MIFARE / NTAG identification token: its UID is the identity (ISO 14443-3).
             return Card(
                 kind=CardKind.ID_TOKEN,
-                token=self.protection.rfid_token(target.uid),
+                token=protection.rfid_token(target.uid),
                 brand="RFID",
                 last4="",
             )
@@ -89,7 +103,22 @@ class CardAcquirer:
             return _PROBLEMS.get(result.outcome, CardProblem.NOT_ACCEPTED)
         data = result.card
         try:
-            protected = self.protection.protect(
+            token = protection.card_token(data.pan)
+        except CardError:
+            return CardProblem.TAP_AGAIN
+        if not protect:
+            # A stop tap or a tap that starts nothing: the token is all the machine compares.
+            stop = Card(
+                kind=CardKind.PAYMENT,
+                token=token,
+                brand=data.brand,
+                last4=data.last4,
+                expiry=data.expiry.strftime("%y%m"),
+            )
+            del data, result
+            return stop
+        try:
+            protected = protection.protect(
                 pan=data.pan,
                 expiry=data.expiry.strftime("%y%m"),
                 pan_sequence=(
@@ -103,9 +132,6 @@ class CardAcquirer:
             )
         except CardError:
             return CardProblem.TAP_AGAIN
-        except KeyMaterialError:
-            log.exception("event=protection_unavailable")
-            return CardProblem.NOT_ACCEPTED
         del data, result
         blob = protected.blob.to_json()
         return Card(

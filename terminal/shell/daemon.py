@@ -41,13 +41,13 @@ from terminal.core.events import (
 from terminal.core.kiosk import Kiosk, Rules
 from terminal.core.machine import step
 from terminal.core.screens import screen_name
-from terminal.core.session import Card, LocalStanding
+from terminal.core.session import Card, CardKind, LocalStanding
 from terminal.core.words import Words
-from terminal.errors import JournalFull
+from terminal.errors import JournalFull, KeyMaterialError
 from terminal.shell.devices import Devices
 from terminal.shell.diagnostics import Diagnostics
 from terminal.shell.executor import Executor, Timers
-from terminal.shell.journal import RESERVE_PAGES, Journal
+from terminal.shell.journal import JOURNAL_FULL, RESERVE_PAGES, Journal
 from terminal.shell.local_lists import LocalLists
 from terminal.shell.notify import Notifier
 from terminal.shell.signed_readings import ReadingSigner
@@ -59,12 +59,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ev_terminal.daemon")
 
-Acquirer = Callable[[object], Card | CardProblem]
-"""Reads a card target (kernel + protection) into a protected card, or says what went wrong."""
+Acquirer = Callable[[object, bool], Card | CardProblem]
+"""Reads a card target (kernel + protection) into a protected card, or says what went wrong;
+told whether a session could start from the tap (else it returns the token alone and uses no
+DUKPT key: a stop tap, another card during a session, a tap while out of service). Raises
+KeyMaterialError when the device cannot protect cards (a device fault)."""
 
 JOIN_TIMEOUT_S = 2.0
 POLL_S = 0.1
-JOURNAL_FULL = "journal_full"  # the fault while the journal has no room for new sessions
+CARD_KEYS = "card_keys"  # the fault while the DUKPT keys are missing, damaged or exhausted
 ROOM_CHECK_MS = 10_000  # how often the journal's free space is looked at
 WATCHDOG_FAULT = "watchdog"  # the hardware watchdog could not be armed or kicked
 
@@ -105,8 +108,10 @@ class Daemon:
         signer: ReadingSigner | None = None,
         lists: LocalLists | None = None,
         words: tuple[Words, tuple[Words, ...]] | None = None,
+        key_problem: str | None = None,
     ) -> None:
         self.devices = devices
+        self._key_problem = key_problem
         self.lists = lists
         self.journal = journal
         self.clock = clock
@@ -142,6 +147,7 @@ class Daemon:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._reader_down = False
+        self._keys_broken = False
         self._feedback_closed: bool | None = None
         self._started_ms: int | None = None
         self._next_ping = 0.0
@@ -168,6 +174,16 @@ class Daemon:
         self.events.put(event)
 
     def handle(self, event: Event) -> None:
+        if (
+            isinstance(event, CardPresented)
+            and event.card.kind is CardKind.PAYMENT
+            and not event.card.payload
+            and self.kiosk.session is None
+            and self.kiosk.available
+        ):
+            # Read as a stop tap (token only) while a session was running, handled after it
+            # ended: no session starts without its card data. The driver taps again.
+            event = CardUnreadable(problem=CardProblem.TAP_AGAIN, at_ms=event.at_ms, at=event.at)
         if isinstance(event, ContactorChecked):
             self._feedback_closed = event.closed
         kiosk, actions = step(self.kiosk, event)
@@ -188,11 +204,8 @@ class Daemon:
             log.error("event=device_fault action=%s error=%s", type(action).__name__, exc)
             self.post(FaultRaised(fault="device", **self.stamp()))
             return False
-        except JournalFull as exc:
-            log.error("event=journal_full action=%s error=%s", type(action).__name__, exc)
-            self._next_room_check = 0
-            self._check_room()
-            return False
+        except JournalFull:
+            raise  # the executor's journal batch gives the reserve back and tries again
         except Exception:
             log.exception("event=internal_error action=%s", type(action).__name__)
             self._force_open()
@@ -212,6 +225,7 @@ class Daemon:
         self._force_open()
         self._started_ms = self.clock.monotonic_ms()
         self.journal.check()
+        self.journal.spend_reserve(self.journal.forget_card_data)  # blobs left by a crash
         if self.reporter is not None:
             self.reporter.flush_waiting_ends()
         orphans = self.journal.orphan_holds()
@@ -231,6 +245,8 @@ class Daemon:
         if unsettled:
             log.info("event=recovering sessions=%d", len(unsettled))
         self.post(PoweredUp(register_wh=register, unsettled=unsettled, **self.stamp()))
+        if self._key_problem is not None:
+            self._keys_fault(self._key_problem)
         # A vehicle already plugged in at start-up is no change to its link: say where it is.
         try:
             pilot = self.devices.vehicle.state()
@@ -266,7 +282,12 @@ class Daemon:
         if target is None:
             self.diagnostics.reader_idle()
             return False
-        result = self.acquire(target)
+        kiosk = self.kiosk  # a snapshot: the daemon thread replaces it, never mutates it
+        try:
+            result = self.acquire(target, kiosk.session is None and kiosk.available)
+        except KeyMaterialError as exc:
+            self._keys_fault(str(exc))
+            return True
         if self.diagnostics.reader_test_armed():
             self.diagnostics.card_seen(result)  # a reader test takes the card: no session
             return True
@@ -280,6 +301,15 @@ class Daemon:
                 )
             )
         return True
+
+    def _keys_fault(self, problem: str) -> None:
+        """The device cannot protect cards: a fault (out of service, console, an event to the
+        gateway), raised once; it stays until the keys are re-provisioned and the daemon is
+        restarted."""
+        log.error("event=card_keys_fault error=%s", problem)
+        if CARD_KEYS not in self.kiosk.faults and not self._keys_broken:
+            self._keys_broken = True
+            self.post(FaultRaised(fault=CARD_KEYS, **self.stamp()))
 
     def _standing(self, card: Card) -> LocalStanding:
         """The local facts for an offline decision; none (online only) if they cannot be
@@ -367,10 +397,12 @@ class Daemon:
             self.post(FaultRaised(fault=WATCHDOG_FAULT, **self.stamp()))
 
     def _check_room(self) -> None:
-        """A full disk stops new sessions, never settling: below RESERVE_PAGES free pages the
-        journal first drops finished outbox rows; if that is not enough, the fault
-        `journal_full` takes the kiosk out of service (the machine ends the running session
-        and settles it from the reserve) until there is twice the reserve again."""
+        """A full disk stops new sessions, never settling. The fault `journal_full` takes the
+        kiosk out of service (the machine ends the running session and settles it from the
+        reserve) while the reserve file is gone (a write found the disk full and gave it back,
+        `reserve.py`) or the journal has fewer than RESERVE_PAGES pages to grow into (after
+        dropping finished outbox rows); it clears by itself once the reserve could be made
+        again and there is twice RESERVE_PAGES besides."""
         now = self.clock.monotonic_ms()
         if now < self._next_room_check:
             return
@@ -379,14 +411,21 @@ class Daemon:
             free = self.journal.free_pages()
             if free < RESERVE_PAGES:
                 log.warning("event=journal_low free_pages=%d", free)
-                self.journal.reclaim()
+                self.journal.spend_reserve(self.journal.reclaim)
                 free = self.journal.free_pages()
         except JournalFull:
             free = 0
+        try:
+            reserve = self.journal.reserve.ensure()
+        except OSError as exc:
+            log.error("event=reserve_unavailable error=%s", exc)
+            reserve = False
         full = JOURNAL_FULL in self.kiosk.faults
-        if free < RESERVE_PAGES and not full:
+        if (not reserve or free < RESERVE_PAGES) and not full:
+            log.error("event=journal_full reserve=%s free_pages=%d", reserve, free)
             self.post(FaultRaised(fault=JOURNAL_FULL, **self.stamp()))
-        elif free >= 2 * RESERVE_PAGES and full:
+        elif reserve and free >= 2 * RESERVE_PAGES and full:
+            log.info("event=journal_room_back free_pages=%d", free)
             self.post(FaultCleared(fault=JOURNAL_FULL, **self.stamp()))
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:

@@ -7,7 +7,6 @@ they mean. A record is committed before any later action of the same step acts o
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, assert_never
@@ -47,8 +46,9 @@ from terminal.core.events import (
 )
 from terminal.core.screens import Screen, frame_for, frames_for
 from terminal.core.words import Words
+from terminal.errors import JournalFull
 from terminal.shell.devices import Devices
-from terminal.shell.journal import Journal
+from terminal.shell.journal import JOURNAL_FULL, Journal
 from terminal.shell.signed_readings import ReadingSigner
 
 if TYPE_CHECKING:
@@ -87,6 +87,18 @@ JOURNALED = (
     Void,
     Report,
     TakeSignedReading,
+)
+
+
+# What may still be done in a step whose journal write failed: nothing that the lost record
+# describes, only what makes the kiosk safe and tells the driver.
+SAFE_WITHOUT_RECORD = (
+    OpenContactor,
+    WithdrawEnergy,
+    ShowScreen,
+    StartTimer,
+    CancelTimer,
+    CheckContactor,
 )
 
 
@@ -164,26 +176,58 @@ class Executor:
         process (a relay, a reading, a screen) and before the sender is woken, so a record is
         on disk before what it describes is done or sent. `guard` runs one action and reports
         failure (it turns exceptions into fault events); a failed journal write rolls back its
-        whole batch."""
-        batch = False
+        whole batch, and then nothing the batch describes is done: of the step's remaining
+        actions only opening the contactor, screens and timers are."""
+        batch: list[Action] = []
+        written = True
         for action in actions:
             if isinstance(action, JOURNALED):
-                if not batch:
-                    self.journal.begin()
-                    batch = True
-                if not guard(partial(self.perform, action), action):
-                    self.journal.rollback()
-                    batch = False
+                batch.append(action)
                 continue
             if batch and not isinstance(action, StartTimer | CancelTimer):
-                self.journal.commit()
-                batch = False
-            guard(partial(self.perform, action), action)
+                written = self._write(batch, guard) and written
+                batch = []
+            if written or isinstance(action, SAFE_WITHOUT_RECORD):
+                guard(partial(self.perform, action), action)
         if batch:
-            self.journal.commit()
+            self._write(batch, guard)
         if self._wake_pending:
             self._wake_pending = False
             self._wake_sender()
+
+    def _write(
+        self, batch: list[Action], guard: Callable[[Callable[[], None], Action], bool]
+    ) -> bool:
+        """One transaction for a batch of journal writes, every write and the commit guarded.
+        A full disk (JournalFull) gives the reserve back to the file system and tries the
+        batch once more, and raises the `journal_full` fault: the machine opens the contactor
+        and settles from the reserve (see `reserve.py`). False if the batch was not written."""
+
+        full = False
+
+        def write() -> bool:
+            nonlocal full
+            self.journal.begin()
+            try:
+                for action in batch:
+                    if not guard(partial(self.perform, action), action):
+                        self.journal.rollback()
+                        return False
+                self.journal.commit()
+            except JournalFull:
+                full = True
+                raise
+            return True
+
+        try:
+            return self.journal.spend_reserve(write)
+        except JournalFull as exc:
+            self.journal.rollback()
+            log.error("event=journal_write_failed error=%s actions=%d", exc, len(batch))
+            return False
+        finally:
+            if full:
+                self.post(FaultRaised(fault=JOURNAL_FULL, **self._stamp()))
 
     def _pilot(self, op: str, command: Callable[[], None]) -> None:
         """Offer or withdraw energy on the pilot. One the EVSE controller did not take is the
@@ -356,25 +400,11 @@ class Executor:
             case CancelTimer():
                 self.timers.cancel(action.timer)
             case Report():
-                now = self.clock.now()
-                # Each event its own key, kept by the gateway: a batch retried with more
-                # events in it stores none of them twice.
-                key = f"{self.terminal_id}:event:{uuid.uuid4().hex}"
-                self.journal.enqueue(
-                    lane="events",
-                    kind="events",
-                    idem_key=key,
-                    path="/v1/events",
-                    body={
-                        "terminal_id": self.terminal_id,
-                        "event": {
-                            "key": key,
-                            "kind": action.kind,
-                            "detail": action.detail,
-                            "at": now.isoformat(),
-                        },
-                    },
-                    at=now,
+                self.journal.enqueue_event(
+                    terminal_id=self.terminal_id,
+                    kind=action.kind,
+                    detail=action.detail,
+                    at=self.clock.now(),
                 )
                 log.info("event=%s detail=%s", action.kind, action.detail)
             case TakeSignedReading():

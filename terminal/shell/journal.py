@@ -3,7 +3,10 @@
 WAL with `synchronous=FULL`: a row is on disk when `commit` returns, and the executor commits a
 record before it acts on it. Schema changes are numbered migrations (`PRAGMA user_version`).
 Card data never enters it: a session stores the card token, brand and last four digits only;
-the outbox stores the protected (encrypted) authorization payload.
+the outbox stores the protected (encrypted) authorization payload, and only until the gateway
+has answered that authorization (or a void superseded it): then the payload is cut from the
+row, with `secure_delete` on (SQLite zeroes what it frees) and the WAL checkpointed and
+truncated, so no page of the database, its `-wal` or `-shm` keeps the blob.
 """
 
 from __future__ import annotations
@@ -13,18 +16,21 @@ import logging
 import shutil
 import sqlite3
 import threading
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from terminal.core.session import Card, CardKind, Session, Status
 from terminal.errors import JournalError, JournalFull
 from terminal.money import Money
+from terminal.shell.reserve import Reserve
 
 log = logging.getLogger("ev_terminal.journal")
+_T = TypeVar("_T")
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: sessions and the outbox
@@ -113,6 +119,12 @@ SUPERSEDED = "superseded"  # an authorization overtaken by its void
 # kept for the newest EVENTS_WINDOW outbox rows: during a long partition older unsent events
 # are dropped (and counted in the log) so the queue cannot fill the disk by itself.
 EVENTS_WINDOW = 100_000
+JOURNAL_FULL = "journal_full"  # the fault while the journal has no room for new sessions
+# The WAL is checkpointed every WAL_AUTOCHECKPOINT pages and truncated back to WAL_SIZE_LIMIT
+# bytes after a checkpoint, so its growth stays well inside the reserve (`reserve.py`).
+WAL_AUTOCHECKPOINT = 256
+WAL_SIZE_LIMIT = 1 << 20
+
 # Free pages kept for settling: below this the daemon refuses new sessions (fault
 # "journal_full") while the running session's records, captures and voids still fit.
 RESERVE_PAGES = 256
@@ -160,7 +172,27 @@ class Journal:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._max_pages: int | None = None
-        self._migrate()
+        self.reserve = Reserve(path.parent)
+        if self.reserve.present() and self.reserve.free_bytes() < self.reserve.margin:
+            # A disk that filled while the kiosk was off: open and recover from the reserve
+            # (the daemon starts out of service until there is room for it again).
+            self.reserve.release()
+        self.spend_reserve(self._migrate)
+        self.reserve.ensure()
+
+    def spend_reserve(self, write: Callable[[], _T]) -> _T:
+        """Run a write; if the disk is full, give the reserve back to the file system and run
+        it once more (JournalFull if that fails too, or there was no reserve to give)."""
+        try:
+            return write()
+        except JournalFull:
+            self.rollback()
+            conn = self._conn()
+            if conn.in_transaction:  # a script's own BEGIN (migrations)
+                conn.execute("ROLLBACK")
+            if not self.reserve.release():
+                raise
+        return write()
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -174,6 +206,9 @@ class Journal:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA secure_delete=ON")  # freed cells and pages are zeroed
+            conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
+            conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             self._local.conn = conn
         return conn
 
@@ -194,6 +229,48 @@ class Journal:
         self._local.depth -= 1
         if self._local.depth == 0:
             self._conn().execute("COMMIT")
+            self._checkpoint_if_scrubbed()
+
+    # -- card data at rest --------------------------------------------------------------------
+    def _scrubbed(self) -> None:
+        """A payload was cut: checkpoint once the change is committed."""
+        self._local.scrubbed = True
+        if getattr(self._local, "depth", 0) == 0:
+            self._checkpoint_if_scrubbed()
+
+    def _checkpoint_if_scrubbed(self) -> None:
+        if getattr(self._local, "scrubbed", False):
+            self._local.scrubbed = False
+            self.checkpoint()
+
+    def checkpoint(self) -> bool:
+        """Copy the WAL into the database and truncate it to zero bytes
+        (`wal_checkpoint(TRUNCATE)`), so no old page image stays in the `-wal` file; False if a
+        reader kept it from finishing (the next scrub tries again)."""
+        try:
+            busy, _, _ = self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except JournalFull:
+            busy = 1  # the database file could not grow: the WAL keeps the pages for now
+        if busy:
+            log.warning("event=checkpoint_unfinished")
+            self._local.scrubbed = True  # tried again after the next commit
+        return not busy
+
+    def forget_card_data(self) -> int:
+        """Cut the payload from every authorization the gateway answered or a void
+        superseded (at start-up: rows written before this rule, or a crash between the answer
+        and the scrub), then checkpoint. Returns how many rows were cut."""
+        with self.atomic():
+            cursor = self._conn().execute(
+                "UPDATE outbox SET body = json_remove(body, '$.card.payload')"
+                " WHERE kind = 'authorize' AND state != ?"
+                " AND json_extract(body, '$.card.payload') IS NOT NULL",
+                (PENDING,),
+            )
+            if cursor.rowcount:
+                self._local.scrubbed = True
+        self._checkpoint_if_scrubbed()
+        return int(cursor.rowcount)
 
     def rollback(self) -> None:
         """Abandon the whole transaction, however deeply joined."""
@@ -401,10 +478,13 @@ class Journal:
         conn = self._conn()
         with self.atomic():
             if kind == "void":
-                conn.execute(
-                    "UPDATE outbox SET state=? WHERE lane=? AND kind='authorize' AND state=?",
+                superseded = conn.execute(
+                    "UPDATE outbox SET state=?, body=json_remove(body, '$.card.payload')"
+                    " WHERE lane=? AND kind='authorize' AND state=?",
                     (SUPERSEDED, lane, PENDING),
                 )
+                if superseded.rowcount:
+                    self._local.scrubbed = True  # checkpointed by the outermost commit
             cursor = conn.execute(
                 "INSERT OR IGNORE INTO outbox (lane, kind, idem_key, path, body, created_at)"
                 " VALUES (?,?,?,?,?,?)",
@@ -412,6 +492,66 @@ class Journal:
             )
             if kind == "events" and cursor.lastrowid:
                 self._bound_events(cursor.lastrowid)
+
+    def enqueue_event(self, *, terminal_id: str, kind: str, detail: str, at: datetime) -> None:
+        """Queue an event for the gateway (status, fault, alert). Each event has its own key,
+        kept by the gateway: a batch retried with more events in it stores none twice."""
+        key = f"{terminal_id}:event:{uuid.uuid4().hex}"
+        self.enqueue(
+            lane="events",
+            kind="events",
+            idem_key=key,
+            path="/v1/events",
+            body={
+                "terminal_id": terminal_id,
+                "event": {"key": key, "kind": kind, "detail": detail, "at": at.isoformat()},
+            },
+            at=at,
+        )
+
+    def shortfall(self, lane: str, capture_seq: int) -> tuple[int, int] | None:
+        """For a capture not sent yet: (amount asked, amount the gateway holds) if the lane's
+        authorization was answered with less than the capture asks (a late partial approval
+        of a session started offline), else None. What the gateway holds is the largest
+        `amount_authorized` of the lane's answered authorization and increments (an
+        increment's answer carries the new total)."""
+        conn = self._conn()
+        capture = conn.execute("SELECT body FROM outbox WHERE seq=?", (capture_seq,)).fetchone()
+        answers = conn.execute(
+            "SELECT answer FROM outbox WHERE lane=? AND kind IN ('authorize', 'increment')"
+            " AND state=? AND answer IS NOT NULL",
+            (lane, DONE),
+        ).fetchall()
+        held = [
+            amount.get("minor")
+            for (text,) in answers
+            if isinstance(amount := json.loads(text).get("amount_authorized"), dict)
+        ]
+        approved = max((m for m in held if isinstance(m, int)), default=None)
+        if capture is None or approved is None:
+            return None
+        asked = json.loads(capture[0])["amount"]["minor"]
+        if approved >= asked:
+            return None
+        return int(asked), approved
+
+    def shrink_capture(self, lane: str, capture_seq: int, minor: int) -> None:
+        """Lower an unsent capture to `minor` (what the gateway approved), and the session's
+        amount and authorized amount with it: the driver pays what was captured. The receipt
+        in the body keeps the priced lines; the difference is the operator's, raised as an
+        alert by the caller."""
+        conn = self._conn()
+        with self.atomic():
+            conn.execute(
+                "UPDATE outbox SET body = json_set(body, '$.amount.minor', ?)"
+                " WHERE seq=? AND state=?",
+                (minor, capture_seq, PENDING),
+            )
+            conn.execute(
+                "UPDATE sessions SET amount_minor=?, authorized_minor=MIN(authorized_minor, ?)"
+                " WHERE session_id=?",
+                (minor, minor, lane),
+            )
 
     def _bound_events(self, newest: int) -> None:
         """Drop unsent events older than the newest EVENTS_WINDOW rows (a cheap index probe
@@ -460,10 +600,22 @@ class Journal:
         return row[0] if row and row[0] is not None else None
 
     def finish(self, seq: int, state: str, answer: dict[str, Any] | None) -> None:
-        self._conn().execute(
-            "UPDATE outbox SET state=?, answer=?, attempts=attempts+1 WHERE seq=? AND state=?",
+        """The row is answered (done) or refused for good (failed); an authorization's card
+        payload is cut from it in the same write (see the module docstring)."""
+        cursor = self._conn().execute(
+            "UPDATE outbox SET state=?, answer=?, attempts=attempts+1,"
+            " body = CASE WHEN kind = 'authorize'"
+            " THEN json_remove(body, '$.card.payload') ELSE body END"
+            " WHERE seq=? AND state=?",
             (state, json.dumps(answer) if answer is not None else None, seq, PENDING),
         )
+        if cursor.rowcount:
+            self._scrubbed_if_authorization(seq)
+
+    def _scrubbed_if_authorization(self, seq: int) -> None:
+        row = self._conn().execute("SELECT kind FROM outbox WHERE seq=?", (seq,)).fetchone()
+        if row is not None and row[0] == "authorize":
+            self._scrubbed()
 
     def retry_later(self, seq: int, next_attempt_ms: int, error: str) -> None:
         self._conn().execute(

@@ -12,7 +12,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import requests
 
 from hardware.clock import Clock
 from terminal.core.events import AuthorizationAnswered, AuthOutcome, Event, IncrementAnswered
-from terminal.errors import GatewayRefused, UplinkError
+from terminal.errors import GatewayRefused, JournalFull, UplinkError
 from terminal.money import MINOR_UNITS, Money
 from terminal.shell.journal import DONE, FAILED, Journal, OutboxRow
 from terminal.shell.local_lists import ListsError, LocalLists
@@ -187,7 +187,9 @@ class Sender:
         rng: random.Random | None = None,
         lists: LocalLists | None = None,
         sync_every_ms: int = 15 * 60_000,
+        terminal_id: str = "",
     ) -> None:
+        self.terminal_id = terminal_id
         self.journal = journal
         self.client = client
         self.clock = clock
@@ -280,6 +282,13 @@ class Sender:
                 self._due_now.clear()
                 self.journal.make_all_due()
             return self.drain_once()
+        except JournalFull as exc:
+            # The disk is full: give the reserve back (the daemon sees it gone and takes the
+            # kiosk out of service); what was not recorded is sent again with the same key.
+            self.journal.rollback()
+            self.journal.reserve.release()
+            log.error("event=sender_journal_full error=%s", exc)
+            return SendResult(sent=0, failed=1)
         except Exception:
             log.exception("event=sender_error")
             return SendResult(sent=0, failed=1)
@@ -288,7 +297,31 @@ class Sender:
         ceiling = min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** min(attempts, 20))
         return self.rng.randint(ceiling // 2, ceiling)  # "equal jitter"
 
+    def _alert(self, kind: str, detail: str) -> None:
+        """An event for the operator (through the gateway) and the log."""
+        log.error("event=%s detail=%s", kind, detail)
+        self.journal.enqueue_event(
+            terminal_id=self.terminal_id, kind=kind, detail=detail, at=self.clock.now()
+        )
+
+    def _fit_capture(self, row: OutboxRow) -> OutboxRow:
+        """A session started offline (store-and-forward) may have been priced above what
+        the gateway approved when it finally answered: capture what was approved, never more
+        (the gateway would refuse the whole capture and the hold would stay), and raise
+        `capture_short` with the difference. Written before the capture is sent."""
+        short = self.journal.shortfall(row.lane, row.seq)
+        if short is None:
+            return row
+        asked, approved = short
+        with self.journal.atomic():
+            self.journal.shrink_capture(row.lane, row.seq, approved)
+            self._alert("capture_short", f"{row.lane} priced={asked} approved={approved}")
+        body = {**row.body, "amount": {**row.body["amount"], "minor": approved}}
+        return replace(row, body=body)
+
     def _send(self, row: OutboxRow) -> bool:
+        if row.kind == "capture":
+            row = self._fit_capture(row)
         try:
             data = self.client.post(row.path, row.idem_key, row.body)
         except UplinkError as exc:
@@ -313,6 +346,9 @@ class Sender:
                 self.journal.finish(row.seq, FAILED, refused)
                 if row.kind in ("capture", "void") and self.on_settlement:
                     self.on_settlement(row, "refused", refused)
+                if row.kind in ("capture", "void"):
+                    # Money the kiosk meant to move and the gateway would not: the operator's.
+                    self._alert(f"{row.kind}_refused", f"{row.lane} code={refusal.code}")
             log.warning(
                 "event=refused kind=%s lane=%s status=%s code=%s",
                 row.kind,

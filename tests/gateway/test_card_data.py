@@ -26,8 +26,7 @@ from hardware.sim.card_script import load_named
 from terminal.core.session import Card
 from terminal.errors import KeyMaterialError
 from terminal.money import Money
-from terminal.protection.counter import FileCounterStore, write_counter_file
-from terminal.protection.dukpt import DukptOriginator, InitialKeyId, derive_initial_key
+from terminal.protection.dukpt import InitialKeyId, derive_initial_key
 from terminal.protection.keys import (
     BDK_FILE,
     ProvisionedFleet,
@@ -36,6 +35,7 @@ from terminal.protection.keys import (
     read_key_file,
 )
 from terminal.protection.module import ProtectionModule
+from terminal.protection.registers import FileRegisterStore, FutureKeys
 from terminal.shell.acquire import CardAcquirer
 
 TIMEOUT_S = 10
@@ -308,12 +308,10 @@ def test_a_device_the_fleet_does_not_list_is_refused(
 ) -> None:
     bdk = read_key_file(fleet.gateway_dir / BDK_FILE, lengths=(16,))
     ikid = InitialKeyId(bdk_id=bytes.fromhex(fleet.bdk_id), derivation_id=(99).to_bytes(4, "big"))
-    counter = tmp_path / "dukpt-counter"
-    write_counter_file(counter, 0, exclusive=True)
+    registers = FileRegisterStore(tmp_path / "dukpt-registers")
+    registers.save(FutureKeys.load_initial_key(derive_initial_key(bdk, ikid), ikid))
     rogue = ProtectionModule(
-        token_key=load_device_keys(fleet.device_dirs["kiosk-1"]).token_key,
-        originator=DukptOriginator(initial_key=derive_initial_key(bdk, ikid), initial_key_id=ikid),
-        counters=FileCounterStore(counter),
+        token_key=load_device_keys(fleet.device_dirs["kiosk-1"]).token_key, registers=registers
     )
     acquirer = CardAcquirer(
         protection=rogue, clock=ManualClock(), currency="EUR", amount_minor=5000, timezone="UTC"

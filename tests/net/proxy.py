@@ -73,6 +73,7 @@ class FaultProxy:
         self.delay_s = delay_s
         self.partitioned = False
         self.requests: list[tuple[str, str]] = []  # (request line, what was done)
+        self.bodies: list[bytes] = []  # every request's body, as it crossed the link
         self._plans: list[_Plan] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -140,6 +141,7 @@ class FaultProxy:
                 if request is None:
                     return
                 line = request.split(b"\r\n", 1)[0].decode("latin-1")
+                self.bodies.append(request.split(b"\r\n\r\n", 1)[1])
                 if self.partitioned:
                     self.requests.append((line, "partitioned"))
                     return

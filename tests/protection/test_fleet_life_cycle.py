@@ -20,6 +20,7 @@ from gateway.tls import Revocations
 from terminal.protection import certs, provision
 from terminal.protection.dukpt import derive_initial_key
 from terminal.protection.keys import load_device_keys, load_gateway_keys
+from terminal.protection.registers import FutureKeys
 from terminal.shell.signed_readings import ensure_signing_key
 
 Snapshot = dict[str, bytes]
@@ -66,10 +67,12 @@ def test_adding_a_device_gives_it_the_fleets_keys_and_touches_none(
     assert set(before) <= set(after)
     gateway = load_gateway_keys(root / "gateway")
     device = load_device_keys(root / "devices" / "k3")
-    ikid = device.originator.initial_key_id
+    registers = device.registers.load()
+    ikid = registers.initial_key_id
     assert gateway.devices["k3"] == ikid
     assert ikid.hex() == gateway.bdk_id.hex().upper() + "00000003"
-    assert device.originator.initial_key == derive_initial_key(gateway.bdk, ikid)
+    initial_key = derive_initial_key(gateway.bdk, ikid)
+    assert registers == FutureKeys.load_initial_key(initial_key, ikid)
     assert device.token_key == gateway.token_key
     assert "k3" in out
     assert gateway.bdk.hex().upper() not in out.upper()

@@ -11,7 +11,6 @@ import pytest
 
 from terminal.errors import ConfigError, KeyMaterialError
 from terminal.protection import provision
-from terminal.protection.counter import FileCounterStore
 from terminal.protection.dukpt import InitialKeyId, KeyType, derive_initial_key
 from terminal.protection.keys import (
     ProvisionedFleet,
@@ -20,6 +19,7 @@ from terminal.protection.keys import (
     provision_fleet,
     read_key_file,
 )
+from terminal.protection.registers import FutureKeys
 
 
 def _mode(path: Path) -> int:
@@ -33,9 +33,8 @@ def test_provisioning_writes_private_dirs_and_files(fleet: ProvisionedFleet) -> 
     assert {_mode(d) for d in dirs} == {0o700}
     assert {_mode(f) for f in files} == {0o600}
     assert sorted(p.name for p in fleet.device_dirs["kiosk-1"].iterdir()) == [
-        "dukpt-counter",
-        "dukpt-ik.key",
         "dukpt-ikid",
+        "dukpt-registers",
         "ocmf-pagination",
         "ocmf-signing.key",
         "ocmf-signing.pub.pem",
@@ -53,13 +52,15 @@ def test_device_initial_keys_derive_from_the_gateway_bdk(fleet: ProvisionedFleet
 
     for name, key_dir in fleet.device_dirs.items():
         device = load_device_keys(key_dir)
-        ikid = device.originator.initial_key_id
+        registers = device.registers.load()
+        ikid = registers.initial_key_id
         assert ikid == gateway.devices[name]
         assert ikid.bdk_id == gateway.bdk_id
-        assert device.originator.initial_key == derive_initial_key(gateway.bdk, ikid)
+        initial_key = derive_initial_key(gateway.bdk, ikid)
+        assert registers == FutureKeys.load_initial_key(initial_key, ikid)
+        assert registers.counter == 1
         assert device.token_key == gateway.token_key
-        assert FileCounterStore(device.counter_path).load() == 0
-    ids = [load_device_keys(d).originator.initial_key_id for d in fleet.device_dirs.values()]
+    ids = [load_device_keys(d).registers.load().initial_key_id for d in fleet.device_dirs.values()]
     assert len(set(ids)) == len(ids)
 
 
@@ -77,11 +78,11 @@ def test_aes256_fleet_has_aes256_keys(fleet256: ProvisionedFleet) -> None:
 
     assert gateway.key_type is KeyType.AES256
     assert len(gateway.bdk) == 32
-    assert device.originator.key_type is KeyType.AES256
+    assert device.registers.load().key_type is KeyType.AES256
 
 
 @pytest.mark.parametrize("mode", [0o640, 0o604, 0o660, 0o644, 0o610])
-@pytest.mark.parametrize("name", ["token.key", "dukpt-ik.key", "dukpt-ikid"])
+@pytest.mark.parametrize("name", ["token.key", "dukpt-ikid"])
 def test_device_key_file_readable_by_others_is_refused(
     fleet: ProvisionedFleet, name: str, mode: int
 ) -> None:
@@ -109,7 +110,7 @@ def test_owner_only_modes_are_accepted(fleet: ProvisionedFleet) -> None:
     assert len(read_key_file(path, lengths=(32,))) == 32
 
 
-@pytest.mark.parametrize("name", ["token.key", "dukpt-ik.key", "dukpt-ikid", "dukpt-counter"])
+@pytest.mark.parametrize("name", ["token.key", "dukpt-ikid", "dukpt-registers"])
 def test_missing_device_file_is_named(fleet: ProvisionedFleet, name: str) -> None:
     (fleet.device_dirs["kiosk-1"] / name).unlink()
 
@@ -152,12 +153,12 @@ def test_malformed_fleet_file_is_named(fleet: ProvisionedFleet) -> None:
 
 
 def test_provisioning_never_overwrites_keys(fleet: ProvisionedFleet) -> None:
-    before = (fleet.device_dirs["kiosk-1"] / "dukpt-ik.key").read_text()
+    before = (fleet.device_dirs["kiosk-1"] / "dukpt-registers").read_text()
     out_dir = fleet.gateway_dir.parent
 
     with pytest.raises(KeyMaterialError, match="refusing"):
         provision_fleet(out_dir, fleet_id="again", devices=["kiosk-1"])
-    assert (fleet.device_dirs["kiosk-1"] / "dukpt-ik.key").read_text() == before
+    assert (fleet.device_dirs["kiosk-1"] / "dukpt-registers").read_text() == before
 
 
 @pytest.mark.parametrize(
@@ -183,19 +184,20 @@ def test_provisioned_key_ids_follow_the_device_order(tmp_path: Path) -> None:
         "c": "5A5A5A5A00000003",
     }
     device = load_device_keys(fleet.device_dirs["c"])
-    assert device.originator.initial_key_id == InitialKeyId.from_hex("5A5A5A5A00000003")
+    assert device.registers.load().initial_key_id == InitialKeyId.from_hex("5A5A5A5A00000003")
 
 
 def test_key_holders_hide_their_keys_in_repr(fleet: ProvisionedFleet) -> None:
     gateway = load_gateway_keys(fleet.gateway_dir)
     device = load_device_keys(fleet.device_dirs["kiosk-1"])
+    registers = device.registers.load()
     secrets = [
         gateway.bdk.hex(),
         gateway.token_key.secret.hex(),
-        device.originator.initial_key.hex(),
+        *(key.hex() for key in registers.registers.values()),
     ]
 
-    for text in (repr(gateway), repr(device), repr(device.originator), str(gateway)):
+    for text in (repr(gateway), repr(device), repr(registers), str(gateway)):
         for secret in secrets:
             assert secret.upper() not in text.upper()
 

@@ -9,11 +9,11 @@ import pytest
 
 from terminal.errors import CardError, KeyMaterialError, ProtectedDataError
 from terminal.protection.blob import EncryptedBlob
-from terminal.protection.counter import FileCounterStore
-from terminal.protection.dukpt import DukptOriginator, InitialKeyId, Ksn, derive_initial_key
+from terminal.protection.dukpt import InitialKeyId, Ksn, derive_initial_key
 from terminal.protection.host import blob_bdk_id, decrypt_blob
 from terminal.protection.keys import ProvisionedFleet, load_device_keys, load_gateway_keys
 from terminal.protection.module import ProtectedCard, ProtectionModule
+from terminal.protection.registers import FutureKeys
 from terminal.protection.token import TokenKey
 
 PAN = "4761739001010010"
@@ -29,29 +29,27 @@ BDK = bytes.fromhex("FEDCBA9876543210F1F1F1F1F1F1F1F1")
 IKID = InitialKeyId.from_hex("1234567890123456")
 
 
-class MemoryCounterStore:
-    """A CounterStore fake kept in memory, recording every save."""
+class MemoryRegisterStore:
+    """A RegisterStore fake kept in memory, recording the next counter of every save; it
+    starts as a device that has used counter `start` (derived from the IK as on conversion)."""
 
-    def __init__(self, start: int = 0, *, fail: bool = False) -> None:
-        self.value = start
-        self.saved: list[int] = []
+    def __init__(self, start: int = 0, *, fail: bool = False, bdk: bytes = BDK) -> None:
+        self.value = FutureKeys.after(derive_initial_key(bdk, IKID), IKID, start)
+        self.saved: list[int | None] = []
         self.fail = fail
 
-    def load(self) -> int:
+    def load(self) -> FutureKeys:
         return self.value
 
-    def save(self, counter: int) -> None:
+    def save(self, keys: FutureKeys) -> None:
         if self.fail:
             raise KeyMaterialError("disk full")
-        self.value = counter
-        self.saved.append(counter)
+        self.value = keys
+        self.saved.append(keys.counter)
 
 
-def _module(store: MemoryCounterStore, bdk: bytes = BDK) -> ProtectionModule:
-    originator = DukptOriginator(initial_key=derive_initial_key(bdk, IKID), initial_key_id=IKID)
-    return ProtectionModule(
-        token_key=TokenKey(secret=bytes(32)), originator=originator, counters=store
-    )
+def _module(store: MemoryRegisterStore) -> ProtectionModule:
+    return ProtectionModule(token_key=TokenKey(secret=bytes(32)), registers=store)
 
 
 def _protect(module: ProtectionModule, **overrides: object) -> ProtectedCard:
@@ -107,7 +105,7 @@ def test_aes256_fleet_round_trips(fleet256: ProvisionedFleet) -> None:
 
 
 def test_protected_card_carries_display_fields() -> None:
-    card = _protect(_module(MemoryCounterStore()), pan="4761 7390 0101 0010")
+    card = _protect(_module(MemoryRegisterStore()), pan="4761 7390 0101 0010")
 
     assert card.masked_pan == "\u2022\u2022\u2022\u2022 0010"
     assert card.last4 == "0010"
@@ -130,7 +128,7 @@ def test_repr_and_json_hold_no_pan_digits_nor_track2(fleet: ProvisionedFleet) ->
 
 
 def test_blob_is_ready_for_a_json_wire_body() -> None:
-    card = _protect(_module(MemoryCounterStore()))
+    card = _protect(_module(MemoryRegisterStore()))
     body = card.blob.to_json()
 
     assert set(body) == {
@@ -151,7 +149,7 @@ def test_blob_is_ready_for_a_json_wire_body() -> None:
 
 
 def test_each_transaction_uses_a_new_ksn_and_iv() -> None:
-    module = _module(MemoryCounterStore())
+    module = _module(MemoryRegisterStore())
 
     blobs = [_protect(module).blob for _ in range(5)]
 
@@ -160,29 +158,29 @@ def test_each_transaction_uses_a_new_ksn_and_iv() -> None:
     assert len({b.ciphertext for b in blobs}) == 5
 
 
-def test_counter_is_saved_before_the_key_is_used() -> None:
-    store = MemoryCounterStore(41)
+def test_the_state_after_the_key_is_saved_before_the_key_is_used() -> None:
+    store = MemoryRegisterStore(41)
     module = _module(store)
 
     card = _protect(module)
 
-    assert store.saved == [42]
+    assert store.saved == [43]  # saved: the next counter is 43, the key of 42 erased
     assert card.blob.ksn.counter == 42
 
 
 def test_no_blob_is_made_when_the_counter_cannot_be_saved() -> None:
-    store = MemoryCounterStore(7, fail=True)
+    store = MemoryRegisterStore(7, fail=True)
     module = _module(store)
 
     with pytest.raises(KeyMaterialError):
         _protect(module)
-    assert module.last_counter == 7
+    assert module.last_counter == 0  # none used
     store.fail = False
     assert _protect(module).blob.ksn.counter == 8
 
 
 def test_counters_with_more_than_16_one_bits_are_skipped() -> None:
-    store = MemoryCounterStore(0x1FFFE)
+    store = MemoryRegisterStore(0x1FFFE)
     module = _module(store)
 
     card = _protect(module)
@@ -192,7 +190,7 @@ def test_counters_with_more_than_16_one_bits_are_skipped() -> None:
 
 
 def test_exhausted_counter_stops_protection() -> None:
-    module = _module(MemoryCounterStore(0xFFFF0000))
+    module = _module(MemoryRegisterStore(0xFFFF0000))
 
     with pytest.raises(KeyMaterialError, match="exhausted"):
         _protect(module)
@@ -221,10 +219,7 @@ def test_crash_after_reserving_a_counter_skips_it_after_restart(
 
     keys = load_device_keys(key_dir)
     crashing = ProtectionModule(
-        token_key=keys.token_key,
-        originator=keys.originator,
-        counters=FileCounterStore(keys.counter_path),
-        random_bytes=broken_random,
+        token_key=keys.token_key, registers=keys.registers, random_bytes=broken_random
     )
     with pytest.raises(OSError):
         _protect(crashing)
@@ -233,24 +228,24 @@ def test_crash_after_reserving_a_counter_skips_it_after_restart(
     assert _protect(restarted).blob.ksn.counter == 3  # 2 was reserved, maybe used: never again
 
 
-def test_missing_counter_file_refuses_to_start(fleet: ProvisionedFleet) -> None:
+def test_missing_register_file_refuses_to_start(fleet: ProvisionedFleet) -> None:
     key_dir = fleet.device_dirs["kiosk-1"]
-    (key_dir / "dukpt-counter").unlink()
+    (key_dir / "dukpt-registers").unlink()
 
-    with pytest.raises(KeyMaterialError, match="dukpt-counter"):
+    with pytest.raises(KeyMaterialError, match="dukpt-"):
         ProtectionModule.from_key_dir(key_dir)
 
 
-def test_malformed_counter_file_refuses_to_start(fleet: ProvisionedFleet) -> None:
+def test_malformed_register_file_refuses_to_start(fleet: ProvisionedFleet) -> None:
     key_dir = fleet.device_dirs["kiosk-1"]
-    (key_dir / "dukpt-counter").write_text("not a counter\n")
+    (key_dir / "dukpt-registers").write_text("not a register file\n")
 
-    with pytest.raises(KeyMaterialError, match="dukpt-counter"):
+    with pytest.raises(KeyMaterialError, match="dukpt-registers"):
         ProtectionModule.from_key_dir(key_dir)
 
 
 def test_host_refuses_a_tampered_blob() -> None:
-    body = _protect(_module(MemoryCounterStore())).blob.to_json()
+    body = _protect(_module(MemoryRegisterStore())).blob.to_json()
     ciphertext = bytearray(base64.b64decode(body["ciphertext"]))
     ciphertext[0] ^= 1
     tampered = {**body, "ciphertext": base64.b64encode(bytes(ciphertext)).decode()}
@@ -260,7 +255,7 @@ def test_host_refuses_a_tampered_blob() -> None:
 
 
 def test_host_refuses_a_blob_moved_to_another_ksn() -> None:
-    body = _protect(_module(MemoryCounterStore())).blob.to_json()
+    body = _protect(_module(MemoryRegisterStore())).blob.to_json()
     moved = {**body, "ksn": body["ksn"][:-1] + "2"}
 
     with pytest.raises(ProtectedDataError, match="authentication failed"):
@@ -268,7 +263,7 @@ def test_host_refuses_a_blob_moved_to_another_ksn() -> None:
 
 
 def test_host_with_another_bdk_cannot_decrypt() -> None:
-    body = _protect(_module(MemoryCounterStore())).blob.to_json()
+    body = _protect(_module(MemoryRegisterStore())).blob.to_json()
 
     with pytest.raises(ProtectedDataError, match="authentication failed"):
         decrypt_blob(bytes(16), body)
@@ -286,14 +281,14 @@ def test_host_with_another_bdk_cannot_decrypt() -> None:
     ],
 )
 def test_host_refuses_a_malformed_blob(field: str, value: str) -> None:
-    body = _protect(_module(MemoryCounterStore())).blob.to_json()
+    body = _protect(_module(MemoryRegisterStore())).blob.to_json()
 
     with pytest.raises(ProtectedDataError):
         decrypt_blob(BDK, {**body, field: value})
 
 
 def test_host_refuses_a_blob_with_an_invalid_counter() -> None:
-    body = _protect(_module(MemoryCounterStore())).blob.to_json()
+    body = _protect(_module(MemoryRegisterStore())).blob.to_json()
 
     with pytest.raises(ProtectedDataError, match="not valid"):
         decrypt_blob(BDK, {**body, "ksn": "1234567890123456" + "0001FFFF"})
@@ -302,16 +297,24 @@ def test_host_refuses_a_blob_with_an_invalid_counter() -> None:
 @pytest.mark.parametrize("expiry", ["2813", "281", "28122", "YYMM", "2800"])
 def test_malformed_expiry_is_a_card_error(expiry: str) -> None:
     with pytest.raises(CardError):
-        _protect(_module(MemoryCounterStore()), expiry=expiry)
+        _protect(_module(MemoryRegisterStore()), expiry=expiry)
 
 
 def test_malformed_card_data_uses_no_counter() -> None:
-    store = MemoryCounterStore()
+    store = MemoryRegisterStore()
     module = _module(store)
 
     with pytest.raises(CardError):
         _protect(module, pan="12AB")
     assert store.saved == []
+
+
+def test_a_card_token_alone_uses_no_counter() -> None:
+    store = MemoryRegisterStore()
+    module = _module(store)
+
+    assert module.card_token("4761 7390 0101 0010") == _protect(module).token
+    assert store.saved == [2]  # only the one protected card took a key
 
 
 def test_rfid_token_comes_from_the_fleet_key(fleet: ProvisionedFleet) -> None:
