@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/bench_protection.py [--n 200]
 
-`protect` includes the fsynced counter write that precedes every key use, which dominates
+`protect` includes saving the DUKPT future-key registers before the key is used (a new
+file fsynced, the old one zeroed and fsynced, a rename and a directory fsync), which dominates
 on an SD card; `decrypt_blob` includes the host's IK and transaction-key derivation.
 """
 
