@@ -41,19 +41,20 @@ def test_recovery_voids_a_hold_whose_session_is_missing(simulate: Run) -> None:
 
 
 def test_recovery_voids_an_unsent_authorization_with_no_session(simulate: Run) -> None:
+    # An id of the wire's shape (8 to 64 of A-Z a-z 0-9 _ -): the gateway refuses others.
     sim = simulate("expect idle\n")
     journal = sim.daemon.journal
     journal.enqueue(
-        lane="ghost-1",
+        lane="ghost-0001",
         kind="authorize",
-        idem_key="ghost-1:authorize",
+        idem_key="ghost-0001:authorize",
         path="/v1/authorizations",
-        body={"authorization_id": "ghost-1"},
+        body={"authorization_id": "ghost-0001"},
         at=sim.clock.now(),
     )
-    assert journal.orphan_holds() == ["ghost-1"]
+    assert journal.orphan_holds() == ["ghost-0001"]
     _step(sim, "restart\nwait 1m")
-    rows = {r["kind"]: r["state"] for r in journal.outbox() if r["lane"] == "ghost-1"}
+    rows = {r["kind"]: r["state"] for r in journal.outbox() if r["lane"] == "ghost-0001"}
     assert rows == {"authorize": "superseded", "void": "done"}
     [tombstone] = sim.gateway.ledger.all_authorizations()
     assert tombstone["status"] == "voided"
