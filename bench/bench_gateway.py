@@ -1,0 +1,330 @@
+"""Money requests per second and p99 latency through the gateway's full idempotent path.
+
+    python -m bench gateway                   # the short run, as `make bench` does (--quick)
+    python -m bench.bench_gateway --full      # the longer one (more requests a run)
+    python -m bench.bench_gateway --backends sqlite --workers 1 --money 300
+
+The real gateway (`ev-terminal gateway --insecure-dev --workers N`, a subprocess) on SQLite
+(a migrated file) and on PostgreSQL (`tests/postgres.py`'s server, migrated by `ev-terminal
+gateway migrate`), with 1, 2 and 4 workers. Load comes from a separate process
+(`bench/loadgen.py`): a money request is the kiosk's pair, an authorization then its capture,
+each with its own Idempotency-Key, sent back to back over `--concurrency` connections
+(closed loop). In the same run, on the same database, under the same load: the floor
+(`bench/floor_app.py`), a bare ASGI app on the same uvicorn and engine settings doing one
+INSERT and COMMIT per request. Printed: money requests/s, HTTP requests/s, p50/p99 of one
+HTTP request, and the ratio full path / floor. Then p99 at a fixed offered rate of 300
+authorizations/s (open loop, latency counted from each request's scheduled instant) for
+1 worker on SQLite and 2 on PostgreSQL.
+
+Targets (2 cores shared with the load generator): the full path at least half the floor's
+throughput; p99 under 25 ms at 300 authorizations/s. The exit status is 1 when a target is
+missed or a request failed. The figures are wall-clock on whatever else the machine is
+running: the load average is printed first so they can be read against it.
+
+The PostgreSQL server is the test suite's: fsync and synchronous_commit are off, so its
+figures are an upper bound of what a durable PostgreSQL does on this machine. SQLite is at
+the gateway's own settings (WAL, synchronous=FULL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT_S = 60.0
+RATIO_TARGET = 0.5
+P99_TARGET_MS = 25.0
+OPEN_RATE = 300.0
+OPEN_GRACE_S = 10.0  # an authorization not answered by then counts as late by that much
+
+
+@dataclass(frozen=True)
+class Plan:
+    backends: tuple[str, ...]
+    workers: tuple[int, ...]
+    money: int
+    concurrency: int
+    deadline_s: float
+    open_seconds: float
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """A server subprocess in its own process group, stopped by SIGTERM (SIGKILL if stuck)."""
+
+    def __init__(self, argv: list[str], log: Path) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [*argv, "--port", str(self.port)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                start_new_session=True,
+            )
+        self.log = log
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=5) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:  # refused, or not answering yet
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise SystemExit(f"{argv[:3]} did not start; see {log}:\n{log.read_text()}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        # Forked workers left behind by a supervisor that did not stop them.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def gateway(db: str, workers: int, log: Path) -> Server:
+    return Server(
+        [
+            str(BIN / "ev-terminal"),
+            "gateway",
+            "--db",
+            db,
+            "--insecure-dev",
+            "--workers",
+            str(workers),
+        ],
+        log,
+    )
+
+
+def floor(db: str, workers: int, log: Path) -> Server:
+    return Server(
+        [sys.executable, "-m", "bench.floor_app", "--db", db, "--workers", str(workers)], log
+    )
+
+
+def load(url: str, *args: str, timeout_s: float) -> dict[str, Any]:
+    """Run the load generator in a process of its own and return its figures."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.loadgen", *args, "--url", url],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout_s,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"the load generator failed:\n{done.stderr}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def migrate(db: str) -> None:
+    subprocess.run(
+        [str(BIN / "ev-terminal"), "gateway", "migrate", "--db", db],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+    )
+
+
+def closed(server: Server, tag: str, plan: Plan) -> dict[str, Any]:
+    try:
+        return load(
+            server.url,
+            "closed",
+            "--tag",
+            tag,
+            "--money",
+            str(plan.money),
+            "--concurrency",
+            str(plan.concurrency),
+            "--deadline",
+            str(plan.deadline_s),
+            timeout_s=plan.deadline_s + 60,
+        )
+    finally:
+        server.stop()
+
+
+def _row(backend: str, workers: int, path: str, r: dict[str, Any]) -> str:
+    cut = " (deadline)" if r["money"] + r["errors"] < r["asked"] else ""
+    return (
+        f"{backend:<10} {workers:>7} {path:<6} {r['money_per_s']:>9.1f} "
+        f"{r['requests_per_s']:>8.1f} {r['p50_ms']:>7.1f} {r['p99_ms']:>8.1f} "
+        f"{r['money']:>6} {r['errors']:>6}{cut}"
+    )
+
+
+def _problems(what: str, r: dict[str, Any]) -> list[str]:
+    return [f"{what}: {e}" for e in r["first_errors"]]
+
+
+def run(plan: Plan, work: Path) -> int:
+    load1, load5, _ = os.getloadavg()
+    print(
+        f"machine: {os.cpu_count()} cores, load average {load1:.1f} (1 min) {load5:.1f} (5 min);"
+        " the load generator runs on the same cores"
+    )
+    print(
+        f"closed loop: {plan.money} money requests (authorize + capture) per run over "
+        f"{plan.concurrency} connections, at most {plan.deadline_s:.0f} s a run"
+    )
+    header = (
+        f"{'backend':<10} {'workers':>7} {'path':<6} {'money/s':>9} {'http/s':>8} "
+        f"{'p50 ms':>7} {'p99 ms':>8} {'money':>6} {'errors':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    missed: list[str] = []
+    problems: list[str] = []
+    postgres: Any = None
+    databases: dict[str, str] = {}
+    open_results: list[tuple[str, dict[str, Any]]] = []
+    try:
+        for backend in plan.backends:
+            for workers in plan.workers:
+                if backend == "sqlite":
+                    db = str(work / f"gateway-{workers}.sqlite3")
+                else:
+                    if postgres is None:
+                        from tests.postgres import PostgresServer
+
+                        postgres = PostgresServer()
+                        postgres.start()
+                    db = postgres.database()
+                migrate(db)
+                databases[f"{backend}-{workers}"] = db
+                log = work / f"{backend}-{workers}.log"
+                tag = f"{backend[0]}{workers}"
+                full = closed(gateway(db, workers, log), f"G{tag}", plan)
+                print(_row(backend, workers, "full", full), flush=True)
+                base = closed(floor(db, workers, log), f"F{tag}", plan)
+                print(_row(backend, workers, "floor", base), flush=True)
+                ratio = full["money_per_s"] / base["money_per_s"]
+                verdict = "met" if ratio >= RATIO_TARGET else "NOT met"
+                print(
+                    f"{'':<10} {'':>7} ratio full/floor {ratio:.2f} "
+                    f"(target >= {RATIO_TARGET}: {verdict})",
+                    flush=True,
+                )
+                if ratio < RATIO_TARGET:
+                    missed.append(f"{backend} {workers} worker(s): ratio {ratio:.2f}")
+                problems += _problems(f"{backend} {workers} full", full)
+                problems += _problems(f"{backend} {workers} floor", base)
+        print()
+        print(
+            f"open loop: {OPEN_RATE:.0f} authorizations/s offered for {plan.open_seconds:.0f} s,"
+            " latency from each one's scheduled instant"
+        )
+        for backend, workers in (("sqlite", 1), ("postgresql", 2)):
+            if backend not in plan.backends:
+                continue
+            db = databases.get(f"{backend}-{workers}")
+            if db is None:
+                db = str(work / "open.sqlite3") if backend == "sqlite" else postgres.database()
+                migrate(db)
+            server = gateway(db, workers, work / f"open-{backend}-{workers}.log")
+            try:
+                r = load(
+                    server.url,
+                    "open",
+                    "--tag",
+                    f"O{backend[0]}{workers}",
+                    "--rate",
+                    str(OPEN_RATE),
+                    "--seconds",
+                    str(plan.open_seconds),
+                    "--grace",
+                    str(OPEN_GRACE_S),
+                    timeout_s=plan.open_seconds + OPEN_GRACE_S + 60,
+                )
+            finally:
+                server.stop()
+            open_results.append((f"{backend} {workers} worker(s)", r))
+            verdict = "met" if r["p99_ms"] < P99_TARGET_MS else "NOT met"
+            print(
+                f"  {backend:<10} {workers} worker(s): offered {r['offered_per_s']:.0f}/s, "
+                f"answered {r['requests']} ({r['errors']} errors, {r['unanswered']} not answered "
+                f"within {OPEN_GRACE_S:.0f} s) in {r['elapsed_s']:.1f} s, "
+                f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, max {r['max_ms']:.1f} ms "
+                f"(target p99 < {P99_TARGET_MS:.0f} ms: {verdict})",
+                flush=True,
+            )
+            if r["p99_ms"] >= P99_TARGET_MS or r["p99_ms"] != r["p99_ms"]:
+                missed.append(f"{backend} {workers} worker(s): p99 {r['p99_ms']:.1f} ms")
+            problems += _problems(f"open {backend} {workers}", r)
+    finally:
+        if postgres is not None:
+            postgres.stop()
+    load1, load5, _ = os.getloadavg()
+    print(f"load average at the end: {load1:.1f} (1 min) {load5:.1f} (5 min)")
+    for line in problems:
+        print(f"!! {line}")
+    if missed:
+        print("targets NOT met: " + "; ".join(missed))
+    else:
+        print("targets met")
+    return 1 if missed or problems else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument(
+        "--quick", action="store_true", help="a short run, the default (a few minutes at most)"
+    )
+    length.add_argument("--full", action="store_true", help="more requests a run")
+    parser.add_argument(
+        "--backends", default="sqlite,postgresql", help="comma-separated: sqlite,postgresql"
+    )
+    parser.add_argument("--workers", default="1,2,4", help="comma-separated worker counts")
+    parser.add_argument("--money", type=int, help="money requests per closed-loop run")
+    parser.add_argument("--concurrency", type=int, default=16, help="closed-loop connections")
+    parser.add_argument("--open-seconds", type=float, help="length of the open-loop runs")
+    args = parser.parse_args(argv)
+    backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
+    unknown = set(backends) - {"sqlite", "postgresql"}
+    if unknown:
+        parser.error(f"--backends: unknown {', '.join(sorted(unknown))}")
+    plan = Plan(
+        backends=backends,
+        workers=tuple(int(w) for w in args.workers.split(",")),
+        money=args.money or (1000 if args.full else 150),
+        concurrency=args.concurrency,
+        deadline_s=60.0 if args.full else 10.0,
+        open_seconds=args.open_seconds or (10.0 if args.full else 3.0),
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
+        return run(plan, Path(tmp))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
