@@ -33,7 +33,8 @@ from tests.crash.processes import GatewayProcess, KioskProcess
 from tests.crash.test_sigkill import _config, delivered_per_authorization, session_steps
 from tests.ledger_check import assert_processor_agrees, assert_records_agree
 
-pytestmark = pytest.mark.slow
+# 100 gateway restarts: about 3 minutes on a quiet 2-core machine, much longer on a busy one.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 KIOSKS = 3
 UP_S = (0.1, 1.0)  # how long the gateway lives between kills
