@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Request
@@ -46,6 +47,30 @@ def terminal_routes(payments: Payments, frame: TerminalRequests) -> APIRouter:
             return None
         return error(403, "terminal_mismatch", "not the certificate's terminal")
 
+    def step_on_hold(
+        request: Request,
+        authorization_id: str,
+        idempotency_key: str,
+        *,
+        step: str,
+        body: wire.Strict,
+        work: Callable[[Caller, Any], StoredAnswer],
+    ) -> JSONResponse:
+        """The frame of a step on an existing hold: who calls, whether the hold is theirs,
+        then the idempotent run of `work(caller, store)`."""
+        caller = frame.caller(request)
+        if isinstance(caller, JSONResponse):
+            return caller
+        if (refused := its_own(caller, authorization_id)) is not None:
+            return refused
+        return frame.run_idempotent(
+            caller,
+            idempotency_key,
+            f"authorizations.{step}:{authorization_id}",
+            body,
+            lambda store, _resumed: work(caller, store),
+        )
+
     @router.post(
         "/v1/authorizations",
         response_model=wire.AuthorizationAnswer,
@@ -80,17 +105,13 @@ def terminal_routes(payments: Payments, frame: TerminalRequests) -> APIRouter:
     ) -> JSONResponse:
         """Incremental authorization: raise an approved hold by `amount`, never past the
         `ceiling` the terminal sent. A decline leaves the hold as it was."""
-        caller = frame.caller(request)
-        if isinstance(caller, JSONResponse):
-            return caller
-        if (refused := its_own(caller, authorization_id)) is not None:
-            return refused
-        return frame.run_idempotent(
-            caller,
+        return step_on_hold(
+            request,
+            authorization_id,
             idempotency_key,
-            f"authorizations.increment:{authorization_id}",
-            body,
-            lambda store, _resumed: payments.increment(
+            step="increment",
+            body=body,
+            work=lambda _caller, store: payments.increment(
                 authorization_id, body, idempotency_key, store
             ),
         )
@@ -106,17 +127,13 @@ def terminal_routes(payments: Payments, frame: TerminalRequests) -> APIRouter:
         request: Request,
         idempotency_key: str = Header(),
     ) -> JSONResponse:
-        caller = frame.caller(request)
-        if isinstance(caller, JSONResponse):
-            return caller
-        if (refused := its_own(caller, authorization_id)) is not None:
-            return refused
-        return frame.run_idempotent(
-            caller,
+        return step_on_hold(
+            request,
+            authorization_id,
             idempotency_key,
-            f"authorizations.capture:{authorization_id}",
-            body,
-            lambda store, _resumed: payments.capture(authorization_id, body, store),
+            step="capture",
+            body=body,
+            work=lambda _caller, store: payments.capture(authorization_id, body, store),
         )
 
     @router.post(
@@ -130,17 +147,13 @@ def terminal_routes(payments: Payments, frame: TerminalRequests) -> APIRouter:
         request: Request,
         idempotency_key: str = Header(),
     ) -> JSONResponse:
-        caller = frame.caller(request)
-        if isinstance(caller, JSONResponse):
-            return caller
-        if (refused := its_own(caller, authorization_id)) is not None:
-            return refused
-        return frame.run_idempotent(
-            caller,
+        return step_on_hold(
+            request,
+            authorization_id,
             idempotency_key,
-            f"authorizations.void:{authorization_id}",
-            body,
-            lambda store, _resumed: payments.void(
+            step="void",
+            body=body,
+            work=lambda caller, store: payments.void(
                 authorization_id, caller.terminal or "", body.reason, store
             ),
         )
