@@ -239,6 +239,11 @@ def _dispatch(args: argparse.Namespace, parser: ArgumentParser) -> int:
         script = _script(parser, args.script)
         cfg = _load(args.config)
         _data_dir(parser, args.data)
+        if args.gateway_db is not None:
+            from gateway.ledger.database import unusable  # noqa: PLC0415 - the gateway extra
+
+            if (problem := unusable(args.gateway_db)) is not None:
+                parser.fail(f"--gateway-db: {problem}")
         logging.basicConfig(level=logging.WARNING)
         if args.csms is not None:
             from launcher.csms import joined  # noqa: PLC0415 - the ocpp extra

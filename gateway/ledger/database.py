@@ -64,6 +64,22 @@ def open_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
+def unusable(url: str) -> str | None:
+    """Why a database URL cannot be used (one line), or None when a connection opens."""
+    try:
+        engine = open_engine(url)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+        return f"not a database URL this gateway knows ({type(exc).__name__})"
+    try:
+        with engine.connect():
+            return None
+    except sa.exc.SQLAlchemyError as exc:
+        first = str(getattr(exc, "orig", exc)).strip().splitlines()
+        return first[0] if first else type(exc).__name__
+    finally:
+        engine.dispose()
+
+
 def _script() -> tuple[Config, ScriptDirectory]:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))

@@ -76,3 +76,35 @@ def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr.strip().splitlines()[-1]
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "url", ["bogus://x", "postgresql://nobody@127.0.0.1:1/none"], ids=["scheme", "no-server"]
+)
+def test_simulate_with_an_unusable_gateway_database_is_one_line_and_exit_2(
+    tmp_path: Path, url: str
+) -> None:
+    script = Path(__file__).resolve().parents[1] / "scripts" / "happy_visa.txt"
+    config = Path(__file__).resolve().parents[2] / "deploy" / "terminal.toml"
+    result = subprocess.run(
+        [
+            str(BIN / "ev-terminal"),
+            "simulate",
+            "--config",
+            str(config),
+            "--script",
+            str(script),
+            "--data",
+            str(tmp_path / "data"),
+            "--gateway-db",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--gateway-db" in lines[0], result.stderr
+    assert not (tmp_path / "data").exists()
