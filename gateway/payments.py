@@ -166,7 +166,7 @@ class Payments:
             return None
 
     def _mark_unknown(self, authorization_id: str, key: str) -> None:
-        with self.ledger.engine.begin() as conn:
+        with self.ledger.write() as conn:
             self.ledger.update_if(conn, authorization_id, {"op_key": key}, op_state=UNKNOWN)
 
     # -- answers from the state -------------------------------------------------------------
@@ -241,7 +241,7 @@ class Payments:
         )
         if card.kind == "payment" and self.vault is None and not self.unverified_cards:
             raise Refusal(400, "card_data_invalid", "this gateway holds no fleet keys")
-        with self.ledger.engine.begin() as conn:
+        with self.ledger.write() as conn:
             row = self.ledger.get(conn, aid)
             if row is not None and row.status == VOIDED and not row.processor:
                 raise Refusal(409, "already_voided", "authorization was voided before it ran")
@@ -371,7 +371,7 @@ class Payments:
         return self._record(step, result, store)
 
     def void(self, aid: str, caller: str, reason: str, store: Store) -> StoredAnswer:
-        with self.ledger.engine.begin() as conn:
+        with self.ledger.write() as conn:
             # A reversal that overtook its authorization: a tombstone, so the late
             # authorization is refused and never holds money.
             if self.ledger.insert(
@@ -497,7 +497,7 @@ class Payments:
         An unfinished step of the same kind and key is resumed; an unfinished step of another
         kind is resolved first (or, while its worker still holds it, answered in_progress)."""
         for _ in range(3):
-            with self.ledger.engine.begin() as conn:
+            with self.ledger.write() as conn:
                 row = self.ledger.get(conn, aid)
                 if row is None:
                     raise Refusal(404, "unknown_authorization", "no such authorization")
@@ -586,7 +586,7 @@ class Payments:
         the reconciler): ask the processor, record what it shows, and carry on a capture,
         release or increment it shows was never done. A hold it never placed is `failed` (no
         card data is at hand to place it). Whether the step is finished now."""
-        with self.ledger.engine.begin() as conn:
+        with self.ledger.write() as conn:
             row = self.ledger.get(conn, aid)
             if row is None or row.op is None:
                 return True
@@ -634,7 +634,7 @@ class Payments:
         if result.outcome in (Outcome.UNKNOWN, Outcome.PENDING):
             self._mark_unknown(aid, step.key)
             raise Unanswered("the processor did not answer")
-        with self.ledger.engine.begin() as conn:
+        with self.ledger.write() as conn:
             answer = self._apply(conn, step, result)
             if answer is None:  # someone else finished the step meanwhile: answer the state
                 current = self.ledger.get(conn, aid)

@@ -94,7 +94,7 @@ class TerminalRequests:
             answer = StoredAnswer(
                 status_code=refusal.status, body=error_body(refusal.code, refusal.message)
             )
-            with self.keys.ledger.engine.begin() as conn:
+            with self.keys.ledger.write() as conn:
                 store(conn, answer)
         except Unanswered:
             self.keys.release(ref)
@@ -103,6 +103,6 @@ class TerminalRequests:
             self.keys.release(ref)
             raise
         if not stored:  # answered from the state, nothing written: store the answer alone
-            with self.keys.ledger.engine.begin() as conn:
+            with self.keys.ledger.write() as conn:
                 store(conn, answer)
         return JSONResponse(status_code=answer.status_code, content=answer.body)

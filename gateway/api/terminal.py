@@ -171,7 +171,7 @@ def terminal_routes(payments: Payments, frame: TerminalRequests) -> APIRouter:
             return refused
 
         def work(store: Any, _resumed: bool) -> StoredAnswer:
-            with ledger.engine.begin() as conn:
+            with ledger.write() as conn:
                 ledger.add_events(
                     conn, body.terminal_id, [(e.key, e.kind, e.detail) for e in body.events]
                 )
@@ -205,7 +205,7 @@ def terminal_routes(payments: Payments, frame: TerminalRequests) -> APIRouter:
                     raise Refusal(400, "reading_invalid", str(exc)) from None
                 if parsed.payload.get("GS") != body.terminal_id:
                     raise Refusal(400, "reading_invalid", "GS is not the sending terminal")
-            with ledger.engine.begin() as conn:
+            with ledger.write() as conn:
                 ledger.add_readings(
                     conn, body.terminal_id, [(r.session_id, r.kind, r.ocmf) for r in body.readings]
                 )

@@ -69,7 +69,7 @@ class IdempotencyKeys:
 
     def claim(self, ref: KeyRef, endpoint: str, digest: str) -> Claim:
         stamp = self.ledger.clock()
-        with self.ledger.engine.begin() as conn:
+        with self.ledger.write() as conn:
             if insert_new(
                 conn,
                 idempotency,
@@ -125,7 +125,7 @@ class IdempotencyKeys:
 
     def release(self, ref: KeyRef) -> None:
         """Unlock a started key whose request got no answer, so its retry resumes at once."""
-        with self.ledger.engine.begin() as conn:
+        with self.ledger.write() as conn:
             conn.execute(
                 sa.update(idempotency)
                 .where(

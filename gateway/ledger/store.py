@@ -1,5 +1,6 @@
 """Reads and writes of the ledger's rows. A method that takes a `Connection` runs inside the
-caller's transaction; the others are one transaction each.
+caller's transaction; the others are one transaction each (writes through `Ledger.write`, the
+engine's group commit).
 
 The money steps themselves (which rows change together, and when the processor is called)
 live in `gateway.payments`; this module only knows rows.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from gateway.ledger.batches import writer_for
 from gateway.ledger.schema import (
     CAPTURED,
     authorizations,
@@ -62,6 +65,12 @@ class Ledger:
     def __init__(self, engine: Engine, clock: Callable[[], datetime] = now) -> None:
         self.engine = engine
         self.clock = clock
+        self.writer = writer_for(engine)
+
+    def write(self) -> AbstractContextManager[Connection]:
+        """A write transaction (a unit of the engine's group commit, `gateway.ledger.batches`):
+        atomic, and committed before the `with` block is left."""
+        return self.writer.unit()
 
     # -- authorizations ---------------------------------------------------------------------
     def get(self, conn: Connection, authorization_id: str) -> sa.Row[Any] | None:
@@ -147,7 +156,7 @@ class Ledger:
 
     def flag_stale(self, older_than: datetime) -> int:
         """Flag approved holds older than `older_than` that nobody settled."""
-        with self.engine.begin() as conn:
+        with self.write() as conn:
             result = conn.execute(
                 sa.update(authorizations)
                 .where(
@@ -160,7 +169,7 @@ class Ledger:
             return int(result.rowcount or 0)
 
     def flag(self, authorization_id: str, flag: str) -> None:
-        with self.engine.begin() as conn:
+        with self.write() as conn:
             conn.execute(
                 sa.update(authorizations)
                 .where(authorizations.c.id == authorization_id)
@@ -215,7 +224,7 @@ class Ledger:
         """Put a token on the "allow" or "deny" list, or take it off (None)."""
         if list_name not in (None, "allow", "deny"):
             raise ValueError(f"list {list_name!r}")
-        with self.engine.begin() as conn:
+        with self.write() as conn:
             conn.execute(sa.delete(token_lists).where(token_lists.c.token == token))
             if list_name is not None:
                 conn.execute(
@@ -263,7 +272,7 @@ class Ledger:
         """Win the job `name` for `seconds` unless another holder's lease is still running."""
         stamp = self.clock()
         until = stamp + timedelta(seconds=seconds)
-        with self.engine.begin() as conn:
+        with self.write() as conn:
             if insert_new(conn, job_leases, name=name, holder=holder, expires_at=until):
                 return True
             result = conn.execute(
@@ -279,7 +288,7 @@ class Ledger:
     def expire_keys(self) -> int:
         """Forget idempotency keys older than `IDEMPOTENCY_RETENTION`; how many went. A capture
         or void retried after that is still answered by the authorization's state."""
-        with self.engine.begin() as conn:
+        with self.write() as conn:
             result = conn.execute(
                 sa.delete(idempotency).where(
                     idempotency.c.created_at < self.clock() - IDEMPOTENCY_RETENTION

@@ -1,9 +1,14 @@
 """The simulated processor: durable books of its own, test cards, a webhook source.
 
 It keeps what a real processor keeps on its side, in its own tables (`sim_payments`,
-`sim_requests` in the gateway's database, written in transactions of its own, never inside
-one of the gateway's), so holds survive a gateway restart and any worker can capture a hold
-another worker placed. Every call is idempotent by its key, as real processors are.
+`sim_requests` in the gateway's database), so holds survive a gateway restart and any worker
+can capture a hold another worker placed. Every call is idempotent by its key, as real
+processors are. Its durability is the gateway's own: each call is one unit of work of the
+engine's group commit (`gateway.ledger.batches`) — atomic, never inside a transaction of the
+gateway's step (the step's claim is committed before the call, its record after), and
+committed (fsynced on SQLite) before the call answers; it may share that commit with other
+requests' units, as a real processor's database shares its own commits. A real processor's
+durability costs the gateway a network round trip, not a commit of its database.
 
 Test cards, by the last four digits of the card number (of the decrypted PAN when the gateway
 decrypted the card data, else of the last four digits the terminal sent), as processors'
@@ -30,6 +35,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from gateway.ledger.batches import writer_for
 from gateway.ledger.schema import sim_payments, sim_requests
 from gateway.ledger.store import insert_new, now
 from gateway.processors import CardRef
@@ -118,6 +124,7 @@ class SimulatedProcessor:
         webhook_secret: bytes = b"simulated-webhook-secret",
     ) -> None:
         self.engine = engine
+        self.writer = writer_for(engine)
         self.account = account
         self.webhook_secret = webhook_secret
         self.fail: Failure = None
@@ -174,7 +181,7 @@ class SimulatedProcessor:
         if self.fail == "unreachable":
             return _unknown(amount)
         self.calls += 1
-        with self.engine.begin() as conn:
+        with self.writer.unit() as conn:
             result = self._replay(conn, key)
             if result is None:
                 result = work(conn)
