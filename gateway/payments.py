@@ -518,11 +518,10 @@ class Payments:
                     values: dict[str, Any] = {"op": op, "op_key": key, "op_state": CALLING}
                     values.update(op_started_at=self.ledger.clock(), op_amount=amount(row))
                     values.update(op_detail=detail)
-                    if self.ledger.update_if(
+                    claimed = self.ledger.update_row(
                         conn, aid, {"op": None, "status": row.status}, **values
-                    ):
-                        claimed = self.ledger.get(conn, aid)
-                        assert claimed is not None
+                    )
+                    if claimed is not None:
                         processor = self.processors.get(row.processor, row.merchant_account)
                         return Step(row=claimed, processor=processor, key=key, resume=False)
             if other is not None and not self.resolve(aid):
@@ -667,7 +666,7 @@ class Payments:
         if row.op == "hold":
             held = min(result.amount.minor, int(row.amount_requested)) if ok else 0
             approved = ok and held > 0
-            if not self.ledger.update_if(
+            current = self.ledger.update_row(
                 conn,
                 aid,
                 where,
@@ -676,12 +675,11 @@ class Payments:
                 processor_ref=result.reference or None,
                 decline_reason=None if approved else reason,
                 **NOT_STEP,
-            ):
+            )
+            if current is None:
                 return None
             if approved:
                 self.ledger.move(conn, aid, "hold", held, row.currency, step_key=key)
-            current = self.ledger.get(conn, aid)
-            assert current is not None
             return self.authorization_answer(current)
         if row.op == "capture":
             if not ok:
@@ -694,7 +692,7 @@ class Payments:
             detail = json.loads(row.op_detail)
             receipt = detail["receipt"]
             amount = int(row.op_amount)
-            if not self.ledger.update_if(
+            current = self.ledger.update_row(
                 conn,
                 aid,
                 where,
@@ -704,11 +702,10 @@ class Payments:
                 receipt_id=receipt["receipt_id"],
                 receipt=json.dumps(receipt),
                 **NOT_STEP,
-            ):
+            )
+            if current is None:
                 return None
             self.ledger.move(conn, aid, "capture", amount, row.currency, step_key=key)
-            current = self.ledger.get(conn, aid)
-            assert current is not None
             return self._captured_answer(current)
         if row.op == "release":
             if not ok:
@@ -736,21 +733,19 @@ class Payments:
                 )
             amount = int(row.op_amount)
             total = int(row.amount_refunded) + amount
-            if not self.ledger.update_if(conn, aid, where, amount_refunded=total, **NOT_STEP):
+            current = self.ledger.update_row(conn, aid, where, amount_refunded=total, **NOT_STEP)
+            if current is None:
                 return None
             self.ledger.move(conn, aid, "refund", amount, row.currency, step_key=key)
-            current = self.ledger.get(conn, aid)
-            assert current is not None
             return self._refunded_answer(current, amount)
         # increment: never more than asked, never less than already held
         before = int(row.amount_authorized)
         total = min(max(result.amount.minor, before), int(row.op_amount)) if ok else before
-        if not self.ledger.update_if(conn, aid, where, amount_authorized=total, **NOT_STEP):
+        current = self.ledger.update_row(conn, aid, where, amount_authorized=total, **NOT_STEP)
+        if current is None:
             return None
         if total > before:
             self.ledger.move(conn, aid, "increment", total - before, row.currency, step_key=key)
-            current = self.ledger.get(conn, aid)
-            assert current is not None
             return self.authorization_answer(current)
         return StoredAnswer(
             status_code=200,

@@ -82,7 +82,7 @@ class IdempotencyKeys:
                 created_at=stamp,
             ):
                 return Claim(outcome=Claimed.NEW)
-            row = conn.execute(_select(ref)).first()
+            row = conn.execute(_SELECT, {"_caller": ref.caller, "_key": ref.key}).first()
             if row is None:  # expired between the insert and the select: treat as taken
                 return Claim(outcome=Claimed.IN_PROGRESS)
             if row.endpoint != endpoint or row.body_sha256 != digest:
@@ -113,14 +113,15 @@ class IdempotencyKeys:
     def store(self, conn: Connection, ref: KeyRef, answer: StoredAnswer) -> None:
         """Record the answer, in the caller's transaction (the one that records the effect)."""
         conn.execute(
-            sa.update(idempotency)
-            .where(idempotency.c.caller == ref.caller, idempotency.c.key == ref.key)
-            .values(
-                state=DONE,
-                locked_at=None,
-                status_code=answer.status_code,
-                response=json.dumps(answer.body),
-            )
+            _STORE,
+            {
+                "_caller": ref.caller,
+                "_key": ref.key,
+                "state": DONE,
+                "locked_at": None,
+                "status_code": answer.status_code,
+                "response": json.dumps(answer.body),
+            },
         )
 
     def release(self, ref: KeyRef) -> None:
@@ -137,10 +138,13 @@ class IdempotencyKeys:
             )
 
 
-def _select(ref: KeyRef) -> Any:
-    return sa.select(idempotency).where(
-        idempotency.c.caller == ref.caller, idempotency.c.key == ref.key
-    )
+# Built once, given their values at execution (see `gateway.ledger.store`).
+_SELECT = sa.select(idempotency).where(
+    idempotency.c.caller == sa.bindparam("_caller"), idempotency.c.key == sa.bindparam("_key")
+)
+_STORE = sa.update(idempotency).where(
+    idempotency.c.caller == sa.bindparam("_caller"), idempotency.c.key == sa.bindparam("_key")
+)
 
 
 def _same_lock(locked_at: datetime | None) -> Any:

@@ -8,6 +8,7 @@ live in `gateway.payments`; this module only knows rows.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -47,16 +48,41 @@ def aware(value: datetime) -> datetime:
 def insert_new(conn: Connection, table: sa.Table, **values: Any) -> bool:
     """INSERT … ON CONFLICT DO NOTHING; whether the row was new. Atomic on both back-ends, so
     two workers claiming one key cannot both win."""
-    dialect = conn.dialect.name
-    stmt: Any
+    # RETURNING says whether a row went in (psycopg gives no rowcount for this statement).
+    return conn.execute(_insert_new(table, conn.dialect.name), values).first() is not None
+
+
+# Statements are built once per shape and given their values at execution: building one
+# (and computing the cache key SQLAlchemy finds its compiled form by) costs about three
+# times as much CPU as executing it, and the money path runs a few dozen a request.
+@functools.cache
+def _insert_new(table: sa.Table, dialect: str) -> Any:
     if dialect == "postgresql":
-        stmt = postgresql.insert(table).values(**values).on_conflict_do_nothing()
+        stmt: Any = postgresql.insert(table)
     elif dialect == "sqlite":
-        stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing()
+        stmt = sqlite.insert(table)
     else:  # pragma: no cover - only the two back-ends are supported
         raise RuntimeError(f"unsupported database {dialect}")
-    # RETURNING says whether a row went in (psycopg gives no rowcount for this statement).
-    return conn.execute(stmt.returning(sa.literal_column("1"))).first() is not None
+    return stmt.on_conflict_do_nothing().returning(sa.literal_column("1"))
+
+
+_MOVE = sa.insert(movements)
+_RECEIPT_OWNER = sa.select(authorizations.c.id).where(
+    authorizations.c.receipt_id == sa.bindparam("_receipt_id")
+)
+_TOKEN_LIST = sa.select(token_lists.c.list).where(token_lists.c.token == sa.bindparam("_token"))
+_GET = sa.select(authorizations).where(authorizations.c.id == sa.bindparam("_id"))
+
+
+@functools.cache
+def _update_if(where: tuple[tuple[str, bool], ...], returning: bool) -> Any:
+    """UPDATE authorizations … WHERE id = :_id AND each column in `where` is NULL (True) or
+    equals :_w_<column> (False); the SET columns come from the execution's values."""
+    stmt = sa.update(authorizations).where(authorizations.c.id == sa.bindparam("_id"))
+    for column, is_null in where:
+        col = authorizations.c[column]
+        stmt = stmt.where(col.is_(None) if is_null else col == sa.bindparam(f"_w_{column}"))
+    return stmt.returning(*authorizations.c) if returning else stmt
 
 
 class Ledger:
@@ -74,9 +100,7 @@ class Ledger:
 
     # -- authorizations ---------------------------------------------------------------------
     def get(self, conn: Connection, authorization_id: str) -> sa.Row[Any] | None:
-        return conn.execute(
-            sa.select(authorizations).where(authorizations.c.id == authorization_id)
-        ).first()
+        return conn.execute(_GET, {"_id": authorization_id}).first()
 
     def fetch(self, authorization_id: str) -> sa.Row[Any] | None:
         with self.engine.connect() as conn:
@@ -92,12 +116,30 @@ class Ledger:
     ) -> bool:
         """Change the row only if its columns still hold `where` (None means SQL NULL): the
         compare-and-set every money step is built on. Whether it changed."""
-        stmt = sa.update(authorizations).where(authorizations.c.id == authorization_id)
+        stmt, params = self._update(authorization_id, where, values, returning=False)
+        return bool(conn.execute(stmt, params).rowcount == 1)
+
+    def update_row(
+        self, conn: Connection, authorization_id: str, where: dict[str, Any], **values: Any
+    ) -> sa.Row[Any] | None:
+        """`update_if`, giving back the row as changed (None if it did not change)."""
+        stmt, params = self._update(authorization_id, where, values, returning=True)
+        return conn.execute(stmt, params).first()
+
+    def _update(
+        self,
+        authorization_id: str,
+        where: dict[str, Any],
+        values: dict[str, Any],
+        *,
+        returning: bool,
+    ) -> tuple[Any, dict[str, Any]]:
+        shape = tuple((column, expected is None) for column, expected in where.items())
+        params = {"updated_at": self.clock(), **values, "_id": authorization_id}
         for column, expected in where.items():
-            col = authorizations.c[column]
-            stmt = stmt.where(col.is_(None) if expected is None else col == expected)
-        result = conn.execute(stmt.values(updated_at=self.clock(), **values))
-        return bool(result.rowcount == 1)
+            if expected is not None:
+                params[f"_w_{column}"] = expected
+        return _update_if(shape, returning), params
 
     def move(
         self,
@@ -111,21 +153,20 @@ class Ledger:
     ) -> None:
         """Append a money movement; the database refuses a second one for the same step."""
         conn.execute(
-            sa.insert(movements).values(
-                authorization_id=authorization_id,
-                kind=kind,
-                amount=amount,
-                currency=currency,
-                step_key=step_key,
-                at=self.clock(),
-            )
+            _MOVE,
+            {
+                "authorization_id": authorization_id,
+                "kind": kind,
+                "amount": amount,
+                "currency": currency,
+                "step_key": step_key,
+                "at": self.clock(),
+            },
         )
 
     def receipt_owner(self, conn: Connection, receipt_id: str) -> str | None:
         """The authorization a receipt id already belongs to, if any."""
-        row = conn.execute(
-            sa.select(authorizations.c.id).where(authorizations.c.receipt_id == receipt_id)
-        ).first()
+        row = conn.execute(_RECEIPT_OWNER, {"_receipt_id": receipt_id}).first()
         return None if row is None else str(row.id)
 
     def unsettled_steps(self, older_than: datetime) -> list[sa.Row[Any]]:
@@ -232,9 +273,7 @@ class Ledger:
                 )
 
     def is_denied(self, conn: Connection, token: str) -> bool:
-        row = conn.execute(
-            sa.select(token_lists.c.list).where(token_lists.c.token == token)
-        ).first()
+        row = conn.execute(_TOKEN_LIST, {"_token": token}).first()
         return row is not None and row.list == "deny"
 
     def token_lists(self) -> tuple[list[str], list[str]]:

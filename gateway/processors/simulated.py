@@ -62,6 +62,15 @@ SIGNATURE_HEADER = "sim-signature"
 
 Failure = Literal["unreachable", "lost"] | None
 
+# Built once, given their values at execution (see `gateway.ledger.store`).
+_REPLAY = sa.select(sim_requests.c.answer).where(
+    sim_requests.c.account == sa.bindparam("_account"), sim_requests.c.key == sa.bindparam("_key")
+)
+_PAYMENT = sa.select(sim_payments).where(
+    sim_payments.c.account == sa.bindparam("_account"),
+    sim_payments.c.reference == sa.bindparam("_reference"),
+)
+
 
 def _unknown(amount: Money) -> Result:
     return Result(
@@ -145,11 +154,7 @@ class SimulatedProcessor:
 
     # -- the books --------------------------------------------------------------------------
     def _replay(self, conn: Connection, key: str) -> Result | None:
-        row = conn.execute(
-            sa.select(sim_requests.c.answer).where(
-                sim_requests.c.account == self.account, sim_requests.c.key == key
-            )
-        ).first()
+        row = conn.execute(_REPLAY, {"_account": self.account, "_key": key}).first()
         return None if row is None else _load(row.answer)
 
     def _remember(self, conn: Connection, key: str, operation: str, result: Result) -> Result:
@@ -169,11 +174,7 @@ class SimulatedProcessor:
         return result
 
     def _payment(self, conn: Connection, reference: str) -> sa.Row[Any] | None:
-        return conn.execute(
-            sa.select(sim_payments).where(
-                sim_payments.c.account == self.account, sim_payments.c.reference == reference
-            )
-        ).first()
+        return conn.execute(_PAYMENT, {"_account": self.account, "_reference": reference}).first()
 
     def _call(self, key: str, operation: str, amount: Money, work: Any) -> Result:
         """Run one idempotent call: replay a known key, else do `work(conn)` and remember it;
