@@ -56,12 +56,20 @@ def open_engine(url: str) -> Engine:
             cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cur.close()
 
-        @sa.event.listens_for(engine, "begin")
-        def _begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-
+        # BEGIN IMMEDIATE as the dialect's own begin, not a "begin" event listener: any
+        # engine event makes SQLAlchemy dispatch events around every statement (about a
+        # tenth of the money path's CPU).
+        engine.dialect.do_begin = _begin_immediate  # type: ignore[method-assign,assignment]
         return engine
     return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _begin_immediate(dbapi_conn: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    try:
+        cursor.execute("BEGIN IMMEDIATE")
+    finally:
+        cursor.close()
 
 
 def unusable(url: str) -> str | None:

@@ -97,6 +97,9 @@ AUTHORIZATION_CASES = [
     ("last4-letters", with_card(last4="abcd"), 400, "invalid_request", "last4"),
     ("payload-not-strings", with_card(payload={"ksn": 1}), 400, "invalid_request", "payload"),
     ("body-is-a-list", [authorization(AUTH)], 400, "invalid_request", "body"),
+    ("nul-in-brand", with_card(brand="Vi\x00sa"), 400, "invalid_request", "NUL"),
+    ("nul-in-payload-value", with_card(payload={"ksn": "a\x00"}), 400, "invalid_request", "NUL"),
+    ("nul-in-payload-key", with_card(payload={"k\x00": "a"}), 400, "invalid_request", "NUL"),
 ]
 
 
