@@ -26,11 +26,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import wire
 from gateway.amounts import AmountLimits
+from gateway.api.commands import command_routes
 from gateway.api.identity import Caller, Identity
 from gateway.api.limits import DEFAULT_BODY_LIMIT, BodyLimit
 from gateway.api.requests import TerminalRequests, error
 from gateway.api.terminal import terminal_routes
 from gateway.card_data import CardVault
+from gateway.commands import Commands
 from gateway.jobs.expiry import KeyExpiry
 from gateway.jobs.runner import Job
 from gateway.ledger import Ledger
@@ -79,6 +81,7 @@ def create_app(
     jobs: Sequence[Job] | None = None,
     body_limit: int = DEFAULT_BODY_LIMIT,
     operator_token: str | None = None,
+    commands: Commands | None = None,
 ) -> FastAPI:
     """The app over `payments`. `identity` decides who calls a terminal route (default: only
     terminals with a certificate). While served (its lifespan), `jobs` run in the background
@@ -127,6 +130,7 @@ def create_app(
         return error(exc.status_code, code.get(exc.status_code, "http_error"), str(exc.detail))
 
     app.include_router(terminal_routes(payments, frame))
+    app.include_router(command_routes(commands or Commands(payments), frame))
     app.include_router(receipt_routes(ledger))
 
     def operator(request: Request) -> bool:

@@ -228,9 +228,6 @@ class Payments:
     ) -> StoredAnswer:
         """Place a hold. `resumed`: the request's key was claimed before and left
         unanswered (its earlier attempt got no answer)."""
-        aid = req.authorization_id
-        amount = self._money(req.amount.minor, req.amount.currency)
-        key = f"hold:{aid}"
         card = CardRef(
             kind=req.card.kind,
             token=req.card.token,
@@ -239,13 +236,32 @@ class Payments:
             expiry=req.card.expiry,
             payload=dict(req.card.payload),
         )
+        amount = self._money(req.amount.minor, req.amount.currency)
+        return self.place_hold(
+            req.authorization_id, req.terminal_id, amount, card, store, resumed=resumed
+        )
+
+    def place_hold(
+        self,
+        aid: str,
+        terminal_id: str,
+        amount: Money,
+        card: CardRef,
+        store: Store,
+        *,
+        resumed: bool = False,
+    ) -> StoredAnswer:
+        """Place a hold of `amount` on `card` for `terminal_id`'s session `aid`: a terminal's
+        own authorization, or one made on the web for it (pay by phone)."""
+        amount = self._money(amount.minor, amount.currency)
+        key = f"hold:{aid}"
         if card.kind == "payment" and self.vault is None and not self.unverified_cards:
             raise Refusal(400, "card_data_invalid", "this gateway holds no fleet keys")
         with self.ledger.write() as conn:
             row = self.ledger.get(conn, aid)
             if row is not None and row.status == VOIDED and not row.processor:
                 raise Refusal(409, "already_voided", "authorization was voided before it ran")
-            if row is not None and row.terminal_id != req.terminal_id:
+            if row is not None and row.terminal_id != terminal_id:
                 raise Refusal(409, "duplicate_authorization", "authorization id already used")
             if row is not None and row.status != PENDING:
                 # Finished by someone else (a void, the reconciler) while this request's key
@@ -262,7 +278,7 @@ class Payments:
                 except ProtectedDataError as exc:
                     raise Refusal(400, "card_data_invalid", str(exc)) from None
             if row is None:
-                step = self._new_hold(conn, req, amount, card, key=key, store=store)
+                step = self._new_hold(conn, aid, terminal_id, amount, card, key=key, store=store)
                 if isinstance(step, StoredAnswer):
                     return step
             else:
@@ -284,17 +300,17 @@ class Payments:
     def _new_hold(
         self,
         conn: Connection,
-        req: wire.AuthorizationRequest,
+        aid: str,
+        terminal_id: str,
         amount: Money,
         card: CardRef,
         *,
         key: str,
         store: Store,
     ) -> Step | StoredAnswer:
-        aid = req.authorization_id
         base = {
             "id": aid,
-            "terminal_id": req.terminal_id,
+            "terminal_id": terminal_id,
             "currency": amount.currency,
             "amount_requested": amount.minor,
             "card_kind": card.kind,
@@ -311,7 +327,7 @@ class Payments:
             store(conn, answer)
             return answer
         processor = self.processors.route(
-            terminal=req.terminal_id, currency=amount.currency, method=card.kind
+            terminal=terminal_id, currency=amount.currency, method=card.kind
         )
         if not self.ledger.insert(
             conn,

@@ -31,6 +31,7 @@ from gateway.api.identity import Forwarded, Identity
 from gateway.api.limits import DEFAULT_BODY_LIMIT
 from gateway.app import LOCK_S, create_app, create_payments
 from gateway.card_data import CardVault
+from gateway.commands import CommandExpiry, Commands
 from gateway.jobs.crl_watch import CrlWatch
 from gateway.jobs.expiry import EXPIRE_EVERY_S, KeyExpiry
 from gateway.jobs.reconciler import HOLD_GRACE, RECONCILE_EVERY_S, STALE_AFTER, Reconciler
@@ -93,6 +94,7 @@ class Built:
     expiry: KeyExpiry
     reconciler: Reconciler
     app: FastAPI
+    commands: Commands
 
 
 def build(settings: Settings) -> Built:
@@ -116,7 +118,8 @@ def build(settings: Settings) -> Built:
         hold_grace=settings.hold_grace,
         stale_after=settings.stale_after,
     )
-    jobs: list[Job] = [expiry, reconciler]
+    commands = Commands(payments)
+    jobs: list[Job] = [expiry, reconciler, CommandExpiry(commands)]
     revocations = _revocations(settings)
     if revocations is not None:
         jobs.append(CrlWatch(ledger, revocations))
@@ -126,8 +129,9 @@ def build(settings: Settings) -> Built:
         jobs=jobs,
         body_limit=settings.body_limit,
         operator_token=settings.operator_token,
+        commands=commands,
     )
-    return Built(engine, ledger, processor, payments, expiry, reconciler, app)
+    return Built(engine, ledger, processor, payments, expiry, reconciler, app, commands)
 
 
 def _revocations(settings: Settings) -> Revocations | None:
@@ -206,6 +210,7 @@ class EmbeddedGateway:
         self.expiry = built.expiry
         self.reconciler = built.reconciler
         self.app = built.app
+        self.commands = built.commands
 
     @property
     def url(self) -> str:

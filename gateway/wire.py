@@ -197,6 +197,46 @@ class TerminalConfigAnswer(Strict):
     deny_list: list[str] = Field(description="tokens refused, online and offline")
 
 
+class CostLimit(Strict):
+    minor: int = Field(gt=0, le=10**12)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+
+
+class Command(Strict):
+    """A command for a terminal. "start": a session paid on the web, with the hold of
+    `session_id` (an authorization id) as its cost limit, not to begin once `expires_in_ms`
+    have passed since it was received; "stop": stop that session."""
+
+    command_id: str = Field(pattern=ID_PATTERN)
+    kind: Literal["start", "stop"]
+    session_id: str = Field(pattern=ID_PATTERN, description="the authorization (session) id")
+    cost_limit: CostLimit | None = None
+    expires_in_ms: int | None = Field(
+        default=None, ge=0, description="a start may begin for this long from now, no longer"
+    )
+    brand: str | None = Field(default=None, max_length=32)
+    last4: str | None = Field(default=None, pattern=r"^[0-9]{0,4}$")
+
+
+class CommandsAnswer(Strict):
+    commands: list[Command]
+
+
+class CommandAnswer(Strict):
+    """A terminal's answer to a command: a start "started" or "not_started" (then the hold
+    is released), a stop "received"."""
+
+    session_id: str = Field(pattern=ID_PATTERN)
+    status: Literal["started", "not_started", "received"]
+    reason: str = Field(default="", max_length=64)
+
+
+class CommandAnswerAnswer(Strict):
+    command_id: str
+    authorization_id: str
+    status: Literal["answered"]
+
+
 class ErrorBody(Strict):
     code: str
     message: str

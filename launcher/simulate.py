@@ -29,7 +29,7 @@ from hardware.clock import ManualClock
 from hardware.sim.card_script import load_profiles
 from terminal.config import Config
 from terminal.core.events import FaultCleared, FaultRaised, OutOfServiceChanged
-from terminal.errors import ScriptError
+from terminal.errors import ScriptError, UplinkError
 from terminal.shell.daemon import Daemon
 from terminal.shell.dir_lock import DirectoryLock, lock_directories
 from terminal.station import SimHardware, build_daemon, sim_keys
@@ -224,6 +224,14 @@ class Simulation:
                 return
         raise RuntimeError("the kiosk did not settle")
 
+    def poll_commands(self) -> int:
+        """One poll of the gateway's command channel, without waiting (the real daemon keeps a
+        long poll open on a thread of its own); 0 when the gateway does not answer."""
+        try:
+            return self.daemon.commands.poll_once(wait_s=0)
+        except UplinkError:
+            return 0
+
     def advance(self, ms: int) -> None:
         """Let simulated time pass, stopping at every timer and sample."""
         end = self.clock.monotonic_ms() + ms
@@ -242,10 +250,17 @@ class Simulation:
         self.restarts += 1
         self._start_daemon()
 
+    def run_lines(self, text: str) -> None:
+        """Run script lines on this simulation (checked first, as a script is)."""
+        for step in parse_script(text, set(self.profiles)):
+            self.run_step(step)
+
     def run_step(self, step: Step) -> None:
         hw = self.hardware
         verb, args = step.verb, step.args
         stamp = self.daemon.stamp
+        if verb not in ("expect", "restart") and self.poll_commands():
+            self.settle()
         if verb == "tap":
             hw.reader.present(self.profiles[args[0]].card())
         elif verb == "remove":

@@ -2,8 +2,9 @@
 
 Edges are found, not written down: starting from `Booting`, the explorer feeds `step` every
 event of a small alphabet (taps of two cards, answers, pilot states, meter samples, every
-timer, faults, out of service, contactor feedback) breadth-first, and records each
-(phase before, event, phase after) it sees. So the diagram cannot drift from the table.
+timer, faults, out of service, contactor feedback, a payment made on the phone)
+breadth-first, and records each (phase before, event, phase after) it sees. So the
+diagram cannot drift from the table.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from terminal.core.events import (
     Timer,
     TimerFired,
     VehicleStateChanged,
+    WebPaymentAuthorized,
 )
 from terminal.core.kiosk import Kiosk, Rules
 from terminal.core.machine import IGNORED, TRANSITIONS, step
@@ -85,10 +87,19 @@ def _alphabet(kiosk: Kiosk, n: int) -> Iterator[Event]:
     yield FaultRaised(fault="rcd", **at)  # type: ignore[arg-type]
     yield FaultCleared(fault="rcd", **at)  # type: ignore[arg-type]
     yield OutOfServiceChanged(on=not kiosk.out_of_service, **at)  # type: ignore[arg-type]
+    yield WebPaymentAuthorized(  # paid on the phone, within the code's lifetime
+        command_id=f"c{n}",
+        session_id=f"w{n}",
+        cost_limit=Money(5000, "EUR"),
+        expires_at=_T0 + timedelta(days=1),
+        **at,  # type: ignore[arg-type]
+    )
 
 
 def _signature(k: Kiosk) -> tuple[object, ...]:
-    return (type(k.phase), k.pilot, k.faults, k.out_of_service, k.contactor_closed)
+    # A session paid on the phone is a state of its own: no card taps it to a stop.
+    kind = k.session.card.kind if k.session is not None else None
+    return (type(k.phase), k.pilot, k.faults, k.out_of_service, k.contactor_closed, kind)
 
 
 def edges(

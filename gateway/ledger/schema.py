@@ -182,3 +182,27 @@ sim_requests = sa.Table(
     sa.Column("answer", sa.Text, nullable=False),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# Commands for a terminal (`gateway.commands`), fetched by its long poll (`GET /v1/commands`)
+# and answered through its outbox: "start" a session paid on the web with the hold of
+# `authorization_id` as its cost limit, or "stop" one. A start not answered by `expires_at`
+# (plus a grace for the answer's way back) is given up and its hold released.
+COMMAND_KINDS = ("start", "stop")
+COMMAND_STATES = ("pending", "started", "not_started", "received", "expired")
+kiosk_commands = sa.Table(
+    "kiosk_commands",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("terminal_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("authorization_id", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(64)),
+    sa.Column("body", sa.Text, nullable=False),  # the command as the terminal receives it
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("delivered_at", sa.DateTime(timezone=True)),
+    sa.Column("answered_at", sa.DateTime(timezone=True)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("kiosk_commands_waiting", "terminal_id", "state"),
+    sa.Index("kiosk_commands_authorization", "authorization_id"),
+)

@@ -157,6 +157,18 @@ class TakeSignedReading:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnswerStart:
+    """Queue the answer to the gateway's command to start a web-paid session: started, or not
+    and why (the gateway then releases the hold). Queued in the session's lane, so its
+    capture or void follows it."""
+
+    command_id: str
+    session_id: str
+    started: bool
+    reason: str = ""
+
+
 Action = (
     OpenContactor
     | CloseContactor
@@ -176,4 +188,5 @@ Action = (
     | RunDiagnostic
     | Answer
     | TakeSignedReading
+    | AnswerStart
 )

@@ -197,6 +197,25 @@ class StopRequested(Event):
     session_id: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebPaymentAuthorized(Event):
+    """A driver paid on the web (the payment page the kiosk's QR code opens) and the gateway
+    asks, over the command channel, to start a session with `cost_limit` as its cap: the
+    gateway holds that amount, and `session_id` is its authorization id (the session's
+    lane: capture and void go there as for any session). OCPP 2.1 C25 (web payment) ends in
+    this: RequestStartTransaction with a cost limit. The shell has journaled the command
+    before posting this; `command_id` pairs the answer (started or not) with it. The kiosk
+    never starts at or after `expires_at` (the one-time code's lifetime): the gateway
+    releases the hold after it."""
+
+    command_id: str
+    session_id: str
+    cost_limit: Money
+    expires_at: datetime
+    brand: str = "Web"  # how the driver paid, for the screens and the receipt
+    last4: str = ""
+
+
 AnyEvent = (
     PoweredUp
     | CardPresented
@@ -216,6 +235,7 @@ AnyEvent = (
     | TechnicianActed
     | SignedReadingRequested
     | StopRequested
+    | WebPaymentAuthorized
 )
 
 EVENT_TYPES: tuple[type[Event], ...] = (
@@ -237,4 +257,5 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     TechnicianActed,
     SignedReadingRequested,
     StopRequested,
+    WebPaymentAuthorized,
 )

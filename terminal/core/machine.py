@@ -28,6 +28,7 @@ from terminal.core import screens
 from terminal.core.actions import (
     Action,
     Answer,
+    AnswerStart,
     CancelTimer,
     Capture,
     CheckContactor,
@@ -71,6 +72,7 @@ from terminal.core.events import (
     Timer,
     TimerFired,
     VehicleStateChanged,
+    WebPaymentAuthorized,
 )
 from terminal.core.kiosk import (
     PHASE_TYPES,
@@ -85,7 +87,7 @@ from terminal.core.kiosk import (
     Suspended,
     Unavailable,
 )
-from terminal.core.session import CardKind, LocalStanding, Session, Status
+from terminal.core.session import Card, CardKind, LocalStanding, Session, Status
 from terminal.money import Money
 
 Result = tuple[Kiosk, tuple[Action, ...]]
@@ -1042,6 +1044,64 @@ def _stop_requested(k: Kiosk, e: Event) -> Result:
     return _stop(k, phase.session, e, "remote")
 
 
+# -- a session paid on the web (the kiosk's QR code) -----------------------------------------
+
+
+def _web_refusal(k: Kiosk, e: WebPaymentAuthorized) -> str | None:
+    """Why a web-paid session may not start now, or None. The gateway releases the hold on
+    any of these; the driver's phone page says so."""
+    if isinstance(k.phase, Booting):
+        return "starting"
+    if not k.available:
+        return "unavailable"
+    if not isinstance(k.phase, Idle | Receipt):
+        return "busy"
+    if e.at >= e.expires_at:
+        return "expired"  # the code's lifetime is over: never start after it
+    limit = k.rules.ceiling or k.rules.hold
+    if e.cost_limit.currency != limit.currency:
+        return "currency"
+    if e.cost_limit > limit:
+        return "over_limit"
+    if e.cost_limit < k.rules.min_authorized:
+        return "under_minimum"
+    if k.register_wh is None:
+        return "meter"
+    return None
+
+
+def _web_payment(k: Kiosk, e: Event) -> Result:
+    """Start a session the gateway holds the money for, with its cost limit as the cap, as
+    an approved hold would (plug-in timeout, cap, stop, capture through the session's lane),
+    or answer why not. The session is recorded before the answer, in the same journal
+    transaction: an answer "started" always has a session to settle."""
+    assert isinstance(e, WebPaymentAuthorized)
+    refusal = _web_refusal(k, e)
+    if refusal is not None:
+        answer = AnswerStart(
+            command_id=e.command_id, session_id=e.session_id, started=False, reason=refusal
+        )
+        return k, (answer,)
+    card = Card(kind=CardKind.WEB, token=f"web:{e.session_id}", brand=e.brand, last4=e.last4)
+    session = Session(
+        session_id=e.session_id,
+        card=card,
+        hold=e.cost_limit,
+        status=Status.AUTHORIZED,
+        started_at=e.at,
+        authorized=e.cost_limit,
+        start_register_wh=k.register_wh,
+    )
+    k2, acts = _hold_approved(k, session, e.cost_limit, e)
+    return k2, (
+        CancelTimer(timer=Timer.NOTICE),
+        CancelTimer(timer=Timer.RECEIPT),
+        Record(session=session),
+        AnswerStart(command_id=e.command_id, session_id=e.session_id, started=True),
+        *acts,
+    )
+
+
 def _technician(k: Kiosk, e: Event) -> Result:
     assert isinstance(e, TechnicianActed)
     return k, (Report(kind=e.kind, detail=e.detail),)
@@ -1135,6 +1195,8 @@ TRANSITIONS: dict[tuple[type, type], Handler] = {
     (AwaitingVehicle, StopRequested): _stop_requested,
     (Charging, StopRequested): _stop_requested,
     (Suspended, StopRequested): _stop_requested,
+    # Every phase answers a web payment: started (Idle, Receipt) or not, and why.
+    **{(phase, WebPaymentAuthorized): _web_payment for phase in PHASE_TYPES},
 }
 
 IGNORED: frozenset[tuple[type, type]] = frozenset(

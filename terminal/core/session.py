@@ -13,6 +13,7 @@ from terminal.money import Money
 class CardKind(enum.Enum):
     PAYMENT = "payment"  # EMV contactless card or phone wallet
     ID_TOKEN = "id_token"  # RFID fleet / roaming token (UID only)
+    WEB = "web"  # paid on the driver's phone (the kiosk's QR code): the gateway holds it
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -44,6 +44,7 @@ from terminal.core.screens import screen_name
 from terminal.core.session import Card, CardKind, LocalStanding
 from terminal.core.words import Words
 from terminal.errors import JournalFull, KeyMaterialError
+from terminal.shell.commands import CommandChannel
 from terminal.shell.devices import Devices
 from terminal.shell.diagnostics import Diagnostics
 from terminal.shell.executor import Executor, Timers
@@ -130,6 +131,10 @@ class Daemon:
             gateway_reachable=lambda: self.sender.reachable,
         )
         self.notifier = notifier
+        # The gateway's commands (pay by phone): a long poll on a connection of its own.
+        self.commands = CommandChannel(
+            journal, self.sender.client.fork(), clock, self.post, terminal_id=terminal_id
+        )
         self.executor = Executor(
             devices=devices,
             journal=journal,
@@ -245,6 +250,8 @@ class Daemon:
         if unsettled:
             log.info("event=recovering sessions=%d", len(unsettled))
         self.post(PoweredUp(register_wh=register, unsettled=unsettled, **self.stamp()))
+        # Commands journaled but not acted on before a restart: the machine decides again.
+        self.commands.replay()
         if self._key_problem is not None:
             self._keys_fault(self._key_problem)
         # A vehicle already plugged in at start-up is no change to its link: say where it is.
@@ -349,6 +356,7 @@ class Daemon:
         self._spawn("reader", self._reader_loop)
         self._spawn("vehicle", self._vehicle_loop)
         self._spawn("sender", self.sender.run)
+        self._spawn("commands", self.commands.run)
         if self.ocpp is not None:
             self.ocpp.start()
         self.pump()  # PoweredUp: the machine opens the contactor again and shows the idle screen
@@ -495,6 +503,7 @@ class Daemon:
         self._stop.set()
         self.devices.reader.close()
         self.sender.stop()
+        self.commands.stop()
 
     def _shutdown(self) -> None:
         self._force_open()

@@ -16,6 +16,7 @@ from hardware.ports import ContactorFault, MeterFault, VehicleLinkFault
 from terminal.core.actions import (
     Action,
     Answer,
+    AnswerStart,
     CancelTimer,
     Capture,
     CheckContactor,
@@ -47,6 +48,7 @@ from terminal.core.events import (
 from terminal.core.screens import Screen, frame_for, frames_for
 from terminal.core.words import Words
 from terminal.errors import JournalFull
+from terminal.shell.commands import queue_answer
 from terminal.shell.devices import Devices
 from terminal.shell.journal import JOURNAL_FULL, Journal
 from terminal.shell.signed_readings import ReadingSigner
@@ -87,6 +89,7 @@ JOURNALED = (
     Void,
     Report,
     TakeSignedReading,
+    AnswerStart,
 )
 
 
@@ -409,6 +412,22 @@ class Executor:
                 log.info("event=%s detail=%s", action.kind, action.detail)
             case TakeSignedReading():
                 self._signed_reading(action)
+            case AnswerStart():
+                queue_answer(
+                    self.journal,
+                    command_id=action.command_id,
+                    session_id=action.session_id,
+                    status="started" if action.started else "not_started",
+                    reason=action.reason,
+                    at=self.clock.now(),
+                )
+                log.info(
+                    "event=web_start session=%s started=%s reason=%s",
+                    action.session_id,
+                    action.started,
+                    action.reason,
+                )
+                self._wake_pending = True
             case RunDiagnostic() | Answer():
                 if self.diagnostics is None:
                     log.warning("event=diagnostics_unavailable action=%s", type(action).__name__)

@@ -108,6 +108,18 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (component, variable)
     );
     """,
+    # 3: the gateway's commands (terminal/shell/commands.py), journaled before they are acted
+    # on; `answered` once the machine's answer is queued (or, for a stop, on receipt).
+    """
+    CREATE TABLE commands (
+        command_id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        answered INTEGER NOT NULL DEFAULT 0
+    );
+    """,
 )
 
 PENDING = "pending"
@@ -468,6 +480,30 @@ class Journal:
             ended_at=_parse_dt(r["ended_at"]),
             end_reason=r["end_reason"],
         )
+
+    # -- the gateway's commands -------------------------------------------------------------
+    def receive_command(
+        self, *, command_id: str, kind: str, session_id: str, body: dict[str, Any], at: datetime
+    ) -> bool:
+        """Journal a command from the gateway before anything acts on it; False if it was
+        received before (the gateway sends a command again until it has its answer)."""
+        cursor = self._conn().execute(
+            "INSERT OR IGNORE INTO commands (command_id, kind, session_id, body, received_at)"
+            " VALUES (?,?,?,?,?)",
+            (command_id, kind, session_id, json.dumps(body, sort_keys=True), _dt(at)),
+        )
+        return bool(cursor.rowcount)
+
+    def mark_command_answered(self, command_id: str) -> None:
+        self._conn().execute("UPDATE commands SET answered=1 WHERE command_id=?", (command_id,))
+
+    def unanswered_commands(self) -> list[dict[str, Any]]:
+        """Commands received and not answered (a restart between journaling a command and
+        acting on it), oldest first, as the gateway sent them."""
+        rows = self._conn().execute(
+            "SELECT body FROM commands WHERE answered=0 ORDER BY received_at, command_id"
+        )
+        return [json.loads(r[0]) for r in rows]
 
     # -- outbox -----------------------------------------------------------------------------
     def enqueue(

@@ -99,6 +99,38 @@ class GatewayClient:
             raise UplinkError(f"unexpected http {response.status_code}")
         return data
 
+    def fork(self) -> GatewayClient:
+        """Another client to the same gateway with the same credentials and a connection
+        pool of its own (a `requests.Session` belongs to one thread)."""
+        twin = GatewayClient(self.base_url, int(self.timeout_s * 1000))
+        twin.verify, twin.cert = self.verify, self.cert
+        return twin
+
+    def close(self) -> None:
+        self.http.close()
+
+    def get_json(self, path: str, *, read_timeout_s: float) -> dict[str, Any]:
+        """GET a JSON object (a long poll may take `read_timeout_s`). Any failure, a status
+        other than 200 or a body that is not an object is UplinkError."""
+        try:
+            response = self.http.get(
+                self.base_url + path,
+                timeout=(min(self.timeout_s, 5.0), read_timeout_s),
+                verify=self.verify,
+                cert=self.cert,
+            )
+        except requests.RequestException as exc:
+            raise UplinkError(f"{type(exc).__name__}") from None
+        if response.status_code != 200:
+            raise UplinkError(f"http {response.status_code}")
+        try:
+            data = response.json()
+        except ValueError:
+            raise UplinkError("malformed body") from None
+        if not isinstance(data, dict):
+            raise UplinkError("malformed body")
+        return data
+
     def get_if_changed(
         self, path: str, etag: str | None
     ) -> tuple[dict[str, Any] | None, str | None]:
@@ -346,7 +378,7 @@ class Sender:
                 self.journal.finish(row.seq, FAILED, refused)
                 if row.kind in ("capture", "void") and self.on_settlement:
                     self.on_settlement(row, "refused", refused)
-                if row.kind in ("capture", "void"):
+                if row.kind in ("capture", "void", "command_answer"):
                     # Money the kiosk meant to move and the gateway would not: the operator's.
                     self._alert(f"{row.kind}_refused", f"{row.lane} code={refusal.code}")
             log.warning(
@@ -387,6 +419,14 @@ class Sender:
                 return self._give_up_increment(row, "malformed answer")
             self.journal.finish(row.seq, DONE, data)
             self._increment_answer(row.lane, answer)
+            return True
+        if row.kind == "command_answer":
+            if data.get("authorization_id") != row.lane or data.get("status") != "answered":
+                self.journal.retry_later(
+                    row.seq, self.now_ms() + self._backoff_ms(row.attempts), "malformed answer"
+                )
+                return False
+            self.journal.finish(row.seq, DONE, data)
             return True
         expected = {"capture": "captured", "void": "voided"}.get(row.kind)
         if data.get("authorization_id") != row.lane or data.get("status") != expected:

@@ -33,7 +33,9 @@ def live_url(db_url: str) -> Iterator[str]:
         gateway.close()
 
 
-schema = schemathesis.openapi.from_path(CONTRACT)
+# The long poll for commands may hold each request open for up to 30 s, so it is not fuzzed
+# here; tests/gateway/test_commands_api.py checks its contract with chosen requests.
+schema = schemathesis.openapi.from_path(CONTRACT).exclude(path="/v1/commands", method="GET")
 
 
 @schema.parametrize()

@@ -1,0 +1,88 @@
+"""The command channel's routes (terminal API v1): a terminal's long poll for its commands,
+and its answer to each (`gateway.commands`).
+
+`GET /v1/commands?wait=N` answers at once with the commands waiting for the calling
+terminal, or after up to N seconds (at most 30) with none; it runs on the event loop, so a
+fleet of waiting terminals holds no worker threads. `POST /v1/commands/{id}/answer` carries
+an Idempotency-Key like every terminal POST.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from gateway import wire
+from gateway.api.requests import TerminalRequests
+from gateway.commands import Commands
+
+CommandId = Annotated[str, Path(pattern=wire.ID_PATTERN)]
+MAX_WAIT_S = 30
+
+
+def command_routes(commands: Commands, frame: TerminalRequests) -> APIRouter:
+    router = APIRouter()
+
+    @router.get(
+        "/v1/commands",
+        response_model=wire.CommandsAnswer,
+        responses={401: {"model": wire.ErrorAnswer}, 403: {"model": wire.ErrorAnswer}},
+    )
+    async def get_commands(
+        request: Request,
+        terminal_id: Annotated[str, Query(min_length=1, max_length=64)],
+        wait: Annotated[int, Query(ge=0, le=MAX_WAIT_S)] = 0,
+    ) -> JSONResponse:
+        """The calling terminal's waiting commands; with none, wait up to `wait` seconds for
+        one. A command not answered is sent again on a later poll. `terminal_id` must be the
+        certificate's terminal."""
+        caller = frame.caller(request)
+        if isinstance(caller, JSONResponse):
+            return caller
+        if (refused := frame.named_terminal(caller, terminal_id)) is not None:
+            return refused
+        deadline = time.monotonic() + wait
+        while True:
+            found: list[dict[str, Any]] = await run_in_threadpool(commands.waiting, terminal_id)
+            left = deadline - time.monotonic()
+            if found or left <= 0 or await request.is_disconnected():
+                return JSONResponse(content={"commands": found})
+            await commands.bell.wait(left)
+
+    @router.post(
+        "/v1/commands/{command_id}/answer",
+        response_model=wire.CommandAnswerAnswer,
+        responses={
+            code: {"model": wire.ErrorAnswer} for code in (400, 401, 403, 404, 409, 413, 422, 504)
+        },
+    )
+    def answer(
+        command_id: CommandId,
+        body: wire.CommandAnswer,
+        request: Request,
+        idempotency_key: str = Header(),
+    ) -> JSONResponse:
+        """Started or not (a start; "not_started" releases the hold), or received (a stop)."""
+        caller = frame.caller(request)
+        if isinstance(caller, JSONResponse):
+            return caller
+        terminal = caller.terminal  # None only in the development mode
+        return frame.run_idempotent(
+            caller,
+            idempotency_key,
+            f"commands.answer:{command_id}",
+            body,
+            lambda _store, _resumed: commands.answer(
+                command_id,
+                terminal,
+                session_id=body.session_id,
+                status=body.status,
+                reason=body.reason,
+            ),
+        )
+
+    return router

@@ -1,0 +1,241 @@
+"""The command channel: what the gateway asks of the kiosk (start a session paid on the web,
+stop one), over the kiosk's own link to it (mutual TLS in production).
+
+The kiosk keeps one long poll open (`GET /v1/commands?wait=25`): the gateway answers at once
+with the commands waiting for this terminal, or after `wait` seconds with none. A failed poll
+(no route, refused connection, 5xx, a malformed body) is tried again after a bounded,
+jittered back-off (1 s doubling to 60 s), reset by the next good answer.
+
+Every command is journaled (`commands` table) before anything acts on it, and only then
+posted to the daemon as an event; the gateway sends a command again until it has its answer,
+and a command already journaled is not posted twice. Answers go through the outbox in the
+session's lane (`command_answer` rows), so a start's capture or void always follows its
+answer. A restart between journaling a start and answering it posts it again (`replay`); the
+machine starts it only within the code's lifetime (`expires_at`), never after.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from hardware.clock import Clock
+from terminal.core.events import Event, StopRequested, WebPaymentAuthorized
+from terminal.errors import UplinkError
+from terminal.money import MINOR_UNITS, Money
+from terminal.shell.journal import Journal
+from terminal.shell.uplink import GatewayClient
+
+log = logging.getLogger("ev_terminal.commands")
+
+WAIT_S = 25  # how long the gateway may hold a poll open (below common proxy timeouts of 60 s)
+BACKOFF_BASE_MS = 1_000
+BACKOFF_CAP_MS = 60_000
+_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")  # the wire's ID_PATTERN (contract/openapi.json)
+_LAST4 = re.compile(r"^[0-9]{0,4}$")
+
+
+class CommandInvalid(ValueError):
+    """A command from the gateway that is not well-formed: it is not acted on."""
+
+
+def queue_answer(
+    journal: Journal, *, command_id: str, session_id: str, status: str, reason: str, at: datetime
+) -> None:
+    """Queue the answer to a command in its session's lane and mark the command answered
+    (one journal transaction with the caller's)."""
+    with journal.atomic():
+        journal.enqueue(
+            lane=session_id,
+            kind="command_answer",
+            idem_key=f"{command_id}:answer",
+            path=f"/v1/commands/{command_id}/answer",
+            body={"session_id": session_id, "status": status, "reason": reason},
+            at=at,
+        )
+        journal.mark_command_answered(command_id)
+
+
+def _text(item: dict[str, Any], key: str, pattern: re.Pattern[str]) -> str:
+    value = item.get(key)
+    if not isinstance(value, str) or not pattern.match(value):
+        raise CommandInvalid(f"{key} is not well-formed")
+    return value
+
+
+def parse_start(item: dict[str, Any], stamp: dict[str, Any]) -> WebPaymentAuthorized:
+    """A start command as the machine's event; CommandInvalid if it is not well-formed."""
+    limit = item.get("cost_limit")
+    if not isinstance(limit, dict) or set(limit) != {"minor", "currency"}:
+        raise CommandInvalid("cost_limit is not an amount")
+    minor, currency = limit["minor"], limit["currency"]
+    if not isinstance(minor, int) or isinstance(minor, bool) or minor <= 0:
+        raise CommandInvalid("cost_limit.minor is not a positive integer")
+    if currency not in MINOR_UNITS:
+        raise CommandInvalid("cost_limit.currency is not a known currency")
+    try:
+        expires_at = datetime.fromisoformat(str(item.get("expires_at")))
+    except ValueError:
+        raise CommandInvalid("expires_at is not a time") from None
+    if expires_at.tzinfo is None:
+        raise CommandInvalid("expires_at has no time zone")
+    brand, last4 = item.get("brand", "Web"), item.get("last4", "")
+    if not isinstance(brand, str) or not 0 < len(brand) <= 32:
+        raise CommandInvalid("brand is not well-formed")
+    if not isinstance(last4, str) or not _LAST4.match(last4):
+        raise CommandInvalid("last4 is not well-formed")
+    return WebPaymentAuthorized(
+        command_id=_text(item, "command_id", _ID),
+        session_id=_text(item, "session_id", _ID),
+        cost_limit=Money(minor, currency),
+        expires_at=expires_at,
+        brand=brand,
+        last4=last4,
+        **stamp,
+    )
+
+
+class CommandChannel:
+    """Receives the gateway's commands, journals them and posts them to the daemon.
+
+    `poll_once` is one poll (the scripted simulator and the tests call it with `wait_s=0`);
+    `run` is the channel's thread: poll, and back off after a failure."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        client: GatewayClient,
+        clock: Clock,
+        post: Callable[[Event], None],
+        *,
+        terminal_id: str,
+        wait_s: int = WAIT_S,
+        rng: random.Random | None = None,
+        backoff_base_ms: int = BACKOFF_BASE_MS,
+        backoff_cap_ms: int = BACKOFF_CAP_MS,
+    ) -> None:
+        self.backoff_base_ms = backoff_base_ms
+        self.backoff_cap_ms = backoff_cap_ms
+        self.journal = journal
+        self.terminal_id = terminal_id
+        self.client = client
+        self.clock = clock
+        self.post = post
+        self.wait_s = wait_s
+        self.rng = rng or random.Random()  # noqa: S311 - jitter, not security
+        self._stop = threading.Event()
+        self.failures = 0
+
+    def _stamp(self) -> dict[str, Any]:
+        return {"at_ms": self.clock.monotonic_ms(), "at": self.clock.now()}
+
+    def poll_once(self, wait_s: int | None = None) -> int:
+        """One poll; how many new commands were posted. UplinkError if the gateway gave no
+        well-formed answer."""
+        wait = self.wait_s if wait_s is None else wait_s
+        path = f"/v1/commands?terminal_id={quote(self.terminal_id)}&wait={wait}"
+        data = self.client.get_json(path, read_timeout_s=wait + 10)
+        items = data.get("commands")
+        if not isinstance(items, list):
+            raise UplinkError("malformed commands")
+        return sum(self.receive(item) for item in items if isinstance(item, dict))
+
+    def receive(self, item: dict[str, Any]) -> bool:
+        """Journal one command and act on it; False if it was known, or not well-formed."""
+        kind = item.get("kind")
+        at = self.clock.now()
+        try:
+            if kind not in ("start", "stop"):
+                raise CommandInvalid(f"unknown kind {kind!r}")
+            command_id = _text(item, "command_id", _ID)
+            session_id = _text(item, "session_id", _ID)
+            event: Event
+            if kind == "start":
+                lifetime = item.get("expires_in_ms")
+                if not isinstance(lifetime, int) or isinstance(lifetime, bool) or lifetime < 0:
+                    raise CommandInvalid("expires_in_ms is not a duration")
+                # The lifetime is counted on this kiosk's clock from receipt (journaled with
+                # the command, so a restart keeps the same end): the gateway's clock may
+                # differ from it.
+                item = {**item, "expires_at": (at + timedelta(milliseconds=lifetime)).isoformat()}
+                event = parse_start(item, self._stamp())
+            else:
+                event = StopRequested(session_id=session_id, **self._stamp())
+        except CommandInvalid as exc:
+            log.warning("event=command_invalid kind=%s error=%s", kind, exc)
+            return False
+        with self.journal.atomic():
+            if not self.journal.receive_command(
+                command_id=command_id, kind=str(kind), session_id=session_id, body=item, at=at
+            ):
+                return False
+            if kind == "stop":
+                queue_answer(
+                    self.journal,
+                    command_id=command_id,
+                    session_id=session_id,
+                    status="received",
+                    reason="",
+                    at=at,
+                )
+            elif self.journal.session_row(session_id) is not None:
+                # A session id the kiosk has used already: never a second session on it.
+                queue_answer(
+                    self.journal,
+                    command_id=command_id,
+                    session_id=session_id,
+                    status="not_started",
+                    reason="duplicate",
+                    at=at,
+                )
+                return False
+        log.info("event=command kind=%s command=%s session=%s", kind, command_id, session_id)
+        self.post(event)
+        return True
+
+    def replay(self) -> int:
+        """Post again the start commands journaled but never answered (a restart between
+        the two). How many were posted."""
+        posted = 0
+        for item in self.journal.unanswered_commands():
+            try:
+                event = parse_start(item, self._stamp())
+            except CommandInvalid:
+                continue
+            log.info("event=command_replayed command=%s", event.command_id)
+            self.post(event)
+            posted += 1
+        return posted
+
+    def backoff_ms(self) -> int:
+        ceiling = min(self.backoff_cap_ms, self.backoff_base_ms * 2 ** min(self.failures, 20))
+        return self.rng.randint(ceiling // 2, ceiling)  # "equal jitter"
+
+    def run(self) -> None:
+        """The channel's thread: poll until stopped; after a failure wait the back-off."""
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except UplinkError as exc:
+                self.failures += 1
+                delay = self.backoff_ms()
+                log.info("event=commands_unreachable error=%s retry_ms=%d", exc, delay)
+                self._stop.wait(delay / 1000)
+                continue
+            except Exception:
+                # A broken journal or a bug: keep the channel alive, slowly.
+                log.exception("event=commands_error")
+                self.failures += 1
+                self._stop.wait(self.backoff_ms() / 1000)
+                continue
+            self.failures = 0
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.client.close()
