@@ -104,7 +104,7 @@ class Commands:
     ) -> str:
         command_id = uuid.uuid4().hex
         body = {"command_id": command_id, "kind": kind, "session_id": aid, **body}
-        with self.ledger.engine.begin() as conn:
+        with self.ledger.write() as conn:
             conn.execute(
                 sa.insert(kiosk_commands).values(
                     id=command_id,
@@ -167,7 +167,7 @@ class Commands:
         `redeliver_after`, and (a start) not expired. Marks them handed out."""
         now = self.ledger.clock()
         c = kiosk_commands.c
-        with self.ledger.engine.begin() as conn:
+        with self.ledger.write() as conn:
             rows = conn.execute(
                 sa.select(c.id, c.kind, c.body, c.expires_at)
                 .where(c.terminal_id == terminal_id, c.state == PENDING, c.expires_at > now)
@@ -213,7 +213,7 @@ class Commands:
         if status == NOT_STARTED:
             release = f"not_started:{reason}"[:64]
             self.payments.void(row.authorization_id, row.terminal_id, release, _nothing)
-        with self.ledger.engine.begin() as conn:
+        with self.ledger.write() as conn:
             conn.execute(
                 sa.update(kiosk_commands)
                 .where(kiosk_commands.c.id == command_id, kiosk_commands.c.state == PENDING)
@@ -245,7 +245,7 @@ class Commands:
             ).all()
         given_up = self._release_left_holds()
         for row in rows:
-            with self.ledger.engine.begin() as conn:
+            with self.ledger.write() as conn:
                 won = conn.execute(
                     sa.update(kiosk_commands)
                     .where(c.id == row.id, c.state == PENDING)
