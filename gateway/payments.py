@@ -97,6 +97,24 @@ def _amount(minor: int, currency: str) -> dict[str, Any]:
     return {"minor": minor, "currency": currency}
 
 
+def receipt_mismatch(receipt: wire.Receipt, captured: Money) -> str | None:
+    """Why `receipt` cannot be the receipt of a capture of `captured`, or None: a driver's
+    receipt totals exactly what was taken from their card (docs/architecture.md, "The money
+    path", 8), its VAT adds up, and its lines add up when they say what they cost."""
+    currency = receipt.currency
+    if currency != captured.currency:
+        return f"receipt currency {currency} differs from the capture's {captured.currency}"
+    if receipt.total != captured.minor:
+        total = Money(receipt.total, currency)
+        return f"receipt total {total} differs from the capture {captured}"
+    if receipt.total_excl_vat + sum(v.vat for v in receipt.vat) != receipt.total:
+        return "receipt total excl. VAT plus its VAT is not its total"
+    gross = [line.incl_vat for line in receipt.lines]
+    if gross and None not in gross and sum(g for g in gross if g is not None) != receipt.total:
+        return "receipt lines incl. VAT do not add up to its total"
+    return None
+
+
 def _in_progress() -> Refusal:
     return Refusal(
         409, "in_progress", "another step on this authorization is under way", transient=True
@@ -367,6 +385,9 @@ class Payments:
             owner = self.ledger.receipt_owner(conn, req.receipt.receipt_id)
             if owner is not None and owner != aid:
                 raise Refusal(409, "receipt_id_taken", "receipt id belongs to another session")
+            mismatch = receipt_mismatch(req.receipt, amount)
+            if mismatch is not None:
+                raise Refusal(400, "receipt_mismatch", mismatch)
             return None
 
         step = self._claim(

@@ -104,6 +104,18 @@ class ReceiptLine(Strict):
     unit: str
     excl_vat: int = Field(ge=-MAX_MINOR, le=MAX_MINOR)
     vat_percent: str = Field(pattern=DECIMAL_PATTERN)
+    # What the driver was shown and billed (docs/tariffs.md, "Rounding"): the line incl. VAT
+    # and its unit price incl. VAT. Optional so receipts of kiosks that send only `excl_vat`
+    # stay valid; the receipt page then lists those lines excl. VAT.
+    incl_vat: int | None = Field(
+        default=None, ge=-MAX_MINOR, le=MAX_MINOR, description="the line incl. VAT, minor units"
+    )
+    unit_price: str | None = Field(
+        default=None,
+        pattern=DECIMAL_PATTERN,
+        description="incl. VAT, major units per kWh (ENERGY), per minute (TIME, PARKING_TIME) "
+        "or per session (FLAT)",
+    )
 
 
 class ReceiptVat(Strict):

@@ -37,14 +37,14 @@ DOMAIN = "messages"
 _FORMATS = {"en": "en_GB", "de": "de_DE", "fr": "fr_FR", "nl": "nl_NL"}
 
 
-def catalog_path(language: str) -> Path:
-    return CATALOGS / language / "LC_MESSAGES" / f"{DOMAIN}.po"
+def catalog_path(language: str, base: Path = CATALOGS) -> Path:
+    """The `.po` file of `language` under a catalog directory (the screens' by default)."""
+    return base / language / "LC_MESSAGES" / f"{DOMAIN}.po"
 
 
-@cache
-def _translations(language: str) -> gettext.NullTranslations:
-    """The catalog of `language` as gettext translations (compiled once, in memory)."""
-    with catalog_path(language).open("rb") as po:
+def _compile(path: Path, language: str) -> gettext.GNUTranslations:
+    """One `.po` file as gettext translations, compiled in memory."""
+    with path.open("rb") as po:
         catalog = read_po(po, locale=language, domain=DOMAIN)
     buffer = io.BytesIO()
     write_mo(buffer, catalog)
@@ -52,19 +52,36 @@ def _translations(language: str) -> gettext.NullTranslations:
     return gettext.GNUTranslations(buffer)
 
 
+@cache
+def _translations(language: str, extra: tuple[Path, ...] = ()) -> gettext.NullTranslations:
+    """The catalogs of `language` as one gettext chain (compiled once, in memory): those in
+    the `extra` directories first, in order, then the screens' own."""
+    first = _compile(catalog_path(language), language)
+    # Each link is compiled here, for this chain only: add_fallback links objects in place.
+    for base in reversed(extra):
+        link = _compile(catalog_path(language, base), language)
+        link.add_fallback(first)
+        first = link
+    return first
+
+
 @dataclass(frozen=True, slots=True)
 class Translator:
-    """`Words` in one language, for a station in zone `tz`."""
+    """`Words` in one language, for a station in zone `tz`. `catalogs` names more catalog
+    directories (laid out as terminal/locale/) consulted before the screens' own: a page that
+    shows a bill as the kiosk does keeps its own words there and borrows the screens' (the
+    gateway's receipt page, gateway/web/locale/)."""
 
     language: str
     tz: tzinfo
+    catalogs: tuple[Path, ...] = ()
     _gettext: gettext.NullTranslations = field(init=False, repr=False, compare=False)
     _comma: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.language not in LANGUAGES:
             raise ValueError(f"no catalog for {self.language!r}; have {', '.join(LANGUAGES)}")
-        object.__setattr__(self, "_gettext", _translations(self.language))
+        object.__setattr__(self, "_gettext", _translations(self.language, self.catalogs))
         decimal = Locale.parse(_FORMATS[self.language]).number_symbols["latn"]["decimal"]
         object.__setattr__(self, "_comma", decimal == ",")
 

@@ -77,3 +77,51 @@ def test_times_are_the_stations_local_time() -> None:
     assert Translator("en", ZoneInfo("Europe/Berlin")).clock(at) == "19:05"
     assert Translator("nl", ZoneInfo("Europe/Amsterdam")).number("4.81 EUR") == "4,81 EUR"
     assert Translator("en", UTC).number("4.81 EUR") == "4.81 EUR"
+
+
+# The gateway's pages: their own words in gateway/web/locale/, and the words they share with
+# the kiosk's screens (the bill's lines, "Total", ...) from the screens' catalogs, never both.
+PAGE_SOURCES = ("gateway/web/*.py", "gateway/web/templates/*.html")
+
+
+def page_messages() -> set[str]:
+    from jinja2.ext import babel_extract
+
+    found: set[str] = set()
+    for pattern in PAGE_SOURCES:
+        paths = sorted(ROOT.glob(pattern))
+        assert paths, pattern
+        for path in paths:
+            method = "python" if path.suffix == ".py" else babel_extract
+            for _, message, _, _ in extract_from_file(method, str(path), KEYWORDS):
+                if isinstance(message, str):
+                    found.add(message)
+    return found
+
+
+def test_the_pages_mark_their_strings() -> None:
+    messages = page_messages()
+    assert {"Refunded", "Receipt not found", "Language", "Tariff: {}"} <= messages
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_page_string_is_translated_in_one_catalog(language: str) -> None:
+    from gateway.web.languages import CATALOGS as PAGE_CATALOGS
+
+    with catalog_path(language, PAGE_CATALOGS).open("rb") as po:
+        pages = {m.id: m for m in read_po(po, locale=language) if m.id}
+    with catalog_path(language).open("rb") as po:
+        kiosk = {m.id: m for m in read_po(po, locale=language) if m.id}
+    messages = page_messages()
+    missing = sorted(messages - pages.keys() - kiosk.keys())
+    assert not missing, f"{language}: in no catalog: {missing}"
+    stale = sorted(pages.keys() - messages)
+    assert not stale, f"{language}: no longer in the pages: {stale}"
+    twice = sorted(pages.keys() & kiosk.keys())
+    assert not twice, f"{language}: in both catalogs (they would drift apart): {twice}"
+    for msgid, entry in pages.items():
+        assert isinstance(entry.string, str) and entry.string, f"{language}: {msgid!r} empty"
+        assert not entry.fuzzy, f"{language}: {msgid!r} is fuzzy"
+        assert entry.string.count("{}") == msgid.count("{}"), f"{language}: {msgid!r}"
+        if language == "en":
+            assert entry.string == msgid

@@ -84,6 +84,22 @@ def test_terminal_never_imports_gateway(path: Path) -> None:
     assert "gateway" not in _roots(_imports(path))
 
 
+GATEWAY = _modules("gateway/**/*.py")
+# What the kiosk runs (its shell, composition roots and devices): the gateway shares values
+# with the kiosk (money, errors, the bill and its words, card-data protection, OCMF), never
+# these.
+KIOSK_RUNTIME = ("terminal.shell", "terminal.console", "terminal.station", "terminal.wiring",
+                 "terminal.service", "terminal.preflight", "terminal.ocpp", "drivers")  # fmt: skip
+
+
+@pytest.mark.parametrize("path", GATEWAY, ids=_ids(GATEWAY))
+def test_gateway_never_imports_the_kiosks_runtime(path: Path) -> None:
+    assert not {
+        name for name in _imports(path) for runtime in KIOSK_RUNTIME
+        if name == runtime or name.startswith(runtime + ".")
+    }  # fmt: skip
+
+
 def test_import_walker_sees_imports_inside_functions(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("def f():\n    import os.path\n    from time import sleep\n")

@@ -1,21 +1,36 @@
 """The public receipt: as JSON (`/v1/receipts/{id}`) and as the driver's page
 (`/receipts/{id}`, the target of the QR code on the kiosk's receipt screen). The receipt id is
 unguessable (16 characters of a hash of the session id), so these routes need no identity.
+
+The page shows the receipt as the kiosk's receipt screen does, in the driver's language
+(`gateway.web.languages`): the same rows from the same function
+(`terminal.core.screens.receipt_fields`: each line incl. VAT with its quantity and unit price,
+the total excl. VAT, the VAT per rate on its base, the total), so the phone and the screen
+cannot disagree. A receipt from a kiosk that sent only `excl_vat` per line (the wire's first
+form) lists its lines excl. VAT, said on each line.
 """
 
 from __future__ import annotations
 
-import html
-from decimal import Decimal
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from gateway import wire
 from gateway.ledger import Ledger
 from gateway.payments import error_body
+from gateway.web.languages import negotiate, page_words
+from gateway.web.pages import render_page
+from terminal.core.billing import Bill, BillLine, VatLine
+from terminal.core.screens import BILL_LINES, hms, receipt_fields
+from terminal.core.words import Words
 from terminal.money import Money
+
+__all__ = ["ReceiptPage", "Row", "receipt_page", "receipt_routes", "wire_bill"]
 
 ReceiptId = Annotated[str, Path(pattern=wire.RECEIPT_ID_PATTERN)]
 
@@ -35,76 +50,138 @@ def receipt_routes(ledger: Ledger) -> APIRouter:
         response_class=HTMLResponse,
         responses={404: {"description": "no such receipt", "content": {"text/html": {}}}},
     )
-    def receipt_page(receipt_id: ReceiptId) -> HTMLResponse:
+    def receipt_html(
+        receipt_id: ReceiptId,
+        lang: Annotated[str | None, Query(description="en, de, fr or nl")] = None,
+        accept_language: Annotated[str | None, Header()] = None,
+    ) -> HTMLResponse:
+        language = negotiate(lang, accept_language)
+        path = f"/receipts/{receipt_id}"
         receipt = ledger.receipt(receipt_id)
         if receipt is None:
-            return HTMLResponse("<h1>Receipt not found</h1>", status_code=404)
-        return HTMLResponse(render_receipt(receipt))
+            return render_page("not_found.html", path=path, language=language, status_code=404)
+        page = receipt_page(receipt, page_words(language))
+        return render_page("receipt.html", path=path, language=language, page=page)
 
     return router
 
 
-# The receipt's line names (OCPI CdrDimensionType names and the tariff's bound adjustments).
-_LINE_NAMES = {
-    "ENERGY": "Energy",
-    "TIME": "Charging time",
-    "PARKING_TIME": "Idle time",
-    "FLAT": "Session fee",
-    "MIN_PRICE": "Minimum price adjustment",
-    "MAX_PRICE": "Maximum price adjustment",
-    "LIMIT": "Limited to the authorized amount",
-}
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One labelled value; an `amount` (money, energy) is never broken across lines."""
+
+    label: str
+    value: str
+    amount: bool = True
 
 
-def _quantity(line: dict[str, Any]) -> str:
-    if line["unit"] == "h":
-        seconds = int((Decimal(line["quantity"]) * 3600).to_integral_value())
-        return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d} h"
-    if line["unit"] == "kWh":
-        return f"{line['quantity']} kWh"
-    return ""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReceiptPage:
+    """What the receipt page shows, in one language: every value already in words."""
+
+    receipt_id: str
+    about: tuple[str, ...]  # the station, the tariff, the session's time
+    rows: tuple[Row, ...]  # the kiosk's receipt rows, all but the total
+    total: Row
+    refunded: Row | None  # the operator's refunds since, when there are any
 
 
-def render_receipt(receipt: dict[str, Any]) -> str:
-    """The driver's receipt page (the display's QR code links here): every bill line with its
-    quantity, amount excl. VAT and VAT rate, the VAT per rate on its base, and the totals."""
-    cur = receipt["currency"]
-    e = html.escape
-    rows = "".join(
-        f"<tr class='line'><td>{e(_LINE_NAMES.get(line['dimension'], line['dimension']))}</td>"
-        f"<td>{e(_quantity(line))}</td><td>{_money(line['excl_vat'], cur)}</td>"
-        f"<td>{e(line['vat_percent'])}%</td></tr>"
-        for line in receipt["lines"]
+def receipt_page(receipt: dict[str, Any], words: Words) -> ReceiptPage:
+    """The receipt as stored (the wire's `Receipt`, plus `refunded`) in the words of a page."""
+    _ = words.text
+    currency = receipt["currency"]
+    total = Money(receipt["total"], currency)
+    bill = wire_bill(receipt)
+    fields = receipt_fields(
+        energy_wh=receipt["energy_wh"],
+        card=receipt["card"],
+        bill=bill,
+        total=total,
+        words=words,
     )
-    vat = "".join(
-        f"<tr class='vat'><td>VAT {e(v['percent'])}%</td><td>on {_money(v['base'], cur)}</td>"
-        f"<td>{_money(v['vat'], cur)}</td></tr>"
-        for v in receipt["vat"]
+    if bill is None:
+        fields[2:2] = _excl_vat_fields(receipt, words)
+    started = datetime.fromisoformat(receipt["started_at"])
+    ended = datetime.fromisoformat(receipt["ended_at"])
+    refunded = receipt.get("refunded")
+    rows = enumerate(fields[:-1])
+    return ReceiptPage(
+        receipt_id=receipt["receipt_id"],
+        about=(
+            receipt["station"],
+            _("Tariff: {}").format(receipt["tariff"]),
+            f"{words.when(started)} - {words.clock(ended)} UTC",
+        ),
+        # receipt_fields: the energy, the card (a name, which may wrap), the bill, the total.
+        rows=tuple(Row(label, value, amount=index != 1) for index, (label, value) in rows),
+        total=Row(*fields[-1]),
+        refunded=(
+            Row(_("Refunded"), words.number(str(Money(refunded, currency)))) if refunded else None
+        ),
     )
-    total_vat = receipt["total"] - receipt["total_excl_vat"]
-    energy_kwh = f"{receipt['energy_wh'] / 1000:.3f}"
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>Receipt</title></head><body>"
-        f"<h1>Receipt {e(receipt['receipt_id'])}</h1>"
-        f"<p class='station'>{e(receipt['station'])}</p>"
-        f"<p class='tariff'>Tariff: {e(receipt['tariff'])}</p>"
-        f"<p class='card'>{e(receipt['card'])}</p>"
-        f"<p class='period'>{e(receipt['started_at'])} → {e(receipt['ended_at'])}</p>"
-        f"<p class='energy'>Energy delivered: {energy_kwh} kWh</p>"
-        "<table><tr><th>Item</th><th>Quantity</th><th>Excl. VAT</th><th>VAT rate</th></tr>"
-        f"{rows}</table>"
-        f"<table><tr><th>VAT</th><th>Base</th><th>Tax</th></tr>{vat}</table>"
-        f"<p>Total excl. VAT: {_money(receipt['total_excl_vat'], cur)}</p>"
-        f"<p>VAT: {_money(total_vat, cur)}</p>"
-        f"<p><strong>Total: {_money(receipt['total'], cur)}</strong></p>"
-        + (
-            f"<p class='refunded'>Refunded: {_money(receipt['refunded'], cur)}</p>"
-            if receipt.get("refunded")
-            else ""
+
+
+def wire_bill(receipt: dict[str, Any]) -> Bill | None:
+    """The kiosk's bill back from the wire receipt, exactly (integers and decimal strings,
+    no float), or None when a line lacks `incl_vat` (a kiosk of the wire's first form)."""
+    currency = receipt["currency"]
+    if any(line.get("incl_vat") is None for line in receipt["lines"]):
+        return None
+    return Bill(
+        lines=tuple(
+            BillLine(
+                dimension=line["dimension"],
+                quantity=Decimal(line["quantity"]),
+                unit=line["unit"],
+                incl_vat=Money(line["incl_vat"], currency),
+                vat_percent=Decimal(line["vat_percent"]),
+                unit_price=None if line.get("unit_price") is None else Decimal(line["unit_price"]),
+                excl_vat=Money(line["excl_vat"], currency),
+            )
+            for line in receipt["lines"]
+        ),
+        vat=tuple(
+            VatLine(
+                percent=Decimal(v["percent"]),
+                base=Money(v["base"], currency),
+                vat=Money(v["vat"], currency),
+            )
+            for v in receipt["vat"]
+        ),
+        total_excl_vat=Money(receipt["total_excl_vat"], currency),
+        total=Money(receipt["total"], currency),
+    )
+
+
+def _excl_vat_fields(receipt: dict[str, Any], words: Words) -> list[tuple[str, str]]:
+    """The rows of a receipt whose lines carry only `excl_vat`: each line excl. VAT (said on
+    the line), the total excl. VAT and the VAT per rate on its base."""
+    _ = words.text
+    currency = receipt["currency"]
+    fields: list[tuple[str, str]] = []
+    for line in receipt["lines"]:
+        name = _(BILL_LINES.get(line["dimension"], line["dimension"]))
+        quantity = Decimal(line["quantity"])
+        if line["unit"] == "kWh":
+            name = f"{name} {quantity:.3f} kWh"
+        elif line["unit"] == "h":
+            name = f"{name} {hms(int((quantity * 3600).to_integral_value(ROUND_HALF_UP)))}"
+        fields.append(
+            (
+                words.number(_("{} (excl. VAT)").format(name)),
+                words.number(str(Money(line["excl_vat"], currency))),
+            )
         )
-        + "</body></html>"
-    )
-
-
-def _money(minor: int, currency: str) -> str:
-    return html.escape(Money(minor, currency).format())
+    fields.append((_("Excl. VAT"), words.number(str(Money(receipt["total_excl_vat"], currency)))))
+    fields += [
+        (
+            words.number(
+                _("VAT {}% on {}").format(
+                    f"{Decimal(v['percent']).normalize():f}", Money(v["base"], currency)
+                )
+            ),
+            words.number(str(Money(v["vat"], currency))),
+        )
+        for v in receipt["vat"]
+    ]
+    return fields

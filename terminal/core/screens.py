@@ -202,6 +202,20 @@ def bill_fields(bill: Bill, words: Words = ENGLISH) -> list[tuple[str, str]]:
     return fields
 
 
+def receipt_fields(
+    *, energy_wh: int, card: str, bill: Bill | None, total: Money, words: Words = ENGLISH
+) -> list[tuple[str, str]]:
+    """A receipt's labelled values, the total last: the energy, the card, the itemized bill
+    (`bill_fields`) and the total. The kiosk's receipt screen and the gateway's receipt page
+    both show exactly these."""
+    _ = words.text
+    fields = [(_("Energy"), words.number(kwh(energy_wh))), (_("Card"), card)]
+    if bill is not None:
+        fields += bill_fields(bill, words)
+    fields.append((_("Total"), words.number(str(total))))
+    return fields
+
+
 def kwh(energy_wh: int) -> str:
     return f"{Decimal(energy_wh) / 1000:.2f} kWh"
 
@@ -341,14 +355,14 @@ def _frame(screen: Screen, words: Words, _: Callable[[str], str]) -> Frame:
                 tone=Tone.BUSY,
             )
         case Receipt():
-            fields: list[tuple[str, str]] = [
-                (_("Energy"), money(kwh(screen.energy_wh))),
-                (_("Card"), screen.card),
-            ]
-            if screen.bill is not None:
-                fields += bill_fields(screen.bill, words)
-            total = (_("Total"), money(str(screen.total)))
-            fields.append(total)
+            fields = receipt_fields(
+                energy_wh=screen.energy_wh,
+                card=screen.card,
+                bill=screen.bill,
+                total=screen.total,
+                words=words,
+            )
+            total = fields[-1]
             started = datetime.fromisoformat(screen.started_at)
             ended = datetime.fromisoformat(screen.ended_at)
             return Frame(

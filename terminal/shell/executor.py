@@ -68,6 +68,8 @@ def bill_json(bill: Bill) -> dict[str, Any]:
                 "unit": line.unit,
                 "excl_vat": line.excl_vat.minor,
                 "vat_percent": f"{line.vat_percent.normalize():f}",
+                "incl_vat": line.incl_vat.minor,
+                **({} if line.unit_price is None else {"unit_price": f"{line.unit_price:f}"}),
             }
             for line in bill.lines
         ],

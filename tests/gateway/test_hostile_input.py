@@ -160,6 +160,16 @@ def capture_with(**amount: Any) -> dict[str, Any]:
     return body
 
 
+def capture_with_receipt(**receipt: Any) -> dict[str, Any]:
+    body = capture(321)
+    body["receipt"] = {**body["receipt"], **receipt}
+    return body
+
+
+def line_of(incl_vat: int) -> dict[str, Any]:
+    return {**capture(321)["receipt"]["lines"][0], "incl_vat": incl_vat}
+
+
 CAPTURE_CASES = [
     ("minor-as-string", capture_with(minor="321"), 400, "invalid_request", "minor"),
     ("minor-as-bool", capture_with(minor=True), 400, "invalid_request", "minor"),
@@ -168,7 +178,17 @@ CAPTURE_CASES = [
     ("another-currency", capture_with(currency="USD"), 409, "currency_mismatch", "currency"),
     ("above-the-hold", capture_with(minor=5001), 409, "exceeds_authorization", "exceeds"),
     ("receipt-total-float", {**capture(321), "energy_wh": 1.5}, 400, "invalid_request", "energy"),
-]
+    # A receipt that is not the receipt of this capture (the driver's receipt totals what
+    # was taken from their card).
+    ("receipt-total-not-the-capture", capture_with_receipt(total=412), 400, "receipt_mismatch",
+     "receipt total 4.12 EUR differs from the capture 3.21 EUR"),
+    ("receipt-in-another-currency", capture_with_receipt(currency="USD"), 400,
+     "receipt_mismatch", "receipt currency USD"),
+    ("receipt-vat-not-its-total", capture_with_receipt(total_excl_vat=300), 400,
+     "receipt_mismatch", "excl. VAT plus its VAT"),
+    ("receipt-lines-not-its-total", capture_with_receipt(lines=[line_of(300)]), 400,
+     "receipt_mismatch", "lines incl. VAT"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(

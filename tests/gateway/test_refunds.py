@@ -71,7 +71,7 @@ def test_partial_refunds_sum_to_the_capture_and_one_more_is_refused(
     assert_processor_agrees(gw.ledger.all_authorizations(), gw.processor.payments())
     receipt_id = capture(3000)["receipt"]["receipt_id"]
     page = requests.get(f"{gw.url}/receipts/{receipt_id}", timeout=10).text
-    assert "Refunded: 30.00 EUR" in page
+    assert '<dt class="label">Refunded</dt><dd class="value amount">30.00 EUR</dd>' in page
 
 
 def test_only_the_operator_refunds_and_only_a_captured_payment(gw: EmbeddedGateway) -> None:
