@@ -318,7 +318,8 @@ class Simulation:
         """One object per finished session: the terminal's settlement and what the gateway
         holds for it. `amount_captured` is the gateway's answer once the capture was
         acknowledged (0 if the gateway refused it: `settlement` is then "refused"), the
-        amount asked while it is still queued; `amount_priced` is what the session cost."""
+        amount asked while it is still queued; `amount_priced` is what the session cost
+        before any cut to an authorized amount (the receipt's lines without LIMIT lines)."""
         settled = {"capturing": "captured", "voiding": "voided", "declined": "declined"}
         ends: dict[str, dict[str, Any]] = {}
         for row in self.daemon.journal.outbox():
@@ -334,7 +335,7 @@ class Simulation:
             priced = captured
             if end is not None and end["kind"] == "capture":
                 body = json.loads(end["body"])
-                priced = body["receipt"]["total"]
+                priced = _priced(body["receipt"])
                 if end["state"] == "done" and end["answer"]:
                     captured = json.loads(end["answer"])["amount_captured"]["minor"]
             if end is not None and end["state"] == "failed":
@@ -456,3 +457,12 @@ def main(
     finally:
         sim.close()
     return 0
+
+
+def _priced(receipt: dict[str, Any]) -> int:
+    """What a capture's receipt priced before a LIMIT line cut it to the capture (the
+    receipt's total when its lines do not say what they cost)."""
+    lines = receipt["lines"]
+    if any(line.get("incl_vat") is None for line in lines):
+        return int(receipt["total"])
+    return sum(int(line["incl_vat"]) for line in lines if line["dimension"] != "LIMIT")

@@ -25,12 +25,12 @@ from gateway.ledger import Ledger
 from gateway.payments import error_body
 from gateway.web.languages import negotiate, page_words
 from gateway.web.pages import render_page
-from terminal.core.billing import Bill, BillLine, VatLine
+from terminal.core.bill_wire import bill_from_wire
 from terminal.core.screens import BILL_LINES, hms, receipt_fields
 from terminal.core.words import Words
 from terminal.money import Money
 
-__all__ = ["ReceiptPage", "Row", "receipt_page", "receipt_routes", "wire_bill"]
+__all__ = ["ReceiptPage", "Row", "receipt_page", "receipt_routes"]
 
 ReceiptId = Annotated[str, Path(pattern=wire.RECEIPT_ID_PATTERN)]
 
@@ -91,7 +91,7 @@ def receipt_page(receipt: dict[str, Any], words: Words) -> ReceiptPage:
     _ = words.text
     currency = receipt["currency"]
     total = Money(receipt["total"], currency)
-    bill = wire_bill(receipt)
+    bill = bill_from_wire(receipt, currency)
     fields = receipt_fields(
         energy_wh=receipt["energy_wh"],
         card=receipt["card"],
@@ -118,38 +118,6 @@ def receipt_page(receipt: dict[str, Any], words: Words) -> ReceiptPage:
         refunded=(
             Row(_("Refunded"), words.number(str(Money(refunded, currency)))) if refunded else None
         ),
-    )
-
-
-def wire_bill(receipt: dict[str, Any]) -> Bill | None:
-    """The kiosk's bill back from the wire receipt, exactly (integers and decimal strings,
-    no float), or None when a line lacks `incl_vat` (a kiosk of the wire's first form)."""
-    currency = receipt["currency"]
-    if any(line.get("incl_vat") is None for line in receipt["lines"]):
-        return None
-    return Bill(
-        lines=tuple(
-            BillLine(
-                dimension=line["dimension"],
-                quantity=Decimal(line["quantity"]),
-                unit=line["unit"],
-                incl_vat=Money(line["incl_vat"], currency),
-                vat_percent=Decimal(line["vat_percent"]),
-                unit_price=None if line.get("unit_price") is None else Decimal(line["unit_price"]),
-                excl_vat=Money(line["excl_vat"], currency),
-            )
-            for line in receipt["lines"]
-        ),
-        vat=tuple(
-            VatLine(
-                percent=Decimal(v["percent"]),
-                base=Money(v["base"], currency),
-                vat=Money(v["vat"], currency),
-            )
-            for v in receipt["vat"]
-        ),
-        total_excl_vat=Money(receipt["total_excl_vat"], currency),
-        total=Money(receipt["total"], currency),
     )
 
 

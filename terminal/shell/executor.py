@@ -35,7 +35,7 @@ from terminal.core.actions import (
     Void,
     WithdrawEnergy,
 )
-from terminal.core.billing import Bill
+from terminal.core.bill_wire import bill_to_wire
 from terminal.core.events import (
     ContactorChecked,
     Event,
@@ -57,29 +57,6 @@ if TYPE_CHECKING:
     from terminal.ocpp.reporter import Reporter
 
 log = logging.getLogger("ev_terminal.executor")
-
-
-def bill_json(bill: Bill) -> dict[str, Any]:
-    return {
-        "lines": [
-            {
-                "dimension": line.dimension,
-                "quantity": f"{line.quantity.normalize():f}",
-                "unit": line.unit,
-                "excl_vat": line.excl_vat.minor,
-                "vat_percent": f"{line.vat_percent.normalize():f}",
-                "incl_vat": line.incl_vat.minor,
-                **({} if line.unit_price is None else {"unit_price": f"{line.unit_price:f}"}),
-            }
-            for line in bill.lines
-        ],
-        "vat": [
-            {"percent": f"{v.percent.normalize():f}", "base": v.base.minor, "vat": v.vat.minor}
-            for v in bill.vat
-        ],
-        "total_excl_vat": bill.total_excl_vat.minor,
-        "total": bill.total.minor,
-    }
 
 
 # Actions that only write the journal (a session row or an outbox row).
@@ -376,7 +353,7 @@ class Executor:
                             "currency": action.amount.currency,
                             "energy_wh": action.energy_wh,
                             **session,
-                            **bill_json(action.bill),
+                            **bill_to_wire(action.bill),
                         },
                     },
                     at=self.clock.now(),

@@ -571,11 +571,14 @@ class Journal:
             return None
         return int(asked), approved
 
-    def shrink_capture(self, lane: str, capture_seq: int, minor: int) -> None:
+    def shrink_capture(
+        self, lane: str, capture_seq: int, minor: int, receipt: dict[str, Any] | None = None
+    ) -> None:
         """Lower an unsent capture to `minor` (what the gateway approved), and the session's
-        amount and authorized amount with it: the driver pays what was captured. The receipt
-        in the body keeps the priced lines; the difference is the operator's, raised as an
-        alert by the caller."""
+        amount and authorized amount with it: the driver pays what was captured. `receipt`
+        replaces the body's receipt (the priced lines cut down to `minor` by a LIMIT line, so
+        it totals the capture); the difference is the operator's, raised as an alert by the
+        caller."""
         conn = self._conn()
         with self.atomic():
             conn.execute(
@@ -583,6 +586,12 @@ class Journal:
                 " WHERE seq=? AND state=?",
                 (minor, capture_seq, PENDING),
             )
+            if receipt is not None:
+                conn.execute(
+                    "UPDATE outbox SET body = json_set(body, '$.receipt', json(?))"
+                    " WHERE seq=? AND state=?",
+                    (json.dumps(receipt), capture_seq, PENDING),
+                )
             conn.execute(
                 "UPDATE sessions SET amount_minor=?, authorized_minor=MIN(authorized_minor, ?)"
                 " WHERE session_id=?",

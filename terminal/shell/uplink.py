@@ -19,6 +19,8 @@ from typing import Any
 import requests
 
 from hardware.clock import Clock
+from terminal.core.bill_wire import bill_from_wire, bill_to_wire
+from terminal.core.billing import limit_to
 from terminal.core.events import AuthorizationAnswered, AuthOutcome, Event, IncrementAnswered
 from terminal.errors import GatewayRefused, JournalFull, UplinkError
 from terminal.money import MINOR_UNITS, Money
@@ -345,10 +347,13 @@ class Sender:
         if short is None:
             return row
         asked, approved = short
+        receipt = _limited_receipt(row.body.get("receipt"), approved)
         with self.journal.atomic():
-            self.journal.shrink_capture(row.lane, row.seq, approved)
+            self.journal.shrink_capture(row.lane, row.seq, approved, receipt)
             self._alert("capture_short", f"{row.lane} priced={asked} approved={approved}")
         body = {**row.body, "amount": {**row.body["amount"], "minor": approved}}
+        if receipt is not None:
+            body["receipt"] = receipt
         return replace(row, body=body)
 
     def _send(self, row: OutboxRow) -> bool:
@@ -486,3 +491,17 @@ class Sender:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+
+
+def _limited_receipt(receipt: Any, minor: int) -> dict[str, Any] | None:
+    """`receipt` cut down to `minor` with a LIMIT line per VAT rate (`billing.limit_to`), so
+    it totals the shrunk capture as every receipt must; None when there is no receipt or its
+    lines carry no `incl_vat` (journaled by a kiosk of the wire's first form: sent as it is,
+    and the gateway refuses it as `receipt_mismatch`, an event like any refused capture)."""
+    if not isinstance(receipt, dict):
+        return None
+    currency = receipt["currency"]
+    bill = bill_from_wire(receipt, currency)
+    if bill is None:
+        return None
+    return {**receipt, **bill_to_wire(limit_to(bill, Money(minor, currency)))}

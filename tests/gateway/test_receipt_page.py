@@ -18,11 +18,11 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from gateway.server import EmbeddedGateway
 from terminal.core import screens
+from terminal.core.bill_wire import bill_to_wire
 from terminal.core.billing import LIMIT, Bill, BillLine, make_bill
 from terminal.core.words import LANGUAGES
 from terminal.i18n import Translator
 from terminal.money import Money
-from terminal.shell.executor import bill_json
 from tests.drivers.kiosk_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 from tests.gateway.test_idempotency import authorization, capture
 
@@ -80,7 +80,7 @@ def receipt_body(receipt_id: str, bill: Bill) -> dict[str, Any]:
         "ended_at": ENDED.isoformat(),
         "energy_wh": 48_731,
         "currency": "EUR",
-        **bill_json(bill),
+        **bill_to_wire(bill),
     }
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from launcher.simulate import Simulation, parse_script
 from terminal.config import Config, OfflineConfig
@@ -71,6 +72,14 @@ def test_a_late_partial_approval_is_captured_up_to_the_approval_with_an_alert(
     assert result["amount_priced"] == priced
     assert result["acknowledged"]
     assert [r for r in sim.daemon.journal.outbox() if r["state"] == "failed"] == []
+    # The receipt totals what was captured: the priced lines, then a LIMIT line with its VAT.
+    receipt = requests.get(f"{sim.gateway.url}/v1/receipts/{auth['receipt_id']}", timeout=10)
+    stored = receipt.json()
+    assert stored["total"] == 2500
+    [limit] = [line for line in stored["lines"] if line["dimension"] == "LIMIT"]
+    assert limit["incl_vat"] == 2500 - priced
+    assert sum(line["incl_vat"] for line in stored["lines"]) == 2500
+    assert stored["total_excl_vat"] + sum(v["vat"] for v in stored["vat"]) == 2500
     assert_ledger_agrees(sim)
 
 
