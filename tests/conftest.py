@@ -1,15 +1,22 @@
-"""Shared fixtures: the example config, pointed at a temporary data directory."""
+"""Shared fixtures: the example config, pointed at a temporary data directory; headless
+Chromium (Debian's) through Playwright, one per run, for every page test (kiosk and gateway);
+the directory for screenshots (test-artifacts/, kept by CI, ignored by git)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from launcher.simulate import Simulation, run_script
 from terminal.config import Config, load
+from tests.drivers.kiosk_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = ROOT / "deploy" / "terminal.toml"
@@ -33,3 +40,21 @@ def simulate(config: Config, tmp_path: Path) -> Iterator[Callable[[str], Simulat
     yield run
     for sim in sims:
         sim.close()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless. The kiosk runs the same browser in --kiosk mode. One per
+    run: Playwright's sync API allows one running instance per process."""
+    from playwright.sync_api import sync_playwright  # imported only where a page is tested
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS

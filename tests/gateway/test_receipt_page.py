@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from gateway.server import EmbeddedGateway
 from terminal.core import screens
@@ -23,7 +24,6 @@ from terminal.core.billing import LIMIT, Bill, BillLine, make_bill
 from terminal.core.words import LANGUAGES
 from terminal.i18n import Translator
 from terminal.money import Money
-from tests.drivers.kiosk_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 from tests.gateway.test_idempotency import authorization, capture
 
 pytestmark = pytest.mark.timeout(240)
@@ -144,14 +144,6 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedGatewa
         gw.close()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
 def rows(page: Page) -> list[tuple[str, str]]:
     cells: list[list[str]] = page.eval_on_selector_all(
         "#bill .line, #bill .total",
@@ -163,7 +155,7 @@ def rows(page: Page) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("size", PHONES)
 def test_the_receipt_page_reads_like_the_kiosk_in_each_language_on_a_phone(
-    browser: Browser, gateway: EmbeddedGateway, size: str
+    browser: Browser, gateway: EmbeddedGateway, artifacts: Path, size: str
 ) -> None:
     width, height = PHONES[size]
     bill = limited_bill()
@@ -196,7 +188,7 @@ def test_the_receipt_page_reads_like_the_kiosk_in_each_language_on_a_phone(
             assert box is not None and box["y"] + box["height"] <= height
             assert box["x"] + box["width"] <= width
             problems += [f"{size} {language}: {p}" for p in page.evaluate(TOO_WIDE)]
-            out = ARTIFACTS / "receipt-page" / size
+            out = artifacts / "receipt-page" / size
             out.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(out / f"{language}.png"), full_page=True)
         finally:
