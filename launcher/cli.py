@@ -44,21 +44,17 @@ def _load(path: Path) -> config_mod.Config:
 
 
 def _check_config(path: Path) -> int:
-    """Everything `run` checks before it opens a device (terminal/preflight.py); the keys
-    only when the config names a key dir (a config being written may not have one yet)."""
-    from terminal.preflight import check_hardware, check_keys  # noqa: PLC0415 - drivers
+    """Everything `run` checks before it opens a device (`terminal.preflight.preflight`, the
+    very function `run` calls): the config, the key dir, the data dir, the hardware."""
+    from terminal.preflight import preflight  # noqa: PLC0415 - drivers
 
     cfg = _load(path)
     try:
-        check_hardware(cfg)
-        if cfg.keys_dir is not None:
-            check_keys(cfg)
+        preflight(cfg)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     print(f"ok: {path} (station {cfg.station.id}, backend {cfg.hardware.backend})")
-    if cfg.keys_dir is None:
-        print("note: data.keys_dir is not set; `ev-terminal run` needs it")
     return 0
 
 
@@ -141,7 +137,9 @@ def _main(args_in: list[str]) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("check-config", help="validate a config file")
+    p = sub.add_parser(
+        "check-config", help="check a config file and everything `run` needs before it starts"
+    )
     p.add_argument("config", type=Path)
 
     p = sub.add_parser(

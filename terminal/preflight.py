@@ -2,9 +2,11 @@
 
 Start-up order (docs/operations.md, "Start-up and fail-safe layers"): keys, then the
 configuration's hardware section, then the contactor output low, then the other devices, then
-the hardware watchdog, then READY. This module is the first two steps, shared by `run` and
-`check-config`, so a bad key mode or two devices on one serial port is a config error that
-names the key and exits non-zero, never a restart loop with an armed watchdog.
+the hardware watchdog, then READY. This module is the first two steps (and the data dir),
+one function (`preflight`) that `run` and `check-config` both call, so a missing key dir, a bad
+key mode or two devices on one serial port is a config error that names the key and exits
+non-zero, never a restart loop with an armed watchdog, and `check-config` says "ok" only for a
+config `run` accepts.
 
 Serial ports are compared after resolving symlinks where the device exists (on a Pi,
 `/dev/serial0` is a link to `ttyAMA0` or `ttyS0` depending on the model and on whether
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 from drivers.nfc_reader import resolve_port
@@ -80,7 +83,33 @@ def check_hardware(config: Config) -> PiSettings | None:
     return settings
 
 
-def preflight(config: Config) -> PiSettings | None:
-    """Everything `run` checks before it opens a device: keys first, then the hardware."""
-    check_keys(config)
-    return check_hardware(config)
+def check_data_dir(config: Config) -> Path:
+    """The data dir (`run` creates it when it is missing): a directory this process may write,
+    or a path whose nearest existing parent is one. ConfigError naming `data.dir` otherwise."""
+    data_dir = config.data_dir
+    existing = data_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is" if existing == data_dir else f"is under {existing}, which is"
+        raise ConfigError("data.dir", f"{data_dir} {what} not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == data_dir else f" (cannot create it in {existing})"
+        raise ConfigError("data.dir", f"{data_dir} is not writable{where}")
+    return data_dir
+
+
+@dataclass(frozen=True, slots=True)
+class Preflight:
+    """What the checks found, for `run` to use."""
+
+    key_dir: Path
+    settings: PiSettings | None  # None for the simulator
+
+
+def preflight(config: Config) -> Preflight:
+    """Everything `run` checks before it opens a device, in its order: the keys, the data
+    dir, then the hardware. `run` and `check-config` both call this, so they cannot drift."""
+    key_dir = check_keys(config)
+    check_data_dir(config)
+    return Preflight(key_dir=key_dir, settings=check_hardware(config))

@@ -18,7 +18,7 @@ from hardware.clock import SystemClock
 from terminal.config import Config
 from terminal.console.port import ConsoleThread
 from terminal.console.recent_log import RecentLog
-from terminal.preflight import check_hardware, check_keys
+from terminal.preflight import preflight
 from terminal.shell.dir_lock import lock_directories
 from terminal.shell.notify import Notifier
 from terminal.station import build_daemon
@@ -39,8 +39,7 @@ def run_service(config: Config) -> int:
     """Run until asked to stop; returns the process exit code."""
     # Keys, then the config's hardware section, before any device opens (see preflight.py);
     # then the devices, the relay first and driven low; the daemon arms the watchdog last.
-    key_dir = check_keys(config)
-    check_hardware(config)
+    key_dir = preflight(config).key_dir
     # One daemon per data and key directory (DirectoryInUse names the holder); the locks go
     # with the process.
     locks = lock_directories(config.data_dir, key_dir)

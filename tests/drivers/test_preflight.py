@@ -12,7 +12,8 @@ import pytest
 from launcher.cli import main as cli_main
 from terminal.config import parse
 from terminal.errors import ConfigError
-from terminal.preflight import check_hardware, check_keys
+from terminal.preflight import check_hardware
+from terminal.service import run_service
 from terminal.station import sim_keys
 from terminal.wiring import pi_settings
 from tests.drivers.pi_config import EXAMPLE, example_pi_data, to_toml
@@ -56,12 +57,43 @@ def test_check_config_refuses_a_key_dir_run_could_not_use(
     assert "data.keys_dir" in err and problem in err, err
 
 
-def test_run_needs_a_key_dir_and_check_config_says_so(tmp_path: Path, capsys: Any) -> None:
+def test_run_needs_a_key_dir_and_check_config_refuses_a_config_without_one(
+    tmp_path: Path, capsys: Any
+) -> None:
     data = example_pi_data()
+    assert cli_main(["check-config", str(write(tmp_path, data))]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""  # no "ok"
+    assert err.splitlines() == [
+        "config error: data.keys_dir: missing: the device key directory is required to run"
+    ]
+    # `run` refuses it with the same words: both call the one preflight.
+    with pytest.raises(ConfigError, match=r"data\.keys_dir: missing") as refused:
+        run_service(parse(data, base=EXAMPLE.parent))
+    assert f"config error: {refused.value}" == err.strip()
+
+
+@pytest.mark.parametrize(
+    ("where", "problem"),
+    [("afile", "afile is not a directory"), ("afile/data", "is under")],
+    ids=["data-dir-a-file", "data-dir-under-a-file"],
+)
+def test_check_config_refuses_a_data_dir_run_could_not_make(
+    tmp_path: Path, capsys: Any, where: str, problem: str
+) -> None:
+    data = with_keys(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    data["data"]["dir"] = str(tmp_path / where)
+    assert cli_main(["check-config", str(write(tmp_path, data))]) == 2
+    err = capsys.readouterr().err
+    assert "data.dir" in err and problem in err, err
+
+
+def test_check_config_accepts_a_data_dir_run_will_create(tmp_path: Path, capsys: Any) -> None:
+    data = with_keys(tmp_path)
+    data["data"]["dir"] = str(tmp_path / "not" / "yet")
     assert cli_main(["check-config", str(write(tmp_path, data))]) == 0
-    assert "data.keys_dir is not set" in capsys.readouterr().out
-    with pytest.raises(ConfigError, match=r"data\.keys_dir"):
-        check_keys(parse(data, base=EXAMPLE.parent))
+    assert not (tmp_path / "not").exists()  # checked, not made
 
 
 @pytest.mark.parametrize(
@@ -76,7 +108,7 @@ def test_run_needs_a_key_dir_and_check_config_says_so(tmp_path: Path, capsys: An
 def test_two_devices_on_one_serial_port_are_refused(
     tmp_path: Path, capsys: Any, change: dict[str, Any], key: str
 ) -> None:
-    data = example_pi_data()
+    data = with_keys(tmp_path)
     for section, values in change.items():
         for name, value in values.items():
             if isinstance(value, dict):

@@ -25,6 +25,7 @@ from launcher.cli import main as cli_main
 from terminal.config import Config, parse
 from terminal.core.events import Event, FaultCleared, FaultRaised
 from terminal.errors import ConfigError
+from terminal.station import sim_keys
 from terminal.wiring import FaultInterlock, SignalledDisplay, build_devices, pi_settings
 from tests.drivers.pi_config import EXAMPLE, example_pi_data, example_pi_toml
 
@@ -58,9 +59,13 @@ def test_the_documented_pi_example_is_valid() -> None:
     assert settings.watchdog is not None and settings.watchdog.path == "/dev/watchdog"
 
 
-def test_check_config_accepts_the_pi_example(tmp_path: Path, capsys: Any) -> None:
+def test_check_config_accepts_the_pi_example_with_its_keys(tmp_path: Path, capsys: Any) -> None:
+    key_dir, _ = sim_keys(tmp_path / "data", "example")
     path = tmp_path / "terminal.toml"
-    path.write_text(example_pi_toml())
+    path.write_text(
+        example_pi_toml().replace('# keys_dir = "keys"', f'keys_dir = "{key_dir}"', 1),
+        encoding="utf-8",
+    )
     assert cli_main(["check-config", str(path)]) == 0
     assert "backend pi" in capsys.readouterr().out
 

@@ -83,6 +83,8 @@ CASES = [
         "data.keys_dir: ",
         {"c.toml": Path(CONFIG).read_text().replace('# keys_dir = "keys"', 'keys_dir = "keys"')},
     ),
+    # `run` refuses a config without a key dir, so check-config does not say "ok" for it.
+    Case("check-config, no keys_dir", ["check-config", CONFIG], "data.keys_dir: missing"),
     Case("run, missing config", ["run", "--config", "no.toml"], "no.toml: cannot read"),
     Case("run, no keys_dir", ["run", "--config", CONFIG], "data.keys_dir: missing"),
     # the subcommands that parse their own arguments
