@@ -37,6 +37,9 @@ from gateway.jobs.expiry import KeyExpiry
 from gateway.jobs.runner import Job
 from gateway.ledger import Ledger
 from gateway.ledger.idempotency import IdempotencyKeys
+from gateway.pay.checkout import Checkout
+from gateway.pay.codes import PayCodes
+from gateway.pay.routes import pay_routes
 from gateway.payments import Payments
 from gateway.processors.port import Processor
 from gateway.processors.registry import Processors
@@ -82,6 +85,7 @@ def create_app(
     body_limit: int = DEFAULT_BODY_LIMIT,
     operator_token: str | None = None,
     commands: Commands | None = None,
+    public_url: str | None = None,
 ) -> FastAPI:
     """The app over `payments`. `identity` decides who calls a terminal route (default: only
     terminals with a certificate). While served (its lifespan), `jobs` run in the background
@@ -130,7 +134,10 @@ def create_app(
         return error(exc.status_code, code.get(exc.status_code, "http_error"), str(exc.detail))
 
     app.include_router(terminal_routes(payments, frame))
-    app.include_router(command_routes(commands or Commands(payments), frame))
+    commands = commands or Commands(payments)
+    codes = PayCodes(ledger)
+    app.include_router(command_routes(commands, frame, codes, public_url=public_url))
+    app.include_router(pay_routes(codes, Checkout(codes, payments, commands), commands))
     app.include_router(receipt_routes(ledger))
 
     def operator(request: Request) -> bool:

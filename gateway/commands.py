@@ -153,6 +153,18 @@ class Commands:
             body={},
         )
 
+    def stop_requested(self, authorization_id: str) -> bool:
+        """Whether a stop was asked for this authorization's session."""
+        with self.ledger.engine.connect() as conn:
+            return (
+                conn.execute(
+                    sa.select(kiosk_commands.c.id)
+                    .where(kiosk_commands.c.authorization_id == authorization_id)
+                    .where(kiosk_commands.c.kind == "stop")
+                ).first()
+                is not None
+            )
+
     def state_of(self, authorization_id: str) -> str | None:
         """Where the authorization's start command stands (None: there is none)."""
         with self.ledger.engine.connect() as conn:

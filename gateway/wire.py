@@ -232,6 +232,27 @@ class Command(Strict):
 
 class CommandsAnswer(Strict):
     commands: list[Command]
+    pay_code: Literal["open", "spent"] | None = Field(
+        default=None, description="whether the code the terminal shows may still be paid"
+    )
+
+
+class PayCodeRequest(Strict):
+    """What a terminal's idle screen offers, for the payment page its QR code opens."""
+
+    terminal_id: str = Field(min_length=1, max_length=64)
+    station: str = Field(min_length=1, max_length=200)
+    hold: CostLimit
+    language: str = Field(pattern=r"^[a-z]{2}$")
+    price: dict[str, list[str]] = Field(
+        min_length=1, max_length=20, description="the price lines in each language"
+    )
+
+
+class PayCodeAnswer(Strict):
+    code: str
+    url: str
+    expires_in_ms: int
 
 
 class CommandAnswer(Strict):

@@ -3,11 +3,14 @@ clock, driven by a plain script, one step per line.
 
     tap CARD | plug | ev charge | ev pause | ev done | unplug | wait DURATION
     fault NAME | clear NAME | gateway down | gateway up | restart | expect SCREEN
-    out-of-service on|off | remove
+    out-of-service on|off | remove | pay qr card|declined | pay stop
 
 `#` starts a comment. CARD names a card profile in hardware/sim/cards. `restart` kills the
 daemon without any clean-up (as a crash or power loss would) and starts a new one on the same
 data directory. After each line the simulator runs the kiosk until nothing more happens.
+`pay qr METHOD` is a phone paying the QR code the kiosk shows now, through the gateway's
+payment page (`card`: the simulated processor's test card that approves, `declined`: the
+one it declines); `pay stop` presses that phone's stop button (`[payment] pay_by_phone`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from dataclasses import InitVar, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import requests
 
 from hardware.clock import ManualClock
 from hardware.sim.card_script import load_profiles
@@ -89,6 +94,9 @@ def parse_script(text: str, cards: set[str]) -> list[Step]:
         elif verb == "expect":
             if len(args) != 1:
                 raise ScriptError(number, raw, "expect takes a screen name")
+        elif verb == "pay":
+            if args not in (("qr", "card"), ("qr", "declined"), ("stop",)):
+                raise ScriptError(number, raw, "pay takes qr card, qr declined or stop")
         else:
             raise ScriptError(number, raw, f"unknown step {verb!r}")
         steps.append(Step(number, raw, verb, args))
@@ -155,6 +163,7 @@ class Simulation:
             )
             self.gateway.up()
         self._ids = _ids(self.data_dir, self.id_prefix)
+        self.phone = Phone()
         self._reset_requested = threading.Event()
         self.daemon = self._start_daemon()
 
@@ -195,6 +204,8 @@ class Simulation:
         self.daemon = daemon
         if self.ocpp is not None:
             self.ocpp.start()
+        self.settle()
+        self.poll_commands()  # a pay code to show, a command from before a restart
         self.settle()
         return daemon
 
@@ -259,7 +270,8 @@ class Simulation:
         hw = self.hardware
         verb, args = step.verb, step.args
         stamp = self.daemon.stamp
-        if verb not in ("expect", "restart") and self.poll_commands():
+        if verb not in ("expect", "restart"):
+            self.poll_commands()
             self.settle()
         if verb == "tap":
             hw.reader.present(self.profiles[args[0]].card())
@@ -295,6 +307,18 @@ class Simulation:
         elif verb == "restart":
             self.restart()
             return
+        elif verb == "pay":
+            shown = hw.display.current
+            try:
+                if args == ("stop",):
+                    self.phone.stop()
+                elif shown is None or not shown.qr or "/pay/" not in shown.qr:
+                    raise RuntimeError("no pay-by-phone QR on screen")
+                else:
+                    self.phone.pay(shown.qr, approve=args[1] == "card")
+            except (RuntimeError, requests.RequestException) as exc:
+                raise ScriptError(step.line_no, step.text, str(exc)) from None
+            self.poll_commands()
         elif verb == "expect":
             shown = hw.display.current
             if shown is None or shown.name != args[0]:
@@ -370,6 +394,40 @@ class Simulation:
         for lock in self.locks:
             lock.release()
         self.locks = []
+
+
+class Phone:
+    """A driver's phone on the payment page, without a browser: it follows the page's links
+    and posts its forms as a browser without JavaScript would."""
+
+    def __init__(self) -> None:
+        self.http = requests.Session()
+        self.session_url: str | None = None
+        self.pages: list[str] = []
+
+    def pay(self, url: str, *, approve: bool) -> None:
+        page = self.http.get(url, timeout=10)
+        self.pages.append(page.text)
+        if page.status_code != 200 or 'name="method" value="sim_card"' not in page.text:
+            raise RuntimeError(
+                f"the payment page at {url} offers no test card ({page.status_code})"
+            )
+        answer = self.http.post(
+            url,
+            data={"method": "sim_card", "test_card": "4242" if approve else "0002"},
+            timeout=30,
+        )
+        self.pages.append(answer.text)
+        if approve:
+            if "/pay/sessions/" not in answer.url:
+                raise RuntimeError(f"the payment was not taken ({answer.status_code})")
+            self.session_url = answer.url
+
+    def stop(self) -> None:
+        if self.session_url is None:
+            raise RuntimeError("no session was paid on this phone")
+        answer = self.http.post(self.session_url + "/stop", timeout=10)
+        self.pages.append(answer.text)
 
 
 def _ids(data_dir: Path, prefix: str = "sim") -> Iterator[str]:

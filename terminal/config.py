@@ -37,6 +37,7 @@ class PaymentConfig:
     hold: int  # minor units
     min_authorized: int  # minor units; a smaller partial approval is refused
     increment: int = 0  # minor units; top the hold up by this much (0: never)
+    pay_by_phone: bool = False  # show a one-time QR code to pay on the phone (gateway's page)
     ceiling: int = 0  # minor units; the most one session holds, increments included
 
 
@@ -454,6 +455,7 @@ def parse(data: dict[str, Any], *, base: Path, source: Path | None = None) -> Co
         min_authorized=min_authorized,
         increment=increment,
         ceiling=ceiling,
+        pay_by_phone=p.get("pay_by_phone", bool, False),
     )
     p.finish()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from hardware.clock import Clock
@@ -18,6 +19,7 @@ from terminal.config import Config
 from terminal.core.billing import EnergyTariff, Tariff
 from terminal.core.events import Event
 from terminal.core.kiosk import OfflinePolicy, Rules
+from terminal.core.words import render
 from terminal.errors import KeyMaterialError
 from terminal.i18n import station_words
 from terminal.money import Money
@@ -198,8 +200,24 @@ def build_daemon(
             serial=config.station.id,
         ),
     )
+    rules = build_rules(config, build_tariff(config))
+    words = station_words(config.station.language, ZoneInfo(config.station.timezone))
+
+    def offer() -> dict[str, Any]:
+        """What the idle screen offers, for the payment page the QR code opens (AFIR: the
+        price before the start, in each of the station's languages)."""
+        phrases = rules.tariff.price_phrases(clock.now())
+        every = words[1]
+        return {
+            "station": config.station.name,
+            "hold": {"minor": config.payment.hold, "currency": config.payment.currency},
+            "language": config.station.language,
+            "price": {w.language: [render(w, p) for p in phrases] for w in every},
+        }
+
     return Daemon(
-        rules=build_rules(config, build_tariff(config)),
+        offer=offer if config.payment.pay_by_phone else None,
+        rules=rules,
         devices=devices,
         journal=journal,
         sender_factory=sender_factory,
@@ -210,6 +228,6 @@ def build_daemon(
         notifier=notifier,
         signer=signer,
         lists=lists,
-        words=station_words(config.station.language, ZoneInfo(config.station.timezone)),
+        words=words,
         **({"new_id": new_id} if new_id is not None else {}),
     )

@@ -19,13 +19,22 @@ from starlette.concurrency import run_in_threadpool
 from gateway import wire
 from gateway.api.requests import TerminalRequests
 from gateway.commands import Commands
+from gateway.ledger.idempotency import StoredAnswer
+from gateway.pay.codes import Offer, PayCodes
 
 CommandId = Annotated[str, Path(pattern=wire.ID_PATTERN)]
 MAX_WAIT_S = 30
 
 
-def command_routes(commands: Commands, frame: TerminalRequests) -> APIRouter:
+def command_routes(
+    commands: Commands,
+    frame: TerminalRequests,
+    codes: PayCodes | None = None,
+    *,
+    public_url: str | None = None,
+) -> APIRouter:
     router = APIRouter()
+    pay_codes = codes or PayCodes(commands.ledger)
 
     @router.get(
         "/v1/commands",
@@ -36,10 +45,12 @@ def command_routes(commands: Commands, frame: TerminalRequests) -> APIRouter:
         request: Request,
         terminal_id: Annotated[str, Query(min_length=1, max_length=64)],
         wait: Annotated[int, Query(ge=0, le=MAX_WAIT_S)] = 0,
+        pay_code: Annotated[str | None, Query(pattern=wire.ID_PATTERN)] = None,
     ) -> JSONResponse:
         """The calling terminal's waiting commands; with none, wait up to `wait` seconds for
         one. A command not answered is sent again on a later poll. `terminal_id` must be the
-        certificate's terminal."""
+        certificate's terminal. With `pay_code` (the code it shows), the poll also ends when
+        that code can no longer be paid (`"pay_code": "spent"`: ask for a new one)."""
         caller = frame.caller(request)
         if isinstance(caller, JSONResponse):
             return caller
@@ -48,9 +59,13 @@ def command_routes(commands: Commands, frame: TerminalRequests) -> APIRouter:
         deadline = time.monotonic() + wait
         while True:
             found: list[dict[str, Any]] = await run_in_threadpool(commands.waiting, terminal_id)
+            code = None
+            if pay_code is not None:
+                is_open = await run_in_threadpool(pay_codes.current_open, pay_code)
+                code = "open" if is_open else "spent"
             left = deadline - time.monotonic()
-            if found or left <= 0 or await request.is_disconnected():
-                return JSONResponse(content={"commands": found})
+            if found or code == "spent" or left <= 0 or await request.is_disconnected():
+                return JSONResponse(content={"commands": found, "pay_code": code})
             await commands.bell.wait(left)
 
     @router.post(
@@ -84,5 +99,43 @@ def command_routes(commands: Commands, frame: TerminalRequests) -> APIRouter:
                 reason=body.reason,
             ),
         )
+
+    @router.post(
+        "/v1/pay-codes",
+        response_model=wire.PayCodeAnswer,
+        responses={code: {"model": wire.ErrorAnswer} for code in (400, 401, 403, 413, 422)},
+    )
+    def pay_code(
+        body: wire.PayCodeRequest, request: Request, idempotency_key: str = Header()
+    ) -> JSONResponse:
+        """The one-time code the terminal's QR shows (pay by phone), with its link and how
+        long it may be shown: the one it has while that has time left, else a new one."""
+        caller = frame.caller(request)
+        if isinstance(caller, JSONResponse):
+            return caller
+        if (refused := frame.named_terminal(caller, body.terminal_id)) is not None:
+            return refused
+        offer = Offer(
+            station=body.station,
+            hold_minor=body.hold.minor,
+            currency=body.hold.currency,
+            price={k: v[:10] for k, v in body.price.items()},
+            language=body.language,
+        )
+        base = str(request.base_url).rstrip("/")
+
+        def work(_store: Any, _resumed: bool) -> StoredAnswer:
+            found = pay_codes.for_terminal(body.terminal_id, offer)
+            left = found.expires_at - pay_codes.ledger.clock()
+            return StoredAnswer(
+                status_code=200,
+                body={
+                    "code": found.code,
+                    "url": f"{public_url or base}/pay/{found.code}",
+                    "expires_in_ms": max(1, int(left.total_seconds() * 1000)),
+                },
+            )
+
+        return frame.run_idempotent(caller, idempotency_key, "pay-codes", body, work)
 
     return router

@@ -206,3 +206,21 @@ kiosk_commands = sa.Table(
     sa.Index("kiosk_commands_waiting", "terminal_id", "state"),
     sa.Index("kiosk_commands_authorization", "authorization_id"),
 )
+
+# Pay-by-phone codes (`gateway.pay.codes`): the one-time code in a kiosk's QR, with what the
+# kiosk offers (station, hold, price lines per language, as JSON). open -> paying (claimed
+# by one payment) -> spent, or back to open when that payment failed.
+pay_codes = sa.Table(
+    "pay_codes",
+    metadata,
+    sa.Column("code", sa.String(32), primary_key=True),
+    sa.Column("terminal_id", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("offer", sa.Text, nullable=False),
+    sa.Column("authorization_id", sa.String(64)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("claimed_at", sa.DateTime(timezone=True)),
+    sa.Index("pay_codes_terminal", "terminal_id", "state"),
+    sa.Index("pay_codes_authorization", "authorization_id"),
+)

@@ -23,6 +23,7 @@ class Timer(enum.Enum):
     PILOT_RELEASE = "pilot_release"  # PWM off on a normal stop; waiting for the vehicle's C→B
     RECEIPT = "receipt"  # how long the receipt stays on screen
     NOTICE = "notice"  # how long a transient message stays on screen
+    PAY_CODE = "pay_code"  # the pay-by-phone code on screen expires
 
 
 class AuthOutcome(enum.Enum):
@@ -216,6 +217,15 @@ class WebPaymentAuthorized(Event):
     last4: str = ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PayCodeChanged(Event):
+    """The gateway gave the kiosk a new pay-by-phone code: its QR link (`url`) and how long it
+    may be shown (`valid_ms`, from now). `url` None: there is none to show."""
+
+    url: str | None
+    valid_ms: int = 0
+
+
 AnyEvent = (
     PoweredUp
     | CardPresented
@@ -236,6 +246,7 @@ AnyEvent = (
     | SignedReadingRequested
     | StopRequested
     | WebPaymentAuthorized
+    | PayCodeChanged
 )
 
 EVENT_TYPES: tuple[type[Event], ...] = (
@@ -258,4 +269,5 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     SignedReadingRequested,
     StopRequested,
     WebPaymentAuthorized,
+    PayCodeChanged,
 )

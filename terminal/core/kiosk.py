@@ -156,6 +156,7 @@ class Kiosk:
     out_of_service: bool = False
     contactor_closed: bool = False  # as commanded
     register_wh: int | None = None  # last meter register read
+    pay_url: str | None = None  # the pay-by-phone code's link the idle screen shows as a QR
 
     @property
     def available(self) -> bool:

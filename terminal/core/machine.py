@@ -65,6 +65,7 @@ from terminal.core.events import (
     MeterFailed,
     MeterSampled,
     OutOfServiceChanged,
+    PayCodeChanged,
     PoweredUp,
     SignedReadingRequested,
     StopRequested,
@@ -105,7 +106,11 @@ METER_FAULT = "meter"
 def _idle_screen(k: Kiosk, at: datetime) -> screens.Screen:
     if not k.available:
         return screens.Unavailable(reasons=tuple(sorted(k.faults)) or ("out_of_service",))
-    return screens.Idle(price=k.rules.tariff.price_phrases(at), connected=k.pilot.connected)
+    return screens.Idle(
+        price=k.rules.tariff.price_phrases(at),
+        connected=k.pilot.connected,
+        pay_url=k.pay_url or "",
+    )
 
 
 def _rest(k: Kiosk, at: datetime, *extra: Action) -> Result:
@@ -493,7 +498,7 @@ def _answered(k: Kiosk, e: Event) -> Result:
         k2, rest = _rest(k, e.at, CancelTimer(timer=Timer.AUTHORIZATION), Record(session=session))
         return k2, (
             *rest[:-1],
-            ShowScreen(screen=screens.Declined(reason=e.reason)),
+            ShowScreen(screen=screens.Declined(reason=e.reason, pay_url=k.pay_url or "")),
             StartTimer(timer=Timer.NOTICE, after_ms=k.rules.notice_ms),
         )
     if e.outcome is AuthOutcome.NO_ANSWER or e.amount is None:
@@ -504,7 +509,7 @@ def _answered(k: Kiosk, e: Event) -> Result:
         k2, rest = _rest(k, e.at, *abandon)
         return k2, (
             *rest[:-1],
-            ShowScreen(screen=screens.Declined(reason="amount too low")),
+            ShowScreen(screen=screens.Declined(reason="amount too low", pay_url=k.pay_url or "")),
             StartTimer(timer=Timer.NOTICE, after_ms=k.rules.notice_ms),
         )
     return _hold_approved(k, session, approved, e)
@@ -554,7 +559,9 @@ def _unanswered(k: Kiosk, e: Event) -> Result:
     session, abandon = _abandon(k, session, reason)
     k2, rest = _rest(k, e.at, *abandon)
     screen: screens.Screen = (
-        screens.Declined(reason="not allowed") if standing.denied else screens.NoAnswer()
+        screens.Declined(reason="not allowed", pay_url=k.pay_url or "")
+        if standing.denied
+        else screens.NoAnswer(pay_url=k.pay_url or "")
     )
     return k2, (
         *rest[:-1],
@@ -614,6 +621,8 @@ def _common_timer(k: Kiosk, e: Event) -> Result:
         return k, (CheckContactor(),)
     if e.timer is Timer.NOTICE:
         return k, (ShowScreen(screen=_phase_screen(k, e)),)
+    if e.timer is Timer.PAY_CODE:
+        return _pay_code(k, e, None)
     return k, ()  # a timer of another phase that was not cancelled: harmless
 
 
@@ -1102,6 +1111,24 @@ def _web_payment(k: Kiosk, e: Event) -> Result:
     )
 
 
+def _pay_code(k: Kiosk, e: Event, url: str | None) -> Result:
+    """Show the new code (or none) at once where the idle screen is up; elsewhere it shows
+    when the kiosk is idle again."""
+    k = replace(k, pay_url=url)
+    if isinstance(k.phase, Idle) and k.available:
+        return k, (ShowScreen(screen=_idle_screen(k, e.at)),)
+    return k, ()
+
+
+def _pay_code_changed(k: Kiosk, e: Event) -> Result:
+    assert isinstance(e, PayCodeChanged)
+    if e.url is None or e.valid_ms <= 0:
+        k2, acts = _pay_code(k, e, None)
+        return k2, (CancelTimer(timer=Timer.PAY_CODE), *acts)
+    k2, acts = _pay_code(k, e, e.url)
+    return k2, (StartTimer(timer=Timer.PAY_CODE, after_ms=e.valid_ms), *acts)
+
+
 def _technician(k: Kiosk, e: Event) -> Result:
     assert isinstance(e, TechnicianActed)
     return k, (Report(kind=e.kind, detail=e.detail),)
@@ -1197,6 +1224,7 @@ TRANSITIONS: dict[tuple[type, type], Handler] = {
     (Suspended, StopRequested): _stop_requested,
     # Every phase answers a web payment: started (Idle, Receipt) or not, and why.
     **{(phase, WebPaymentAuthorized): _web_payment for phase in PHASE_TYPES},
+    **{(phase, PayCodeChanged): _pay_code_changed for phase in PHASE_TYPES},
 }
 
 IGNORED: frozenset[tuple[type, type]] = frozenset(

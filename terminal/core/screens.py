@@ -25,6 +25,7 @@ from terminal.money import Money
 class Idle:
     price: tuple[Phrase, ...]  # the price before start (Tariff.price_phrases)
     connected: bool = False
+    pay_url: str = ""  # pay by phone: the one-time code's link, shown as a QR ("": none)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,11 +36,14 @@ class Authorizing:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Declined:
     reason: str
+    pay_url: str = ""  # try another way: pay by phone
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NoAnswer:
     """The payment service did not answer in time."""
+
+    pay_url: str = ""  # try another way: pay by phone
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -291,6 +295,13 @@ def _frame(screen: Screen, words: Words, _: Callable[[str], str]) -> Frame:
                 else _("Tap your card, then plug in")
             )
             prices = tuple(render(words, phrase) for phrase in screen.price)
+            if screen.pay_url:
+                return Frame(
+                    name=name,
+                    title=_("Welcome"),
+                    lines=(*prices, hint, _("Or scan to pay by phone")),
+                    qr=screen.pay_url,
+                )
             return Frame(name=name, title=_("Welcome"), lines=(*prices, hint))
         case Authorizing():
             return Frame(
@@ -303,14 +314,24 @@ def _frame(screen: Screen, words: Words, _: Callable[[str], str]) -> Frame:
             return Frame(
                 name=name,
                 title=_("Declined"),
-                lines=(_("The payment was declined."), _("Please try another card.")),
+                lines=(
+                    _("The payment was declined."),
+                    _("Please try another card."),
+                    *((_("Or scan to pay by phone"),) if screen.pay_url else ()),
+                ),
+                qr=screen.pay_url or None,
                 tone=Tone.ERROR,
             )
         case NoAnswer():
             return Frame(
                 name=name,
                 title=_("Payment unavailable"),
-                lines=(_("The payment service did not answer."), _("Nothing was charged.")),
+                lines=(
+                    _("The payment service did not answer."),
+                    _("Nothing was charged."),
+                    *((_("Or scan to pay by phone"),) if screen.pay_url else ()),
+                ),
+                qr=screen.pay_url or None,
                 tone=Tone.ERROR,
             )
         case PlugIn():

@@ -1,7 +1,7 @@
 """The command channel: what the gateway asks of the kiosk (start a session paid on the web,
 stop one), over the kiosk's own link to it (mutual TLS in production).
 
-The kiosk keeps one long poll open (`GET /v1/commands?wait=25`): the gateway answers at once
+The kiosk keeps one long poll open (`GET /v1/commands?wait=5`): the gateway answers at once
 with the commands waiting for this terminal, or after `wait` seconds with none. A failed poll
 (no route, refused connection, 5xx, a malformed body) is tried again after a bounded,
 jittered back-off (1 s doubling to 60 s), reset by the next good answer.
@@ -26,15 +26,21 @@ from typing import Any
 from urllib.parse import quote
 
 from hardware.clock import Clock
-from terminal.core.events import Event, StopRequested, WebPaymentAuthorized
-from terminal.errors import UplinkError
+from terminal.core.events import Event, PayCodeChanged, StopRequested, WebPaymentAuthorized
+from terminal.errors import GatewayRefused, UplinkError
 from terminal.money import MINOR_UNITS, Money
 from terminal.shell.journal import Journal
 from terminal.shell.uplink import GatewayClient
 
 log = logging.getLogger("ev_terminal.commands")
 
-WAIT_S = 25  # how long the gateway may hold a poll open (below common proxy timeouts of 60 s)
+REFRESH_MS = 5 * 60_000  # ask for a new pay code when the shown one has less than this left
+Offer = Callable[[], dict[str, Any]]
+"""What the idle screen offers, for the gateway's payment page: station, hold, the price
+lines in each language (`POST /v1/pay-codes`)."""
+
+WAIT_S = 5  # how long the gateway may hold a poll open: short, so that a stopping kiosk or
+# gateway never waits long for it (a command wakes the open poll at once, whatever this is)
 BACKOFF_BASE_MS = 1_000
 BACKOFF_CAP_MS = 60_000
 _ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")  # the wire's ID_PATTERN (contract/openapi.json)
@@ -119,7 +125,11 @@ class CommandChannel:
         rng: random.Random | None = None,
         backoff_base_ms: int = BACKOFF_BASE_MS,
         backoff_cap_ms: int = BACKOFF_CAP_MS,
+        offer: Offer | None = None,
     ) -> None:
+        self.offer = offer  # None: no pay-by-phone code is shown
+        self.pay_code: str | None = None
+        self._code_due_ms = 0  # monotonic: when to ask for a new code
         self.backoff_base_ms = backoff_base_ms
         self.backoff_cap_ms = backoff_cap_ms
         self.journal = journal
@@ -139,8 +149,13 @@ class CommandChannel:
         """One poll; how many new commands were posted. UplinkError if the gateway gave no
         well-formed answer."""
         wait = self.wait_s if wait_s is None else wait_s
+        self.refresh_code()
         path = f"/v1/commands?terminal_id={quote(self.terminal_id)}&wait={wait}"
+        if self.pay_code is not None:
+            path += f"&pay_code={quote(self.pay_code)}"
         data = self.client.get_json(path, read_timeout_s=wait + 10)
+        if data.get("pay_code") == "spent":
+            self._code_due_ms = 0  # paid (or gone): a new code before the next poll
         items = data.get("commands")
         if not isinstance(items, list):
             raise UplinkError("malformed commands")
@@ -198,6 +213,39 @@ class CommandChannel:
         log.info("event=command kind=%s command=%s session=%s", kind, command_id, session_id)
         self.post(event)
         return True
+
+    def refresh_code(self) -> None:
+        """Ask the gateway for the code to show when none is shown, the shown one was spent,
+        or it has less than REFRESH_MS left; post it to the machine when it changed. The
+        machine stops showing a code when its time is up, so a gateway that does not answer
+        never leaves an expired code on the screen. UplinkError if it did not answer."""
+        if self.offer is None or self.clock.monotonic_ms() < self._code_due_ms:
+            return
+        body = {"terminal_id": self.terminal_id, **self.offer()}
+        key = f"{self.terminal_id}:pay-code:{self.clock.monotonic_ms()}:{self.rng.getrandbits(32)}"
+        try:
+            data = self.client.post("/v1/pay-codes", key, body)
+        except GatewayRefused as refusal:
+            log.warning("event=pay_code_refused code=%s", refusal.code)
+            self._code_due_ms = self.clock.monotonic_ms() + BACKOFF_CAP_MS
+            return
+        code, url, valid = data.get("code"), data.get("url"), data.get("expires_in_ms")
+        if (
+            not isinstance(code, str)
+            or not _ID.match(code)
+            or not isinstance(url, str)
+            or not url.startswith(("https://", "http://"))
+            or not isinstance(valid, int)
+            or isinstance(valid, bool)
+            or valid <= 0
+        ):
+            raise UplinkError("malformed pay code")
+        now = self.clock.monotonic_ms()
+        self._code_due_ms = now + (valid - REFRESH_MS if valid > 2 * REFRESH_MS else valid // 2)
+        if code != self.pay_code:
+            self.pay_code = code
+            log.info("event=pay_code valid_ms=%d", valid)
+            self.post(PayCodeChanged(url=url, valid_ms=valid, **self._stamp()))
 
     def replay(self) -> int:
         """Post again the start commands journaled but never answered (a restart between

@@ -44,7 +44,7 @@ from terminal.core.screens import screen_name
 from terminal.core.session import Card, CardKind, LocalStanding
 from terminal.core.words import Words
 from terminal.errors import JournalFull, KeyMaterialError
-from terminal.shell.commands import CommandChannel
+from terminal.shell.commands import CommandChannel, Offer
 from terminal.shell.devices import Devices
 from terminal.shell.diagnostics import Diagnostics
 from terminal.shell.executor import Executor, Timers
@@ -110,6 +110,7 @@ class Daemon:
         lists: LocalLists | None = None,
         words: tuple[Words, tuple[Words, ...]] | None = None,
         key_problem: str | None = None,
+        offer: Offer | None = None,
     ) -> None:
         self.devices = devices
         self._key_problem = key_problem
@@ -133,7 +134,12 @@ class Daemon:
         self.notifier = notifier
         # The gateway's commands (pay by phone): a long poll on a connection of its own.
         self.commands = CommandChannel(
-            journal, self.sender.client.fork(), clock, self.post, terminal_id=terminal_id
+            journal,
+            self.sender.client.fork(),
+            clock,
+            self.post,
+            terminal_id=terminal_id,
+            offer=offer,
         )
         self.executor = Executor(
             devices=devices,

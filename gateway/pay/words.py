@@ -1,0 +1,166 @@
+"""The payment page's words in the kiosk's languages, and the phone's language choice.
+
+The page speaks the phone's language (its `Accept-Language`, RFC 9110 §12.5.4, highest
+quality first) when the kiosk offers it (the price lines come from the kiosk in each of its
+languages), else the station's own language.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+# Keys are the page's message names; each language has every key (a test checks it).
+WORDS: dict[str, dict[str, str]] = {
+    "en": {
+        "title": "Pay to charge",
+        "station": "Charging point",
+        "price": "Price",
+        "hold": "Amount held on your card",
+        "hold_note": "You pay only for what you charge; the rest is released.",
+        "pay_card": "Pay by card",
+        "test_card": "Test card",
+        "approve": "approved",
+        "decline": "declined",
+        "declined": "The payment was declined. Nothing was charged. Please try again.",
+        "unusable_title": "This code cannot be used",
+        "unusable": "It was used or has expired. Scan the code the charging point shows now.",
+        "waiting_title": "Paid: starting",
+        "waiting": "The charging point is starting your session.",
+        "started_title": "Ready: plug in",
+        "started": "Plug in your vehicle. Charging starts when it asks for energy.",
+        "not_started_title": "Not started",
+        "not_started": "The charging point could not start. The amount held is released.",
+        "unknown_title": "Payment status unknown",
+        "unknown": "Your payment could not be confirmed. Nothing is charged unless it is.",
+        "stop": "Stop charging",
+        "stopping": "Stopping...",
+        "done_title": "Finished",
+        "charged": "Charged",
+        "released": "Nothing was charged; the amount held is released.",
+        "receipt": "Your receipt",
+    },
+    "de": {
+        "title": "Bezahlen und laden",
+        "station": "Ladepunkt",
+        "price": "Preis",
+        "hold": "Auf Ihrer Karte reservierter Betrag",
+        "hold_note": "Sie zahlen nur, was Sie laden; der Rest wird freigegeben.",
+        "pay_card": "Mit Karte bezahlen",
+        "test_card": "Testkarte",
+        "approve": "genehmigt",
+        "decline": "abgelehnt",
+        "declined": (
+            "Die Zahlung wurde abgelehnt. Es wurde nichts belastet. Bitte erneut versuchen."
+        ),
+        "unusable_title": "Dieser Code ist nicht gültig",
+        "unusable": (
+            "Er wurde benutzt oder ist abgelaufen. Scannen Sie den aktuellen Code am Ladepunkt."
+        ),
+        "waiting_title": "Bezahlt: Start",
+        "waiting": "Der Ladepunkt startet Ihren Ladevorgang.",
+        "started_title": "Bereit: Fahrzeug anschließen",
+        "started": "Schließen Sie Ihr Fahrzeug an. Das Laden beginnt, sobald es Energie anfordert.",
+        "not_started_title": "Nicht gestartet",
+        "not_started": (
+            "Der Ladepunkt konnte nicht starten. Der reservierte Betrag wird freigegeben."
+        ),
+        "unknown_title": "Zahlungsstatus unbekannt",
+        "unknown": (
+            "Ihre Zahlung konnte nicht bestätigt werden. Ohne Bestätigung wird nichts belastet."
+        ),
+        "stop": "Laden beenden",
+        "stopping": "Wird beendet...",
+        "done_title": "Beendet",
+        "charged": "Belastet",
+        "released": "Es wurde nichts belastet; der reservierte Betrag wird freigegeben.",
+        "receipt": "Ihr Beleg",
+    },
+    "fr": {
+        "title": "Payer pour recharger",
+        "station": "Point de recharge",
+        "price": "Prix",
+        "hold": "Montant réservé sur votre carte",
+        "hold_note": "Vous ne payez que ce que vous rechargez ; le reste est libéré.",
+        "pay_card": "Payer par carte",
+        "test_card": "Carte de test",
+        "approve": "acceptée",
+        "decline": "refusée",
+        "declined": "Le paiement a été refusé. Rien n'a été débité. Veuillez réessayer.",
+        "unusable_title": "Ce code n'est pas utilisable",
+        "unusable": (
+            "Il a été utilisé ou a expiré. Scannez le code affiché maintenant par la borne."
+        ),
+        "waiting_title": "Payé : démarrage",
+        "waiting": "La borne démarre votre session.",
+        "started_title": "Prêt : branchez",
+        "started": "Branchez votre véhicule. La charge commence quand il demande de l'énergie.",
+        "not_started_title": "Non démarré",
+        "not_started": "La borne n'a pas pu démarrer. Le montant réservé est libéré.",
+        "unknown_title": "État du paiement inconnu",
+        "unknown": "Votre paiement n'a pas pu être confirmé. Rien n'est débité sans confirmation.",
+        "stop": "Arrêter la charge",
+        "stopping": "Arrêt en cours...",
+        "done_title": "Terminé",
+        "charged": "Débité",
+        "released": "Rien n'a été débité ; le montant réservé est libéré.",
+        "receipt": "Votre reçu",
+    },
+    "nl": {
+        "title": "Betalen om te laden",
+        "station": "Laadpunt",
+        "price": "Prijs",
+        "hold": "Bedrag gereserveerd op uw kaart",
+        "hold_note": "U betaalt alleen wat u laadt; de rest wordt vrijgegeven.",
+        "pay_card": "Betalen met kaart",
+        "test_card": "Testkaart",
+        "approve": "goedgekeurd",
+        "decline": "geweigerd",
+        "declined": "De betaling is geweigerd. Er is niets afgeschreven. Probeer het opnieuw.",
+        "unusable_title": "Deze code kan niet worden gebruikt",
+        "unusable": "Hij is gebruikt of verlopen. Scan de code die het laadpunt nu toont.",
+        "waiting_title": "Betaald: starten",
+        "waiting": "Het laadpunt start uw sessie.",
+        "started_title": "Klaar: sluit aan",
+        "started": "Sluit uw voertuig aan. Het laden begint zodra het om energie vraagt.",
+        "not_started_title": "Niet gestart",
+        "not_started": "Het laadpunt kon niet starten. Het gereserveerde bedrag wordt vrijgegeven.",
+        "unknown_title": "Betaalstatus onbekend",
+        "unknown": (
+            "Uw betaling kon niet worden bevestigd. Zonder bevestiging wordt niets afgeschreven."
+        ),
+        "stop": "Laden stoppen",
+        "stopping": "Wordt gestopt...",
+        "done_title": "Klaar",
+        "charged": "Afgeschreven",
+        "released": "Er is niets afgeschreven; het gereserveerde bedrag wordt vrijgegeven.",
+        "receipt": "Uw bon",
+    },
+}
+
+
+def accepted(header: str) -> list[str]:
+    """The languages of an Accept-Language header, best first (primary subtags, lower case;
+    q=0 excluded; ill-formed parts ignored)."""
+    ranked: list[tuple[float, int, str]] = []
+    for index, part in enumerate(header.split(",")):
+        tag, _, params = part.strip().partition(";")
+        quality = 1.0
+        params = params.strip()
+        if params.startswith("q="):
+            try:
+                quality = float(params[2:])
+            except ValueError:
+                continue
+        primary = tag.strip().split("-")[0].lower()
+        if primary and primary != "*" and quality > 0:
+            ranked.append((-quality, index, primary))
+    return [language for _, _, language in sorted(ranked)]
+
+
+def choose(header: str, offered: Iterable[str], fallback: str) -> str:
+    """The phone's first language the page and the kiosk both offer, else `fallback`."""
+    available = [language for language in offered if language in WORDS]
+    for language in accepted(header):
+        if language in available:
+            return language
+    return fallback if fallback in WORDS else "en"
