@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from gateway.processors import CardRef, ClearCard
+from gateway.processors.methods import PAYMENT
 from terminal.errors import CardError, KeyMaterialError, ProtectedDataError
 from terminal.protection.blob import EncryptedBlob
 from terminal.protection.host import blob_bdk_id, decrypt_blob
@@ -38,7 +39,6 @@ from terminal.protection.token import card_token
 
 log = logging.getLogger("ev_gateway.card_data")
 
-PAYMENT = "payment"
 
 # Records that the KSN is now used by this authorization; False if another one used it.
 ClaimKsn = Callable[[str], bool]

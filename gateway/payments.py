@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -45,6 +45,7 @@ from gateway.ledger.schema import (
 )
 from gateway.ledger.store import Ledger, aware
 from gateway.processors import CardRef
+from gateway.processors.methods import PAYMENT, WEB_METHODS
 from gateway.processors.port import (
     ErrorCode,
     Outcome,
@@ -119,6 +120,17 @@ def _in_progress() -> Refusal:
     return Refusal(
         409, "in_progress", "another step on this authorization is under way", transient=True
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebHold:
+    """What `Payments.hold_web` tells the phone's payment page: the authorization's answer as a
+    terminal would get it (`status` approved, declined, or `pending` while the processor waits
+    for the payer), and for a pending one what the payer needs (`pay`: for Lightning the
+    invoice, `bolt11` and `payment_hash`, with the sats, the BTC price and its source)."""
+
+    answer: StoredAnswer
+    pay: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -273,7 +285,7 @@ class Payments:
         own authorization, or one made on the web for it (pay by phone)."""
         amount = self._money(amount.minor, amount.currency)
         key = f"hold:{aid}"
-        if card.kind == "payment" and self.vault is None and not self.unverified_cards:
+        if card.kind == PAYMENT and self.vault is None and not self.unverified_cards:
             raise Refusal(400, "card_data_invalid", "this gateway holds no fleet keys")
         with self.ledger.write() as conn:
             row = self.ledger.get(conn, aid)
@@ -314,6 +326,63 @@ class Payments:
                 key=key, payment_id=aid, card=replace(card, clear=clear), amount=amount
             )
         return self._record(step, result, store)
+
+    def hold_web(
+        self, *, authorization_id: str, terminal_id: str, card: CardRef, amount: Money
+    ) -> WebHold:
+        """Place the hold of a payment made on the phone's payment page (pay by phone), for the
+        charging point `terminal_id`, which later captures or voids it through the terminal
+        API like any hold of its own. `card.kind` is one of `methods.WEB_METHODS`; routing
+        chooses the processor by it. Calling again with the same arguments is safe: an
+        unfinished hold is looked up (`status`) and otherwise sent again under the same
+        processor key, which each web processor answers with the first result (Stripe and
+        Adyen by their idempotency key, LNbits by the invoice's `external_id`); a Lightning
+        invoice stays `pending` (with the same invoice) until it is paid."""
+        aid = authorization_id
+        if card.kind not in WEB_METHODS:
+            raise Refusal(400, "invalid_method", f"{card.kind!r} is not a web payment method")
+        amount = self._money(amount.minor, amount.currency)
+        key = f"hold:{aid}"
+
+        def no_store(_conn: Connection, _answer: StoredAnswer) -> None:
+            return None
+
+        with self.ledger.write() as conn:
+            row = self.ledger.get(conn, aid)
+            if row is not None and (row.terminal_id != terminal_id or row.card_kind != card.kind):
+                raise Refusal(409, "duplicate_authorization", "authorization id already used")
+            if row is not None and row.status != PENDING:
+                return WebHold(answer=self.authorization_answer(row))
+            if row is None:
+                step = self._new_hold(conn, aid, terminal_id, amount, card, key=key, store=no_store)
+                if isinstance(step, StoredAnswer):
+                    return WebHold(answer=step)
+            else:
+                if not self._stale(row) or not self._take_over(conn, row):
+                    raise _in_progress()
+                step = Step(
+                    row=row,
+                    processor=self.processors.get(row.processor, row.merchant_account),
+                    key=key,
+                    resume=True,
+                )
+        result = None
+        if step.resume:
+            try:
+                result = self._learn(step)
+            except Unanswered:  # no status at this processor (Adyen): send the hold again
+                result = None
+        if result is None or result.outcome is Outcome.UNKNOWN:
+            result = step.processor.hold(key=key, payment_id=aid, card=card, amount=amount)
+        if result.outcome is Outcome.PENDING:
+            # Waiting for the payer: the step stays open (unknown) until `resolve` finds the
+            # payment made (the reconciler, a webhook, or the page asking again).
+            self._mark_unknown(aid, key)
+            pending = StoredAnswer(
+                status_code=200, body={"authorization_id": aid, "status": "pending"}
+            )
+            return WebHold(answer=pending, pay=dict(result.raw))
+        return WebHold(answer=self._record(step, result, no_store))
 
     def _new_hold(
         self,

@@ -2,9 +2,11 @@
 
 Which path it serves: the web payment by phone. The phone page runs Adyen's Card component,
 which encrypts the card fields in the browser; the gateway gets them as a `CardRef` of kind
-``"web"`` whose ``payload`` is the component's ``paymentMethod`` object (``type: scheme`` and
-the ``encrypted…`` fields). Card data in clear (the kiosk's reader) is refused with
-`ErrorCode.UNSUPPORTED`: it goes to an acquirer or the simulated processor.
+``web_card`` whose ``payload`` is the component's ``paymentMethod`` object (``type: scheme`` and
+the ``encrypted…`` fields), or of kind ``web_wallet`` whose ``payload`` is the Apple Pay or
+Google Pay component's ``paymentMethod`` (``type: applepay`` / ``googlepay`` and its token).
+Card data in clear (the kiosk's reader) is refused with `ErrorCode.UNSUPPORTED`: it goes to an
+acquirer or the simulated processor.
 
 How the port maps onto Adyen (https://docs.adyen.com/online-payments/adjust-authorisation):
 - `hold`: ``POST /payments`` with ``additionalData.authorisationType = PreAuth`` and the
@@ -34,6 +36,7 @@ import Adyen
 import requests
 
 from gateway.processors import CardRef
+from gateway.processors.methods import WEB_CARD, WEB_WALLET
 from gateway.processors.port import (
     Capability,
     ErrorCode,
@@ -50,7 +53,13 @@ from terminal.money import Money
 
 log = logging.getLogger("ev_gateway.processors.adyen")
 
-WEB = "web"
+# The CardRef kinds Adyen takes, each with the `paymentMethod.type` values its payload may
+# carry (https://docs.adyen.com/payment-methods: "scheme" for cards, "applepay", "googlepay"
+# and the older "paywithgoogle" for the wallets).
+PAYMENT_METHOD_TYPES: dict[str, frozenset[str]] = {
+    WEB_CARD: frozenset({"scheme"}),
+    WEB_WALLET: frozenset({"applepay", "googlepay", "paywithgoogle"}),
+}
 # The Checkout API version whose published OpenAPI document the adapter is tested against.
 CHECKOUT_VERSION = "v71"
 
@@ -132,7 +141,11 @@ class AdyenProcessor:
         return f"AdyenProcessor(account={self.account!r})"
 
     def hold(self, *, key: str, payment_id: str, card: Any, amount: Money) -> Result:
-        if not isinstance(card, CardRef) or card.kind != WEB or card.clear is not None:
+        if (
+            not isinstance(card, CardRef)
+            or card.clear is not None
+            or card.payload.get("type") not in PAYMENT_METHOD_TYPES.get(card.kind, ())
+        ):
             return _refused(
                 amount,
                 ErrorCode.UNSUPPORTED,

@@ -1,7 +1,7 @@
 """Lightning (bitcoin), through an LNbits wallet's REST API: invoices priced in fiat.
 
 Which path it serves: the web payment by phone. The driver pays a Lightning invoice from their
-own wallet; no card is involved (`CardRef` of kind ``"lightning"``).
+own wallet; no card is involved (`CardRef` of kind ``lightning``, `methods.LIGHTNING`).
 
 A Lightning payment is made in full up front, so the port maps onto it as a prepayment:
 - `hold` quotes the rate (a `RateSource`: BTC price in the session's currency, its source and
@@ -41,6 +41,7 @@ from typing import Any, Protocol
 import requests
 
 from gateway.processors import CardRef
+from gateway.processors.methods import LIGHTNING
 from gateway.processors.port import (
     Capability,
     ErrorCode,
@@ -58,7 +59,6 @@ from terminal.money import Money
 
 log = logging.getLogger("ev_gateway.processors.lightning")
 
-LIGHTNING = "lightning"  # CardRef.kind of a payment made from the driver's Lightning wallet
 SATS_PER_BTC = 100_000_000
 MSAT_PER_SAT = 1000
 

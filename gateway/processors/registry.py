@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from gateway.processors.methods import METHODS
 from gateway.processors.port import Processor
 
 
@@ -29,7 +30,11 @@ class Route:
     terminal: str | None = None
     site: str | None = None
     currency: str | None = None
-    method: str | None = None  # payment | id_token | web_card | web_wallet | lightning
+    method: str | None = None  # one of `methods.METHODS`
+
+    def __post_init__(self) -> None:
+        if self.method is not None and self.method not in METHODS:
+            raise ValueError(f"unknown payment method {self.method!r}")
 
     def matches(self, *, terminal: str, site: str | None, currency: str, method: str) -> bool:
         return (

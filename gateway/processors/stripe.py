@@ -2,7 +2,8 @@
 
 Which path it serves: the web payment by phone. The driver's phone page collects the card with
 Stripe's own elements and hands the gateway a PaymentMethod id (``pm_…``), which arrives here as
-a `CardRef` of kind ``"web"`` whose token is that id. Card data in clear (the kiosk's reader)
+a `CardRef` of kind ``web_card`` (or ``web_wallet``, a PaymentMethod made from an Apple Pay or
+Google Pay token) whose token is that id. Card data in clear (the kiosk's reader)
 is refused with `ErrorCode.UNSUPPORTED`: it goes to an acquirer or the simulated processor.
 
 How the port maps onto Stripe's API (https://docs.stripe.com/api/payment_intents):
@@ -33,6 +34,7 @@ from typing import Any
 import stripe
 
 from gateway.processors import CardRef
+from gateway.processors.methods import WEB_CARD, WEB_WALLET
 from gateway.processors.port import (
     Capability,
     ErrorCode,
@@ -50,7 +52,8 @@ from terminal.money import Money
 
 log = logging.getLogger("ev_gateway.processors.stripe")
 
-WEB = "web"  # CardRef.kind of a payment method collected by the phone's payment page
+# The CardRef kinds Stripe takes: PaymentMethods made on the phone's payment page.
+KINDS = frozenset({WEB_CARD, WEB_WALLET})
 
 # Stripe decline codes (https://docs.stripe.com/declines/codes) onto the normalised taxonomy.
 DECLINE_CODES: dict[str, ErrorCode] = {
@@ -137,7 +140,11 @@ class StripeProcessor:
     # -- money calls -----------------------------------------------------------------------
 
     def hold(self, *, key: str, payment_id: str, card: Any, amount: Money) -> Result:
-        if not isinstance(card, CardRef) or card.kind != WEB or not card.token.startswith("pm_"):
+        if (
+            not isinstance(card, CardRef)
+            or card.kind not in KINDS
+            or not card.token.startswith("pm_")
+        ):
             return _refused(
                 amount,
                 ErrorCode.UNSUPPORTED,

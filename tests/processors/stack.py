@@ -16,7 +16,7 @@ import requests
 import stripe
 
 from gateway.processors import CardRef
-from gateway.processors.stripe import WEB
+from gateway.processors.methods import WEB_CARD
 from tests.processors import install
 from tests.processors.peers import free_port, start_process, stop
 from tests.processors.recorded import RecordedPeer
@@ -58,7 +58,7 @@ def stripe_payment_method(api_base: str, number: str) -> CardRef:
         }
     )
     return CardRef(
-        kind=WEB, token=method.id, brand="visa", last4=number[-4:], expiry="3412", payload={}
+        kind=WEB_CARD, token=method.id, brand="visa", last4=number[-4:], expiry="3412", payload={}
     )
 
 

@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 
 from gateway.processors import CardRef
-from gateway.processors.adyen import WEB, AdyenProcessor
+from gateway.processors.adyen import AdyenProcessor
+from gateway.processors.methods import WEB_CARD
 from gateway.processors.port import (
     ErrorCode,
     Outcome,
@@ -53,7 +54,7 @@ ENCRYPTED_CARD = {
 
 def _card() -> CardRef:
     return CardRef(
-        kind=WEB, token="", brand="visa", last4="1111", expiry="3003", payload=ENCRYPTED_CARD
+        kind=WEB_CARD, token="", brand="visa", last4="1111", expiry="3003", payload=ENCRYPTED_CARD
     )
 
 
@@ -109,8 +110,12 @@ def test_a_hold_is_a_valid_preauthorisation(prism: RecordingProxy) -> None:
 
 
 def test_a_request_adyen_would_refuse_is_caught_by_the_document(prism: RecordingProxy) -> None:
-    # The document requires paymentMethod.type; the validation this suite relies on is live.
-    card = CardRef(kind=WEB, token="", brand="visa", last4="1111", expiry=None, payload={})
+    # The document allows only credit, debit or prepaid as a card's fundingSource; the
+    # validation this suite relies on is live.
+    payload = {**ENCRYPTED_CARD, "fundingSource": "cheque"}
+    card = CardRef(
+        kind=WEB_CARD, token="", brand="visa", last4="1111", expiry=None, payload=payload
+    )
     result = _adapter(prism.url).hold(
         key=new_key(), payment_id=new_payment_id(), card=card, amount=Money(5000, "EUR")
     )

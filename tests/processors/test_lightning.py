@@ -15,7 +15,8 @@ import pytest
 import requests
 
 from gateway.processors import CardRef
-from gateway.processors.lightning import LIGHTNING, LightningProcessor, LnbitsRates
+from gateway.processors.lightning import LightningProcessor, LnbitsRates
+from gateway.processors.methods import LIGHTNING
 from gateway.processors.port import (
     ErrorCode,
     Outcome,
