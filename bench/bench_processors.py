@@ -22,7 +22,8 @@ from typing import Any
 
 from gateway.processors import CardRef
 from gateway.processors.adyen import AdyenProcessor
-from gateway.processors.lightning import LIGHTNING, LightningProcessor, LnbitsRates, sats_for
+from gateway.processors.lightning import LightningProcessor, LnbitsRates, sats_for
+from gateway.processors.methods import LIGHTNING, WEB_CARD
 from gateway.processors.stripe import StripeProcessor
 from terminal.money import Money
 from tests.processors.peers import RecordingProxy
@@ -143,7 +144,12 @@ def bench_adyen(logs: Path) -> None:
             return_url="https://pay.example.org/return",
         )
         card = CardRef(
-            kind="web", token="", brand="visa", last4="1111", expiry="3003", payload=ENCRYPTED_CARD
+            kind=WEB_CARD,
+            token="",
+            brand="visa",
+            last4="1111",
+            expiry="3003",
+            payload=ENCRYPTED_CARD,
         )
         t = Timings()
         for _ in range(ROUNDS["adyen"]):

@@ -20,8 +20,9 @@ from typing import Any
 from fastapi import FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.telemetry import TelemetryConfig
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import wire
@@ -44,6 +45,7 @@ from gateway.payments import Payments
 from gateway.processors.port import Processor
 from gateway.processors.registry import Processors
 from gateway.web.receipts import receipt_routes
+from gateway.webhooks import Webhooks
 
 # The operator's requests keep their idempotency keys apart from every terminal's.
 OPERATOR = Caller("operator")
@@ -171,6 +173,16 @@ def create_app(
             body,
             lambda store, _resumed: payments.refund(authorization_id, body, idempotency_key, store),
         )
+
+    webhooks = Webhooks(payments)
+
+    @app.post("/webhooks/{processor}/{account}", include_in_schema=False)
+    async def webhook(processor: str, account: str, request: Request) -> PlainTextResponse:
+        """A processor's notification (`gateway.webhooks`): the raw body, as it was signed."""
+        body = await request.body()
+        headers = dict(request.headers)
+        answer = await run_in_threadpool(webhooks.receive, processor, account, headers, body)
+        return PlainTextResponse(answer.body, status_code=answer.status_code)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

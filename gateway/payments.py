@@ -618,6 +618,16 @@ class Payments:
                     other = row
                 else:
                     other = None
+                    done = (
+                        self.ledger.moved(conn, aid, key) if op in ("refund", "increment") else None
+                    )
+                    if done is not None:
+                        # Finished by someone other than this request (a processor's
+                        # notification, the reconciler) while its key was left unanswered:
+                        # the retry gets the outcome, never a second step.
+                        if op == "refund":
+                            return self._refunded_answer(row, done)
+                        return self.authorization_answer(row)
                     answer = check(conn, row)
                     if answer is not None:
                         return answer
@@ -732,6 +742,32 @@ class Payments:
         except (Unanswered, Refusal):
             return False
         return True
+
+    def finish_from_notice(self, aid: str, outcome: Callable[[sa.Row[Any]], Result | None]) -> str:
+        """Finish the open step of `aid` with what a processor's verified notification says
+        (`outcome` maps the step's row to the step's result, None when the notification is
+        not about that step): "settled"; "noted" when no step it concerns is open; "busy"
+        while a worker is still calling the processor for it (the processor retries later)."""
+        with self.ledger.engine.begin() as conn:
+            row = self.ledger.get(conn, aid)
+            if row is None or row.op is None:
+                return "noted"
+            result = outcome(row)
+            if result is None:
+                return "noted"
+            if not self._stale(row) or not self._take_over(conn, row):
+                return "busy"
+        step = Step(
+            row=row,
+            processor=self.processors.get(row.processor, row.merchant_account),
+            key=row.op_key,
+            resume=True,
+        )
+        try:
+            self._record(step, result, lambda _conn, _answer: None)
+        except (Unanswered, Refusal):
+            return "busy"
+        return "settled"
 
     # -- phase 3 ----------------------------------------------------------------------------
     def _record(self, step: Step, result: Result, store: Store) -> StoredAnswer:

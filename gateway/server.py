@@ -35,11 +35,16 @@ from gateway.commands import CommandExpiry, Commands
 from gateway.jobs.crl_watch import CrlWatch
 from gateway.jobs.expiry import EXPIRE_EVERY_S, KeyExpiry
 from gateway.jobs.reconciler import HOLD_GRACE, RECONCILE_EVERY_S, STALE_AFTER, Reconciler
+from gateway.jobs.routing_reload import RELOAD_EVERY_S, RoutingReload
 from gateway.jobs.runner import Job
 from gateway.ledger import Ledger, check_schema, migrate, now, open_engine
 from gateway.payments import Payments
+from gateway.processors.port import Processor
+from gateway.processors.registry import Processors
+from gateway.processors.routing import Routing, load_routing
 from gateway.processors.simulated import SimulatedProcessor
 from gateway.tls import Revocations, ServerTLS, uvicorn_options
+from terminal.errors import ConfigError
 
 log = logging.getLogger("ev_gateway.server")
 
@@ -81,6 +86,10 @@ class Settings:
     clock: Callable[[], datetime] = field(default=now)
     # The simulated processor's class (tests pass one that records what it was given).
     processor: Callable[[Engine], SimulatedProcessor] = SimulatedProcessor
+    # The processor configuration file (`gateway/processors/routing.py`): the adapters and the
+    # routing rules, read again when it changes. Without one, the simulated processor alone.
+    processors_file: Path | None = None
+    reload_every_s: float = RELOAD_EVERY_S
 
 
 @dataclass
@@ -89,7 +98,8 @@ class Built:
 
     engine: Engine
     ledger: Ledger
-    processor: SimulatedProcessor
+    processor: SimulatedProcessor  # the simulated adapter of account "default"
+    processors: Processors
     payments: Payments
     expiry: KeyExpiry
     reconciler: Reconciler
@@ -102,10 +112,20 @@ def build(settings: Settings) -> Built:
     engine = open_engine(settings.db_url)
     ledger = Ledger(engine, settings.clock)
     processor = settings.processor(engine)
+    reload: Job | None = None
+    if settings.processors_file is not None:
+        load = _routing_loader(engine, processor)
+        routing = load(settings.processors_file)
+        processors = Processors(routing.adapters, routing.routes, routing.sites)
+        reload = RoutingReload(
+            ledger, settings.processors_file, processors, load, settings.reload_every_s
+        )
+    else:
+        processors = Processors([processor])
     vault = CardVault.from_key_dirs(*settings.key_dirs) if settings.key_dirs else None
     payments = create_payments(
         ledger,
-        processor,
+        processors,
         vault,
         limits=AmountLimits(max_major=settings.max_amount_major),
         lock_s=settings.lock_s,
@@ -120,6 +140,8 @@ def build(settings: Settings) -> Built:
     )
     commands = Commands(payments)
     jobs: list[Job] = [expiry, reconciler, CommandExpiry(commands)]
+    if reload is not None:
+        jobs.append(reload)
     revocations = _revocations(settings)
     if revocations is not None:
         jobs.append(CrlWatch(ledger, revocations))
@@ -131,7 +153,40 @@ def build(settings: Settings) -> Built:
         operator_token=settings.operator_token,
         commands=commands,
     )
-    return Built(engine, ledger, processor, payments, expiry, reconciler, app, commands)
+    return Built(engine, ledger, processor, processors, payments, expiry, reconciler, app, commands)
+
+
+def _routing_loader(engine: Engine, default: SimulatedProcessor) -> Callable[[Path], Routing]:
+    """Reads the processor configuration file; a simulated table gets an adapter over this
+    worker's engine (the one of account "default" is `default`)."""
+
+    def simulated(account: str) -> Processor:
+        return default if account == default.account else SimulatedProcessor(engine, account)
+
+    return lambda path: load_routing(path, simulated=simulated)
+
+
+def check_routing(settings: Settings) -> Routing | None:
+    """Read the processor configuration file as a worker will (a `ConfigError` names the
+    key), and refuse one that drops an account still holding open authorizations: their
+    later steps must go where they started. Nothing is written."""
+    if settings.processors_file is None:
+        return None
+    engine = open_engine(settings.db_url)
+    try:
+        check_schema(engine)
+        routing = _routing_loader(engine, settings.processor(engine))(settings.processors_file)
+        configured = {(a.name, a.account) for a in routing.adapters}
+        for (name, account), count in sorted(Ledger(engine).accounts_in_use().items()):
+            if (name, account) not in configured:
+                raise ConfigError(
+                    "processors",
+                    f"{count} open authorization(s) are held at {name}/{account}: keep its "
+                    "[[processors]] table until they are settled",
+                )
+    finally:
+        engine.dispose()
+    return routing
 
 
 def _revocations(settings: Settings) -> Revocations | None:
@@ -170,6 +225,8 @@ class EmbeddedGateway:
         lock_s: float = LOCK_S,
         tls: ServerTLS | None = None,
         processor: Callable[[Engine], SimulatedProcessor] = SimulatedProcessor,
+        processors_file: Path | None = None,
+        reload_every_s: float = RELOAD_EVERY_S,
     ) -> None:
         if db_url is None:
             if db_path is None:
@@ -188,6 +245,8 @@ class EmbeddedGateway:
             lock_s=lock_s,
             clock=clock,
             processor=processor,
+            processors_file=processors_file,
+            reload_every_s=reload_every_s,
         )
         engine = open_engine(db_url)
         try:
@@ -206,6 +265,7 @@ class EmbeddedGateway:
         self.engine = built.engine
         self.ledger = built.ledger
         self.processor = built.processor
+        self.processors = built.processors
         self.payments = built.payments
         self.expiry = built.expiry
         self.reconciler = built.reconciler

@@ -2,8 +2,12 @@
 
     ev-terminal gateway migrate --db URL
     ev-terminal gateway [serve] --db URL [--workers N] (--tls DIR | --trusted-proxy ADDR
-        --client-ca PEM [--crl PEM] | --insecure-dev) [--keys DIR …]
-    ev-terminal gateway reconcile --db URL
+        --client-ca PEM [--crl PEM] | --insecure-dev) [--keys DIR …] [--processors FILE]
+    ev-terminal gateway reconcile --db URL [--processors FILE]
+
+`--processors` names the processor configuration file (adapters, routing rules, sites; see
+`gateway/processors/routing.py`); the gateway takes a changed file while it runs. Without it
+the simulated processor takes every payment.
 
 `--db` is a SQLite file path or a `postgresql://` URL. Every user error is one line on stderr
 and exit 2, before anything is created.
@@ -69,6 +73,13 @@ def _parser() -> ArgumentParser:
         help="plain HTTP, no terminal identity, loopback only: development and demos",
     )
     parser.add_argument("--operator-token-file", type=Path, help="bearer token for /operator/*")
+    parser.add_argument(
+        "--processors",
+        type=Path,
+        metavar="FILE",
+        help="processor configuration (TOML: [[processors]], [[routes]], [sites]); read again "
+        "when it changes",
+    )
     parser.add_argument(
         "--max-amount", default="1000", help="largest hold in major units (default 1000)"
     )
@@ -150,6 +161,7 @@ def _settings(args: argparse.Namespace) -> Any:
         operator_token=token or None,
         max_amount_major=max_amount,
         lock_s=args.step_lock,
+        processors_file=args.processors,
     )
 
 
@@ -223,6 +235,7 @@ def _run(args: argparse.Namespace) -> int:
     _existing_db(args.db)
     from gateway.server import serve  # noqa: PLC0415
 
+    _check_processors(settings)
     try:
         return serve(settings, args.host, args.port, workers=args.workers, announce=_announce)
     except SchemaMismatch as exc:
@@ -231,6 +244,24 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
     except SQLAlchemyError as exc:
         raise UsageError(f"database {args.db}: {type(exc).__name__}") from None
+
+
+def _check_processors(settings: Any) -> None:
+    """The processor configuration file as the workers will read it: one line naming the key
+    on any problem, before anything listens."""
+    from gateway.ledger import SchemaMismatch  # noqa: PLC0415 - the gateway extra
+    from gateway.server import check_routing  # noqa: PLC0415
+    from terminal.errors import ConfigError  # noqa: PLC0415
+
+    try:
+        check_routing(settings)
+    except ConfigError as exc:
+        where = settings.processors_file
+        raise UsageError(
+            f"--processors {exc}" if exc.key == str(where) else f"--processors {where}: {exc}"
+        ) from None
+    except SchemaMismatch as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _reconcile(args: argparse.Namespace) -> int:
@@ -245,7 +276,9 @@ def _reconcile(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     finally:
         engine.dispose()
-    built = build(Settings(db_url=args.db, insecure_dev=True))
+    settings = Settings(db_url=args.db, insecure_dev=True, processors_file=args.processors)
+    _check_processors(settings)
+    built = build(settings)
     try:
         report = built.reconciler.report()
     finally:

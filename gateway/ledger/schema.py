@@ -64,6 +64,8 @@ authorizations = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("authorizations_open", "status", "op"),
+    # A processor's notification names the payment by the processor's reference.
+    sa.Index("authorizations_processor_ref", "processor", "merchant_account", "processor_ref"),
 )
 
 # The append-only money movements. One hold, one capture and one release at most per
@@ -144,6 +146,22 @@ seen_ksns = sa.Table(
     sa.Column("ksn", sa.String(24), primary_key=True),
     sa.Column("authorization_id", sa.String(64), nullable=False),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Processors' notifications taken, by the processor's own id of the event (deduplication: a
+# replayed or retried notification is answered and changes nothing). `effect`: settled (it
+# finished an open step), noted (nothing open that it concerns), unknown (no such payment).
+webhook_events = sa.Table(
+    "webhook_events",
+    metadata,
+    sa.Column("processor", sa.String(32), primary_key=True),
+    sa.Column("account", sa.String(64), primary_key=True),
+    sa.Column("event_id", sa.String(200), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("reference", sa.String(128), nullable=False),
+    sa.Column("authorization_id", sa.String(64)),
+    sa.Column("effect", sa.String(16), nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 # Background jobs run in every worker; a job round runs where its lease was won.

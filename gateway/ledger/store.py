@@ -31,6 +31,7 @@ from gateway.ledger.schema import (
     movements,
     seen_ksns,
     token_lists,
+    webhook_events,
 )
 
 IDEMPOTENCY_RETENTION = timedelta(hours=48)  # keys are kept at least 24 h (we keep 48 h)
@@ -164,6 +165,16 @@ class Ledger:
             },
         )
 
+    def moved(self, conn: Connection, authorization_id: str, step_key: str) -> int | None:
+        """The amount of the movement a step recorded, None if it recorded none."""
+        found = conn.execute(
+            sa.select(movements.c.amount).where(
+                movements.c.authorization_id == authorization_id,
+                movements.c.step_key == step_key,
+            )
+        ).first()
+        return None if found is None else int(found.amount)
+
     def receipt_owner(self, conn: Connection, receipt_id: str) -> str | None:
         """The authorization a receipt id already belongs to, if any."""
         row = conn.execute(_RECEIPT_OWNER, {"_receipt_id": receipt_id}).first()
@@ -194,6 +205,21 @@ class Ledger:
                     .order_by(authorizations.c.created_at)
                 )
             )
+
+    def accounts_in_use(self) -> dict[tuple[str, str], int]:
+        """(processor, merchant account) -> how many authorizations there are still open
+        (being held, held, or with a step in flight): their adapters must stay configured."""
+        open_ = sa.or_(
+            authorizations.c.status.in_(("pending", "approved")), authorizations.c.op.is_not(None)
+        )
+        where = (authorizations.c.processor, authorizations.c.merchant_account)
+        query = (
+            sa.select(*where, sa.func.count())
+            .where(open_, authorizations.c.processor != "")
+            .group_by(*where)
+        )
+        with self.engine.connect() as conn:
+            return {(row[0], row[1]): int(row[2]) for row in conn.execute(query)}
 
     def flag_stale(self, older_than: datetime) -> int:
         """Flag approved holds older than `older_than` that nobody settled."""
@@ -305,6 +331,39 @@ class Ledger:
             return True
         row = conn.execute(sa.select(seen_ksns).where(seen_ksns.c.ksn == ksn)).first()
         return row is not None and bool(row.authorization_id == authorization_id)
+
+    # -- processors' notifications ---------------------------------------------------------
+    def by_reference(self, processor: str, account: str, reference: str) -> sa.Row[Any] | None:
+        """The authorization a processor knows by `reference` (its payment's id)."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(authorizations).where(
+                    authorizations.c.processor == processor,
+                    authorizations.c.merchant_account == account,
+                    authorizations.c.processor_ref == reference,
+                )
+            ).first()
+
+    def webhook_seen(self, processor: str, account: str, event_id: str) -> bool:
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                sa.select(webhook_events.c.effect).where(
+                    webhook_events.c.processor == processor,
+                    webhook_events.c.account == account,
+                    webhook_events.c.event_id == event_id,
+                )
+            ).first()
+        return found is not None
+
+    def record_webhook(self, **values: Any) -> bool:
+        """Remember a notification taken (False: it was taken already)."""
+        with self.engine.begin() as conn:
+            return insert_new(conn, webhook_events, received_at=self.clock(), **values)
+
+    def webhooks(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(webhook_events).order_by(webhook_events.c.received_at))
+            return [dict(r._mapping) for r in rows]
 
     # -- background jobs --------------------------------------------------------------------
     def take_lease(self, name: str, holder: str, seconds: float) -> bool:

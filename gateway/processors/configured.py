@@ -87,6 +87,11 @@ class _Table:
         """`key_file` or `key_env`, exactly one of them."""
         file_key, env_key = f"{key}_file", f"{key}_env"
         self._read.update((file_key, env_key))
+        if key in self._table:
+            raise ConfigError(
+                f"{self._where}.{key}",
+                f"a secret never sits in the config: use {file_key} or {env_key}",
+            )
         file = self._table.get(file_key)
         env = self._table.get(env_key)
         if file is not None and not isinstance(file, str):
@@ -169,8 +174,22 @@ def build_processors(
     *,
     where: str = "processors",
     environ: Mapping[str, str] | None = None,
+    simulated: Callable[[str], Processor] | None = None,
 ) -> list[Processor]:
-    """One adapter per table, in order; two tables for one (adapter, account) are refused."""
+    """One adapter per table, in order; two tables for one (adapter, account) are refused.
+    With `simulated` (the gateway's root gives it: the simulated processor keeps its books in
+    the gateway's database), a table may also name ``adapter = "simulated"`` and an
+    ``account``."""
+    builders = dict(BUILDERS)
+    if simulated is not None:
+        make = simulated
+
+        def _simulated(t: _Table) -> Processor:
+            processor = make(t.text("account"))
+            t.done()
+            return processor
+
+        builders["simulated"] = _simulated
     built: list[Processor] = []
     seen: set[tuple[str, str]] = set()
     for index, table in enumerate(tables):
@@ -178,10 +197,10 @@ def build_processors(
         if not isinstance(table, Mapping):
             raise ConfigError(at, "must be a table")
         adapter = table.get("adapter")
-        if adapter not in BUILDERS:
-            names = ", ".join(sorted(BUILDERS))
+        if adapter not in builders:
+            names = ", ".join(sorted(builders))
             raise ConfigError(f"{at}.adapter", f"must be one of {names}, not {adapter!r}")
-        processor = BUILDERS[str(adapter)](_Table(table, at, environ))
+        processor = builders[str(adapter)](_Table(table, at, environ))
         if (processor.name, processor.account) in seen:
             raise ConfigError(f"{at}.account", f"{processor.account!r} is configured twice")
         seen.add((processor.name, processor.account))

@@ -3,14 +3,14 @@
 `route` chooses for a new hold by the first rule that matches the terminal, its site, the
 currency and the payment method; `get` finds the adapter a recorded authorization names, so a
 capture, release or refund always goes where the hold is, whatever the rules say later.
-Rules can be replaced while the gateway runs (`set_routes`): holds in flight finish where
-they started.
+Rules and adapters can be replaced while the gateway runs (`set_routes`, `reconfigure`):
+holds in flight finish where they started.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from gateway.processors.methods import METHODS
@@ -50,17 +50,41 @@ class Processors:
 
     The first adapter given is the default route when no rule matches."""
 
-    def __init__(self, adapters: Iterable[Processor], routes: Sequence[Route] = ()) -> None:
-        self._adapters: dict[tuple[str, str], Processor] = {}
-        for adapter in adapters:
-            self._adapters[(adapter.name, adapter.account)] = adapter
-        if not self._adapters:
-            raise ValueError("at least one processor adapter is needed")
-        first = next(iter(self._adapters.values()))
-        self._default = Route(processor=first.name, account=first.account)
+    def __init__(
+        self,
+        adapters: Iterable[Processor],
+        routes: Sequence[Route] = (),
+        sites: Mapping[str, str] | None = None,
+    ) -> None:
         self._lock = threading.Lock()
+        self._adapters: dict[tuple[str, str], Processor] = {}
         self._routes: tuple[Route, ...] = ()
-        self.set_routes(routes)
+        self._sites: dict[str, str] = {}
+        self.reconfigure(adapters, routes, sites)
+
+    def reconfigure(
+        self,
+        adapters: Iterable[Processor],
+        routes: Sequence[Route] = (),
+        sites: Mapping[str, str] | None = None,
+    ) -> None:
+        """Take a new configuration for the next new hold: the adapters given (the first is the
+        default route; one for an account already known replaces it, e.g. with a rotated
+        key), the rules and the terminals' sites. An adapter no longer given stays reachable
+        by `get`, so the holds it placed still capture, release and refund there."""
+        given = list(adapters)
+        if not given:
+            raise ValueError("at least one processor adapter is needed")
+        known = {(a.name, a.account) for a in given}
+        for route in routes:
+            if (route.processor, route.account) not in known:
+                raise UnknownProcessor(f"route names {route.processor}/{route.account}")
+        with self._lock:
+            for adapter in given:
+                self._adapters[(adapter.name, adapter.account)] = adapter
+            self._default = Route(processor=given[0].name, account=given[0].account)
+            self._routes = tuple(routes)
+            self._sites = dict(sites or {})
 
     def set_routes(self, routes: Sequence[Route]) -> None:
         """Replace the rules (takes effect for the next new hold); every rule must name a
@@ -74,18 +98,24 @@ class Processors:
     def route(
         self, *, terminal: str, currency: str, method: str, site: str | None = None
     ) -> Processor:
+        """The adapter for a new hold: the first matching rule's, else the default. The
+        terminal's site is the configured one unless `site` is given."""
         with self._lock:
-            routes = self._routes
+            routes, default = self._routes, self._default
+            site = site if site is not None else self._sites.get(terminal)
+            adapters = dict(self._adapters)
         for rule in routes:
             if rule.matches(terminal=terminal, site=site, currency=currency, method=method):
-                return self._adapters[(rule.processor, rule.account)]
-        return self._adapters[(self._default.processor, self._default.account)]
+                return adapters[(rule.processor, rule.account)]
+        return adapters[(default.processor, default.account)]
 
     def get(self, processor: str, account: str) -> Processor:
-        try:
-            return self._adapters[(processor, account)]
-        except KeyError:
-            raise UnknownProcessor(f"no adapter for {processor}/{account}") from None
+        with self._lock:
+            found = self._adapters.get((processor, account))
+        if found is None:
+            raise UnknownProcessor(f"no adapter for {processor}/{account}")
+        return found
 
     def all(self) -> list[Processor]:
-        return list(self._adapters.values())
+        with self._lock:
+            return list(self._adapters.values())

@@ -15,14 +15,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from gateway.processors import CardRef
 from gateway.processors.port import Processor
 from gateway.processors.stripe import StripeProcessor
+from gateway.server import EmbeddedGateway
 from tests.processors.peers import Inbox, RecordingProxy, free_port
 from tests.processors.stack import (
+    ADYEN_ACCOUNT,
+    ADYEN_API_KEY,
+    ADYEN_HMAC_KEY,
     STRIPE_APPROVE,
     STRIPE_DECLINE,
     STRIPE_KEY,
@@ -128,3 +133,66 @@ def new_key() -> str:
 
 def new_payment_id() -> str:
     return "auth-" + uuid.uuid4().hex[:12]
+
+
+# -- the gateway configured for an adapter and its peer ---------------------------------------
+
+
+def processors_file(tmp_path: Path, tables: str, routes: str) -> Path:
+    path = tmp_path / "processors.toml"
+    path.write_text('[[processors]]\nadapter = "simulated"\naccount = "kiosk"\n' + tables + routes)
+    return path
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("T_STRIPE_KEY", STRIPE_KEY)
+    monkeypatch.setenv("T_STRIPE_WHSEC", STRIPE_WEBHOOK_SECRET)
+    monkeypatch.setenv("T_ADYEN_KEY", ADYEN_API_KEY)
+    monkeypatch.setenv("T_ADYEN_HMAC", ADYEN_HMAC_KEY)
+
+
+@pytest.fixture
+def prism_proxy(prism_adyen: str) -> Iterator[RecordingProxy]:
+    proxy = RecordingProxy(prism_adyen).start()
+    yield proxy
+    proxy.close()
+
+
+@pytest.fixture
+def adyen_gw(tmp_path: Path, env: None, prism_proxy: RecordingProxy) -> Iterator[EmbeddedGateway]:
+    tables = f"""
+[[processors]]
+adapter = "adyen"
+account = "{ADYEN_ACCOUNT}"
+api_key_env = "T_ADYEN_KEY"
+hmac_key_env = "T_ADYEN_HMAC"
+checkout_url = "{prism_proxy.url}"
+return_url = "https://pay.example.org/return"
+"""
+    routes = f'[[routes]]\nprocessor = "adyen"\naccount = "{ADYEN_ACCOUNT}"\nmethod = "web_card"\n'
+    gw = EmbeddedGateway(
+        tmp_path / "g.sqlite3", processors_file=processors_file(tmp_path, tables, routes)
+    )
+    gw.up()
+    yield gw
+    gw.close()
+
+
+@pytest.fixture
+def stripe_gw(tmp_path: Path, env: None, localstripe: str) -> Iterator[EmbeddedGateway]:
+    tables = f"""
+[[processors]]
+adapter = "stripe"
+account = "acct_web"
+api_key_env = "T_STRIPE_KEY"
+webhook_secret_env = "T_STRIPE_WHSEC"
+api_base = "{localstripe}"
+"""
+    routes = '[[routes]]\nprocessor = "stripe"\naccount = "acct_web"\nmethod = "web_card"\n'
+    gw = EmbeddedGateway(
+        tmp_path / "g.sqlite3", processors_file=processors_file(tmp_path, tables, routes)
+    )
+    gw.up()
+    yield gw
+    gw.close()

@@ -23,6 +23,9 @@ from tests.processors.recorded import RecordedPeer
 
 HERE = Path(__file__).resolve().parent
 ADYEN_SPEC = HERE / "adyen-openapi" / "CheckoutService-v71.json"
+ADYEN_API_KEY = "AQE_conformance_api_key"
+ADYEN_HMAC_KEY = "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056"
+ADYEN_ACCOUNT = "EvChargingECOM"
 STRIPE_KEY = "sk_test_conformance"
 STRIPE_WEBHOOK_SECRET = "whsec_conformance"
 # Stripe's documented test cards (https://docs.stripe.com/testing): 4242… approves;

@@ -35,10 +35,11 @@ from terminal.money import Money
 from tests.processors.conftest import new_key, new_payment_id
 from tests.processors.peers import RecordingProxy, free_port
 from tests.processors.recorded import RecordedPeer
+from tests.processors.stack import ADYEN_ACCOUNT, ADYEN_API_KEY, ADYEN_HMAC_KEY
 
-API_KEY = "AQE_conformance_api_key"
-HMAC_KEY = "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056"
-ACCOUNT = "EvChargingECOM"
+API_KEY = ADYEN_API_KEY
+HMAC_KEY = ADYEN_HMAC_KEY
+ACCOUNT = ADYEN_ACCOUNT
 PSP = "993617894903480A"
 
 # What Adyen's Card component hands the page (test card 4111 1111 1111 1111, encrypted in the

@@ -1,0 +1,161 @@
+"""Processors' notifications (webhooks): verified, deduplicated, applied as state transitions.
+
+One endpoint per configured processor account, `POST /webhooks/{processor}/{account}` (the
+account names the secret the signature is checked with). In order:
+1. The adapter verifies the signature before anything in the body is read
+   (`Processor.parse_webhook`: Stripe's `Stripe-Signature` with its five-minute tolerance,
+   Adyen's HMAC, LNbits's payment confirmed with LNbits). A forged, stale or malformed
+   notification is refused (400) and changes nothing.
+2. The processor's own event id is looked up in `webhook_events`: a notification taken before
+   (a replay, a retry) is answered as accepted and changes nothing.
+3. The payment is found by the gateway's id the processor echoed, else by the processor's
+   reference on this account. If it has a step in flight whose outcome the notification
+   gives — an Adyen capture, cancel, refund or amount update (Adyen answers those
+   `received` and reports them only here), a Lightning invoice paid, a Stripe step whose
+   answer was lost — the step is finished with it, exactly as its own answer would have been
+   (`Payments.finish_from_notice`, a conditional update on the step's key, so a race with
+   the step's own answer or the reconciler records it once). A notification about a step
+   already finished, or arriving late out of order, changes nothing.
+4. The event is remembered. While the step's own worker is still calling the processor the
+   answer is 503 and nothing is remembered, so the processor sends it again later.
+Adyen expects the body ``[accepted]`` for every notification it should not resend.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from gateway.payments import Payments
+from gateway.processors.port import (
+    ErrorCode,
+    Outcome,
+    ProcessorError,
+    Result,
+    WebhookEvent,
+    WebhookKind,
+    WebhookRejected,
+)
+from gateway.processors.registry import UnknownProcessor
+from terminal.money import Money
+
+log = logging.getLogger("ev_gateway.webhooks")
+
+# What each processor expects in the body of an accepted notification.
+ACCEPTED_BODY = {"adyen": "[accepted]"}
+# Adyen's event codes, for the step a refused modification was (a failed notification is
+# mapped to DECLINED by the adapter; its eventCode says of which step).
+ADYEN_STEP = {
+    "AUTHORISATION": "hold",
+    "AUTHORISATION_ADJUSTMENT": "increment",
+    "CAPTURE": "capture",
+    "CANCELLATION": "release",
+    "REFUND": "refund",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebhookAnswer:
+    status_code: int
+    body: str
+
+
+def step_result(event: WebhookEvent, row: sa.Row[Any]) -> Result | None:
+    """The result the notification gives the open step on `row`, or None if it does not give
+    that step's outcome."""
+    op, currency = row.op, row.currency
+    if event.amount.currency != currency:
+        return None
+    approved = Result(outcome=Outcome.APPROVED, amount=event.amount, reference=event.reference)
+    kind = event.kind
+    if kind in (WebhookKind.HELD, WebhookKind.PAID) and op in ("hold", "increment"):
+        return approved
+    if kind is WebhookKind.CAPTURED and op == "capture":
+        return approved if event.amount.minor == int(row.op_amount) else None
+    if kind is WebhookKind.RELEASED and op == "release":
+        return approved
+    if kind is WebhookKind.REFUNDED and op == "refund":
+        # Adyen reports this refund's amount, Stripe the charge's refunds in all.
+        wanted = int(row.op_amount)
+        if event.amount.minor in (wanted, int(row.amount_refunded) + wanted):
+            return replace_amount(approved, Money(wanted, currency))
+        return None
+    if kind is WebhookKind.DECLINED:
+        code = str(event.raw.get("eventCode", "AUTHORISATION"))
+        if ADYEN_STEP.get(code, "hold") != op:
+            return None
+        reason = str(event.raw.get("reason", "") or "refused")
+        return Result(
+            outcome=Outcome.DECLINED,
+            amount=Money(0, currency),
+            reference=event.reference,
+            error=ProcessorError(code=ErrorCode.CARD_DECLINED, message=reason),
+        )
+    return None
+
+
+def replace_amount(result: Result, amount: Money) -> Result:
+    return Result(outcome=result.outcome, amount=amount, reference=result.reference)
+
+
+class Webhooks:
+    """Takes the notifications of every configured processor account."""
+
+    def __init__(self, payments: Payments) -> None:
+        self.payments = payments
+        self.ledger = payments.ledger
+
+    def receive(
+        self, processor: str, account: str, headers: Mapping[str, str], body: bytes
+    ) -> WebhookAnswer:
+        try:
+            adapter = self.payments.processors.get(processor, account)
+        except UnknownProcessor:
+            return WebhookAnswer(status_code=404, body="no such processor account")
+        try:
+            event = adapter.parse_webhook(headers=headers, body=body)
+        except WebhookRejected as exc:
+            log.warning(
+                "event=webhook_refused processor=%s account=%s reason=%s", processor, account, exc
+            )
+            return WebhookAnswer(status_code=400, body="refused")
+        accepted = WebhookAnswer(status_code=200, body=ACCEPTED_BODY.get(processor, "ok"))
+        if self.ledger.webhook_seen(processor, account, event.event_id):
+            return accepted
+        row = self._payment(processor, account, event)
+        effect = "unknown"
+        if row is not None:
+            effect = self.payments.finish_from_notice(
+                row.id, lambda current: step_result(event, current)
+            )
+            if effect == "busy":
+                return WebhookAnswer(status_code=503, body="busy: send again later")
+        self.ledger.record_webhook(
+            processor=processor,
+            account=account,
+            event_id=event.event_id,
+            kind=event.kind.value,
+            reference=event.reference,
+            authorization_id=row.id if row is not None else None,
+            effect=effect,
+        )
+        log.info(
+            "event=webhook processor=%s account=%s kind=%s authorization=%s effect=%s",
+            processor,
+            account,
+            event.kind.value,
+            row.id if row is not None else "-",
+            effect,
+        )
+        return accepted
+
+    def _payment(self, processor: str, account: str, event: WebhookEvent) -> sa.Row[Any] | None:
+        if event.payment_id:
+            row = self.ledger.fetch(event.payment_id)
+            if row is not None and (row.processor, row.merchant_account) == (processor, account):
+                return row
+        return self.ledger.by_reference(processor, account, event.reference)

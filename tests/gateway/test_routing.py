@@ -1,0 +1,398 @@
+"""Routing read from the gateway's processor configuration file (`--processors`), and the
+switch: a hold finishes on the processor and account that placed it (capture, refund, void)
+whatever the routing says later, across a restart with a new file and across a file changed
+while the gateway runs; the next session goes where the new rules say."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import sqlalchemy as sa
+
+from gateway.ledger import Ledger, open_engine
+from gateway.ledger.schema import sim_payments
+from gateway.processors.methods import WEB_CARD
+from gateway.processors.routing import parse_routing
+from gateway.processors.simulated import SimulatedProcessor
+from gateway.processors.stripe import StripeProcessor
+from gateway.server import EmbeddedGateway
+from terminal.errors import ConfigError
+from tests.gateway.test_idempotency import authorization, capture
+from tests.ledger_check import assert_processor_agrees
+from tests.processors.peers import free_port, start_process, stop
+
+BIN = Path(sys.executable).parent
+TWO_ACCOUNTS = """
+[[processors]]
+adapter = "simulated"
+account = "acct-a"
+
+[[processors]]
+adapter = "simulated"
+account = "acct-b"
+"""
+
+
+def routed_to(account: str) -> str:
+    return TWO_ACCOUNTS + f'\n[[routes]]\nprocessor = "simulated"\naccount = "{account}"\n'
+
+
+def books(db_url: str, account: str) -> list[dict[str, Any]]:
+    engine = open_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(sim_payments).where(sim_payments.c.account == account))
+            return [dict(r._mapping) for r in rows]
+    finally:
+        engine.dispose()
+
+
+def ledger_rows(db_url: str) -> dict[str, dict[str, Any]]:
+    engine = open_engine(db_url)
+    try:
+        return {row["id"]: row for row in Ledger(engine).all_authorizations()}
+    finally:
+        engine.dispose()
+
+
+class Served:
+    """`ev-terminal gateway` as its own process, as an operator runs it."""
+
+    def __init__(self, tmp: Path, db_url: str, config: Path) -> None:
+        self.tmp, self.db_url, self.config = tmp, db_url, config
+        (tmp / "operator.token").write_text("operator-token-0123456789\n")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.http = requests.Session()
+
+    def start(self) -> None:
+        self.proc = start_process(
+            [
+                str(BIN / "ev-terminal"),
+                "gateway",
+                "--db",
+                self.db_url,
+                "--insecure-dev",
+                "--port",
+                str(self.port),
+                "--processors",
+                str(self.config),
+                "--operator-token-file",
+                str(self.tmp / "operator.token"),
+            ],
+            port=self.port,
+            log=self.tmp / "gateway.log",
+        )
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+            stop(self.proc)
+            self.proc = None
+
+    def post(self, path: str, key: str, body: Any, token: bool = False) -> Any:
+        headers = {"Idempotency-Key": key}
+        if token:
+            headers["Authorization"] = "Bearer operator-token-0123456789"
+        return self.http.post(self.url + path, json=body, headers=headers, timeout=30)
+
+
+@pytest.fixture
+def served(tmp_path: Path, db_url: str) -> Iterator[Served]:
+    migrated = subprocess.run(
+        [str(BIN / "ev-terminal"), "gateway", "migrate", "--db", db_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    config = tmp_path / "processors.toml"
+    server = Served(tmp_path, db_url, config)
+    yield server
+    server.kill()
+    server.http.close()
+
+
+@pytest.mark.slow
+def test_a_session_open_across_a_switch_settles_where_it_started(served: Served) -> None:
+    served.config.write_text(routed_to("acct-a"))
+    served.start()
+    held = served.post("/v1/authorizations", "s1", authorization("session-1"))
+    assert held.status_code == 200, held.text
+    assert ledger_rows(served.db_url)["session-1"]["merchant_account"] == "acct-a"
+
+    # The operator switches to acct-b while session-1 is charging, and restarts the gateway.
+    served.kill()
+    served.config.write_text(routed_to("acct-b"))
+    served.start()
+    captured = served.post("/v1/authorizations/session-1/capture", "c1", capture(3000))
+    assert captured.status_code == 200, captured.text
+    refund = {"amount": {"minor": 1000, "currency": "EUR"}, "reason": "goodwill"}
+    path = "/operator/authorizations/session-1/refunds"
+    assert served.post(path, "r1", refund, token=True).status_code == 200
+    assert served.post("/v1/authorizations", "s2", authorization("session-2")).status_code == 200
+    assert (
+        served.post("/v1/authorizations/session-2/void", "v2", {"reason": "x"}).status_code == 200
+    )
+
+    rows = ledger_rows(served.db_url)
+    assert (rows["session-1"]["processor"], rows["session-1"]["merchant_account"]) == (
+        "simulated",
+        "acct-a",
+    )
+    assert rows["session-1"]["amount_captured"] == 3000
+    assert rows["session-1"]["amount_refunded"] == 1000
+    assert rows["session-2"]["merchant_account"] == "acct-b"
+    at_a, at_b = books(served.db_url, "acct-a"), books(served.db_url, "acct-b")
+    assert [(p["payment_id"], p["state"], p["captured"], p["refunded"]) for p in at_a] == [
+        ("session-1", "captured", 3000, 1000)
+    ]
+    assert [(p["payment_id"], p["state"]) for p in at_b] == [("session-2", "released")]
+    assert_processor_agrees([rows["session-1"]], at_a)
+    assert_processor_agrees([rows["session-2"]], at_b)
+
+
+@pytest.mark.slow
+def test_a_restart_that_drops_an_account_with_open_holds_is_refused(served: Served) -> None:
+    served.config.write_text(routed_to("acct-b"))
+    served.start()
+    assert served.post("/v1/authorizations", "s1", authorization("session-1")).status_code == 200
+    served.kill()
+    served.config.write_text('[[processors]]\nadapter = "simulated"\naccount = "acct-a"\n')
+    result = subprocess.run(
+        [
+            str(BIN / "ev-terminal"),
+            "gateway",
+            "--db",
+            served.db_url,
+            "--insecure-dev",
+            "--port",
+            str(served.port),
+            "--processors",
+            str(served.config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "1 open authorization(s) are held at simulated/acct-b" in line
+    # With the table kept, it serves, and the hold is captured where it was placed.
+    served.config.write_text(routed_to("acct-a"))
+    served.start()
+    assert (
+        served.post("/v1/authorizations/session-1/capture", "c1", capture(2500)).status_code == 200
+    )
+    assert [p["state"] for p in books(served.db_url, "acct-b")] == ["captured"]
+
+
+def _wait_for(condition: Any, timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "not in time"
+        time.sleep(0.05)
+
+
+def test_a_changed_file_takes_effect_without_a_restart(
+    tmp_path: Path, db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = tmp_path / "processors.toml"
+    config.write_text(routed_to("acct-a"))
+    gw = EmbeddedGateway(db_url=db_url, processors_file=config, reload_every_s=0.1)
+    gw.up()
+    http = requests.Session()
+
+    def post(path: str, key: str, body: Any) -> Any:
+        return http.post(gw.url + path, json=body, headers={"Idempotency-Key": key}, timeout=30)
+
+    def account_for_next() -> str:
+        return gw.processors.route(terminal="KIOSK-0001", currency="EUR", method="payment").account
+
+    try:
+        assert post("/v1/authorizations", "s1", authorization("session-1")).status_code == 200
+        config.write_text(routed_to("acct-b"))
+        _wait_for(lambda: account_for_next() == "acct-b")
+        assert post("/v1/authorizations", "s2", authorization("session-2")).status_code == 200
+        assert post("/v1/authorizations/session-1/capture", "c1", capture(3000)).status_code == 200
+
+        # A file that does not read well is refused in the log, naming the key; the rules
+        # in force stay.
+        with caplog.at_level(logging.ERROR, logger="ev_gateway.jobs.routing"):
+            config.write_text(routed_to("acct-a") + 'method = "web"\n')
+            _wait_for(lambda: "processors_config_refused" in caplog.text)
+        assert "key=routes[0].method" in caplog.text
+        assert account_for_next() == "acct-b"
+        rows = {row["id"]: row for row in gw.ledger.all_authorizations()}
+    finally:
+        http.close()
+        gw.close()
+    assert rows["session-1"]["merchant_account"] == "acct-a"
+    assert rows["session-1"]["status"] == "captured"
+    assert rows["session-2"]["merchant_account"] == "acct-b"
+    assert [p["state"] for p in books(db_url, "acct-a")] == ["captured"]
+    assert [p["state"] for p in books(db_url, "acct-b")] == ["held"]
+
+
+# -- the rules -------------------------------------------------------------------------------
+
+STRIPE = """
+[[processors]]
+adapter = "stripe"
+account = "acct_stripe"
+api_key_env = "STRIPE_KEY"
+webhook_secret_env = "STRIPE_WHSEC"
+"""
+ENV = {"STRIPE_KEY": "sk_test_routing", "STRIPE_WHSEC": "whsec_routing"}
+
+
+def _parse(text: str, tmp_path: Path) -> Any:
+    import tomllib
+
+    engine = open_engine(f"sqlite:///{tmp_path / 'g.sqlite3'}")
+    return parse_routing(
+        tomllib.loads(text),
+        simulated=lambda account: SimulatedProcessor(engine, account),
+        environ=ENV,
+    )
+
+
+def test_routes_choose_by_site_terminal_currency_and_method(tmp_path: Path) -> None:
+    from gateway.processors.registry import Processors
+
+    routing = _parse(
+        TWO_ACCOUNTS
+        + STRIPE
+        + """
+[[routes]]
+processor = "stripe"
+account = "acct_stripe"
+method = "web_card"
+
+[[routes]]
+processor = "simulated"
+account = "acct-b"
+site = "Depot Nord"
+
+[[routes]]
+processor = "simulated"
+account = "acct-b"
+terminal = "kiosk-9"
+currency = "CHF"
+
+[sites]
+"Depot Nord" = ["kiosk-1", "kiosk-2"]
+""",
+        tmp_path,
+    )
+    registry = Processors(routing.adapters, routing.routes, routing.sites)
+
+    def to(terminal: str, currency: str = "EUR", method: str = "payment") -> str:
+        chosen = registry.route(terminal=terminal, currency=currency, method=method)
+        return f"{chosen.name}/{chosen.account}"
+
+    assert to("kiosk-1", method=WEB_CARD) == "stripe/acct_stripe"  # the first rule wins
+    assert isinstance(registry.get("stripe", "acct_stripe"), StripeProcessor)
+    assert to("kiosk-2") == "simulated/acct-b"  # by site
+    assert to("kiosk-9", currency="CHF") == "simulated/acct-b"  # by terminal and currency
+    assert to("kiosk-9") == "simulated/acct-a"  # no rule: the first adapter
+    assert to("kiosk-7") == "simulated/acct-a"
+
+
+BAD = [
+    ("unknown-top-key", 'colour = "red"\n' + TWO_ACCOUNTS, "colour: unknown key"),
+    ("no-processors", "", "processors: at least one"),
+    (
+        "unknown-adapter",
+        '[[processors]]\nadapter = "paypal"\naccount = "x"\n',
+        "processors[0].adapter",
+    ),
+    ("simulated-unknown-key", TWO_ACCOUNTS + "colour = 1\n", "processors[1].colour"),
+    ("route-method", routed_to("acct-a") + 'method = "web"\n', "routes[0].method"),
+    ("route-account", routed_to("acct-z"), "routes[0].account"),
+    ("route-unknown-key", routed_to("acct-a") + 'weekday = "mon"\n', "routes[0].weekday"),
+    ("route-currency", routed_to("acct-a") + 'currency = "euro"\n', "routes[0].currency"),
+    ("route-site", routed_to("acct-a") + 'site = "Nowhere"\n', "routes[0].site"),
+    ("route-not-string", routed_to("acct-a") + "terminal = 7\n", "routes[0].terminal"),
+    (
+        "terminal-in-two-sites",
+        TWO_ACCOUNTS + '[sites]\n"A" = ["k1"]\n"B" = ["k1"]\n',
+        "sites.B",
+    ),
+    (
+        "secret-in-the-file",
+        TWO_ACCOUNTS + STRIPE.replace('api_key_env = "STRIPE_KEY"', 'api_key = "sk_live_S3CR3T"'),
+        "processors[2].api_key: a secret never sits in the config",
+    ),
+    (
+        "secret-missing",
+        TWO_ACCOUNTS + STRIPE.replace("STRIPE_WHSEC", "NOT_SET_ANYWHERE"),
+        "processors[2].webhook_secret_env",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "names"), [c[1:] for c in BAD], ids=[c[0] for c in BAD])
+def test_a_bad_file_names_the_key(tmp_path: Path, text: str, names: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        _parse(text, tmp_path)
+    assert names in str(refused.value)
+    assert "S3CR3T" not in str(refused.value)
+
+
+CLI_BAD = [
+    ("not-toml", "[[processors]\n", "not TOML"),
+    ("route-method", routed_to("acct-a") + 'method = "web"\n', "routes[0].method"),
+    (
+        "secret-in-the-file",
+        STRIPE.replace('api_key_env = "STRIPE_KEY"', 'api_key = "sk_live_S3CR3T"'),
+        "processors[0].api_key",
+    ),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("text", "names"), [c[1:] for c in CLI_BAD], ids=[c[0] for c in CLI_BAD])
+def test_the_gateway_refuses_a_bad_file_in_one_line_and_exit_2(
+    tmp_path: Path, text: str, names: str
+) -> None:
+    run = [str(BIN / "ev-terminal"), "gateway"]
+    assert (
+        subprocess.run([*run, "migrate", "--db", "g.sqlite3"], cwd=tmp_path, check=False).returncode
+        == 0
+    )
+    (tmp_path / "p.toml").write_text(text)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for action in ([], ["reconcile"]) if "method" in names else ([],):
+        args = [*run, *action, "--db", "g.sqlite3", "--processors", "p.toml"]
+        if not action:
+            args += ["--insecure-dev", "--port", str(free_port())]
+        result = subprocess.run(
+            args,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={"PATH": str(BIN), **ENV},
+        )
+        assert result.returncode == 2, result.stderr
+        # (reconcile logs to stderr, its report being the only thing on stdout)
+        lines = [x for x in result.stderr.splitlines() if not x.startswith("level=")]
+        assert len(lines) == 1, result.stderr
+        assert names in lines[0] and "p.toml" in lines[0]
+        assert "S3CR3T" not in result.stderr + result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
