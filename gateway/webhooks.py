@@ -18,14 +18,17 @@ account names the secret the signature is checked with). In order:
    already finished, or arriving late out of order, changes nothing.
 4. The event is remembered. While the step's own worker is still calling the processor the
    answer is 503 and nothing is remembered, so the processor sends it again later.
+A notification that fails verification is not believed, but the processor is asked
+(`status`) about the account's steps left without an answer, as the reconciler would.
 Adyen expects the body ``[accepted]`` for every notification it should not resend.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -45,6 +48,10 @@ from terminal.money import Money
 
 log = logging.getLogger("ev_gateway.webhooks")
 
+# After a notification fails verification, the account's unanswered steps are looked up at
+# the processor at most this often, and at most this many at a time.
+ASK_EVERY_S = 10.0
+ASK_AT_MOST = 20
 # What each processor expects in the body of an accepted notification.
 ACCEPTED_BODY = {"adyen": "[accepted]"}
 # Adyen's event codes, for the step a refused modification was (a failed notification is
@@ -82,24 +89,21 @@ def step_result(event: WebhookEvent, row: sa.Row[Any]) -> Result | None:
         # Adyen reports this refund's amount, Stripe the charge's refunds in all.
         wanted = int(row.op_amount)
         if event.amount.minor in (wanted, int(row.amount_refunded) + wanted):
-            return replace_amount(approved, Money(wanted, currency))
+            return replace(approved, amount=Money(wanted, currency))
         return None
     if kind is WebhookKind.DECLINED:
         code = str(event.raw.get("eventCode", "AUTHORISATION"))
         if ADYEN_STEP.get(code, "hold") != op:
             return None
-        reason = str(event.raw.get("reason", "") or "refused")
+        # (Adyen's `reason` is not kept: on an authorisation it carries the card's last
+        # digits and expiry.)
         return Result(
             outcome=Outcome.DECLINED,
             amount=Money(0, currency),
             reference=event.reference,
-            error=ProcessorError(code=ErrorCode.CARD_DECLINED, message=reason),
+            error=ProcessorError(code=ErrorCode.CARD_DECLINED, message="refused, by notification"),
         )
     return None
-
-
-def replace_amount(result: Result, amount: Money) -> Result:
-    return Result(outcome=result.outcome, amount=amount, reference=result.reference)
 
 
 class Webhooks:
@@ -108,6 +112,7 @@ class Webhooks:
     def __init__(self, payments: Payments) -> None:
         self.payments = payments
         self.ledger = payments.ledger
+        self._asked: dict[tuple[str, str], float] = {}
 
     def receive(
         self, processor: str, account: str, headers: Mapping[str, str], body: bytes
@@ -122,6 +127,7 @@ class Webhooks:
             log.warning(
                 "event=webhook_refused processor=%s account=%s reason=%s", processor, account, exc
             )
+            self._ask_instead(processor, account)
             return WebhookAnswer(status_code=400, body="refused")
         accepted = WebhookAnswer(status_code=200, body=ACCEPTED_BODY.get(processor, "ok"))
         if self.ledger.webhook_seen(processor, account, event.event_id):
@@ -152,6 +158,25 @@ class Webhooks:
             effect,
         )
         return accepted
+
+    def _ask_instead(self, processor: str, account: str) -> None:
+        """A notification that failed verification is not believed, but it may mean that
+        something happened: ask the processor (`status`, through `Payments.resolve`) about this
+        account's steps left without an answer. At most once per `ASK_EVERY_S` per account, so
+        a flood of forgeries cannot turn into a flood of calls to the processor."""
+        now = time.monotonic()
+        if now - self._asked.get((processor, account), -ASK_EVERY_S) < ASK_EVERY_S:
+            return
+        self._asked[(processor, account)] = now
+        unknown = [
+            row
+            for row in self.ledger.unsettled_steps(self.ledger.clock())
+            if (row.processor, row.merchant_account) == (processor, account)
+            and row.op_state == "unknown"
+        ]
+        for row in unknown[:ASK_AT_MOST]:
+            if self.payments.resolve(row.id):
+                log.info("event=step_resolved authorization=%s step=%s via=status", row.id, row.op)
 
     def _payment(self, processor: str, account: str, event: WebhookEvent) -> sa.Row[Any] | None:
         if event.payment_id:

@@ -2,11 +2,11 @@
 
 Every worker holds its own adapters and rules, so this job runs in every worker (no lease):
 each round it looks at the file's identity (inode, size, modification time) and, when it
-changed, reads it again. A file that reads well replaces the rules and adapters for the next
-new hold (`Processors.reconfigure`); holds already placed finish where they started, because
-each later step goes to the processor and account recorded on its authorization. A file that
-does not read well is refused with one log line naming the key, and the running
-configuration stays.
+changed and then stayed the same for one round (not half written), reads it again. A file
+that reads well replaces the rules and adapters for the next new hold
+(`Processors.reconfigure`); holds already placed finish where they started, because each later
+step goes to the processor and account recorded on its authorization. A file that does not
+read well is refused with one log line naming the key, and the running configuration stays.
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ class RoutingReload(Job):
         self.path = path
         self._registry = registry
         self._load = load
-        self._stamp = _stamp(path)
+        self._taken = _stamp(path)  # the file as last read
+        self._seen = self._taken  # the file as last looked at
 
     def round(self) -> None:
         self.run_once()  # each worker's own registry: no lease
@@ -61,9 +62,14 @@ class RoutingReload(Job):
     def work(self) -> bool:
         """Whether a new configuration was taken."""
         stamp = _stamp(self.path)
-        if stamp == self._stamp:
+        if stamp == self._taken:
             return False
-        self._stamp = stamp
+        if stamp != self._seen:
+            # Changed since the last look: read it once it has stayed the same for a round,
+            # not while an editor is still writing it.
+            self._seen = stamp
+            return False
+        self._taken = stamp
         try:
             routing = self._load(self.path)
             self._registry.reconfigure(routing.adapters, routing.routes, routing.sites)

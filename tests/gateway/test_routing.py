@@ -6,6 +6,7 @@ while the gateway runs; the next session goes where the new rules say."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -207,6 +208,13 @@ def _wait_for(condition: Any, timeout_s: float = 15.0) -> None:
         time.sleep(0.05)
 
 
+def _replace(path: Path, text: str) -> None:
+    """As an operator's deployment tool writes it: a new file renamed over the old one."""
+    new = path.with_suffix(".new")
+    new.write_text(text)
+    os.replace(new, path)
+
+
 def test_a_changed_file_takes_effect_without_a_restart(
     tmp_path: Path, db_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -224,7 +232,7 @@ def test_a_changed_file_takes_effect_without_a_restart(
 
     try:
         assert post("/v1/authorizations", "s1", authorization("session-1")).status_code == 200
-        config.write_text(routed_to("acct-b"))
+        _replace(config, routed_to("acct-b"))
         _wait_for(lambda: account_for_next() == "acct-b")
         assert post("/v1/authorizations", "s2", authorization("session-2")).status_code == 200
         assert post("/v1/authorizations/session-1/capture", "c1", capture(3000)).status_code == 200
@@ -232,6 +240,7 @@ def test_a_changed_file_takes_effect_without_a_restart(
         # A file that does not read well is refused in the log, naming the key; the rules
         # in force stay.
         with caplog.at_level(logging.ERROR, logger="ev_gateway.jobs.routing"):
+            # (written in place this time: the job waits until the file stops changing)
             config.write_text(routed_to("acct-a") + 'method = "web"\n')
             _wait_for(lambda: "processors_config_refused" in caplog.text)
         assert "key=routes[0].method" in caplog.text

@@ -97,6 +97,9 @@ class RecordingProxy:
     # Added to each request when set: a Prism ``Prefer`` header choosing which of the
     # documented examples the stateless mock answers with (https://docs.stoplight.io/docs/prism).
     prefer: str | None = None
+    # When set, each request reaches the peer but its answer is lost on the way back (the
+    # connection is closed unanswered): the processor acted, the caller cannot know.
+    lose_answers: bool = False
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
 
@@ -146,6 +149,9 @@ class RecordingProxy:
                         took,
                     )
                 )
+                if proxy.lose_answers:
+                    self.close_connection = True
+                    return
                 self.send_response(status)
                 for key, value in answer_headers:
                     if key.lower() not in ("transfer-encoding", "connection", "content-length"):
