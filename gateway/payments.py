@@ -748,7 +748,7 @@ class Payments:
         (`outcome` maps the step's row to the step's result, None when the notification is
         not about that step): "settled"; "noted" when no step it concerns is open; "busy"
         while a worker is still calling the processor for it (the processor retries later)."""
-        with self.ledger.engine.begin() as conn:
+        with self.ledger.write() as conn:
             row = self.ledger.get(conn, aid)
             if row is None or row.op is None:
                 return "noted"

@@ -357,7 +357,7 @@ class Ledger:
 
     def record_webhook(self, **values: Any) -> bool:
         """Remember a notification taken (False: it was taken already)."""
-        with self.engine.begin() as conn:
+        with self.write() as conn:
             return insert_new(conn, webhook_events, received_at=self.clock(), **values)
 
     def webhooks(self) -> list[dict[str, Any]]:
