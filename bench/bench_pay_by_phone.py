@@ -5,13 +5,15 @@ channel, on loopback.
 
 The real daemon runs on its threads (the command channel's long poll among them) on the
 simulated hardware with the system clock, against the embedded gateway (the simulated
-processor). The vehicle is plugged in and asks for energy before each payment, so the
-kiosk closes the contactor as soon as it starts the session. Each round: the hold is placed
-as the payment page places it (`Payments.place_hold`); from its approved answer, the gateway
-writes the start command (`Commands.start`, which wakes the open poll), the kiosk's channel
-journals it and posts it, the machine records the session and answers, and the executor
-closes the contactor; the bench stamps the moment the simulated contactor reports closed.
-Then the vehicle is unplugged (the session ends and settles) before the next round.
+processor). The vehicle is plugged in and ready to charge before each payment (state B: it
+waits for the pilot's PWM, IEC 61851-1), so once the kiosk starts the session and offers
+energy the simulated vehicle goes to C at once and the contactor closes. Each round: the
+hold is placed as the payment page places it (`Payments.place_hold`); from its approved
+answer, the gateway writes the start command (`Commands.start`, which wakes the open poll),
+the kiosk's channel journals it and posts it, the machine records the session, answers and
+offers energy, the vehicle thread sees C, and the executor closes the contactor; the bench
+stamps the moment the simulated contactor reports closed. Then the vehicle is unplugged (the
+session ends and settles) before the next round.
 
 Prints the median, p99 and max in milliseconds. No target is set by the issue; the figures
 are for the notes (the long poll is not the limit: the start is one command away).
@@ -76,7 +78,7 @@ def measure(n: int) -> list[float]:
         for i in range(n):
             hardware.vehicle.plug()
             hardware.vehicle.charge()
-            until(lambda: daemon.kiosk.pilot.wants_energy, "the vehicle in state C")
+            until(lambda: daemon.kiosk.pilot.connected, "the vehicle plugged in (state B)")
             closes = contactor.history.count("close")
             aid = f"bench-web-{i:06d}-session"
             card = CardRef(
