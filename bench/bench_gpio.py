@@ -10,8 +10,9 @@ is low. Two paths:
 - queued: the callback only posts to a `queue.Queue` and a consumer thread opens the relay,
   the way the daemon routes device events through its one event queue;
 - wired: the devices the pi wiring builds (`terminal.wiring.build_devices`, with the meter and
-  EVSE board on a pymodbus emulator): the input's callback opens the relay through the fault
-  interlock, then posts a `FaultRaised` through the fault sink to a queue, as in the daemon.
+  EVSE board on a pymodbus emulator in a process of its own): the input's callback opens the
+  relay through the fault interlock, then posts a `FaultRaised` through the fault sink to a
+  queue, as in the daemon.
 
 Target: under 20 ms (docs/architecture.md: the contactor opens at once on every fault).
 Mock pins call back synchronously, so this measures our code and thread hand-off, not the GPIO
@@ -106,11 +107,7 @@ def measure_wired(n: int) -> list[float]:
     from gpiozero.pins.mock import MockConnectedPin
 
     from hardware.clock import SystemClock
-    from hardware.emulators.modbus_devices import (
-        EmulatedEvseBoard,
-        EmulatedSdmMeter,
-        ModbusRtuEmulator,
-    )
+    from hardware.emulators.remote import EmulatorProcess
     from terminal.config import parse
     from terminal.core.events import Event
     from terminal.wiring import build_devices
@@ -119,9 +116,9 @@ def measure_wired(n: int) -> list[float]:
     data = tomllib.loads((root / "deploy" / "terminal.toml").read_text(encoding="utf-8"))
     factory = MockFactory()
     factory.pin(RELAY, pin_class=MockConnectedPin, input_pin=factory.pin(FEEDBACK))
-    emulator = ModbusRtuEmulator(EmulatedSdmMeter(unit_id=1), EmulatedEvseBoard(unit_id=2))
-    with emulator, tempfile.TemporaryDirectory() as tmp:
-        rtu = {"port": emulator.port, "baudrate": 38400, "timeout_s": 0.5, "retries": 1}
+    with EmulatorProcess() as emulators, tempfile.TemporaryDirectory() as tmp:
+        line = emulators.modbus_line(meter={"unit_id": 1}, board={"unit_id": 2})
+        rtu = {"port": line.port, "baudrate": 38400, "timeout_s": 0.5, "retries": 1}
         data["hardware"] = {
             "backend": "pi",
             "reader": str(Path(tmp) / "ttyPN532"),

@@ -4,8 +4,8 @@ write (register 1004) to the relay output going low, through the whole kiosk.
     .venv/bin/python -m bench.bench_release [--n 20]
 
 The daemon runs on the pi wiring (nfcpy and the PN532 emulator, the EVSE board and the meter
-on one RS-485 line, gpiozero mock pins, the embedded gateway). The Modbus devices run in a
-process of their own (`multiprocessing`, spawned), so the daemon's work cannot delay them:
+on one RS-485 line, gpiozero mock pins, the embedded gateway). The emulated devices run in a
+process of their own (`hardware/emulators/remote.py`), so the daemon's work cannot delay them:
 the board's car answers the PWM going off by going C->B at once, as a compliant vehicle does
 within the few seconds IEC 61851-1 Annex A allows it. Each session: tap, plug in, charge, tap
 to stop. The board stamps the write with CLOCK_MONOTONIC (one clock for both processes); the
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import multiprocessing
 import statistics
 import sys
 import tempfile
@@ -32,8 +31,7 @@ from gpiozero.pins.mock import MockConnectedPin, MockFactory
 
 from gateway.server import EmbeddedGateway
 from hardware.clock import SystemClock
-from hardware.emulators.line_process import serve_line
-from hardware.emulators.pn532 import Pn532Emulator
+from hardware.emulators.remote import EmulatorProcess
 from hardware.ports import PilotState
 from hardware.sim.card_script import load_profiles
 from terminal.config import parse
@@ -56,29 +54,22 @@ def until(condition: object, what: str) -> None:
 
 
 def measure(n: int) -> list[float]:
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=serve_line, args=(child,), name="modbus devices", daemon=True)
-    proc.start()
-
-    def ask(command: str, arg: str = "") -> object:
-        parent.send((command, arg))
-        return parent.recv()
-
     samples: list[float] = []
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
-        stack.callback(proc.join, 5)
-        stack.callback(ask, "stop")
-        line_port = parent.recv()
+        emulators = stack.enter_context(EmulatorProcess())
+        reader = emulators.pn532()
+        line = emulators.modbus_line(
+            meter={"unit_id": 1, "energy_wh": 1_000_000}, board={"unit_id": 2}
+        )
+        board = line.board
+        assert board is not None
         gateway = EmbeddedGateway(Path(tmp) / "gateway.sqlite3")
         gateway.up()
         stack.callback(gateway.close)
-        reader = Pn532Emulator().start()
-        stack.callback(reader.stop)
         factory = MockFactory()
         stack.callback(factory.close)
         factory.pin(RELAY, pin_class=MockConnectedPin, input_pin=factory.pin(FEEDBACK))
-        config = parse(_config(tmp, reader.port, str(line_port), gateway.url), base=EXAMPLE.parent)
+        config = parse(_config(tmp, reader.port, line.port, gateway.url), base=EXAMPLE.parent)
         clock = SystemClock()
         devices = build_devices(config, clock, pin_factory=factory)
         stack.callback(devices.close)
@@ -97,26 +88,25 @@ def measure(n: int) -> list[float]:
             reader.present(visa.card())
             until(lambda: type(daemon.kiosk.phase).__name__ == "AwaitingVehicle", "approved")
             reader.remove()
-            ask("state", "B")
-            ask("state", "C")
+            board.set_state(PilotState.B)
+            board.set_state(PilotState.C)
             until(lambda: bool(relay.state), "relay closed")
-            ask("writes")  # forget the offer
+            board.take_stamped_writes()  # forget the offer
             time.sleep(1.0)  # the reader looks for a new card once the last one has gone
             reader.present(visa.card())  # the same card stops the session
             until(
                 lambda: not relay.state,
-                f"relay open ({daemon.status_line()}, board {ask('pilot', '')})",
+                f"relay open ({daemon.status_line()}, board {board.pilot()})",
             )
             opened_at = relay._last_change  # gpiozero's mock pin: monotonic time of the change
             reader.remove()
-            writes = ask("writes")
-            assert isinstance(writes, list)
+            writes = board.take_stamped_writes()
             off = [t for register, value, t in writes if register == 1004 and value & 1]
             if off:
                 samples.append((opened_at - off[0]) * 1000)
             else:  # e.g. the write was lost on a busy machine: a fault, opened at once
                 print(f"a stop without a PWM-off write taken: {daemon.status_line()}")
-            ask("state", "A")  # unplug for the next session
+            board.set_state(PilotState.A)  # unplug for the next session
             until(lambda: daemon.kiosk.pilot is PilotState.A, "unplugged")
     return samples
 

@@ -7,7 +7,8 @@ its threads: nfcpy reads the `visa` card through the PN532 emulator on a pty, th
 and the protection module read and protect it, the authorization goes through the outbox to the
 embedded gateway over HTTP, and the machine's "plug-in" (approved) frame reaches the kiosk web
 page's frame source (what the page's event stream sends). Meter and EVSE board are pymodbus
-emulators; the pins are gpiozero mock pins.
+emulators; the emulated devices run in a process of their own (`hardware/emulators/remote.py`);
+the pins are gpiozero mock pins.
 
 Each round: the card lands at a random point of the reader's scan cycle; the time is taken
 from `present` to the web display holding the "plug-in" frame. Then the same card taps again
@@ -32,8 +33,7 @@ from gpiozero.pins.mock import MockConnectedPin, MockFactory
 from drivers.display_web import WebDisplay
 from gateway.server import EmbeddedGateway
 from hardware.clock import SystemClock
-from hardware.emulators.modbus_devices import EmulatedEvseBoard, EmulatedSdmMeter, ModbusRtuEmulator
-from hardware.emulators.pn532 import Pn532Emulator
+from hardware.emulators.remote import EmulatorProcess
 from hardware.ports import PilotState
 from hardware.sim.card_script import load_profiles
 from terminal.config import parse
@@ -93,10 +93,12 @@ def measure(n: int) -> list[float]:
         gateway = EmbeddedGateway(tmp / "gateway.sqlite3")
         gateway.up()
         stack.callback(gateway.close)
-        reader = stack.enter_context(Pn532Emulator())
-        meter = EmulatedSdmMeter(model="sdm630", unit_id=1, energy_wh=1_000_000, power_w=0)
-        board = EmulatedEvseBoard(unit_id=2, state=PilotState.A)
-        line = stack.enter_context(ModbusRtuEmulator(meter, board))
+        emulators = stack.enter_context(EmulatorProcess())
+        reader = emulators.pn532()
+        line = emulators.modbus_line(
+            meter={"model": "sdm630", "unit_id": 1, "energy_wh": 1_000_000, "power_w": 0},
+            board={"unit_id": 2, "state": PilotState.A},
+        )
         factory = MockFactory()
         stack.callback(factory.close)
         factory.pin(RELAY, pin_class=MockConnectedPin, input_pin=factory.pin(FEEDBACK))

@@ -30,6 +30,7 @@ import os
 import select
 import struct
 import threading
+import time
 import tty
 from dataclasses import dataclass
 from types import TracebackType
@@ -226,6 +227,14 @@ class EmulatedEvseBoard(EmulatedDevice):
         self.turn_off = 0  # register 1004; the board starts with the PWM allowed
         self.ignores_pwm_off = ignores_pwm_off
         self.writes: list[tuple[int, int]] = []
+        self._stamped: list[tuple[int, int, float]] = []
+
+    def take_stamped_writes(self) -> list[tuple[int, int, float]]:
+        """The writes taken since the last call, as (register, value, time.monotonic()) -
+        CLOCK_MONOTONIC, one clock for every process on the machine."""
+        with self.lock:
+            taken, self._stamped = self._stamped, []
+            return taken
 
     def set_state(self, state: PilotState) -> None:
         with self.lock:
@@ -289,6 +298,7 @@ class EmulatedEvseBoard(EmulatedDevice):
                 else:
                     return ExcCodes.ILLEGAL_ADDRESS
                 self.writes.append((register, value))
+                self._stamped.append((register, value, time.monotonic()))
         return None
 
     def sim_device(self) -> SimDevice:

@@ -175,6 +175,16 @@ class Pn532Emulator:
             self._picc = picc
         return picc
 
+    def present_only(
+        self,
+        card: CardTarget,
+        *,
+        technology: Technology = Technology.A,
+        sel_res: int | None = None,
+    ) -> None:
+        """`present`, answering nothing (for a caller in another process)."""
+        self.present(card, technology=technology, sel_res=sel_res)
+
     def remove(self) -> None:
         """Take the card out of the field; from now on it never answers."""
         with self._lock:

@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hardware.emulators.gpio_chip import CHIP_DIR_ENV, read_line, write_line
-from hardware.emulators.modbus_devices import EmulatedEvseBoard
-from hardware.emulators.pn532 import Pn532Emulator
+from hardware.emulators.remote import RemoteEvseBoard, RemotePn532
 from tests.deploy.test_notify import NotifySocket
 from tests.drivers.pi_config import to_toml
 
@@ -73,8 +72,8 @@ class Station:
     chip: Path
     data: dict[str, Any]
     notify: NotifySocket
-    reader: Pn532Emulator | None = None
-    board: EmulatedEvseBoard | None = None
+    reader: RemotePn532 | None = None
+    board: RemoteEvseBoard | None = None
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def kill_all(self) -> None:

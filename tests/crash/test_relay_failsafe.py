@@ -1,7 +1,8 @@
 """The contactor relay output ends low on every way out of the daemon, with the daemon in a
 process of its own: `ev-terminal run` as the unit's `ExecStart` runs it, on the emulated GPIO
 chip whose line levels outlive the process (as Raspberry Pi OS keeps them), the PN532 and
-Modbus devices emulated on pseudo-terminals, the reference gateway on loopback.
+Modbus devices emulated on pseudo-terminals in a process of their own, the reference gateway on
+loopback.
 
 What each layer covers is in docs/operations.md ("Start-up and fail-safe layers"): a SIGKILL
 or SIGABRT leaves the line where the dead process left it, and the unit's `ExecStopPost=`
@@ -22,8 +23,7 @@ import pytest
 
 from gateway.server import EmbeddedGateway
 from hardware.emulators.gpio_chip import write_line
-from hardware.emulators.modbus_devices import EmulatedEvseBoard, EmulatedSdmMeter, ModbusRtuEmulator
-from hardware.emulators.pn532 import Pn532Emulator
+from hardware.emulators.remote import EmulatorProcess
 from hardware.ports import PilotState
 from hardware.sim.card_script import load_profiles
 from terminal.station import sim_keys
@@ -47,12 +47,12 @@ def station(tmp_path: Path) -> Iterator[Station]:
         gateway = EmbeddedGateway(tmp_path / "gateway.sqlite3")
         gateway.up()
         stack.callback(gateway.close)
-        reader = Pn532Emulator().start()
-        stack.callback(reader.stop)
-        meter = EmulatedSdmMeter(model="sdm630", unit_id=1, energy_wh=1_000_000)
-        board = EmulatedEvseBoard(unit_id=2, state=PilotState.A)
-        line = ModbusRtuEmulator(meter, board).start()
-        stack.callback(line.stop)
+        emulators = stack.enter_context(EmulatorProcess())
+        reader = emulators.pn532()
+        line = emulators.modbus_line(
+            meter={"model": "sdm630", "unit_id": 1, "energy_wh": 1_000_000},
+            board={"unit_id": 2, "state": PilotState.A},
+        )
         chip = tmp_path / "gpiochip"
         chip.mkdir()
         rig = ContactorRig(chip).start()
@@ -76,7 +76,7 @@ def station(tmp_path: Path) -> Iterator[Station]:
         hw["gpio"]["contactor"]["feedback"] = {"pin": FEEDBACK, "active_state": True}
         hw["display"]["port"] = 0
         hw["watchdog"] = {"path": str(watchdog)}
-        station = Station(tmp_path, chip, data, notify, reader=reader, board=board)
+        station = Station(tmp_path, chip, data, notify, reader=reader, board=line.board)
         yield station
         station.kill_all()
 
