@@ -2,7 +2,8 @@
 # The Debian packages the test suite needs beside the Python ones: Chromium (kiosk and portal
 # pages in a real browser), PostgreSQL (the gateway's production back-end; tests start their
 # own server from its binaries) and nginx (the TLS-terminating reverse proxy in front of the
-# gateway), Node.js with npm (the ocpp-rpc CSMS, a second OCPP 2.1 peer). As root, missing
+# gateway), Node.js with npm (the ocpp-rpc CSMS, a second OCPP 2.1 peer), strace (records every
+# path the installed daemon writes under its unit's sandbox). As root, missing
 # ones are installed; otherwise they are named and the run stops.
 set -euo pipefail
 need=()
@@ -11,6 +12,7 @@ command -v chromium >/dev/null || need+=(chromium)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v node >/dev/null && command -v npm >/dev/null || need+=(nodejs npm)
+command -v strace >/dev/null || need+=(strace)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "the tests need these Debian packages: ${need[*]} (run as root, or: sudo apt-get install ${need[*]})" >&2
