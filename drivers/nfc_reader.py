@@ -67,6 +67,7 @@ import nfc.clf.transport
 import nfc.tag
 import nfc.tag.tt4
 
+from drivers.ats import ats_completed
 from drivers.backoff import Backoff
 from hardware.ports import CardGone, CardTarget, ReaderFault
 
@@ -319,7 +320,8 @@ class NfcReader:
             # Type 1 tags (no SDD_RES) carry no NFCID1 we could use; nothing to return.
             return NfcCard(self, uid=bytes(target.sdd_res), tag=None) if target.sdd_res else None
         try:
-            tag = nfc.tag.activate(self._clf, target)
+            with ats_completed(self._clf):  # nfcpy misreads an ATS without TA or TB
+                tag = nfc.tag.activate(self._clf, target)
         except AIR_ERRORS as error:
             log.info("event=card_activation_failed error=%s", type(error).__name__)
             return None

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import threading
+from dataclasses import dataclass
 
 from hardware.ports import CardGone, CardTarget, DeviceFault
 
@@ -51,6 +52,40 @@ WTXM = 1  # ask for one more frame waiting time per S(WTX)
 def frame_waiting_time(fwi: int) -> float:
     """ISO/IEC 14443-4 7.2: FWT = (256 x 16 / fc) x 2^FWI, fc = 13.56 MHz."""
     return 4096 / 13.56e6 * (1 << fwi)
+
+
+@dataclass(frozen=True, slots=True)
+class AtsParameters:
+    """What an ATS tells the reader (ISO/IEC 14443-4 5.2): the card's frame size, its frame
+    waiting time integer, and whether it takes a CID."""
+
+    fsc: int
+    fwi: int
+    cid: bool
+
+
+def parse_ats(ats: bytes) -> AtsParameters:
+    """ISO/IEC 14443-4 5.2.2-5.2.6: TL (the length, itself included), then optionally T0 (bits
+    5-7 say TA, TB, TC follow; bits 1-4 FSCI), TA, TB (FWI in the high nibble), TC (bit 2: CID
+    supported), historical bytes. What is absent takes its default: FSCI 2 (32 bytes), FWI 4,
+    CID supported."""
+    if not ats or ats[0] != len(ats):
+        raise ValueError("an ATS starts with TL, its own length")
+    fsci, fwi, cid = 2, 4, True
+    if len(ats) > 1:
+        t0, at = ats[1], 2
+        fsci = t0 & 0x0F
+        present = [bool(t0 & bit) for bit in (0x10, 0x20, 0x40)]
+        if at + sum(present) > len(ats):
+            raise ValueError("T0 announces interface bytes the ATS does not have")
+        if present[0]:
+            at += 1  # TA: bit rates; only 106 kbit/s is emulated
+        if present[1]:
+            fwi = ats[at] >> 4
+            at += 1
+        if present[2]:
+            cid = bool(ats[at] & 0x02)
+    return AtsParameters(fsc=FRAME_SIZES[min(fsci, 8)], fwi=fwi, cid=cid)
 
 
 def crc_a(data: bytes) -> bytes:
@@ -113,7 +148,11 @@ class Picc:
         technology: Technology = Technology.A,
         sel_res: int | None = None,
         fwi: int = 7,
+        ats: bytes | None = None,
     ) -> None:
+        """`ats`: the card's own ATS (any of the forms ISO/IEC 14443-4 allows, with or without
+        TA/TB/TC); its FWI, frame size and CID support then rule the card. Default: TA, TB
+        (FWI `fwi`) and TC present, FSCI 8 (256 bytes)."""
         uid = bytes(card.uid)
         sizes = (4,) if technology is Technology.B else (4, 7, 10)
         if len(uid) not in sizes:
@@ -128,8 +167,14 @@ class Picc:
             if sel_res is not None
             else (SEL_RES_ISO_DEP if card.iso_dep else SEL_RES_TYPE_2)
         )
-        self.fwt = frame_waiting_time(fwi)
-        self._fwi = fwi
+        self._ats = ats if ats is not None else bytes([0x05, 0x78, 0x80, fwi << 4, 0x02])
+        params = parse_ats(self._ats)
+        if technology is Technology.B:  # ATQB's protocol info rules: 256 bytes, CID supported
+            params = AtsParameters(fsc=256, fwi=fwi, cid=True)
+        self.fsc = params.fsc
+        self.cid_supported = params.cid
+        self.fwt = frame_waiting_time(params.fwi)
+        self._fwi = fwi if technology is Technology.B else params.fwi
         self.gone = False
         self.errors: list[Exception] = []
         self.layer = Layer.IDLE
@@ -224,9 +269,9 @@ class Picc:
         return None
 
     def ats(self) -> bytes:
-        """ISO/IEC 14443-4 5.2: TL, T0 (TA, TB, TC follow; FSCI 8), TA 80h (106 kbit/s only),
-        TB (FWI, SFGI 0), TC 02h (CID supported, no NAD)."""
-        return bytes([0x05, 0x78, 0x80, self._fwi << 4, 0x02])
+        """ISO/IEC 14443-4 5.2. By default TL, T0 (TA, TB, TC follow; FSCI 8), TA 80h (106
+        kbit/s only), TB (FWI, SFGI 0), TC 02h (CID supported, no NAD); else the card's own."""
+        return self._ats
 
     def _type_b_layer3(self, frame: bytes) -> bytes | None:
         if frame[0] == APF and len(frame) >= 3:
@@ -280,7 +325,11 @@ class Picc:
             self._fsd = 256
 
     def _block(self, frame: bytes) -> bytes | None:
+        if len(frame) + 2 > self.fsc:
+            return None  # longer than the card's FSC (with CRC_A): it cannot take it, no answer
         pcb = frame[0]
+        if pcb & PCB_CID and not self.cid_supported:
+            return None  # ISO/IEC 14443-4 7.1.1.2: a PICC without CID ignores blocks with one
         at = 1
         if pcb & PCB_CID:
             at += 1

@@ -6,7 +6,7 @@ frame, resends its last answer on a NACK, and ignores frames with bad checksums 
 sees no ACK). It implements the commands nfcpy's pn532 driver sends when it opens, polls,
 exchanges and closes (nfc/clf/pn532.py, pn53x.py): Diagnose (communication line test),
 GetFirmwareVersion, GetGeneralStatus, ReadRegister/WriteRegister over a CIU register file,
-SetSerialBaudRate (accepted; a pty has no baud rate), SetParameters, SAMConfiguration,
+SetSerialBaudRate, SetParameters, SAMConfiguration,
 PowerDown, RFConfiguration, InListPassiveTarget (106 kbit/s Type A and Type B),
 InCommunicateThru (raw frames to the card: RATS, ISO-DEP blocks, Type B DESELECT/WUPB/ATTRIB,
 Type 2 READ), InDataExchange (APDUs, with ISO-DEP run by the "firmware"), InSelect, InDeselect,
@@ -21,8 +21,27 @@ symlink to the current slave (like udev's /dev/serial/by-id links), which surviv
 Hooks for tests: `present(card)`, `remove()`, `go_silent()`/`resume()` (the chip receives but
 never answers), `unplug()`/`replug()` (a hot-unplug: the pty goes away, the link disappears,
 then a fresh chip appears on the same link). One thread serves the line; `stop()` joins it with
-a bounded timeout. Differences from the chip: a missing card answers "timeout" at once instead
-of after the RF timeout; the baud rate is never changed; only one card is in the field.
+a bounded timeout.
+
+Timing, as the chip keeps it:
+- the ACK follows a command after `ack_delay_s` (1 ms by default; nfcpy's pn532 module says the
+  chip acknowledges within 15 ms and waits 100 ms for it);
+- every frame takes its wire time at the line's baud rate (10 bits a byte: start, 8 data, stop);
+- the RF side takes its time: an InListPassiveTarget that finds no card answers after
+  MxRtyPassiveActivation + 1 unanswered attempts (RFConfiguration item 5; 0xFF, the power-on
+  value, means "until a card comes": no answer until the host cancels with an ACK), of
+  `PASSIVE_ATTEMPT_S` each (an estimate: one REQA/WUPA and its wait); an InCommunicateThru the
+  card does not answer fails after fRetryTimeout (RFConfiguration item 2: 100 us x 2^(n-1), 0
+  means no timeout);
+- an ACK from the host cancels the command still being worked on (its answer is never sent);
+- SetSerialBaudRate changes the chip's baud rate as soon as its answer is on the wire (115200
+  after power-on; nfcpy switches to 921600 where the port allows, and the ACK it sends at the
+  old speed is noise to the chip). With
+  `strict_baud=True` the emulator reads the host's line speed from the pty (termios): bytes
+  sent while the two speeds differ are garbage to the other side, so they are dropped.
+
+Differences from the chip: only one card is in the field; RF exchanges with a card that answers
+take no air time.
 """
 
 from __future__ import annotations
@@ -34,7 +53,9 @@ import os
 import select
 import shutil
 import tempfile
+import termios
 import threading
+import time
 import tty
 from types import TracebackType
 
@@ -54,6 +75,22 @@ from hardware.ports import CardTarget
 JOIN_TIMEOUT_S = 2.0
 SELECT_TIMEOUT_S = 0.5
 APDU_TIMEOUT_S = 1.0  # how long the "firmware" waits for a card during InDataExchange
+ACK_DELAY_S = 0.001
+EARLY_S = 0.002
+PASSIVE_ATTEMPT_S = 0.005
+BITS_PER_BYTE = 10  # HSU frames are 8N1: a start bit, 8 data bits, a stop bit
+POWER_ON_BAUD = 115200
+# SetSerialBaudRate BR byte 0..8 (UM0701-02, SetSerialBaudRate).
+BAUD_RATES = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600, 1288000)
+TERMIOS_SPEEDS = {
+    getattr(termios, f"B{rate}"): rate for rate in BAUD_RATES if hasattr(termios, f"B{rate}")
+}
+# RFConfiguration items: 2 "various timings" (RFU, ATR_RES timeout, fRetryTimeout), 5 "max
+# retries" (MxRtyATR, MxRtyPSL, MxRtyPassiveActivation). Power-on values: fRetryTimeout 0Ah
+# (51.2 ms), MxRtyPassiveActivation FFh (for ever).
+RF_TIMINGS = 0x02
+RF_MAX_RETRIES = 0x05
+RETRY_FOREVER = 0xFF
 
 # GetFirmwareVersion answer (UM0701-02 7.2.2): IC 32h (PN532), version 1.6, supports
 # ISO/IEC 14443 Type A, Type B and ISO 18092 (07h) - what a PN532 v1.6 module reports.
@@ -110,7 +147,11 @@ RESET_REGISTERS = {CIU_TX_MODE: 0x00, CIU_RX_MODE: 0x00, CIU_TX_CONTROL: 0x80, C
 class Pn532Emulator:
     """A PN532 on a pty. Use as a context manager, or `start()` and `stop()`."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, ack_delay_s: float = ACK_DELAY_S, strict_baud: bool = False) -> None:
+        if ack_delay_s < 0:
+            raise ValueError("ack_delay_s must not be negative")
+        self.ack_delay_s = ack_delay_s
+        self.strict_baud = strict_baud
         self._dir = tempfile.mkdtemp(prefix="pn532-")
         self.port = os.path.join(self._dir, "ttyPN532")
         self.commands: collections.Counter[int] = collections.Counter()  # received, by code
@@ -124,6 +165,11 @@ class Pn532Emulator:
         self._silent = False
         self._picc: Picc | None = None
         self._past_errors: list[Exception] = []
+        # (due, data, the baud rate the chip takes once `data` is out, if it changes)
+        self._outbox: collections.deque[tuple[float, bytes, int | None]] = collections.deque()
+        self._line_free_at = 0.0
+        self._baud = POWER_ON_BAUD
+        self._next_baud: int | None = None
         self._power_on_reset()
         self._plug()
 
@@ -167,9 +213,11 @@ class Pn532Emulator:
         *,
         technology: Technology = Technology.A,
         sel_res: int | None = None,
+        ats: bytes | None = None,
     ) -> Picc:
-        """Put `card` in the field (taking away any card already there)."""
-        picc = Picc(card, technology=technology, sel_res=sel_res)
+        """Put `card` in the field (taking away any card already there); `ats` is its own ATS
+        (see `Picc`)."""
+        picc = Picc(card, technology=technology, sel_res=sel_res, ats=ats)
         with self._lock:
             self._take_away()
             self._picc = picc
@@ -181,9 +229,10 @@ class Pn532Emulator:
         *,
         technology: Technology = Technology.A,
         sel_res: int | None = None,
+        ats: bytes | None = None,
     ) -> None:
         """`present`, answering nothing (for a caller in another process)."""
-        self.present(card, technology=technology, sel_res=sel_res)
+        self.present(card, technology=technology, sel_res=sel_res, ats=ats)
 
     def remove(self) -> None:
         """Take the card out of the field; from now on it never answers."""
@@ -219,6 +268,12 @@ class Pn532Emulator:
         with self._lock:
             current = self._picc.errors if self._picc is not None else []
             return [*self._past_errors, *current]
+
+    @property
+    def baud(self) -> int:
+        """The chip's line speed now."""
+        with self._lock:
+            return self._baud
 
     @property
     def card_in_field(self) -> bool:
@@ -258,10 +313,14 @@ class Pn532Emulator:
                 master = self._master
                 if self._generation != generation:
                     parser, generation = HostFrameParser(), self._generation
+                due = self._outbox[0][0] - EARLY_S if self._outbox else None
+                wait = SELECT_TIMEOUT_S if due is None else due - time.monotonic()
             watched = [self._wake_r] if master is None else [self._wake_r, master]
-            readable, _, _ = select.select(watched, [], [], SELECT_TIMEOUT_S)
+            readable, _, _ = select.select(watched, [], [], min(max(wait, 0.0), SELECT_TIMEOUT_S))
             if self._wake_r in readable:
                 os.read(self._wake_r, 512)
+            with self._lock:
+                self._flush_due()
             if master is None or master not in readable:
                 continue
             with self._lock:
@@ -273,16 +332,50 @@ class Pn532Emulator:
                     continue
                 except OSError:
                     data = b""
+                if not self._speeds_match():
+                    continue  # sent at another speed: framing errors, nothing the chip can read
                 for frame in parser.feed(data):
                     self._handle(frame)
+                self._flush_due()
 
-    def _send(self, data: bytes) -> None:
-        if self._master is None:
-            return
-        # The master is non-blocking: if the host stopped reading, the answer is lost, as
-        # bytes sent to a UART nobody reads.
-        with contextlib.suppress(OSError):
-            os.write(self._master, data)
+    def _send(self, data: bytes, *, after_s: float, then_baud: int | None = None) -> None:
+        """Queue `data` to reach the host `after_s` from now plus its wire time, behind what
+        the line is still carrying; `then_baud`: the speed the chip changes to after it."""
+        start = max(time.monotonic() + after_s, self._line_free_at)
+        self._line_free_at = start + len(data) * BITS_PER_BYTE / self._baud
+        self._outbox.append((self._line_free_at, data, then_baud))
+
+    def _flush_due(self) -> None:
+        # Bytes due within the next couple of milliseconds go now: a thread woken for each of
+        # them would, on a loaded machine, come back later than the chip would have sent them.
+        now = time.monotonic() + EARLY_S
+        while self._outbox and self._outbox[0][0] <= now:
+            _, data, then_baud = self._outbox.popleft()
+            if self._master is not None and self._speeds_match():
+                # The master is non-blocking: if the host stopped reading, the answer is lost,
+                # as bytes sent to a UART nobody reads.
+                with contextlib.suppress(OSError):
+                    os.write(self._master, data)
+            if then_baud is not None:
+                self._baud = then_baud
+
+    def _cancel_pending(self) -> None:
+        """Drop what is not on the wire yet (the command it answers was cancelled)."""
+        self._outbox.clear()
+        self._line_free_at = min(self._line_free_at, time.monotonic())
+
+    def _host_baud(self) -> int | None:
+        if self._slave is None:
+            return None
+        try:
+            speed = termios.tcgetattr(self._slave)[4]
+        except termios.error:
+            return None
+        return TERMIOS_SPEEDS.get(speed)
+
+    def _speeds_match(self) -> bool:
+        """Host and chip at one speed (always, unless `strict_baud`)."""
+        return not self.strict_baud or self._host_baud() == self._baud
 
     # -- the chip ------------------------------------------------------------------------------
 
@@ -291,6 +384,13 @@ class Pn532Emulator:
         self._parameters = 0x00
         self._silent = False
         self._last_answer: bytes | None = None
+        self._outbox.clear()
+        self._line_free_at = 0.0
+        self._baud = POWER_ON_BAUD
+        self._next_baud = None
+        self._retry_timeout_index = 0x0A
+        self._passive_retries = RETRY_FOREVER
+        self._rf_time_s: float | None = 0.0
         self._field_off()
 
     def _field_off(self) -> None:
@@ -311,15 +411,22 @@ class Pn532Emulator:
             return
         match frame:
             case Command(code=code, data=data):
-                self._send(ACK)
+                self._cancel_pending()  # one command at a time: a new one ends the last
+                self._send(ACK, after_s=self.ack_delay_s)
+                self._rf_time_s = 0.0
                 answer = self._command(code, data)
                 self._last_answer = SYNTAX_ERROR if answer is None else response_frame(code, answer)
-                self._send(self._last_answer)
+                switch, self._next_baud = self._next_baud, None
+                if self._rf_time_s is not None:  # None: the chip waits until it is cancelled
+                    after = self.ack_delay_s + self._rf_time_s
+                    self._send(self._last_answer, after_s=after, then_baud=switch)
             case Nack():
                 if self._last_answer is not None:
-                    self._send(self._last_answer)
-            case Ack() | BadFrame():
-                pass  # an ACK after an answer, or a frame the chip cannot read: no reply
+                    self._send(self._last_answer, after_s=self.ack_delay_s)
+            case Ack():
+                self._cancel_pending()  # cancels the command in progress, if any
+            case BadFrame():
+                pass  # a frame the chip cannot read: no reply
 
     def _command(self, code: int, data: bytes) -> bytes | None:
         match code:
@@ -336,7 +443,8 @@ class Pn532Emulator:
                 for i in range(0, len(data), 3):
                     self._registers[data[i] << 8 | data[i + 1]] = data[i + 2]
                 return b""
-            case Cmd.SET_SERIAL_BAUD_RATE if data and data[0] <= 8:
+            case Cmd.SET_SERIAL_BAUD_RATE if data and data[0] < len(BAUD_RATES):
+                self._next_baud = BAUD_RATES[data[0]]
                 return b""
             case Cmd.SET_PARAMETERS if data:
                 self._parameters = data[0]
@@ -349,6 +457,10 @@ class Pn532Emulator:
             case Cmd.RF_CONFIGURATION if data:
                 if data[0] == RF_FIELD and len(data) > 1 and not data[1] & 0x01:
                     self._field_off()
+                elif data[0] == RF_TIMINGS and len(data) >= 4:
+                    self._retry_timeout_index = data[3]
+                elif data[0] == RF_MAX_RETRIES and len(data) >= 4:
+                    self._passive_retries = data[3]
                 return b""
             case Cmd.IN_LIST_PASSIVE_TARGET if len(data) >= 2:
                 return self._in_list_passive_target(data[1], data[2:])
@@ -384,6 +496,7 @@ class Pn532Emulator:
             found = picc.activate_a(initiator_data) if picc is not None else None
             if picc is None or found is None:
                 self._registers[CIU_FIFO_DATA] = REQA
+                self._no_target()
                 return bytes([0x00])
             sens_res, sel_res, uid = found
             self._registers[CIU_FIFO_DATA] = 0x00
@@ -396,6 +509,7 @@ class Pn532Emulator:
         if brty == BRTY_106B:
             atqb = picc.activate_b(initiator_data[0] if initiator_data else 0) if picc else None
             if picc is None or atqb is None:
+                self._no_target()
                 return bytes([0x00])
             self._registers[CIU_TX_MODE] = self._registers[CIU_RX_MODE] = (
                 CRC_ENABLE | FRAMING_TYPE_B
@@ -405,10 +519,18 @@ class Pn532Emulator:
             return bytes([0x01, 0x01]) + atqb + bytes([len(attrib_res)]) + attrib_res
         return bytes([0x00])
 
+    def _no_target(self) -> None:
+        """No card answered the activation: the firmware tried MxRtyPassiveActivation + 1
+        times, or keeps trying until the host cancels."""
+        retries = self._passive_retries
+        self._rf_time_s = None if retries == RETRY_FOREVER else (retries + 1) * PASSIVE_ATTEMPT_S
+
     def _in_communicate_thru(self, frame: bytes) -> bytes:
         picc = self._picc
         answer = picc.exchange_frame(frame) if picc is not None and self._field else None
         if picc is None or answer is None:
+            index = self._retry_timeout_index  # fRetryTimeout: 100 us x 2^(n-1), 0 = none
+            self._rf_time_s = None if index == 0 else 100e-6 * (1 << (min(index, 16) - 1))
             return bytes([STATUS_TIMEOUT])
         if not self._registers.get(CIU_RX_MODE, 0) & CRC_ENABLE:
             answer += crc_a(answer)  # the host switched receive CRC checking off (Type 2)

@@ -90,7 +90,7 @@ def test_meter_and_board_hooks_act_in_the_emulator_process(emulators: EmulatorPr
 
 
 def test_an_error_in_the_emulator_process_comes_back_named(emulators: EmulatorProcess) -> None:
-    with pytest.raises(EmulatorError, match="ValueError: unit_id must be 1..247"):
+    with pytest.raises(EmulatorError, match=r"ValueError: unit_id must be 1\.\.247"):
         emulators.modbus_line(board={"unit_id": 0})
     line = emulators.modbus_line(board={"unit_id": 9})
     assert line.board is not None
