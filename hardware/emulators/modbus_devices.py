@@ -8,6 +8,13 @@ Wiring: pymodbus opens a serial *path* at both ends, and a pty's master end has 
 server opens one slave path (`server_port`) and the driver opens the other (`port`). Both
 slaves are kept open here and set raw, so nothing is echoed or lost while either side starts.
 
+The line has the wire's time: the relay hands each chunk over only when the line, at its baud
+rate, would have carried its last character (11 bits a character in RTU: start, 8 data,
+parity or a second stop bit, stop; Modbus over serial line v1.02, 2.5.1), one direction at a
+time as on a two-wire RS-485 pair. A driver whose port is set to another speed than the line
+(read from the pty, termios) is heard as noise by the devices and hears noise from them:
+those bytes are dropped.
+
 The server runs in its own thread with its own asyncio loop; `stop()` shuts it down and joins
 every thread with a bounded timeout. Register contents are refreshed from the emulated device's
 state on every access (pymodbus `SimDevice.action`), so a test sets a value and the next read
@@ -29,6 +36,7 @@ import contextlib
 import os
 import select
 import struct
+import termios
 import threading
 import time
 import tty
@@ -43,6 +51,13 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from hardware.ports import PilotState
 
 JOIN_TIMEOUT_S = 2.0
+RTU_BITS_PER_CHAR = 11
+MIN_WAIT_S = 0.005
+TERMIOS_SPEEDS = {
+    getattr(termios, f"B{rate}"): rate
+    for rate in (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400)
+    if hasattr(termios, f"B{rate}")
+}
 
 # -- Eastron meters (input registers, function code 04, IEEE-754 float32, high word first) ------
 # SDM630-Modbus V2 manual, "Input registers": 30001 phase 1 L-N volts (0x0000), 30007 phase 1
@@ -325,9 +340,12 @@ class EmulatedEvseBoard(EmulatedDevice):
 
 
 class RtuLine:
-    """Two pty pairs joined by a relay thread: a null-modem cable with a path at each end."""
+    """Two pty pairs joined by a relay thread: a null-modem cable with a path at each end,
+    carrying bytes at `baudrate` (None: as fast as the relay goes)."""
 
-    def __init__(self) -> None:
+    def __init__(self, baudrate: int | None = None) -> None:
+        self.baudrate = baudrate
+        self._line_free_at = 0.0
         self._server_master, self._server_slave = os.openpty()
         self._client_master, self._client_slave = os.openpty()
         for fd in (self._server_slave, self._client_slave):
@@ -352,8 +370,31 @@ class RtuLine:
                     data = os.read(fd, 4096)
                 except OSError:  # the other side closed; keep relaying the rest
                     continue
-                if data:
+                if data and self._speed_matches():
+                    self._carry(len(data))
                     os.write(peer[fd], data)
+
+    def _carry(self, size: int) -> None:
+        """Wait until the line has carried `size` characters after what it carries now."""
+        if self.baudrate is None:
+            return
+        start = max(time.monotonic(), self._line_free_at)
+        self._line_free_at = start + size * RTU_BITS_PER_CHAR / self.baudrate
+        delay = self._line_free_at - time.monotonic()
+        # A wait shorter than a loaded machine keeps (a few ms) goes at once: a short frame
+        # arrives a little early rather than much too late; the time still adds up on the line.
+        if delay > MIN_WAIT_S:
+            time.sleep(delay)
+
+    def _speed_matches(self) -> bool:
+        """The driver's end is set to the line's speed (any speed when the line has none)."""
+        if self.baudrate is None:
+            return True
+        try:
+            speed = termios.tcgetattr(self._client_slave)[4]
+        except termios.error:
+            return True
+        return TERMIOS_SPEEDS.get(speed, self.baudrate) == self.baudrate
 
     def stop(self) -> None:
         self._stopping = True
@@ -381,7 +422,8 @@ class ModbusRtuEmulator:
     """pymodbus RTU server for one or more emulated devices, on a pty.
 
     `port` is the path the driver opens. Use as a context manager, or `start()` / `stop()`.
-    `baudrate` only sets pymodbus's frame timing (a pty has no line speed)."""
+    `baudrate` is the line's speed: the wire time of every frame, and the speed the driver must
+    set (see `RtuLine`)."""
 
     def __init__(self, *devices: EmulatedDevice, baudrate: int = 38400) -> None:
         if not devices:
@@ -391,7 +433,7 @@ class ModbusRtuEmulator:
             raise ValueError(f"unit ids must be distinct, got {ids}")
         self.devices = {device.unit_id: device for device in devices}
         self.baudrate = baudrate
-        self._line = RtuLine()
+        self._line = RtuLine(baudrate)
         self.port = self._line.port
         self._ready = threading.Event()
         self._running: _Running | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from fractions import Fraction
 
@@ -168,3 +169,33 @@ def test_bad_settings_name_the_key(change: dict[str, object], key: str) -> None:
     settings: dict[str, object] = {"port": "/dev/ttyUSB0", **change}
     with pytest.raises(ValueError, match=key):
         ModbusMeterSettings(**settings)  # type: ignore[arg-type]
+
+
+def test_a_read_takes_the_wire_time_at_the_lines_baud_rate() -> None:
+    """9600 baud, 11 bits a character: the 8-byte request and the 9-byte answer of a
+    two-register read take 19.5 ms on the wire; each of the meter's four reads waits for it."""
+    device = EmulatedSdmMeter(energy_wh=1_000)
+    with ModbusRtuEmulator(device, baudrate=9600) as emulator:
+        meter = ModbusMeter(
+            ModbusMeterSettings(port=emulator.port, baudrate=9600, timeout_s=1.0, retries=0)
+        )
+        try:
+            started = time.monotonic()
+            assert meter.read().energy_wh == 1_000
+            assert time.monotonic() - started >= 4 * 17 * 11 / 9600
+        finally:
+            meter.close()
+
+
+def test_a_driver_set_to_another_speed_than_the_line_hears_nothing() -> None:
+    device = EmulatedSdmMeter(energy_wh=1_000)
+    with ModbusRtuEmulator(device, baudrate=9600) as emulator:
+        meter = ModbusMeter(
+            ModbusMeterSettings(port=emulator.port, baudrate=19200, timeout_s=0.1, retries=0)
+        )
+        try:
+            with pytest.raises(MeterFault):
+                meter.read()
+            assert device.requests == 0  # the meter heard only noise
+        finally:
+            meter.close()
