@@ -65,6 +65,8 @@ class SessionConfig:
     contactor_check_ms: int = 100
     max_current_a: int = 16
     pilot_release_ms: int = 6_000
+    taper_at_percent: int = 90
+    taper_current_a: int = 6
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -472,12 +474,22 @@ def parse(data: dict[str, Any], *, base: Path, source: Path | None = None) -> Co
         contactor_check_ms=se.duration_ms("contactor_check", 100),
         max_current_a=se.get("max_current", int, 16),
         pilot_release_ms=se.duration_ms("pilot_release", 6_000),
+        taper_at_percent=se.get("taper_at", int, 90),
+        taper_current_a=se.get("taper_current", int, 6),
     )
     # IEC 61851-1 Annex A: the pilot's duty cycle encodes 6 A to 80 A.
     if isinstance(session.max_current_a, bool) or not 6 <= session.max_current_a <= 80:
         raise ConfigError(se.key("max_current"), "must be 6 to 80 (amperes)")
     if not 1_000 <= session.pilot_release_ms <= 30_000:
         raise ConfigError(se.key("pilot_release"), "must be 1s to 30s")
+    if isinstance(session.taper_at_percent, bool) or not (
+        session.taper_at_percent == 0 or 50 <= session.taper_at_percent <= 99
+    ):
+        raise ConfigError(se.key("taper_at"), "must be 0 (never) or 50 to 99 (percent)")
+    if isinstance(session.taper_current_a, bool) or not (
+        6 <= session.taper_current_a <= session.max_current_a
+    ):
+        raise ConfigError(se.key("taper_current"), "must be 6 to max_current (amperes)")
     se.finish()
 
     g = _Section(data, "gateway")

@@ -57,6 +57,17 @@ def build_tariff(config: Config) -> Tariff:
     )
 
 
+def _pwm_control(config: Config) -> bool:
+    """The kiosk drives the pilot's PWM unless `[hardware.vehicle] kind = "gpio"` (a pilot
+    front end the kiosk only reads; docs/drivers.md)."""
+    vehicle = dict(config.hardware.settings).get("vehicle")
+    return not (
+        config.hardware.backend == "pi"
+        and isinstance(vehicle, dict)
+        and vehicle.get("kind") == "gpio"
+    )
+
+
 def build_rules(config: Config, tariff: Tariff) -> Rules:
     cur = config.payment.currency
     s = config.session
@@ -77,6 +88,9 @@ def build_rules(config: Config, tariff: Tariff) -> Rules:
         contactor_check_ms=s.contactor_check_ms,
         max_current_a=s.max_current_a,
         pilot_release_ms=s.pilot_release_ms,
+        pwm_control=_pwm_control(config),
+        taper_at_percent=s.taper_at_percent,
+        taper_current_a=s.taper_current_a,
         offline=offline_policy(config),
     )
 

@@ -157,6 +157,14 @@ class OutOfServiceChanged(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CurrentLimited(Event):
+    """A load manager limits the current the pilot may offer, in amperes (6..80), or lifts its
+    limit (None)."""
+
+    limit_a: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DiagnosticRequested(Event):
     """The console asked for a device test; `request_id` pairs the answer with the request.
     `window_ms` is how long a reader test waits for a card."""
@@ -240,6 +248,7 @@ AnyEvent = (
     | FaultRaised
     | FaultCleared
     | OutOfServiceChanged
+    | CurrentLimited
     | DiagnosticRequested
     | DiagnosticFinished
     | TechnicianActed
@@ -263,6 +272,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     FaultRaised,
     FaultCleared,
     OutOfServiceChanged,
+    CurrentLimited,
     DiagnosticRequested,
     DiagnosticFinished,
     TechnicianActed,

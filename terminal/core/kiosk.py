@@ -53,6 +53,14 @@ class Rules:
     # A normal stop turns the PWM off and waits this long for C→B before it opens the
     # contactor anyway (IEC 61851-1 Annex A gives the vehicle a few seconds to end the load).
     pilot_release_ms: int = 6_000
+    # The kiosk turns the pilot PWM on and off (the EVSE-DIN board). False for a pilot it only
+    # reads (the GPIO variant, a board that makes the pilot itself): there is no PWM to turn
+    # off, so a normal stop opens the contactor at once, as a fault does.
+    pwm_control: bool = True
+    # Near the cost cap the offer drops to `taper_current_a` once the cost reaches this share
+    # of the authorized amount, in percent (0: never; terminal/core/current.py).
+    taper_at_percent: int = 0
+    taper_current_a: int = 6
     record_every_wh: int = 100  # journal the running energy at least this often
     offline: OfflinePolicy = OfflinePolicy()
 
@@ -157,6 +165,7 @@ class Kiosk:
     contactor_closed: bool = False  # as commanded
     register_wh: int | None = None  # last meter register read
     pay_url: str | None = None  # the pay-by-phone code's link the idle screen shows as a QR
+    current_limit_a: int | None = None  # a load manager's limit on the offer (CurrentLimited)
 
     @property
     def available(self) -> bool:

@@ -48,6 +48,7 @@ from terminal.core.actions import (
     WithdrawEnergy,
 )
 from terminal.core.billing import limit_to
+from terminal.core.current import offered_current
 from terminal.core.events import (
     AuthorizationAnswered,
     AuthOutcome,
@@ -55,6 +56,7 @@ from terminal.core.events import (
     CardProblem,
     CardUnreadable,
     ContactorChecked,
+    CurrentLimited,
     Diagnostic,
     DiagnosticFinished,
     DiagnosticRequested,
@@ -257,8 +259,9 @@ def _stop(k: Kiosk, session: Session, e: Event, reason: str) -> Result:
 def _release(k: Kiosk, session: Session, e: Event, reason: str) -> Result:
     """End a session normally: with energy flowing, the PWM goes off first and the contactor
     opens when the vehicle has ended the load (C→B) or `pilot_release_ms` has passed
-    (IEC 61851-1 Annex A); otherwise at once. Faults never come here: they open at once."""
-    if not (k.contactor_closed and k.pilot.wants_energy):
+    (IEC 61851-1 Annex A); otherwise (or with a pilot the kiosk only reads) at once. Faults
+    never come here: they open at once."""
+    if not (k.rules.pwm_control and k.contactor_closed and k.pilot.wants_energy):
         return _stop(k, session, e, reason)
     return replace(k, phase=Charging(session=session, stopping=reason)), (
         WithdrawEnergy(),
@@ -581,7 +584,9 @@ def _hold_approved(k: Kiosk, session: Session, approved: Money, e: Event) -> Res
     if not k.available and k.faults:
         session, abandon = _abandon(k, session, "fault")
         return _rest(k, e.at, *abandon)
-    offer = OfferEnergy(current_a=k.rules.max_current_a)
+    current = offered_current(k.rules, k.current_limit_a, session)
+    session = replace(session, offered_a=current)
+    offer = OfferEnergy(current_a=current)
     if _may_charge(k):
         k2, acts = _begin_charging(k, session, e)
         return k2, (CancelTimer(timer=Timer.AUTHORIZATION), offer, *acts)
@@ -830,6 +835,10 @@ def _sample_charging(k: Kiosk, e: Event) -> Result:
     stopping = isinstance(k.phase, Charging) and k.phase.stopping is not None
     after, top_up = _top_up(k, before, after, e, charging=charging)
     actions: list[Action] = [*top_up]
+    current = offered_current(k.rules, k.current_limit_a, after)
+    if not stopping and after.offered_a is not None and current != after.offered_a:
+        after = replace(after, offered_a=current)  # lower near the cap, back up when raised
+        actions.append(OfferEnergy(current_a=current))
     if after.energy_wh - before.journaled_wh >= k.rules.record_every_wh:
         after = replace(after, amount=_cost(after), journaled_wh=after.energy_wh)
         actions.append(Record(session=after))
@@ -1129,6 +1138,25 @@ def _pay_code_changed(k: Kiosk, e: Event) -> Result:
     return k2, (StartTimer(timer=Timer.PAY_CODE, after_ms=e.valid_ms), *acts)
 
 
+def _current_limited(k: Kiosk, e: Event) -> Result:
+    """A load manager's limit: kept, and applied at once to a session the pilot offers to
+    (not to one whose PWM is already off for a normal stop)."""
+    assert isinstance(e, CurrentLimited)
+    k = replace(k, current_limit_a=e.limit_a)
+    phase = k.phase
+    offering = isinstance(phase, AwaitingVehicle | Suspended) or (
+        isinstance(phase, Charging) and phase.stopping is None
+    )
+    if not offering or not isinstance(phase, AwaitingVehicle | Charging | Suspended):
+        return k, ()
+    session = phase.session
+    current = offered_current(k.rules, k.current_limit_a, session)
+    if session.offered_a is None or current == session.offered_a:
+        return k, ()
+    session = replace(session, offered_a=current)
+    return replace(k, phase=replace(phase, session=session)), (OfferEnergy(current_a=current),)
+
+
 def _technician(k: Kiosk, e: Event) -> Result:
     assert isinstance(e, TechnicianActed)
     return k, (Report(kind=e.kind, detail=e.detail),)
@@ -1217,6 +1245,7 @@ TRANSITIONS: dict[tuple[type, type], Handler] = {
     **{(phase, DiagnosticRequested): _diagnostic_requested for phase in PHASE_TYPES},
     **{(phase, DiagnosticFinished): _diagnostic_finished for phase in PHASE_TYPES},
     **{(phase, TechnicianActed): _technician for phase in PHASE_TYPES},
+    **{(phase, CurrentLimited): _current_limited for phase in PHASE_TYPES},
     (Charging, SignedReadingRequested): _signed_reading_now,
     (Suspended, SignedReadingRequested): _signed_reading_now,
     (AwaitingVehicle, StopRequested): _stop_requested,

@@ -90,6 +90,7 @@ class Session:
     increments: int = 0  # increments asked for (numbers their idempotency keys)
     increment_asked: Money | None = None  # the whole hold an unanswered increment asks for
     increments_over: bool = False  # one was declined or unanswered: the cap stays
+    offered_a: int | None = None  # amperes the pilot offers the session (None: no offer yet)
     meterage: Meterage | None = field(default=None, compare=False)
 
     @property

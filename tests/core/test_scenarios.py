@@ -30,8 +30,10 @@ from terminal.core.events import (
     AuthOutcome,
     CardPresented,
     ContactorChecked,
+    CurrentLimited,
     Event,
     FaultRaised,
+    IncrementAnswered,
     MeterSampled,
     PoweredUp,
     Stamp,
@@ -592,3 +594,94 @@ def test_the_cost_cap_still_stops_at_once_while_the_pwm_is_off() -> None:
     actions = walk.sample(100_000)  # far past any hold
     assert isinstance(actions[0], OpenContactor)
     assert isinstance(walk.kiosk.phase, Finishing | Receipt)
+
+
+# -- the offered current: lowered near the cap, and by a load manager -------------------------
+
+TAPERING = replace(RULES, taper_at_percent=90, taper_current_a=6)
+
+
+def test_the_offer_drops_to_the_taper_current_as_the_cost_cap_nears() -> None:
+    walk = Walk(TAPERING)
+    walk.boot()
+    walk.pilot(PilotState.C)
+    walk.tap()
+    actions = walk.answer(amount=Money(600, EUR))  # 6.00 EUR buys 20 kWh
+    assert of(OfferEnergy, actions) == [OfferEnergy(current_a=16)]
+    offers: list[tuple[int, int]] = []  # (cost in cents when offered, amperes)
+    for _ in range(60):
+        actions = walk.sample(500)  # 0.5 kWh (15 cents) per sample
+        phase = walk.kiosk.phase
+        if not isinstance(phase, Charging):
+            break
+        assert phase.session.meterage is not None
+        cost = phase.session.meterage.total().minor
+        offers += [(cost, offer.current_a) for offer in of(OfferEnergy, actions)]
+    assert isinstance(walk.kiosk.phase, Finishing)
+    assert walk.kiosk.phase.session.end_reason == "cost_cap"
+    (lowered,) = offers  # exactly once, at the first sample at or past 90 % of 6.00 EUR
+    assert lowered == (540, 6)
+
+
+def test_an_approved_increment_lifts_the_lowered_offer() -> None:
+    rules = replace(TAPERING, increment=Money(600, EUR), ceiling=Money(5000, EUR))
+    walk = Walk(rules)
+    walk.boot()
+    walk.pilot(PilotState.C)
+    walk.tap()
+    walk.answer(amount=Money(600, EUR))
+    for _ in range(40):  # the top-up is asked for early; its answer is slow to come
+        actions = walk.sample(500)
+        if OfferEnergy(current_a=6) in actions:
+            break
+    else:
+        raise AssertionError("the offer was never lowered")
+    session = walk.kiosk.session
+    assert session is not None and session.increment_asked is not None
+    walk.event(
+        IncrementAnswered,
+        session_id=session.session_id,
+        outcome=AuthOutcome.APPROVED,
+        amount=session.increment_asked,
+    )
+    actions = walk.sample(100)
+    assert of(OfferEnergy, actions) == [OfferEnergy(current_a=16)]
+
+
+def test_a_load_managers_limit_lowers_the_offer_at_once_and_its_lifting_restores_it() -> None:
+    walk = Walk()
+    walk.charging()
+    actions = walk.event(CurrentLimited, limit_a=10)
+    assert actions == (OfferEnergy(current_a=10),)
+    assert walk.event(CurrentLimited, limit_a=10) == ()  # no change, no write
+    actions = walk.event(CurrentLimited, limit_a=None)
+    assert actions == (OfferEnergy(current_a=RULES.max_current_a),)
+
+
+def test_a_limit_set_between_sessions_rules_the_next_offer() -> None:
+    walk = Walk()
+    walk.boot()
+    assert walk.event(CurrentLimited, limit_a=8) == ()  # nothing offered at rest
+    walk.pilot(PilotState.B)
+    walk.tap()
+    actions = walk.answer()
+    assert of(OfferEnergy, actions) == [OfferEnergy(current_a=8)]
+
+
+def test_a_limit_during_a_normal_stop_offers_nothing() -> None:
+    walk = Walk()
+    walk.charging()
+    walk.tap()  # PWM off, waiting for C->B
+    assert walk.event(CurrentLimited, limit_a=10) == ()
+
+
+def test_with_a_pilot_the_kiosk_only_reads_a_normal_stop_opens_at_once() -> None:
+    """The GPIO pilot variant: the board makes the PWM, so there is none to turn off first."""
+    walk = Walk(replace(RULES, pwm_control=False))
+    walk.charging()
+    walk.sample(1_000)
+    actions = walk.tap()
+    assert isinstance(actions[0], OpenContactor)
+    assert not of(StartTimer, actions) or all(
+        timer.timer is not Timer.PILOT_RELEASE for timer in of(StartTimer, actions)
+    )

@@ -41,6 +41,7 @@ from hardware.emulators.remote import (
 from hardware.ports import PilotState
 from hardware.sim.card_script import load_profiles
 from terminal.config import Config, parse
+from terminal.core.events import CurrentLimited
 from terminal.service import SWITCH_INTERVAL_S
 from terminal.shell.daemon import Daemon
 from terminal.shell.devices import Devices
@@ -265,3 +266,33 @@ def test_an_rcd_trip_opens_the_relay_in_the_input_callback(kiosk: Kiosk) -> None
     kiosk.factory.pin(RCD).drive_high()  # the RCD's contact opens
     assert not kiosk.relay_closed  # opened before drive_high returned
     _ends_safely(kiosk, "rcd_trip", "rcd")
+
+
+def _charge_to(kiosk: Kiosk, kwh: int) -> None:
+    kiosk.meter.set_energy_wh(START_WH + kwh * 1_000)
+    kiosk.page.wait_for_selector(f'#fields td.value:text-is("{kwh}.00 kWh")', timeout=WAIT_S * 1000)
+
+
+def test_the_offered_current_drops_on_the_boards_register_as_the_cost_cap_nears(
+    kiosk: Kiosk,
+) -> None:
+    """50.00 EUR held at 0.3907 EUR/kWh incl. VAT: 90 % (45.00 EUR) is passed at 116 kWh. The
+    steps stay small enough that the next one never passes the cap (that would stop first)."""
+    kiosk.start_charging("taper")
+    assert kiosk.board.current_a == 16
+    for kwh in (20, 40, 60, 80, 100, 110):
+        _charge_to(kiosk, kwh)
+        assert kiosk.board.current_a == 16
+    _charge_to(kiosk, 116)
+    until(lambda: kiosk.board.current_a == 6, "the board's current register at 6 A")
+    assert kiosk.relay_closed  # still charging, at the lower current
+    kiosk.tap()
+    until(lambda: not kiosk.relay_closed, "relay open after the car ended the load")
+
+
+def test_a_load_managers_limit_reaches_the_boards_current_register(kiosk: Kiosk) -> None:
+    kiosk.start_charging("limit")
+    kiosk.daemon.post(CurrentLimited(limit_a=10, **kiosk.daemon.stamp()))
+    until(lambda: kiosk.board.current_a == 10, "the board's current register at 10 A")
+    kiosk.daemon.post(CurrentLimited(limit_a=None, **kiosk.daemon.stamp()))
+    until(lambda: kiosk.board.current_a == 16, "the board's current register back at 16 A")

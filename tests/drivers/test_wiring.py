@@ -25,7 +25,7 @@ from launcher.cli import main as cli_main
 from terminal.config import Config, parse
 from terminal.core.events import Event, FaultCleared, FaultRaised
 from terminal.errors import ConfigError
-from terminal.station import sim_keys
+from terminal.station import build_rules, build_tariff, sim_keys
 from terminal.wiring import FaultInterlock, SignalledDisplay, build_devices, pi_settings
 from tests.drivers.pi_config import EXAMPLE, example_pi_data, example_pi_toml
 
@@ -166,6 +166,16 @@ def test_gpio_vehicle_keys_with_codes() -> None:
         2: PilotState.B,
         3: PilotState.C,
     }
+
+
+def test_the_kiosk_drives_the_pwm_on_the_evse_board_and_only_reads_a_gpio_pilot() -> None:
+    """A normal stop waits for C->B only where the kiosk can turn the PWM off."""
+    data = example_pi_data()
+    config = load(data)
+    assert build_rules(config, build_tariff(config)).pwm_control
+    data["hardware"]["vehicle"] = {"kind": "gpio", "pins": [12, 13, 16]}
+    config = load(data)
+    assert not build_rules(config, build_tariff(config)).pwm_control
 
 
 @pytest.mark.parametrize(
