@@ -68,19 +68,15 @@ def line() -> Iterator[tuple[Pn532Emulator, serial.Serial]]:
         port.close()
 
 
-def test_the_ack_comes_after_the_chips_delay_and_nfcpy_takes_it_in_its_window() -> None:
-    with Pn532Emulator(ack_delay_s=0.02) as emulator:
-        with serial.Serial(emulator.port, 115200, timeout=1.0) as raw:
-            sent = time.monotonic()
-            raw.write(GET_FIRMWARE_VERSION)
-            assert raw.read(len(ACK)) == ACK
-            assert time.monotonic() - sent >= 0.02
-        reader = NfcReader(emulator.port, backoff=FAST_BACKOFF)
-        try:
-            emulator.present(load_named("visa").card())
-            assert reader.poll(POLL_S) is not None
-        finally:
-            reader.close()
+def test_the_ack_comes_after_the_chips_delay() -> None:
+    with (
+        Pn532Emulator(ack_delay_s=0.02) as emulator,
+        serial.Serial(emulator.port, 115200, timeout=1.0) as raw,
+    ):
+        sent = time.monotonic()
+        raw.write(GET_FIRMWARE_VERSION)
+        assert raw.read(len(ACK)) == ACK
+        assert time.monotonic() - sent >= 0.02
 
 
 def test_an_ack_later_than_nfcpys_window_is_a_reader_that_does_not_open() -> None:
