@@ -270,6 +270,26 @@ class CommandAnswerAnswer(Strict):
     status: Literal["answered"]
 
 
+class OpenAuthorization(Strict):
+    authorization_id: str
+    status: Literal["approved", "pending"] = Field(
+        description="approved: a hold in force; pending: the hold is being asked for"
+    )
+    amount: Amount = Field(description="what is held (or asked for, while pending)")
+    created_at: str
+
+
+class OpenAuthorizationsAnswer(Strict):
+    """A terminal's holds still open at the gateway, and the newest authorization it sent:
+    what its kiosk checks its journal against at start-up."""
+
+    terminal_id: str
+    authorizations: list[OpenAuthorization]
+    newest_authorization_id: str | None = Field(
+        description="the last authorization the gateway saw from this terminal"
+    )
+
+
 class ErrorBody(Strict):
     code: str
     message: str

@@ -28,7 +28,7 @@ from terminal.protection.module import ProtectionModule
 from terminal.shell.acquire import CardAcquirer
 from terminal.shell.daemon import Daemon
 from terminal.shell.devices import Devices
-from terminal.shell.journal import Journal
+from terminal.shell.journal_damage import open_journal
 from terminal.shell.local_lists import LocalLists
 from terminal.shell.notify import Notifier
 from terminal.shell.signed_readings import MeterIdentity, ReadingSigner
@@ -162,7 +162,10 @@ def build_daemon(
     new_id: Callable[[], str] | None = None,
     notifier: Notifier | None = None,
 ) -> Daemon:
-    journal = Journal(config.data_dir / "journal.sqlite3")
+    # A damaged journal is set aside and a new one opened (journal_damage.py): the daemon
+    # starts with the fault `journal_damaged` until the gateway's open holds are reconciled.
+    opened = open_journal(config.data_dir / "journal.sqlite3", config.station.id)
+    journal = opened.journal
     # Keys that cannot be loaded are a device fault (out of service, on the console, an event
     # to the gateway), not a crash at start-up: the journal still settles what it holds.
     protection: ProtectionModule | None = None
@@ -239,6 +242,7 @@ def build_daemon(
         terminal_id=config.station.id,
         acquire=acquirer,
         key_problem=key_problem,
+        journal_damage=opened.damage,
         notifier=notifier,
         signer=signer,
         lists=lists,

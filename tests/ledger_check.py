@@ -31,10 +31,13 @@ def assert_records_agree(
     moves: list[dict[str, Any]],
     *,
     refused: set[str] | frozenset[str] = frozenset(),
+    lost: set[str] | frozenset[str] = frozenset(),
 ) -> None:
     """The journals' sessions (of one kiosk or several) against the gateway's ledger rows.
     `refused`: sessions whose capture or void the gateway refused for good (the journal
-    knows, and raised an event): they hold nothing and moved no money."""
+    knows, and raised an event): they hold nothing and moved no money. `lost`: authorizations
+    a damaged journal took with it (set aside, or a lost `-wal`): each ended exactly once, as
+    captured before the loss or released after it (`journal_lost`), and holds nothing."""
     journal = {row["session_id"]: row for row in sessions}
     ledger = {row["id"]: row for row in authorizations}
     holds = Counter(m["authorization_id"] for m in moves if m["kind"] == "hold")
@@ -77,10 +80,17 @@ def assert_records_agree(
         else:
             assert at_gateway is None or at_gateway["status"] == "declined"
             assert holds[sid] == 0
+    for sid in lost:
+        row = ledger[sid]
+        assert row["status"] in ("captured", "voided", "declined", "failed"), (sid, row)
+        assert holds[sid] == ends[sid], sid  # nothing left held
+        if row["void_reason"] == "journal_lost":
+            assert not [m for m in moves if m["authorization_id"] == sid and m["kind"] == "capture"]
+
     # And the gateway holds nothing the terminal does not know about, but holds paid on the
     # web that never became a session (the kiosk said "not started", or never got the start
     # before the code expired): each of those was released.
-    for aid in set(holds) - set(journal):
+    for aid in set(holds) - set(journal) - set(lost):
         assert ledger[aid]["card_kind"] in WEB_KINDS, aid
         assert ledger[aid]["status"] == "voided" and ends[aid] == holds[aid], aid
     # Nothing is left half-done at the gateway: no processor step without its outcome.

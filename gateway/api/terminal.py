@@ -20,10 +20,12 @@ from gateway import wire
 from gateway.api.identity import Caller
 from gateway.api.requests import TerminalRequests, error
 from gateway.ledger.idempotency import StoredAnswer
+from gateway.ledger.store import aware
 from gateway.payments import Payments, Refusal
 from terminal import ocmf
 
 AuthorizationId = Annotated[str, Path(pattern=wire.ID_PATTERN)]
+TerminalId = Annotated[str, Path(min_length=1, max_length=64)]
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -236,6 +238,38 @@ def terminal_routes(payments: Payments, frame: TerminalRequests) -> APIRouter:
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers={"ETag": etag})
         return JSONResponse(content=body, headers={"ETag": etag})
+
+    @router.get(
+        "/v1/terminals/{terminal_id}/open-authorizations",
+        response_model=wire.OpenAuthorizationsAnswer,
+        responses={401: {"model": wire.ErrorAnswer}, 403: {"model": wire.ErrorAnswer}},
+    )
+    def open_authorizations(terminal_id: TerminalId, request: Request) -> JSONResponse:
+        """The terminal's holds still open and the newest authorization it sent (its kiosk
+        checks its journal against them at start-up). Only its own: another's is 403."""
+        caller = frame.caller(request)
+        if isinstance(caller, JSONResponse):
+            return caller
+        if (refused := frame.named_terminal(caller, terminal_id)) is not None:
+            return refused
+        rows, newest = ledger.terminal_open_holds(terminal_id)
+        answer = wire.OpenAuthorizationsAnswer(
+            terminal_id=terminal_id,
+            authorizations=[
+                wire.OpenAuthorization(
+                    authorization_id=row.id,
+                    status=row.status,
+                    amount=wire.Amount(
+                        minor=int(row.amount_authorized or row.amount_requested),
+                        currency=row.currency,
+                    ),
+                    created_at=aware(row.created_at).isoformat(),
+                )
+                for row in rows
+            ],
+            newest_authorization_id=newest,
+        )
+        return JSONResponse(content=answer.model_dump(mode="json"))
 
     @router.get(
         "/v1/authorizations/{authorization_id}",

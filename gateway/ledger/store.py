@@ -22,7 +22,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from gateway.ledger.batches import writer_for
 from gateway.ledger.schema import (
+    APPROVED,
     CAPTURED,
+    PENDING,
     authorizations,
     events,
     idempotency,
@@ -34,6 +36,8 @@ from gateway.ledger.schema import (
     webhook_events,
 )
 
+# The card kinds of a terminal's own authorization requests (`wire.CardIn.kind`).
+TERMINAL_CARD_KINDS = ("payment", "id_token")
 IDEMPOTENCY_RETENTION = timedelta(hours=48)  # keys are kept at least 24 h (we keep 48 h)
 
 
@@ -220,6 +224,34 @@ class Ledger:
         )
         with self.engine.connect() as conn:
             return {(row[0], row[1]): int(row[2]) for row in conn.execute(query)}
+
+    def terminal_open_holds(self, terminal_id: str) -> tuple[list[sa.Row[Any]], str | None]:
+        """One terminal's holds still open (approved, or being asked for), oldest first, and
+        the id of the newest authorization it ever sent: what its kiosk checks its journal
+        against at start-up (`GET /v1/terminals/{id}/open-authorizations`). Only the holds
+        the terminal asked for itself (a card or token at the kiosk): a hold paid on the web
+        is the gateway's until the kiosk has journaled its start command."""
+        a = authorizations.c
+        asked_by_terminal = a.card_kind.in_(TERMINAL_CARD_KINDS)
+        with self.engine.connect() as conn:
+            rows = list(
+                conn.execute(
+                    sa.select(authorizations)
+                    .where(
+                        a.terminal_id == terminal_id,
+                        asked_by_terminal,
+                        a.status.in_((APPROVED, PENDING)),
+                    )
+                    .order_by(a.created_at, a.id)
+                )
+            )
+            newest = conn.execute(
+                sa.select(a.id)
+                .where(a.terminal_id == terminal_id, asked_by_terminal)
+                .order_by(a.created_at.desc(), a.id.desc())
+                .limit(1)
+            ).scalar()
+        return rows, None if newest is None else str(newest)
 
     def flag_stale(self, older_than: datetime) -> int:
         """Flag approved holds older than `older_than` that nobody settled."""

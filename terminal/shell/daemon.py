@@ -49,6 +49,7 @@ from terminal.shell.devices import Devices
 from terminal.shell.diagnostics import Diagnostics
 from terminal.shell.executor import Executor, Timers
 from terminal.shell.journal import JOURNAL_FULL, RESERVE_PAGES, Journal
+from terminal.shell.journal_damage import JOURNAL_DAMAGED
 from terminal.shell.local_lists import LocalLists
 from terminal.shell.notify import Notifier
 from terminal.shell.signed_readings import ReadingSigner
@@ -111,9 +112,11 @@ class Daemon:
         words: tuple[Words, tuple[Words, ...]] | None = None,
         key_problem: str | None = None,
         offer: Offer | None = None,
+        journal_damage: str | None = None,
     ) -> None:
         self.devices = devices
         self._key_problem = key_problem
+        self._journal_damage = journal_damage
         self.lists = lists
         self.journal = journal
         self.clock = clock
@@ -260,6 +263,9 @@ class Daemon:
         self.commands.replay()
         if self._key_problem is not None:
             self._keys_fault(self._key_problem)
+        if self._journal_damage is not None:
+            # Out of service until the sender has released the holds the journal lost.
+            self.post(FaultRaised(fault=JOURNAL_DAMAGED, **self.stamp()))
         # A vehicle already plugged in at start-up is no change to its link: say where it is.
         try:
             pilot = self.devices.vehicle.state()

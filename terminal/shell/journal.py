@@ -120,6 +120,18 @@ MIGRATIONS: tuple[str, ...] = (
         answered INTEGER NOT NULL DEFAULT 0
     );
     """,
+    # 4: the journal's identity (one row): made once, when the journal is created (or first
+    # opened by this version), and bound to the terminal that writes it (`Journal.identity`).
+    """
+    CREATE TABLE journal_identity (
+        one INTEGER PRIMARY KEY CHECK (one = 1),
+        journal_id TEXT NOT NULL,
+        terminal_id TEXT,
+        created_at TEXT NOT NULL
+    );
+    INSERT INTO journal_identity (one, journal_id, created_at)
+        VALUES (1, lower(hex(randomblob(16))), strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
+    """,
 )
 
 PENDING = "pending"
@@ -156,6 +168,17 @@ class _Connection(sqlite3.Connection):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class JournalIdentity:
+    """Which journal this is: a random id made with it, the terminal it belongs to, when it
+    was made, and whether it was made by this open (a new, empty journal)."""
+
+    journal_id: str
+    terminal_id: str
+    created_at: str
+    new: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OutboxRow:
     seq: int
     lane: str  # the session id, or "events"
@@ -184,6 +207,7 @@ class Journal:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._max_pages: int | None = None
+        self.new = False  # set by the first migration: this open made the journal
         self.reserve = Reserve(path.parent)
         if self.reserve.present() and self.reserve.free_bytes() < self.reserve.margin:
             # A disk that filled while the kiosk was off: open and recover from the reserve
@@ -312,6 +336,13 @@ class Journal:
     def _migrate(self) -> None:
         conn = self._conn()
         version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise JournalError(f"journal schema {version} is newer than this version knows")
+        if version == 0:
+            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            if tables:
+                raise JournalError("not a journal: a database with other tables")
+            self.new = True
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             conn.executescript(f"BEGIN; {script}; PRAGMA user_version={number}; COMMIT;")
 
@@ -320,6 +351,45 @@ class Journal:
         rows = self._conn().execute("PRAGMA integrity_check").fetchall()
         if [r[0] for r in rows] != ["ok"]:
             raise JournalError(f"integrity check failed: {rows[0][0]}")
+
+    def identity(self, terminal_id: str) -> JournalIdentity:
+        """This journal's identity, bound to `terminal_id` the first time it is asked for;
+        JournalError if the journal belongs to another terminal (a wrong file)."""
+        with self.atomic():
+            conn = self._conn()
+            conn.execute(
+                "UPDATE journal_identity SET terminal_id=? WHERE terminal_id IS NULL",
+                (terminal_id,),
+            )
+            row = conn.execute(
+                "SELECT journal_id, terminal_id, created_at FROM journal_identity"
+            ).fetchone()
+        if row is None:
+            raise JournalError("the journal has no identity row")
+        if row["terminal_id"] != terminal_id:
+            raise JournalError(f"the journal of terminal {row['terminal_id']}, not {terminal_id}")
+        return JournalIdentity(
+            journal_id=row["journal_id"],
+            terminal_id=terminal_id,
+            created_at=row["created_at"],
+            new=self.new,
+        )
+
+    def knows(self, authorization_id: str) -> bool:
+        """Whether the journal has this authorization (a session, an outbox lane, or the hold
+        of a command from the gateway): every
+        authorization the gateway holds from this terminal was journaled before it was sent,
+        so an intact journal knows them all."""
+        conn = self._conn()
+        return (
+            conn.execute(
+                "SELECT 1 FROM sessions WHERE session_id=?"
+                " UNION ALL SELECT 1 FROM outbox WHERE lane=?"
+                " UNION ALL SELECT 1 FROM commands WHERE session_id=? LIMIT 1",
+                (authorization_id, authorization_id, authorization_id),
+            ).fetchone()
+            is not None
+        )
 
     # -- room -------------------------------------------------------------------------------
     def cap_pages(self, pages: int) -> None:

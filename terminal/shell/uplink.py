@@ -15,16 +15,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
 from hardware.clock import Clock
 from terminal.core.bill_wire import bill_from_wire, bill_to_wire
 from terminal.core.billing import limit_to
-from terminal.core.events import AuthorizationAnswered, AuthOutcome, Event, IncrementAnswered
+from terminal.core.events import (
+    AuthorizationAnswered,
+    AuthOutcome,
+    Event,
+    FaultCleared,
+    IncrementAnswered,
+)
 from terminal.errors import GatewayRefused, JournalFull, UplinkError
 from terminal.money import MINOR_UNITS, Money
 from terminal.shell.journal import DONE, FAILED, Journal, OutboxRow
+from terminal.shell.journal_damage import JOURNAL_DAMAGED, reconcile
 from terminal.shell.local_lists import ListsError, LocalLists
 
 log = logging.getLogger("ev_terminal.uplink")
@@ -237,6 +245,10 @@ class Sender:
         self.sync_every_ms = sync_every_ms
         self._next_sync_ms: int | None = None
         self.on_settlement: SettlementHook | None = None  # OCPP NotifySettlement
+        # Once per start: the gateway's open holds against the journal (journal_damage.py).
+        self.reconciled = False
+        self._reconcile_attempts = 0
+        self._next_reconcile_ms = 0
 
     def now_ms(self) -> int:
         return int(self.clock.now().timestamp() * 1000)
@@ -297,8 +309,39 @@ class Sender:
         except (UplinkError, ListsError) as exc:
             log.info("event=lists_sync_failed error=%s", exc)
 
+    def reconcile_once(self) -> bool:
+        """Ask the gateway for this terminal's open holds and settle the ones the journal
+        does not know (`journal_damage.reconcile`), once per start; retried with back-off
+        while the gateway does not answer. Then the fault `journal_damaged` (if the journal
+        was set aside at start) clears. Whether it is done."""
+        if self.reconciled or not self.terminal_id:
+            return True  # done, or a sender that speaks for no terminal (a bench's)
+        now = self.clock.monotonic_ms()
+        if now < self._next_reconcile_ms:
+            return False
+        path = f"/v1/terminals/{quote(self.terminal_id, safe='')}/open-authorizations"
+        try:
+            data, _ = self.client.get_if_changed(path, None)
+            if data is None:
+                raise UplinkError("no body")
+            done = reconcile(self.journal, data, terminal_id=self.terminal_id, at=self.clock.now())
+        except (UplinkError, ValueError) as exc:
+            self._next_reconcile_ms = now + self._backoff_ms(self._reconcile_attempts)
+            self._reconcile_attempts += 1
+            log.warning("event=reconcile_failed error=%s", exc)
+            return False
+        self.reconciled = True
+        log.info("event=reconciled released=%d behind=%s", len(done.released), done.behind)
+        self.post(
+            FaultCleared(
+                fault=JOURNAL_DAMAGED, at_ms=self.clock.monotonic_ms(), at=self.clock.now()
+            )
+        )
+        return True
+
     def drain_once(self) -> SendResult:
         self.sync_lists()
+        self.reconcile_once()
         sent = failed = 0
         for row in self.journal.due(self.now_ms()):
             if not self.journal.still_pending(row.seq):

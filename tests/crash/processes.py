@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import signal
 import socket
 import sqlite3
@@ -22,6 +23,18 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 START_TIMEOUT_S = 20.0
 STEP_TIMEOUT_S = 30.0
+
+
+def kiosk_config(work: Path, name: str, **session: str) -> Path:
+    """deploy/terminal.toml for terminal `name`, sampling every 10 s (and other `[session]`
+    keys replaced), written into `work`."""
+    text = (ROOT / "deploy" / "terminal.toml").read_text()
+    text = re.sub(r'(?m)^id = ".*?"', f'id = "{name}"', text)
+    for key, value in {"sample_interval": "10s", **session}.items():
+        text = re.sub(rf'(?m)^{key} = ".*?"', f'{key} = "{value}"', text)
+    path = work / f"{name}.toml"
+    path.write_text(text)
+    return path
 
 
 def free_port() -> int:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import threading
 import time
 from collections import Counter
@@ -30,7 +29,7 @@ from terminal.config import load
 from terminal.money import Money
 from terminal.protection.keys import provision_fleet
 from terminal.station import build_tariff
-from tests.crash.processes import ROOT, GatewayProcess, KioskProcess
+from tests.crash.processes import GatewayProcess, KioskProcess, kiosk_config
 from tests.ledger_check import assert_records_agree
 
 KIOSKS = 2
@@ -149,15 +148,6 @@ def delivered_per_authorization(
     }
 
 
-def _config(work: Path, name: str) -> Path:
-    text = (ROOT / "deploy" / "terminal.toml").read_text()
-    text = re.sub(r'(?m)^id = ".*?"', f'id = "{name}"', text)
-    text = re.sub(r'(?m)^sample_interval = ".*?"', 'sample_interval = "10s"', text)
-    path = work / f"{name}.toml"
-    path.write_text(text)
-    return path
-
-
 def test_sigkill_at_random_points_loses_nothing_and_charges_exactly(tmp_path: Path) -> None:
     seed = int(os.environ.get("EV_CRASH_SEED", time.time_ns() % 10**9))
     kills_wanted = int(os.environ.get("EV_CRASH_KILLS", "200"))
@@ -168,7 +158,7 @@ def test_sigkill_at_random_points_loses_nothing_and_charges_exactly(tmp_path: Pa
     runs = [
         Run(
             kiosk=KioskProcess(
-                config=_config(tmp_path, name),
+                config=kiosk_config(tmp_path, name),
                 data=tmp_path / name,
                 gateway_url=gateway.url,
                 key_dir=tmp_path / "keys" / "devices" / name,
@@ -206,7 +196,7 @@ def test_sigkill_at_random_points_loses_nothing_and_charges_exactly(tmp_path: Pa
         assert unsent == [], f"seed {seed}: {unsent[:3]}"
 
     # Every capture is the priced energy the hardware delivered, and no energy went unbilled.
-    config = load(_config(tmp_path, "K1"))
+    config = load(kiosk_config(tmp_path, "K1"))
     tariff = build_tariff(config)
     start = datetime(2026, 1, 1, tzinfo=UTC)
     for run in runs:
