@@ -6,6 +6,12 @@ elsewhere (`--gateway URL`). It reads script steps from stdin, one or more a lin
 `simulate` script language, without `gateway down|up`), runs each line until the kiosk settles
 and answers `ok` (or `error <why>`) on stdout. Kill it at any moment and start it again on the
 same data directory: it recovers as a kiosk does after a power loss. End of input stops it.
+
+`--pause-at POINT:KIND` aims a crash test's kill: when the sender reaches POINT ("committed":
+the request is journaled, not sent; "answered": the gateway's answer is in, not journaled) for
+a KIND request (authorize, increment, capture, void), the process says `paused POINT KIND
+SESSION` and stops there until it is killed. `--threaded` runs the daemon as in service,
+on its own threads (`launcher/sim_threads.py`).
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from hardware.sim.contactor import SimContactor
@@ -24,6 +32,7 @@ from launcher.simulate import Simulation, parse_script
 from terminal import config as config_mod
 from terminal.errors import ConfigError, DirectoryInUse, ScriptError
 from terminal.shell.dir_lock import DirectoryLock, lock_directories
+from terminal.shell.journal import OutboxRow
 from terminal.station import SimHardware
 
 HARDWARE_DIR = "hardware"
@@ -91,6 +100,26 @@ def _open(
     )
 
 
+POINTS = ("committed", "answered")
+
+
+def pause_at(spec: str) -> tuple[str, str]:
+    """`POINT:KIND` of `--pause-at`."""
+    point, _, kind = spec.partition(":")
+    if point not in POINTS or kind not in ("authorize", "increment", "capture", "void"):
+        raise argparse.ArgumentTypeError(f"{spec!r}: POINT:KIND, POINT one of {POINTS}")
+    return point, kind
+
+
+def _pausing(point: str, kind: str) -> Callable[[str, OutboxRow], None]:
+    def hook(reached: str, row: OutboxRow) -> None:
+        if (reached, row.kind) == (point, kind):
+            _say(f"paused {point} {kind} {row.lane}")
+            threading.Event().wait()  # until SIGKILL
+
+    return hook
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ev-terminal sim-kiosk", description=__doc__)
     parser.add_argument("--config", type=Path, default=Path("deploy/terminal.toml"))
@@ -98,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gateway", required=True, help="the gateway's base URL")
     parser.add_argument("--keys", type=Path, default=None, help="the device's key dir")
     parser.add_argument("--id-prefix", default="sim", help="first part of every session id")
+    parser.add_argument(
+        "--pause-at", type=pause_at, default=None, help="POINT:KIND where to stop (crash tests)"
+    )
+    parser.add_argument("--threaded", action="store_true", help="Daemon.run on its threads")
     args = parser.parse_args(argv)
     logging.basicConfig(
         stream=sys.stderr, level=logging.WARNING, format="level=%(levelname)s %(message)s"
@@ -107,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"config error: {exc}\n")
         return 2
+    hook = _pausing(*args.pause_at) if args.pause_at is not None else None
+    if args.threaded:
+        return _threaded(config, args.data, args.gateway, args.keys, args.id_prefix, hook)
     try:
         sim = open_kiosk(
             config, args.data, args.gateway, key_dir=args.keys, id_prefix=args.id_prefix
@@ -114,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     except DirectoryInUse as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 3
+    sim.daemon.sender.on_point = hook
     cards = set(sim.profiles)
     _say("ready")
     try:
@@ -130,6 +167,62 @@ def main(argv: list[str] | None = None) -> int:
         for part in (sim.clock, sim.hardware.plant):
             if isinstance(part, StoredClock | StoredPlant):
                 part.close()
+    return 0
+
+
+def _threaded(  # noqa: PLR0917 - main's parsed arguments, passed on
+    config: config_mod.Config,
+    data_dir: Path,
+    gateway_url: str,
+    key_dir: Path | None,
+    id_prefix: str,
+    hook: Callable[[str, OutboxRow], None] | None,
+) -> int:
+    from launcher.sim_threads import ThreadedKiosk  # noqa: PLC0415 - only with --threaded
+
+    if key_dir is None:
+        sys.stderr.write("error: --threaded needs --keys\n")
+        return 2
+    try:
+        locks = lock_directories(data_dir, key_dir)
+    except DirectoryInUse as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 3
+    clock, plant = stored_plant(data_dir / HARDWARE_DIR)
+    hardware = SimHardware(
+        plant=plant,
+        reader=SimReader(),
+        contactor=SimContactor(plant),
+        meter=SimMeter(plant),
+        vehicle=StoredVehicle(plant),
+        display=SimDisplay(),
+    )
+    kiosk = ThreadedKiosk(
+        config=config,
+        data_dir=data_dir,
+        gateway_url=gateway_url,
+        key_dir=key_dir,
+        hardware=hardware,
+        clock=clock,
+        id_prefix=id_prefix,
+        on_point=hook,
+    )
+    try:
+        kiosk.start()
+        _say("ready")
+        for line in sys.stdin:
+            try:
+                kiosk.run_line(line.strip())
+            except ScriptError as exc:
+                _say(f"error {exc}")
+                continue
+            _say("ok")
+    finally:
+        kiosk.stop()
+        clock.close()
+        plant.close()
+        for lock in locks:
+            lock.release()
     return 0
 
 

@@ -41,6 +41,12 @@ class SimReader:
             self.presented.append(card)
             self._cond.notify_all()
 
+    @property
+    def pending(self) -> bool:
+        """A card is presented and not read yet."""
+        with self._cond:
+            return self._pending is not None
+
     def remove(self) -> None:
         with self._cond:
             self._pending = None

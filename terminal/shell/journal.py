@@ -355,15 +355,16 @@ class Journal:
     def identity(self, terminal_id: str) -> JournalIdentity:
         """This journal's identity, bound to `terminal_id` the first time it is asked for;
         JournalError if the journal belongs to another terminal (a wrong file)."""
-        with self.atomic():
-            conn = self._conn()
-            conn.execute(
-                "UPDATE journal_identity SET terminal_id=? WHERE terminal_id IS NULL",
-                (terminal_id,),
-            )
-            row = conn.execute(
-                "SELECT journal_id, terminal_id, created_at FROM journal_identity"
-            ).fetchone()
+        conn = self._conn()
+        select = "SELECT journal_id, terminal_id, created_at FROM journal_identity"
+        row = conn.execute(select).fetchone()
+        if row is not None and row["terminal_id"] is None:
+            with self.atomic():  # written once: a start on a bound journal writes nothing
+                conn.execute(
+                    "UPDATE journal_identity SET terminal_id=? WHERE terminal_id IS NULL",
+                    (terminal_id,),
+                )
+                row = conn.execute(select).fetchone()
         if row is None:
             raise JournalError("the journal has no identity row")
         if row["terminal_id"] != terminal_id:

@@ -202,6 +202,11 @@ def parse_authorization(
     return AuthAnswer(outcome=AuthOutcome.APPROVED, amount=Money(minor, cur))
 
 
+PointHook = Callable[[str, OutboxRow], None]
+"""Told when a money request reaches a point of its round trip: "committed" (its row is
+journaled, the request not sent yet) and "answered" (the gateway's answer is in, not yet
+journaled). Crash tests stop the process there (`launcher/sim_kiosk.py --pause-at`)."""
+
 SettlementHook = Callable[[OutboxRow, str, dict[str, Any]], None]
 """Told of a capture's or void's outcome, inside the journal transaction that records it:
 (the row, "done" | "refused" | "no_answer", the gateway's answer or the error)."""
@@ -245,6 +250,7 @@ class Sender:
         self.sync_every_ms = sync_every_ms
         self._next_sync_ms: int | None = None
         self.on_settlement: SettlementHook | None = None  # OCPP NotifySettlement
+        self.on_point: PointHook | None = None  # crash tests aim their kills with it
         # Once per start: the gateway's open holds against the journal (journal_damage.py).
         self.reconciled = False
         self._reconcile_attempts = 0
@@ -402,8 +408,12 @@ class Sender:
     def _send(self, row: OutboxRow) -> bool:
         if row.kind == "capture":
             row = self._fit_capture(row)
+        if self.on_point is not None:
+            self.on_point("committed", row)
         try:
             data = self.client.post(row.path, row.idem_key, row.body)
+            if self.on_point is not None:
+                self.on_point("answered", row)
         except UplinkError as exc:
             self.reachable = False
             if row.kind == "increment":

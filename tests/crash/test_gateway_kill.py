@@ -29,8 +29,8 @@ from terminal.config import load
 from terminal.money import Money
 from terminal.protection.keys import provision_fleet
 from terminal.station import build_tariff
-from tests.crash.processes import GatewayProcess, KioskProcess
-from tests.crash.test_sigkill import _config, delivered_per_authorization, session_steps
+from tests.crash.processes import GatewayProcess, KioskProcess, kiosk_config
+from tests.crash.test_sigkill import delivered_per_authorization, session_steps
 from tests.ledger_check import assert_processor_agrees, assert_records_agree
 
 # 100 gateway restarts: about 3 minutes on a quiet 2-core machine, much longer on a busy one.
@@ -51,7 +51,7 @@ def test_gateway_sigkilled_100_times_settles_every_hold_exactly_once(tmp_path: P
     gateway = GatewayProcess(tmp_path, tmp_path / "keys" / "gateway", extra=["--step-lock", "1"])
     kiosks = [
         KioskProcess(
-            config=_config(tmp_path, name),
+            config=kiosk_config(tmp_path, name),
             data=tmp_path / name,
             gateway_url=gateway.url,
             key_dir=tmp_path / "keys" / "devices" / name,
@@ -131,7 +131,7 @@ def test_gateway_sigkilled_100_times_settles_every_hold_exactly_once(tmp_path: P
     }
 
     # Every capture is the priced energy the hardware delivered.
-    tariff = build_tariff(load(_config(tmp_path, names[0])))
+    tariff = build_tariff(load(kiosk_config(tmp_path, names[0])))
     start = datetime(2026, 1, 1, tzinfo=UTC)
     for kiosk in kiosks:
         mine = [a for a in authorizations if a["terminal_id"] == kiosk.data.name]

@@ -10,6 +10,8 @@ Content-Length body) and then, by the plan the test set, forwarded untouched or 
 - `HTTP_500`: the gateway does the work; the client gets a 500;
 - `TRUNCATED`: the answer is cut off in the middle of its body;
 - `MALFORMED`: a 200 whose body is not JSON;
+- `HOLD`: the request reaches the gateway, `on_hold` is told, and the answer is kept from
+  the client until it hangs up (a crash test kills the client there: sent, not answered);
 - `partitioned = True`: every connection is closed unanswered until it is set back.
 """
 
@@ -20,6 +22,7 @@ import enum
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -34,6 +37,7 @@ class Fault(enum.Enum):
     HTTP_500 = "http-500"
     TRUNCATED = "truncated"
     MALFORMED = "malformed"
+    HOLD = "hold"
 
 
 @dataclass
@@ -75,6 +79,7 @@ class FaultProxy:
         self.requests: list[tuple[str, str]] = []  # (request line, what was done)
         self.bodies: list[bytes] = []  # every request's body, as it crossed the link
         self._plans: list[_Plan] = []
+        self.on_hold: Callable[[str], None] = lambda line: None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._listener = socket.socket()
@@ -98,6 +103,11 @@ class FaultProxy:
         """Hit the next `times` requests whose request line contains `match`."""
         with self._lock:
             self._plans.append(_Plan(fault=fault, match=match, times=times))
+
+    def clear(self) -> None:
+        """Forget every planned fault."""
+        with self._lock:
+            self._plans.clear()
 
     def pending(self) -> int:
         with self._lock:
@@ -149,6 +159,9 @@ class FaultProxy:
                 self.requests.append((line, fault.value if fault else "forwarded"))
                 if fault is Fault.DROP_BEFORE:
                     return
+                if fault is Fault.HOLD:
+                    self._hold(client, request, line)
+                    return
                 if not self._exchange(client, request, fault):
                     return
 
@@ -189,6 +202,19 @@ class FaultProxy:
                 return True
             case _:
                 raise AssertionError(fault)
+
+    def _hold(self, client: socket.socket, request: bytes, line: str) -> None:
+        try:
+            upstream = socket.create_connection(self._upstream, timeout=IO_TIMEOUT_S)
+        except OSError:
+            return
+        with upstream:
+            upstream.sendall(request)
+            self.on_hold(line)
+            _read_message(upstream, bytearray())  # the gateway's answer, never passed on
+        with contextlib.suppress(OSError):
+            while client.recv(65536):  # until the client hangs up (or is killed)
+                pass
 
 
 def _response(status: int, reason: str, body: bytes) -> bytes:
