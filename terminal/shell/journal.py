@@ -378,9 +378,8 @@ class Journal:
 
     def knows(self, authorization_id: str) -> bool:
         """Whether the journal has this authorization (a session, an outbox lane, or the hold
-        of a command from the gateway): every
-        authorization the gateway holds from this terminal was journaled before it was sent,
-        so an intact journal knows them all."""
+        of a command from the gateway): every authorization the terminal sent was journaled
+        before it was sent, so an intact journal knows them all."""
         conn = self._conn()
         return (
             conn.execute(

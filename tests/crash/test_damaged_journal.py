@@ -142,6 +142,7 @@ PATTERNS: dict[str, Pattern] = {
     "older-copy-restored": Pattern(_older_copy, "behind"),
 }
 NAMES = {pattern: f"D{n:02d}" for n, pattern in enumerate(sorted(PATTERNS), start=1)}
+LOST_WAL = "DWAL"
 
 
 @dataclass
@@ -154,7 +155,8 @@ class Fleet:
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     work = tmp_path_factory.mktemp("damaged")
-    provision_fleet(work / "keys", fleet_id="damage-fleet", devices=sorted(NAMES.values()))
+    devices = [*sorted(NAMES.values()), LOST_WAL]
+    provision_fleet(work / "keys", fleet_id="damage-fleet", devices=devices)
     gateway = GatewayProcess(work, work / "keys" / "gateway")
     try:
         yield Fleet(work, work / "keys", gateway)
@@ -248,6 +250,63 @@ def test_a_damaged_journal_is_set_aside_or_caught_and_no_hold_stays_open(
     if expect == "behind":
         assert not aside and kinds[("journal_behind", "the")] == 1, (pattern, kinds)
         assert [a["void_reason"] for a in authorizations[:2]] == [None, "journal_lost"]
+
+
+def test_a_lost_wal_that_held_a_whole_session_is_caught(fleet: Fleet) -> None:
+    """The kiosk is killed after the gateway approved a hold and before the answer was
+    journaled, while the session's records are still in the `-wal` only; the `-wal` is lost.
+    The database opens cleanly without the session: the gateway's open hold is unknown to it,
+    so it is released with `hold_unknown`, and `journal_behind` says sessions were lost."""
+    data = fleet.work / LOST_WAL
+    kiosk = KioskProcess(
+        config=kiosk_config(fleet.work, LOST_WAL),
+        data=data,
+        gateway_url=fleet.gateway.url,
+        key_dir=fleet.keys / "devices" / LOST_WAL,
+        id_prefix=LOST_WAL.lower(),
+    )
+    base = list(kiosk.argv)
+    try:
+        kiosk.start()
+        for step in ("tap visa", "plug", "ev charge", "wait 20m", "tap visa", "unplug", "wait 2m"):
+            kiosk.step(step)  # one session captured: the answer's scrub checkpointed the WAL
+        kiosk.stop()
+        kiosk.argv = [*base, "--pause-at", "answered:authorize"]
+        kiosk.start()
+        kiosk.write("tap mastercard")
+        said = kiosk.lines.get(timeout=30)
+        assert said is not None and said.startswith("paused answered authorize"), said
+        kiosk.kill()
+        assert (data / WAL).stat().st_size > 0
+        (data / WAL).unlink()
+        (data / SHM).unlink(missing_ok=True)
+
+        kiosk.argv = base
+        kiosk.start()
+        for step in ("wait 1m", "unplug", "wait 5m"):
+            kiosk.step(step)
+        kiosk.stop()
+    finally:
+        if kiosk.proc is not None:
+            kiosk.kill()
+
+    authorizations = _mine(fleet.gateway.rows("authorizations"), LOST_WAL)
+    moves = [
+        m for m in fleet.gateway.rows("movements") if m["authorization_id"] in _ids(authorizations)
+    ]
+    events = [e for e in fleet.gateway.rows("events") if e["terminal_id"] == LOST_WAL]
+    sessions = kiosk.journal_rows("sessions")
+    [first, second] = authorizations
+    assert [s["session_id"] for s in sessions] == [first["id"]]  # the second went with the WAL
+    assert (first["status"], second["status"], second["void_reason"]) == (
+        "captured",
+        "voided",
+        "journal_lost",
+    )
+    kinds = {e["kind"] for e in events}
+    assert {"hold_unknown", "journal_behind"} <= kinds
+    assert not [p for p in data.iterdir() if p.name.startswith("damaged-")]
+    assert_records_agree(sessions, authorizations, moves, lost={second["id"]})
 
 
 def _mine(authorizations: list[dict[str, object]], terminal: str) -> list[dict[str, object]]:
