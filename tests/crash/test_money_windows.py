@@ -31,6 +31,7 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,8 +109,8 @@ class Aimed:
             self.kiosk.argv = [*self.base_argv, "--pause-at", f"{window}:{kind}"]
 
     def step(self) -> str:
-        """Wait for the step's end: "ok", "paused …" (the kiosk stopped itself in a window)
-        or "held" (the proxy holds its request's answer)."""
+        """Wait for the step's end (or the start's): "ok" ("ready"), "paused …" (the kiosk
+        stopped itself in a window) or "held" (the proxy holds its request's answer)."""
         deadline = time.monotonic() + STEP_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.held.is_set():
@@ -123,12 +124,24 @@ class Aimed:
             return line
         raise AssertionError(f"{self.kiosk.data.name}: silent for {STEP_TIMEOUT_S}s")
 
+    def start(self, targets: Iterator[tuple[str, str]], window: str, kind: str) -> tuple[str, str]:
+        """Start the kiosk armed for (window, kind); a recovery that reaches the window before
+        the kiosk is ready is killed there too (and counted). Returns the target armed."""
+        while True:
+            self.arm(window, kind)
+            self.kiosk.spawn()
+            said = self.step()
+            if said == "ready":
+                return window, kind
+            assert said == "held" or said.startswith(f"paused {window} {kind}"), said
+            self.kiosk.kill()
+            self.landed[window, kind] += 1
+            window, kind = next(targets)
+
     def drive(self) -> None:
         try:
             targets = itertools.cycle([(w, k) for k in KINDS for w in (*WINDOWS, RANDOM)])
-            window, kind = next(targets)
-            self.arm(window, kind)
-            self.kiosk.start()
+            window, kind = self.start(targets, *next(targets))
             while not self.done():
                 killed = False
                 steps = session_for(kind, self.rng)
@@ -152,9 +165,7 @@ class Aimed:
                 if not killed:
                     self.missed += 1  # declined, or the answer came another way: again
                     continue
-                window, kind = next(targets)
-                self.arm(window, kind)
-                self.kiosk.start()
+                window, kind = self.start(targets, *next(targets))
             # Let every queued capture and void reach the gateway, then stop cleanly.
             self.proxy.clear()
             self.kiosk.stop()  # idle between steps, armed for a window not reached

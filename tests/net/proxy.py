@@ -172,10 +172,13 @@ class FaultProxy:
         except OSError:
             return False  # the gateway is down: the client sees its connection closed
         with upstream:
-            upstream.sendall(request)
-            if fault is Fault.DROP_AFTER_SEND:
-                return False
-            response = _read_message(upstream, bytearray())
+            try:
+                upstream.sendall(request)
+                if fault is Fault.DROP_AFTER_SEND:
+                    return False
+                response = _read_message(upstream, bytearray())
+            except OSError:
+                return False  # the gateway did not answer in time: the client sees no answer
         if response is None:
             return False
         head, _, body = response.partition(b"\r\n\r\n")
@@ -208,7 +211,7 @@ class FaultProxy:
             upstream = socket.create_connection(self._upstream, timeout=IO_TIMEOUT_S)
         except OSError:
             return
-        with upstream:
+        with upstream, contextlib.suppress(OSError):
             upstream.sendall(request)
             self.on_hold(line)
             _read_message(upstream, bytearray())  # the gateway's answer, never passed on
