@@ -180,11 +180,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class WebDisplay:
     """Implements `hardware.ports.Display` as a local web page; see the module docstring."""
 
-    def __init__(self, settings: WebDisplaySettings) -> None:
+    def __init__(self, settings: WebDisplaySettings, *, starting: Frame | None = None) -> None:
+        """`starting` is shown until the first `show`: the composition root renders it in the
+        station's language (`terminal.core.screens.Starting`); English without one."""
         self.settings = settings
         self._cond = threading.Condition()
         self._seq = 0
-        self._current: dict[str, Any] = frame_json(STARTING, 0)
+        self._current: dict[str, Any] = frame_json(starting or STARTING, 0)
         self._closed = False
         server_class = _Server6 if ":" in settings.host else _Server
         try:
@@ -238,6 +240,7 @@ class WebDisplay:
         self._thread.join(JOIN_TIMEOUT_S)
 
 
+# The English fallback of terminal.core.screens.Starting, for a display built without one.
 STARTING = Frame(name="starting", title="Starting", lines=("Please wait...",))
 
 

@@ -31,6 +31,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from drivers.display_lcd import Hd44780Lcd, LcdSettings
 from drivers.display_web import WebDisplay, WebDisplaySettings
@@ -54,7 +55,9 @@ from drivers.watchdog import LinuxWatchdog, WatchdogSettings
 from hardware.clock import Clock
 from hardware.ports import Display, Frame, PilotState
 from terminal.config import Config, HardwareConfig
+from terminal.core.screens import Starting, frames_for
 from terminal.errors import ConfigError
+from terminal.i18n import station_words
 from terminal.shell.devices import Devices
 from terminal.shell.fault_sink import FaultSink
 from terminal.station import SimHardware
@@ -69,7 +72,19 @@ def build_devices(config: Config, clock: Clock, *, pin_factory: Any | None = Non
     gpiozero factory (tests and benches drive a `MockFactory` they hold)."""
     if config.hardware.backend == "sim":
         return SimHardware.build(clock).devices()
-    return build_pi_devices(pi_settings(config.hardware), clock, pin_factory=pin_factory)
+    return build_pi_devices(
+        pi_settings(config.hardware),
+        clock,
+        pin_factory=pin_factory,
+        starting=starting_frame(config),
+    )
+
+
+def starting_frame(config: Config) -> Frame:
+    """The frame a display shows before the daemon's first, in the station's language with
+    the others as variants (the drivers cannot read the catalogs, so it is rendered here)."""
+    first, every = station_words(config.station.language, ZoneInfo(config.station.timezone))
+    return frames_for(Starting(), first, every)
 
 
 # -- reading and validating the keys -------------------------------------------------------
@@ -471,9 +486,14 @@ class SignalledDisplay:
 
 
 def build_pi_devices(
-    settings: PiSettings, clock: Clock, *, pin_factory: Any | None = None
+    settings: PiSettings,
+    clock: Clock,
+    *,
+    pin_factory: Any | None = None,
+    starting: Frame | None = None,
 ) -> Devices:
-    """Build the real drivers from validated settings (see the module docstring)."""
+    """Build the real drivers from validated settings (see the module docstring); a web
+    display shows `starting` until the daemon's first frame."""
     with contextlib.ExitStack() as stack:
         factory = pin_factory if pin_factory is not None else make_pin_factory(settings.pin_factory)
         if pin_factory is None:
@@ -505,7 +525,7 @@ def build_pi_devices(
         stack.callback(reader.close)
         screen: WebDisplay | Hd44780Lcd
         if isinstance(settings.display, WebDisplaySettings):
-            screen = WebDisplay(settings.display)
+            screen = WebDisplay(settings.display, starting=starting)
         else:
             screen = Hd44780Lcd(settings.display)
         stack.callback(screen.close)

@@ -101,8 +101,16 @@ class Unavailable:
     reasons: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Starting:
+    """What a display shows from the moment it is built until the daemon's first frame. The
+    machine never chooses it: the composition root renders it in the station's language and
+    hands the frame to the display (drivers cannot read the catalogs)."""
+
+
 Screen = (
-    Idle
+    Starting
+    | Idle
     | Authorizing
     | Declined
     | NoAnswer
@@ -235,6 +243,7 @@ def screen_name(screen: Screen) -> str:
     if isinstance(screen, Notice):
         return screen.kind
     return {
+        Starting: "starting",
         Idle: "idle",
         Authorizing: "authorizing",
         Declined: "declined",
@@ -288,6 +297,10 @@ def _frame(screen: Screen, words: Words, _: Callable[[str], str]) -> Frame:
     name = screen_name(screen)
     money = words.number
     match screen:
+        case Starting():
+            return Frame(
+                name=name, title=_("Starting"), lines=(_("Please wait..."),), tone=Tone.BUSY
+            )
         case Idle():
             hint = (
                 _("Tap your card to start")

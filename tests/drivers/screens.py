@@ -49,6 +49,7 @@ def example_screens() -> list[screens.Screen]:
         ),
         screens.Notice(kind="tap-again"),
         screens.Unavailable(reasons=("rcd_trip",)),
+        screens.Starting(),
     ]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,9 @@ from playwright.sync_api import Browser, Page
 
 from drivers.display_web import WebDisplay, WebDisplaySettings, qr_svg
 from hardware.ports import Frame, Tone
+from terminal.core import screens
+from terminal.core.screens import frames_for
+from terminal.i18n import station_words
 from tests.drivers.kiosk_browser import KIOSK_VIEWPORT
 from tests.drivers.screens import RECEIPT_URL, example_frames
 
@@ -174,3 +178,24 @@ def test_close_ends_open_streams(display: WebDisplay) -> None:
     display.close()
     assert response.read() is not None  # the stream ends instead of hanging
     conn.close()
+
+
+def test_the_page_before_the_first_frame_speaks_the_stations_language(browser: Browser) -> None:
+    """The composition root renders the starting frame (drivers cannot read the catalogs);
+    the page shows it at once, and its language button offers the others."""
+    first, every = station_words("nl", UTC)
+    display = WebDisplay(
+        WebDisplaySettings(port=0), starting=frames_for(screens.Starting(), first, every)
+    )
+    page = browser.new_page(viewport=KIOSK_VIEWPORT)
+    try:
+        page.goto(display.url)
+        page.wait_for_selector('body[data-screen="starting"]', timeout=WAIT_MS)
+        assert page.get_attribute("body", "data-lang") == "nl"
+        assert page.inner_text("#title") == "Opstarten"
+        assert page.inner_text("#lines") == "Even geduld..."
+        page.click("#language")
+        assert page.inner_text("#title") != "Opstarten"
+    finally:
+        page.close()
+        display.close()

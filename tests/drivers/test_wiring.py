@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from gpiozero.pins.mock import MockConnectedPin, MockFactory
 
-from drivers.display_web import WebDisplaySettings
+from drivers.display_web import WebDisplay, WebDisplaySettings
 from drivers.modbus_meter import ModbusMeter
 from drivers.vehicle_link import EvseDinSettings, GpioPilotSettings
 from hardware.clock import ManualClock
@@ -352,3 +353,23 @@ def test_a_failed_build_closes_what_it_built(factory: MockFactory, tmp_path: Pat
             build_devices(bad, ManualClock(), pin_factory=factory)
     assert factory.pin(RELAY).function == "input"
     assert not any(t.name == "EVSE board vehicle state" for t in threading.enumerate())
+
+
+def test_the_web_page_says_starting_in_the_stations_language_before_the_first_frame(
+    emulated: tuple[ModbusRtuEmulator, EmulatedSdmMeter, EmulatedEvseBoard], factory: MockFactory
+) -> None:
+    emulator, _, _ = emulated
+    config = emulated_config(emulator.port)
+    config = replace(config, station=replace(config.station, language="de"))
+    devices = build_devices(config, ManualClock(), pin_factory=factory)
+    try:
+        assert isinstance(devices.display, SignalledDisplay)
+        web = devices.display.display
+        assert isinstance(web, WebDisplay)
+        shown = requests.get(f"http://127.0.0.1:{web.port}/frame", timeout=5).json()
+        assert (shown["name"], shown["language"]) == ("starting", "de")
+        assert (shown["title"], shown["lines"]) == ("Wird gestartet", ["Bitte warten..."])
+        others = {v["language"]: v["title"] for v in shown["variants"]}
+        assert others == {"en": "Starting", "fr": "Démarrage", "nl": "Opstarten"}
+    finally:
+        devices.close()
