@@ -6,7 +6,8 @@ While charging, the machine shows a new Charging screen with every meter sample 
 second): the shell renders it in the station's language plus the three others
 (`frames_for`) and the web display turns it into the JSON it streams. Prints the time per
 charging frame and per receipt frame (QR code cached after the first), and their JSON sizes,
-beside the English-only rendering for comparison."""
+beside the English-only rendering for comparison; and what the gateway's receipt page (the
+QR code's target, gateway/web/) costs per request in each language, and its size."""
 
 from __future__ import annotations
 
@@ -18,7 +19,11 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from drivers.display_web import frame_json
+from gateway.web.languages import LANGUAGES, page_words
+from gateway.web.pages import render_page
+from gateway.web.receipts import receipt_page
 from terminal.core import screens
+from terminal.core.bill_wire import bill_to_wire
 from terminal.core.billing import EnergyMeterage, EnergyTariff
 from terminal.core.screens import frame_for, frames_for
 from terminal.i18n import station_words
@@ -75,6 +80,31 @@ def main() -> None:
         print(
             f"{name:<9} frame_for (English) {english:7.1f} us | frames_for (4 languages) "
             f"{four:7.1f} us | + page JSON {page:7.1f} us, {size / 1024:.1f} KiB"
+        )
+    receipt = examples()["Receipt"]
+    assert isinstance(receipt, screens.Receipt) and receipt.bill is not None
+    stored = {
+        "receipt_id": receipt.receipt_id,
+        "station": receipt.station,
+        "tariff": receipt.tariff,
+        "card": receipt.card,
+        "started_at": receipt.started_at,
+        "ended_at": receipt.ended_at,
+        "energy_wh": receipt.energy_wh,
+        "currency": "EUR",
+        **bill_to_wire(receipt.bill),
+    }
+    path = f"/receipts/{receipt.receipt_id}"
+    for language in LANGUAGES:
+
+        def render(language: str = language) -> bytes:
+            page = receipt_page(stored, page_words(language))
+            return bytes(render_page("receipt.html", path=path, language=language, page=page).body)
+
+        us = per_call_us(render)
+        print(
+            f"receipt page ({language}, gateway) {us:7.1f} us per request, "
+            f"{len(render()) / 1024:.1f} KiB HTML"
         )
 
 
