@@ -40,6 +40,7 @@ EXPIRED = "expired"
 
 REDELIVER_AFTER = timedelta(seconds=10)  # a command fetched but not answered is sent again
 GRACE = timedelta(minutes=10)  # for a start's answer to come back after the code expired
+UNSTARTED_AFTER = timedelta(minutes=15)  # a code's lifetime (gateway.pay.codes.LIFETIME)
 EXPIRE_EVERY_S = 30.0
 
 
@@ -255,7 +256,7 @@ class Commands:
                     c.state == PENDING, c.expires_at < now - self.grace
                 )
             ).all()
-        given_up = self._release_left_holds()
+        given_up = self._release_left_holds() + self._release_unstarted_web_holds(now)
         for row in rows:
             with self.ledger.write() as conn:
                 won = conn.execute(
@@ -275,6 +276,28 @@ class Commands:
                 # The reconciler and the next round see the hold; nothing is lost.
                 log.exception("event=command_release_failed authorization=%s", row.authorization_id)
         return given_up
+
+    def _release_unstarted_web_holds(self, now: datetime) -> int:
+        """Web holds (the payment page's) approved with no start command at all, older than
+        the longest a code lives plus the grace: the processor's answer was lost while the
+        driver paid, the reconciler found the hold placed later, and no kiosk was ever asked
+        to start. Released. How many."""
+        c, a = kiosk_commands.c, authorizations.c
+        started = sa.select(c.id).where(c.authorization_id == a.id, c.kind == "start")
+        with self.ledger.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(a.id, a.terminal_id)
+                .where(a.card_kind.in_(("web", "lightning")), a.status == APPROVED)
+                .where(a.op.is_(None), a.created_at < now - self.grace - UNSTARTED_AFTER)
+                .where(~sa.exists(started))
+            ).all()
+        for row in rows:
+            log.warning("event=web_hold_never_started authorization=%s", row.id)
+            try:
+                self.payments.void(row.id, row.terminal_id, "never_started", _nothing)
+            except Exception:
+                log.exception("event=command_release_failed authorization=%s", row.id)
+        return len(rows)
 
     def _release_left_holds(self) -> int:
         """Holds whose start was given up or refused and whose release did not happen then

@@ -39,7 +39,8 @@ def render_text(frame: Frame, width: int = 40) -> str:
     rows += [line[:inner] for line in frame.lines]
     rows += [f"{label}: {value}"[:inner] for label, value in frame.fields]
     if frame.qr:
-        rows += ["", f"Receipt: {frame.qr}"[:inner]]
+        label = "Receipt" if frame.name == "receipt" else "Pay by phone"  # the QR's link
+        rows += ["", f"{label}: {frame.qr}"[:inner]]
     top = "+" + "-" * (width - 2) + "+"
     body = [f"| {row:<{inner}} |" for row in rows]
     return "\n".join([top, *body, top])

@@ -182,3 +182,22 @@ def test_started_after_the_expiry_gave_the_command_up_is_refused(
     assert held(gateway, "web-api-0008") == "released"
     got = answer(gateway, start, {"session_id": "web-api-0008", "status": "started"})
     assert (got.status_code, got.json()["error"]["code"]) == (409, "command_expired")
+
+
+def test_a_web_hold_no_kiosk_was_asked_to_start_is_released_in_the_end(
+    gateway: EmbeddedGateway,
+) -> None:
+    """The processor's answer was lost while the driver paid: the hold exists, but no start
+    command was written. Once no code could still be paid for it, the hold is released."""
+    card = CardRef(kind="web", token="web:x", brand="Visa", last4="4242", expiry=None, payload={})
+    answer = gateway.payments.place_hold(
+        "web-api-0009", TERMINAL, Money(2000, "EUR"), card, lambda _c, _a: None
+    )
+    assert answer.body["status"] == "approved"
+    assert gateway.commands.expire() == 0
+    assert held(gateway, "web-api-0009") == "held"
+    late = gateway.ledger.clock() + timedelta(minutes=26)
+    gateway.ledger.clock = lambda: late
+    assert gateway.commands.expire() == 1
+    assert held(gateway, "web-api-0009") == "released"
+    assert gateway.commands.expire() == 0
