@@ -20,9 +20,11 @@ test: system-packages $(STAMP) peers lint typecheck pytest
 system-packages:
 	bash tests/system-packages.sh
 
-# The processors' local peers that are not Python packages of ours (Prism from npm).
+# Peers that are not Python packages of ours: Prism (npm) for the processors, axe-core (npm)
+# for the pages' accessibility checks.
 peers: $(STAMP)
 	$(PY) -m tests.processors.install
+	$(PY) -m tests.web.axe
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

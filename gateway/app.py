@@ -1,5 +1,6 @@
-"""The gateway's HTTP app: the terminal API (v1), the public receipt, the operator's revenue
-figures, and the background jobs that run while it is served.
+"""The gateway's HTTP app: the terminal API (v1), the public receipt, the operator's console
+(`gateway.web`), the operator's API (revenue, refunds; bearer token), and the background jobs
+that run while it is served.
 
 `create_app` is given everything it uses (the composition root, `gateway.server`, builds it);
 there are no globals, so several apps (workers, tests) can share one database.
@@ -46,6 +47,7 @@ from gateway.processors.port import Processor
 from gateway.processors.registry import Processors
 from gateway.web.receipts import receipt_routes
 from gateway.webhooks import Webhooks
+from gateway.web.site import add_web
 
 # The operator's requests keep their idempotency keys apart from every terminal's.
 OPERATOR = Caller("operator")
@@ -95,7 +97,8 @@ def create_app(
     a request bearing it."""
     ledger = payments.ledger
     keys = IdempotencyKeys(ledger, lock_s=payments.lock.total_seconds())
-    frame = TerminalRequests(identity or Identity(), keys)
+    identity = identity or Identity()
+    frame = TerminalRequests(identity, keys)
     background = list(jobs) if jobs is not None else [KeyExpiry(ledger)]
 
     @contextlib.asynccontextmanager
@@ -141,6 +144,8 @@ def create_app(
     app.include_router(command_routes(commands, frame, codes, public_url=public_url))
     app.include_router(pay_routes(codes, Checkout(codes, payments, commands), commands))
     app.include_router(receipt_routes(ledger))
+    # The operator's console (and later the driver's portal): pages, not terminal routes.
+    add_web(app, ledger, trusts=getattr(identity.forwarded, "trusts", None))
 
     def operator(request: Request) -> bool:
         """Whether the request bears the operator's token (operator routes are not served

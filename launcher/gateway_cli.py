@@ -1,9 +1,11 @@
-"""`ev-terminal gateway`: serve the reference gateway, migrate its database, reconcile.
+"""`ev-terminal gateway`: serve the reference gateway, migrate, reconcile, add operators.
 
     ev-terminal gateway migrate --db URL
     ev-terminal gateway [serve] --db URL [--workers N] (--tls DIR | --trusted-proxy ADDR
         --client-ca PEM [--crl PEM] | --insecure-dev) [--keys DIR …] [--processors FILE]
     ev-terminal gateway reconcile --db URL [--processors FILE]
+    ev-terminal gateway add-operator --db URL --username NAME --role admin|read-only
+        --password-file FILE [--totp]
 
 `--processors` names the processor configuration file (adapters, routing rules, sites; see
 `gateway/processors/routing.py`); the gateway takes a changed file while it runs. Without it
@@ -37,7 +39,10 @@ def _parser() -> ArgumentParser:
     # One-line argument errors, exit 2, as every subcommand (terminal/arguments.py).
     parser = ArgumentParser(prog="ev-terminal gateway", description=__doc__.split("\n")[0])
     parser.add_argument(
-        "action", nargs="?", default="serve", choices=["serve", "migrate", "reconcile"]
+        "action",
+        nargs="?",
+        default="serve",
+        choices=["serve", "migrate", "reconcile", "add-operator"],
     )
     parser.add_argument(
         "--db", default="var/gateway.sqlite3", help="SQLite file or postgresql:// URL"
@@ -73,6 +78,18 @@ def _parser() -> ArgumentParser:
         help="plain HTTP, no terminal identity, loopback only: development and demos",
     )
     parser.add_argument("--operator-token-file", type=Path, help="bearer token for /operator/*")
+    parser.add_argument("--username", help="add-operator: the operator's user name")
+    parser.add_argument(
+        "--role", choices=["admin", "read-only"], help="add-operator: what the operator may do"
+    )
+    parser.add_argument(
+        "--password-file", type=Path, help="add-operator: a file holding the password (- = stdin)"
+    )
+    parser.add_argument(
+        "--totp",
+        action="store_true",
+        help="add-operator: require a TOTP code at sign-in; prints the otpauth:// URI once",
+    )
     parser.add_argument(
         "--processors",
         type=Path,
@@ -231,6 +248,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.action == "reconcile":
         _existing_db(args.db)
         return _reconcile(args)
+    if args.action == "add-operator":
+        _existing_db(args.db)
+        return _add_operator(args)
     settings = _settings(args)
     _existing_db(args.db)
     from gateway.server import serve  # noqa: PLC0415
@@ -296,3 +316,52 @@ def _reconcile(args: argparse.Namespace) -> int:
         )
     )
     return 1 if report.needs_operator else 0
+
+
+def _add_operator(args: argparse.Namespace) -> int:
+    """A console operator with an argon2 password hash; the change is in the audit log."""
+    import re  # noqa: PLC0415
+
+    from gateway.ledger import SchemaMismatch, check_schema, now, open_engine  # noqa: PLC0415
+    from gateway.ledger.operators import USERNAME_PATTERN, Operators  # noqa: PLC0415
+    from gateway.ledger.web_schema import ADMIN, READ_ONLY  # noqa: PLC0415
+    from gateway.web.operator_auth import (  # noqa: PLC0415
+        MIN_PASSWORD,
+        hash_password,
+        new_totp_secret,
+        totp_uri,
+    )
+
+    if args.username is None or not re.fullmatch(USERNAME_PATTERN, args.username):
+        raise UsageError("--username: 2-64 characters, lower-case letters, digits, '.', '_' or '-'")
+    if args.role is None:
+        raise UsageError("--role: admin or read-only")
+    if args.password_file is None:
+        raise UsageError("--password-file: a file holding the password, or - for stdin")
+    if str(args.password_file) == "-":
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = _readable(args.password_file, "--password-file").read_text().rstrip("\n")
+    if len(password) < MIN_PASSWORD:
+        raise UsageError(f"--password-file: the password needs at least {MIN_PASSWORD} characters")
+    engine = open_engine(args.db)
+    try:
+        check_schema(engine)
+        secret = new_totp_secret() if args.totp else None
+        added = Operators(engine, now).add(
+            args.username,
+            hash_password(password),
+            ADMIN if args.role == "admin" else READ_ONLY,
+            actor="cli",
+            totp_secret=secret,
+        )
+    except SchemaMismatch as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        engine.dispose()
+    if not added:
+        raise UsageError(f"--username: an operator named {args.username} exists already")
+    print(f"operator {args.username} added ({args.role})")
+    if secret is not None:
+        print(f"TOTP: {totp_uri(secret, args.username)}")
+    return 0

@@ -18,6 +18,7 @@ from gateway.ledger.database import (
 from gateway.ledger.idempotency import StoredAnswer
 from gateway.ledger.schema import authorizations, events, meter_readings, movements
 from gateway.ledger.store import IDEMPOTENCY_RETENTION, Ledger, now
+from gateway.ledger.web_schema import operators  # the console's tables join the metadata
 
 __all__ = [
     "IDEMPOTENCY_RETENTION",
@@ -35,4 +36,5 @@ __all__ = [
     "movements",
     "now",
     "open_engine",
+    "operators",
 ]

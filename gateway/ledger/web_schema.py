@@ -1,0 +1,78 @@
+"""The tables of the operator's console and the driver's portal (`gateway.web`): operators and
+their roles, browser sessions, sign-in throttling, the audit log of every change an operator
+makes, and the stations the console groups revenue by.
+
+They live beside the ledger's money tables (`gateway.ledger.schema`) in the same metadata, and
+the same numbered Alembic migrations create them (`migrations/versions/0002_web.py`).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from gateway.ledger.schema import metadata
+
+# Operator roles: an admin changes things (refunds, tariffs, lists, operators); a read-only
+# operator sees every console page and changes nothing.
+ADMIN = "admin"
+READ_ONLY = "read_only"
+ROLES = (ADMIN, READ_ONLY)
+
+operators = sa.Table(
+    "operators",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("username", sa.String(64), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(256), nullable=False),  # argon2id (argon2-cffi)
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("totp_secret", sa.String(64)),  # RFC 6238 base32 secret, NULL: no second factor
+    sa.Column("failed_attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("locked_until", sa.DateTime(timezone=True)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# A browser session. The cookie carries a random token; only its SHA-256 is stored, so a copy
+# of the database opens no session. `csrf` is the token every form of the session must send.
+web_sessions = sa.Table(
+    "web_sessions",
+    metadata,
+    sa.Column("token_sha256", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(8), nullable=False),  # operator | driver
+    sa.Column("subject", sa.String(64), nullable=False, index=True),  # operator or driver id
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False, index=True),
+)
+
+# Sign-in attempts per key ("ip:ADDR", "user:NAME") in fixed windows, shared by every worker.
+sign_in_attempts = sa.Table(
+    "sign_in_attempts",
+    metadata,
+    sa.Column("key", sa.String(128), primary_key=True),
+    sa.Column("window_start", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("count", sa.Integer, nullable=False),
+)
+
+# Every change an operator makes, append-only: who, what, on what, with what detail (JSON).
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("actor", sa.String(64), nullable=False),  # operator username, or "cli"
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(128), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+)
+
+# What the console knows about a terminal beyond its id: where it stands. A terminal without a
+# row is shown under its id, in no site.
+stations = sa.Table(
+    "stations",
+    metadata,
+    sa.Column("terminal_id", sa.String(64), primary_key=True),
+    sa.Column("site", sa.String(64), nullable=False, server_default=""),
+    sa.Column("name", sa.String(128), nullable=False, server_default=""),
+    sa.Column("address", sa.String(256), nullable=False, server_default=""),
+    sa.Column("timezone", sa.String(64), nullable=False, server_default="UTC"),
+)

@@ -1,0 +1,58 @@
+"""The gateway's web pages, wired onto the app: the static files, the console's sign-in and
+pages. `create_app` calls `add_web`; everything is built from the ledger's engine and clock.
+
+These are not terminal routes: they need no client certificate (a browser has none), and a
+terminal's certificate opens none of them. Who may see a page is the page's own check (a
+session cookie and a role), never the TLS identity. The bearer-token routes under
+`/operator/` stay as they are: they are an API for the operator's own systems (accounting
+exports, scripts), which hold a token, not a browser session, and take no cookie, so they need
+no CSRF protection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import FastAPI, Request
+
+from gateway.ledger import Ledger
+from gateway.ledger.operators import Operators
+from gateway.web.console import console_routes
+from gateway.web.console_auth import sign_in_routes
+from gateway.web.console_frame import ConsoleFrame
+from gateway.web.operator_auth import OperatorSignIn
+from gateway.web.sessions import OPERATOR_COOKIE, OPERATOR_LIFETIME, Sessions
+from gateway.web.templating import Pages
+from gateway.web.throttle import Throttle
+
+# The header a trusted reverse proxy puts the browser's address in (deploy/nginx/ev-gateway.conf).
+REAL_IP = "x-real-ip"
+
+
+def client_address(trusts: Callable[[str], bool] | None) -> Callable[[Request], str]:
+    """The browser's address: the TCP peer, or what a trusted proxy says the peer was (the
+    sign-in rate limits count per address, and behind nginx every peer is nginx)."""
+
+    def address(request: Request) -> str:
+        peer = request.client.host if request.client is not None else ""
+        forwarded = request.headers.get(REAL_IP)
+        if forwarded and trusts is not None and trusts(peer):
+            return forwarded.strip()
+        return peer
+
+    return address
+
+
+def add_web(app: FastAPI, ledger: Ledger, *, trusts: Callable[[str], bool] | None = None) -> Pages:
+    pages = Pages()
+    pages.mount_static(app)
+    engine, clock = ledger.engine, ledger.clock
+    operators = Operators(engine, clock)
+    sessions = Sessions(
+        engine, clock, kind="operator", cookie=OPERATOR_COOKIE, lifetime=OPERATOR_LIFETIME
+    )
+    frame = ConsoleFrame(pages, operators, sessions, client_address(trusts))
+    sign_in = OperatorSignIn(operators, Throttle(engine, clock), clock)
+    app.include_router(sign_in_routes(frame, sign_in))
+    app.include_router(console_routes(frame))
+    return pages
