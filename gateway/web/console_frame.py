@@ -21,7 +21,10 @@ from gateway.web.templating import Pages, page_headers
 SIGN_IN = "/console/sign-in"
 
 # The console's pages in the navigation, in order.
-NAV: tuple[tuple[str, str], ...] = (("/console/audit", "Audit log"),)
+NAV: tuple[tuple[str, str], ...] = (
+    ("/console/revenue", "Revenue"),
+    ("/console/audit", "Audit log"),
+)
 HOME = NAV[0][0]
 
 

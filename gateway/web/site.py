@@ -20,6 +20,7 @@ from gateway.ledger.operators import Operators
 from gateway.web.console import console_routes
 from gateway.web.console_auth import sign_in_routes
 from gateway.web.console_frame import ConsoleFrame
+from gateway.web.console_revenue import revenue_routes
 from gateway.web.operator_auth import OperatorSignIn
 from gateway.web.sessions import OPERATOR_COOKIE, OPERATOR_LIFETIME, Sessions
 from gateway.web.templating import Pages
@@ -55,4 +56,5 @@ def add_web(app: FastAPI, ledger: Ledger, *, trusts: Callable[[str], bool] | Non
     sign_in = OperatorSignIn(operators, Throttle(engine, clock), clock)
     app.include_router(sign_in_routes(frame, sign_in))
     app.include_router(console_routes(frame))
+    app.include_router(revenue_routes(frame))
     return pages

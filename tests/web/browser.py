@@ -32,6 +32,9 @@ def look(page: Page, name: str, size: str) -> None:
             main: document.querySelector('main').scrollWidth,
             right: Math.max(...[...document.querySelectorAll('main *')]
                 .map(e => e.getBoundingClientRect().right)),
+            widest: [...document.querySelectorAll('main *')]
+                .filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5)
+                .slice(0, 3).map(e => e.tagName + '.' + e.className),
         })"""
     )
     assert widths["document"] <= widths["viewport"], (name, size, widths)

@@ -9,16 +9,18 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, BrowserContext, Page
 
+from gateway.ledger import now
 from gateway.ledger.operators import Operators
 from gateway.server import EmbeddedGateway
 from gateway.web.operator_auth import hash_password
 from tests.web.browser import SIZES
-from tests.web.console_app import PASSWORD
+from tests.web.console_app import PASSWORD, Clock
 
 
 @contextmanager
-def live_gateway(data: Path) -> Iterator[EmbeddedGateway]:
-    gateway = EmbeddedGateway(data / "gateway.sqlite3")
+def live_gateway(data: Path, clock: Clock | None = None) -> Iterator[EmbeddedGateway]:
+    """`clock` (default: the real one) stamps the ledger's rows and the sessions."""
+    gateway = EmbeddedGateway(data / "gateway.sqlite3", clock=clock or now)
     operators = Operators(gateway.engine, gateway.ledger.clock)
     for name, role in (("alice", "admin"), ("reader", "read_only")):
         operators.add(name, hash_password(PASSWORD), role, actor="cli")

@@ -4,12 +4,16 @@ violation."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, expect
 
+from terminal.money import Money
 from tests.web.browser import SIZES, look
+from tests.web.console_app import Clock
+from tests.web.generate import Generator
 from tests.web.live import context, live_gateway, sign_in
 
 pytestmark = pytest.mark.timeout(300)
@@ -32,6 +36,10 @@ def test_sign_in_pages_and_sign_out_in_chromium(
         look(page, "console-sign-in-refused", size)
 
         sign_in(page, gateway.url, "alice")
+        expect(page.get_by_role("heading", name="Revenue")).to_be_visible()
+        expect(page.locator(".empty")).to_contain_text("No captures")
+        look(page, "console-revenue-empty", size)
+        page.get_by_role("link", name="Audit log").click()
         expect(page.get_by_role("heading", name="Audit log")).to_be_visible()
         expect(page.locator("tr.entry").first).to_contain_text("operator.sign_in")
         look(page, "console-audit", size)
@@ -40,3 +48,33 @@ def test_sign_in_pages_and_sign_out_in_chromium(
         expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
         page.goto(f"{gateway.url}/console/audit")
         expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_revenue_page_updates_live_as_captures_arrive(
+    browser: Browser, tmp_path: Path, size: str
+) -> None:
+    clock = Clock(datetime.now(UTC).replace(hour=10, minute=0, second=0, microsecond=0))
+    with live_gateway(tmp_path, clock) as gateway, context(browser, size) as ctx:
+        gen = Generator(gateway.payments, clock, seed=3)
+        for _ in range(3):
+            gen.session(clock.now + timedelta(minutes=5), currency="EUR")
+        gen.session(clock.now + timedelta(minutes=5), currency="SEK")
+        page = ctx.new_page()
+        sign_in(page, gateway.url, "reader")
+        page.goto(f"{gateway.url}/console/revenue?period=today")
+        expect(page.locator('[data-figure="sessions-EUR"]')).to_have_text("3")
+        expect(page.locator("figure.chart canvas").first).to_be_visible()
+        look(page, "console-revenue", size)
+
+        gross = sum(d.amount for d in gen.done if d.currency == "EUR")
+        gen.session(clock.now + timedelta(minutes=5), currency="EUR")
+        gross += gen.done[-1].amount
+        # No reload: the event stream tells the page, htmx fetches the figures again.
+        expect(page.locator('[data-figure="sessions-EUR"]')).to_have_text("4", timeout=15_000)
+        expect(page.locator('[data-figure="gross-EUR"]')).to_have_text(Money(gross, "EUR").format())
+        expect(page.locator("#live")).to_contain_text("updated")
+
+        with page.expect_download() as download:
+            page.get_by_role("link", name="Download CSV").click()
+        assert "EUR" in Path(download.value.path()).read_text()

@@ -32,7 +32,7 @@ def test_a_visitor_is_sent_to_sign_in_and_an_admin_gets_in(db_url: str) -> None:
 
     answer = sign_in(client, "alice", PASSWORD)
     assert answer.status_code == 303
-    assert answer.headers["location"] == "/console/audit"
+    assert answer.headers["location"] == "/console/revenue"
     session_cookie = answer.headers["set-cookie"]
     assert session_cookie.startswith("__Host-ev-console=")
     for attribute in ("Secure", "HttpOnly", "SameSite=strict", "Path=/"):
