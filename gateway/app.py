@@ -144,8 +144,18 @@ def create_app(
     app.include_router(command_routes(commands, frame, codes, public_url=public_url))
     app.include_router(pay_routes(codes, Checkout(codes, payments, commands), commands))
     app.include_router(receipt_routes(ledger))
+
+    def operator_refund(authorization_id: str, body: wire.RefundRequest, key: str) -> JSONResponse:
+        return frame.run_idempotent(
+            OPERATOR,
+            key,
+            f"operator.refund:{authorization_id}",
+            body,
+            lambda store, _resumed: payments.refund(authorization_id, body, key, store),
+        )
+
     # The operator's console (and later the driver's portal): pages, not terminal routes.
-    add_web(app, ledger, trusts=getattr(identity.forwarded, "trusts", None))
+    add_web(app, payments, operator_refund, trusts=getattr(identity.forwarded, "trusts", None))
 
     def operator(request: Request) -> bool:
         """Whether the request bears the operator's token (operator routes are not served
@@ -171,13 +181,7 @@ def create_app(
         (several refunds, never more in all than was captured), with the operator's reason."""
         if not operator(request):
             return error(404, "not_found", "not found")
-        return frame.run_idempotent(
-            OPERATOR,
-            idempotency_key,
-            f"operator.refund:{authorization_id}",
-            body,
-            lambda store, _resumed: payments.refund(authorization_id, body, idempotency_key, store),
-        )
+        return operator_refund(authorization_id, body, idempotency_key)
 
     webhooks = Webhooks(payments)
 

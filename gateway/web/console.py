@@ -6,10 +6,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
+from gateway.ledger.console_views import ONLINE_WITHIN, active_sessions, fleet
 from gateway.web.console_frame import HOME, ConsoleFrame
 from gateway.web.templating import page_headers
 
 AUDIT = "/console/audit"
+FLEET = "/console/fleet"
 
 
 def console_routes(frame: ConsoleFrame) -> APIRouter:
@@ -30,5 +32,21 @@ def console_routes(frame: ConsoleFrame) -> APIRouter:
             return viewer
         entries = frame.operators.audit_entries()
         return frame.render(viewer, "console/audit.html", AUDIT, {"entries": entries})
+
+    @router.get(FLEET)
+    def fleet_page(request: Request) -> Response:
+        """Every terminal: last seen, online, active faults, out of service, open holds; and
+        the sessions under way."""
+        viewer = frame.page(request)
+        if isinstance(viewer, Response):
+            return viewer
+        engine = frame.operators.engine
+        context = {
+            "terminals": fleet(engine),
+            "sessions": active_sessions(engine),
+            "now": frame.operators.clock(),
+            "online_minutes": int(ONLINE_WITHIN.total_seconds() // 60),
+        }
+        return frame.render(viewer, "console/fleet.html", FLEET, context)
 
     return router

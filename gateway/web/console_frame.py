@@ -23,6 +23,9 @@ SIGN_IN = "/console/sign-in"
 # The console's pages in the navigation, in order.
 NAV: tuple[tuple[str, str], ...] = (
     ("/console/revenue", "Revenue"),
+    ("/console/fleet", "Fleet"),
+    ("/console/money", "Money"),
+    ("/console/payments", "Payments"),
     ("/console/audit", "Audit log"),
 )
 HOME = NAV[0][0]

@@ -15,11 +15,13 @@ from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 
-from gateway.ledger import Ledger
+from gateway.jobs.reconciler import Reconciler
 from gateway.ledger.operators import Operators
+from gateway.payments import Payments
 from gateway.web.console import console_routes
 from gateway.web.console_auth import sign_in_routes
 from gateway.web.console_frame import ConsoleFrame
+from gateway.web.console_money import Refund, money_routes
 from gateway.web.console_revenue import revenue_routes
 from gateway.web.operator_auth import OperatorSignIn
 from gateway.web.sessions import OPERATOR_COOKIE, OPERATOR_LIFETIME, Sessions
@@ -44,7 +46,16 @@ def client_address(trusts: Callable[[str], bool] | None) -> Callable[[Request], 
     return address
 
 
-def add_web(app: FastAPI, ledger: Ledger, *, trusts: Callable[[str], bool] | None = None) -> Pages:
+def add_web(
+    app: FastAPI,
+    payments: Payments,
+    refund: Refund,
+    *,
+    trusts: Callable[[str], bool] | None = None,
+) -> Pages:
+    """The pages on `app`. `refund` runs an operator's refund through the idempotent frame
+    the operator API uses."""
+    ledger = payments.ledger
     pages = Pages()
     pages.mount_static(app)
     engine, clock = ledger.engine, ledger.clock
@@ -57,4 +68,5 @@ def add_web(app: FastAPI, ledger: Ledger, *, trusts: Callable[[str], bool] | Non
     app.include_router(sign_in_routes(frame, sign_in))
     app.include_router(console_routes(frame))
     app.include_router(revenue_routes(frame))
+    app.include_router(money_routes(frame, Reconciler(payments), refund))
     return pages

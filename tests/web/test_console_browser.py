@@ -78,3 +78,37 @@ def test_revenue_page_updates_live_as_captures_arrive(
         with page.expect_download() as download:
             page.get_by_role("link", name="Download CSV").click()
         assert "EUR" in Path(download.value.path()).read_text()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_fleet_money_payments_and_a_refund_in_chromium(
+    browser: Browser, tmp_path: Path, size: str
+) -> None:
+    clock = Clock(datetime.now(UTC).replace(microsecond=0))
+    with live_gateway(tmp_path, clock) as gateway, context(browser, size) as ctx:
+        gen = Generator(gateway.payments, clock, seed=4)
+        aid = gen.session(clock.now, currency="EUR", terminal="KIOSK-0001")
+        captured = gen.done[-1].amount
+        with gateway.ledger.engine.begin() as conn:
+            gateway.ledger.add_events(conn, "KIOSK-0001", [("e-0001", "fault", "pilot")])
+        page = ctx.new_page()
+        sign_in(page, gateway.url, "alice")
+        page.get_by_role("link", name="Fleet").click()
+        expect(page.locator('[data-terminal="KIOSK-0001"]')).to_contain_text("pilot")
+        look(page, "console-fleet", size)
+        page.get_by_role("link", name="Money").click()
+        expect(page.get_by_role("heading", name="Money that needs a person")).to_be_visible()
+        look(page, "console-money", size)
+        page.get_by_role("link", name="Payments", exact=True).click()
+        look(page, "console-payments", size)
+        page.get_by_role("link", name=aid).click()
+        expect(page.locator('[data-fact="refunded"]')).to_have_text("0.00 EUR")
+        look(page, "console-payment", size)
+        page.get_by_label("Amount in EUR").fill("0.50")
+        page.get_by_label("Reason").fill("the cable was faulty")
+        page.get_by_role("button", name="Refund").click()
+        expect(page.get_by_role("status")).to_have_text("Refunded 0.50 EUR.")
+        expect(page.locator('[data-fact="refunded"]')).to_have_text("0.50 EUR")
+        look(page, "console-payment-refunded", size)
+        assert gateway.payments.ledger.fetch(aid).amount_refunded == 50  # type: ignore[union-attr]
+        assert captured > 50

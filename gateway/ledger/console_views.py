@@ -1,0 +1,179 @@
+"""Read-only snapshots for the console's fleet and money pages (house style 17: a page reads
+one snapshot from the ledger package and renders it).
+
+What the gateway knows of a terminal is what reached it: its events (faults, out-of-service,
+starts), its authorizations and its signed readings. "Last seen" is the newest of those; the
+terminal's configuration polls are not recorded.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from gateway.ledger.schema import (
+    APPROVED,
+    CAPTURED,
+    authorizations,
+    events,
+    meter_readings,
+    movements,
+)
+from gateway.ledger.store import aware
+from gateway.ledger.web_schema import stations
+
+ONLINE_WITHIN = timedelta(minutes=10)  # a terminal heard from in this window is online
+
+
+@dataclass(slots=True, kw_only=True)
+class Terminal:
+    terminal_id: str
+    name: str
+    site: str
+    last_seen: datetime | None = None
+    faults: set[str] = field(default_factory=set)
+    out_of_service: bool = False
+    open_holds: int = 0
+
+    def online(self, now: datetime) -> bool:
+        return self.last_seen is not None and now - self.last_seen <= ONLINE_WITHIN
+
+
+def _latest(current: datetime | None, seen: Any) -> datetime | None:
+    if seen is None:
+        return current
+    seen = aware(seen)
+    return seen if current is None or seen > current else current
+
+
+def fleet(engine: Engine) -> list[Terminal]:
+    """Every terminal the gateway has heard of or been told about, by site and name.
+
+    Active faults and out-of-service are replayed from the terminal's events in order
+    (`fault`/`fault_cleared` name the fault in `detail`; `out_of_service` is `on`/`off`)."""
+    found: dict[str, Terminal] = {}
+
+    def terminal(tid: str) -> Terminal:
+        return found.setdefault(tid, Terminal(terminal_id=tid, name=tid, site=""))
+
+    with engine.connect() as conn:
+        for row in conn.execute(sa.select(stations)):
+            t = terminal(row.terminal_id)
+            t.name, t.site = row.name or row.terminal_id, row.site
+        for row in conn.execute(
+            sa.select(events.c.terminal_id, events.c.kind, events.c.detail, events.c.at).order_by(
+                events.c.seq
+            )
+        ):
+            t = terminal(row.terminal_id)
+            t.last_seen = _latest(t.last_seen, row.at)
+            if row.kind == "fault":
+                t.faults.add(row.detail)
+            elif row.kind == "fault_cleared":
+                t.faults.discard(row.detail)
+            elif row.kind == "out_of_service":
+                t.out_of_service = row.detail == "on"
+        a = authorizations
+        for row in conn.execute(
+            sa.select(
+                a.c.terminal_id,
+                sa.func.max(a.c.updated_at).label("seen"),
+                sa.func.sum(sa.case((a.c.status == APPROVED, 1), else_=0)).label("open"),
+            ).group_by(a.c.terminal_id)
+        ):
+            t = terminal(row.terminal_id)
+            t.last_seen = _latest(t.last_seen, row.seen)
+            t.open_holds = int(row.open or 0)
+        for row in conn.execute(
+            sa.select(
+                meter_readings.c.terminal_id,
+                sa.func.max(meter_readings.c.received_at).label("seen"),
+            ).group_by(meter_readings.c.terminal_id)
+        ):
+            t = terminal(row.terminal_id)
+            t.last_seen = _latest(t.last_seen, row.seen)
+    return sorted(found.values(), key=lambda t: (t.site or "~", t.name))
+
+
+def active_sessions(engine: Engine) -> list[dict[str, Any]]:
+    """Approved holds not yet captured or voided (sessions under way, or waiting to settle),
+    oldest first, with the energy of their newest signed reading if one arrived."""
+    a = authorizations
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(
+                a.c.id,
+                a.c.terminal_id,
+                a.c.currency,
+                a.c.amount_authorized,
+                a.c.created_at,
+                a.c.flag,
+            )
+            .where(a.c.status == APPROVED)
+            .order_by(a.c.created_at)
+        ).all()
+        out = []
+        for r in rows:
+            out.append(
+                {
+                    "id": r.id,
+                    "terminal_id": r.terminal_id,
+                    "currency": r.currency,
+                    "held": int(r.amount_authorized or 0),
+                    "since": aware(r.created_at),
+                    "flag": r.flag,
+                }
+            )
+    return out
+
+
+def find_payments(engine: Engine, text: str, limit: int = 50) -> list[dict[str, Any]]:
+    """Captured payments, newest first; with `text`, those whose authorization id, receipt id
+    or terminal id contains it."""
+    a = authorizations
+    query = sa.select(
+        a.c.id,
+        a.c.terminal_id,
+        a.c.currency,
+        a.c.amount_captured,
+        a.c.amount_refunded,
+        a.c.receipt_id,
+        a.c.card_brand,
+        a.c.card_last4,
+        a.c.updated_at,
+    ).where(a.c.status == CAPTURED)
+    if text:
+        like = f"%{text}%"
+        query = query.where(
+            sa.or_(a.c.id.like(like), a.c.receipt_id.like(like), a.c.terminal_id.like(like))
+        )
+    with engine.connect() as conn:
+        rows = conn.execute(query.order_by(a.c.updated_at.desc(), a.c.id).limit(limit)).all()
+    return [{**dict(r._mapping), "updated_at": aware(r.updated_at)} for r in rows]
+
+
+def payment(engine: Engine, authorization_id: str) -> dict[str, Any] | None:
+    """One authorization with its money movements and receipt, for the console."""
+    a = authorizations
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(a).where(a.c.id == authorization_id)).first()
+        if row is None:
+            return None
+        moves = conn.execute(
+            sa.select(movements.c.kind, movements.c.amount, movements.c.currency, movements.c.at)
+            .where(movements.c.authorization_id == authorization_id)
+            .order_by(movements.c.seq)
+        ).all()
+    data = {k: v for k, v in row._mapping.items() if k not in ("card_token", "op_detail", "op_key")}
+    data["receipt"] = json.loads(row.receipt) if row.receipt else None
+    data["movements"] = [{**dict(m._mapping), "at": aware(m.at)} for m in moves]
+    data["created_at"] = aware(row.created_at)
+    data["refundable"] = (
+        int(row.amount_captured) - int(row.amount_refunded) if row.status == CAPTURED else 0
+    )
+    return data
