@@ -26,6 +26,7 @@ NAV: tuple[tuple[str, str], ...] = (
     ("/console/fleet", "Fleet"),
     ("/console/money", "Money"),
     ("/console/payments", "Payments"),
+    ("/console/tokens", "Tokens"),
     ("/console/audit", "Audit log"),
 )
 HOME = NAV[0][0]

@@ -23,6 +23,7 @@ from gateway.web.console_auth import sign_in_routes
 from gateway.web.console_frame import ConsoleFrame
 from gateway.web.console_money import Refund, money_routes
 from gateway.web.console_revenue import revenue_routes
+from gateway.web.console_tokens import token_routes
 from gateway.web.operator_auth import OperatorSignIn
 from gateway.web.sessions import OPERATOR_COOKIE, OPERATOR_LIFETIME, Sessions
 from gateway.web.templating import Pages
@@ -69,4 +70,5 @@ def add_web(
     app.include_router(console_routes(frame))
     app.include_router(revenue_routes(frame))
     app.include_router(money_routes(frame, Reconciler(payments), refund))
+    app.include_router(token_routes(frame))
     return pages

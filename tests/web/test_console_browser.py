@@ -112,3 +112,8 @@ def test_fleet_money_payments_and_a_refund_in_chromium(
         look(page, "console-payment-refunded", size)
         assert gateway.payments.ledger.fetch(aid).amount_refunded == 50  # type: ignore[union-attr]
         assert captured > 50
+        page.get_by_role("link", name="Tokens").click()
+        page.locator('[data-list="seen"] button', has_text="Block").first.click()
+        expect(page.locator('[data-list="listed"] tr')).to_have_count(2)  # header and one token
+        look(page, "console-tokens", size)
+        assert gateway.ledger.token_lists()[1] != []
