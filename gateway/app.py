@@ -45,6 +45,7 @@ from gateway.pay.routes import pay_routes
 from gateway.payments import Payments
 from gateway.processors.port import Processor
 from gateway.processors.registry import Processors
+from gateway.web.mailer import Mailer
 from gateway.web.receipts import receipt_routes
 from gateway.webhooks import Webhooks
 from gateway.web.site import add_web
@@ -89,6 +90,7 @@ def create_app(
     body_limit: int = DEFAULT_BODY_LIMIT,
     operator_token: str | None = None,
     commands: Commands | None = None,
+    mailer: Mailer | None = None,
     public_url: str | None = None,
 ) -> FastAPI:
     """The app over `payments`. `identity` decides who calls a terminal route (default: only
@@ -155,7 +157,14 @@ def create_app(
         )
 
     # The operator's console (and later the driver's portal): pages, not terminal routes.
-    add_web(app, payments, operator_refund, trusts=getattr(identity.forwarded, "trusts", None))
+    add_web(
+        app,
+        payments,
+        operator_refund,
+        trusts=getattr(identity.forwarded, "trusts", None),
+        mailer=mailer,
+        public_url=public_url,
+    )
 
     def operator(request: Request) -> bool:
         """Whether the request bears the operator's token (operator routes are not served

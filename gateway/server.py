@@ -45,6 +45,7 @@ from gateway.processors.routing import Routing, load_routing
 from gateway.processors.simulated import SimulatedProcessor
 from gateway.tls import Revocations, ServerTLS, uvicorn_options
 from terminal.errors import ConfigError
+from gateway.web.mailer import Mailer
 
 log = logging.getLogger("ev_gateway.server")
 
@@ -76,6 +77,8 @@ class Settings:
     insecure_dev: bool = False
     forwarded: Forwarded | None = None
     operator_token: str | None = None
+    mailer: Mailer | None = None  # the driver portal's sign-in links (SMTP)
+    public_url: str | None = None  # where the links in e-mails point
     max_amount_major: Decimal = Decimal(1000)
     body_limit: int = DEFAULT_BODY_LIMIT
     lock_s: float = LOCK_S
@@ -152,6 +155,8 @@ def build(settings: Settings) -> Built:
         body_limit=settings.body_limit,
         operator_token=settings.operator_token,
         commands=commands,
+        mailer=settings.mailer,
+        public_url=settings.public_url,
     )
     return Built(engine, ledger, processor, processors, payments, expiry, reconciler, app, commands)
 
@@ -227,6 +232,7 @@ class EmbeddedGateway:
         processor: Callable[[Engine], SimulatedProcessor] = SimulatedProcessor,
         processors_file: Path | None = None,
         reload_every_s: float = RELOAD_EVERY_S,
+        mailer: Mailer | None = None,
     ) -> None:
         if db_url is None:
             if db_path is None:
@@ -247,6 +253,7 @@ class EmbeddedGateway:
             processor=processor,
             processors_file=processors_file,
             reload_every_s=reload_every_s,
+            mailer=mailer,
         )
         engine = open_engine(db_url)
         try:

@@ -78,6 +78,13 @@ def _parser() -> ArgumentParser:
         help="plain HTTP, no terminal identity, loopback only: development and demos",
     )
     parser.add_argument("--operator-token-file", type=Path, help="bearer token for /operator/*")
+    parser.add_argument(
+        "--smtp", metavar="HOST:PORT", help="the mail relay for drivers' sign-in links"
+    )
+    parser.add_argument("--mail-from", metavar="ADDR", help="the sender of sign-in links")
+    parser.add_argument(
+        "--public-url", metavar="URL", help="the portal's address, for links in e-mails"
+    )
     parser.add_argument("--username", help="add-operator: the operator's user name")
     parser.add_argument(
         "--role", choices=["admin", "read-only"], help="add-operator: what the operator may do"
@@ -171,6 +178,8 @@ def _settings(args: argparse.Namespace) -> Any:
         token = _readable(args.operator_token_file, "--operator-token-file").read_text().strip()
     return Settings(
         db_url=args.db,
+        mailer=_mailer(args),
+        public_url=_public_url(args.public_url),
         key_dirs=tuple(args.keys),
         tls=tls,
         insecure_dev=args.insecure_dev,
@@ -180,6 +189,27 @@ def _settings(args: argparse.Namespace) -> Any:
         lock_s=args.step_lock,
         processors_file=args.processors,
     )
+
+
+def _mailer(args: argparse.Namespace) -> Any:
+    from gateway.web.mailer import Mailer  # noqa: PLC0415 - the gateway extra
+
+    if args.smtp is None:
+        if args.mail_from is not None:
+            raise UsageError("--mail-from needs --smtp HOST:PORT")
+        return None
+    host, _, port = args.smtp.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise UsageError(f"--smtp: {args.smtp!r} is not HOST:PORT")
+    if args.mail_from is None or "@" not in args.mail_from:
+        raise UsageError("--mail-from: the sender's e-mail address is needed with --smtp")
+    return Mailer(host=host, port=int(port), sender=args.mail_from)
+
+
+def _public_url(value: str | None) -> str | None:
+    if value is not None and not value.startswith(("https://", "http://")):
+        raise UsageError(f"--public-url: {value!r} is not an http(s) URL")
+    return value
 
 
 def _forwarded(args: argparse.Namespace) -> Any:

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from gateway.ledger.schema import authorizations, token_lists
 from gateway.ledger.store import aware
+from gateway.ledger.web_schema import audit_log
 
 LISTS = ("allow", "deny")
 TOKEN_PATTERN = r"^[A-Za-z0-9_.:-]{8,64}$"  # a fleet token (keyed hash) as the kiosks send it
@@ -77,3 +78,23 @@ def put_token(
             conn.execute(sa.insert(token_lists).values(token=token, list=list_name, at=at))
         audit(conn, actor, "token.list", token, {"from": before, "to": list_name})
     return None if before is None else str(before)
+
+
+def last_changed_by(engine: Engine, token: str) -> str | None:
+    """Who made the newest change to a token's list entry (the audit log's actor)."""
+    with engine.connect() as conn:
+        found = conn.execute(
+            sa.select(audit_log.c.actor)
+            .where(audit_log.c.action == "token.list", audit_log.c.target == token)
+            .order_by(audit_log.c.seq.desc())
+            .limit(1)
+        ).scalar()
+    return None if found is None else str(found)
+
+
+def list_of(engine: Engine, token: str) -> str | None:
+    with engine.connect() as conn:
+        found = conn.execute(
+            sa.select(token_lists.c.list).where(token_lists.c.token == token)
+        ).scalar()
+    return None if found is None else str(found)

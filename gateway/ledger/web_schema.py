@@ -1,6 +1,7 @@
 """The tables of the operator's console and the driver's portal (`gateway.web`): operators and
 their roles, browser sessions, sign-in throttling, the audit log of every change an operator
-makes, and the stations the console groups revenue by.
+makes, the stations the console groups revenue by, drivers, their cards and tokens, and their
+one-time sign-in links.
 
 They live beside the ledger's money tables (`gateway.ledger.schema`) in the same metadata, and
 the same numbered Alembic migrations create them (`migrations/versions/0002_web.py`).
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from gateway.ledger.schema import metadata
+from gateway.ledger.schema import metadata, movements
 
 # Operator roles: an admin changes things (refunds, tariffs, lists, operators); a read-only
 # operator sees every console page and changes nothing.
@@ -76,3 +77,38 @@ stations = sa.Table(
     sa.Column("address", sa.String(256), nullable=False, server_default=""),
     sa.Column("timezone", sa.String(64), nullable=False, server_default="UTC"),
 )
+
+# Drivers of the portal: an account is an e-mail address, made at its first sign-in.
+drivers = sa.Table(
+    "drivers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("email", sa.String(254), nullable=False, unique=True),  # RFC 5321 path limit
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# The cards and RFID tokens a driver proved to hold (by fleet token, as the kiosks send it):
+# a token belongs to one driver at most.
+driver_cards = sa.Table(
+    "driver_cards",
+    metadata,
+    sa.Column("card_token", sa.String(64), primary_key=True),
+    sa.Column("driver_id", sa.Integer, nullable=False, index=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # payment | id_token
+    sa.Column("label", sa.String(64), nullable=False, server_default=""),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# One-time sign-in links sent by e-mail: only the token's SHA-256 is kept; a link works once,
+# for a short time.
+sign_in_links = sa.Table(
+    "sign_in_links",
+    metadata,
+    sa.Column("token_sha256", sa.String(64), primary_key=True),
+    sa.Column("email", sa.String(254), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("used_at", sa.DateTime(timezone=True)),
+)
+
+# The console reads revenue by the time of each movement.
+sa.Index("movements_at", movements.c.at)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from fastapi import FastAPI, Request
 
 from gateway.jobs.reconciler import Reconciler
+from gateway.ledger.drivers import Drivers
 from gateway.ledger.operators import Operators
 from gateway.payments import Payments
 from gateway.web.console import console_routes
@@ -24,8 +25,18 @@ from gateway.web.console_frame import ConsoleFrame
 from gateway.web.console_money import Refund, money_routes
 from gateway.web.console_revenue import revenue_routes
 from gateway.web.console_tokens import token_routes
+from gateway.web.mailer import Mailer
 from gateway.web.operator_auth import OperatorSignIn
-from gateway.web.sessions import OPERATOR_COOKIE, OPERATOR_LIFETIME, Sessions
+from gateway.web.portal import portal_routes
+from gateway.web.portal_auth import portal_sign_in_routes
+from gateway.web.portal_frame import PortalFrame
+from gateway.web.sessions import (
+    DRIVER_COOKIE,
+    DRIVER_LIFETIME,
+    OPERATOR_COOKIE,
+    OPERATOR_LIFETIME,
+    Sessions,
+)
 from gateway.web.templating import Pages
 from gateway.web.throttle import Throttle
 
@@ -53,9 +64,12 @@ def add_web(
     refund: Refund,
     *,
     trusts: Callable[[str], bool] | None = None,
+    mailer: Mailer | None = None,
+    public_url: str | None = None,
 ) -> Pages:
     """The pages on `app`. `refund` runs an operator's refund through the idempotent frame
-    the operator API uses."""
+    the operator API uses; `mailer` sends drivers their sign-in links, which point at
+    `public_url` (default: the address the request came to)."""
     ledger = payments.ledger
     pages = Pages()
     pages.mount_static(app)
@@ -71,4 +85,11 @@ def add_web(
     app.include_router(revenue_routes(frame))
     app.include_router(money_routes(frame, Reconciler(payments), refund))
     app.include_router(token_routes(frame))
+    throttle = Throttle(engine, clock)
+    driver_sessions = Sessions(
+        engine, clock, kind="driver", cookie=DRIVER_COOKIE, lifetime=DRIVER_LIFETIME
+    )
+    portal = PortalFrame(pages, Drivers(engine, clock), driver_sessions, client_address(trusts))
+    app.include_router(portal_sign_in_routes(portal, throttle, mailer, public_url))
+    app.include_router(portal_routes(portal, throttle))
     return pages

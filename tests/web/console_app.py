@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from gateway.ledger import migrate, open_engine
 from gateway.ledger.operators import Operators
 from gateway.server import Built, Settings, build
+from gateway.web.mailer import Mailer
 from gateway.web.operator_auth import hash_password
 
 PASSWORD = "correct horse battery staple"
@@ -57,14 +58,17 @@ class ConsoleApp:
         return client
 
 
-def console_app(db_url: str, clock: Clock | None = None) -> ConsoleApp:
+def console_app(
+    db_url: str, clock: Clock | None = None, mailer: Mailer | None = None
+) -> ConsoleApp:
     engine = open_engine(db_url)
     try:
         migrate(engine)
     finally:
         engine.dispose()
     clock = clock or Clock()
-    return ConsoleApp(build(Settings(db_url=db_url, insecure_dev=True, clock=clock)), clock)
+    settings = Settings(db_url=db_url, insecure_dev=True, clock=clock, mailer=mailer)
+    return ConsoleApp(build(settings), clock)
 
 
 def routes(app: FastAPI, method: str, prefix: str) -> list[str]:

@@ -80,7 +80,13 @@ class Generator:
                     )
 
     def session(
-        self, at: datetime, *, currency: str | None = None, terminal: str | None = None
+        self,
+        at: datetime,
+        *,
+        currency: str | None = None,
+        terminal: str | None = None,
+        kind: str = "payment",
+        token: str | None = None,
     ) -> str:
         """One captured session at `at`; its authorization id."""
         self._n += 1
@@ -101,8 +107,8 @@ class Generator:
                 terminal_id=terminal,
                 amount=wire.Amount(minor=high, currency=code),
                 card=wire.CardIn(
-                    kind="payment",
-                    token=f"tok-{self._n:012d}",
+                    kind=kind,  # type: ignore[arg-type]
+                    token=token or f"tok-{self._n:012d}",
                     brand=brand,
                     last4=f"{self._n % 9000 + 1000:04d}",  # not a simulated test card
                 ),

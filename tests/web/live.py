@@ -12,15 +12,19 @@ from playwright.sync_api import Browser, BrowserContext, Page
 from gateway.ledger import now
 from gateway.ledger.operators import Operators
 from gateway.server import EmbeddedGateway
+from gateway.web.mailer import Mailer
 from gateway.web.operator_auth import hash_password
 from tests.web.browser import SIZES
 from tests.web.console_app import PASSWORD, Clock
 
 
 @contextmanager
-def live_gateway(data: Path, clock: Clock | None = None) -> Iterator[EmbeddedGateway]:
-    """`clock` (default: the real one) stamps the ledger's rows and the sessions."""
-    gateway = EmbeddedGateway(data / "gateway.sqlite3", clock=clock or now)
+def live_gateway(
+    data: Path, clock: Clock | None = None, mailer: Mailer | None = None
+) -> Iterator[EmbeddedGateway]:
+    """`clock` (default: the real one) stamps the ledger's rows and the sessions; `mailer`
+    sends the portal's sign-in links."""
+    gateway = EmbeddedGateway(data / "gateway.sqlite3", clock=clock or now, mailer=mailer)
     operators = Operators(gateway.engine, gateway.ledger.clock)
     for name, role in (("alice", "admin"), ("reader", "read_only")):
         operators.add(name, hash_password(PASSWORD), role, actor="cli")

@@ -8,9 +8,30 @@ from alembic.runtime.migration import MigrationContext
 
 from gateway.ledger import migrate, open_engine
 from gateway.ledger.schema import metadata
-from gateway.ledger.web_schema import audit_log, operators, sign_in_attempts, stations, web_sessions
+from gateway.ledger.web_schema import (
+    audit_log,
+    driver_cards,
+    drivers,
+    operators,
+    sign_in_attempts,
+    sign_in_links,
+    stations,
+    web_sessions,
+)
 
-WEB_TABLES = {t.name for t in (operators, web_sessions, sign_in_attempts, audit_log, stations)}
+WEB_TABLES = {
+    t.name
+    for t in (
+        operators,
+        web_sessions,
+        sign_in_attempts,
+        audit_log,
+        stations,
+        drivers,
+        driver_cards,
+        sign_in_links,
+    )
+} | {"movements"}
 
 
 def test_the_migrated_web_tables_match_the_code(db_url: str) -> None:
