@@ -207,6 +207,11 @@ class TerminalConfigAnswer(Strict):
         description="tokens that may start a session while the gateway is unreachable"
     )
     deny_list: list[str] = Field(description="tokens refused, online and offline")
+    tariff: dict[str, Any] | None = Field(
+        default=None,
+        description="the OCPI 2.2.1 Tariff object the station prices with (set in the "
+        "operator's console); absent when none is assigned",
+    )
 
 
 class CostLimit(Strict):

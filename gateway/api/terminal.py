@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from gateway import wire
 from gateway.api.identity import Caller
 from gateway.api.requests import TerminalRequests, error
+from gateway.ledger import tariffs
 from gateway.ledger.idempotency import StoredAnswer
 from gateway.ledger.store import aware
 from gateway.payments import Payments, Refusal
@@ -226,13 +227,18 @@ def terminal_routes(payments: Payments, frame: TerminalRequests) -> APIRouter:
         },
     )
     def terminal_config(request: Request) -> Response:
-        """The local authorization and deny lists, with an ETag: a terminal polls with
-        If-None-Match and gets 304 while nothing changed."""
+        """The local authorization and deny lists and the station's tariff, with an ETag: a
+        terminal polls with If-None-Match and gets 304 while nothing changed. (In the
+        development mode, without a certificate, `?terminal_id=` names the terminal.)"""
         caller = frame.caller(request)
         if isinstance(caller, JSONResponse):
             return caller
         allow, deny = ledger.token_lists()
-        body = {"authorization_list": allow, "deny_list": deny}
+        terminal = caller.terminal or request.query_params.get("terminal_id", "")
+        tariff = tariffs.for_terminal(ledger.engine, terminal) if terminal else None
+        body: dict[str, Any] = {"authorization_list": allow, "deny_list": deny}
+        if tariff is not None:
+            body["tariff"] = tariff
         text = json.dumps(body, sort_keys=True, separators=(",", ":"))
         etag = '"' + hashlib.sha256(text.encode()).hexdigest()[:32] + '"'
         if request.headers.get("if-none-match") == etag:

@@ -112,3 +112,22 @@ sign_in_links = sa.Table(
 
 # The console reads revenue by the time of each movement.
 sa.Index("movements_at", movements.c.at)
+
+# OCPI 2.2.1 tariffs the operator edits in the console (`ocpi` is the Tariff object as JSON,
+# validated by `terminal.tariff.model.parse_tariff` before it is stored), and which one each
+# station prices with; terminals receive theirs in `GET /v1/terminal-config`.
+tariffs = sa.Table(
+    "tariffs",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),  # the OCPI Tariff.id
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("ocpi", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+station_tariffs = sa.Table(
+    "station_tariffs",
+    metadata,
+    sa.Column("terminal_id", sa.String(64), primary_key=True),
+    sa.Column("tariff_id", sa.String(36), nullable=False, index=True),
+)

@@ -26,6 +26,7 @@ NAV: tuple[tuple[str, str], ...] = (
     ("/console/fleet", "Fleet"),
     ("/console/money", "Money"),
     ("/console/payments", "Payments"),
+    ("/console/tariffs", "Tariffs"),
     ("/console/tokens", "Tokens"),
     ("/console/audit", "Audit log"),
 )

@@ -24,6 +24,7 @@ from gateway.web.console_auth import sign_in_routes
 from gateway.web.console_frame import ConsoleFrame
 from gateway.web.console_money import Refund, money_routes
 from gateway.web.console_revenue import revenue_routes
+from gateway.web.console_tariffs import tariff_routes
 from gateway.web.console_tokens import token_routes
 from gateway.web.mailer import Mailer
 from gateway.web.operator_auth import OperatorSignIn
@@ -85,6 +86,7 @@ def add_web(
     app.include_router(revenue_routes(frame))
     app.include_router(money_routes(frame, Reconciler(payments), refund))
     app.include_router(token_routes(frame))
+    app.include_router(tariff_routes(frame))
     throttle = Throttle(engine, clock)
     driver_sessions = Sessions(
         engine, clock, kind="driver", cookie=DRIVER_COOKIE, lifetime=DRIVER_LIFETIME

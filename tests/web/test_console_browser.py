@@ -15,6 +15,7 @@ from tests.web.browser import SIZES, look
 from tests.web.console_app import Clock
 from tests.web.generate import Generator
 from tests.web.live import context, live_gateway, sign_in
+from tests.web.test_console_tariffs import TOU
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -117,3 +118,17 @@ def test_fleet_money_payments_and_a_refund_in_chromium(
         expect(page.locator('[data-list="listed"] tr')).to_have_count(2)  # header and one token
         look(page, "console-tokens", size)
         assert gateway.ledger.token_lists()[1] != []
+
+        page.get_by_role("link", name="Tariffs").click()
+        page.get_by_label("OCPI 2.2.1 Tariff object").fill(TOU)
+        page.get_by_role("button", name="Save tariff").click()
+        expect(page.get_by_role("heading", name="Tariff ")).to_be_visible()
+        page.get_by_label("Energy (kWh)").fill("30")
+        page.get_by_role("button", name="Price it").click()
+        expect(page.locator('[data-fact="total"]')).to_contain_text("EUR")
+        page.get_by_label("KIOSK-0001").check()
+        page.get_by_role("button", name="Assign").click()
+        expect(page.locator('[data-fact="stations"]')).to_have_text("KIOSK-0001")
+        look(page, "console-tariff", size)
+        page.get_by_role("link", name="Tariffs").click()
+        look(page, "console-tariffs", size)
