@@ -124,3 +124,23 @@ def test_a_taken_name_and_a_missing_database_are_one_line_exit_2(db: Path) -> No
     assert missing.returncode == 2
     assert "migrate" in missing.stderr
     assert not (db / "none.sqlite3").exists()
+
+
+MAIL_CASES = [
+    ("smtp-no-port", ["--smtp", "mail.example.net"], "--smtp"),
+    ("smtp-bad-port", ["--smtp", "mail.example.net:99999"], "--smtp"),
+    ("smtp-without-sender", ["--smtp", "127.0.0.1:25"], "--mail-from"),
+    ("sender-without-smtp", ["--mail-from", "a@example.net"], "--smtp"),
+    ("public-url-not-http", ["--public-url", "ftp://example.net"], "--public-url"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "names"), [c[1:] for c in MAIL_CASES], ids=[c[0] for c in MAIL_CASES]
+)
+def test_a_bad_mail_option_is_one_line_and_exit_2(db: Path, args: list[str], names: str) -> None:
+    result = _run(["--db", "g.sqlite3", "--insecure-dev", "--port", "0", *args], db)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("level=")]
+    assert len(lines) == 1, result.stderr
+    assert names in lines[0]
