@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,6 +27,7 @@ from gateway.ledger.schema import (
 )
 from gateway.ledger.store import aware
 from gateway.ledger.web_schema import stations
+from terminal import ocmf
 
 ONLINE_WITHIN = timedelta(minutes=10)  # a terminal heard from in this window is online
 
@@ -102,7 +104,8 @@ def fleet(engine: Engine) -> list[Terminal]:
 
 def active_sessions(engine: Engine) -> list[dict[str, Any]]:
     """Approved holds not yet captured or voided (sessions under way, or waiting to settle),
-    oldest first, with the energy of their newest signed reading if one arrived."""
+    oldest first, with the energy so far: the newest signed reading's register less the
+    session's begin reading (OCMF `RD[].RV`, kWh), when the kiosk has sent them."""
     a = authorizations
     with engine.connect() as conn:
         rows = conn.execute(
@@ -117,19 +120,40 @@ def active_sessions(engine: Engine) -> list[dict[str, Any]]:
             .where(a.c.status == APPROVED)
             .order_by(a.c.created_at)
         ).all()
-        out = []
-        for r in rows:
-            out.append(
-                {
-                    "id": r.id,
-                    "terminal_id": r.terminal_id,
-                    "currency": r.currency,
-                    "held": int(r.amount_authorized or 0),
-                    "since": aware(r.created_at),
-                    "flag": r.flag,
-                }
-            )
-    return out
+        readings: dict[str, list[str]] = {}
+        if rows:
+            for r in conn.execute(
+                sa.select(meter_readings.c.authorization_id, meter_readings.c.ocmf)
+                .where(meter_readings.c.authorization_id.in_([r.id for r in rows]))
+                .order_by(meter_readings.c.seq)
+            ):
+                readings.setdefault(r.authorization_id, []).append(r.ocmf)
+    return [
+        {
+            "id": r.id,
+            "terminal_id": r.terminal_id,
+            "currency": r.currency,
+            "held": int(r.amount_authorized or 0),
+            "since": aware(r.created_at),
+            "flag": r.flag,
+            "energy_wh": _energy_so_far(readings.get(r.id, [])),
+        }
+        for r in rows
+    ]
+
+
+def _energy_so_far(texts: list[str]) -> int | None:
+    """Wh between the first and the newest reading of a session (None: fewer than two)."""
+    values: list[Decimal] = []
+    for text in texts:
+        try:
+            found = ocmf.parse(text).payload.get("RD") or []
+            values.extend(Decimal(str(r["RV"])) for r in found if "RV" in r)
+        except (ocmf.OcmfError, KeyError, TypeError, ArithmeticError):
+            continue  # stored as the terminal sent it; an unreadable one says nothing here
+    if len(values) < 2:
+        return None
+    return int((values[-1] - values[0]) * 1000)
 
 
 def find_payments(engine: Engine, text: str, limit: int = 50) -> list[dict[str, Any]]:

@@ -167,7 +167,27 @@ def test_the_money_page_shows_open_holds_and_unknown_outcomes(
     )
     with pytest.raises(Unanswered):  # the step stays unknown (the request answers 504)
         payments.authorize(lost, _store)
+    ledger = app.built.ledger
+
+    def reading(tx: str, kwh: str) -> str:
+        payload = f'{{"GS":"KIOSK-0003","RD":[{{"TX":"{tx}","RV":{kwh},"RU":"kWh"}}]}}'
+        return f'OCMF|{payload}|{{"SD":"3045"}}'
+
     client = app.signed_in("reader")
+    fleet = client.get("/console/fleet").text
+    assert 'data-energy="open-hold-0001">no reading yet<' in fleet
+    with ledger.engine.begin() as conn:
+        ledger.add_readings(
+            conn,
+            "KIOSK-0003",
+            [
+                ("open-hold-0001", "begin", reading("B", "1204.250")),
+                ("open-hold-0001", "charging", reading("C", "1210.000")),
+                ("open-hold-0001", "charging", reading("C", "1216.755")),
+            ],
+        )
+    fleet = client.get("/console/fleet").text
+    assert 'data-energy="open-hold-0001">12.505 kWh<' in fleet
     page = client.get("/console/money").text
     assert "open-hold-0001" in page
     assert "lost-hold-0001" in page
