@@ -131,3 +131,26 @@ station_tariffs = sa.Table(
     sa.Column("terminal_id", sa.String(64), primary_key=True),
     sa.Column("tariff_id", sa.String(36), nullable=False, index=True),
 )
+
+# Drivers' passkeys (WebAuthn Level 2): the credential id and COSE public key, base64url; the
+# signature counter as the authenticator last reported it.
+passkeys = sa.Table(
+    "passkeys",
+    metadata,
+    sa.Column("credential_id", sa.String(1024), primary_key=True),
+    sa.Column("driver_id", sa.Integer, nullable=False, index=True),
+    sa.Column("public_key", sa.Text, nullable=False),
+    sa.Column("sign_count", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# A WebAuthn ceremony's challenge, kept until it is answered or expires (a few minutes); once.
+passkey_challenges = sa.Table(
+    "passkey_challenges",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("purpose", sa.String(16), nullable=False),  # register | sign_in
+    sa.Column("driver_id", sa.Integer),  # the registering driver
+    sa.Column("challenge", sa.String(128), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)

@@ -22,6 +22,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from gateway import wire
 from gateway.ledger.operators import Operators
+from gateway.ledger.passkey_store import PasskeyStore
 from gateway.ledger.token_admin import last_changed_by, list_of, put_token
 from gateway.web.portal_frame import Driver, PortalFrame
 from gateway.web.templating import page_headers
@@ -159,7 +160,12 @@ def portal_routes(frame: PortalFrame, throttle: Throttle) -> APIRouter:
             viewer,
             "account/cards.html",
             CARDS,
-            {"cards": cards, "error": error, "notice": notice},
+            {
+                "cards": cards,
+                "error": error,
+                "notice": notice,
+                "passkeys": len(PasskeyStore(engine, drivers.clock).of(viewer.driver_id)),
+            },
             status_code=status_code,
         )
 

@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from gateway.jobs.reconciler import Reconciler
 from gateway.ledger.drivers import Drivers
 from gateway.ledger.operators import Operators
+from gateway.ledger.passkey_store import PasskeyStore
 from gateway.payments import Payments
 from gateway.web.console import console_routes
 from gateway.web.console_auth import sign_in_routes
@@ -31,6 +32,7 @@ from gateway.web.operator_auth import OperatorSignIn
 from gateway.web.portal import portal_routes
 from gateway.web.portal_auth import portal_sign_in_routes
 from gateway.web.portal_frame import PortalFrame
+from gateway.web.portal_passkeys import passkey_routes
 from gateway.web.sessions import (
     DRIVER_COOKIE,
     DRIVER_LIFETIME,
@@ -94,4 +96,5 @@ def add_web(
     portal = PortalFrame(pages, Drivers(engine, clock), driver_sessions, client_address(trusts))
     app.include_router(portal_sign_in_routes(portal, throttle, mailer, public_url))
     app.include_router(portal_routes(portal, throttle))
+    app.include_router(passkey_routes(portal, PasskeyStore(engine, clock), public_url))
     return pages

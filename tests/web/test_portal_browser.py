@@ -74,3 +74,52 @@ def test_a_driver_signs_in_links_a_card_and_blocks_a_token_in_chromium(
         page.locator(f'tr[data-session="{card}"] a').first.click()
         expect(page.locator('[data-fact="paid"]')).to_have_text(Money(paid.amount, "EUR").format())
         look(page, "portal-session", size)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_driver_adds_a_passkey_and_signs_in_with_it(
+    browser: Browser, tmp_path: Path, size: str
+) -> None:
+    """Chromium's virtual authenticator (DevTools WebAuthn domain) stands in for the phone's
+    platform authenticator. WebAuthn does not take an IP address as the relying party, so the
+    browser uses the gateway as http://localhost (a secure context)."""
+    with (
+        mail_sink() as (sink, mailer),
+        live_gateway(tmp_path, None, mailer) as gateway,
+        context(browser, size) as ctx,
+    ):
+        base = gateway.url.replace("127.0.0.1", "localhost")
+        page = ctx.new_page()
+        devtools = ctx.new_cdp_session(page)
+        devtools.send("WebAuthn.enable")
+        devtools.send(
+            "WebAuthn.addVirtualAuthenticator",
+            {
+                "options": {
+                    "protocol": "ctap2",
+                    "transport": "internal",
+                    "hasResidentKey": True,
+                    "hasUserVerification": True,
+                    "isUserVerified": True,
+                    "automaticPresenceSimulation": True,
+                }
+            },
+        )
+        page.goto(f"{base}/account/sign-in")
+        page.get_by_label("E-mail address").fill("gail@example.org")
+        page.get_by_role("button", name="Send me a link").click()
+        expect(page.get_by_role("status").first).to_contain_text("on its way")
+        page.goto(sink.link("gail@example.org"))
+        page.get_by_role("button", name="Sign in to my account").click()
+        expect(page.get_by_role("heading", name="My sessions")).to_be_visible()
+        page.get_by_role("link", name="Cards and tokens").click()
+        expect(page.locator('[data-fact="passkeys"]')).to_contain_text("0 passkey(s)")
+        page.get_by_role("button", name="Add a passkey").click()
+        expect(page.locator('[data-fact="passkeys"]')).to_contain_text("1 passkey(s)")
+        look(page, "portal-passkey-added", size)
+        page.get_by_role("button", name="Sign out").click()
+        expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+        look(page, "portal-sign-in-passkey", size)
+        page.get_by_role("button", name="Sign in with a passkey").click()
+        expect(page.get_by_role("heading", name="My sessions")).to_be_visible()
+        assert len(sink.messages) == 1  # no second e-mail was needed

@@ -13,9 +13,13 @@ from gateway.ledger.web_schema import (
     driver_cards,
     drivers,
     operators,
+    passkey_challenges,
+    passkeys,
     sign_in_attempts,
     sign_in_links,
+    station_tariffs,
     stations,
+    tariffs,
     web_sessions,
 )
 
@@ -30,6 +34,10 @@ WEB_TABLES = {
         drivers,
         driver_cards,
         sign_in_links,
+        tariffs,
+        station_tariffs,
+        passkeys,
+        passkey_challenges,
     )
 } | {"movements"}
 
