@@ -193,22 +193,22 @@ def portal_routes(frame: PortalFrame, throttle: Throttle) -> APIRouter:
             return cards_page(
                 viewer, error="Too many attempts. Try again in an hour.", status_code=429
             )
-        receipt_id = receipt_id.strip().upper()
+        receipt_id, last4 = receipt_id.strip().upper(), last4.strip()
         if not re.fullmatch(wire.RECEIPT_ID_PATTERN, receipt_id) or not re.fullmatch(
-            r"[0-9]{4}", last4.strip()
+            r"([0-9]{4})?", last4
         ):
             return cards_page(viewer, error=NOT_FOUND, status_code=400)
         found = drivers.find_for_proof(receipt_id)
+        # An RFID token has no digits to give (the kiosk reads its UID only): its receipt and
+        # amount are the proof. A payment card needs its last four as well.
         if (
             found is None
-            or found.card_last4 != last4.strip()
+            or found.card_last4 != last4
             or not _same_amount(amount, found.amount_captured, found.currency)
         ):
             return cards_page(viewer, error=NOT_FOUND, status_code=400)
-        name = (
-            label.strip()[:64]
-            or f"{'Token' if found.card_kind == 'id_token' else 'Card'} {found.card_last4}"
-        )
+        kind = "Token" if found.card_kind == "id_token" else "Card"
+        name = label.strip()[:64] or f"{kind} {found.card_last4 or receipt_id[-4:]}"
         if not drivers.link(viewer.driver_id, found.card_token, found.card_kind, name):
             return cards_page(
                 viewer, error="This card is linked to another account.", status_code=409

@@ -87,6 +87,7 @@ class Generator:
         terminal: str | None = None,
         kind: str = "payment",
         token: str | None = None,
+        last4: str | None = None,
     ) -> str:
         """One captured session at `at`; its authorization id."""
         self._n += 1
@@ -110,7 +111,8 @@ class Generator:
                     kind=kind,  # type: ignore[arg-type]
                     token=token or f"tok-{self._n:012d}",
                     brand=brand,
-                    last4=f"{self._n % 9000 + 1000:04d}",  # not a simulated test card
+                    # not a simulated test card; an RFID token has none (the kiosk sends "")
+                    last4=f"{self._n % 9000 + 1000:04d}" if last4 is None else last4,
                 ),
             ),
             _store,
