@@ -1,5 +1,5 @@
-"""The console's tables as migration 0002 creates them are the tables the code uses
-(`gateway.ledger.web_schema`), on both back-ends."""
+"""The console's and portal's tables as migrations 0003-0006 create them are the tables the
+code uses (`gateway.ledger.web_schema`), on both back-ends."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """The driver's portal: drivers, the cards and tokens they linked, their one-time sign-in links
 (`gateway.ledger.web_schema`); and an index on the movements' time for revenue by period.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
