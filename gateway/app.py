@@ -47,8 +47,8 @@ from gateway.processors.port import Processor
 from gateway.processors.registry import Processors
 from gateway.web.mailer import Mailer
 from gateway.web.receipts import receipt_routes
-from gateway.webhooks import Webhooks
 from gateway.web.site import add_web
+from gateway.webhooks import Webhooks
 
 # The operator's requests keep their idempotency keys apart from every terminal's.
 OPERATOR = Caller("operator")

@@ -44,8 +44,8 @@ from gateway.processors.registry import Processors
 from gateway.processors.routing import Routing, load_routing
 from gateway.processors.simulated import SimulatedProcessor
 from gateway.tls import Revocations, ServerTLS, uvicorn_options
-from terminal.errors import ConfigError
 from gateway.web.mailer import Mailer
+from terminal.errors import ConfigError
 
 log = logging.getLogger("ev_gateway.server")
 

@@ -4,8 +4,8 @@ makes, the stations the console groups revenue by, drivers, their cards and toke
 one-time sign-in links.
 
 They live beside the ledger's money tables (`gateway.ledger.schema`) in the same metadata, and
-the same numbered Alembic migrations create them (`migrations/versions/0003_web.py` to
-`0006_passkeys.py`).
+the same numbered Alembic migrations create them (`migrations/versions/0005_web.py` to
+`0008_passkeys.py`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The console's and portal's tables as migrations 0003-0006 create them are the tables the
+"""The console's and portal's tables as migrations 0005-0008 create them are the tables the
 code uses (`gateway.ledger.web_schema`), on both back-ends."""
 
 from __future__ import annotations
