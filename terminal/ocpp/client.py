@@ -5,7 +5,8 @@ machine's state: requests from the CSMS become events posted to the daemon's que
 machine decides), and answers that depend on the state read the daemon's snapshot. What it
 sends comes from two places: the durable queue in the journal (transaction events and
 settlements, sent strictly in order, each once the CSMS has answered the one before) and the
-connection's own chatter (BootNotification, Heartbeat, the newest StatusNotification).
+connection's own chatter (BootNotification, Heartbeat; the connector status is queued too
+unless the CSMS turned `QueueAllMessages` off, see `reporter`).
 
 Connection (OCPP 2.1 Part 4, OCPP-J): a WebSocket to `<url>/<station id>` with subprotocol
 `ocpp2.1`. Security profile 1 and 2 send HTTP Basic auth (user: the station id, password from
@@ -296,6 +297,7 @@ class OcppClient:
         self._stopping = threading.Event()
         self._status: str | None = None
         self._status_sent: str | None = None
+        self._offline_since_ms: int | None = None  # the kiosk's clock when the link was lost
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
@@ -469,7 +471,12 @@ class OcppClient:
             self._link = (link, reader)
             self._connected.set()
             log.info("event=ocpp_online url=%s", self.config.url)
-            self._status_sent = None
+            offline_since, self._offline_since_ms = self._offline_since_ms, None
+            if (
+                offline_since is not None
+                and self.clock.monotonic_ms() - offline_since > self.settings.offline_threshold_ms
+            ):
+                self._status_sent = None  # B04.FR.01: offline too long, report it unchanged too
             while not self._stopping.is_set() and not reader.done():
                 await self._send_status(link, reader)
                 await self._drain(link, reader)
@@ -480,6 +487,8 @@ class OcppClient:
                 await self._heartbeat(link, reader)
                 await self._idle(reader)
         finally:
+            if self._connected.is_set():
+                self._offline_since_ms = self.clock.monotonic_ms()
             self._connected.clear()
             self._link = None
             reader.cancel()
@@ -514,10 +523,14 @@ class OcppClient:
         return False
 
     async def _send_status(self, link: Link, reader: asyncio.Task[None]) -> None:
+        """The current status, out of the queue: when the CSMS triggers it (F06), or, with
+        QueueAllMessages off, when it changed since the last one sent (G01, B04)."""
         status = self._status
         triggered = "StatusNotification" in self._triggered
         self._triggered.discard("StatusNotification")
-        if status is None or (status == self._status_sent and not triggered):
+        if status is None:
+            return
+        if not triggered and (self.settings.queue_all_messages or status == self._status_sent):
             return
         payload = messages.status_notification(status, self.clock.now(), self._evse())
         await self._ask(link, reader, "StatusNotification", payload)
@@ -552,6 +565,8 @@ class OcppClient:
                 )
                 continue
             self.queue.sent(message.seq)
+            if message.action == "StatusNotification":
+                self._status_sent = message.payload["connectorStatus"]
             await self._send_status(link, reader)
 
     async def _heartbeat(self, link: Link, reader: asyncio.Task[None]) -> None:

@@ -5,7 +5,8 @@ has the concept (`OCPPCommCtrlr.HeartbeatInterval`, `SampledDataCtrlr.TxUpdatedI
 `TxCtrlr.TxStartPoint`, `AuthCtrlr.LocalAuthorizeOffline`, `TariffCostCtrlr.Currency` ...).
 `PaymentCtrlr` holds the payment terminal's settings (hold, increments) under names of the
 kiosk's own beside `Enabled`/`Available`. What the CSMS may change is only what the kiosk can
-apply at once without a restart (the two intervals); everything else is read-only here
+apply at once without a restart (the intervals, whether status changes are queued while
+offline); everything else is read-only here
 because it comes from the kiosk's config file, which the operator owns. Values set by the
 CSMS are kept in the journal and survive a restart.
 """
@@ -31,6 +32,13 @@ NOT_SUPPORTED = "NotSupportedAttributeType"
 class Variable:
     read: Callable[[], str]
     write: Callable[[str], None] | None = None  # None: read-only
+    kind: str = "seconds"  # what a written value must be: "seconds" (1-86400) or "boolean"
+
+
+def _valid(kind: str, value: str) -> bool:
+    if kind == "boolean":
+        return value in ("true", "false")  # OCPP 2.1 Part 2 dataType boolean
+    return value.isdigit() and 1 <= int(value) <= 86_400
 
 
 def _seconds(ms: int) -> str:
@@ -54,6 +62,15 @@ class DeviceModel:
             ("OCPPCommCtrlr", "HeartbeatInterval", None): Variable(
                 lambda: _seconds(settings.heartbeat_interval_ms),
                 lambda v: setattr(settings, "heartbeat_interval_ms", int(v) * 1000),
+            ),
+            ("OCPPCommCtrlr", "QueueAllMessages", None): Variable(
+                lambda: _bool(settings.queue_all_messages),
+                lambda v: setattr(settings, "queue_all_messages", v == "true"),
+                kind="boolean",
+            ),
+            ("OCPPCommCtrlr", "OfflineThreshold", None): Variable(
+                lambda: _seconds(settings.offline_threshold_ms),
+                lambda v: setattr(settings, "offline_threshold_ms", int(v) * 1000),
             ),
             ("SampledDataCtrlr", "TxUpdatedInterval", None): Variable(
                 lambda: _seconds(settings.tx_updated_interval_ms),
@@ -117,7 +134,7 @@ class DeviceModel:
         instance: str | None = None,
         attribute: str = "Actual",
     ) -> str:
-        """Set a writable variable: an interval in whole seconds, 1 to 86400."""
+        """Set a writable variable: an interval in whole seconds (1 to 86400) or a boolean."""
         status, entry = self._find(component, variable, instance)
         if entry is None:
             return status
@@ -125,7 +142,7 @@ class DeviceModel:
             return NOT_SUPPORTED
         if entry.write is None:
             return REJECTED
-        if not value.isdigit() or not 1 <= int(value) <= 86_400:
+        if not _valid(entry.kind, value):
             return REJECTED
         entry.write(value)
         self.queue.set_variable(component, variable, value)

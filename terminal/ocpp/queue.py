@@ -8,6 +8,9 @@ CALLERROR answer is retried `MAX_REJECTIONS` times and then set aside as failed,
 message the CSMS refuses cannot hold the rest of the queue for ever (OCPP 2.1 E13.FR.04,
 `MessageAttemptsTransactionEvent`).
 
+Connector status changes are queued here too (with `OCPPCommCtrlr.QueueAllMessages`, see
+`reporter`), in their own commit after the step that made them.
+
 Per transaction the queue keeps the next `seqNo` (OCPP 2.1 E01.FR.xx: numbered from 0 in the
 order of the events) and what has been reported (charging state, cost limit, ended).
 """
@@ -30,7 +33,7 @@ MAX_REJECTIONS = 3
 @dataclass(frozen=True, slots=True, kw_only=True)
 class QueuedMessage:
     seq: int
-    action: str  # "TransactionEvent", "NotifySettlement"
+    action: str  # "TransactionEvent", "NotifySettlement", "StatusNotification"
     transaction_id: str | None
     payload: dict[str, Any]  # the request as sent on the wire (camelCase)
     attempts: int

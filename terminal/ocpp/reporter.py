@@ -6,8 +6,14 @@ reports (E01-E07: Started when the hold is approved, Updated on charging-state c
 new cost limit (C23 `LimitSet`), with the signed begin reading and with periodic meter values,
 Ended with the final reading, the signed end reading and `costDetails`). Settlements (C19-C22
 `NotifySettlement`) are queued by the sender thread in the same commit as the gateway's answer
-to the capture or void, so their amounts are the gateway's. The connector status is state,
-not history: the client sends the newest on every change and after every reconnect.
+to the capture or void, so their amounts are the gateway's.
+
+Connector status (G01, B04): with `OCPPCommCtrlr.QueueAllMessages` true (the kiosk's default)
+every change is queued in the journal like a transaction message, stamped with the time of
+the step that made it, so a CSMS that was unreachable still receives each change in the order
+it happened, interleaved with the transaction events as they happened. With it false only
+transaction messages are queued (OCPP 2.1 "offline behaviour") and the client reports the
+current status after a reconnect instead (B04.FR.01/02).
 
 Each transaction's events carry `seqNo` 0, 1, 2 ... and `offline: true` when they happened
 while the CSMS connection was down (OCPP 2.1 E04.FR.xx).
@@ -45,6 +51,11 @@ class Settings:
 
     tx_updated_interval_ms: int
     heartbeat_interval_ms: int
+    # OCPPCommCtrlr.QueueAllMessages: status changes go through the durable queue too.
+    queue_all_messages: bool = True
+    # OCPPCommCtrlr.OfflineThreshold: offline longer than this, the status of every connector
+    # is reported on reconnect even if unchanged (B04.FR.01); only with QueueAllMessages off.
+    offline_threshold_ms: int = 300_000
 
 
 class Reporter:
@@ -272,6 +283,13 @@ class Reporter:
         status = messages.connector_status(kiosk)
         if status != self.status:
             self.status = status
+            if self.settings.queue_all_messages:
+                at = getattr(event, "at", None) or self.clock.now()
+                payload = messages.status_notification(status, at, self.evse)
+                with self.queue.journal.atomic():
+                    self.queue.enqueue(
+                        "StatusNotification", payload, transaction_id=None, at=self.clock.now()
+                    )
             self.on_status(status)
         if not isinstance(event, MeterSampled) or not isinstance(kiosk.phase, Charging | Suspended):
             return

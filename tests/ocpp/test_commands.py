@@ -105,9 +105,8 @@ def test_status_follows_a_fault_and_a_session(kiosk: Kiosk, csms: ReferenceCsms)
     assert _until(lambda: _statuses(csms)[-1:] == ["Faulted"])
     run(sim, "clear rcd_trip\nwait 1s\nplug\nwait 1s\n")
     assert _until(lambda: _statuses(csms)[-1:] == ["Occupied"])
-    # The newest status is what is sent: a change overtaken by the next may be skipped.
-    seen = _statuses(csms)
-    assert seen[:2] == ["Available", "Faulted"] and seen[-1] == "Occupied"
+    # Every change, in order (QueueAllMessages): none overtaken by the next.
+    assert _until(lambda: _statuses(csms) == ["Available", "Faulted", "Available", "Occupied"])
 
 
 def _charging(sim: Simulation) -> str:

@@ -189,7 +189,10 @@ def test_a_wrong_password_is_refused_and_nothing_is_sent(
     assert sim.ocpp is not None
     kept = [(m["action"], m["state"]) for m in sim.ocpp.queue.messages()]
     assert kept == [
+        ("StatusNotification", "pending"),  # Available
+        ("StatusNotification", "pending"),  # Occupied (the tap)
         ("TransactionEvent", "pending"),  # Started
         ("TransactionEvent", "pending"),  # Ended (plug-in timeout)
+        ("StatusNotification", "pending"),  # Available
         ("NotifySettlement", "pending"),  # Canceled
     ]

@@ -5,6 +5,7 @@ both ways is validated against the OCA schemas by the `ocpp` package on both pee
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import replace
 from decimal import Decimal
@@ -14,7 +15,7 @@ import pytest
 
 from launcher.csms import ReferenceCsms
 from launcher.simulate import Simulation
-from terminal.config import Config
+from terminal.config import Config, OfflineConfig
 from terminal.ocpp.messages import transaction_id
 from tests.ocpp.conftest import Kiosk
 from tests.ocpp.harness import run, settlements, transaction_events
@@ -290,3 +291,47 @@ def test_rfid_with_the_csms_as_authority(kiosk: Kiosk, csms: ReferenceCsms) -> N
     ]
     assert money == []
     assert settlements(csms) == []
+
+
+def test_a_refused_capture_is_reported_rejected_once_with_its_reason(
+    kiosk: Kiosk, csms: ReferenceCsms, config: Config
+) -> None:
+    """C22: the card was charged offline (store and forward); when the gateway is back the
+    processor declines the card, so the capture is refused for good: NotifySettlement
+    Rejected with the amount asked and the reason, after the transaction's Ended, never
+    retried into a Settled; the kiosk raises a capture_refused event for the operator."""
+    saf = OfflineConfig(
+        store_and_forward=True,
+        max_session=5000,
+        max_outstanding=10_000,
+        max_count=5,
+        max_age_ms=24 * 3_600_000,
+    )
+    sim = kiosk(replace(config, offline=saf))
+    run(sim, "gateway down\ntap declined\nexpect plug-in\nplug\nev charge\nwait 30m\n")
+    run(sim, "tap declined\nexpect receipt\nunplug\nwait 1m\ngateway up\nwait 10m\n")
+    session_id, events = _tx(sim, csms)
+    _assert_numbered(events)
+    [result] = sim.results()
+    assert result["settlement"] == "refused"
+    [rejected] = settlements(csms)
+    assert rejected["status"] == "Rejected"
+    assert rejected["pspRef"] == session_id
+    assert rejected["transactionId"] == transaction_id(session_id)
+    assert rejected["statusInfo"].startswith("refused: ")
+    assert Decimal(str(rejected["settlementAmount"])) == _major(result["amount_priced"]) > 0
+    order = [
+        r.payload for r in csms.messages() if r.action in ("TransactionEvent", "NotifySettlement")
+    ]
+    assert order.index(events[-1]) < order.index(rejected)
+    alerts = [
+        json.loads(r["body"])["event"]
+        for r in sim.daemon.journal.outbox()
+        if r["kind"] == "events" and r["state"] == "done"
+    ]
+    assert [a["detail"].split()[0] for a in alerts if a["kind"] == "capture_refused"] == [
+        session_id
+    ]
+    run(sim, "wait 1h\n")  # no retry turns it into a Settled later
+    assert sim.ocpp_drained()
+    assert [s["status"] for s in settlements(csms)] == ["Rejected"]
