@@ -23,14 +23,11 @@ import contextlib
 import logging
 import ssl
 import threading
-import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import websockets
 from ocpp.exceptions import OCPPError
-from ocpp.routing import after, on
-from ocpp.v21 import ChargePoint, call_result
 from websockets.asyncio.client import ClientConnection, connect
 
 from hardware.clock import Clock
@@ -39,16 +36,13 @@ from terminal.core.actions import RequestAuthorization
 from terminal.core.events import (
     AuthorizationAnswered,
     AuthOutcome,
-    CardPresented,
     Event,
-    OutOfServiceChanged,
     Stamp,
-    StopRequested,
 )
-from terminal.core.kiosk import AwaitingVehicle, Charging, Idle, Kiosk, Receipt, Suspended
-from terminal.core.session import Card, CardKind
+from terminal.core.kiosk import Kiosk
 from terminal.ocpp import messages
 from terminal.ocpp.device_model import DeviceModel
+from terminal.ocpp.link import Link
 from terminal.ocpp.queue import OcppQueue
 from terminal.ocpp.reporter import Settings
 from terminal.ocpp.rpc import SUBPROTOCOL, CallRefused, request
@@ -87,181 +81,6 @@ def basic_auth(config: OcppConfig) -> dict[str, str]:
     password = config.password_file.read_text(encoding="utf-8").strip()
     token = base64.b64encode(f"{config.station_id}:{password}".encode()).decode()
     return {"Authorization": f"Basic {token}"}
-
-
-class Link(ChargePoint):  # type: ignore[misc]  # the ocpp package is untyped
-    """One WebSocket connection's OCPP peer: the package's handler routing (which validates
-    every incoming request and outgoing answer) with the kiosk's answers."""
-
-    def __init__(self, station_id: str, ws: ClientConnection, client: OcppClient) -> None:
-        super().__init__(station_id, ws, response_timeout=client.config.response_timeout_ms / 1000)
-        self.client = client
-
-    @on("GetVariables")
-    def on_get_variables(self, get_variable_data: list[dict[str, Any]], **_: Any) -> Any:
-        results = []
-        for item in get_variable_data:
-            component, variable = item["component"], item["variable"]
-            attribute = item.get("attribute_type", "Actual")
-            status, value = self.client.model.get(
-                component["name"], variable["name"], variable.get("instance"), attribute
-            )
-            result: dict[str, Any] = {
-                "attribute_status": status,
-                "component": component,
-                "variable": variable,
-            }
-            if "attribute_type" in item:
-                result["attribute_type"] = attribute
-            if value is not None:
-                result["attribute_value"] = value
-            results.append(result)
-        return call_result.GetVariables(get_variable_result=results)
-
-    @on("SetVariables")
-    def on_set_variables(self, set_variable_data: list[dict[str, Any]], **_: Any) -> Any:
-        results = []
-        for item in set_variable_data:
-            component, variable = item["component"], item["variable"]
-            attribute = item.get("attribute_type", "Actual")
-            status = self.client.model.set(
-                component["name"],
-                variable["name"],
-                str(item["attribute_value"]),
-                variable.get("instance"),
-                attribute,
-            )
-            log.info(
-                "event=ocpp_set_variable component=%s variable=%s status=%s",
-                component["name"],
-                variable["name"],
-                status,
-            )
-            results.append(
-                {"attribute_status": status, "component": component, "variable": variable}
-            )
-        return call_result.SetVariables(set_variable_result=results)
-
-    @on("ChangeAvailability")
-    def on_change_availability(
-        self, operational_status: str, evse: dict[str, Any] | None = None, **_: Any
-    ) -> Any:
-        """Inoperative/Operative -> the kiosk's out-of-service switch (the machine lets a
-        running session finish first: Scheduled)."""
-        if evse is not None and evse.get("id") not in (0, self.client.config.evse_id):
-            return call_result.ChangeAvailability(status="Rejected")
-        off = operational_status == "Inoperative"
-        running = self.client.snapshot().session is not None
-        self.client.post(OutOfServiceChanged(on=off, **self.client.stamp()))
-        return call_result.ChangeAvailability(status="Scheduled" if off and running else "Accepted")
-
-    @on("Reset")
-    def on_reset(self, type: str, evse_id: int | None = None, **_: Any) -> Any:
-        """Immediate: the kiosk restarts now (a running session is settled by the recovery
-        at start-up, as after a power loss). OnIdle: once no session runs."""
-        if evse_id is not None or self.client.on_reset is None:
-            return call_result.Reset(status="Rejected")
-        if type == "OnIdle" and self.client.snapshot().session is not None:
-            self.client.reset_pending = True
-            return call_result.Reset(status="Scheduled")
-        return call_result.Reset(status="Accepted")
-
-    @after("Reset")
-    def after_reset(self, type: str, evse_id: int | None = None, **_: Any) -> None:
-        if evse_id is None and not self.client.reset_pending and self.client.on_reset:
-            log.info("event=ocpp_reset type=%s", type)
-            self.client.queue.note_reset()  # sessions it cuts short end with ImmediateReset
-            self.client.on_reset()
-
-    @on("RequestStopTransaction")
-    def on_request_stop(self, transaction_id: str, **_: Any) -> Any:
-        kiosk = self.client.snapshot()
-        phase = kiosk.phase
-        if (
-            isinstance(phase, AwaitingVehicle | Charging | Suspended)
-            and messages.transaction_id(phase.session.session_id) == transaction_id
-        ):
-            session_id = phase.session.session_id
-            self.client.post(StopRequested(session_id=session_id, **self.client.stamp()))
-            return call_result.RequestStopTransaction(status="Accepted")
-        return call_result.RequestStopTransaction(status="Rejected")
-
-    @on("TriggerMessage")
-    def on_trigger_message(self, requested_message: str, **_: Any) -> Any:
-        """F06: send a StatusNotification or a Heartbeat now. BootNotification after an
-        accepted boot is Rejected (F06.FR.17); the others are not built here."""
-        client = self.client
-        if requested_message == "StatusNotification":
-            client.resend_status()
-        elif requested_message == "Heartbeat":
-            client.heartbeat_now()
-        elif requested_message == "BootNotification":
-            return call_result.TriggerMessage(status="Rejected")
-        else:
-            return call_result.TriggerMessage(status="NotImplemented")
-        return call_result.TriggerMessage(status="Accepted")
-
-    @on("GetLocalListVersion")
-    def on_get_local_list_version(self, **_: Any) -> Any:
-        return call_result.GetLocalListVersion(
-            version_number=self.client.queue.local_list_version()
-        )
-
-    @on("SendLocalList")
-    def on_send_local_list(
-        self,
-        version_number: int,
-        update_type: str,
-        local_authorization_list: list[dict[str, Any]] | None = None,
-        **_: Any,
-    ) -> Any:
-        """D01/D02: the local authorization list for RFID tokens (the kiosk's keyed hashes,
-        as it sends them in idToken). A differential update must carry a newer version."""
-        full = update_type == "Full"
-        if not full and version_number <= self.client.queue.local_list_version():
-            return call_result.SendLocalList(status="VersionMismatch")
-        entries: dict[str, str | None] = {}
-        for entry in local_authorization_list or []:
-            info = entry.get("id_token_info")
-            entries[entry["id_token"]["id_token"]] = info["status"] if info else None
-        self.client.queue.update_local_list(version_number, full, entries)
-        log.info("event=ocpp_local_list version=%d entries=%d", version_number, len(entries))
-        return call_result.SendLocalList(status="Accepted")
-
-    @on("RequestStartTransaction")
-    def on_request_start(
-        self, id_token: dict[str, Any], remote_start_id: int, evse_id: int | None = None, **_: Any
-    ) -> Any:
-        """F01/F02: with the CSMS as the authority (`authorize_id_tokens`), a remote start is
-        a session for its idToken, as if that token had been tapped: the kiosk waits for the
-        vehicle, the CSMS bills it. A bank-card kiosk without that, a busy or unavailable
-        kiosk, or another EVSE: Rejected."""
-        client = self.client
-        kiosk = client.snapshot()
-        refusal = None
-        if not client.config.authorize_id_tokens:
-            refusal = "sessions start with a card at the kiosk"
-        elif evse_id is not None and evse_id != client.config.evse_id:
-            refusal = "no such EVSE"
-        elif not kiosk.available or not isinstance(kiosk.phase, Idle | Receipt):
-            refusal = "the kiosk is busy or unavailable"
-        if refusal is not None:
-            return call_result.RequestStartTransaction(
-                status="Rejected",
-                status_info={"reason_code": "NotAvailable", "additional_info": refusal},
-            )
-        session_id = str(uuid.uuid4())
-        token = str(id_token["id_token"])
-        client.queue.note_remote_start(session_id, remote_start_id, str(id_token["type"]))
-        client.remote_sessions.add(session_id)
-        card = Card(kind=CardKind.ID_TOKEN, token=token, brand="Remote start", last4="")
-        client.post(CardPresented(card=card, session_id=session_id, **client.stamp()))
-        log.info(
-            "event=ocpp_remote_start session=%s remote_start_id=%d", session_id, remote_start_id
-        )
-        return call_result.RequestStartTransaction(
-            status="Accepted", transaction_id=messages.transaction_id(session_id)
-        )
 
 
 class OcppClient:
@@ -305,6 +124,8 @@ class OcppClient:
         self._link: tuple[Link, asyncio.Task[None]] | None = None  # while online
         self._triggered: set[str] = set()  # TriggerMessage requests not yet carried out
         self.remote_sessions: set[str] = set()  # started by the CSMS, not yet authorized
+        # Queues a TransactionEvent `Trigger` for the running transaction (the reporter's).
+        self.on_trigger_transaction: Callable[[Kiosk], None] | None = None
 
     # -- thread-safe entry points ------------------------------------------------------------
     def stamp(self) -> Stamp:
@@ -320,17 +141,25 @@ class OcppClient:
             with contextlib.suppress(RuntimeError):  # the loop has closed: the thread stops
                 loop.call_soon_threadsafe(wake.set)
 
-    def resend_status(self) -> None:
-        """Send the current StatusNotification again (on the loop's thread)."""
-        self._triggered.add("StatusNotification")
+    def trigger(self, message: str) -> None:
+        """Send `message` now (TriggerMessage, F06), on the loop's thread: a transaction
+        event goes through the durable queue (it carries the transaction's next seqNo), the
+        others are sent at once."""
+        if message == "TransactionEvent":
+            if self.on_trigger_transaction is not None:
+                self.on_trigger_transaction(self.snapshot())
+            return
+        self._triggered.add(message)
         if self._wake is not None:
             self._wake.set()
 
-    def heartbeat_now(self) -> None:
-        """Send a Heartbeat at once (on the loop's thread)."""
-        self._triggered.add("Heartbeat")
-        if self._wake is not None:
-            self._wake.set()
+    def transaction_running(self) -> bool:
+        """A transaction of this kiosk started and not yet ended (for TriggerMessage)."""
+        session = self.snapshot().session
+        if session is None:
+            return False
+        tx = self.queue.transaction(session.session_id)
+        return tx is not None and not tx.ended
 
     def status_changed(self, status: str) -> None:
         self._status = status
@@ -485,6 +314,7 @@ class OcppClient:
                     self.queue.note_reset()
                     self.on_reset()
                 await self._heartbeat(link, reader)
+                await self._meter_values(link, reader)
                 await self._idle(reader)
         finally:
             if self._connected.is_set():
@@ -575,6 +405,17 @@ class OcppClient:
         self._triggered.discard("Heartbeat")
         if triggered or loop.time() - self._last_sent >= self.settings.heartbeat_interval_ms / 1000:
             await self._ask(link, reader, "Heartbeat", {})
+
+    async def _meter_values(self, link: Link, reader: asyncio.Task[None]) -> None:
+        """A triggered MeterValues (F06): the meter's last register reading, now."""
+        if "MeterValues" not in self._triggered:
+            return
+        self._triggered.discard("MeterValues")
+        register = self.snapshot().register_wh
+        if register is None:
+            return
+        payload = messages.meter_values(self.clock.now(), register, self.config.evse_id)
+        await self._ask(link, reader, "MeterValues", payload)
 
     async def _idle(self, reader: asyncio.Task[None]) -> None:
         """Sleep until woken (a new message, a status change, stop), the connection drops,

@@ -262,3 +262,9 @@ def status_notification(status: str, at: datetime, evse: tuple[int, int]) -> Pay
         "evseId": evse[0],
         "connectorId": evse[1],
     }
+
+
+def meter_values(at: datetime, register_wh: int, evse_id: int) -> Payload:
+    """A MeterValuesRequest with the energy register, sent on request (F06, context
+    `Trigger`)."""
+    return {"evseId": evse_id, "meterValue": [meter_value(at, register_wh, context="Trigger")]}

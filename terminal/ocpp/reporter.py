@@ -311,6 +311,34 @@ class Reporter:
             self.queue.save_transaction(tx)
         self.wake()
 
+    # -- from the OCPP thread ----------------------------------------------------------------
+    def triggered(self, kiosk: Kiosk) -> None:
+        """TriggerMessage TransactionEvent (F06): an Updated with trigger `Trigger` and the
+        meter's last register reading for the running transaction, numbered in its own
+        commit (BEGIN IMMEDIATE: the daemon thread's events cannot take the same seqNo)."""
+        session = kiosk.session
+        if session is None:
+            return
+        at = self.clock.now()
+        with self.queue.journal.atomic():
+            tx = self.queue.transaction(session.session_id)
+            if tx is None or tx.ended:
+                return
+            meter = None
+            if kiosk.register_wh is not None:
+                meter = [messages.meter_value(at, kiosk.register_wh, context="Trigger")]
+            tx = self._event(
+                tx,
+                session,
+                UPDATED,
+                "Trigger",
+                charging_state=tx.charging_state,
+                meter=meter,
+                at=at,
+            )
+            self.queue.save_transaction(tx)
+        self.wake()
+
     # -- from the sender thread, inside its journal transaction ------------------------------
     def settlement(
         self,

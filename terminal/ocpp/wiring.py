@@ -53,5 +53,6 @@ def attach_ocpp(
         wake=client.wake,
         authorize=client.authorize if oc.authorize_id_tokens else None,
     )
+    client.on_trigger_transaction = reporter.triggered
     daemon.attach_ocpp(reporter, client)
     return client

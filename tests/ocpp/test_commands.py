@@ -204,24 +204,66 @@ def test_the_csms_local_list_decides_rfid_offline(kiosk: Kiosk, csms: ReferenceC
     assert sim.daemon.journal.sessions()[2]["end_reason"] == "denied_offline"
 
 
+def _trigger(csms: ReferenceCsms, station: str, message: str, **fields: object) -> str:
+    answer = csms.ask(station, "TriggerMessage", {"requestedMessage": message, **fields})
+    status: str = answer["status"]
+    return status
+
+
 def test_trigger_message_sends_the_status_or_a_heartbeat_now(
     kiosk: Kiosk, csms: ReferenceCsms
 ) -> None:
     sim = kiosk()
     station = sim.config.station.id
     assert _until(lambda: len(_statuses(csms)) == 1)
-    answer = csms.ask(station, "TriggerMessage", {"requestedMessage": "StatusNotification"})
-    assert answer["status"] == "Accepted"
+    assert _trigger(csms, station, "StatusNotification") == "Accepted"
     assert _until(lambda: _statuses(csms) == ["Available", "Available"])
     beats = len(csms.messages("Heartbeat"))
-    assert csms.ask(station, "TriggerMessage", {"requestedMessage": "Heartbeat"})["status"] == (
-        "Accepted"
-    )
+    assert _trigger(csms, station, "Heartbeat") == "Accepted"
     assert _until(lambda: len(csms.messages("Heartbeat")) == beats + 1)
-    boot = csms.ask(station, "TriggerMessage", {"requestedMessage": "BootNotification"})
-    assert boot["status"] == "Rejected"
-    other = csms.ask(station, "TriggerMessage", {"requestedMessage": "MeterValues"})
-    assert other["status"] == "NotImplemented"
+    assert _trigger(csms, station, "BootNotification") == "Rejected"  # F06.FR.17
+    # Another EVSE or connector of this one-connector kiosk.
+    assert _trigger(csms, station, "StatusNotification", evse={"id": 2}) == "Rejected"
+    other = {"id": 1, "connectorId": 2}
+    assert _trigger(csms, station, "StatusNotification", evse=other) == "Rejected"
+    # Functions the kiosk does not have.
+    for message in ("FirmwareStatusNotification", "LogStatusNotification", "SignV2GCertificate"):
+        assert _trigger(csms, station, message) == "NotImplemented"
+    assert _trigger(csms, station, "CustomTrigger", customTrigger="x") == "NotImplemented"
+
+
+def test_trigger_message_sends_meter_values_and_a_transaction_event(
+    kiosk: Kiosk, csms: ReferenceCsms
+) -> None:
+    """F06: MeterValues carries the meter's register now; TransactionEvent is an Updated
+    with trigger `Trigger` in the running transaction's numbering; with no transaction
+    running there is none to send: Rejected."""
+    sim = kiosk()
+    station = sim.config.station.id
+    run(sim, "wait 1s\n")
+    assert _trigger(csms, station, "TransactionEvent") == "Rejected"
+    assert _trigger(csms, station, "MeterValues", evse={"id": 1}) == "Accepted"
+    assert _until(lambda: len(csms.messages("MeterValues")) == 1)
+    [idle] = [r.payload for r in csms.messages("MeterValues")]
+    assert idle["evseId"] == 1
+    [value] = idle["meterValue"][0]["sampledValue"]
+    assert value["context"] == "Trigger"
+    assert value["value"] == sim.daemon.kiosk.register_wh
+    tx = _charging(sim)
+    assert sim.ocpp_drained()
+    register = sim.daemon.kiosk.register_wh
+    assert register is not None and register > value["value"]
+    assert _trigger(csms, station, "TransactionEvent") == "Accepted"
+    assert _until(lambda: transaction_events(csms, tx)[-1]["triggerReason"] == "Trigger")
+    triggered = transaction_events(csms, tx)[-1]
+    assert triggered["eventType"] == "Updated"
+    assert triggered["transactionInfo"]["chargingState"] == "Charging"
+    assert triggered["meterValue"][0]["sampledValue"][0]["value"] == register
+    run(sim, "tap visa\nwait 1m\n")
+    assert sim.ocpp_drained()
+    events = transaction_events(csms, tx)
+    assert [e["seqNo"] for e in events] == list(range(len(events)))
+    assert events[-1]["eventType"] == "Ended"
 
 
 def test_remote_start_with_the_csms_as_authority(kiosk: Kiosk, csms: ReferenceCsms) -> None:

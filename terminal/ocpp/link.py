@@ -1,0 +1,229 @@
+"""The CSMS's requests to the kiosk, on one WebSocket connection (OCPP 2.1 CSMS -> station).
+
+Each handler answers from the daemon's snapshot and posts events for the machine to decide
+(it never changes the kiosk's state itself); the `ocpp` package validates every request and
+every answer against the OCA schemas. Work a request asks for (a triggered message, a reset)
+runs after the answer has been sent (`@after`), as F06 and B11 require.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from ocpp.routing import after, on
+from ocpp.v21 import ChargePoint, call_result
+from websockets.asyncio.client import ClientConnection
+
+from terminal.core.events import CardPresented, OutOfServiceChanged, StopRequested
+from terminal.core.kiosk import AwaitingVehicle, Charging, Idle, Receipt, Suspended
+from terminal.core.session import Card, CardKind
+from terminal.ocpp import messages
+
+if TYPE_CHECKING:
+    from terminal.ocpp.client import OcppClient
+
+log = logging.getLogger("ev_terminal.ocpp")
+
+# TriggerMessage requests the kiosk carries out (OCPP 2.1 MessageTriggerEnumType).
+TRIGGERABLE = frozenset({"StatusNotification", "Heartbeat", "MeterValues", "TransactionEvent"})
+
+
+class Link(ChargePoint):  # type: ignore[misc]  # the ocpp package is untyped
+    """One WebSocket connection's OCPP peer: the package's handler routing (which validates
+    every incoming request and outgoing answer) with the kiosk's answers."""
+
+    def __init__(self, station_id: str, ws: ClientConnection, client: OcppClient) -> None:
+        super().__init__(station_id, ws, response_timeout=client.config.response_timeout_ms / 1000)
+        self.client = client
+        self._trigger: str | None = None  # accepted by on_trigger_message, for its @after
+
+    @on("GetVariables")
+    def on_get_variables(self, get_variable_data: list[dict[str, Any]], **_: Any) -> Any:
+        results = []
+        for item in get_variable_data:
+            component, variable = item["component"], item["variable"]
+            attribute = item.get("attribute_type", "Actual")
+            status, value = self.client.model.get(
+                component["name"], variable["name"], variable.get("instance"), attribute
+            )
+            result: dict[str, Any] = {
+                "attribute_status": status,
+                "component": component,
+                "variable": variable,
+            }
+            if "attribute_type" in item:
+                result["attribute_type"] = attribute
+            if value is not None:
+                result["attribute_value"] = value
+            results.append(result)
+        return call_result.GetVariables(get_variable_result=results)
+
+    @on("SetVariables")
+    def on_set_variables(self, set_variable_data: list[dict[str, Any]], **_: Any) -> Any:
+        results = []
+        for item in set_variable_data:
+            component, variable = item["component"], item["variable"]
+            attribute = item.get("attribute_type", "Actual")
+            status = self.client.model.set(
+                component["name"],
+                variable["name"],
+                str(item["attribute_value"]),
+                variable.get("instance"),
+                attribute,
+            )
+            log.info(
+                "event=ocpp_set_variable component=%s variable=%s status=%s",
+                component["name"],
+                variable["name"],
+                status,
+            )
+            results.append(
+                {"attribute_status": status, "component": component, "variable": variable}
+            )
+        return call_result.SetVariables(set_variable_result=results)
+
+    @on("ChangeAvailability")
+    def on_change_availability(
+        self, operational_status: str, evse: dict[str, Any] | None = None, **_: Any
+    ) -> Any:
+        """Inoperative/Operative -> the kiosk's out-of-service switch (the machine lets a
+        running session finish first: Scheduled)."""
+        if evse is not None and evse.get("id") not in (0, self.client.config.evse_id):
+            return call_result.ChangeAvailability(status="Rejected")
+        off = operational_status == "Inoperative"
+        running = self.client.snapshot().session is not None
+        self.client.post(OutOfServiceChanged(on=off, **self.client.stamp()))
+        return call_result.ChangeAvailability(status="Scheduled" if off and running else "Accepted")
+
+    @on("Reset")
+    def on_reset(self, type: str, evse_id: int | None = None, **_: Any) -> Any:
+        """Immediate: the kiosk restarts now (a running session is settled by the recovery
+        at start-up, as after a power loss). OnIdle: once no session runs."""
+        if evse_id is not None or self.client.on_reset is None:
+            return call_result.Reset(status="Rejected")
+        if type == "OnIdle" and self.client.snapshot().session is not None:
+            self.client.reset_pending = True
+            return call_result.Reset(status="Scheduled")
+        return call_result.Reset(status="Accepted")
+
+    @after("Reset")
+    def after_reset(self, type: str, evse_id: int | None = None, **_: Any) -> None:
+        if evse_id is None and not self.client.reset_pending and self.client.on_reset:
+            log.info("event=ocpp_reset type=%s", type)
+            self.client.queue.note_reset()  # sessions it cuts short end with ImmediateReset
+            self.client.on_reset()
+
+    @on("RequestStopTransaction")
+    def on_request_stop(self, transaction_id: str, **_: Any) -> Any:
+        kiosk = self.client.snapshot()
+        phase = kiosk.phase
+        if (
+            isinstance(phase, AwaitingVehicle | Charging | Suspended)
+            and messages.transaction_id(phase.session.session_id) == transaction_id
+        ):
+            session_id = phase.session.session_id
+            self.client.post(StopRequested(session_id=session_id, **self.client.stamp()))
+            return call_result.RequestStopTransaction(status="Accepted")
+        return call_result.RequestStopTransaction(status="Rejected")
+
+    @on("TriggerMessage")
+    def on_trigger_message(
+        self, requested_message: str, evse: dict[str, Any] | None = None, **_: Any
+    ) -> Any:
+        """F06: the messages the kiosk can send on request, sent after this answer (see
+        `after_trigger_message`). Another EVSE or connector: Rejected. BootNotification after
+        an accepted boot: Rejected (F06.FR.17). MeterValues without a meter reading yet, or
+        TransactionEvent with no transaction running: Rejected, there is nothing to send.
+        Messages of functions the kiosk does not have (firmware, logs, ISO 15118
+        certificates, custom triggers): NotImplemented."""
+        client = self.client
+        self._trigger = None
+        if requested_message not in TRIGGERABLE | {"BootNotification"}:
+            return call_result.TriggerMessage(status="NotImplemented")
+        if evse is not None and (
+            evse.get("id") != client.config.evse_id
+            or evse.get("connector_id", client.config.connector_id) != client.config.connector_id
+        ):
+            return call_result.TriggerMessage(status="Rejected")
+        kiosk = client.snapshot()
+        refused = (
+            requested_message == "BootNotification"
+            or (requested_message == "MeterValues" and kiosk.register_wh is None)
+            or (requested_message == "TransactionEvent" and not client.transaction_running())
+        )
+        if refused:
+            return call_result.TriggerMessage(status="Rejected")
+        self._trigger = requested_message
+        return call_result.TriggerMessage(status="Accepted")
+
+    @after("TriggerMessage")
+    def after_trigger_message(self, **_: Any) -> None:
+        """F06.FR.xx: the triggered message follows the TriggerMessageResponse."""
+        requested, self._trigger = self._trigger, None
+        if requested is not None:
+            log.info("event=ocpp_triggered message=%s", requested)
+            self.client.trigger(requested)
+
+    @on("GetLocalListVersion")
+    def on_get_local_list_version(self, **_: Any) -> Any:
+        return call_result.GetLocalListVersion(
+            version_number=self.client.queue.local_list_version()
+        )
+
+    @on("SendLocalList")
+    def on_send_local_list(
+        self,
+        version_number: int,
+        update_type: str,
+        local_authorization_list: list[dict[str, Any]] | None = None,
+        **_: Any,
+    ) -> Any:
+        """D01/D02: the local authorization list for RFID tokens (the kiosk's keyed hashes,
+        as it sends them in idToken). A differential update must carry a newer version."""
+        full = update_type == "Full"
+        if not full and version_number <= self.client.queue.local_list_version():
+            return call_result.SendLocalList(status="VersionMismatch")
+        entries: dict[str, str | None] = {}
+        for entry in local_authorization_list or []:
+            info = entry.get("id_token_info")
+            entries[entry["id_token"]["id_token"]] = info["status"] if info else None
+        self.client.queue.update_local_list(version_number, full, entries)
+        log.info("event=ocpp_local_list version=%d entries=%d", version_number, len(entries))
+        return call_result.SendLocalList(status="Accepted")
+
+    @on("RequestStartTransaction")
+    def on_request_start(
+        self, id_token: dict[str, Any], remote_start_id: int, evse_id: int | None = None, **_: Any
+    ) -> Any:
+        """F01/F02: with the CSMS as the authority (`authorize_id_tokens`), a remote start is
+        a session for its idToken, as if that token had been tapped: the kiosk waits for the
+        vehicle, the CSMS bills it. A bank-card kiosk without that, a busy or unavailable
+        kiosk, or another EVSE: Rejected."""
+        client = self.client
+        kiosk = client.snapshot()
+        refusal = None
+        if not client.config.authorize_id_tokens:
+            refusal = "sessions start with a card at the kiosk"
+        elif evse_id is not None and evse_id != client.config.evse_id:
+            refusal = "no such EVSE"
+        elif not kiosk.available or not isinstance(kiosk.phase, Idle | Receipt):
+            refusal = "the kiosk is busy or unavailable"
+        if refusal is not None:
+            return call_result.RequestStartTransaction(
+                status="Rejected",
+                status_info={"reason_code": "NotAvailable", "additional_info": refusal},
+            )
+        session_id = str(uuid.uuid4())
+        token = str(id_token["id_token"])
+        client.queue.note_remote_start(session_id, remote_start_id, str(id_token["type"]))
+        client.remote_sessions.add(session_id)
+        card = Card(kind=CardKind.ID_TOKEN, token=token, brand="Remote start", last4="")
+        client.post(CardPresented(card=card, session_id=session_id, **client.stamp()))
+        log.info(
+            "event=ocpp_remote_start session=%s remote_start_id=%d", session_id, remote_start_id
+        )
+        return call_result.RequestStartTransaction(
+            status="Accepted", transaction_id=messages.transaction_id(session_id)
+        )
