@@ -93,6 +93,10 @@ class CsmsPeer(ChargePoint):  # type: ignore[misc]  # the ocpp package is untype
     def on_settlement(self, **_: Any) -> Any:
         return call_result.NotifySettlement()
 
+    @on("SecurityEventNotification")
+    def on_security_event(self, **_: Any) -> Any:
+        return call_result.SecurityEventNotification()
+
     @on("MeterValues")
     def on_meter_values(self, **_: Any) -> Any:
         return call_result.MeterValues()
@@ -173,6 +177,12 @@ class ReferenceCsms:
             return
         self._ready.set()
         loop.run_forever()
+        # Connections still closing when stopped: let them finish (their sockets close)
+        # rather than be destroyed pending with the loop.
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         loop.close()
 
     async def _listen(self) -> None:
@@ -207,12 +217,15 @@ class ReferenceCsms:
         self._run_here(self._listen())
 
     def stop(self) -> None:
-        if self._loop is None:
+        """Stop for good (a second call does nothing)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
             return
         self.down()
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self._loop = None
 
     # -- connections -------------------------------------------------------------------------
     def _authenticate(self, connection: ServerConnection, req: Request) -> Response | None:

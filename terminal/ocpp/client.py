@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import websockets
 from ocpp.exceptions import OCPPError
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
 
 from hardware.clock import Clock
 from terminal.config import OcppConfig
@@ -126,6 +127,9 @@ class OcppClient:
         self.remote_sessions: set[str] = set()  # started by the CSMS, not yet authorized
         # Queues a TransactionEvent `Trigger` for the running transaction (the reporter's).
         self.on_trigger_transaction: Callable[[Kiosk], None] | None = None
+        # Queues a SecurityEventNotification (the reporter's): type, techInfo.
+        self.on_security_event: Callable[[str, str | None], None] | None = None
+        self._failure_reported: str | None = None  # the last connection failure reported
 
     # -- thread-safe entry points ------------------------------------------------------------
     def stamp(self) -> Stamp:
@@ -252,6 +256,7 @@ class OcppClient:
                     await self._serve(ws)
             except (OSError, TimeoutError, websockets.WebSocketException, ConnectionLost) as exc:
                 log.info("event=ocpp_disconnected error=%s", type(exc).__name__)
+                self._security_failure(exc)
             except (CallRefused, OCPPError) as exc:
                 # The CSMS refused (or sent an invalid answer to) BootNotification, a status or
                 # a heartbeat: start over on a new connection after the back-off.
@@ -262,6 +267,22 @@ class OcppClient:
                 return
             await self._sleep(delay)
             delay = min(delay * 2, self.backoff_s[1])
+
+    def _security_failure(self, exc: BaseException) -> None:
+        """A04: a CSMS certificate that does not verify against the pinned CA, or
+        credentials the CSMS refuses, is a security event, queued for when a connection
+        succeeds; once per kind until one does (the retries are not new events)."""
+        event_type = tech_info = None
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            event_type, tech_info = messages.INVALID_CSMS_CERTIFICATE, str(exc.verify_message)
+        elif isinstance(exc, InvalidStatus) and exc.response.status_code in (401, 403):
+            event_type = messages.FAILED_TO_AUTHENTICATE
+            tech_info = f"HTTP {exc.response.status_code} from {self.config.url}"
+        if event_type is None or event_type == self._failure_reported:
+            return
+        self._failure_reported = event_type
+        if self.on_security_event is not None:
+            self.on_security_event(event_type, tech_info)
 
     async def _sleep(self, seconds: float) -> None:
         """Wait, but wake at once for `stop()`."""
@@ -298,6 +319,7 @@ class OcppClient:
             if not await self._boot(link, reader):
                 return
             self._link = (link, reader)
+            self._failure_reported = None
             self._connected.set()
             log.info("event=ocpp_online url=%s", self.config.url)
             offline_since, self._offline_since_ms = self._offline_since_ms, None

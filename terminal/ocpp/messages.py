@@ -268,3 +268,34 @@ def meter_values(at: datetime, register_wh: int, evse_id: int) -> Payload:
     """A MeterValuesRequest with the energy register, sent on request (F06, context
     `Trigger`)."""
     return {"evseId": evse_id, "meterValue": [meter_value(at, register_wh, context="Trigger")]}
+
+
+# The kiosk's reports (`Report` kind, the detail's first word) that are OCPP 2.1 security
+# events (Part 2, appendix "Security events"): the event type, and whether it is critical
+# (A04.FR.02: a critical event is pushed to the CSMS, queued while offline).
+SECURITY_EVENTS: dict[tuple[str, str | None], tuple[str, bool]] = {
+    ("started", None): ("StartupOfTheDevice", True),
+    ("technician", "login"): ("MaintenanceLoginAccepted", False),
+    ("security", "login_failed"): ("MaintenanceLoginFailed", False),
+    ("security", "login_refused"): ("MaintenanceLoginFailed", False),
+    ("security", "lockout"): ("MaintenanceLoginFailed", False),
+}
+RESET_OR_REBOOT = "ResetOrReboot"
+INVALID_CSMS_CERTIFICATE = "InvalidCsmsCertificate"
+FAILED_TO_AUTHENTICATE = "FailedToAuthenticateAtCsms"
+
+
+def security_event_type(kind: str, detail: str) -> str | None:
+    """The security event type a kiosk report stands for, or None if it is none."""
+    first = detail.split(" ", 1)[0] if detail else ""
+    found = SECURITY_EVENTS.get((kind, first)) or SECURITY_EVENTS.get((kind, None))
+    return found[0] if found is not None else None
+
+
+def security_event(event_type: str, at: datetime, tech_info: str | None = None) -> Payload:
+    """A04: SecurityEventNotificationRequest (techInfo is the kiosk's detail: never card
+    data, never a secret)."""
+    payload: Payload = {"type": event_type[:50], "timestamp": timestamp(at)}
+    if tech_info:
+        payload["techInfo"] = tech_info[:255]
+    return payload

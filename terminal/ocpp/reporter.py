@@ -276,6 +276,26 @@ class Reporter:
                 with self.queue.journal.atomic():
                     self._queue_end(tx, tx.pending_end)
 
+    def reported(self, kind: str, detail: str) -> None:
+        """A04: a report of the machine that is a security event (start-up, a technician's
+        login or failed login) is queued as SecurityEventNotification, in the executor's
+        transaction. The start after a CSMS's Reset is `ResetOrReboot`."""
+        event_type = messages.security_event_type(kind, detail)
+        if event_type is None:
+            return
+        if kind == "started" and self.after_reset:
+            event_type = messages.RESET_OR_REBOOT
+        self.security_event(event_type, detail)
+
+    def security_event(self, event_type: str, tech_info: str | None) -> None:
+        """Queue one SecurityEventNotification (any thread; joins the caller's transaction)."""
+        at = self.clock.now()
+        payload = messages.security_event(event_type, at, tech_info)
+        with self.queue.journal.atomic():
+            self.queue.enqueue("SecurityEventNotification", payload, transaction_id=None, at=at)
+        log.info("event=ocpp_security_event type=%s", event_type)
+        self.wake()
+
     # -- from the daemon thread, after each step ---------------------------------------------
     def observe(self, kiosk: Kiosk, event: object) -> None:
         """The connector status after a step, and periodic meter values while charging

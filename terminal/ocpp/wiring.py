@@ -54,5 +54,6 @@ def attach_ocpp(
         authorize=client.authorize if oc.authorize_id_tokens else None,
     )
     client.on_trigger_transaction = reporter.triggered
+    client.on_security_event = reporter.security_event
     daemon.attach_ocpp(reporter, client)
     return client

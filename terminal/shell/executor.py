@@ -389,6 +389,8 @@ class Executor:
                     at=self.clock.now(),
                 )
                 log.info("event=%s detail=%s", action.kind, action.detail)
+                if self.reporter is not None:
+                    self.reporter.reported(action.kind, action.detail)  # OCPP security events
             case TakeSignedReading():
                 self._signed_reading(action)
             case AnswerStart():

@@ -161,6 +161,8 @@ def test_reset_restarts_the_kiosk_and_settles_the_running_session(
     assert events[-1]["eventType"] == "Ended"
     assert events[-1]["triggerReason"] == "ResetCommand"
     assert events[-1]["transactionInfo"]["stoppedReason"] == "ImmediateReset"
+    security = [r.payload["type"] for r in csms.messages("SecurityEventNotification")]
+    assert security == ["StartupOfTheDevice", "ResetOrReboot"]  # A04
 
 
 def _send_list(

@@ -106,6 +106,7 @@ def test_core_messages_with_an_independent_csms(config: Config, peer: Peer, tmp_
         sim.close()
     assert len(peer.received("BootNotification")) == 1
     assert peer.received("StatusNotification")
+    assert [e["type"] for e in peer.received("SecurityEventNotification")] == ["StartupOfTheDevice"]
     events = peer.received("TransactionEvent")
     assert [e["seqNo"] for e in events] == list(range(len(events)))
     assert [events[0]["eventType"], events[-1]["eventType"]] == ["Started", "Ended"]

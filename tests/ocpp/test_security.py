@@ -4,6 +4,7 @@ a CSMS certificate from another CA, or a client certificate for another station 
 
 from __future__ import annotations
 
+import json
 import ssl
 from collections.abc import Iterator
 from dataclasses import replace
@@ -167,8 +168,22 @@ def test_a_csms_certificate_from_another_ca_is_refused(
         password_file=password_file(tmp_path),
         ca_file=_pem(tmp_path / "ca.pem", ca.cert_pem.bytes()),
     )
-    assert _never_online(_kiosk(config, ocpp, tmp_path, sims))
+    sim = _kiosk(config, ocpp, tmp_path, sims)
+    assert _never_online(sim)
     assert csms.messages() == []
+    # A04: once the genuine CSMS answers on that address, it hears of the impostor once,
+    # however many times the kiosk tried.
+    csms.stop()
+    genuine = ReferenceCsms(
+        port=csms.port,
+        passwords={config.station.id: PASSWORD},
+        ssl_context=_server_context(ca, client_certs=False),
+    ).start()
+    servers.append(genuine)
+    assert sim.ocpp is not None and sim.ocpp.wait_online(10) and sim.ocpp_drained()
+    events = [r.payload for r in genuine.messages("SecurityEventNotification")]
+    assert [e["type"] for e in events] == ["StartupOfTheDevice", "InvalidCsmsCertificate"]
+    assert "certificate" in events[1]["techInfo"]
 
 
 def test_a_wrong_password_is_refused_and_nothing_is_sent(
@@ -187,7 +202,14 @@ def test_a_wrong_password_is_refused_and_nothing_is_sent(
     assert _never_online(sim)
     assert csms.messages() == []
     assert sim.ocpp is not None
-    kept = [(m["action"], m["state"]) for m in sim.ocpp.queue.messages()]
+    queued = sim.ocpp.queue.messages()
+    kept = [(m["action"], m["state"]) for m in queued if m["action"] != "SecurityEventNotification"]
+    security = [
+        json.loads(m["payload"])["type"]
+        for m in queued
+        if m["action"] == "SecurityEventNotification"
+    ]
+    assert security == ["StartupOfTheDevice", "FailedToAuthenticateAtCsms"]  # in its time
     assert kept == [
         ("StatusNotification", "pending"),  # Available
         ("StatusNotification", "pending"),  # Occupied (the tap)
@@ -195,4 +217,15 @@ def test_a_wrong_password_is_refused_and_nothing_is_sent(
         ("TransactionEvent", "pending"),  # Ended (plug-in timeout)
         ("StatusNotification", "pending"),  # Available
         ("NotifySettlement", "pending"),  # Canceled
+    ]
+    # A04: the refusal is a security event, queued once however many times it was tried.
+    csms.stop()
+    right = ReferenceCsms(port=csms.port, passwords={config.station.id: PASSWORD}).start()
+    servers.append(right)
+    assert sim.ocpp.wait_online(10) and sim.ocpp_drained()
+    events = [r.payload for r in right.messages("SecurityEventNotification")]
+    assert [e["type"] for e in events] == ["StartupOfTheDevice", "FailedToAuthenticateAtCsms"]
+    assert events[1]["techInfo"].startswith("HTTP 401")
+    assert [s["status"] for s in (r.payload for r in right.messages("NotifySettlement"))] == [
+        "Canceled"
     ]

@@ -49,6 +49,7 @@ server.on('client', (client) => {
     StatusNotification: () => ({}),
     TransactionEvent: () => ({}),
     NotifySettlement: () => ({}),
+    SecurityEventNotification: () => ({}),
   };
   for (const action of Object.keys(answers)) {
     client.handle(action, record(action));
