@@ -97,6 +97,12 @@ class CsmsPeer(ChargePoint):  # type: ignore[misc]  # the ocpp package is untype
     def on_security_event(self, **_: Any) -> Any:
         return call_result.SecurityEventNotification()
 
+    @on("SignCertificate")
+    def on_sign_certificate(self, **_: Any) -> Any:
+        """The station's CSR is recorded; `ask(..., "CertificateSigned", ...)` answers it
+        once a CA has signed it (the tests' CA)."""
+        return call_result.SignCertificate(status="Accepted")
+
     @on("MeterValues")
     def on_meter_values(self, **_: Any) -> Any:
         return call_result.MeterValues()
@@ -132,6 +138,7 @@ class ReferenceCsms:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._failed: OSError | None = None  # why the server could not listen
+        self.certificates: dict[str, bytes] = {}  # station -> its client certificate (DER)
 
     # -- what was received -------------------------------------------------------------------
     def record(self, station: str, action: str, payload: dict[str, Any]) -> None:
@@ -182,7 +189,8 @@ class ReferenceCsms:
         pending = asyncio.all_tasks(loop)
         for task in pending:
             task.cancel()
-        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         loop.close()
 
     async def _listen(self) -> None:
@@ -235,6 +243,8 @@ class ReferenceCsms:
             names = [v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"]
             if station not in names:
                 return connection.respond(HTTPStatus.FORBIDDEN, "certificate is not the station\n")
+            der = connection.transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
+            self.certificates[station] = der  # the certificate of its latest connection
             return None
         if self.passwords is None:
             return None

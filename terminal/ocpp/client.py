@@ -42,8 +42,9 @@ from terminal.core.events import (
 )
 from terminal.core.kiosk import Kiosk
 from terminal.ocpp import messages
+from terminal.ocpp.certificates import CHARGING_STATION_CERTIFICATE, StationCertificate
 from terminal.ocpp.device_model import DeviceModel
-from terminal.ocpp.link import Link
+from terminal.ocpp.link import SIGN_CERTIFICATE, Link
 from terminal.ocpp.queue import OcppQueue
 from terminal.ocpp.reporter import Settings
 from terminal.ocpp.rpc import SUBPROTOCOL, CallRefused, request
@@ -130,6 +131,12 @@ class OcppClient:
         # Queues a SecurityEventNotification (the reporter's): type, techInfo.
         self.on_security_event: Callable[[str, str | None], None] | None = None
         self._failure_reported: str | None = None  # the last connection failure reported
+        # Security profile 3: the station's certificate, renewable through the CSMS (A02).
+        self.certificate: StationCertificate | None = None
+        if config.security_profile == 3 and config.cert_file and config.key_file:
+            self.certificate = StationCertificate(
+                config.station_id, config.cert_file, config.key_file
+            )
 
     # -- thread-safe entry points ------------------------------------------------------------
     def stamp(self) -> Stamp:
@@ -337,6 +344,7 @@ class OcppClient:
                     self.on_reset()
                 await self._heartbeat(link, reader)
                 await self._meter_values(link, reader)
+                await self._sign_certificate(link, reader)
                 await self._idle(reader)
         finally:
             if self._connected.is_set():
@@ -438,6 +446,19 @@ class OcppClient:
             return
         payload = messages.meter_values(self.clock.now(), register, self.config.evse_id)
         await self._ask(link, reader, "MeterValues", payload)
+
+    async def _sign_certificate(self, link: Link, reader: asyncio.Task[None]) -> None:
+        """A triggered SignChargingStationCertificate (A02): a new key and its CSR, sent in
+        SignCertificate; the CSMS's CA answers later with CertificateSigned."""
+        if SIGN_CERTIFICATE not in self._triggered:
+            return
+        self._triggered.discard(SIGN_CERTIFICATE)
+        if self.certificate is None:
+            return
+        csr = self.certificate.request()
+        payload = {"csr": csr, "certificateType": CHARGING_STATION_CERTIFICATE}
+        answer = await self._ask(link, reader, "SignCertificate", payload)
+        log.info("event=ocpp_certificate_requested status=%s", answer["status"])
 
     async def _idle(self, reader: asyncio.Task[None]) -> None:
         """Sleep until woken (a new message, a status change, stop), the connection drops,

@@ -20,14 +20,20 @@ from terminal.core.events import CardPresented, OutOfServiceChanged, StopRequest
 from terminal.core.kiosk import AwaitingVehicle, Charging, Idle, Receipt, Suspended
 from terminal.core.session import Card, CardKind
 from terminal.ocpp import messages
+from terminal.ocpp.certificates import CHARGING_STATION_CERTIFICATE, CertificateRefused
 
 if TYPE_CHECKING:
     from terminal.ocpp.client import OcppClient
 
 log = logging.getLogger("ev_terminal.ocpp")
 
+INVALID_STATION_CERTIFICATE = "InvalidChargingStationCertificate"  # A02's security event
+
 # TriggerMessage requests the kiosk carries out (OCPP 2.1 MessageTriggerEnumType).
-TRIGGERABLE = frozenset({"StatusNotification", "Heartbeat", "MeterValues", "TransactionEvent"})
+SIGN_CERTIFICATE = "SignChargingStationCertificate"
+TRIGGERABLE = frozenset(
+    {"StatusNotification", "Heartbeat", "MeterValues", "TransactionEvent", SIGN_CERTIFICATE}
+)
 
 
 class Link(ChargePoint):  # type: ignore[misc]  # the ocpp package is untyped
@@ -38,6 +44,7 @@ class Link(ChargePoint):  # type: ignore[misc]  # the ocpp package is untyped
         super().__init__(station_id, ws, response_timeout=client.config.response_timeout_ms / 1000)
         self.client = client
         self._trigger: str | None = None  # accepted by on_trigger_message, for its @after
+        self._reconnect = False  # a new certificate was installed: reconnect with it
 
     @on("GetVariables")
     def on_get_variables(self, get_variable_data: list[dict[str, Any]], **_: Any) -> Any:
@@ -150,6 +157,7 @@ class Link(ChargePoint):  # type: ignore[misc]  # the ocpp package is untyped
         kiosk = client.snapshot()
         refused = (
             requested_message == "BootNotification"
+            or (requested_message == SIGN_CERTIFICATE and client.certificate is None)
             or (requested_message == "MeterValues" and kiosk.register_wh is None)
             or (requested_message == "TransactionEvent" and not client.transaction_running())
         )
@@ -165,6 +173,47 @@ class Link(ChargePoint):  # type: ignore[misc]  # the ocpp package is untyped
         if requested is not None:
             log.info("event=ocpp_triggered message=%s", requested)
             self.client.trigger(requested)
+
+    @on("CertificateSigned")
+    def on_certificate_signed(
+        self, certificate_chain: str, certificate_type: str | None = None, **_: Any
+    ) -> Any:
+        """A02: the CSMS's CA signed the kiosk's request; install the chain and the pending
+        key (`certificates.py` says what is checked). A V2G certificate, or a kiosk without
+        a client certificate (profiles 1 and 2): Rejected."""
+        client = self.client
+        self._reconnect = False
+        refusal = None
+        if certificate_type not in (None, CHARGING_STATION_CERTIFICATE):
+            refusal = "the kiosk has no ISO 15118 certificates"
+        elif client.certificate is None:
+            refusal = "the kiosk uses no client certificate (security profile 1 or 2)"
+        else:
+            try:
+                client.certificate.install(certificate_chain, client.clock.now())
+            except CertificateRefused as exc:
+                refusal = str(exc)
+                if client.on_security_event is not None:
+                    client.on_security_event(INVALID_STATION_CERTIFICATE, refusal)
+            except OSError as exc:  # the key directory is read-only here, or full
+                refusal = f"cannot store the certificate: {exc.strerror}"
+        if refusal is not None:
+            log.warning("event=ocpp_certificate_refused reason=%s", refusal)
+            return call_result.CertificateSigned(
+                status="Rejected",
+                status_info={"reason_code": "InvalidCertificate", "additional_info": refusal},
+            )
+        log.info("event=ocpp_certificate_installed")
+        self._reconnect = True
+        return call_result.CertificateSigned(status="Accepted")
+
+    @after("CertificateSigned")
+    async def after_certificate_signed(self, **_: Any) -> None:
+        """The new certificate is presented from the next connection on: close this one
+        (the client reconnects at once)."""
+        if self._reconnect:
+            self._reconnect = False
+            await self._connection.close()
 
     @on("GetLocalListVersion")
     def on_get_local_list_version(self, **_: Any) -> Any:
