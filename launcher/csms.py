@@ -35,7 +35,7 @@ from websockets.http11 import Request, Response
 
 from terminal.config import Config, OcppConfig
 from terminal.errors import ConfigError
-from terminal.ocpp.rpc import SUBPROTOCOL, request
+from terminal.ocpp.rpc import SUBPROTOCOL, request, unhandled
 
 log = logging.getLogger("ev_terminal.csms")
 
@@ -69,6 +69,10 @@ class CsmsPeer(ChargePoint):  # type: ignore[misc]  # the ocpp package is untype
             message = None
         if isinstance(message, list) and len(message) == 4 and message[0] == 2:
             self.csms.record(self.id, str(message[2]), message[3])
+        refusal = unhandled(self, raw_msg)
+        if refusal is not None:
+            await self._send(refusal)
+            return
         await super().route_message(raw_msg)
 
     @on("BootNotification")
@@ -279,6 +283,22 @@ class ReferenceCsms:
 
     def connected(self, station: str) -> bool:
         return station in self._peers
+
+    def ask_unchecked(self, station: str, action: str, payload: dict[str, Any]) -> list[Any]:
+        """Send a CALL without validating it (to see how a station answers what no OCPP 2.1
+        CSMS would send); the raw answer frame."""
+        peer = self._peers[station]
+
+        async def call() -> list[Any]:
+            unique_id = str(peer._unique_id_generator())
+            async with peer._call_lock:
+                await peer._send(json.dumps([2, unique_id, action, payload]))
+                answer = await peer._get_specific_response(unique_id, peer._response_timeout)
+            frame: list[Any] = json.loads(answer.to_json())
+            return frame
+
+        frame: list[Any] = self._run_here(call())
+        return frame
 
     def ask(self, station: str, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Send a request to a connected station (from any thread); its answer."""

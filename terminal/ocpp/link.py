@@ -21,6 +21,7 @@ from terminal.core.kiosk import AwaitingVehicle, Charging, Idle, Receipt, Suspen
 from terminal.core.session import Card, CardKind
 from terminal.ocpp import messages
 from terminal.ocpp.certificates import CHARGING_STATION_CERTIFICATE, CertificateRefused
+from terminal.ocpp.rpc import unhandled
 
 if TYPE_CHECKING:
     from terminal.ocpp.client import OcppClient
@@ -45,6 +46,15 @@ class Link(ChargePoint):  # type: ignore[misc]  # the ocpp package is untyped
         self.client = client
         self._trigger: str | None = None  # accepted by on_trigger_message, for its @after
         self._reconnect = False  # a new certificate was installed: reconnect with it
+
+    async def route_message(self, raw_msg: str | bytes) -> None:
+        """Every request is answered: one the kiosk has no handler for with a CALLERROR
+        (`rpc.unhandled`), the rest by the package's routing."""
+        refusal = unhandled(self, raw_msg)
+        if refusal is not None:
+            await self._send(refusal)
+            return
+        await super().route_message(raw_msg)
 
     @on("GetVariables")
     def on_get_variables(self, get_variable_data: list[dict[str, Any]], **_: Any) -> Any:

@@ -91,9 +91,11 @@ def _decimal_number(value: Decimal) -> int | float:
 
 def id_token(session: Session) -> Payload:
     """C18: a bank card's hold is the idToken `DirectPayment`, its value the payment
-    reference (the authorization id the kiosk chose, which the gateway keeps). An RFID token
-    is the kiosk's keyed hash of it (type `Local`: the kiosk never keeps the UID)."""
-    if session.card.kind is CardKind.PAYMENT:
+    reference (the authorization id the kiosk chose, which the gateway keeps). A session paid
+    on the web (pay by phone, the C24/C25 ad hoc payment, where the gateway holds the money)
+    is a direct payment too, its reference the gateway's authorization id. An RFID token is
+    the kiosk's keyed hash of it (type `Local`: the kiosk never keeps the UID)."""
+    if session.card.kind in (CardKind.PAYMENT, CardKind.WEB):
         return {"idToken": session.session_id, "type": "DirectPayment"}
     return {"idToken": session.card.token[:255], "type": "Local"}
 

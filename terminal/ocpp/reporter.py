@@ -371,9 +371,9 @@ class Reporter:
         status_info: str | None = None,
         at: datetime | None = None,
     ) -> None:
-        """C19-C22: NotifySettlement for a bank card's hold (an RFID token has no payment to
-        settle)."""
-        if card_kind != CardKind.PAYMENT.value:
+        """C19-C22: NotifySettlement for a bank card's hold or a hold made on the web (an
+        RFID token has no payment to settle)."""
+        if card_kind not in (CardKind.PAYMENT.value, CardKind.WEB.value):
             return
         tx = self.queue.transaction(session_id)
         payload = messages.notify_settlement(

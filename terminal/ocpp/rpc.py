@@ -13,8 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 from ocpp.charge_point import ChargePoint
-from ocpp.exceptions import OCPPError
-from ocpp.messages import Call, MessageType, validate_payload
+from ocpp.exceptions import NotImplementedError as OcppNotImplemented
+from ocpp.exceptions import NotSupportedError, OCPPError
+from ocpp.messages import Call, MessageType, unpack, validate_payload
+from ocpp.v21.enums import Action
 
 SUBPROTOCOL = "ocpp2.1"
 VERSION = "2.1"
@@ -46,4 +48,25 @@ async def request(peer: ChargePoint, action: str, payload: dict[str, Any]) -> di
     return answer
 
 
-__all__ = ["SUBPROTOCOL", "VERSION", "CallRefused", "OCPPError", "request"]
+def unhandled(peer: ChargePoint, raw_msg: str | bytes) -> str | None:
+    """The CALLERROR for a request this peer has no handler for, or None. OCPP-J (Part 4,
+    4.2.3) answers every CALL: `NotImplemented` for an OCPP 2.1 action without a handler,
+    `NotSupported` for a name that is no OCPP 2.1 action. The `ocpp` package (2.1.0) answers
+    neither for version 2.1 and leaves the sender waiting for its timeout."""
+    try:
+        msg = unpack(raw_msg)
+    except OCPPError:
+        return None  # the package logs what it cannot parse
+    if msg.message_type_id != MessageType.Call or msg.action in peer.route_map:
+        return None
+    cause = {"cause": f"No handler for {msg.action}"}
+    error: OCPPError = (
+        OcppNotImplemented(details=cause)
+        if msg.action in set(Action)
+        else NotSupportedError(details={"cause": f"{msg.action} is not an OCPP {VERSION} action"})
+    )
+    call_error: str = msg.create_call_error(error).to_json()
+    return call_error
+
+
+__all__ = ["SUBPROTOCOL", "VERSION", "CallRefused", "OCPPError", "request", "unhandled"]
