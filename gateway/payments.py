@@ -416,7 +416,7 @@ class Payments:
         processor = self.processors.route(
             terminal=terminal_id, currency=amount.currency, method=card.kind
         )
-        if not self.ledger.insert(
+        row = self.ledger.insert_row(
             conn,
             status=PENDING,
             processor=processor.name,
@@ -427,10 +427,9 @@ class Payments:
             op_state=CALLING,
             op_started_at=self.ledger.clock(),
             **base,
-        ):
+        )
+        if row is None:
             raise _in_progress()
-        row = self.ledger.get(conn, aid)
-        assert row is not None
         return Step(row=row, processor=processor, key=key, resume=False)
 
     # -- capture, release, increment --------------------------------------------------------

@@ -62,13 +62,22 @@ def insert_new(conn: Connection, table: sa.Table, **values: Any) -> bool:
 # times as much CPU as executing it, and the money path runs a few dozen a request.
 @functools.cache
 def _insert_new(table: sa.Table, dialect: str) -> Any:
+    return _on_conflict_do_nothing(table, dialect).returning(sa.literal_column("1"))
+
+
+def _on_conflict_do_nothing(table: sa.Table, dialect: str) -> Any:
     if dialect == "postgresql":
         stmt: Any = postgresql.insert(table)
     elif dialect == "sqlite":
         stmt = sqlite.insert(table)
     else:  # pragma: no cover - only the two back-ends are supported
         raise RuntimeError(f"unsupported database {dialect}")
-    return stmt.on_conflict_do_nothing().returning(sa.literal_column("1"))
+    return stmt.on_conflict_do_nothing()
+
+
+@functools.cache
+def _insert_row(dialect: str) -> Any:
+    return _on_conflict_do_nothing(authorizations, dialect).returning(*authorizations.c)
 
 
 _MOVE = sa.insert(movements)
@@ -115,6 +124,12 @@ class Ledger:
         """A new authorization row; False if the id exists already (nothing changed)."""
         stamp = self.clock()
         return insert_new(conn, authorizations, created_at=stamp, updated_at=stamp, **values)
+
+    def insert_row(self, conn: Connection, **values: Any) -> sa.Row[Any] | None:
+        """`insert`, giving back the new row (None if the id exists already)."""
+        stamp = self.clock()
+        values = {"created_at": stamp, "updated_at": stamp, **values}
+        return conn.execute(_insert_row(conn.dialect.name), values).first()
 
     def update_if(
         self, conn: Connection, authorization_id: str, where: dict[str, Any], **values: Any
