@@ -1,6 +1,17 @@
 """The page tests share the gateway tests' database fixtures (SQLite and PostgreSQL); the one
 Chromium of the run is `browser` in tests/conftest.py."""
 
+from collections.abc import Iterator
+
+import pytest
+
 from tests.gateway.conftest import db_url, gateway_template, postgres
+from tests.web.console_app import dispose_open_apps
 
 __all__ = ["db_url", "gateway_template", "postgres"]
+
+
+@pytest.fixture(autouse=True)
+def _dispose_console_apps() -> Iterator[None]:
+    yield
+    dispose_open_apps()

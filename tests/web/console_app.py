@@ -68,7 +68,19 @@ def console_app(
         engine.dispose()
     clock = clock or Clock()
     settings = Settings(db_url=db_url, insecure_dev=True, clock=clock, mailer=mailer)
-    return ConsoleApp(build(settings), clock)
+    app = ConsoleApp(build(settings), clock)
+    OPEN.append(app)
+    return app
+
+
+OPEN: list[ConsoleApp] = []  # disposed after each test (tests/web/conftest.py)
+
+
+def dispose_open_apps() -> None:
+    """Close the pools of the apps a test built: a PostgreSQL connection left to the garbage
+    collector is a ResourceWarning in whatever test runs when it is collected."""
+    while OPEN:
+        OPEN.pop().built.engine.dispose()
 
 
 def routes(app: FastAPI, method: str, prefix: str) -> list[str]:
