@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from terminal.arguments import ArgumentParser
 
@@ -207,8 +208,11 @@ def _mailer(args: argparse.Namespace) -> Any:
 
 
 def _public_url(value: str | None) -> str | None:
-    if value is not None and not value.startswith(("https://", "http://")):
-        raise UsageError(f"--public-url: {value!r} is not an http(s) URL")
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise UsageError(f"--public-url: {value!r} is not an http(s) URL with a host")
     return value
 
 

@@ -47,6 +47,37 @@ CASES = [
         ["--db", "g.sqlite3", "--insecure-dev", "--max-amount", "lots"],
         "--max-amount",
     ),
+    ("smtp-no-port", ["--db", "g.sqlite3", "--insecure-dev", "--smtp", "mail"], "--smtp"),
+    (
+        "smtp-port-out-of-range",
+        ["--db", "g.sqlite3", "--insecure-dev", "--smtp", "mail:70000", "--mail-from", "a@b.c"],
+        "--smtp",
+    ),
+    (
+        "smtp-without-sender",
+        ["--db", "g.sqlite3", "--insecure-dev", "--smtp", "mail:25"],
+        "--mail-from",
+    ),
+    (
+        "sender-not-an-address",
+        ["--db", "g.sqlite3", "--insecure-dev", "--smtp", "mail:25", "--mail-from", "nobody"],
+        "--mail-from",
+    ),
+    (
+        "sender-without-smtp",
+        ["--db", "g.sqlite3", "--insecure-dev", "--mail-from", "a@b.c"],
+        "--smtp",
+    ),
+    (
+        "public-url-not-http",
+        ["--db", "g.sqlite3", "--insecure-dev", "--public-url", "ftp://pay.example"],
+        "--public-url",
+    ),
+    (
+        "public-url-no-host",
+        ["--db", "g.sqlite3", "--insecure-dev", "--public-url", "https://"],
+        "--public-url",
+    ),
     ("no-database-yet", ["--db", "g.sqlite3", "--insecure-dev"], "migrate"),
     ("reconcile-no-database", ["reconcile", "--db", "g.sqlite3"], "migrate"),
 ]
