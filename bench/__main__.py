@@ -2,7 +2,8 @@
 
 A benchmark that ends with `SystemExit` (a missed target, a device that did not answer) or
 raises is reported and the runner goes on to the next one; the exit status is 1 if any of
-them failed. `python -m bench tariff kernel` runs only the named ones.
+them failed. `python -m bench tariff kernel` runs only the named ones; options after the
+names go to each of them (`python -m bench gateway --full`).
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ def discover(package: str) -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(where) if m.name.startswith(PREFIX))
 
 
-def run_one(package: str, name: str) -> str | None:
-    """Run one benchmark as `__main__`; None when it passed, else why it failed."""
+def run_one(package: str, name: str, options: Sequence[str] = ()) -> str | None:
+    """Run one benchmark as `__main__` with `options` as its arguments; None when it passed,
+    else why it failed."""
     saved_argv = sys.argv
-    sys.argv = [name]
+    sys.argv = [name, *options]
     try:
         runpy.run_module(f"{package}.{name}", run_name="__main__")
     except SystemExit as exc:
@@ -45,8 +47,14 @@ def run_one(package: str, name: str) -> str | None:
 
 
 def run_all(package: str, only: Sequence[str] = ()) -> int:
-    """Run the benchmarks (all, or those named in `only`); 0 when all passed, else 1."""
+    """Run the benchmarks (all, or those named in `only`); 0 when all passed, else 1. What
+    follows the names in `only` from the first `-option` on is given to each named one."""
     names = discover(package)
+    cut = next((i for i, arg in enumerate(only) if arg.startswith("-")), len(only))
+    only, options = only[:cut], only[cut:]
+    if options and not only:
+        print("options are given to named benchmarks only: name them first", file=sys.stderr)
+        return 2
     if only:
         wanted = {n if n.startswith(PREFIX) else PREFIX + n for n in only}
         unknown = sorted(wanted - set(names))
@@ -57,7 +65,7 @@ def run_all(package: str, only: Sequence[str] = ()) -> int:
     failed: list[tuple[str, str]] = []
     for name in names:
         print(f"== {name}", flush=True)
-        why = run_one(package, name)
+        why = run_one(package, name, options)
         if why is not None:
             print(f"!! {name} failed: {why}", flush=True)
             failed.append((name, why))

@@ -1,7 +1,7 @@
 """Money requests per second and p99 latency through the gateway's full idempotent path.
 
     python -m bench gateway                   # the short run, as `make bench` does (--quick)
-    python -m bench.bench_gateway --full      # the longer one (more requests a run)
+    python -m bench gateway --full            # the longer one (more requests a run)
     python -m bench.bench_gateway --backends sqlite --workers 1 --money 300
 
 The real gateway (`ev-terminal gateway --insecure-dev --workers N`, a subprocess) on SQLite
@@ -14,9 +14,11 @@ each with its own Idempotency-Key, sent back to back over `--concurrency` connec
 INSERT and COMMIT per request. Printed: money requests/s, HTTP requests/s, p50/p99 of one
 HTTP request, the server's CPU milliseconds per money request (its own processes, warm-up
 included; a figure that depends little on the machine's load), and the ratio full path /
-floor. Then p99 at a fixed offered rate of 300
-authorizations/s (open loop, latency counted from each request's scheduled instant) for
-1 worker on SQLite and 2 on PostgreSQL.
+floor. Then, for the same back-end and worker count, p99 at a fixed offered rate of 300
+authorizations/s (open loop, latency counted from each request's scheduled instant, on a
+gateway started afresh on the same database). A summary table ends the run: one line per
+back-end and worker count with both rates, their ratio, the p99 at 300/s and the server CPU
+per money request of both paths.
 
 Targets (2 cores shared with the load generator): the full path at least half the floor's
 throughput; p99 under 25 ms at 300 authorizations/s. The exit status is 1 when a target is
@@ -214,6 +216,39 @@ def _problems(what: str, r: dict[str, Any]) -> list[str]:
     return [f"{what}: {e}" for e in r["first_errors"]]
 
 
+def open_loop(db: str, workers: int, tag: str, plan: Plan, log: Path) -> dict[str, Any]:
+    """`OPEN_RATE` authorizations/s offered to a gateway just started on `db`."""
+    server = gateway(db, workers, log)
+    try:
+        return load(
+            server.url,
+            "open",
+            "--tag",
+            tag,
+            "--rate",
+            str(OPEN_RATE),
+            "--seconds",
+            str(plan.open_seconds),
+            "--grace",
+            str(OPEN_GRACE_S),
+            timeout_s=plan.open_seconds + OPEN_GRACE_S + 60,
+        )
+    finally:
+        server.stop()
+
+
+def _open_line(backend: str, workers: int, r: dict[str, Any]) -> str:
+    verdict = "met" if r["p99_ms"] < P99_TARGET_MS else "NOT met"
+    return (
+        f"{'':<10} {'':>7} open loop: offered {r['offered_per_s']:.0f}/s, answered "
+        f"{r['requests']} ({r['errors']} errors, {r['unanswered']} not answered within "
+        f"{OPEN_GRACE_S:.0f} s) in {r['elapsed_s']:.1f} s, p50 {r['p50_ms']:.1f} ms, "
+        f"p99 {r['p99_ms']:.1f} ms, max {r['max_ms']:.1f} ms (target p99 < "
+        f"{P99_TARGET_MS:.0f} ms: {verdict}); load generator: {r['client_core_share']:.2f} "
+        f"of a core, send lag p99 {r['send_lag_p99_ms']:.1f} ms"
+    )
+
+
 def run(plan: Plan, work: Path) -> int:
     load1, load5, _ = os.getloadavg()
     print(
@@ -222,7 +257,9 @@ def run(plan: Plan, work: Path) -> int:
     )
     print(
         f"closed loop: {plan.money} money requests (authorize + capture) per run over "
-        f"{plan.concurrency} connections, at most {plan.deadline_s:.0f} s a run"
+        f"{plan.concurrency} connections, at most {plan.deadline_s:.0f} s a run; open loop: "
+        f"{OPEN_RATE:.0f} authorizations/s offered for {plan.open_seconds:.0f} s, latency "
+        "from each one's scheduled instant"
     )
     header = (
         f"{'backend':<10} {'workers':>7} {'path':<6} {'money/s':>9} {'http/s':>8} "
@@ -232,9 +269,8 @@ def run(plan: Plan, work: Path) -> int:
     print("-" * len(header))
     missed: list[str] = []
     problems: list[str] = []
+    summary: list[str] = []
     postgres: Any = None
-    databases: dict[str, str] = {}
-    open_results: list[tuple[str, dict[str, Any]]] = []
     try:
         for backend in plan.backends:
             for workers in plan.workers:
@@ -248,7 +284,6 @@ def run(plan: Plan, work: Path) -> int:
                         postgres.start()
                     db = postgres.database()
                 migrate(db)
-                databases[f"{backend}-{workers}"] = db
                 log = work / f"{backend}-{workers}.log"
                 tag = f"{backend[0]}{workers}"
                 full = closed(gateway(db, workers, log), f"G{tag}", plan)
@@ -265,54 +300,35 @@ def run(plan: Plan, work: Path) -> int:
                 )
                 if ratio < RATIO_TARGET:
                     missed.append(f"{backend} {workers} worker(s): ratio {ratio:.2f}")
+                opened = open_loop(db, workers, f"O{tag}", plan, log)
+                print(_open_line(backend, workers, opened), flush=True)
+                if opened["p99_ms"] >= P99_TARGET_MS or opened["p99_ms"] != opened["p99_ms"]:
+                    missed.append(f"{backend} {workers} worker(s): p99 {opened['p99_ms']:.1f} ms")
                 problems += _problems(f"{backend} {workers} full", full)
                 problems += _problems(f"{backend} {workers} floor", base)
-        print()
-        print(
-            f"open loop: {OPEN_RATE:.0f} authorizations/s offered for {plan.open_seconds:.0f} s,"
-            " latency from each one's scheduled instant"
-        )
-        for backend, workers in (("sqlite", 1), ("postgresql", 2)):
-            if backend not in plan.backends:
-                continue
-            db = databases.get(f"{backend}-{workers}")
-            if db is None:
-                db = str(work / "open.sqlite3") if backend == "sqlite" else postgres.database()
-                migrate(db)
-            server = gateway(db, workers, work / f"open-{backend}-{workers}.log")
-            try:
-                r = load(
-                    server.url,
-                    "open",
-                    "--tag",
-                    f"O{backend[0]}{workers}",
-                    "--rate",
-                    str(OPEN_RATE),
-                    "--seconds",
-                    str(plan.open_seconds),
-                    "--grace",
-                    str(OPEN_GRACE_S),
-                    timeout_s=plan.open_seconds + OPEN_GRACE_S + 60,
+                problems += _problems(f"{backend} {workers} open loop", opened)
+                summary.append(
+                    f"{backend:<10} {workers:>7} {full['money_per_s']:>9.1f} "
+                    f"{base['money_per_s']:>9.1f} {ratio:>6.2f} {opened['p99_ms']:>11.1f} "
+                    f"{full['cpu_ms']:>9.2f} {base['cpu_ms']:>10.2f}"
                 )
-            finally:
-                server.stop()
-            open_results.append((f"{backend} {workers} worker(s)", r))
-            verdict = "met" if r["p99_ms"] < P99_TARGET_MS else "NOT met"
-            print(
-                f"  {backend:<10} {workers} worker(s): offered {r['offered_per_s']:.0f}/s, "
-                f"answered {r['requests']} ({r['errors']} errors, {r['unanswered']} not answered "
-                f"within {OPEN_GRACE_S:.0f} s) in {r['elapsed_s']:.1f} s, "
-                f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, max {r['max_ms']:.1f} ms "
-                f"(target p99 < {P99_TARGET_MS:.0f} ms: {verdict})",
-                flush=True,
-            )
-            if r["p99_ms"] >= P99_TARGET_MS or r["p99_ms"] != r["p99_ms"]:
-                missed.append(f"{backend} {workers} worker(s): p99 {r['p99_ms']:.1f} ms")
-            problems += _problems(f"open {backend} {workers}", r)
     finally:
         if postgres is not None:
             postgres.stop()
     load1, load5, _ = os.getloadavg()
+    print()
+    print(
+        f"summary (money/s: closed loop; p99 at {OPEN_RATE:.0f}/s: open loop; cpu: server CPU "
+        "ms per money request)"
+    )
+    head = (
+        f"{'backend':<10} {'workers':>7} {'full/s':>9} {'floor/s':>9} {'ratio':>6} "
+        f"{'p99@300 ms':>11} {'cpu full':>9} {'cpu floor':>10}"
+    )
+    print(head)
+    print("-" * len(head))
+    for line in summary:
+        print(line)
     print(f"load average at the end: {load1:.1f} (1 min) {load5:.1f} (5 min)")
     for line in problems:
         print(f"!! {line}")

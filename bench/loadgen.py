@@ -221,12 +221,21 @@ async def open_loop(
         idle.append(conn)
 
     async def one(n: int, scheduled: float) -> None:
-        conn = idle.pop() if idle else Connection(host, port)
+        reused = bool(idle)
+        conn = idle.pop() if reused else Connection(host, port)
         auth_id = f"{tag}-{n:08d}"
+        key, body = f"{auth_id}:authorize", authorization(auth_id)
         try:
-            status, answer = await conn.post(
-                "/v1/authorizations", f"{auth_id}:authorize", authorization(auth_id)
-            )
+            try:
+                status, answer = await conn.post("/v1/authorizations", key, body)
+            except HttpError:
+                if not reused:
+                    raise
+                # A kept-alive connection the server closed while it sat idle (uvicorn closes
+                # them after 5 s): sent again on a new one, as HTTP clients do; the same
+                # Idempotency-Key makes that safe.
+                conn = Connection(host, port)
+                status, answer = await conn.post("/v1/authorizations", key, body)
             if status not in (200, 201):
                 tally.error(f"authorize {status}: {answer.decode(errors='replace')}")
                 return
@@ -238,12 +247,15 @@ async def open_loop(
 
     total = int(rate * seconds)
     tasks: list[asyncio.Task[None]] = []
+    cpu_started = time.process_time()
     started = time.perf_counter()
+    lags: list[float] = []
     for n in range(total):
         scheduled = started + n / rate
         delay = scheduled - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
+        lags.append(time.perf_counter() - scheduled)
         tasks.append(asyncio.create_task(one(n, scheduled)))
     sent = time.perf_counter() - started
     _, pending = await asyncio.wait(tasks, timeout=grace_s) if tasks else (set(), set())
@@ -260,6 +272,12 @@ async def open_loop(
     summary["offered_per_s"] = total / sent if sent > 0 else float("nan")
     summary["unanswered"] = len(pending)
     summary["requests"] -= len(pending)
+    # The generator's own CPU over the run, as a share of one core: well below 1 means it
+    # kept its schedule without being the bottleneck (it has one thread).
+    summary["client_core_share"] = (time.process_time() - cpu_started) / elapsed
+    # How late requests left against their schedule (the generator's own delay; the
+    # latencies above count from the schedule, so this is in them, not hidden).
+    summary["send_lag_p99_ms"] = percentile([lag * 1000 for lag in lags], 99)
     return summary
 
 

@@ -52,10 +52,11 @@ def test_quick_run_measures_both_paths_with_every_request_answered() -> None:
     }
     assert rows == {"full": (20, 0), "floor": (20, 0)}, out
     assert re.search(r"ratio full/floor \d+\.\d\d", out), out
-    opened = re.search(
-        r"sqlite\s+1 worker\(s\): offered \d+/s, answered (\d+) \((\d+) errors, (\d+) not", out
-    )
+    opened = re.search(r"open loop: offered \d+/s, answered (\d+) \((\d+) errors, (\d+) not", out)
     assert opened is not None, out
     answered, errors, late = map(int, opened.groups())
     # Not answered within the grace period is slowness (it counts in the p99), not a failure.
     assert (answered + late, errors) == (300, 0), out
+    figures = r"\s+[\d.]+" * 6
+    summary = re.search(rf"^sqlite\s+1{figures}$", out, re.M)
+    assert summary is not None, out  # the summary line: rates, ratio, p99, both CPU figures

@@ -27,7 +27,9 @@ def _package(tmp_path: Path) -> Path:
     (pkg / "bench_c_raises.py").write_text(
         "if __name__ == '__main__':\n    print('c ran')\n    raise RuntimeError('device gone')\n"
     )
-    (pkg / "bench_d_ok.py").write_text("if __name__ == '__main__':\n    print('d ran')\n")
+    (pkg / "bench_d_ok.py").write_text(
+        "import sys\nif __name__ == '__main__':\n    print('d ran', sys.argv[1:])\n"
+    )
     return tmp_path
 
 
@@ -64,6 +66,12 @@ def test_named_benchmarks_only_and_unknown_names(tmp_path: Path) -> None:
     assert "a ran" not in done.stdout
     assert "== 2 benchmarks, 0 failed" in done.stdout
     assert done.returncode == 0
+    with_options = _run(where, "d_ok", "--full", "--workers", "1")
+    assert "d ran ['--full', '--workers', '1']" in with_options.stdout
+    assert with_options.returncode == 0
+    unnamed = _run(where, "--full")
+    assert unnamed.returncode == 2
+    assert "name them first" in unnamed.stderr
     unknown = _run(where, "nope")
     assert unknown.returncode == 2
     assert unknown.stderr.strip() == "no benchmark named bench_nope"
