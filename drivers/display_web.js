@@ -9,10 +9,11 @@ const STEPS = {
   "idle": 1, "authorizing": 1, "declined": 1, "no-answer": 1, "tap-again": 1,
   "not-accepted": 1, "expired": 1, "in-use": 3, "timed-out": 2, "cancelled": 2,
   "plug-in": 2, "charging": 3, "suspended": 3, "stopping": 3, "receipt": 4,
+  "web-payment": 1, "reserved": 1,
 };
 const PICTURES = {
   "idle": "i-tap", "authorizing": "i-tap", "plug-in": "i-plug", "charging": "i-car",
-  "suspended": "i-car", "stopping": "i-car", "receipt": "i-phone",
+  "suspended": "i-car", "stopping": "i-car", "receipt": "i-phone", "web-payment": "i-phone",
 };
 // A language picked at the screen holds until the session it was picked for has ended.
 const SESSION_ENDS = new Set(["receipt", "timed-out", "cancelled"]);

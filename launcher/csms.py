@@ -143,6 +143,7 @@ class ReferenceCsms:
         self._ready = threading.Event()
         self._failed: OSError | None = None  # why the server could not listen
         self.certificates: dict[str, bytes] = {}  # station -> its client certificate (DER)
+        self._remote_start_id = 0  # numbers this CSMS's RequestStartTransaction
 
     # -- what was received -------------------------------------------------------------------
     def record(self, station: str, action: str, payload: dict[str, Any]) -> None:
@@ -305,6 +306,30 @@ class ReferenceCsms:
         peer = self._peers[station]
         answer: dict[str, Any] = self._run_here(request(peer, action, payload))
         return answer
+
+    # -- a web payment this CSMS runs (OCPP 2.1 C25) -----------------------------------------
+    def web_payment_opened(self, station: str, *, evse_id: int = 1, timeout_s: int = 120) -> None:
+        """A driver scanned the station's QR code and opened this CSMS's payment page for
+        `evse_id`: the station is told to keep the charger for `timeout_s` seconds while the
+        driver pays (NotifyWebPaymentStarted)."""
+        self.ask(station, "NotifyWebPaymentStarted", {"evseId": evse_id, "timeout": timeout_s})
+
+    def web_payment_paid(self, station: str, reference: str, *, evse_id: int = 1) -> dict[str, Any]:
+        """The payment service approved the driver's payment (`reference`, its payment id):
+        the station starts the transaction for it (RequestStartTransaction with a
+        `DirectPayment` idToken); its answer, Accepted with the transaction id or Rejected."""
+        with self._lock:
+            self._remote_start_id += 1
+            remote_start_id = self._remote_start_id
+        return self.ask(
+            station,
+            "RequestStartTransaction",
+            {
+                "idToken": {"idToken": reference, "type": "DirectPayment"},
+                "remoteStartId": remote_start_id,
+                "evseId": evse_id,
+            },
+        )
 
 
 def joined(config: Config, url: str) -> Config:

@@ -24,6 +24,7 @@ class Timer(enum.Enum):
     RECEIPT = "receipt"  # how long the receipt stays on screen
     NOTICE = "notice"  # how long a transient message stays on screen
     PAY_CODE = "pay_code"  # the pay-by-phone code on screen expires
+    WEB_PAYMENT = "web_payment"  # a CSMS's web payment keeps the charger until this fires
 
 
 class AuthOutcome(enum.Enum):
@@ -234,6 +235,18 @@ class PayCodeChanged(Event):
     valid_ms: int = 0
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebPaymentStarted(Event):
+    """The operator's CSMS says a driver began paying on its own web page for this charger
+    (OCPP 2.1 C25, NotifyWebPaymentStarted): the kiosk keeps the charger for that payment,
+    showing "payment in progress on your phone" and refusing other taps, for `timeout_ms`.
+    The payment ends in the CSMS's RequestStartTransaction with a `DirectPayment` idToken
+    (a `CardPresented` of a `CardKind.WEB` card) or in the timeout (back to idle). The shell
+    has journaled it before posting this."""
+
+    timeout_ms: int
+
+
 AnyEvent = (
     PoweredUp
     | CardPresented
@@ -256,6 +269,7 @@ AnyEvent = (
     | StopRequested
     | WebPaymentAuthorized
     | PayCodeChanged
+    | WebPaymentStarted
 )
 
 EVENT_TYPES: tuple[type[Event], ...] = (
@@ -280,4 +294,5 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     StopRequested,
     WebPaymentAuthorized,
     PayCodeChanged,
+    WebPaymentStarted,
 )

@@ -166,6 +166,8 @@ class Kiosk:
     register_wh: int | None = None  # last meter register read
     pay_url: str | None = None  # the pay-by-phone code's link the idle screen shows as a QR
     current_limit_a: int | None = None  # a load manager's limit on the offer (CurrentLimited)
+    # A web payment the CSMS runs keeps the charger (OCPP 2.1 C25) until Timer.WEB_PAYMENT.
+    web_payment: bool = False
 
     @property
     def available(self) -> bool:

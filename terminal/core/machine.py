@@ -76,6 +76,7 @@ from terminal.core.events import (
     TimerFired,
     VehicleStateChanged,
     WebPaymentAuthorized,
+    WebPaymentStarted,
 )
 from terminal.core.kiosk import (
     PHASE_TYPES,
@@ -108,6 +109,8 @@ METER_FAULT = "meter"
 def _idle_screen(k: Kiosk, at: datetime) -> screens.Screen:
     if not k.available:
         return screens.Unavailable(reasons=tuple(sorted(k.faults)) or ("out_of_service",))
+    if k.web_payment:
+        return screens.WebPayment()
     return screens.Idle(
         price=k.rules.tariff.price_phrases(at),
         connected=k.pilot.connected,
@@ -628,6 +631,8 @@ def _common_timer(k: Kiosk, e: Event) -> Result:
         return k, (ShowScreen(screen=_phase_screen(k, e)),)
     if e.timer is Timer.PAY_CODE:
         return _pay_code(k, e, None)
+    if e.timer is Timer.WEB_PAYMENT:
+        return _web_payment_over(k, e)
     return k, ()  # a timer of another phase that was not cancelled: harmless
 
 
@@ -1072,8 +1077,8 @@ def _web_refusal(k: Kiosk, e: WebPaymentAuthorized) -> str | None:
         return "starting"
     if not k.available:
         return "unavailable"
-    if not isinstance(k.phase, Idle | Receipt):
-        return "busy"
+    if not isinstance(k.phase, Idle | Receipt) or k.web_payment:
+        return "busy"  # a session, or a web payment the CSMS runs, has the charger
     if e.at >= e.expires_at:
         return "expired"  # the code's lifetime is over: never start after it
     limit = k.rules.ceiling or k.rules.hold
@@ -1118,6 +1123,47 @@ def _web_payment(k: Kiosk, e: Event) -> Result:
         AnswerStart(command_id=e.command_id, session_id=e.session_id, started=True),
         *acts,
     )
+
+
+# -- a web payment the CSMS runs (OCPP 2.1 C25) -------------------------------------------------
+
+
+def _web_payment_started(k: Kiosk, e: Event) -> Result:
+    """Keep the charger for the driver paying on the CSMS's page: between sessions and
+    available, the kiosk shows "payment in progress on your phone" until the CSMS starts the
+    transaction or `timeout_ms` passes (C25). Busy, unavailable or starting: nothing changes
+    (NotifyWebPaymentStarted has no answer to refuse with; the CSMS's start is refused)."""
+    assert isinstance(e, WebPaymentStarted)
+    if not isinstance(k.phase, Idle | Receipt) or not k.available or e.timeout_ms <= 0:
+        return k, ()
+    k = replace(k, phase=Idle(), web_payment=True)
+    return k, (
+        CancelTimer(timer=Timer.NOTICE),
+        CancelTimer(timer=Timer.RECEIPT),
+        StartTimer(timer=Timer.WEB_PAYMENT, after_ms=e.timeout_ms),
+        ShowScreen(screen=_idle_screen(k, e.at)),
+    )
+
+
+def _web_payment_over(k: Kiosk, e: Event) -> Result:
+    """No start came in time: the charger is free again."""
+    k = replace(k, web_payment=False)
+    if isinstance(k.phase, Idle):
+        return k, (ShowScreen(screen=_idle_screen(k, e.at)),)
+    return k, ()
+
+
+def _tap_idle(k: Kiosk, e: Event) -> Result:
+    """A tap starts a session, unless a web payment keeps the charger: then only the CSMS's
+    start for it (a `CardKind.WEB` card) does, and any other card is told the charger is
+    reserved."""
+    assert isinstance(e, CardPresented)
+    if not k.web_payment:
+        return _start_session(k, e)
+    if e.card.kind is not CardKind.WEB or not k.available:
+        return _notice(k, "reserved")
+    k2, acts = _start_session(replace(k, web_payment=False), e)
+    return k2, (CancelTimer(timer=Timer.WEB_PAYMENT), *acts)
 
 
 def _pay_code(k: Kiosk, e: Event, url: str | None) -> Result:
@@ -1181,7 +1227,7 @@ TRANSITIONS: dict[tuple[type, type], Handler] = {
     (Booting, FaultCleared): _fault_cleared,
     (Booting, OutOfServiceChanged): _out_of_service,
     **{(Idle, ev): h for ev, h in _AT_REST.items()},
-    (Idle, CardPresented): _start_session,
+    (Idle, CardPresented): _tap_idle,
     (Idle, CardUnreadable): _card_unreadable,
     (Idle, TimerFired): _common_timer,
     (Authorizing, AuthorizationAnswered): _answered,
@@ -1254,6 +1300,7 @@ TRANSITIONS: dict[tuple[type, type], Handler] = {
     # Every phase answers a web payment: started (Idle, Receipt) or not, and why.
     **{(phase, WebPaymentAuthorized): _web_payment for phase in PHASE_TYPES},
     **{(phase, PayCodeChanged): _pay_code_changed for phase in PHASE_TYPES},
+    **{(phase, WebPaymentStarted): _web_payment_started for phase in PHASE_TYPES},
 }
 
 IGNORED: frozenset[tuple[type, type]] = frozenset(

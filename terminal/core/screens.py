@@ -29,6 +29,12 @@ class Idle:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class WebPayment:
+    """A driver is paying on the operator's web page (OCPP 2.1 C25): the charger waits for
+    that payment and takes no card meanwhile."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Authorizing:
     card: str  # masked
 
@@ -111,6 +117,7 @@ class Starting:
 Screen = (
     Starting
     | Idle
+    | WebPayment
     | Authorizing
     | Declined
     | NoAnswer
@@ -136,6 +143,10 @@ _NOTICES: dict[str, tuple[str, tuple[str, ...]]] = {
         (N_("Only the card that started"), N_("this session can stop it.")),
     ),
     "out-of-order": (N_("Out of order"), (N_("This charger is not available."),)),
+    "reserved": (
+        N_("Charger reserved"),
+        (N_("A payment on a phone is in progress"), N_("for this charger.")),
+    ),
     "timed-out": (
         N_("Session cancelled"),
         (N_("No vehicle started charging."), N_("Nothing was charged.")),
@@ -245,6 +256,7 @@ def screen_name(screen: Screen) -> str:
     return {
         Starting: "starting",
         Idle: "idle",
+        WebPayment: "web-payment",
         Authorizing: "authorizing",
         Declined: "declined",
         NoAnswer: "no-answer",
@@ -316,6 +328,16 @@ def _frame(screen: Screen, words: Words, _: Callable[[str], str]) -> Frame:
                     qr=screen.pay_url,
                 )
             return Frame(name=name, title=_("Welcome"), lines=(*prices, hint))
+        case WebPayment():
+            return Frame(
+                name=name,
+                title=_("Payment in progress"),
+                lines=(
+                    _("Finish the payment on your phone."),
+                    _("This charger is kept for you meanwhile."),
+                ),
+                tone=Tone.BUSY,
+            )
         case Authorizing():
             return Frame(
                 name=name,

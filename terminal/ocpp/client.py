@@ -39,6 +39,7 @@ from terminal.core.events import (
     AuthOutcome,
     Event,
     Stamp,
+    WebPaymentStarted,
 )
 from terminal.core.kiosk import Kiosk
 from terminal.ocpp import messages
@@ -225,8 +226,20 @@ class OcppClient:
             self._answer(action, AuthOutcome.DECLINED, f"csms: {status}")
 
     def start(self) -> None:
+        self._resume_web_payment()
         self._thread = threading.Thread(target=self._run, name="ocpp", daemon=True)
         self._thread.start()
+
+    def _resume_web_payment(self) -> None:
+        """A web payment the CSMS announced before a restart keeps the charger for the rest
+        of its timeout (C25; the daemon has posted `PoweredUp` before this)."""
+        until = self.queue.web_payment_until(self.config.evse_id)
+        stamp = self.stamp()
+        if until is None or until <= stamp["at"]:
+            return
+        left_ms = int((until - stamp["at"]).total_seconds() * 1000)
+        log.info("event=ocpp_web_payment_resumed left_ms=%d", left_ms)
+        self.post(WebPaymentStarted(timeout_ms=left_ms, **stamp))
 
     def stop(self, timeout_s: float = 2.0) -> None:
         self._stopping.set()

@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from ocpp.routing import after, on
 from ocpp.v21 import ChargePoint, call_result
 from websockets.asyncio.client import ClientConnection
 
-from terminal.core.events import CardPresented, OutOfServiceChanged, StopRequested
+from terminal.core.events import (
+    CardPresented,
+    OutOfServiceChanged,
+    StopRequested,
+    WebPaymentStarted,
+)
 from terminal.core.kiosk import AwaitingVehicle, Charging, Idle, Receipt, Suspended
 from terminal.core.session import Card, CardKind
 from terminal.ocpp import messages
@@ -32,6 +38,7 @@ INVALID_STATION_CERTIFICATE = "InvalidChargingStationCertificate"  # A02's secur
 
 # TriggerMessage requests the kiosk carries out (OCPP 2.1 MessageTriggerEnumType).
 SIGN_CERTIFICATE = "SignChargingStationCertificate"
+DIRECT_PAYMENT = "DirectPayment"  # IdTokenEnumType of a payment's reference (C18, C25)
 TRIGGERABLE = frozenset(
     {"StatusNotification", "Heartbeat", "MeterValues", "TransactionEvent", SIGN_CERTIFICATE}
 )
@@ -259,9 +266,13 @@ class Link(ChargePoint):  # type: ignore[misc]  # the ocpp package is untyped
         """F01/F02: with the CSMS as the authority (`authorize_id_tokens`), a remote start is
         a session for its idToken, as if that token had been tapped: the kiosk waits for the
         vehicle, the CSMS bills it. A bank-card kiosk without that, a busy or unavailable
-        kiosk, or another EVSE: Rejected."""
+        kiosk, or another EVSE: Rejected. C25: a `DirectPayment` idToken while a web payment
+        the CSMS announced keeps the charger is that payment's session (see
+        `_start_paid`)."""
         client = self.client
         kiosk = client.snapshot()
+        if id_token.get("type") == DIRECT_PAYMENT:
+            return self._start_paid(id_token, remote_start_id, evse_id)
         refusal = None
         if not client.config.authorize_id_tokens:
             refusal = "sessions start with a card at the kiosk"
@@ -286,3 +297,59 @@ class Link(ChargePoint):  # type: ignore[misc]  # the ocpp package is untyped
         return call_result.RequestStartTransaction(
             status="Accepted", transaction_id=messages.transaction_id(session_id)
         )
+
+    def _start_paid(
+        self, id_token: dict[str, Any], remote_start_id: int, evse_id: int | None
+    ) -> Any:
+        """C25: the driver has paid on the CSMS's page; its payment service holds the money
+        and the idToken is the payment's reference. Started as a tap of a web card (the
+        machine lets only that through while the charger is kept for the payment), with the
+        kiosk's hold as the transaction's cost limit, and billed by the CSMS (nothing is held
+        or captured at the gateway). Without a web payment keeping the charger (never
+        announced, or its timeout passed), busy or unavailable: Rejected."""
+        client = self.client
+        kiosk = client.snapshot()
+        refusal = None
+        if evse_id is not None and evse_id != client.config.evse_id:
+            refusal = "no such EVSE"
+        elif not kiosk.web_payment or not kiosk.available or not isinstance(kiosk.phase, Idle):
+            refusal = "no web payment keeps the charger"
+        if refusal is not None:
+            log.info("event=ocpp_web_payment_start_refused reason=%s", refusal)
+            return call_result.RequestStartTransaction(
+                status="Rejected",
+                status_info={"reason_code": "NotAvailable", "additional_info": refusal},
+            )
+        session_id = str(uuid.uuid4())
+        client.queue.web_payment_used(client.config.evse_id)
+        client.queue.note_remote_start(session_id, remote_start_id, DIRECT_PAYMENT)
+        client.remote_sessions.add(session_id)
+        token = str(id_token["id_token"])
+        card = Card(kind=CardKind.WEB, token=token, brand="Web payment", last4="")
+        client.post(CardPresented(card=card, session_id=session_id, **client.stamp()))
+        log.info("event=ocpp_web_payment_start session=%s", session_id)
+        return call_result.RequestStartTransaction(
+            status="Accepted", transaction_id=messages.transaction_id(session_id)
+        )
+
+    @on("NotifyWebPaymentStarted")
+    def on_notify_web_payment_started(self, evse_id: int, timeout: int, **_: Any) -> Any:
+        """C25: a driver began paying on the CSMS's web page for `evse_id`; keep the charger
+        for `timeout` seconds (journaled first, so a restart within it keeps it too). The
+        answer has no status: for another EVSE, a busy or unavailable kiosk, nothing is kept
+        and the CSMS's start is refused later."""
+        client = self.client
+        kiosk = client.snapshot()
+        keep = (
+            evse_id == client.config.evse_id
+            and timeout > 0
+            and kiosk.available
+            and isinstance(kiosk.phase, Idle | Receipt)
+        )
+        log.info("event=ocpp_web_payment evse=%d timeout_s=%d kept=%s", evse_id, timeout, keep)
+        if keep:
+            stamp = client.stamp()
+            until = stamp["at"] + timedelta(seconds=timeout)
+            client.queue.note_web_payment(evse_id, stamp["at"], until)
+            client.post(WebPaymentStarted(timeout_ms=timeout * 1000, **stamp))
+        return call_result.NotifyWebPaymentStarted()

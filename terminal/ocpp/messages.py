@@ -202,8 +202,10 @@ def transaction_event(
     if event_type == "Started":
         payload["idToken"] = id_token(session)
         if remote is not None:
+            # The CSMS's own idToken, as it sent it in RequestStartTransaction (an RFID token
+            # it authorizes, or the reference of a web payment it ran: C25 DirectPayment).
             info["remoteStartId"] = remote[0]
-            payload["idToken"]["type"] = remote[1]
+            payload["idToken"] = {"idToken": session.card.token[:255], "type": remote[1]}
         payload["evse"] = {"id": evse[0], "connectorId": evse[1]}
     if meter:
         payload["meterValue"] = meter

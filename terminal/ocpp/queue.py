@@ -219,6 +219,29 @@ class OcppQueue:
         info = json.loads(row[0])
         return int(info["id"]), str(info["type"])
 
+    # -- a web payment the CSMS runs (C25) ---------------------------------------------------
+    def note_web_payment(self, evse_id: int, at: datetime, until: datetime) -> None:
+        """NotifyWebPaymentStarted, journaled before the machine hears of it: a restart within
+        the timeout keeps the charger for the payment for the rest of it."""
+        value = json.dumps({"at": at.isoformat(), "until": until.isoformat()})
+        self.set_variable("_web_payment", str(evse_id), value)
+
+    def web_payment_until(self, evse_id: int) -> datetime | None:
+        """Until when the last web payment the CSMS announced for `evse_id` keeps it."""
+        row = self.journal.execute(
+            "SELECT value FROM ocpp_variables WHERE component='_web_payment' AND variable=?",
+            (str(evse_id),),
+        ).fetchone()
+        return None if row is None else datetime.fromisoformat(json.loads(row[0])["until"])
+
+    def web_payment_used(self, evse_id: int) -> None:
+        """The CSMS started the payment's session: nothing to keep after a restart."""
+        with self.journal.atomic():
+            self.journal.execute(
+                "DELETE FROM ocpp_variables WHERE component='_web_payment' AND variable=?",
+                (str(evse_id),),
+            )
+
     # -- a restart the CSMS asked for (Reset) ------------------------------------------------
     def note_reset(self) -> None:
         self.set_variable("_kiosk", "reset_requested", "1")

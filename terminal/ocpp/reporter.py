@@ -71,8 +71,11 @@ class Reporter:
         on_status: Callable[[str], None] = lambda status: None,
         wake: Callable[[], None] = lambda: None,
         authorize: Callable[[RequestAuthorization], None] | None = None,
+        start_paid: Callable[[RequestAuthorization], None] | None = None,
     ) -> None:
         self.authorize_with_csms = authorize  # set: the CSMS is the authority for RFID
+        # Approves a session the CSMS started for a web payment it ran (C25).
+        self.start_paid = start_paid
         self.queue = queue
         self.clock = clock
         self.evse = evse
@@ -112,6 +115,12 @@ class Reporter:
         """An RFID token, with the CSMS as its authority: ask the CSMS (OCPP Authorize) and
         remember the session as the CSMS's to bill. True if it was taken here (then the
         gateway is not asked); a bank card always goes to the gateway."""
+        if action.card.kind is CardKind.WEB and self.start_paid is not None:
+            # Only the CSMS's start for a web payment it ran makes a web card at a tap (C25):
+            # the CSMS's payment service holds the money and bills the transaction.
+            self.queue.mark_csms_session(action.session_id)
+            self.start_paid(action)
+            return True
         if self.authorize_with_csms is None or action.card.kind is not CardKind.ID_TOKEN:
             return False
         self.queue.mark_csms_session(action.session_id)
@@ -133,7 +142,7 @@ class Reporter:
     def billed_by_csms(self, session_id: str) -> bool:
         """The CSMS authorized this session: it bills it from the transaction's costDetails,
         so there is nothing to capture or release at the gateway."""
-        return self.authorize_with_csms is not None and self.queue.is_csms_session(session_id)
+        return self.queue.is_csms_session(session_id)
 
     def recorded(self, session: Session) -> None:
         """A session record was written: Started the first time it holds an approved

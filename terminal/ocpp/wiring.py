@@ -52,6 +52,7 @@ def attach_ocpp(
         on_status=client.status_changed,
         wake=client.wake,
         authorize=client.authorize if oc.authorize_id_tokens else None,
+        start_paid=client.authorize,
     )
     client.on_trigger_transaction = reporter.triggered
     client.on_security_event = reporter.security_event

@@ -25,6 +25,7 @@ def example_screens() -> list[screens.Screen]:
     bill = EnergyMeterage(tariff=TARIFF, energy_wh=12_345).bill()
     return [
         screens.Idle(price=TARIFF.price_phrases(at)),
+        screens.WebPayment(),
         screens.Authorizing(card="VISA **** 0010"),
         screens.Declined(reason="declined"),
         screens.NoAnswer(),
@@ -48,6 +49,7 @@ def example_screens() -> list[screens.Screen]:
             end_reason="card",
         ),
         screens.Notice(kind="tap-again"),
+        screens.Notice(kind="reserved"),
         screens.Unavailable(reasons=("rcd_trip",)),
         screens.Starting(),
     ]

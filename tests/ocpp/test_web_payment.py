@@ -8,10 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import pytest
-
 from launcher.csms import ReferenceCsms
-from terminal.ocpp.rpc import CallRefused
 from tests.ocpp.conftest import Kiosk
 from tests.ocpp.harness import run, settlements, transaction_events
 from tests.test_command_channel import web_hold
@@ -63,19 +60,12 @@ def test_a_web_paid_session_without_energy_is_canceled(kiosk: Kiosk, csms: Refer
     assert (cancel["status"], cancel["pspRef"], cancel["settlementAmount"]) == ("Canceled", aid, 0)
 
 
-def test_a_web_payment_the_csms_runs_is_answered_not_implemented(
+def test_an_action_that_is_not_ocpp_is_answered_not_supported(
     kiosk: Kiosk, csms: ReferenceCsms
 ) -> None:
-    """NotifyWebPaymentStarted goes from a CSMS that runs a payment page of its own to the
-    station; this kiosk's web payments run through its own gateway, so it has no such flow to
-    join: a CALLERROR NotImplemented at once (the `ocpp` package alone would leave the CSMS
-    waiting for its timeout) and nothing changes."""
+    """A name that is no OCPP 2.1 action at all is NotSupported (OCPP-J 4.2.3), at once (the
+    `ocpp` package alone would leave the CSMS waiting for its timeout); nothing changes."""
     sim = kiosk()
-    payload = {"evseId": 1, "timeout": 60}
-    with pytest.raises(CallRefused) as refused:
-        csms.ask(sim.config.station.id, "NotifyWebPaymentStarted", payload)
-    assert refused.value.code == "NotImplemented"
-    # A name that is no OCPP 2.1 action at all is NotSupported (OCPP-J 4.2.3).
     frame = csms.ask_unchecked(sim.config.station.id, "MakeCoffee", {})
     assert frame[0] == 4 and frame[2] == "NotSupported"
     run(sim, "wait 1s\nexpect idle\n")
