@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo
 
 from drivers.display_web import frame_json
 from gateway.web.languages import LANGUAGES, page_words
-from gateway.web.pages import render_page
 from gateway.web.receipts import receipt_page
+from gateway.web.templating import Pages
 from terminal.core import screens
 from terminal.core.bill_wire import bill_to_wire
 from terminal.core.billing import EnergyMeterage, EnergyTariff
@@ -95,11 +95,13 @@ def main() -> None:
         **bill_to_wire(receipt.bill),
     }
     path = f"/receipts/{receipt.receipt_id}"
+    pages = Pages()
     for language in LANGUAGES:
 
         def render(language: str = language) -> bytes:
             page = receipt_page(stored, page_words(language))
-            return bytes(render_page("receipt.html", path=path, language=language, page=page).body)
+            answer = pages.render_page("receipt.html", path=path, language=language, page=page)
+            return bytes(answer.body)
 
         us = per_call_us(render)
         print(

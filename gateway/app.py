@@ -48,6 +48,7 @@ from gateway.processors.registry import Processors
 from gateway.web.mailer import Mailer
 from gateway.web.receipts import receipt_routes
 from gateway.web.site import add_web
+from gateway.web.templating import Pages
 from gateway.webhooks import Webhooks
 
 # The operator's requests keep their idempotency keys apart from every terminal's.
@@ -145,7 +146,8 @@ def create_app(
     codes = PayCodes(ledger)
     app.include_router(command_routes(commands, frame, codes, public_url=public_url))
     app.include_router(pay_routes(codes, Checkout(codes, payments, commands), commands))
-    app.include_router(receipt_routes(ledger))
+    pages = Pages()  # every page of gateway/web/ renders through this one environment
+    app.include_router(receipt_routes(ledger, pages))
 
     def operator_refund(authorization_id: str, body: wire.RefundRequest, key: str) -> JSONResponse:
         return frame.run_idempotent(
@@ -161,6 +163,7 @@ def create_app(
         app,
         payments,
         operator_refund,
+        pages,
         trusts=getattr(identity.forwarded, "trusts", None),
         mailer=mailer,
         public_url=public_url,

@@ -1,22 +1,19 @@
-"""What every page of the operator's console does before its own work: find the signed-in
-operator, send a visitor who is not signed in to the sign-in page, check the form's CSRF token,
-and refuse a change to a read-only operator. Pages are views (house style 17): a page handler
-asks the frame for its viewer, reads one snapshot, and renders.
-"""
+"""The operator's console's frame: the signed-in operator as viewer (`gateway.web.frame` does
+the rest), and a change refused to a read-only operator."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from fastapi import Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from gateway.ledger.operators import Operator, Operators
 from gateway.ledger.web_schema import ADMIN
-from gateway.web.sessions import Sessions, WebSession, csrf_ok
-from gateway.web.templating import Pages, page_headers
+from gateway.web.frame import Frame
+from gateway.web.sessions import Sessions, WebSession
+from gateway.web.templating import Pages
 
 SIGN_IN = "/console/sign-in"
 
@@ -53,7 +50,12 @@ class Viewer:
         return self.operator.role == ADMIN
 
 
-class ConsoleFrame:
+class ConsoleFrame(Frame[Viewer]):
+    SIGN_IN = SIGN_IN
+    NAV = NAV
+    MESSAGE = "console/message.html"
+    WHO = "operator"
+
     def __init__(
         self,
         pages: Pages,
@@ -61,68 +63,21 @@ class ConsoleFrame:
         sessions: Sessions,
         client_address: Callable[[Request], str],
     ) -> None:
-        self.pages = pages
+        super().__init__(pages, sessions, client_address)
         self.operators = operators
-        self.sessions = sessions
-        self.client_address = client_address
 
-    def viewer(self, request: Request) -> Viewer | None:
-        session = self.sessions.find(request)
-        if session is None:
-            return None
+    def viewer_of(self, session: WebSession) -> Viewer | None:
         operator = self.operators.by_id(session.subject)
         return None if operator is None else Viewer(operator, session)
-
-    def page(self, request: Request) -> Viewer | Response:
-        """The viewer of a page, or the redirect to sign in (303)."""
-        viewer = self.viewer(request)
-        if viewer is None:
-            return RedirectResponse(SIGN_IN, status_code=303, headers=page_headers())
-        return viewer
 
     def change(
         self, request: Request, csrf: str | None, *, admin: bool = True
     ) -> Viewer | Response:
         """The viewer allowed to make a change: signed in, the form's CSRF token the session's,
         and (with `admin`) an admin. Otherwise the refusal (403), and nothing changes."""
-        viewer = self.viewer(request)
-        if viewer is None:
-            return self.refuse(None, 403, "Sign in first", "This needs a signed-in operator.")
-        if not csrf_ok(viewer.session.csrf, csrf):
-            return self.refuse(
-                viewer, 403, "Form refused", "The form had no valid token. Open the page again."
-            )
-        if admin and not viewer.is_admin:
+        viewer = self.signed_form(request, csrf)
+        if isinstance(viewer, Viewer) and admin and not viewer.is_admin:
             return self.refuse(
                 viewer, 403, "Not allowed", "A read-only operator can see but not change this."
             )
         return viewer
-
-    def render(
-        self,
-        viewer: Viewer | None,
-        template: str,
-        here: str,
-        context: Mapping[str, Any],
-        *,
-        status_code: int = 200,
-        headers: Mapping[str, str] | None = None,
-    ) -> Response:
-        frame = {
-            "viewer": viewer,
-            "csrf": viewer.session.csrf if viewer is not None else "",
-            "nav": NAV,
-            "here": here,
-        }
-        return self.pages.render(
-            template, {**frame, **context}, status_code=status_code, headers=headers
-        )
-
-    def refuse(self, viewer: Viewer | None, status: int, heading: str, message: str) -> Response:
-        return self.render(
-            viewer,
-            "console/message.html",
-            "",
-            {"heading": heading, "message": message},
-            status_code=status,
-        )

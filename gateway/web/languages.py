@@ -10,13 +10,24 @@ the screen and on the phone. tests/test_catalogs.py checks both.
 
 from __future__ import annotations
 
-from datetime import UTC
+from dataclasses import dataclass
+from datetime import UTC, tzinfo
 from pathlib import Path
+from urllib.parse import urlencode
 
 from terminal.core.words import LANGUAGES, NATIVE_NAMES, Words
 from terminal.i18n import Translator
 
-__all__ = ["CATALOGS", "DEFAULT", "LANGUAGES", "NATIVE_NAMES", "negotiate", "page_words"]
+__all__ = [
+    "CATALOGS",
+    "DEFAULT",
+    "LANGUAGES",
+    "NATIVE_NAMES",
+    "LanguageLink",
+    "language_links",
+    "negotiate",
+    "page_words",
+]
 
 CATALOGS = Path(__file__).resolve().parent / "locale"
 DEFAULT = "en"
@@ -45,6 +56,30 @@ def negotiate(chosen: str | None, accept_language: str | None) -> str:
     return min(preferences)[2] if preferences else DEFAULT
 
 
-def page_words(language: str) -> Words:
-    """The words of a page in `language`, times in UTC (the gateway knows no station's zone)."""
-    return Translator(language, UTC, catalogs=(CATALOGS,))
+def page_words(language: str, zone: tzinfo = UTC) -> Words:
+    """The words of a page in `language`, times in `zone` (a station's, where the page is
+    about one)."""
+    return Translator(language, zone, catalogs=(CATALOGS,))
+
+
+@dataclass(frozen=True, slots=True)
+class LanguageLink:
+    """One entry of the language switch: the language, its name in itself, the page's URL in
+    it, and whether it is the page's own."""
+
+    language: str
+    name: str
+    href: str
+    current: bool
+
+
+def language_links(path: str, language: str) -> tuple[LanguageLink, ...]:
+    return tuple(
+        LanguageLink(
+            language=other,
+            name=NATIVE_NAMES[other],
+            href=f"{path}?{urlencode({'lang': other})}",
+            current=other == language,
+        )
+        for other in LANGUAGES
+    )

@@ -147,7 +147,7 @@ def portal_routes(frame: PortalFrame, throttle: Throttle) -> APIRouter:
             return viewer
         found = drivers.session(viewer.driver_id, session_id)
         if found is None:
-            return frame.message(viewer, 404, "Not found", "No session of yours has this id.")
+            return frame.refuse(viewer, 404, "Not found", "No session of yours has this id.")
         return frame.render(viewer, "account/session.html", HOME, {"s": found})
 
     def cards_page(
@@ -229,7 +229,7 @@ def portal_routes(frame: PortalFrame, throttle: Throttle) -> APIRouter:
         if isinstance(viewer, Response):
             return viewer
         if not drivers.owns(viewer.driver_id, token):
-            return frame.message(viewer, 404, "Not found", "No card or token of yours is this one.")
+            return frame.refuse(viewer, 404, "Not found", "No card or token of yours is this one.")
         actor = f"driver:{viewer.driver_id}"
         if action == "rename":
             name = label.strip()[:64]

@@ -82,7 +82,7 @@ def portal_sign_in_routes(
                 429,
             )
         if mailer is None:
-            return frame.message(
+            return frame.refuse(
                 None, 503, "E-mail is not set up", "This gateway cannot send sign-in links yet."
             )
         token = secrets.token_urlsafe(32)
@@ -98,7 +98,7 @@ def portal_sign_in_routes(
             )
         except MailNotSent as exc:
             log.error("event=sign_in_mail_failed error=%s", exc)
-            return frame.message(
+            return frame.refuse(
                 None, 503, "Not sent", "The sign-in link could not be sent. Try again later."
             )
         return frame.render(None, "account/link_sent.html", SIGN_IN, {"email": email})
@@ -113,7 +113,7 @@ def portal_sign_in_routes(
             return form(request, "account/confirm.html", {"token": token}, 403)
         driver_id = frame.drivers.use_link(token)
         if driver_id is None:
-            return frame.message(
+            return frame.refuse(
                 None,
                 400,
                 "Link not valid",

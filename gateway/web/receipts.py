@@ -24,7 +24,7 @@ from gateway import wire
 from gateway.ledger import Ledger
 from gateway.payments import error_body
 from gateway.web.languages import negotiate, page_words
-from gateway.web.pages import render_page
+from gateway.web.templating import Pages
 from terminal.core.bill_wire import bill_from_wire
 from terminal.core.screens import BILL_LINES, hms, receipt_fields
 from terminal.core.words import Words
@@ -35,7 +35,7 @@ __all__ = ["ReceiptPage", "Row", "receipt_page", "receipt_routes"]
 ReceiptId = Annotated[str, Path(pattern=wire.RECEIPT_ID_PATTERN)]
 
 
-def receipt_routes(ledger: Ledger) -> APIRouter:
+def receipt_routes(ledger: Ledger, pages: Pages) -> APIRouter:
     router = APIRouter()
 
     @router.get("/v1/receipts/{receipt_id}", responses={404: {"model": wire.ErrorAnswer}})
@@ -59,9 +59,11 @@ def receipt_routes(ledger: Ledger) -> APIRouter:
         path = f"/receipts/{receipt_id}"
         receipt = ledger.receipt(receipt_id)
         if receipt is None:
-            return render_page("not_found.html", path=path, language=language, status_code=404)
+            return pages.render_page(
+                "not_found.html", path=path, language=language, status_code=404
+            )
         page = receipt_page(receipt, page_words(language))
-        return render_page("receipt.html", path=path, language=language, page=page)
+        return pages.render_page("receipt.html", path=path, language=language, page=page)
 
     return router
 

@@ -65,16 +65,17 @@ def add_web(
     app: FastAPI,
     payments: Payments,
     refund: Refund,
+    pages: Pages,
     *,
     trusts: Callable[[str], bool] | None = None,
     mailer: Mailer | None = None,
     public_url: str | None = None,
-) -> Pages:
-    """The pages on `app`. `refund` runs an operator's refund through the idempotent frame
-    the operator API uses; `mailer` sends drivers their sign-in links, which point at
-    `public_url` (default: the address the request came to)."""
+) -> None:
+    """The pages on `app`, rendered by `pages` (the app's one environment). `refund` runs an
+    operator's refund through the idempotent frame the operator API uses; `mailer` sends
+    drivers their sign-in links, which point at `public_url` (default: the address the
+    request came to)."""
     ledger = payments.ledger
-    pages = Pages()
     pages.mount_static(app)
     engine, clock = ledger.engine, ledger.clock
     operators = Operators(engine, clock)
@@ -97,4 +98,3 @@ def add_web(
     app.include_router(portal_sign_in_routes(portal, throttle, mailer, public_url))
     app.include_router(portal_routes(portal, throttle))
     app.include_router(passkey_routes(portal, PasskeyStore(engine, clock), public_url))
-    return pages

@@ -1,7 +1,10 @@
-"""The pages' shared machinery: one Jinja2 environment (autoescaped, templates in
-`gateway/web/templates/`), the vendored static files, and the security headers every page
-carries. Every page of the gateway (the operator's console, the driver's portal, payment pages)
-renders through `Pages.render`, so all of them share `base.html` and the same headers.
+"""The pages' shared machinery: one Jinja2 environment (autoescaped, an undefined name is an
+error, templates in `gateway/web/templates/`), the vendored static files, and the security
+headers every page carries. The console and the portal render through `Pages.render` (their
+templates extend `page.html`); the driver's public pages (the receipt) through
+`Pages.render_page`, in the driver's language (they extend `base.html`, which has the language
+switch): the template gets the page's words as `_` (`{{ _("Total") }}`), `number` (the
+language's decimal sign), `language`, and `languages` (the switch's links).
 
 The static files are served as they are in the repository: htmx and uPlot are vendored and
 pinned in `static/vendor/` (their versions in the file names, their licences beside them); there
@@ -19,6 +22,8 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from gateway.web.languages import language_links, page_words
+from terminal.core.words import Words
 from terminal.money import Money
 
 WEB = Path(__file__).resolve().parent
@@ -69,6 +74,33 @@ class Pages:
     ) -> HTMLResponse:
         html = self.env.get_template(name).render(**context)
         return HTMLResponse(html, status_code=status_code, headers=page_headers(headers))
+
+    def render_page(
+        self,
+        name: str,
+        *,
+        path: str,
+        language: str,
+        words: Words | None = None,
+        status_code: int = 200,
+        **context: Any,
+    ) -> HTMLResponse:
+        """`name` rendered in `language` for the page at `path` (`words`: the language's words
+        with a time zone of the page's own; default UTC). The answer says its language
+        (Content-Language) and that it depends on the browser's (Vary: Accept-Language)."""
+        words = words or page_words(language)
+        return self.render(
+            name,
+            {
+                "_": words.text,
+                "number": words.number,
+                "language": language,
+                "languages": language_links(path, language),
+                **context,
+            },
+            status_code=status_code,
+            headers={"Content-Language": language, "Vary": "Accept-Language"},
+        )
 
     def mount_static(self, app: FastAPI) -> None:
         app.mount(STATIC_PATH, StaticFiles(directory=str(STATIC)), name="static")
