@@ -6,8 +6,12 @@ deterministic; this one leaves the threads to race as they do on a Pi, so a cras
 daemon whose sender is in the middle of a request while the daemon thread goes on. The
 simulated clock moves only on `wait`: in ticks of TICK_MS, each followed by a moment in which
 the threads act (the sender is woken, it sleeps in real time otherwise). A step ends when the
-kiosk is quiet: no event queued, no card waiting to be read, no outbox row due, for QUIET_S on
-end (or after QUIET_TIMEOUT_S: a sender stopped in a crash test's window is never quiet).
+kiosk is quiet: no event queued or being handled, no timer due, no card waiting to be read, no
+outbox row due, for QUIET_S on end (or after QUIET_TIMEOUT_S: a sender stopped in a crash
+test's window is never quiet). So every event is handled at the simulated time it was stamped
+with, and the timers due at a step's end (the sample of the last tick) fire before the next
+step's event. (Between the ticks of one `wait` a timer may fire a tick late: the daemon sleeps
+up to `POLL_S` in real time, and waiting for it at every tick would make a long wait slow.)
 """
 
 from __future__ import annotations
@@ -100,10 +104,13 @@ class ThreadedKiosk:
             while self._busy() and time.monotonic() < deadline:
                 time.sleep(0.001)
 
-    def _busy(self) -> bool:
+    def _busy(self, *, timers: bool = False) -> bool:
         daemon = self.daemon
+        due = daemon.timers.next_due() if timers else None
         return (
             not daemon.events.empty()
+            or daemon.handling
+            or (due is not None and due <= self.clock.monotonic_ms())  # a sample, a timeout
             or self.hardware.reader.pending
             or bool(daemon.journal.due(daemon.sender.now_ms(), limit=1))
         )
@@ -112,7 +119,7 @@ class ThreadedKiosk:
         since: float | None = None
         deadline = time.monotonic() + QUIET_TIMEOUT_S
         while time.monotonic() < deadline:
-            busy = self._busy()
+            busy = self._busy(timers=True)
             now = time.monotonic()
             if busy:
                 since = None

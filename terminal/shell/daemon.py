@@ -125,6 +125,9 @@ class Daemon:
         self.kiosk = Kiosk(rules=rules)
         self.events: queue.Queue[Event] = queue.Queue()
         self.timers = Timers()
+        # True while the daemon thread handles an event: a harness that moves a simulated
+        # clock waits for it, so an event is handled at the time it was stamped with.
+        self.handling = False
         self.sender = sender_factory(self.post)
         self.diagnostics = Diagnostics(
             devices=devices,
@@ -188,6 +191,13 @@ class Daemon:
         self.events.put(event)
 
     def handle(self, event: Event) -> None:
+        self.handling = True
+        try:
+            self._handle(event)
+        finally:
+            self.handling = False
+
+    def _handle(self, event: Event) -> None:
         if (
             isinstance(event, CardPresented)
             and event.card.kind is CardKind.PAYMENT

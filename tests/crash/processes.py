@@ -25,11 +25,14 @@ START_TIMEOUT_S = 20.0
 STEP_TIMEOUT_S = 30.0
 
 
-def kiosk_config(work: Path, name: str, **session: str) -> Path:
+def kiosk_config(work: Path, name: str, *, tariff_file: Path | None = None, **session: str) -> Path:
     """deploy/terminal.toml for terminal `name`, sampling every 10 s (and other `[session]`
-    keys replaced), written into `work`."""
+    keys replaced), priced by the OCPI tariff in `tariff_file` if given, written into `work`."""
     text = (ROOT / "deploy" / "terminal.toml").read_text()
     text = re.sub(r'(?m)^id = ".*?"', f'id = "{name}"', text)
+    if tariff_file is not None:
+        text = re.sub(r"(?m)^(per_kwh|session_fee|vat_percent) = .*\n", "", text)
+        text = text.replace("[tariff]", f'[tariff]\nocpi_file = "{tariff_file}"', 1)
     for key, value in {"sample_interval": "10s", **session}.items():
         text = re.sub(rf'(?m)^{key} = ".*?"', f'{key} = "{value}"', text)
     path = work / f"{name}.toml"

@@ -15,9 +15,17 @@ process. Each kill is aimed at the next window and request kind in turn;
 the session driven is one that makes that request. At the end every kiosk drains its outbox,
 and three books must agree with the hardware: the journals and the gateway's ledger (every
 hold ended in exactly one capture or release, nothing captured twice), the simulated
-processor's own books, and the plant's register log (every capture is the tariff's price of
-the energy delivered under that hold, priced here independently). Where each kill landed is
-printed.
+processor's own books, and the plant's register log.
+
+The tariff is time-based (a session fee, energy, charging time and parking time, with step
+sizes and VAT). Every capture is priced here independently (`tests.crash.reference_price`,
+no code shared with the kiosk's price engine) from the plant's own log of the relay: energy
+from the register when the relay closed and opened, charging time while it was closed,
+parking time between two closings of one session (the car paused). A session whose kiosk was
+killed while it ran is settled at restart from what its journal holds (charging time up to
+its last journaled sample, energy from the register): its capture must be that period's
+independent price, the period must lie within what the plant saw, and the energy must be
+exact. Where each kill landed is printed.
 
 `EV_WINDOW_KILLS` sets the kills per window (default 50); `EV_CRASH_SEED` replays a run.
 """
@@ -25,6 +33,7 @@ printed.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import queue
 import random
@@ -33,19 +42,19 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from hardware.sim.stored import register_log
+from hardware.sim.plant import MS_PER_HOUR
+from hardware.sim.stored import CLOCK_FILE, EPOCH, register_log
 from launcher.sim_kiosk import HARDWARE_DIR
-from terminal.config import load
-from terminal.money import Money
 from terminal.protection.keys import provision_fleet
-from terminal.station import build_tariff
 from tests.crash.processes import STEP_TIMEOUT_S, GatewayProcess, KioskProcess, kiosk_config
-from tests.crash.test_sigkill import delivered_per_authorization
+from tests.crash.reference_price import Period, reference_total
+from tests.crash.test_sigkill import Closing, closings_per_authorization
 from tests.ledger_check import assert_processor_agrees, assert_records_agree
 from tests.net.proxy import Fault, FaultProxy
 
@@ -65,12 +74,45 @@ REQUEST_LINE = {
 }
 
 
+# Time-based (OCPI 2.2.1): a session fee, energy, charging time and parking time, the time
+# dimensions in steps of a minute; every sample at a tick of the simulated clock (5 s), so the
+# kiosk sees every change of the car's state at the instant it happens.
+TARIFF: dict[str, Any] = {
+    "country_code": "DE",
+    "party_id": "EVT",
+    "id": "crash-time-based",
+    "currency": "EUR",
+    "type": "AD_HOC_PAYMENT",
+    "elements": [
+        {
+            "price_components": [
+                {"type": "FLAT", "price": 0.50, "vat": 19.0, "step_size": 1},
+                {"type": "ENERGY", "price": 0.30, "vat": 19.0, "step_size": 1},
+                {"type": "TIME", "price": 2.40, "vat": 19.0, "step_size": 60},
+                {"type": "PARKING_TIME", "price": 9.00, "vat": 19.0, "step_size": 60},
+            ]
+        }
+    ],
+    "last_updated": "2026-01-01T00:00:00Z",
+}
+SAMPLE_INTERVAL = "5s"
+
+
 def session_for(kind: str, rng: random.Random) -> list[str]:
-    """A driver's visit that sends a request of `kind` (after the previous car has left)."""
+    """A driver's visit that sends a request of `kind` (after the previous car has left);
+    half the charged ones pause (parking time between two closings of the relay)."""
     card = rng.choice(CARDS)
     if kind == "void":
         return ["unplug", "wait 70s", f"tap {card}", "wait 3m"]  # never plugged in: void
-    return ["unplug", "wait 70s", f"tap {card}", "plug", "ev charge", "wait 4m", f"tap {card}"]
+    start = ["unplug", "wait 70s", f"tap {card}", "plug", "ev charge"]
+    if rng.random() < 0.5:
+        return [*start, "wait 4m", f"tap {card}"]
+    return [*start, "wait 2m", "ev pause", "wait 95s", "ev charge", "wait 65s", f"tap {card}"]
+
+
+def sim_ms(text: str) -> int:
+    """A journal time (the simulated clock's aware UTC) as the plant log's milliseconds."""
+    return (datetime.fromisoformat(text) - EPOCH) // timedelta(milliseconds=1)
 
 
 @dataclass
@@ -82,6 +124,7 @@ class Aimed:
     rng: random.Random
     per_window: int
     landed: Counter[tuple[str, str]] = field(default_factory=Counter)
+    killed_ms: list[int] = field(default_factory=list)  # the simulated time of each kill
     missed: int = 0
     error: BaseException | None = None
 
@@ -90,6 +133,12 @@ class Aimed:
         self.proxy.on_hold = lambda line: self.held.set()
         self.kiosk.argv.append("--threaded")  # Daemon.run: reader, vehicle, sender threads
         self.base_argv = list(self.kiosk.argv)
+
+    def kill(self) -> None:
+        """SIGKILL the kiosk and note the simulated time it died at."""
+        self.kiosk.kill()
+        clock = json.loads((self.kiosk.data / HARDWARE_DIR / CLOCK_FILE).read_text())
+        self.killed_ms.append(int(clock["monotonic_ms"]))
 
     def done(self) -> bool:
         return all(
@@ -134,7 +183,7 @@ class Aimed:
             if said == "ready":
                 return window, kind
             assert said == "held" or said.startswith(f"paused {window} {kind}"), said
-            self.kiosk.kill()
+            self.kill()
             self.landed[window, kind] += 1
             window, kind = next(targets)
 
@@ -150,7 +199,7 @@ class Aimed:
                     self.kiosk.write(line)
                     if window == RANDOM and n == at_random:
                         time.sleep(self.rng.uniform(0, MAX_RANDOM_DELAY_S))
-                        self.kiosk.kill()
+                        self.kill()
                         self.landed[window, line.split()[0]] += 1
                         killed = True
                         break
@@ -158,7 +207,7 @@ class Aimed:
                     if said == "ok":
                         continue
                     assert said == "held" or said.startswith(f"paused {window} {kind}"), said
-                    self.kiosk.kill()  # SIGKILL, inside the window
+                    self.kill()  # SIGKILL, inside the window
                     self.landed[window, kind] += 1
                     killed = True
                     break
@@ -186,6 +235,8 @@ def test_kills_in_every_money_window_lose_nothing_and_charge_exactly(tmp_path: P
     print(f"money-window seed {seed} (replay: EV_CRASH_SEED={seed})")  # noqa: T201
     names = [f"W{n}" for n in range(1, KIOSKS + 1)]
     provision_fleet(tmp_path / "keys", fleet_id="window-fleet", devices=names)
+    tariff_file = tmp_path / "tariff.json"
+    tariff_file.write_text(json.dumps(TARIFF))
     gateway = GatewayProcess(tmp_path, tmp_path / "keys" / "gateway")
     runs: list[Aimed] = []
     try:
@@ -194,7 +245,12 @@ def test_kills_in_every_money_window_lose_nothing_and_charge_exactly(tmp_path: P
             runs.append(
                 Aimed(
                     kiosk=KioskProcess(
-                        config=kiosk_config(tmp_path, name),
+                        config=kiosk_config(
+                            tmp_path,
+                            name,
+                            tariff_file=tariff_file,
+                            sample_interval=SAMPLE_INTERVAL,
+                        ),
                         data=tmp_path / name,
                         gateway_url=proxy.start(gateway.url),
                         key_dir=tmp_path / "keys" / "devices" / name,
@@ -249,21 +305,60 @@ def test_kills_in_every_money_window_lose_nothing_and_charge_exactly(tmp_path: P
     # The processor's own books: each hold it placed captured or released once, as the ledger.
     assert_processor_agrees(authorizations, payments)
 
-    # Every capture is the priced energy the hardware delivered under its hold.
-    tariff = build_tariff(load(kiosk_config(tmp_path, names[0])))
-    start = datetime(2026, 1, 1, tzinfo=UTC)
+    # Every capture is the independent price of what the hardware delivered under its hold.
+    journal = {row["session_id"]: row for row in sessions}
+    priced = Counter[str]()
     for run in runs:
         mine = [a for a in authorizations if a["terminal_id"] == run.kiosk.data.name]
-        delivered = delivered_per_authorization(register_log(run.kiosk.data / HARDWARE_DIR), mine)
+        closings = closings_per_authorization(register_log(run.kiosk.data / HARDWARE_DIR), mine)
+        starts = sorted(spans[0].closed_ms for spans in closings.values())
         for auth in mine:
-            energy = delivered.get(auth["id"], 0)
-            context = f"seed {seed}: {auth['id']} delivered {energy} Wh, ledger {auth}"
+            spans = closings.get(auth["id"], [])
+            energy = delivered(spans)
+            context = f"seed {seed}: {auth['id']} closings {spans}, ledger {auth}"
             if energy == 0:
                 assert auth["status"] in ("voided", "declined", "failed"), context
                 continue
-            price = tariff.begin(start).advance(
-                at=start, energy_wh=energy, power_w=0, current_ma=0, charging=True
-            )
             assert auth["status"] == "captured", context
             assert auth["energy_wh"] == energy, context
-            assert Money(auth["amount_captured"], auth["currency"]) == price.total(), context
+            assert auth["currency"] == TARIFF["currency"], context
+            captured = auth["amount_captured"]
+            if captured == reference_total(TARIFF, energy_wh=energy, periods=periods(spans)):
+                priced["as the plant saw it"] += 1
+                continue
+            # Not the plant's whole session: only a session its kiosk died in may be settled
+            # from its journal, for charging time up to the last sample it journaled.
+            later = [ms for ms in starts if ms > spans[0].closed_ms]
+            until = later[0] if later else None
+            assert any(
+                spans[0].closed_ms <= ms and (until is None or ms <= until) for ms in run.killed_ms
+            ), f"{context}: priced {captured}, the plant's session costs another amount"
+            row = journal[auth["id"]]
+            begun, last = sim_ms(row["charging_started_at"]), sim_ms(row["last_sample_at"])
+            assert begun == spans[0].closed_ms, (context, row)
+            assert begun <= last <= spans[-1].opened_ms, (context, row)
+            billed = [Period(charging=True, ms=last - begun)]
+            assert captured == reference_total(TARIFF, energy_wh=energy, periods=billed), (
+                context,
+                row,
+            )
+            priced["from the journal after a kill"] += 1
+    print(f"seed {seed}: captures priced independently: {dict(priced)}")  # noqa: T201
+    assert priced["as the plant saw it"] > 0
+
+
+def delivered(spans: list[Closing]) -> int:
+    """Integer Wh the meter register shows between the first closing and the last opening."""
+    if not spans:
+        return 0
+    return spans[-1].opened_wms // MS_PER_HOUR - spans[0].closed_wms // MS_PER_HOUR
+
+
+def periods(spans: list[Closing]) -> list[Period]:
+    """Charging while the relay was closed; parked between two closings of one session."""
+    out: list[Period] = []
+    for n, span in enumerate(spans):
+        if n:
+            out.append(Period(charging=False, ms=span.closed_ms - spans[n - 1].opened_ms))
+        out.append(Period(charging=True, ms=span.opened_ms - span.closed_ms))
+    return out

@@ -117,36 +117,61 @@ def _wall(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-def delivered_per_authorization(
+@dataclass(frozen=True, slots=True)
+class Closing:
+    """One closing of the relay, from the plant's log: simulated time (ms) and register
+    (watt-milliseconds) when it closed and when it opened again."""
+
+    closed_ms: int
+    opened_ms: int
+    closed_wms: int
+    opened_wms: int
+
+
+def closings_per_authorization(
     log: list[dict[str, Any]], authorizations: list[dict[str, Any]]
-) -> dict[str, int]:
-    """The hardware's account: energy (integer Wh, as the meter register shows it) delivered
-    while each hold was the newest one at the gateway. Sessions on one connector follow one
-    another, and the relay closes only after the gateway has approved the session's hold, so
-    each relay closing belongs to the newest hold approved before it."""
+) -> dict[str, list[Closing]]:
+    """The hardware's account: each relay closing, under the hold it belongs to. Sessions on
+    one connector follow one another, and the relay closes only after the gateway has
+    approved the session's hold, so each relay closing belongs to the newest hold approved
+    before it."""
     holds = sorted(
         (_wall(a["created_at"]), a["id"])
         for a in authorizations
         if a["amount_authorized"] is not None
     )
-    spans: dict[str, tuple[int, int]] = {}
-    closed_at: tuple[str, int] | None = None
+    closings: dict[str, list[Closing]] = {}
+    closed_at: tuple[str, dict[str, Any]] | None = None
     for entry in log:
         wall = datetime.fromtimestamp(entry["wall_ns"] / 1e9, tz=UTC)
         if entry["closed"]:
             assert closed_at is None, entry
             owners = [hold_id for created, hold_id in holds if created < wall]
             assert owners, f"the relay closed with no hold approved: {entry}"
-            closed_at = (owners[-1], entry["energy_wms"])
+            closed_at = (owners[-1], entry)
         else:
             assert closed_at is not None, entry
             owner, start = closed_at
-            first = spans.get(owner, (start, start))[0]
-            spans[owner] = (first, entry["energy_wms"])
+            closings.setdefault(owner, []).append(
+                Closing(
+                    closed_ms=start["monotonic_ms"],
+                    opened_ms=entry["monotonic_ms"],
+                    closed_wms=start["energy_wms"],
+                    opened_wms=entry["energy_wms"],
+                )
+            )
             closed_at = None
     assert closed_at is None, "the relay is still closed at the end"
+    return closings
+
+
+def delivered_per_authorization(
+    log: list[dict[str, Any]], authorizations: list[dict[str, Any]]
+) -> dict[str, int]:
+    """Energy (integer Wh, as the meter register shows it) delivered under each hold."""
     return {
-        owner: end // MS_PER_HOUR - start // MS_PER_HOUR for owner, (start, end) in spans.items()
+        owner: spans[-1].opened_wms // MS_PER_HOUR - spans[0].closed_wms // MS_PER_HOUR
+        for owner, spans in closings_per_authorization(log, authorizations).items()
     }
 
 
