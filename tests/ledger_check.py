@@ -6,6 +6,9 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+import sqlalchemy as sa
+
+from gateway.ledger.schema import kiosk_commands
 from launcher.simulate import Simulation
 
 WEB_KINDS = ("web", "lightning")  # holds placed by the payment page, not by a terminal
@@ -17,10 +20,18 @@ def assert_ledger_agrees(sim: Simulation) -> None:
         for row in sim.daemon.journal.outbox()
         if row["kind"] in ("capture", "void") and row["state"] == "failed"
     }
-    assert_records_agree(
-        sim.daemon.journal.sessions(),
-        sim.gateway.ledger.all_authorizations(),
-        sim.gateway.ledger.all_movements(),
+    sessions = sim.daemon.journal.sessions()
+    authorizations = sim.gateway.ledger.all_authorizations()
+    moves = sim.gateway.ledger.all_movements()
+    assert_records_agree(sessions, authorizations, moves, refused=refused)
+    with sim.gateway.ledger.engine.connect() as conn:
+        commands = [dict(r._mapping) for r in conn.execute(sa.select(kiosk_commands))]
+    assert_web_payments_agree(
+        sessions,
+        authorizations,
+        moves,
+        commands=commands,
+        kiosk_commands=sim.daemon.journal.commands(),
         refused=refused,
     )
 
@@ -95,6 +106,60 @@ def assert_records_agree(
         assert ledger[aid]["status"] == "voided" and ends[aid] == holds[aid], aid
     # Nothing is left half-done at the gateway: no processor step without its outcome.
     assert not [row["id"] for row in ledger.values() if row.get("op")], "unsettled steps"
+
+
+def assert_web_payments_agree(
+    sessions: Iterable[dict[str, Any]],
+    authorizations: Iterable[dict[str, Any]],
+    moves: list[dict[str, Any]],
+    *,
+    commands: Iterable[dict[str, Any]],
+    kiosk_commands: Iterable[dict[str, Any]],
+    refused: set[str] | frozenset[str] = frozenset(),
+) -> int:
+    """Pay by phone (QR-paid sessions) across the three records: the gateway's web holds and
+    its commands to the kiosks (`kiosk_commands`), and the kiosks' journals (their sessions
+    and the commands they journaled). Every web hold was sent to a kiosk in exactly one start
+    command, and every command was answered; a start the kiosk answered "started" is a
+    session in its journal, paid on the web, that journaled the command (and ended in one
+    capture or release, which `assert_records_agree` checks against the journal); a start not
+    started (refused by the kiosk, or given up at expiry) released its hold and captured
+    nothing; a web session in a journal was answered "started" at the gateway. Returns how
+    many web holds became sessions (for a test to say it exercised some)."""
+    journal = {row["session_id"]: row for row in sessions}
+    ledger = {row["id"]: row for row in authorizations}
+    journaled = {row["command_id"]: row for row in kiosk_commands}
+    holds = Counter(m["authorization_id"] for m in moves if m["kind"] == "hold")
+    ends = Counter(m["authorization_id"] for m in moves if m["kind"] in ("capture", "release"))
+    captured = {m["authorization_id"] for m in moves if m["kind"] == "capture"}
+    starts: dict[str, list[dict[str, Any]]] = {}
+    for command in commands:
+        assert command["state"] != "pending", f"command never answered: {command}"
+        if command["kind"] == "start":
+            starts.setdefault(command["authorization_id"], []).append(command)
+    web = {aid for aid, row in ledger.items() if row["card_kind"] in WEB_KINDS and holds[aid]}
+    assert set(starts) <= set(ledger), set(starts) - set(ledger)
+    assert web <= set(starts), f"web holds never sent to a kiosk: {web - set(starts)}"
+    started = 0
+    for aid, [command, *more] in starts.items():
+        assert not more, f"{aid}: sent in {len(more) + 1} start commands"
+        context = (aid, command, ledger[aid])
+        if command["state"] == "started":
+            assert aid in journal, context
+            assert journal[aid]["card_kind"] == "web", (context, journal[aid])
+            assert command["id"] in journaled and journaled[command["id"]]["answered"], context
+            started += 1
+        else:
+            assert command["state"] in ("not_started", "expired"), context
+            assert aid not in journal or journal[aid]["status"] == "voiding", context
+            assert aid not in captured and ends[aid] == holds[aid] == 1, context
+            assert ledger[aid]["status"] == "voided", context
+    for sid, row in journal.items():
+        if row["card_kind"] != "web" or sid in refused:
+            continue
+        [command] = starts.get(sid, [None])
+        assert command is not None and command["state"] == "started", (sid, row, command)
+    return started
 
 
 def assert_processor_agrees(

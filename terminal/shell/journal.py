@@ -517,6 +517,11 @@ class Journal:
     def sessions(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self._conn().execute("SELECT * FROM sessions ORDER BY started_at")]
 
+    def commands(self) -> list[dict[str, Any]]:
+        """The gateway's commands as journaled (pay by phone), oldest first."""
+        sql = "SELECT * FROM commands ORDER BY received_at, command_id"
+        return [dict(r) for r in self._conn().execute(sql)]
+
     def mark_acknowledged(self, session_id: str) -> None:
         self._conn().execute("UPDATE sessions SET acknowledged=1 WHERE session_id=?", (session_id,))
 
