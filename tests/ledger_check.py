@@ -14,7 +14,9 @@ from launcher.simulate import Simulation
 WEB_KINDS = ("web", "lightning")  # holds placed by the payment page, not by a terminal
 
 
-def assert_ledger_agrees(sim: Simulation) -> None:
+def assert_ledger_agrees(sim: Simulation) -> int:
+    """The simulation's journal against its embedded gateway (`assert_records_agree`), and
+    its sessions paid on a phone (`assert_web_payments_agree`); returns how many of those."""
     refused = {
         row["lane"]
         for row in sim.daemon.journal.outbox()
@@ -26,7 +28,7 @@ def assert_ledger_agrees(sim: Simulation) -> None:
     assert_records_agree(sessions, authorizations, moves, refused=refused)
     with sim.gateway.ledger.engine.connect() as conn:
         commands = [dict(r._mapping) for r in conn.execute(sa.select(kiosk_commands))]
-    assert_web_payments_agree(
+    return assert_web_payments_agree(
         sessions,
         authorizations,
         moves,

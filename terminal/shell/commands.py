@@ -245,7 +245,10 @@ class CommandChannel:
         if code != self.pay_code:
             self.pay_code = code
             log.info("event=pay_code valid_ms=%d", valid)
-            self.post(PayCodeChanged(url=url, valid_ms=valid, **self._stamp()))
+        # Posted again when unchanged: the gateway's word on its lifetime re-arms the machine's
+        # timer (on a simulated clock that runs fast, the code would otherwise leave the
+        # screen while the gateway still honours it).
+        self.post(PayCodeChanged(url=url, valid_ms=valid, **self._stamp()))
 
     def replay(self) -> int:
         """Post again the start commands journaled but never answered (a restart between

@@ -25,11 +25,21 @@ START_TIMEOUT_S = 20.0
 STEP_TIMEOUT_S = 30.0
 
 
-def kiosk_config(work: Path, name: str, *, tariff_file: Path | None = None, **session: str) -> Path:
+def kiosk_config(
+    work: Path,
+    name: str,
+    *,
+    tariff_file: Path | None = None,
+    pay_by_phone: bool = False,
+    **session: str,
+) -> Path:
     """deploy/terminal.toml for terminal `name`, sampling every 10 s (and other `[session]`
-    keys replaced), priced by the OCPI tariff in `tariff_file` if given, written into `work`."""
+    keys replaced), priced by the OCPI tariff in `tariff_file` if given, showing the pay by
+    phone QR if asked, written into `work`."""
     text = (ROOT / "deploy" / "terminal.toml").read_text()
     text = re.sub(r'(?m)^id = ".*?"', f'id = "{name}"', text)
+    if pay_by_phone:
+        text = re.sub(r"(?m)^pay_by_phone = false", "pay_by_phone = true", text)
     if tariff_file is not None:
         text = re.sub(r"(?m)^(per_kwh|session_fee|vat_percent) = .*\n", "", text)
         text = text.replace("[tariff]", f'[tariff]\nocpi_file = "{tariff_file}"', 1)

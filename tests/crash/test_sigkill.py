@@ -1,11 +1,14 @@
 """Crash safety with real processes: kiosks SIGKILLed at random points, the ledger checked.
 
 Two kiosk daemons (`launcher.sim_kiosk`, each on its own files and simulated hardware that
-outlives the process) run scripted sessions against one gateway process. At random points, in
+outlives the process) run scripted sessions against one gateway process, some paid with a card
+or token, some on a phone through the kiosk's QR code (pay by phone). At random points, in
 the middle of a step, between steps and during recovery, a kiosk is SIGKILLed and started again
 on the same files. At the end the gateway's ledger must show: every hold ended in exactly one
 capture or void, every capture equals the priced energy the hardware delivered (from the
-plant's own register log), nothing charged twice, no session lost, no energy unbilled.
+plant's own register log), nothing charged twice, no session lost, no energy unbilled; and
+every web hold was sent to a kiosk in one start command, answered, and either became a
+journaled session or was released.
 
 Replay a run with `EV_CRASH_SEED=<seed>`; `EV_CRASH_KILLS` sets how many kills (default 200).
 """
@@ -32,19 +35,33 @@ from terminal.money import Money
 from terminal.protection.keys import provision_fleet
 from terminal.station import build_tariff
 from tests.crash.processes import GatewayProcess, KioskProcess, kiosk_config
-from tests.ledger_check import assert_records_agree
+from tests.ledger_check import assert_records_agree, assert_web_payments_agree
 
 KIOSKS = 2
 APPROVING = ("visa", "mastercard", "maestro", "girocard", "wallet", "rfid", "rfid-2", "partial")
 KILL_IN_STEP = 0.4  # chance that a step is interrupted by a kill
 KILL_IN_RECOVERY = 0.15  # chance that a restart is killed again while it recovers
 MAX_KILL_DELAY_S = 0.08
+PHONE_SHARE = 0.3  # of the visits, paid on a phone
 
 
-def session_steps(rng: random.Random) -> list[str]:
-    """One driver's visit; starts by making sure the previous car has left."""
+def session_steps(rng: random.Random, *, phone: bool = False) -> list[str]:
+    """One driver's visit; starts by making sure the previous car has left. With `phone`,
+    some visits pay the kiosk's QR code on a phone (pay by phone) instead of tapping a card."""
     card = rng.choice(APPROVING)
     m = rng.randint(1, 6)
+    if phone and rng.random() < PHONE_SHARE:
+        # 3 minutes: a start paid before a kill and received at restart times out first.
+        steps = ["unplug", "wait 3m", "pay qr card"]
+        match rng.randrange(4):
+            case 0:
+                return [*steps, "wait 3m"]  # never plugged in: released
+            case 1:
+                return [*steps, "plug", "ev charge", f"wait {m}m", "pay stop"]
+            case 2:
+                return [*steps, "plug", "ev charge", f"wait {m}m", "ev done", "wait 31m"]
+            case _:
+                return [*steps, "plug", "ev charge", f"wait {m}m", "unplug"]
     steps = ["unplug", "wait 70s"]
     match rng.randrange(6):
         case 0:
@@ -94,12 +111,17 @@ class Run:
             self.kiosk.start()
             while self.kiosk.kills < self.kills_wanted:
                 self.sessions += 1
-                for step in session_steps(self.rng):
+                killed = False
+                for planned in session_steps(self.rng, phone=True):
+                    # After a kill the phone's page went with the process (and the restart
+                    # settled the session): the driver unplugs instead of pressing stop.
+                    step = "unplug" if planned == "pay stop" and killed else planned
                     if self.rng.random() < KILL_IN_STEP:
                         self.kiosk.write(step)
                         time.sleep(self.rng.uniform(0, MAX_KILL_DELAY_S))
                         self.kiosk.kill()
                         self.kill_log.append(step)
+                        killed = True
                         self.restart()
                     else:
                         self.kiosk.step(step)
@@ -187,7 +209,7 @@ def test_sigkill_at_random_points_loses_nothing_and_charges_exactly(tmp_path: Pa
     runs = [
         Run(
             kiosk=KioskProcess(
-                config=kiosk_config(tmp_path, name),
+                config=kiosk_config(tmp_path, name, pay_by_phone=True),
                 data=tmp_path / name,
                 gateway_url=gateway.url,
                 key_dir=tmp_path / "keys" / "devices" / name,
@@ -206,6 +228,7 @@ def test_sigkill_at_random_points_loses_nothing_and_charges_exactly(tmp_path: Pa
             thread.join(timeout=1100)  # 200 restarts of a Python process on a busy 2-core host
         authorizations = gateway.rows("authorizations")
         moves = gateway.rows("movements")
+        commands = gateway.rows("kiosk_commands")
     finally:
         gateway.stop()
     for run in runs:
@@ -216,9 +239,19 @@ def test_sigkill_at_random_points_loses_nothing_and_charges_exactly(tmp_path: Pa
     print(f"seed {seed}: {kills} kills {dict(where)}, {sessions_run} sessions")  # noqa: T201
     assert kills >= kills_wanted
 
-    # Every hold ended in exactly one capture or release; the journals and the ledger agree.
+    # Every hold ended in exactly one capture or release; the journals and the ledger agree,
+    # for the sessions paid on a phone too.
     sessions = [row for run in runs for row in run.kiosk.journal_rows("sessions")]
     assert_records_agree(sessions, authorizations, moves)
+    web = assert_web_payments_agree(
+        sessions,
+        authorizations,
+        moves,
+        commands=commands,
+        kiosk_commands=[row for run in runs for row in run.kiosk.journal_rows("commands")],
+    )
+    print(f"seed {seed}: {web} sessions paid on a phone")  # noqa: T201
+    assert web > 0
     assert not [a for a in authorizations if a["status"] in ("approved", "pending")]
     for run in runs:
         unsent = [r for r in run.kiosk.journal_rows("outbox") if r["state"] == "pending"]

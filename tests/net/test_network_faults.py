@@ -1,15 +1,17 @@
 """Network faults between terminal and gateway, through a fault-injecting proxy on 127.0.0.1.
 
-Each fault hits the authorization, the capture or the void of a scripted session; the kiosk
-must tell the driver the truth, retry with the same idempotency key, and end with a ledger in
-which every hold ended in exactly one capture or void and nothing was charged twice.
+Each fault hits the authorization, the capture or the void of a scripted session, or the
+command poll or the start's answer of a session paid on a phone (pay by phone); the kiosk must
+tell the driver the truth, retry with the same idempotency key, and end with a ledger in which
+every hold ended in exactly one capture or void and nothing was charged twice, and (on a
+phone) the web hold, its start command and the kiosk's session agree.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -31,13 +33,25 @@ def run(config: Config, tmp_path: Path) -> Iterator[Run]:
     applied before the script runs."""
     made: list[tuple[Simulation, FaultProxy]] = []
 
-    def start(script: str, plan: Callable[[FaultProxy], None] = lambda p: None, **cfg: object):
+    def start(
+        script: str,
+        plan: Callable[[FaultProxy], None] = lambda p: None,
+        *,
+        phone: bool = False,
+        **cfg: object,
+    ):
         cfg_ = replace(config, gateway=replace(config.gateway, timeout_ms=TIMEOUT_MS))
+        if phone:
+            cfg_ = replace(cfg_, payment=replace(cfg_.payment, pay_by_phone=True))
         if cfg:
             cfg_ = replace(cfg_, session=replace(cfg_.session, **cfg))
         proxy = FaultProxy(delay_s=TIMEOUT_MS / 1000 * 2.5)
         sim = Simulation(config=cfg_, data_dir=tmp_path / f"sim{len(made)}", route=proxy.start)
         made.append((sim, proxy))
+        if phone:
+            # A command handed out but not answered goes out again on a later poll after
+            # REDELIVER_AFTER of the gateway's (wall) time; the simulated clock runs fast.
+            sim.gateway.commands.redeliver_after = timedelta(0)
         plan(proxy)
         steps = parse_script(script, set(sim.profiles))
         for step in steps:
@@ -108,6 +122,37 @@ def test_a_fault_on_the_void_is_retried_and_releases_once(run: Run, fault: Fault
     assert result["acknowledged"]
     assert _moves(sim) == ["hold", "release"]
     assert_ledger_agrees(sim)
+
+
+PHONE = (
+    "expect idle\npay qr card\nplug\nev charge\nwait 20m\npay stop\nexpect receipt\n"
+    "unplug\nwait 30m\n"
+)
+# What a session paid on a phone sends besides a card session's requests (its capture goes
+# the way a card's does, tested above): the command poll that brings the start (and the
+# phone's stop), and the kiosk's answer to it.
+PHONE_REQUESTS = {"poll": "GET /v1/commands?", "answer": "/answer HTTP"}
+
+
+@pytest.mark.parametrize("fault", ALL_FAULTS, ids=lambda f: f.value)
+@pytest.mark.parametrize("request_", PHONE_REQUESTS)
+def test_a_fault_on_a_session_paid_on_a_phone_is_retried_and_settles_once(
+    run: Run, fault: Fault, request_: str
+) -> None:
+    sim, proxy = run(
+        PHONE, lambda p: p.inject(fault, match=PHONE_REQUESTS[request_], times=2), phone=True
+    )
+    assert proxy.pending() == 0
+    [result] = sim.results()
+    assert result["settlement"] == "captured"
+    assert result["acknowledged"]
+    assert result["energy_wh"] == 11_000 * 20 // 60
+    assert _moves(sim) == ["hold", "capture"]
+    [auth] = sim.gateway.ledger.all_authorizations()
+    assert auth["card_kind"] == "web"
+    assert auth["amount_captured"] == result["amount_captured"]
+    assert sim.daemon.status().queue_depth == 0
+    assert assert_ledger_agrees(sim) == 1  # the web hold, its start command and the session agree
 
 
 def test_a_partition_lasting_days_loses_nothing(run: Run) -> None:
