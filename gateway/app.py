@@ -30,6 +30,7 @@ from gateway import wire
 from gateway.amounts import AmountLimits
 from gateway.api.commands import command_routes
 from gateway.api.identity import Caller, Identity
+from gateway.api.lane import LaneRoute, MoneyLane
 from gateway.api.limits import DEFAULT_BODY_LIMIT, BodyLimit
 from gateway.api.requests import TerminalRequests, error
 from gateway.api.terminal import terminal_routes
@@ -61,6 +62,21 @@ TELEMETRY_OFF: TelemetryConfig = {
     "operation_spans": False,
     "auto_configure": False,
 }  # a processor call is given up after 10-20 s; a step's lock outlives it
+
+
+class _Gateway(FastAPI):
+    """The app, with the money routes' fast lane (`gateway.api.lane`) outermost: a
+    well-formed money POST skips the framework's per-request work; anything else reaches the
+    app as sent."""
+
+    lane: tuple[tuple[LaneRoute, ...], int] | None = None
+
+    def build_middleware_stack(self) -> Any:
+        stack = super().build_middleware_stack()
+        if self.lane is None:
+            return stack
+        routes, limit = self.lane
+        return MoneyLane(stack, routes, limit)
 
 
 def create_payments(
@@ -116,7 +132,8 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
-    app = FastAPI(
+    routes = terminal_routes(payments, frame)
+    app = _Gateway(
         title="ev-terminal gateway",
         version="1.0.0",
         lifespan=lifespan,
@@ -125,6 +142,7 @@ def create_app(
         telemetry=TELEMETRY_OFF,
     )
     app.add_middleware(BodyLimit, limit=body_limit)
+    app.lane = (routes.lane, body_limit)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -141,7 +159,7 @@ def create_app(
         code = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
         return error(exc.status_code, code.get(exc.status_code, "http_error"), str(exc.detail))
 
-    app.include_router(terminal_routes(payments, frame))
+    app.include_router(routes.router)
     commands = commands or Commands(payments)
     codes = PayCodes(ledger)
     app.include_router(command_routes(commands, frame, codes, public_url=public_url))

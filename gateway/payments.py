@@ -43,7 +43,7 @@ from gateway.ledger.schema import (
     UNKNOWN,
     VOIDED,
 )
-from gateway.ledger.store import Ledger, aware
+from gateway.ledger.store import AuthorizationRow, Ledger, aware
 from gateway.processors import CardRef
 from gateway.processors.methods import PAYMENT, WEB_METHODS
 from gateway.processors.port import (
@@ -138,7 +138,7 @@ class Step:
     """A claimed step: the row as it was claimed, where the payment lives, and whether the
     step was found unfinished (then the processor is asked before it is called)."""
 
-    row: sa.Row[Any]
+    row: AuthorizationRow
     processor: Processor
     key: str
     resume: bool
@@ -171,7 +171,7 @@ class Payments:
         except AmountRefused as exc:
             raise Refusal(400, exc.code, str(exc)) from None
 
-    def _stale(self, row: sa.Row[Any]) -> bool:
+    def _stale(self, row: AuthorizationRow) -> bool:
         started = row.op_started_at
         return (
             row.op_state == UNKNOWN
@@ -179,7 +179,7 @@ class Payments:
             or aware(started) < self.ledger.clock() - self.lock
         )
 
-    def _take_over(self, conn: Connection, row: sa.Row[Any]) -> bool:
+    def _take_over(self, conn: Connection, row: AuthorizationRow) -> bool:
         """Make an unfinished step ours (compare-and-set on its lock)."""
         return self.ledger.update_if(
             conn,
@@ -201,7 +201,7 @@ class Payments:
 
     # -- answers from the state -------------------------------------------------------------
     @staticmethod
-    def authorization_answer(row: sa.Row[Any]) -> StoredAnswer:
+    def authorization_answer(row: AuthorizationRow) -> StoredAnswer:
         if row.status in (APPROVED, CAPTURED) or (
             row.status == VOIDED and row.amount_authorized is not None
         ):
@@ -223,7 +223,7 @@ class Payments:
         )
 
     @staticmethod
-    def _captured_answer(row: sa.Row[Any]) -> StoredAnswer:
+    def _captured_answer(row: AuthorizationRow) -> StoredAnswer:
         return StoredAnswer(
             status_code=200,
             body={
@@ -234,7 +234,7 @@ class Payments:
         )
 
     @staticmethod
-    def _refunded_answer(row: sa.Row[Any], amount: int) -> StoredAnswer:
+    def _refunded_answer(row: AuthorizationRow, amount: int) -> StoredAnswer:
         return StoredAnswer(
             status_code=200,
             body={
@@ -439,7 +439,7 @@ class Payments:
             {"energy_wh": req.energy_wh, "receipt": req.receipt.model_dump(mode="json")}
         )
 
-        def check(conn: Connection, row: sa.Row[Any]) -> StoredAnswer | None:
+        def check(conn: Connection, row: AuthorizationRow) -> StoredAnswer | None:
             if row.status == CAPTURED:
                 if row.amount_captured == amount.minor and row.receipt_id == req.receipt.receipt_id:
                     return self._captured_answer(row)
@@ -496,7 +496,7 @@ class Payments:
                 store(conn, answer)
                 return answer
 
-        def check(_conn: Connection, row: sa.Row[Any]) -> StoredAnswer | None:
+        def check(_conn: Connection, row: AuthorizationRow) -> StoredAnswer | None:
             if row.status in (DECLINED, VOIDED, FAILED):
                 return self._voided_answer(aid)  # nothing is held
             if row.status != APPROVED:
@@ -525,7 +525,7 @@ class Payments:
         self._money(req.amount.minor, req.amount.currency)
         ceiling = self._money(req.ceiling.minor, req.ceiling.currency)
 
-        def check(_conn: Connection, row: sa.Row[Any]) -> StoredAnswer | None:
+        def check(_conn: Connection, row: AuthorizationRow) -> StoredAnswer | None:
             if row.status != APPROVED:
                 raise Refusal(409, "not_incrementable", f"authorization is {row.status}")
             if {req.amount.currency, req.ceiling.currency} != {row.currency}:
@@ -540,7 +540,7 @@ class Payments:
                 raise Refusal(409, "increment_unsupported", "the processor cannot increment")
             return None
 
-        def asked(row: sa.Row[Any]) -> int:
+        def asked(row: AuthorizationRow) -> int:
             return int(row.amount_authorized) + req.amount.minor
 
         key = f"increment:{aid}:{request_key}"
@@ -562,7 +562,7 @@ class Payments:
         several refunds may follow one another, never more in all than was captured."""
         amount = self._money(req.amount.minor, req.amount.currency)
 
-        def check(_conn: Connection, row: sa.Row[Any]) -> StoredAnswer | None:
+        def check(_conn: Connection, row: AuthorizationRow) -> StoredAnswer | None:
             if row.status != CAPTURED:
                 raise Refusal(409, "not_refundable", f"authorization is {row.status}")
             if amount.currency != row.currency:
@@ -594,9 +594,9 @@ class Payments:
         op: str,
         key: str,
         *,
-        amount: Callable[[sa.Row[Any]], int | None],
+        amount: Callable[[AuthorizationRow], int | None],
         detail: str | None,
-        check: Callable[[Connection, sa.Row[Any]], StoredAnswer | None],
+        check: Callable[[Connection, AuthorizationRow], StoredAnswer | None],
     ) -> Step | StoredAnswer:
         """Phase 1 of a step on an existing authorization: the rules, then the compare-and-set.
         An unfinished step of the same kind and key is resumed; an unfinished step of another
@@ -742,7 +742,9 @@ class Payments:
             return False
         return True
 
-    def finish_from_notice(self, aid: str, outcome: Callable[[sa.Row[Any]], Result | None]) -> str:
+    def finish_from_notice(
+        self, aid: str, outcome: Callable[[AuthorizationRow], Result | None]
+    ) -> str:
         """Finish the open step of `aid` with what a processor's verified notification says
         (`outcome` maps the step's row to the step's result, None when the notification is
         not about that step): "settled"; "noted" when no step it concerns is open; "busy"
@@ -783,7 +785,7 @@ class Payments:
             store(conn, answer)
         return answer
 
-    def _answer_for(self, step: Step, row: sa.Row[Any]) -> StoredAnswer:
+    def _answer_for(self, step: Step, row: AuthorizationRow) -> StoredAnswer:
         op = step.row.op
         if op in {"hold", "increment"}:
             return self.authorization_answer(row)

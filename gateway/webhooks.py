@@ -29,10 +29,8 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
 
-import sqlalchemy as sa
-
+from gateway.ledger.store import AuthorizationRow
 from gateway.payments import Payments
 from gateway.processors.port import (
     ErrorCode,
@@ -71,7 +69,7 @@ class WebhookAnswer:
     body: str
 
 
-def step_result(event: WebhookEvent, row: sa.Row[Any]) -> Result | None:
+def step_result(event: WebhookEvent, row: AuthorizationRow) -> Result | None:
     """The result the notification gives the open step on `row`, or None if it does not give
     that step's outcome."""
     op, currency = row.op, row.currency
@@ -178,7 +176,9 @@ class Webhooks:
             if self.payments.resolve(row.id):
                 log.info("event=step_resolved authorization=%s step=%s via=status", row.id, row.op)
 
-    def _payment(self, processor: str, account: str, event: WebhookEvent) -> sa.Row[Any] | None:
+    def _payment(
+        self, processor: str, account: str, event: WebhookEvent
+    ) -> AuthorizationRow | None:
         if event.payment_id:
             row = self.ledger.fetch(event.payment_id)
             if row is not None and (row.processor, row.merchant_account) == (processor, account):

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Request
@@ -18,6 +20,7 @@ from fastapi.responses import JSONResponse, Response
 
 from gateway import wire
 from gateway.api.identity import Caller
+from gateway.api.lane import LaneRoute
 from gateway.api.requests import TerminalRequests, error
 from gateway.ledger import tariffs
 from gateway.ledger.idempotency import StoredAnswer
@@ -37,7 +40,23 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": wire.ErrorAnswer} for code in codes}
 
 
-def terminal_routes(payments: Payments, frame: TerminalRequests) -> APIRouter:
+@dataclass(frozen=True, slots=True)
+class TerminalRoutes:
+    """The terminal API's router, and its money POSTs for the fast lane (`gateway.api.lane`)."""
+
+    router: APIRouter
+    lane: tuple[LaneRoute, ...]
+
+
+def _money_path(suffix: str = "") -> re.Pattern[str]:
+    """A money POST's path for the lane; the id is held to the route's own pattern."""
+    if not suffix:
+        return re.compile("/v1/authorizations")
+    held = wire.ID_PATTERN.removeprefix("^").removesuffix("$")
+    return re.compile(f"/v1/authorizations/(?P<authorization_id>{held})/{suffix}")
+
+
+def terminal_routes(payments: Payments, frame: TerminalRequests) -> TerminalRoutes:
     router = APIRouter()
     ledger = payments.ledger
 
@@ -293,4 +312,28 @@ def terminal_routes(payments: Payments, frame: TerminalRequests) -> APIRouter:
         data = {k: v for k, v in row._mapping.items() if k not in hidden}
         return JSONResponse(content=json.loads(json.dumps(data, default=str)))
 
-    return router
+    lane = (
+        LaneRoute(
+            _money_path(),
+            wire.AuthorizationRequest,
+            lambda request, body, key, _path: create_authorization(body, request, key),
+        ),
+        LaneRoute(
+            _money_path("capture"),
+            wire.CaptureRequest,
+            lambda request, body, key, path: capture(path["authorization_id"], body, request, key),
+        ),
+        LaneRoute(
+            _money_path("void"),
+            wire.VoidRequest,
+            lambda request, body, key, path: void(path["authorization_id"], body, request, key),
+        ),
+        LaneRoute(
+            _money_path("increment"),
+            wire.IncrementRequest,
+            lambda request, body, key, path: increment(
+                path["authorization_id"], body, request, key
+            ),
+        ),
+    )
+    return TerminalRoutes(router=router, lane=lane)

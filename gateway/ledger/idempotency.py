@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from gateway.ledger.schema import idempotency
+from gateway.ledger.statements import Statement, columns
 from gateway.ledger.store import Ledger, aware, insert_new
 
 STARTED = "started"
@@ -82,7 +83,7 @@ class IdempotencyKeys:
                 created_at=stamp,
             ):
                 return Claim(outcome=Claimed.NEW)
-            row = conn.execute(_SELECT, {"_caller": ref.caller, "_key": ref.key}).first()
+            row = _SELECT.first(conn, {"_caller": ref.caller, "_key": ref.key})
             if row is None:  # expired between the insert and the select: treat as taken
                 return Claim(outcome=Claimed.IN_PROGRESS)
             if row.endpoint != endpoint or row.body_sha256 != digest:
@@ -112,8 +113,8 @@ class IdempotencyKeys:
 
     def store(self, conn: Connection, ref: KeyRef, answer: StoredAnswer) -> None:
         """Record the answer, in the caller's transaction (the one that records the effect)."""
-        conn.execute(
-            _STORE,
+        _STORE.execute(
+            conn,
             {
                 "_caller": ref.caller,
                 "_key": ref.key,
@@ -127,23 +128,27 @@ class IdempotencyKeys:
     def release(self, ref: KeyRef) -> None:
         """Unlock a started key whose request got no answer, so its retry resumes at once."""
         with self.ledger.write() as conn:
-            conn.execute(
-                sa.update(idempotency)
-                .where(
-                    idempotency.c.caller == ref.caller,
-                    idempotency.c.key == ref.key,
-                    idempotency.c.state == STARTED,
-                )
-                .values(locked_at=None)
+            _RELEASE.execute(
+                conn,
+                {"_caller": ref.caller, "_key": ref.key, "_started": STARTED, "locked_at": None},
             )
 
 
-# Built once, given their values at execution (see `gateway.ledger.store`).
-_SELECT = sa.select(idempotency).where(
-    idempotency.c.caller == sa.bindparam("_caller"), idempotency.c.key == sa.bindparam("_key")
+# Run on the driver's cursor (`gateway.ledger.statements`), given their values at execution.
+_THIS_KEY = (
+    idempotency.c.caller == sa.bindparam("_caller"),
+    idempotency.c.key == sa.bindparam("_key"),
 )
-_STORE = sa.update(idempotency).where(
-    idempotency.c.caller == sa.bindparam("_caller"), idempotency.c.key == sa.bindparam("_key")
+_SELECT = Statement(
+    sa.select(idempotency).where(*_THIS_KEY), returns=columns(idempotency), name="Key"
+)
+_STORE = Statement(
+    sa.update(idempotency).where(*_THIS_KEY),
+    keys=("state", "locked_at", "status_code", "response"),
+)
+_RELEASE = Statement(
+    sa.update(idempotency).where(*_THIS_KEY, idempotency.c.state == sa.bindparam("_started")),
+    keys=("locked_at",),
 )
 
 

@@ -35,6 +35,11 @@ from gateway.ledger.schema import (
     token_lists,
     webhook_events,
 )
+from gateway.ledger.statements import Statement, columns
+
+# An authorization's row as the money path reads it: a named tuple of every column of
+# `authorizations` (`gateway.ledger.statements`), read by attribute like SQLAlchemy's rows.
+AuthorizationRow = Any
 
 # The card kinds of a terminal's own authorization requests (`wire.CardIn.kind`).
 TERMINAL_CARD_KINDS = ("payment", "id_token")
@@ -54,15 +59,17 @@ def insert_new(conn: Connection, table: sa.Table, **values: Any) -> bool:
     """INSERT … ON CONFLICT DO NOTHING; whether the row was new. Atomic on both back-ends, so
     two workers claiming one key cannot both win."""
     # RETURNING says whether a row went in (psycopg gives no rowcount for this statement).
-    return conn.execute(_insert_new(table, conn.dialect.name), values).first() is not None
+    return _insert_new(table, tuple(values)).execute(conn, values).fetchone() is not None
 
 
-# Statements are built once per shape and given their values at execution: building one
-# (and computing the cache key SQLAlchemy finds its compiled form by) costs about three
-# times as much CPU as executing it, and the money path runs a few dozen a request.
+# The money path's statements run on the driver's cursor (`gateway.ledger.statements`):
+# built once per shape, compiled once per dialect, given their values at execution.
 @functools.cache
-def _insert_new(table: sa.Table, dialect: str) -> Any:
-    return _on_conflict_do_nothing(table, dialect).returning(sa.literal_column("1"))
+def _insert_new(table: sa.Table, keys: tuple[str, ...]) -> Statement:
+    def build(dialect: str) -> Any:
+        return _on_conflict_do_nothing(table, dialect).returning(sa.literal_column("1"))
+
+    return Statement(build, keys=keys)
 
 
 def _on_conflict_do_nothing(table: sa.Table, dialect: str) -> Any:
@@ -75,28 +82,53 @@ def _on_conflict_do_nothing(table: sa.Table, dialect: str) -> Any:
     return stmt.on_conflict_do_nothing()
 
 
+_AUTHORIZATION = columns(authorizations)
+
+
 @functools.cache
-def _insert_row(dialect: str) -> Any:
-    return _on_conflict_do_nothing(authorizations, dialect).returning(*authorizations.c)
+def _insert_row(keys: tuple[str, ...]) -> Statement:
+    def build(dialect: str) -> Any:
+        return _on_conflict_do_nothing(authorizations, dialect).returning(*_AUTHORIZATION)
+
+    return Statement(build, keys=keys, returns=_AUTHORIZATION, name="Authorization")
 
 
-_MOVE = sa.insert(movements)
-_RECEIPT_OWNER = sa.select(authorizations.c.id).where(
-    authorizations.c.receipt_id == sa.bindparam("_receipt_id")
+_MOVE = Statement(
+    sa.insert(movements),
+    keys=("authorization_id", "kind", "amount", "currency", "step_key", "at"),
 )
-_TOKEN_LIST = sa.select(token_lists.c.list).where(token_lists.c.token == sa.bindparam("_token"))
-_GET = sa.select(authorizations).where(authorizations.c.id == sa.bindparam("_id"))
+_RECEIPT_OWNER = Statement(
+    sa.select(authorizations.c.id).where(
+        authorizations.c.receipt_id == sa.bindparam("_receipt_id")
+    ),
+    returns=columns(authorizations, "id"),
+)
+_TOKEN_LIST = Statement(
+    sa.select(token_lists.c.list).where(token_lists.c.token == sa.bindparam("_token")),
+    returns=columns(token_lists, "list"),
+)
+_GET = Statement(
+    sa.select(*_AUTHORIZATION).where(authorizations.c.id == sa.bindparam("_id")),
+    returns=_AUTHORIZATION,
+    name="Authorization",
+)
 
 
 @functools.cache
-def _update_if(where: tuple[tuple[str, bool], ...], returning: bool) -> Any:
-    """UPDATE authorizations … WHERE id = :_id AND each column in `where` is NULL (True) or
-    equals :_w_<column> (False); the SET columns come from the execution's values."""
+def _update_if(
+    where: tuple[tuple[str, bool], ...], keys: tuple[str, ...], returning: bool
+) -> Statement:
+    """UPDATE authorizations SET `keys` … WHERE id = :_id AND each column in `where` is NULL
+    (True) or equals :_w_<column> (False); RETURNING the row if `returning`."""
     stmt = sa.update(authorizations).where(authorizations.c.id == sa.bindparam("_id"))
     for column, is_null in where:
         col = authorizations.c[column]
         stmt = stmt.where(col.is_(None) if is_null else col == sa.bindparam(f"_w_{column}"))
-    return stmt.returning(*authorizations.c) if returning else stmt
+    if returning:
+        return Statement(
+            stmt.returning(*_AUTHORIZATION), keys=keys, returns=_AUTHORIZATION, name="Authorization"
+        )
+    return Statement(stmt, keys=keys)
 
 
 class Ledger:
@@ -113,10 +145,11 @@ class Ledger:
         return self.writer.unit()
 
     # -- authorizations ---------------------------------------------------------------------
-    def get(self, conn: Connection, authorization_id: str) -> sa.Row[Any] | None:
-        return conn.execute(_GET, {"_id": authorization_id}).first()
+    def get(self, conn: Connection, authorization_id: str) -> AuthorizationRow | None:
+        """The authorization's row (a named tuple of every column), or None."""
+        return _GET.first(conn, {"_id": authorization_id})
 
-    def fetch(self, authorization_id: str) -> sa.Row[Any] | None:
+    def fetch(self, authorization_id: str) -> AuthorizationRow | None:
         with self.engine.connect() as conn:
             return self.get(conn, authorization_id)
 
@@ -125,11 +158,11 @@ class Ledger:
         stamp = self.clock()
         return insert_new(conn, authorizations, created_at=stamp, updated_at=stamp, **values)
 
-    def insert_row(self, conn: Connection, **values: Any) -> sa.Row[Any] | None:
+    def insert_row(self, conn: Connection, **values: Any) -> AuthorizationRow | None:
         """`insert`, giving back the new row (None if the id exists already)."""
         stamp = self.clock()
         values = {"created_at": stamp, "updated_at": stamp, **values}
-        return conn.execute(_insert_row(conn.dialect.name), values).first()
+        return _insert_row(tuple(values)).first(conn, values)
 
     def update_if(
         self, conn: Connection, authorization_id: str, where: dict[str, Any], **values: Any
@@ -137,14 +170,14 @@ class Ledger:
         """Change the row only if its columns still hold `where` (None means SQL NULL): the
         compare-and-set every money step is built on. Whether it changed."""
         stmt, params = self._update(authorization_id, where, values, returning=False)
-        return bool(conn.execute(stmt, params).rowcount == 1)
+        return stmt.rowcount(conn, params) == 1
 
     def update_row(
         self, conn: Connection, authorization_id: str, where: dict[str, Any], **values: Any
-    ) -> sa.Row[Any] | None:
+    ) -> AuthorizationRow | None:
         """`update_if`, giving back the row as changed (None if it did not change)."""
         stmt, params = self._update(authorization_id, where, values, returning=True)
-        return conn.execute(stmt, params).first()
+        return stmt.first(conn, params)
 
     def _update(
         self,
@@ -153,13 +186,15 @@ class Ledger:
         values: dict[str, Any],
         *,
         returning: bool,
-    ) -> tuple[Any, dict[str, Any]]:
+    ) -> tuple[Statement, dict[str, Any]]:
         shape = tuple((column, expected is None) for column, expected in where.items())
-        params = {"updated_at": self.clock(), **values, "_id": authorization_id}
+        params = {"updated_at": self.clock(), **values}
+        keys = tuple(params)
+        params["_id"] = authorization_id
         for column, expected in where.items():
             if expected is not None:
                 params[f"_w_{column}"] = expected
-        return _update_if(shape, returning), params
+        return _update_if(shape, keys, returning), params
 
     def move(
         self,
@@ -172,8 +207,8 @@ class Ledger:
         step_key: str,
     ) -> None:
         """Append a money movement; the database refuses a second one for the same step."""
-        conn.execute(
-            _MOVE,
+        _MOVE.execute(
+            conn,
             {
                 "authorization_id": authorization_id,
                 "kind": kind,
@@ -196,7 +231,7 @@ class Ledger:
 
     def receipt_owner(self, conn: Connection, receipt_id: str) -> str | None:
         """The authorization a receipt id already belongs to, if any."""
-        row = conn.execute(_RECEIPT_OWNER, {"_receipt_id": receipt_id}).first()
+        row = _RECEIPT_OWNER.first(conn, {"_receipt_id": receipt_id})
         return None if row is None else str(row.id)
 
     def unsettled_steps(self, older_than: datetime) -> list[sa.Row[Any]]:
@@ -346,7 +381,7 @@ class Ledger:
                 )
 
     def is_denied(self, conn: Connection, token: str) -> bool:
-        row = conn.execute(_TOKEN_LIST, {"_token": token}).first()
+        row = _TOKEN_LIST.first(conn, {"_token": token})
         return row is not None and row.list == "deny"
 
     def token_lists(self) -> tuple[list[str], list[str]]:

@@ -25,6 +25,7 @@ Webhooks are JSON signed with HMAC-SHA256 over the body (`Sim-Signature` header)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -37,6 +38,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from gateway.ledger.batches import writer_for
 from gateway.ledger.schema import sim_payments, sim_requests
+from gateway.ledger.statements import Statement, columns
 from gateway.ledger.store import insert_new, now
 from gateway.processors import CardRef
 from gateway.processors.port import (
@@ -62,14 +64,56 @@ SIGNATURE_HEADER = "sim-signature"
 
 Failure = Literal["unreachable", "lost"] | None
 
-# Built once, given their values at execution (see `gateway.ledger.store`).
-_REPLAY = sa.select(sim_requests.c.answer).where(
-    sim_requests.c.account == sa.bindparam("_account"), sim_requests.c.key == sa.bindparam("_key")
+# Run on the driver's cursor (`gateway.ledger.statements`), given their values at execution.
+_REPLAY = Statement(
+    sa.select(sim_requests.c.answer).where(
+        sim_requests.c.account == sa.bindparam("_account"),
+        sim_requests.c.key == sa.bindparam("_key"),
+    ),
+    returns=columns(sim_requests, "answer"),
 )
-_PAYMENT = sa.select(sim_payments).where(
-    sim_payments.c.account == sa.bindparam("_account"),
-    sim_payments.c.reference == sa.bindparam("_reference"),
+_PAYMENT = Statement(
+    sa.select(sim_payments).where(
+        sim_payments.c.account == sa.bindparam("_account"),
+        sim_payments.c.reference == sa.bindparam("_reference"),
+    ),
+    returns=columns(sim_payments),
+    name="Payment",
 )
+_PAYMENT_BY_ID = Statement(
+    sa.select(sim_payments.c.reference).where(
+        sim_payments.c.account == sa.bindparam("_account"),
+        sim_payments.c.payment_id == sa.bindparam("_payment_id"),
+    ),
+    returns=columns(sim_payments, "reference"),
+)
+_NEW_PAYMENT = Statement(
+    sa.insert(sim_payments),
+    keys=(
+        "reference",
+        "account",
+        "payment_id",
+        "state",
+        "currency",
+        "held",
+        "captured",
+        "refunded",
+        "created_at",
+    ),
+)
+
+
+@functools.cache
+def _change_payment(keys: tuple[str, ...]) -> Statement:
+    """UPDATE sim_payments SET `keys` WHERE reference = :_reference."""
+    return Statement(
+        sa.update(sim_payments).where(sim_payments.c.reference == sa.bindparam("_reference")),
+        keys=keys,
+    )
+
+
+def _change(conn: Connection, reference: str, **values: Any) -> None:
+    _change_payment(tuple(values)).execute(conn, {**values, "_reference": reference})
 
 
 def _unknown(amount: Money) -> Result:
@@ -154,7 +198,7 @@ class SimulatedProcessor:
 
     # -- the books --------------------------------------------------------------------------
     def _replay(self, conn: Connection, key: str) -> Result | None:
-        row = conn.execute(_REPLAY, {"_account": self.account, "_key": key}).first()
+        row = _REPLAY.first(conn, {"_account": self.account, "_key": key})
         return None if row is None else _load(row.answer)
 
     def _remember(self, conn: Connection, key: str, operation: str, result: Result) -> Result:
@@ -173,8 +217,9 @@ class SimulatedProcessor:
             return replayed
         return result
 
-    def _payment(self, conn: Connection, reference: str) -> sa.Row[Any] | None:
-        return conn.execute(_PAYMENT, {"_account": self.account, "_reference": reference}).first()
+    def _payment(self, conn: Connection, reference: str) -> Any:
+        """The payment's row (a named tuple of `sim_payments`), or None."""
+        return _PAYMENT.first(conn, {"_account": self.account, "_reference": reference})
 
     def _call(self, key: str, operation: str, amount: Money, work: Any) -> Result:
         """Run one idempotent call: replay a known key, else do `work(conn)` and remember it;
@@ -197,30 +242,28 @@ class SimulatedProcessor:
             return _unknown(amount)
 
         def work(conn: Connection) -> Result:
-            existing = conn.execute(
-                sa.select(sim_payments).where(
-                    sim_payments.c.account == self.account,
-                    sim_payments.c.payment_id == payment_id,
-                )
-            ).first()
+            existing = _PAYMENT_BY_ID.first(
+                conn, {"_account": self.account, "_payment_id": payment_id}
+            )
             if existing is not None:
                 return _refused(amount, ErrorCode.INVALID_REQUEST, "payment id already used")
             if last4 == DECLINE_LAST4:
                 return _refused(amount, ErrorCode.INSUFFICIENT_FUNDS, "insufficient funds")
             held = amount.minor // 2 if last4 == PARTIAL_LAST4 else amount.minor
             reference = "sim_" + uuid.uuid4().hex[:20]
-            conn.execute(
-                sa.insert(sim_payments).values(
-                    reference=reference,
-                    account=self.account,
-                    payment_id=payment_id,
-                    state="held",
-                    currency=amount.currency,
-                    held=held,
-                    captured=0,
-                    refunded=0,
-                    created_at=now(),
-                )
+            _NEW_PAYMENT.execute(
+                conn,
+                {
+                    "reference": reference,
+                    "account": self.account,
+                    "payment_id": payment_id,
+                    "state": "held",
+                    "currency": amount.currency,
+                    "held": held,
+                    "captured": 0,
+                    "refunded": 0,
+                    "created_at": now(),
+                },
             )
             return Result(
                 outcome=Outcome.PARTIALLY_APPROVED if held < amount.minor else Outcome.APPROVED,
@@ -243,11 +286,7 @@ class SimulatedProcessor:
             if payment.state != "held":
                 return _refused(amount, ErrorCode.ALREADY_SETTLED, payment.state, reference)
             held = max(int(payment.held), amount.minor)
-            conn.execute(
-                sa.update(sim_payments)
-                .where(sim_payments.c.reference == reference)
-                .values(held=held)
-            )
+            _change(conn, reference, held=held)
             return Result(
                 outcome=Outcome.APPROVED, amount=Money(held, amount.currency), reference=reference
             )
@@ -263,11 +302,7 @@ class SimulatedProcessor:
                 return _refused(amount, ErrorCode.ALREADY_SETTLED, payment.state, reference)
             if amount.minor > payment.held or amount.currency != payment.currency:
                 return _refused(amount, ErrorCode.AMOUNT_INVALID, "above the hold", reference)
-            conn.execute(
-                sa.update(sim_payments)
-                .where(sim_payments.c.reference == reference)
-                .values(state="captured", captured=amount.minor)
-            )
+            _change(conn, reference, state="captured", captured=amount.minor)
             return Result(outcome=Outcome.APPROVED, amount=amount, reference=reference)
 
         return self._call(key, "capture", amount, work)
@@ -281,11 +316,7 @@ class SimulatedProcessor:
                 return _refused(zero, ErrorCode.NOT_FOUND, "no such payment", reference)
             if payment.state != "held":
                 return _refused(zero, ErrorCode.ALREADY_SETTLED, payment.state, reference)
-            conn.execute(
-                sa.update(sim_payments)
-                .where(sim_payments.c.reference == reference)
-                .values(state="released")
-            )
+            _change(conn, reference, state="released")
             return Result(outcome=Outcome.APPROVED, amount=zero, reference=reference)
 
         return self._call(key, "release", zero, work)
@@ -299,11 +330,7 @@ class SimulatedProcessor:
                 return _refused(amount, ErrorCode.INVALID_REQUEST, payment.state, reference)
             if amount.minor <= 0 or payment.refunded + amount.minor > payment.captured:
                 return _refused(amount, ErrorCode.AMOUNT_INVALID, "above the capture", reference)
-            conn.execute(
-                sa.update(sim_payments)
-                .where(sim_payments.c.reference == reference)
-                .values(refunded=payment.refunded + amount.minor)
-            )
+            _change(conn, reference, refunded=payment.refunded + amount.minor)
             return Result(outcome=Outcome.APPROVED, amount=amount, reference=reference)
 
         return self._call(key, "refund", amount, work)

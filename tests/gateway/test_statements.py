@@ -1,0 +1,93 @@
+"""The money path's statements on the driver's cursor (`gateway.ledger.statements`) store and
+read exactly what SQLAlchemy stores and reads, on both back-ends."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from gateway.ledger import open_engine
+from gateway.ledger.statements import Statement, columns
+
+metadata = sa.MetaData()
+things = sa.Table(
+    "st_things",
+    metadata,
+    sa.Column("id", sa.String(16), primary_key=True),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("note", sa.Text),
+)
+
+INSERT = Statement(sa.insert(things), keys=("id", "amount", "at", "note"))
+GET = Statement(
+    sa.select(things).where(things.c.id == sa.bindparam("_id")),
+    returns=columns(things),
+    name="Thing",
+)
+SET_NOTE = Statement(
+    sa.update(things).where(things.c.id == sa.bindparam("_id"), things.c.at == sa.bindparam("_at")),
+    keys=("note",),
+)
+AT = datetime(2026, 1, 15, 9, 45, 12, 345678, tzinfo=UTC)
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = open_engine(db_url)
+    metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def test_a_row_written_on_the_driver_reads_back_through_sqlalchemy_unchanged(
+    engine: Engine,
+) -> None:
+    with engine.begin() as conn:
+        INSERT.execute(conn, {"id": "a", "amount": 10**12, "at": AT, "note": None})
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(things)).one()
+    assert (row.id, row.amount, _aware(row.at), row.note) == ("a", 10**12, AT, None)
+
+
+def test_a_row_written_through_sqlalchemy_reads_back_on_the_driver_unchanged(
+    engine: Engine,
+) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.insert(things).values(id="b", amount=5, at=AT, note="x\u00e9"))
+    with engine.connect() as conn:
+        row = GET.first(conn, {"_id": "b"})
+        missing = GET.first(conn, {"_id": "nope"})
+    assert (row.id, row.amount, _aware(row.at), row.note) == ("b", 5, AT, "x\u00e9")
+    assert row._mapping == {"id": "b", "amount": 5, "at": row.at, "note": "x\u00e9"}
+    assert missing is None
+
+
+def test_a_datetime_compared_on_the_driver_matches_what_sqlalchemy_stored(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.insert(things).values(id="c", amount=1, at=AT))
+    with engine.begin() as conn:
+        changed = SET_NOTE.rowcount(conn, {"_id": "c", "_at": AT, "note": "seen"})
+        unchanged = SET_NOTE.rowcount(
+            conn, {"_id": "c", "_at": AT.replace(microsecond=0), "note": "?"}
+        )
+    assert (changed, unchanged) == (1, 0)
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(things.c.note)).scalar_one() == "seen"
+
+
+def test_statements_run_inside_the_callers_transaction(engine: Engine) -> None:
+    with engine.connect() as conn, conn.begin() as txn:
+        INSERT.execute(conn, {"id": "d", "amount": 2, "at": AT, "note": None})
+        assert GET.first(conn, {"_id": "d"}) is not None  # seen inside its own transaction
+        txn.rollback()
+    with engine.connect() as conn:
+        assert GET.first(conn, {"_id": "d"}) is None  # and gone with it
