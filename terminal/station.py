@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -32,6 +32,7 @@ from terminal.shell.journal_damage import open_journal
 from terminal.shell.local_lists import LocalLists
 from terminal.shell.notify import Notifier
 from terminal.shell.signed_readings import MeterIdentity, ReadingSigner
+from terminal.shell.tariffs import TariffBook
 from terminal.shell.uplink import GatewayClient, Sender
 from terminal.tariff import OcpiTariff
 
@@ -195,6 +196,14 @@ def build_daemon(
     )
 
     lists = LocalLists(config.data_dir, config.offline.list_file)
+    # The tariff new sessions are priced by: the last one the gateway sent (journaled), else
+    # the config file's (tariffs.py).
+    tariffs = TariffBook(
+        journal,
+        configured=build_tariff(config),
+        tz=ZoneInfo(config.station.timezone),
+        currency=config.payment.currency,
+    )
 
     def sender_factory(post: Callable[[Event], None]) -> Sender:
         return Sender(
@@ -205,6 +214,7 @@ def build_daemon(
             lists=lists,
             sync_every_ms=config.offline.sync_interval_ms,
             terminal_id=config.station.id,
+            tariffs=tariffs,
         )
 
     signer = ReadingSigner(
@@ -217,13 +227,14 @@ def build_daemon(
             serial=config.station.id,
         ),
     )
-    rules = build_rules(config, build_tariff(config))
+    tariff_key, tariff = tariffs.current()
+    rules = replace(build_rules(config, tariff), tariff_key=tariff_key)
     words = station_words(config.station.language, ZoneInfo(config.station.timezone))
 
     def offer() -> dict[str, Any]:
         """What the idle screen offers, for the payment page the QR code opens (AFIR: the
         price before the start, in each of the station's languages)."""
-        phrases = rules.tariff.price_phrases(clock.now())
+        phrases = tariffs.current()[1].price_phrases(clock.now())  # as the idle screen
         every = words[1]
         return {
             "station": config.station.name,
@@ -243,6 +254,7 @@ def build_daemon(
         acquire=acquirer,
         key_problem=key_problem,
         journal_damage=opened.damage,
+        tariffs=tariffs,
         notifier=notifier,
         signer=signer,
         lists=lists,

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TypedDict
 
 from hardware.ports import PilotState
+from terminal.core.billing import Tariff
 from terminal.core.session import Card, LocalStanding, Session
 from terminal.money import Money
 
@@ -247,6 +248,17 @@ class WebPaymentStarted(Event):
     timeout_ms: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TariffChanged(Event):
+    """The kiosk received another tariff from the gateway (`/v1/terminal-config`), or lost
+    its assignment (back to the config file's: `key` None), and the shell has journaled it:
+    new sessions are priced by it and the idle screen shows it; a running session keeps the
+    tariff it started with."""
+
+    tariff: Tariff
+    key: str | None
+
+
 AnyEvent = (
     PoweredUp
     | CardPresented
@@ -270,6 +282,7 @@ AnyEvent = (
     | WebPaymentAuthorized
     | PayCodeChanged
     | WebPaymentStarted
+    | TariffChanged
 )
 
 EVENT_TYPES: tuple[type[Event], ...] = (
@@ -295,4 +308,5 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     WebPaymentAuthorized,
     PayCodeChanged,
     WebPaymentStarted,
+    TariffChanged,
 )

@@ -33,7 +33,7 @@ class OfflinePolicy:
 class Rules:
     """What the operator configured, as the machine needs it."""
 
-    tariff: Tariff
+    tariff: Tariff  # what a new session is priced by (and the idle screen shows)
     hold: Money  # amount held on the card before energy flows
     min_authorized: Money  # a partial approval below this is refused (voided)
     station: str
@@ -63,6 +63,9 @@ class Rules:
     taper_current_a: int = 6
     record_every_wh: int = 100  # journal the running energy at least this often
     offline: OfflinePolicy = OfflinePolicy()
+    # The journal's key of `tariff` when the gateway sent it (/v1/terminal-config); None: the
+    # tariff of the config file.
+    tariff_key: str | None = None
 
 
 # -- phases (states are nouns) ---------------------------------------------------------------

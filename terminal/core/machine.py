@@ -47,7 +47,7 @@ from terminal.core.actions import (
     Void,
     WithdrawEnergy,
 )
-from terminal.core.billing import limit_to
+from terminal.core.billing import Tariff, limit_to
 from terminal.core.current import offered_current
 from terminal.core.events import (
     AuthorizationAnswered,
@@ -71,6 +71,7 @@ from terminal.core.events import (
     PoweredUp,
     SignedReadingRequested,
     StopRequested,
+    TariffChanged,
     TechnicianActed,
     Timer,
     TimerFired,
@@ -116,6 +117,11 @@ def _idle_screen(k: Kiosk, at: datetime) -> screens.Screen:
         connected=k.pilot.connected,
         pay_url=k.pay_url or "",
     )
+
+
+def _tariff(k: Kiosk, session: Session) -> Tariff:
+    """The tariff a session is priced by: the one it started with."""
+    return session.tariff or k.rules.tariff
 
 
 def _rest(k: Kiosk, at: datetime, *extra: Action) -> Result:
@@ -205,7 +211,7 @@ def _settle(k: Kiosk, session: Session, e: Event) -> Result:
         receipt_id=receipt_id,
         url=f"{k.rules.receipt_url.rstrip('/')}/{receipt_id}",
         station=k.rules.station,
-        tariff=k.rules.tariff.name,
+        tariff=_tariff(k, session).name,
         card=session.card.masked(),
         started_at=session.started_at.isoformat(),
         ended_at=(session.ended_at or e.at).isoformat(),
@@ -288,7 +294,7 @@ def _begin_charging(k: Kiosk, session: Session, e: Event) -> Result:
     if session.meterage is None:
         session = replace(
             session,
-            meterage=k.rules.tariff.begin(e.at),
+            meterage=_tariff(k, session).begin(e.at),
             charging_started_at=e.at,
             last_sample_at=e.at,
             last_sample_ms=e.at_ms,
@@ -444,12 +450,16 @@ def _recover(k: Kiosk, session: Session, e: PoweredUp) -> tuple[Action, ...]:
         # The contactor has been open since the crash: the register now is the final reading.
         energy = max(energy, e.register_wh - session.start_register_wh)
     start = session.charging_started_at or session.started_at
-    meterage = k.rules.tariff.begin(start).advance(
-        at=session.last_sample_at or e.at,
-        energy_wh=energy,
-        power_w=0,
-        current_ma=0,
-        charging=True,
+    meterage = (
+        _tariff(k, session)
+        .begin(start)
+        .advance(
+            at=session.last_sample_at or e.at,
+            energy_wh=energy,
+            power_w=0,
+            current_ma=0,
+            charging=True,
+        )
     )
     session = replace(
         session,
@@ -470,6 +480,8 @@ def _start_session(k: Kiosk, e: Event) -> Result:
         session_id=e.session_id,
         card=e.card,
         hold=k.rules.hold,
+        tariff_key=k.rules.tariff_key,
+        tariff=k.rules.tariff,
         status=Status.AUTHORIZING,
         started_at=e.at,
     )
@@ -1110,6 +1122,8 @@ def _web_payment(k: Kiosk, e: Event) -> Result:
         session_id=e.session_id,
         card=card,
         hold=e.cost_limit,
+        tariff_key=k.rules.tariff_key,
+        tariff=k.rules.tariff,
         status=Status.AUTHORIZED,
         started_at=e.at,
         authorized=e.cost_limit,
@@ -1164,6 +1178,16 @@ def _tap_idle(k: Kiosk, e: Event) -> Result:
         return _notice(k, "reserved")
     k2, acts = _start_session(replace(k, web_payment=False), e)
     return k2, (CancelTimer(timer=Timer.WEB_PAYMENT), *acts)
+
+
+def _tariff_changed(k: Kiosk, e: Event) -> Result:
+    """New sessions are priced by the tariff received; the idle screen shows its price at
+    once (AFIR: the price before the start). A running session keeps its own."""
+    assert isinstance(e, TariffChanged)
+    k = replace(k, rules=replace(k.rules, tariff=e.tariff, tariff_key=e.key))
+    if isinstance(k.phase, Idle) and k.available:
+        return k, (ShowScreen(screen=_idle_screen(k, e.at)),)
+    return k, ()
 
 
 def _pay_code(k: Kiosk, e: Event, url: str | None) -> Result:
@@ -1301,6 +1325,7 @@ TRANSITIONS: dict[tuple[type, type], Handler] = {
     **{(phase, WebPaymentAuthorized): _web_payment for phase in PHASE_TYPES},
     **{(phase, PayCodeChanged): _pay_code_changed for phase in PHASE_TYPES},
     **{(phase, WebPaymentStarted): _web_payment_started for phase in PHASE_TYPES},
+    **{(phase, TariffChanged): _tariff_changed for phase in PHASE_TYPES},
 }
 
 IGNORED: frozenset[tuple[type, type]] = frozenset(

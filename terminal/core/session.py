@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from terminal.core.billing import Meterage
+from terminal.core.billing import Meterage, Tariff
 from terminal.money import Money
 
 
@@ -91,6 +91,11 @@ class Session:
     increment_asked: Money | None = None  # the whole hold an unanswered increment asks for
     increments_over: bool = False  # one was declined or unanswered: the cap stays
     offered_a: int | None = None  # amperes the pilot offers the session (None: no offer yet)
+    # The tariff the session started with: it is priced by it to the end, whatever tariff
+    # the kiosk receives meanwhile (`Rules.tariff_key`: None for the config file's). The
+    # journal keeps the key; the shell hands the tariff back with an unsettled session.
+    tariff_key: str | None = None
+    tariff: Tariff | None = field(default=None, compare=False)
     meterage: Meterage | None = field(default=None, compare=False)
 
     @property

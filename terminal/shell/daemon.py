@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -53,6 +53,7 @@ from terminal.shell.journal_damage import JOURNAL_DAMAGED
 from terminal.shell.local_lists import LocalLists
 from terminal.shell.notify import Notifier
 from terminal.shell.signed_readings import ReadingSigner
+from terminal.shell.tariffs import TariffBook
 from terminal.shell.uplink import Sender
 
 if TYPE_CHECKING:
@@ -113,7 +114,9 @@ class Daemon:
         key_problem: str | None = None,
         offer: Offer | None = None,
         journal_damage: str | None = None,
+        tariffs: TariffBook | None = None,
     ) -> None:
+        self.tariffs = tariffs  # a session settled after a restart keeps its tariff
         self.devices = devices
         self._key_problem = key_problem
         self._journal_damage = journal_damage
@@ -266,6 +269,9 @@ class Daemon:
             log.error("event=meter_unavailable error=%s", exc)
             register = None
         unsettled = tuple(self.journal.unsettled())
+        if self.tariffs is not None:
+            book = self.tariffs
+            unsettled = tuple(replace(s, tariff=book.get(s.tariff_key)) for s in unsettled)
         if unsettled:
             log.info("event=recovering sessions=%d", len(unsettled))
         self.post(PoweredUp(register_wh=register, unsettled=unsettled, **self.stamp()))

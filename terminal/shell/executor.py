@@ -434,7 +434,7 @@ class Executor:
             register_wh=action.register_wh,
             at=action.at,
             token=row["card_token"],
-            tariff_text=self.tariff_name,
+            tariff_text=row["tariff_name"] or self.tariff_name,
         )
         self.journal.enqueue(
             lane="readings",
@@ -460,7 +460,7 @@ class Executor:
         brand, last4 = row["card_brand"], row["card_last4"]
         return {
             "station": self.station,
-            "tariff": self.tariff_name,
+            "tariff": row["tariff_name"] or self.tariff_name,  # the one it started with
             "card": f"{brand} **** {last4}" if last4 else brand,
             "started_at": row["started_at"],
             "ended_at": row["ended_at"] or self.clock.now().isoformat(),

@@ -132,6 +132,23 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO journal_identity (one, journal_id, created_at)
         VALUES (1, lower(hex(randomblob(16))), strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
     """,
+    # 5: tariffs received from the gateway (terminal/shell/tariffs.py), the one new sessions
+    # are priced by (`tariff_current`, one row; NULL key: the config file's), and the one each
+    # session started with.
+    """
+    CREATE TABLE tariffs (
+        tariff_key TEXT PRIMARY KEY,
+        document TEXT NOT NULL,
+        received_at TEXT NOT NULL
+    );
+    CREATE TABLE tariff_current (
+        one INTEGER PRIMARY KEY CHECK (one = 1),
+        tariff_key TEXT REFERENCES tariffs(tariff_key),
+        changed_at TEXT NOT NULL
+    );
+    ALTER TABLE sessions ADD COLUMN tariff_key TEXT;
+    ALTER TABLE sessions ADD COLUMN tariff_name TEXT;
+    """,
 )
 
 PENDING = "pending"
@@ -444,8 +461,8 @@ class Journal:
             INSERT INTO sessions (session_id, status, card_kind, card_token, card_brand,
                 card_last4, card_expiry, currency, hold_minor, authorized_minor,
                 start_register_wh, energy_wh, amount_minor, started_at, charging_started_at,
-                last_sample_at, ended_at, end_reason, updated_at)
-            VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+                last_sample_at, ended_at, end_reason, updated_at, tariff_key, tariff_name)
+            VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
             ON CONFLICT(session_id) DO UPDATE SET
                 status=excluded.status, authorized_minor=excluded.authorized_minor,
                 start_register_wh=excluded.start_register_wh, energy_wh=excluded.energy_wh,
@@ -474,6 +491,8 @@ class Journal:
                 _dt(session.ended_at),
                 session.end_reason,
                 _dt(at),
+                session.tariff_key,
+                session.tariff.name if session.tariff is not None else None,
             ),
         )
 
@@ -554,6 +573,7 @@ class Journal:
             last_sample_at=_parse_dt(r["last_sample_at"]),
             ended_at=_parse_dt(r["ended_at"]),
             end_reason=r["end_reason"],
+            tariff_key=r["tariff_key"],
         )
 
     # -- the gateway's commands -------------------------------------------------------------

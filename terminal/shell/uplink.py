@@ -28,12 +28,14 @@ from terminal.core.events import (
     Event,
     FaultCleared,
     IncrementAnswered,
+    TariffChanged,
 )
 from terminal.errors import GatewayRefused, JournalFull, UplinkError
 from terminal.money import MINOR_UNITS, Money
 from terminal.shell.journal import DONE, FAILED, Journal, OutboxRow
 from terminal.shell.journal_damage import JOURNAL_DAMAGED, reconcile
 from terminal.shell.local_lists import ListsError, LocalLists
+from terminal.shell.tariffs import TariffBook
 
 log = logging.getLogger("ev_terminal.uplink")
 
@@ -235,8 +237,10 @@ class Sender:
         lists: LocalLists | None = None,
         sync_every_ms: int = 15 * 60_000,
         terminal_id: str = "",
+        tariffs: TariffBook | None = None,
     ) -> None:
         self.terminal_id = terminal_id
+        self.tariffs = tariffs  # the tariff in the terminal config (`tariffs.py`)
         self.journal = journal
         self.client = client
         self.clock = clock
@@ -300,20 +304,43 @@ class Sender:
         self._wake.set()
 
     def sync_lists(self) -> None:
-        """Fetch the local authorization and deny lists when due (`LocalLists`); a failure
-        keeps the lists the kiosk has and tries again at the next interval."""
+        """Fetch the terminal config when due: the local authorization and deny lists
+        (`LocalLists`) and the station's tariff (`TariffBook`, posted to the machine as
+        `TariffChanged` once journaled). A failure keeps what the kiosk has and tries again at
+        the next interval. With a list file the lists are the file's; the tariff is still
+        fetched."""
         now = self.clock.monotonic_ms()
-        if self.lists is None or self.lists.list_file is not None:
+        if self.lists is None or (self.lists.list_file is not None and self.tariffs is None):
             return
         if self._next_sync_ms is not None and now < self._next_sync_ms:
             return
         self._next_sync_ms = now + self.sync_every_ms
         try:
-            data, etag = self.client.get_if_changed("/v1/terminal-config", self.lists.etag)
+            # The gateway knows a terminal by its certificate; without one (the development
+            # mode) the query names it, so it is served its station's tariff.
+            path = "/v1/terminal-config"
+            if self.terminal_id:
+                path += f"?terminal_id={quote(self.terminal_id, safe='')}"
+            data, etag = self.client.get_if_changed(path, self.lists.etag)
             if data is not None:
+                # The tariff is journaled before the lists' copy keeps the new ETag: a crash
+                # in between fetches the document again.
+                self._take_tariff(data)
                 self.lists.apply(data, etag, self.clock.now())
         except (UplinkError, ListsError) as exc:
             log.info("event=lists_sync_failed error=%s", exc)
+
+    def _take_tariff(self, data: Any) -> None:
+        if self.tariffs is None or not isinstance(data, dict):
+            return  # not a document: `LocalLists.apply` says why
+        changed = self.tariffs.receive(data.get("tariff"), self.clock.now())
+        if changed is not None:
+            key, tariff = changed
+            self.post(
+                TariffChanged(
+                    tariff=tariff, key=key, at_ms=self.clock.monotonic_ms(), at=self.clock.now()
+                )
+            )
 
     def reconcile_once(self) -> bool:
         """Ask the gateway for this terminal's open holds and settle the ones the journal
