@@ -5,7 +5,8 @@
 #   deploy/install.sh --root /tmp/stage        # stage into a directory, no root needed
 #
 # Creates the ev-terminal user, /opt/ev-terminal (sources, docs, venv), /etc/ev-terminal
-# (the config, kept if present), /var/lib/ev-terminal (data 0750, keys 0700), the udev rules
+# (the config, kept if present), /var/lib/ev-terminal (data 0750, keys 0700, ocpp 0700: the
+# OCPP client certificate, which the kiosk renews in place), the udev rules
 # and the systemd units, and sets the boot config (dtparam=strict_gpiod; on a Pi 3/4 the
 # Bluetooth UART off so the reader has the PL011). The Pi model comes from the device tree
 # (--pi-model overrides it); the console port defaults to the Pi 5's debug UART, else none.
@@ -113,9 +114,9 @@ system usermod --append --groups gpio,i2c,dialout "$USER_NAME"
 # -- directories, with their modes --------------------------------------------------------------
 install -d -m 0755 "$OPT" "$UNITS" "$RULES"
 install -d -m 0750 "$ETC" "$DATA"
-install -d -m 0700 "$DATA/keys"
+install -d -m 0700 "$DATA/keys" "$DATA/ocpp"
 system chown root:"$USER_NAME" "$ETC/"
-system chown "$USER_NAME:$USER_NAME" "$DATA/" "$DATA/keys/"
+system chown "$USER_NAME:$USER_NAME" "$DATA/" "$DATA/keys/" "$DATA/ocpp/"
 
 # -- sources, docs and the venv -----------------------------------------------------------------
 rm -rf "$OPT/src.new"

@@ -19,8 +19,8 @@ from terminal.errors import ConfigError
 from terminal.money import MINOR_UNITS
 from terminal.tariff import OcpiTariff
 
-_DURATION = re.compile(r"^(\d+)(ms|s|m|h)$")
-_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+_DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
+_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -140,6 +140,9 @@ class OcppConfig:
     # The CSMS is the authority for RFID tokens (OCPP Authorize) and bills their sessions
     # itself: no hold or capture at the gateway for them. Bank cards always go to the gateway.
     authorize_id_tokens: bool = False
+    # Security profile 3: ask the CSMS for a new client certificate this long before the
+    # current one expires (OCPP 2.1 A03); the files must be writable (/var/lib/ev-terminal).
+    renew_before_ms: int = 30 * 86_400_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -318,6 +321,9 @@ def _ocpp(o: _Section, base: Path, station: StationConfig) -> OcppConfig:
     elif files["cert_file"] is not None or files["key_file"] is not None:
         name = "cert_file" if files["cert_file"] is not None else "key_file"
         raise ConfigError(o.key(name), "only with security profile 3")
+    if profile != 3 and "renew_before" in o.raw:
+        raise ConfigError(o.key("renew_before"), "only with security profile 3")
+    renew_before_ms = o.duration_ms("renew_before", 30 * 86_400_000)
     station_id = o.text("station_id", station.id)
     if not re.match(r"^[A-Za-z0-9*\-_=:+|@.]{1,48}$", station_id):
         # OCPP-J 3.1: the identity is part of the URL; 48 characters of identifierString.
@@ -340,6 +346,7 @@ def _ocpp(o: _Section, base: Path, station: StationConfig) -> OcppConfig:
         model=o.text("model", "ev-terminal"),
         vendor=o.text("vendor", "ev-terminal"),
         authorize_id_tokens=o.get("authorize_id_tokens", bool, False),
+        renew_before_ms=renew_before_ms,
         **files,
     )
     o.finish()

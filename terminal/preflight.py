@@ -99,6 +99,25 @@ def check_data_dir(config: Config) -> Path:
     return data_dir
 
 
+def check_ocpp_certificate(config: Config) -> None:
+    """Security profile 3: the kiosk replaces its client certificate and key when the CSMS
+    signs a renewal (OCPP 2.1 A02, A03), each by a temporary file renamed over it, so their
+    directories must be writable by this process; under the shipped unit
+    (`ProtectSystem=strict`) that is /var/lib/ev-terminal only. ConfigError naming
+    `ocpp.cert_file` or `ocpp.key_file` otherwise: a certificate that cannot be renewed
+    stops the kiosk from reaching its CSMS the day it expires."""
+    ocpp = config.ocpp
+    if ocpp is None or ocpp.security_profile != 3:
+        return
+    for key, path in (("cert_file", ocpp.cert_file), ("key_file", ocpp.key_file)):
+        if path is not None and not os.access(path.parent, os.W_OK | os.X_OK):
+            raise ConfigError(
+                f"ocpp.{key}",
+                f"{path.parent} is not writable: a renewed certificate could not replace "
+                f"{path.name} (keep it under /var/lib/ev-terminal, e.g. /var/lib/ev-terminal/ocpp)",
+            )
+
+
 @dataclass(frozen=True, slots=True)
 class Preflight:
     """What the checks found, for `run` to use."""
@@ -112,4 +131,5 @@ def preflight(config: Config) -> Preflight:
     dir, then the hardware. `run` and `check-config` both call this, so they cannot drift."""
     key_dir = check_keys(config)
     check_data_dir(config)
+    check_ocpp_certificate(config)
     return Preflight(key_dir=key_dir, settings=check_hardware(config))

@@ -1,6 +1,8 @@
-"""The kiosk's own client certificate (security profile 3), renewed through the CSMS (A02).
+"""The kiosk's own client certificate (security profile 3), renewed through the CSMS (A02,
+A03).
 
-The CSMS asks with TriggerMessage `SignChargingStationCertificate`. The kiosk makes a new key
+The CSMS asks with TriggerMessage `SignChargingStationCertificate` (A02), or the kiosk asks by
+itself `[ocpp] renew_before` its certificate expires (A03, `client.py`). The kiosk makes a new key
 pair (ECDSA P-256, at least the strength OCPP 2.1 A00.FR.5xx asks of a station key) and a
 PKCS#10 request whose subject common name is the station id (what the CSMS checks against the
 connection's identity), and sends it in SignCertificate. The new private key waits beside the
@@ -16,17 +18,21 @@ pending key stays for a corrected answer, and the kiosk reports a security event
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+log = logging.getLogger("ev_terminal.ocpp")
 
 CHARGING_STATION_CERTIFICATE = "ChargingStationCertificate"
 
@@ -47,6 +53,11 @@ class StationCertificate:
     @property
     def pending_key_file(self) -> Path:
         return self.key_file.with_name(self.key_file.name + ".pending")
+
+    def expires(self) -> datetime:
+        """When the certificate in `cert_file` (its first, the station's) stops being valid;
+        OSError or ValueError when the file cannot be read as a PEM certificate."""
+        return x509.load_pem_x509_certificate(self.cert_file.read_bytes()).not_valid_after_utc
 
     def request(self) -> str:
         """A new key pair, kept pending, and the PEM CSR for it."""
@@ -92,6 +103,60 @@ class StationCertificate:
         _write_private(self.key_file, key_pem)
         _write(self.cert_file, b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain))
         self.pending_key_file.unlink()
+
+
+class SigningSettings(Protocol):
+    """SecurityCtrlr.CertSigningWaitMinimum (ms here) and CertSigningRepeatTimes."""
+
+    cert_signing_wait_minimum_ms: int
+    cert_signing_repeat_times: int
+
+
+class RenewalSchedule:
+    """A03: when the station asks for a new certificate by itself. Due once the certificate
+    expires within `renew_before_ms`; asked again after CertSigningWaitMinimum without a
+    CertificateSigned, the wait doubled each time, at most CertSigningRepeatTimes more times
+    (A02.FR.xx); then not again until the file holds a certificate that is not due (an
+    installed renewal, or one the operator put there). The expiry is read from the file at
+    most once a minute. Used by the OCPP thread only."""
+
+    def __init__(self) -> None:
+        self.next_look: datetime | None = None
+        self.asked = 0
+
+    def reset(self) -> None:
+        self.next_look = None
+        self.asked = 0
+
+    def due(
+        self,
+        certificate: StationCertificate,
+        now: datetime,
+        renew_before_ms: int,
+        settings: SigningSettings,
+    ) -> bool:
+        if self.next_look is not None and now < self.next_look:
+            return False
+        try:
+            expires = certificate.expires()
+        except (OSError, ValueError) as exc:
+            log.error("event=ocpp_certificate_unreadable error=%s", exc)
+            self.next_look = now + timedelta(hours=1)
+            return False
+        if expires - now > timedelta(milliseconds=renew_before_ms):
+            self.asked = 0
+            self.next_look = now + timedelta(minutes=1)
+            return False
+        if self.asked > settings.cert_signing_repeat_times:
+            self.next_look = now + timedelta(hours=1)
+            return False
+        wait_ms = settings.cert_signing_wait_minimum_ms * 2**self.asked
+        self.asked += 1
+        self.next_look = now + timedelta(milliseconds=wait_ms)
+        log.info(
+            "event=ocpp_certificate_renewal expires=%s attempt=%d", expires.isoformat(), self.asked
+        )
+        return True
 
 
 def _write(path: Path, data: bytes, mode: int = 0o644) -> None:

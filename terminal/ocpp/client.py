@@ -43,7 +43,11 @@ from terminal.core.events import (
 )
 from terminal.core.kiosk import Kiosk
 from terminal.ocpp import messages
-from terminal.ocpp.certificates import CHARGING_STATION_CERTIFICATE, StationCertificate
+from terminal.ocpp.certificates import (
+    CHARGING_STATION_CERTIFICATE,
+    RenewalSchedule,
+    StationCertificate,
+)
 from terminal.ocpp.device_model import DeviceModel
 from terminal.ocpp.link import SIGN_CERTIFICATE, Link
 from terminal.ocpp.queue import OcppQueue
@@ -132,6 +136,7 @@ class OcppClient:
         # Queues a SecurityEventNotification (the reporter's): type, techInfo.
         self.on_security_event: Callable[[str, str | None], None] | None = None
         self._failure_reported: str | None = None  # the last connection failure reported
+        self.renewal = RenewalSchedule()  # A03: the station's own renewals
         # Security profile 3: the station's certificate, renewable through the CSMS (A02).
         self.certificate: StationCertificate | None = None
         if config.security_profile == 3 and config.cert_file and config.key_file:
@@ -357,6 +362,7 @@ class OcppClient:
                     self.on_reset()
                 await self._heartbeat(link, reader)
                 await self._meter_values(link, reader)
+                self._renewal_due()
                 await self._sign_certificate(link, reader)
                 await self._idle(reader)
         finally:
@@ -459,6 +465,17 @@ class OcppClient:
             return
         payload = messages.meter_values(self.clock.now(), register, self.config.evse_id)
         await self._ask(link, reader, "MeterValues", payload)
+
+    def certificate_installed(self) -> None:
+        """A new certificate is in place: its expiry decides the next renewal (A03)."""
+        self.renewal.reset()
+
+    def _renewal_due(self) -> None:
+        """A03: ask for a new certificate by itself when `RenewalSchedule` says so."""
+        if self.certificate is not None and self.renewal.due(
+            self.certificate, self.clock.now(), self.config.renew_before_ms, self.settings
+        ):
+            self._triggered.add(SIGN_CERTIFICATE)
 
     async def _sign_certificate(self, link: Link, reader: asyncio.Task[None]) -> None:
         """A triggered SignChargingStationCertificate (A02): a new key and its CSR, sent in

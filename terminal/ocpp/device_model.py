@@ -95,6 +95,16 @@ class DeviceModel:
             ("TariffCostCtrlr", "TariffFallbackMessage", None): Variable(
                 lambda: config.tariff.name
             ),
+            ("SecurityCtrlr", "SecurityProfile", None): Variable(
+                lambda: str(config.ocpp.security_profile if config.ocpp else 1)
+            ),
+            ("SecurityCtrlr", "CertSigningWaitMinimum", None): Variable(
+                lambda: _seconds(settings.cert_signing_wait_minimum_ms),
+                lambda v: setattr(settings, "cert_signing_wait_minimum_ms", int(v) * 1000),
+            ),
+            ("SecurityCtrlr", "CertSigningRepeatTimes", None): Variable(
+                lambda: str(settings.cert_signing_repeat_times)
+            ),
             ("PaymentCtrlr", "Enabled", None): Variable(lambda: "true"),
             ("PaymentCtrlr", "Available", None): Variable(lambda: "true"),
             ("PaymentCtrlr", "AuthorizationAmount", None): Variable(lambda: amount(p.hold)),

@@ -221,6 +221,7 @@ class Link(ChargePoint):  # type: ignore[misc]  # the ocpp package is untyped
                 status_info={"reason_code": "InvalidCertificate", "additional_info": refusal},
             )
         log.info("event=ocpp_certificate_installed")
+        client.certificate_installed()
         self._reconnect = True
         return call_result.CertificateSigned(status="Accepted")
 

@@ -56,6 +56,10 @@ class Settings:
     # OCPPCommCtrlr.OfflineThreshold: offline longer than this, the status of every connector
     # is reported on reconnect even if unchanged (B04.FR.01); only with QueueAllMessages off.
     offline_threshold_ms: int = 300_000
+    # SecurityCtrlr.CertSigningWaitMinimum / CertSigningRepeatTimes (A02.FR.xx, A03): how
+    # long to wait for CertificateSigned before asking again (doubled each time), how often.
+    cert_signing_wait_minimum_ms: int = 3_600_000
+    cert_signing_repeat_times: int = 3
 
 
 class Reporter:

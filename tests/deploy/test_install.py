@@ -65,6 +65,7 @@ def test_install_stages_dirs_with_their_modes_and_runs_twice_to_the_same_tree(
             "etc/ev-terminal/terminal.toml",
             "var/lib/ev-terminal",
             "var/lib/ev-terminal/keys",
+            "var/lib/ev-terminal/ocpp",
             "etc/systemd/system/ev-terminal.service",
             "etc/systemd/system/ev-terminal-gateway.service",
             "etc/udev/rules.d/99-ev-terminal.rules",
@@ -75,6 +76,7 @@ def test_install_stages_dirs_with_their_modes_and_runs_twice_to_the_same_tree(
         "etc/ev-terminal/terminal.toml": "0o640",
         "var/lib/ev-terminal": "0o750",
         "var/lib/ev-terminal/keys": "0o700",
+        "var/lib/ev-terminal/ocpp": "0o700",
         "etc/systemd/system/ev-terminal.service": "0o644",
         "etc/systemd/system/ev-terminal-gateway.service": "0o644",
         "etc/udev/rules.d/99-ev-terminal.rules": "0o644",
@@ -93,6 +95,10 @@ def test_install_stages_dirs_with_their_modes_and_runs_twice_to_the_same_tree(
         "chown ev-terminal:ev-terminal",
     ):
         assert f"would run: {command}" in out
+    # The OCPP client certificate's directory belongs to the service: it renews it (A03).
+    assert "var/lib/ev-terminal/ocpp/" in next(
+        line for line in out.splitlines() if "would run: chown ev-terminal:ev-terminal" in line
+    )
     assert "would run: useradd --system" in out or "user ev-terminal exists" in out
 
     config = load(stage / "etc/ev-terminal/terminal.toml")  # the installed config is valid

@@ -71,10 +71,12 @@ def test_profile_3_is_a_client_certificate_over_wss(tmp_path: Path) -> None:
             "cert_file": f["cert_file"],
             "key_file": f["key_file"],
             "tx_updated_interval": "1s",
+            "renew_before": "14d",
         },
     )
     assert config.ocpp.security_profile == 3
     assert config.ocpp.tx_updated_interval_ms == 1000
+    assert config.ocpp.renew_before_ms == 14 * 86_400_000
 
 
 @pytest.mark.parametrize(
@@ -98,6 +100,8 @@ def test_profile_3_is_a_client_certificate_over_wss(tmp_path: Path) -> None:
         ({"url": "ws://x/ocpp", "password_file": "PW", "station_id": "a b"}, "ocpp.station_id"),
         ({"url": "ws://x/ocpp", "password_file": "PW", "colour": "red"}, "ocpp.colour"),
         ({"url": "ws://x/ocpp", "password_file": "missing"}, "ocpp.password_file"),
+        # Renewing a certificate is profile 3's (A03).
+        ({"url": "ws://x/ocpp", "password_file": "PW", "renew_before": "30d"}, "ocpp.renew_before"),
     ],
 )
 def test_bad_ocpp_config_names_the_key(tmp_path: Path, ocpp: dict[str, Any], key: str) -> None:
