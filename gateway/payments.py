@@ -466,14 +466,7 @@ class Payments:
             detail=detail,
             check=check,
         )
-        if isinstance(step, StoredAnswer):
-            return step
-        result = self._learn(step) if step.resume else None
-        if result is None:
-            result = step.processor.capture(
-                key=step.key, reference=step.row.processor_ref, amount=amount
-            )
-        return self._record(step, result, store)
+        return self._finish_step(step, store)
 
     def void(self, aid: str, caller: str, reason: str, store: Store) -> StoredAnswer:
         with self.ledger.write() as conn:
@@ -506,16 +499,7 @@ class Payments:
         step = self._claim(
             aid, "release", f"release:{aid}", amount=lambda _row: None, detail=reason, check=check
         )
-        if isinstance(step, StoredAnswer):
-            return step
-        result = self._learn(step) if step.resume else None
-        if result is None:
-            result = step.processor.release(
-                key=step.key,
-                reference=step.row.processor_ref,
-                amount=Money(int(step.row.amount_authorized), step.row.currency),
-            )
-        return self._record(step, result, store)
+        return self._finish_step(step, store)
 
     def increment(
         self, aid: str, req: wire.IncrementRequest, request_key: str, store: Store
@@ -545,15 +529,7 @@ class Payments:
 
         key = f"increment:{aid}:{request_key}"
         step = self._claim(aid, "increment", key, amount=asked, detail=None, check=check)
-        if isinstance(step, StoredAnswer):
-            return step
-        total = int(step.row.op_amount)
-        result = self._learn(step) if step.resume else None
-        if result is None:
-            result = step.processor.increment(
-                key=key, reference=step.row.processor_ref, amount=Money(total, step.row.currency)
-            )
-        return self._record(step, result, store)
+        return self._finish_step(step, store)
 
     def refund(
         self, aid: str, req: wire.RefundRequest, request_key: str, store: Store
@@ -579,14 +555,7 @@ class Payments:
             detail=req.reason,
             check=check,
         )
-        if isinstance(step, StoredAnswer):
-            return step
-        result = self._learn(step) if step.resume else None
-        if result is None:
-            result = step.processor.refund(
-                key=step.key, reference=step.row.processor_ref, amount=amount
-            )
-        return self._record(step, result, store)
+        return self._finish_step(step, store)
 
     def _claim(
         self,
@@ -717,25 +686,14 @@ class Payments:
         except Unanswered:
             return False
         if result is None:
-            reference = row.processor_ref
             if row.op == "hold":
                 result = Result(
                     outcome=Outcome.DECLINED,
                     amount=Money(0, row.currency),
                     error=ProcessorError(code=ErrorCode.NOT_FOUND, message="not_placed"),
                 )
-            elif row.op == "capture":
-                amount = Money(int(row.op_amount), row.currency)
-                result = step.processor.capture(key=step.key, reference=reference, amount=amount)
-            elif row.op == "release":
-                held = Money(int(row.amount_authorized), row.currency)
-                result = step.processor.release(key=step.key, reference=reference, amount=held)
-            elif row.op == "refund":
-                amount = Money(int(row.op_amount), row.currency)
-                result = step.processor.refund(key=step.key, reference=reference, amount=amount)
             else:
-                amount = Money(int(row.op_amount), row.currency)
-                result = step.processor.increment(key=step.key, reference=reference, amount=amount)
+                result = self._send(step)
         try:
             self._record(step, result, lambda _conn, _answer: None)
         except (Unanswered, Refusal):
@@ -769,6 +727,34 @@ class Payments:
         except (Unanswered, Refusal):
             return "busy"
         return "settled"
+
+    # -- phases 2 and 3 ---------------------------------------------------------------------
+    def _finish_step(self, step: Step | StoredAnswer, store: Store) -> StoredAnswer:
+        """Phases 2 and 3 of a step on an existing authorization, once `_claim` has run: a
+        step found unfinished asks the processor first and is sent (with its key) only if the
+        processor shows it was never done; then its outcome is recorded and answered."""
+        if isinstance(step, StoredAnswer):
+            return step
+        result = self._learn(step) if step.resume else None
+        if result is None:
+            result = self._send(step)
+        return self._record(step, result, store)
+
+    def _send(self, step: Step) -> Result:
+        """Call the processor for a capture, release, refund or increment, from what its claim
+        recorded on the row (the amount in `op_amount`, the hold in `amount_authorized`), so
+        a first call, a retry and the reconciler send the same request under the same key."""
+        row, reference = step.row, step.row.processor_ref
+        if row.op == "release":
+            held = Money(int(row.amount_authorized), row.currency)
+            return step.processor.release(key=step.key, reference=reference, amount=held)
+        amount = Money(int(row.op_amount), row.currency)
+        if row.op == "capture":
+            return step.processor.capture(key=step.key, reference=reference, amount=amount)
+        if row.op == "refund":
+            return step.processor.refund(key=step.key, reference=reference, amount=amount)
+        assert row.op == "increment", row.op
+        return step.processor.increment(key=step.key, reference=reference, amount=amount)
 
     # -- phase 3 ----------------------------------------------------------------------------
     def _record(self, step: Step, result: Result, store: Store) -> StoredAnswer:
