@@ -99,7 +99,8 @@ def step_result(event: WebhookEvent, row: AuthorizationRow) -> Result | None:
             outcome=Outcome.DECLINED,
             amount=Money(0, currency),
             reference=event.reference,
-            error=ProcessorError(code=ErrorCode.CARD_DECLINED, message="refused, by notification"),
+            error=event.error
+            or ProcessorError(code=ErrorCode.CARD_DECLINED, message="refused, by notification"),
         )
     return None
 

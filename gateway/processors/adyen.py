@@ -97,6 +97,21 @@ EVENT_KINDS: dict[str, WebhookKind] = {
     "REFUND": WebhookKind.REFUNDED,
 }
 
+# Refusal reasons as an AUTHORISATION notification's `reason` gives them when `success` is
+# "false" (the text of https://docs.adyen.com/development-resources/refusal-reasons).
+REFUSAL_TEXTS: dict[str, ErrorCode] = {
+    "not enough balance": ErrorCode.INSUFFICIENT_FUNDS,
+    "expired card": ErrorCode.EXPIRED_CARD,
+    "invalid card number": ErrorCode.INVALID_CARD,
+    "cvc declined": ErrorCode.INVALID_CARD,
+    "fraud": ErrorCode.FRAUD_SUSPECTED,
+    "acquirer fraud": ErrorCode.FRAUD_SUSPECTED,
+    "issuer suspected fraud": ErrorCode.FRAUD_SUSPECTED,
+    "3d not authenticated": ErrorCode.AUTHENTICATION_REQUIRED,
+    "authentication required": ErrorCode.AUTHENTICATION_REQUIRED,
+    "withdrawal amount exceeded": ErrorCode.INSUFFICIENT_FUNDS,
+}
+
 
 class AdyenProcessor:
     """Implements `gateway.processors.port.Processor` for one Adyen merchant account."""
@@ -122,6 +137,7 @@ class AdyenProcessor:
                 Capability.REFUND,
                 Capability.WEBHOOK,
                 Capability.WEB,
+                Capability.NOTIFIED,
             }
         )
         self._hmac_key = hmac_key
@@ -198,7 +214,11 @@ class AdyenProcessor:
             ),
         )
 
-    def refund(self, *, key: str, reference: str, amount: Money) -> Result:
+    def refund(
+        self, *, key: str, reference: str, amount: Money, destination: str | None = None
+    ) -> Result:
+        if destination is not None:
+            return _refused(amount, ErrorCode.INVALID_REQUEST, "adyen refunds go to the card")
         if amount.minor <= 0:
             return _refused(amount, ErrorCode.AMOUNT_INVALID, "a refund is of a positive amount")
         request = {"merchantAccount": self.account, "amount": _amount(amount), "reference": key}
@@ -246,6 +266,7 @@ class AdyenProcessor:
             psp = str(item["pspReference"])
             original = item.get("originalReference")
             amount = item["amount"]
+            error = None if success else _notified_refusal(code, str(item.get("reason", "")))
             return WebhookEvent(
                 # Adyen's notifications carry no id of their own; Adyen documents the
                 # pspReference with the eventCode (and success) as what identifies one.
@@ -255,6 +276,7 @@ class AdyenProcessor:
                 payment_id=str(item["merchantReference"]) if code == "AUTHORISATION" else None,
                 amount=Money(int(amount["value"]), str(amount["currency"])),
                 raw=item,
+                error=error,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise WebhookRejected(f"adyen notification not understood: {exc!r}") from None
@@ -351,6 +373,26 @@ def _authorised(answer: Mapping[str, Any], asked: Money) -> Result:
         advice_code=extra.get("merchantAdviceCode"),
     )
     return Result(outcome=Outcome.DECLINED, amount=zero, reference=psp, error=error, raw=answer)
+
+
+def _notified_refusal(event_code: str, reason: str) -> ProcessorError:
+    """Why a notification with `success` "false" was refused. Adyen gives the reason as text
+    only: a refused authorisation names its refusal reason; a refused capture or refund
+    names the amount or balance when it asked for more than the payment has left, else the
+    payment was no longer in a state to take it (cancelled, captured, expired). The text is
+    not copied into the message: only the normalised code and the event code travel."""
+    text = reason.strip().lower()
+    if event_code == "AUTHORISATION":
+        code = REFUSAL_TEXTS.get(text, ErrorCode.CARD_DECLINED)
+    elif event_code == "AUTHORISATION_ADJUSTMENT":
+        code = ErrorCode.CARD_DECLINED
+    elif "balance" in text or "amount" in text:
+        code = ErrorCode.AMOUNT_INVALID
+    else:
+        code = ErrorCode.ALREADY_SETTLED
+    return ProcessorError(
+        code=code, message=f"adyen refused the {event_code.lower()}", processor_code=event_code
+    )
 
 
 def _error(code: ErrorCode, message: str, exc: Exception | None) -> ProcessorError:

@@ -13,18 +13,22 @@ A Lightning payment is made in full up front, so the port maps onto it as a prep
   ``GET /api/v1/payments/{payment_hash}``. LNbits signs no webhook, so `parse_webhook` believes
   nothing in the body but the payment hash, and asks LNbits (with the wallet's key) whether
   that invoice of this wallet is paid.
-- `capture` keeps part of a paid invoice; nothing is sent (the money is already in the
-  wallet), and the rest is owed back to the driver. `release` of an unpaid invoice lets it
-  expire; of a paid one, all of it is owed back.
-- Refunds are an operator action: the driver gives an invoice from their wallet and `pay_out`
-  pays it from the operator's wallet, for the satoshis that the refunded fiat amount bought at
-  the rate recorded at payment time, and records the payout in LNbits (``extra`` and
-  ``external_id`` of the outgoing payment), where `status` finds it. `refund`, which carries no
-  destination, answers `ErrorCode.UNSUPPORTED`.
+- `capture` keeps part of a paid invoice: the money is already in the wallet, so the capture
+  is recorded on the invoice at LNbits (its ``extra``, through ``PATCH
+  /api/v1/payments/extra``, which only appends: the captured amount, the key, and the rest
+  owed back to the driver), where `status` then reports it captured. `release` of an unpaid
+  invoice lets it expire; of a paid one, it records all of it as owed back.
+- Refunds (`Capability.REFUND_TO_DESTINATION`): the driver gives an invoice from their wallet
+  (`refund`'s `destination`, or `pay_out`) and it is paid from the operator's wallet, for the
+  satoshis that the refunded fiat amount bought at the rate recorded at payment time, never
+  more in all than was captured, and the payout is recorded in LNbits (``extra`` and
+  ``external_id`` of the outgoing payment), where `status` finds it. A `refund` without a
+  destination answers `ErrorCode.UNSUPPORTED`.
 - `increment` is unsupported: an invoice is for a fixed amount.
 Idempotency: LNbits has no idempotency keys, so the adapter gives every invoice the gateway's
 payment id as ``external_id`` and looks it up before creating one; a second `hold` with the same
-key answers the first invoice. Refunds are looked up by key the same way.
+key answers the first invoice (pending, then approved once paid, declined once expired unpaid).
+Captures, releases and refunds are looked up by key the same way.
 API: https://demo.lnbits.com/docs (LNbits 1.x, ``/api/v1/payments``).
 """
 
@@ -137,7 +141,14 @@ class LightningProcessor:
     ) -> None:
         self.account = account
         self.capabilities = frozenset(
-            {Capability.PARTIAL_CAPTURE, Capability.WEBHOOK, Capability.WEB}
+            {
+                Capability.PARTIAL_CAPTURE,
+                Capability.REFUND_TO_DESTINATION,
+                Capability.WEBHOOK,
+                Capability.WEB,
+                Capability.STATUS,
+                Capability.PREPAID,
+            }
         )
         self._url = url.rstrip("/")
         self._invoice_key = invoice_key
@@ -210,17 +221,18 @@ class LightningProcessor:
             now = self.status(payment_id="", reference=reference)
         except ProcessorUnreachable as exc:
             return _no_answer(amount, str(exc))
+        extra = now.raw.get("extra") or {}
+        if now.state is PaymentState.CAPTURED and extra.get("capture_key") == key:
+            return _captured(now, reference)  # this capture, asked again
+        if now.state in (PaymentState.CAPTURED, PaymentState.RELEASED):
+            return _refused(amount, ErrorCode.ALREADY_SETTLED, f"the invoice is {now.state.value}")
         if now.state is not PaymentState.HELD or now.held is None:
             return _refused(amount, ErrorCode.AMOUNT_INVALID, f"the invoice is {now.state.value}")
         if amount.currency != now.held.currency or not 0 < amount.minor <= now.held.minor:
             return _refused(amount, ErrorCode.AMOUNT_INVALID, f"{amount} asked, {now.held} paid")
         owed = now.held - amount
-        return Result(
-            outcome=Outcome.APPROVED,
-            amount=amount,
-            reference=reference,
-            raw={"owed_back_minor": owed.minor, "currency": owed.currency, "invoice": now.raw},
-        )
+        record = {"capture_key": key, "captured_minor": amount.minor, "owed_back_minor": owed.minor}
+        return self._record(reference, record, amount, _captured)
 
     def release(self, *, key: str, reference: str, amount: Money) -> Result:
         try:
@@ -229,24 +241,29 @@ class LightningProcessor:
             return _no_answer(Money.zero(amount.currency), str(exc))
         if now.state is PaymentState.NOT_FOUND or now.held is None:
             return _refused(amount, ErrorCode.NOT_FOUND, f"no invoice {reference}")
-        # An unpaid invoice expires by itself (LNbits cancels none); a paid one is owed back.
-        return Result(
-            outcome=Outcome.APPROVED,
-            amount=Money.zero(now.held.currency),
-            reference=reference,
-            raw={"owed_back_minor": now.held.minor, "state": now.state.value},
-        )
+        extra = now.raw.get("extra") or {}
+        if now.state is PaymentState.RELEASED and extra.get("release_key") in (key, None):
+            return _released(now, reference)  # asked again, or an invoice that expired unpaid
+        if now.state is PaymentState.PENDING:
+            # Unpaid: nothing to give back; the invoice expires by itself (LNbits cancels
+            # only hold invoices).
+            return _released(now, reference)
+        if now.state is not PaymentState.HELD:
+            return _refused(amount, ErrorCode.ALREADY_SETTLED, f"the invoice is {now.state.value}")
+        record = {"release_key": key, "released": True, "owed_back_minor": now.held.minor}
+        return self._record(reference, record, amount, _released)
 
-    def refund(self, *, key: str, reference: str, amount: Money) -> Result:
-        return _refused(
-            amount,
-            ErrorCode.UNSUPPORTED,
-            "a lightning refund needs the driver's invoice: the operator uses pay_out",
-        )
-
-    def pay_out(self, *, key: str, reference: str, amount: Money, invoice: str) -> Result:
-        """The operator's refund: pay the driver's `invoice` for what `amount` bought at the
-        rate of the payment, never more in all than the payment's fiat amount."""
+    def refund(
+        self, *, key: str, reference: str, amount: Money, destination: str | None = None
+    ) -> Result:
+        """Pay the driver's invoice (`destination`) for what `amount` bought at the rate of
+        the payment, never more in all than was captured."""
+        if destination is None:
+            return _refused(
+                amount,
+                ErrorCode.UNSUPPORTED,
+                "a lightning refund is paid to an invoice from the driver's wallet",
+            )
         try:
             now = self.status(payment_id="", reference=reference)
             paid_out = self._payouts(reference)
@@ -255,9 +272,14 @@ class LightningProcessor:
         for row in paid_out:
             if (row.get("extra") or {}).get("gateway_key") == key:
                 return _payout_result(row, reference)
-        if now.state is not PaymentState.HELD or now.held is None or now.refunded is None:
-            return _refused(amount, ErrorCode.AMOUNT_INVALID, f"the invoice is {now.state.value}")
-        left = now.held - now.refunded
+        if now.state is not PaymentState.CAPTURED or now.captured is None:
+            return _refused(
+                amount,
+                ErrorCode.AMOUNT_INVALID,
+                f"nothing captured: the invoice is {now.state.value}",
+            )
+        assert now.refunded is not None
+        left = now.captured - now.refunded
         if amount.currency != left.currency or not 0 < amount.minor <= left.minor:
             return _refused(amount, ErrorCode.AMOUNT_INVALID, f"{amount} asked, {left} left")
         try:
@@ -268,7 +290,9 @@ class LightningProcessor:
             return _refused(amount, ErrorCode.CONFIGURATION, "the invoice recorded no rate")
         sats = sats_for(amount, price)
         try:
-            decoded = self._post("/api/v1/payments/decode", {"data": invoice}, self._invoice_key)
+            decoded = self._post(
+                "/api/v1/payments/decode", {"data": destination}, self._invoice_key
+            )
         except (_NoAnswer, _Refused) as exc:
             return _refused(amount, ErrorCode.INVALID_REQUEST, f"driver's invoice: {exc}")
         if int(decoded.get("amount_msat") or 0) != sats * MSAT_PER_SAT:
@@ -279,7 +303,7 @@ class LightningProcessor:
             )
         body = {
             "out": True,
-            "bolt11": invoice,
+            "bolt11": destination,
             "external_id": f"refund:{reference}",
             "extra": {
                 "gateway_key": key,
@@ -298,6 +322,10 @@ class LightningProcessor:
                 amount, ErrorCode.PROCESSOR_UNAVAILABLE, str(exc), processor_code=exc.code
             )
         return _payout_result(payout, reference)
+
+    def pay_out(self, *, key: str, reference: str, amount: Money, invoice: str) -> Result:
+        """The operator's refund to the driver's `invoice` (`refund` with a destination)."""
+        return self.refund(key=key, reference=reference, amount=amount, destination=invoice)
 
     # -- status and webhooks ---------------------------------------------------------------
 
@@ -332,11 +360,19 @@ class LightningProcessor:
                 for row in self._payouts(hash_)
                 if row.get("status") == "success"
             )
+            # What the gateway did with the paid invoice, recorded in its `extra` (`_record`).
+            state = PaymentState.HELD
+            captured = zero
+            if "captured_minor" in extra:
+                state = PaymentState.CAPTURED
+                captured = Money(int(extra["captured_minor"]), fiat.currency)
+            elif extra.get("released"):
+                state = PaymentState.RELEASED
             return PaymentStatus(
-                state=PaymentState.HELD,
+                state=state,
                 reference=hash_,
                 held=fiat,
-                captured=zero,
+                captured=captured,
                 refunded=Money(refunded, fiat.currency),
                 raw=details,
             )
@@ -375,6 +411,38 @@ class LightningProcessor:
         )
 
     # -- plumbing --------------------------------------------------------------------------
+
+    def _record(
+        self,
+        reference: str,
+        record: Mapping[str, Any],
+        asked: Money,
+        answer: Callable[[PaymentStatus, str], Result],
+    ) -> Result:
+        """Write what the gateway did with a paid invoice into its ``extra`` at LNbits
+        (``PATCH /api/v1/payments/extra``, which only appends: a key written once stays), and
+        answer from LNbits's record read back, so a race or a retry answers what is there."""
+        try:
+            self._send(
+                "PATCH",
+                "/api/v1/payments/extra",
+                {"payment_hash": reference, "extra": dict(record)},
+                self._admin_key,
+                None,
+            )
+        except _NoAnswer as exc:
+            return _no_answer(asked, str(exc))
+        except _Refused:
+            pass  # already written (by this key's earlier call, or another step): read it
+        try:
+            now = self.status(payment_id="", reference=reference)
+        except ProcessorUnreachable as exc:
+            return _no_answer(asked, str(exc))
+        extra = now.raw.get("extra") or {}
+        mine = [k for k in ("capture_key", "release_key") if k in record]
+        if mine and extra.get(mine[0]) == record[mine[0]]:
+            return answer(now, reference)
+        return _refused(asked, ErrorCode.ALREADY_SETTLED, f"the invoice is {now.state.value}")
 
     def _payouts(self, reference: str) -> list[Mapping[str, Any]]:
         try:
@@ -433,6 +501,8 @@ class _Refused(Exception):
 
 
 def _invoiced(invoice: Mapping[str, Any], asked: Money) -> Result:
+    """The answer to a hold: pending while the invoice waits for the payer; for the same key
+    asked again, approved once it is paid and declined once it expired unpaid."""
     extra = invoice.get("extra") or {}
     raw = {
         "payment_hash": invoice.get("payment_hash"),
@@ -443,8 +513,41 @@ def _invoiced(invoice: Mapping[str, Any], asked: Money) -> Result:
         "rate_source": extra.get("rate_source"),
         "rate_at": extra.get("rate_at"),
     }
+    reference = str(invoice["payment_hash"])
+    if invoice.get("status") == "success":
+        return Result(outcome=Outcome.APPROVED, amount=asked, reference=reference, raw=raw)
+    if invoice.get("status") == "failed" or _expired(invoice):
+        error = ProcessorError(
+            code=ErrorCode.CARD_DECLINED,
+            message="the invoice expired unpaid",
+            processor_code="failed" if invoice.get("status") == "failed" else "expired",
+        )
+        zero = Money.zero(asked.currency)
+        return Result(
+            outcome=Outcome.DECLINED, amount=zero, reference=reference, error=error, raw=raw
+        )
+    return Result(outcome=Outcome.PENDING, amount=asked, reference=reference, raw=raw)
+
+
+def _captured(now: PaymentStatus, reference: str) -> Result:
+    assert now.captured is not None and now.held is not None
+    owed = now.held - now.captured
     return Result(
-        outcome=Outcome.PENDING, amount=asked, reference=str(invoice["payment_hash"]), raw=raw
+        outcome=Outcome.APPROVED,
+        amount=now.captured,
+        reference=reference,
+        raw={"owed_back_minor": owed.minor, "currency": owed.currency},
+    )
+
+
+def _released(now: PaymentStatus, reference: str) -> Result:
+    assert now.held is not None
+    extra = now.raw.get("extra") or {}
+    return Result(
+        outcome=Outcome.APPROVED,
+        amount=Money.zero(now.held.currency),
+        reference=reference,
+        raw={"owed_back_minor": int(extra.get("owed_back_minor", 0)), "state": now.state.value},
     )
 
 

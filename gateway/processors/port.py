@@ -85,14 +85,31 @@ class ProcessorError:
 
 
 class Capability(enum.Enum):
-    """What an adapter (for its configured account) can do beyond hold, capture and release."""
+    """What an adapter (for its configured account) can do, and how its answers arrive.
+
+    The conformance suite (`tests/processors/test_conformance.py`) holds every adapter to the
+    same assertions, read through these: an adapter without a capability answers the call
+    it would need with a clean `ErrorCode.UNSUPPORTED` refusal (or, for `status`,
+    `ProcessorUnreachable`), never a half-done effect."""
 
     INCREMENT = "increment"  # incremental authorization
     PARTIAL_CAPTURE = "partial_capture"
-    REFUND = "refund"
+    REFUND = "refund"  # refunds back along the payment (the card it came from)
+    # Refunds paid out to where the payer says (`refund`'s `destination`): a Lightning
+    # invoice from the payer's own wallet, for the refunded amount at the payment's rate.
+    REFUND_TO_DESTINATION = "refund_to_destination"
     WEBHOOK = "webhook"
     CARD_PRESENT = "card_present"  # takes the kiosk reader's protected card data
     WEB = "web"  # takes payments from the phone's payment page
+    STATUS = "status"  # `status` reports a payment's state (Adyen publishes none)
+    # Capture, release, refund and increment are accepted (`Outcome.PENDING`) and their
+    # outcome arrives in the processor's notification (Adyen's modifications).
+    NOTIFIED = "notified"
+    # A prepayment (Lightning): `hold` is an invoice, `PENDING` until the payer pays it in
+    # full, then held (the same key again answers approved; an invoice that expired unpaid,
+    # declined). `capture` keeps part of what was paid and records the rest as owed back to
+    # the payer; `release` of a paid invoice records all of it as owed back.
+    PREPAID = "prepaid"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -162,6 +179,8 @@ class WebhookEvent:
     payment_id: str | None
     amount: Money
     raw: Mapping[str, Any] = field(default_factory=dict)
+    # Why, for a `DECLINED` notification (a refused authorisation or modification).
+    error: ProcessorError | None = None
 
 
 class WebhookRejected(Exception):
@@ -198,16 +217,21 @@ class Processor(Protocol):
         gateway recorded it (for the answer's currency and processors that want it)."""
         ...
 
-    def refund(self, *, key: str, reference: str, amount: Money) -> Result:
+    def refund(
+        self, *, key: str, reference: str, amount: Money, destination: str | None = None
+    ) -> Result:
         """Refund `amount` of a captured payment; several partial refunds may follow, never
-        more in all than was captured."""
+        more in all than was captured. `destination` is where the money goes for a processor
+        that cannot send it back along the payment (`Capability.REFUND_TO_DESTINATION`: the
+        payer's Lightning invoice); the others refuse one (`ErrorCode.INVALID_REQUEST`)."""
         ...
 
     def status(self, *, payment_id: str, reference: str | None) -> PaymentStatus:
         """What the processor says about the payment now: by `reference` when known, else by
         the gateway's `payment_id`. A processor that cannot be reached raises
-        `ProcessorUnreachable`, and so does one that publishes no payment status (Adyen: its
-        notifications are the only record of a payment's state)."""
+        `ProcessorUnreachable`, and so does one that publishes no payment status (without
+        `Capability.STATUS`; Adyen: its notifications are the only record of a payment's
+        state)."""
         ...
 
     def parse_webhook(self, *, headers: Mapping[str, str], body: bytes) -> WebhookEvent:

@@ -191,6 +191,7 @@ class SimulatedProcessor:
             Capability.REFUND,
             Capability.WEBHOOK,
             Capability.CARD_PRESENT,
+            Capability.STATUS,
         }
         if self.supports_increment:
             caps.add(Capability.INCREMENT)
@@ -321,7 +322,12 @@ class SimulatedProcessor:
 
         return self._call(key, "release", zero, work)
 
-    def refund(self, *, key: str, reference: str, amount: Money) -> Result:
+    def refund(
+        self, *, key: str, reference: str, amount: Money, destination: str | None = None
+    ) -> Result:
+        if destination is not None:
+            return _refused(amount, ErrorCode.INVALID_REQUEST, "refunds go back to the card")
+
         def work(conn: Connection) -> Result:
             payment = self._payment(conn, reference)
             if payment is None:

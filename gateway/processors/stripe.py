@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import stripe
@@ -122,7 +123,13 @@ class StripeProcessor:
         max_network_retries: int = 0,
     ) -> None:
         self.account = account
-        caps = {Capability.PARTIAL_CAPTURE, Capability.REFUND, Capability.WEBHOOK, Capability.WEB}
+        caps = {
+            Capability.PARTIAL_CAPTURE,
+            Capability.REFUND,
+            Capability.WEBHOOK,
+            Capability.WEB,
+            Capability.STATUS,
+        }
         if incremental:
             caps.add(Capability.INCREMENT)
         self.capabilities = frozenset(caps)
@@ -194,7 +201,7 @@ class StripeProcessor:
             minor = received if isinstance(received, int) else asked.minor
             return _result(Outcome.APPROVED, Money(minor, asked.currency), intent)
 
-        return self._call(
+        result = self._call(
             amount,
             lambda: self._client.v1.payment_intents.capture(
                 reference,
@@ -203,6 +210,23 @@ class StripeProcessor:
             ),
             captured,
         )
+        error = result.error
+        if error is None or error.code is not ErrorCode.INVALID_REQUEST:
+            return result
+        # A refused capture of more than the hold is AMOUNT_INVALID, whatever code the answer
+        # carried (asked only on this refusal, so a capture costs no extra round trip).
+        try:
+            now = self.status(payment_id="", reference=reference)
+        except ProcessorUnreachable:
+            return result
+        if (
+            now.state is PaymentState.HELD
+            and now.held is not None
+            and now.held.currency == amount.currency
+            and amount.minor > now.held.minor
+        ):
+            return replace(result, error=replace(error, code=ErrorCode.AMOUNT_INVALID))
+        return result
 
     def release(self, *, key: str, reference: str, amount: Money) -> Result:
         def released(intent: Mapping[str, Any], asked: Money) -> Result:
@@ -219,7 +243,11 @@ class StripeProcessor:
             released,
         )
 
-    def refund(self, *, key: str, reference: str, amount: Money) -> Result:
+    def refund(
+        self, *, key: str, reference: str, amount: Money, destination: str | None = None
+    ) -> Result:
+        if destination is not None:
+            return _refused(amount, ErrorCode.INVALID_REQUEST, "stripe refunds go to the card")
         try:
             now = self.status(payment_id="", reference=reference)
         except ProcessorUnreachable as exc:

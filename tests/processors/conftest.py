@@ -1,28 +1,43 @@
 """Each adapter against its local peer, as one `Harness` the conformance suite runs over.
 
 The peers are started here (`stack.py`), once per test session, and killed at the end:
+- simulated: the gateway's own simulated processor, its books in a SQLite file.
 - Stripe: localstripe (PyPI), a stateful fake of Stripe's API, in this virtual environment.
 - Adyen: Stoplight Prism (npm) serving Adyen's own OpenAPI document of the Checkout API
-  (`adyen-openapi/`), which validates every request; it keeps no state, so Adyen is tested in
-  `test_adyen.py` rather than by the stateful conformance suite.
+  (`adyen-openapi/`), which validates every request; it keeps no state, so `AdyenBooks`
+  (`adyen_books.py`) in front of it keeps the books and sends the signed notifications Adyen
+  documents.
 - Lightning: LNbits (PyPI) with its FakeWallet funding source, in a virtual environment of its
-  own, its exchange rate taken from a recorded exchange ticker on 127.0.0.1. A Lightning payment
-  is a prepayment, not a hold, so it has its own suite (`test_lightning.py`).
+  own, its exchange rate taken from a recorded exchange ticker on 127.0.0.1; a second wallet
+  is the driver who pays the invoices.
+How each harness bridges what its processor declares (`Capability`) is in `harnesses.py`.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from gateway.ledger import migrate, open_engine
 from gateway.processors import CardRef
-from gateway.processors.port import Processor
+from gateway.processors.adyen import AdyenProcessor
+from gateway.processors.lightning import LightningProcessor, LnbitsRates
+from gateway.processors.methods import LIGHTNING, PAYMENT, WEB_CARD
+from gateway.processors.simulated import SimulatedProcessor
 from gateway.processors.stripe import StripeProcessor
 from gateway.server import EmbeddedGateway
+from tests.processors.adyen_books import AdyenBooks
+from tests.processors.harnesses import (
+    AdyenHarness,
+    Harness,
+    LightningHarness,
+    SimulatedHarness,
+    StripeHarness,
+)
 from tests.processors.peers import Inbox, RecordingProxy, free_port
 from tests.processors.stack import (
     ADYEN_ACCOUNT,
@@ -42,20 +57,20 @@ from tests.processors.stack import (
 
 __all__ = ["STRIPE_KEY", "STRIPE_WEBHOOK_SECRET", "Harness", "Lnbits", "Wallet"]
 
-
-@dataclass
-class Harness:
-    """An adapter wired to its peer through a recording proxy, and the peer's test cards."""
-
-    name: str
-    processor: Processor
-    proxy: RecordingProxy
-    idempotency_header: str  # where the processor takes the gateway's idempotency key
-    currency: str
-    approving: Callable[[], CardRef]
-    declining: Callable[[], CardRef]
-    unreachable: Processor  # the same adapter pointed at a port where nothing listens
-    secrets: tuple[str, ...]  # what must never be logged: keys, webhook secrets, card numbers
+# The recorded Kraken ticker LNbits prices with (recorded/kraken/ticker_xbteur.json, c[0]).
+BTC_EUR = Decimal("57012.30")
+# Adyen's Card component's encrypted fields for test card 4111 1111 1111 1111
+# (https://docs.adyen.com/development-resources/testing/test-card-numbers).
+ADYEN_CARD = {
+    "type": "scheme",
+    "encryptedCardNumber": "test_4111111111111111",
+    "encryptedExpiryMonth": "test_03",
+    "encryptedExpiryYear": "test_2030",
+    "encryptedSecurityCode": "test_737",
+}
+# The invoices of the Lightning harness expire this soon, so the "declining" payer's
+# walk-away is over in seconds.
+LIGHTNING_EXPIRY_S = 3
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +78,35 @@ def localstripe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     peer = start_localstripe(tmp_path_factory.mktemp("localstripe"))
     yield peer.url
     peer.close()
+
+
+@pytest.fixture
+def simulated_harness(tmp_path: Path) -> Iterator[Harness]:
+    engine = open_engine(f"sqlite:///{tmp_path / 'simulated.sqlite3'}")
+    migrate(engine)
+    secret = b"conformance-webhook-secret"
+    processor = SimulatedProcessor(engine, "acct_conformance", webhook_secret=secret)
+    dead = SimulatedProcessor(engine, "acct_conformance", webhook_secret=secret)
+    dead.fail = "unreachable"
+
+    def card(last4: str) -> CardRef:
+        return CardRef(
+            kind=PAYMENT, token=f"tok-{last4}", brand="visa", last4=last4, expiry="3412", payload={}
+        )
+
+    yield SimulatedHarness(
+        name="simulated",
+        processor=processor,
+        currency="EUR",
+        approving=lambda: card("4242"),
+        declining=lambda: card("0002"),
+        unreachable=dead,
+        secrets=(secret.decode(),),
+        unknown_reference="sim_neverexisted000000",
+        over_http=False,
+        engine=engine,
+    )
+    engine.dispose()
 
 
 @pytest.fixture
@@ -82,16 +126,99 @@ def stripe_harness(localstripe: str) -> Iterator[Harness]:
         api_base=f"http://127.0.0.1:{free_port()}",
         timeout_s=2,
     )
-    yield Harness(
+    yield StripeHarness(
         name="stripe",
         processor=processor,
-        proxy=proxy,
-        idempotency_header="Idempotency-Key",
         currency="EUR",
         approving=lambda: stripe_payment_method(localstripe, STRIPE_APPROVE),
         declining=lambda: stripe_payment_method(localstripe, STRIPE_DECLINE),
         unreachable=dead,
         secrets=(STRIPE_KEY, STRIPE_WEBHOOK_SECRET, STRIPE_APPROVE, STRIPE_DECLINE),
+        unknown_reference="pi_3NeverExisted0000000000",
+        proxy=proxy,
+    )
+    proxy.close()
+
+
+def _adyen(url: str) -> AdyenProcessor:
+    return AdyenProcessor(
+        account=ADYEN_ACCOUNT,
+        api_key=ADYEN_API_KEY,
+        hmac_key=ADYEN_HMAC_KEY,
+        checkout_url=url,
+        return_url="https://pay.example.org/return",
+        timeout_s=10,
+    )
+
+
+@pytest.fixture
+def adyen_harness(prism_adyen: str) -> Iterator[Harness]:
+    books = AdyenBooks(prism_adyen, ADYEN_HMAC_KEY, ADYEN_ACCOUNT).start()
+
+    def card(holder: str | None) -> CardRef:
+        payload = dict(ADYEN_CARD) | ({"holderName": holder} if holder else {})
+        return CardRef(
+            kind=WEB_CARD, token="", brand="visa", last4="1111", expiry="3003", payload=payload
+        )
+
+    yield AdyenHarness(
+        name="adyen",
+        processor=_adyen(books.url),
+        currency="EUR",
+        approving=lambda: card(None),
+        declining=lambda: card("NOT_ENOUGH_BALANCE"),
+        unreachable=_adyen(f"http://127.0.0.1:{free_port()}"),
+        secrets=(ADYEN_API_KEY, ADYEN_HMAC_KEY, ADYEN_CARD["encryptedCardNumber"]),
+        unknown_reference="NEVEREXISTED0000",
+        books=books,
+    )
+    books.close()
+
+
+@pytest.fixture(scope="session")
+def lightning_wallets(lnbits: Lnbits) -> tuple[Wallet, Wallet]:
+    """The operator's wallet and the driver's (funded: the driver pays the invoices)."""
+    return lnbits.wallet("operator", sats=1_000_000), lnbits.wallet("driver", sats=5_000_000)
+
+
+@pytest.fixture
+def lightning_harness(
+    lnbits: Lnbits, lightning_wallets: tuple[Wallet, Wallet]
+) -> Iterator[Harness]:
+    operator, driver = lightning_wallets
+    proxy = RecordingProxy(lnbits.url).start()
+
+    def adapter(url: str, timeout_s: float) -> LightningProcessor:
+        return LightningProcessor(
+            account="op-wallet",
+            url=url,
+            invoice_key=operator.invoice_key,
+            admin_key=operator.admin_key,
+            rates=LnbitsRates(lnbits.url),
+            expiry_s=LIGHTNING_EXPIRY_S,
+            timeout_s=timeout_s,
+        )
+
+    def wallet(token: str) -> CardRef:
+        return CardRef(
+            kind=LIGHTNING, token=token, brand="lightning", last4="", expiry=None, payload={}
+        )
+
+    yield LightningHarness(
+        name="lightning",
+        processor=adapter(proxy.url, 10),
+        currency="EUR",
+        approving=lambda: wallet("pays"),
+        declining=lambda: wallet("walks-away"),
+        unreachable=adapter(f"http://127.0.0.1:{free_port()}", 2),
+        secrets=(operator.admin_key, operator.invoice_key),
+        unknown_reference="0" * 64,
+        proxy=proxy,
+        lnbits=lnbits,
+        driver=driver,
+        btc_price=BTC_EUR,
+        expiry_s=LIGHTNING_EXPIRY_S,
+        never_pays={"walks-away"},
     )
     proxy.close()
 
@@ -111,7 +238,7 @@ def lnbits(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lnbits]:
     close()
 
 
-ADAPTERS = ["stripe"]
+ADAPTERS = ["simulated", "stripe", "adyen", "lightning"]
 
 
 @pytest.fixture(params=ADAPTERS)

@@ -100,6 +100,7 @@ class RecordingProxy:
     # When set, each request reaches the peer but its answer is lost on the way back (the
     # connection is closed unanswered): the processor acted, the caller cannot know.
     lose_answers: bool = False
+    lose_only: str | None = None  # with `lose_answers`: lose only answers to this method
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
 
@@ -149,7 +150,7 @@ class RecordingProxy:
                         took,
                     )
                 )
-                if proxy.lose_answers:
+                if proxy.lose_answers and proxy.lose_only in (None, self.command):
                     self.close_connection = True
                     return
                 self.send_response(status)

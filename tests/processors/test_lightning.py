@@ -153,16 +153,54 @@ def test_the_same_key_twice_gives_the_same_invoice(adapter: LightningProcessor) 
     assert other.error is not None and other.error.code is ErrorCode.INVALID_REQUEST
 
 
-def test_a_capture_keeps_part_of_a_paid_invoice_and_owes_the_rest(
-    adapter: LightningProcessor, paid: tuple[str, str]
+def test_a_capture_keeps_part_of_a_paid_invoice_and_records_the_rest_as_owed(
+    adapter: LightningProcessor, paid: tuple[str, str], lnbits: Lnbits, operator: Wallet
 ) -> None:
     reference, _ = paid
     above = adapter.capture(key=new_key(), reference=reference, amount=Money(501, "EUR"))
     assert above.outcome is Outcome.DECLINED
-    result = adapter.capture(key=new_key(), reference=reference, amount=Money(320, "EUR"))
+    key = new_key()
+    result = adapter.capture(key=key, reference=reference, amount=Money(320, "EUR"))
     assert result.outcome is Outcome.APPROVED
     assert result.amount == Money(320, "EUR")
     assert result.raw["owed_back_minor"] == 180
+    # Recorded at LNbits, on the invoice itself: status reports it, a retry answers it.
+    stored = requests.get(
+        f"{lnbits.url}/api/v1/payments/{reference}",
+        headers={"X-Api-Key": operator.invoice_key},
+        timeout=10,
+    ).json()["details"]["extra"]
+    assert (stored["capture_key"], stored["captured_minor"], stored["owed_back_minor"]) == (
+        key,
+        320,
+        180,
+    )
+    assert adapter.status(payment_id="", reference=reference).captured == Money(320, "EUR")
+    again = adapter.capture(key=key, reference=reference, amount=Money(320, "EUR"))
+    assert (again.outcome, again.amount) == (Outcome.APPROVED, Money(320, "EUR"))
+    other = adapter.capture(key=new_key(), reference=reference, amount=Money(100, "EUR"))
+    assert other.error is not None and other.error.code is ErrorCode.ALREADY_SETTLED
+
+
+def test_a_hold_asked_again_is_approved_once_paid(
+    adapter: LightningProcessor, lnbits: Lnbits, driver: Wallet
+) -> None:
+    asked = {
+        "key": new_key(),
+        "payment_id": new_payment_id(),
+        "card": WALLET,
+        "amount": Money(700, "EUR"),
+    }
+    first = adapter.hold(**asked)
+    assert first.outcome is Outcome.PENDING
+    assert adapter.hold(**asked).outcome is Outcome.PENDING
+    lnbits.pay(driver, str(first.raw["bolt11"]))
+    paid = adapter.hold(**asked)
+    assert (paid.outcome, paid.amount, paid.reference) == (
+        Outcome.APPROVED,
+        Money(700, "EUR"),
+        first.reference,
+    )
 
 
 def test_an_unpaid_invoice_cannot_be_captured(adapter: LightningProcessor) -> None:
@@ -174,10 +212,18 @@ def test_an_unpaid_invoice_cannot_be_captured(adapter: LightningProcessor) -> No
     assert result.error is not None and result.error.code is ErrorCode.AMOUNT_INVALID
 
 
-def test_payouts_sum_to_the_payment_and_one_more_is_refused(
+def test_payouts_sum_to_the_capture_and_one_more_is_refused(
     adapter: LightningProcessor, paid: tuple[str, str], lnbits: Lnbits, driver: Wallet
 ) -> None:
     reference, _ = paid
+    before = adapter.pay_out(
+        key=new_key(),
+        reference=reference,
+        amount=Money(100, "EUR"),
+        invoice=lnbits.invoice(driver, _sats(100)),
+    )
+    assert before.error is not None and before.error.code is ErrorCode.AMOUNT_INVALID
+    assert adapter.capture(key=new_key(), reference=reference, amount=Money(500, "EUR")).succeeded
     key = new_key()
     first = adapter.pay_out(
         key=key,

@@ -1,7 +1,10 @@
-"""A processor outage with a real adapter and its peer: Stripe (localstripe) acts on a capture
-but its answer is lost, the step is `unknown` (the kiosk hears "no answer" and retries), and
-it is resolved by asking Stripe (`status`): by the reconciler, and by the webhook endpoint when
-a notification fails verification (not believed, but a reason to ask)."""
+"""A processor outage with each adapter and its peer: the processor acts on a capture but its
+answer is lost, the step is `unknown` (the kiosk hears "no answer" and retries), and it is
+resolved by asking the processor (`status`) — by the reconciler, and for Stripe also by the
+webhook endpoint when a notification fails verification (not believed, but a reason to ask) —
+or, for Adyen, which publishes no status, by the processor's own notification. Stripe runs on
+localstripe, Lightning on LNbits (the capture recorded on the invoice, its answer lost), Adyen
+on Prism; the simulated processor's outage is `tests/gateway/test_reconciler.py`."""
 
 from __future__ import annotations
 
@@ -12,13 +15,16 @@ from typing import Any
 import pytest
 import requests
 
+from gateway.processors import CardRef
+from gateway.processors.methods import LIGHTNING
 from gateway.processors.port import PaymentState
 from gateway.server import EmbeddedGateway
 from terminal.money import Money
 from tests.gateway.test_idempotency import capture
-from tests.processors.conftest import processors_file
+from tests.processors.conftest import Lnbits, processors_file
 from tests.processors.peers import RecordingProxy
 from tests.processors.stack import STRIPE_APPROVE, stripe_payment_method
+from tests.processors.test_adyen import ACCOUNT, _card, _notification
 
 TERMINAL = "KIOSK-0001"
 
@@ -115,3 +121,93 @@ def test_a_forged_webhook_is_refused_but_makes_the_gateway_ask_stripe(
     assert forged.status_code == 400
     assert gw.ledger.webhooks() == []  # nothing of it believed or remembered
     _settled(gw, "outage-session-2")
+
+
+@pytest.mark.slow
+def test_a_lost_lightning_capture_answer_is_resolved_by_the_reconciler(
+    tmp_path: Path, lnbits: Lnbits
+) -> None:
+    operator = lnbits.wallet("outage-operator")
+    driver = lnbits.wallet("outage-driver", sats=1_000_000)
+    proxy = RecordingProxy(lnbits.url).start()
+    (tmp_path / "invoice.key").write_text(operator.invoice_key + "\n")
+    (tmp_path / "admin.key").write_text(operator.admin_key + "\n")
+    tables = f"""
+[[processors]]
+adapter = "lightning"
+account = "op-wallet"
+url = "{proxy.url}"
+invoice_key_file = "{tmp_path / "invoice.key"}"
+admin_key_file = "{tmp_path / "admin.key"}"
+"""
+    routes = '[[routes]]\nprocessor = "lightning"\naccount = "op-wallet"\nmethod = "lightning"\n'
+    gw = EmbeddedGateway(
+        tmp_path / "g.sqlite3", processors_file=processors_file(tmp_path, tables, routes)
+    )
+    gw.up()
+    try:
+        aid = "outage-lightning-1"
+        wallet = CardRef(
+            kind=LIGHTNING, token="", brand="lightning", last4="", expiry=None, payload={}
+        )
+        asked = {"authorization_id": aid, "terminal_id": TERMINAL, "card": wallet}
+        pending = gw.payments.hold_web(**asked, amount=Money(5000, "EUR"))
+        lnbits.pay(driver, pending.pay["bolt11"])
+        held = gw.payments.hold_web(**asked, amount=Money(5000, "EUR"))
+        assert held.answer.body["status"] == "approved"
+        # LNbits records the capture on the invoice; its answer never comes back.
+        proxy.lose_answers, proxy.lose_only = True, "PATCH"
+        assert _capture(gw, aid, 3300).status_code == 504
+        proxy.lose_answers = False
+        row = _row(gw, aid)
+        assert (row["status"], row["op"], row["op_state"]) == ("approved", "capture", "unknown")
+        at_lnbits = gw.processors.get("lightning", "op-wallet").status(
+            payment_id=aid, reference=row["processor_ref"]
+        )
+        assert at_lnbits.state is PaymentState.CAPTURED  # LNbits has it; the gateway cannot know
+
+        assert gw.reconciler.work() == 1
+        _settled(gw, aid)
+        patches = [ex for ex in proxy.exchanges if ex.method == "PATCH"]
+        assert len(patches) == 1  # recorded once, never sent again
+    finally:
+        gw.close()
+        proxy.close()
+
+
+@pytest.mark.slow
+def test_a_lost_adyen_capture_answer_waits_for_its_notification(
+    adyen_gw: EmbeddedGateway, prism_proxy: RecordingProxy
+) -> None:
+    gw, aid = adyen_gw, "outage-adyen-1"
+    prism_proxy.prefer = "example=card-securedfields"
+    held = gw.payments.hold_web(
+        authorization_id=aid, terminal_id=TERMINAL, card=_card(), amount=Money(5000, "EUR")
+    )
+    assert held.answer.body["status"] == "approved"
+    prism_proxy.prefer = None
+    prism_proxy.lose_answers = True
+    assert _capture(gw, aid, 3300).status_code == 504
+    prism_proxy.lose_answers = False
+    row = _row(gw, aid)
+    assert (row["status"], row["op"], row["op_state"]) == ("approved", "capture", "unknown")
+    # Adyen publishes no status: the reconciler cannot learn the outcome and guesses nothing;
+    # the kiosk's retry is told "no answer" again.
+    gw.reconciler.work()
+    assert _row(gw, aid)["op_state"] == "unknown"
+    assert _capture(gw, aid, 3300).status_code == 504
+
+    notice = _notification(
+        code="CAPTURE",
+        pspReference="CAPTOUTAGE000001",
+        originalReference=held.answer.body.get("processor_ref") or _row(gw, aid)["processor_ref"],
+        merchantReference=aid,
+        amount={"currency": "EUR", "value": 3300},
+    )
+    notified = requests.post(
+        f"{gw.url}/webhooks/adyen/{ACCOUNT}",
+        json=notice,
+        timeout=30,
+    )
+    assert (notified.status_code, notified.text) == (200, "[accepted]")
+    _settled(gw, aid)

@@ -179,9 +179,11 @@ admin_key_file = "{tmp_path / "admin.key"}"
         at_lnbits = gw.processors.get("lightning", "op-wallet").status(
             payment_id=aid, reference=row["processor_ref"]
         )
-        # LNbits's books: the invoice paid in full for the hold; the ledger captured part of
-        # it and the rest is owed back to the driver.
-        assert at_lnbits.state is PaymentState.HELD and at_lnbits.held == Money(2000, "EUR")
+        # LNbits's books: the invoice paid in full for the hold, the capture recorded on it
+        # with the rest owed back to the driver, as in the ledger.
+        assert at_lnbits.state is PaymentState.CAPTURED and at_lnbits.held == Money(2000, "EUR")
+        assert at_lnbits.captured == Money(1370, "EUR")
+        assert at_lnbits.raw["extra"]["owed_back_minor"] == 630
         assert (row["status"], row["amount_authorized"], row["amount_captured"]) == (
             "captured",
             2000,
