@@ -439,8 +439,11 @@ class LightningProcessor:
         except ProcessorUnreachable as exc:
             return _no_answer(asked, str(exc))
         extra = now.raw.get("extra") or {}
-        mine = [k for k in ("capture_key", "release_key") if k in record]
-        if mine and extra.get(mine[0]) == record[mine[0]]:
+        mine = "capture_key" if "capture_key" in record else "release_key"
+        wanted = PaymentState.CAPTURED if mine == "capture_key" else PaymentState.RELEASED
+        # Ours only if LNbits shows this key's record and the state it makes (a capture and
+        # a release written side by side leave the capture in force).
+        if now.state is wanted and extra.get(mine) == record[mine]:
             return answer(now, reference)
         return _refused(asked, ErrorCode.ALREADY_SETTLED, f"the invoice is {now.state.value}")
 

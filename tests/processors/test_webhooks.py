@@ -3,7 +3,8 @@ against their peers: verified before anything is read, deduplicated by event id 
 applied as idempotent state transitions; replays, reordering, forged, stale and malformed
 notifications change nothing. Adyen's modifications, which Adyen answers `received` and
 settles only by notification, are finished by their notification; a Lightning invoice is
-held when LNbits calls the gateway."""
+held when LNbits calls the gateway; the simulated processor's signed notification settles a
+capture whose answer was lost."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from gateway.processors import CardRef
 from gateway.processors.methods import LIGHTNING
 from gateway.server import EmbeddedGateway
 from terminal.money import Money
-from tests.gateway.test_idempotency import capture
+from tests.gateway.test_idempotency import authorization, capture
 from tests.processors.conftest import STRIPE_WEBHOOK_SECRET, Lnbits, processors_file
 from tests.processors.peers import Inbox, RecordingProxy
 from tests.processors.stack import STRIPE_APPROVE, stripe_payment_method
@@ -246,10 +247,59 @@ webhook_url = "http://127.0.0.1:{port}/webhooks/lightning/op-wallet"
         )
         [seen] = gw.ledger.webhooks()
         assert (seen["kind"], seen["effect"]) == ("paid", "settled")
+        # LNbits calls again (a retry): accepted, nothing new.
+        again = _notify(gw, {"payment_hash": row["processor_ref"]}, "lightning", "op-wallet")
+        assert again.status_code == 200 and len(gw.ledger.webhooks()) == 1
         # A body naming a payment hash LNbits does not show paid is refused.
         assert _notify(gw, {"payment_hash": "0" * 64}, "lightning", "op-wallet").status_code == 400
         captured = _post(gw, f"/v1/authorizations/{aid}/capture", capture(1100), "c1")
         assert captured.status_code == 200, captured.text
         assert _moves(gw, aid) == [("hold", 1500), ("capture", 1100)]
+    finally:
+        gw.close()
+
+
+def test_a_simulated_notification_settles_a_lost_capture_once_and_forgeries_change_nothing(
+    tmp_path: Path,
+) -> None:
+    gw = EmbeddedGateway(tmp_path / "g.sqlite3", reconcile_every_s=3600)
+    gw.up()
+    try:
+        sim, aid = gw.processor, "sim-webhook-0001"
+        assert _post(gw, "/v1/authorizations", authorization(aid), "a").status_code == 200
+        sim.fail = "lost"  # the capture happens at the processor; its answer is lost
+        assert _post(gw, f"/v1/authorizations/{aid}/capture", capture(321), "c").status_code == 504
+        reference = _row(gw, aid)["processor_ref"]
+        url = f"{gw.url}/webhooks/simulated/{sim.account}"
+
+        def event(event_id: str, kind: str, minor: int) -> bytes:
+            body = {"id": event_id, "type": kind, "reference": reference, "payment_id": aid}
+            return json.dumps(body | {"minor": minor, "currency": "EUR"}).encode()
+
+        def send(body: bytes, signature: str) -> Any:
+            return requests.post(url, data=body, headers={"Sim-Signature": signature}, timeout=30)
+
+        captured = event("evt-capture", "captured", 321)
+        # (A refused notification makes the gateway ask the processor instead; the outage
+        # going on, asking learns nothing, so only what a forgery said could change the step.)
+        sim.fail = "unreachable"
+        assert send(captured, "0" * 64).status_code == 400  # forged
+        assert send(captured, sim.sign(captured + b" ")).status_code == 400  # another body's
+        assert send(b"{}", sim.sign(b"{}")).status_code == 400  # signed, but not a notification
+        assert gw.ledger.webhooks() == [] and _row(gw, aid)["op_state"] == "unknown"
+        sim.fail = None
+
+        assert send(captured, sim.sign(captured)).status_code == 200
+        assert send(captured, sim.sign(captured)).status_code == 200  # a duplicate
+        row = _row(gw, aid)
+        assert (row["status"], row["amount_captured"], row["op"]) == ("captured", 321, None)
+        # Out of order: the hold's and a release's notifications after the capture.
+        late = [event("evt-held", "held", 5000), event("evt-released", "released", 0)]
+        for body in late:
+            assert send(body, sim.sign(body)).status_code == 200
+        assert _moves(gw, aid) == [("hold", 5000), ("capture", 321)]
+        assert [w["effect"] for w in gw.ledger.webhooks()] == ["settled", "noted", "noted"]
+        again = _post(gw, f"/v1/authorizations/{aid}/capture", capture(321), "c")
+        assert again.status_code == 200 and again.json()["status"] == "captured"
     finally:
         gw.close()
