@@ -16,6 +16,7 @@ from gateway.ledger.database import (
     open_engine,
 )
 from gateway.ledger.idempotency import StoredAnswer
+from gateway.ledger.invoice_schema import invoices  # the invoices' tables join the metadata
 from gateway.ledger.schema import authorizations, events, meter_readings, movements
 from gateway.ledger.store import IDEMPOTENCY_RETENTION, Ledger, now
 from gateway.ledger.web_schema import operators  # the console's tables join the metadata
@@ -31,6 +32,7 @@ __all__ = [
     "database_url",
     "events",
     "head_revision",
+    "invoices",
     "meter_readings",
     "migrate",
     "movements",

@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from gateway.ledger.invoice_schema import invoices
 from gateway.ledger.schema import CAPTURED, authorizations
 from gateway.ledger.store import aware, insert_new
 from gateway.ledger.web_schema import driver_cards, drivers, sign_in_links
@@ -197,3 +198,37 @@ class Drivers:
         data["receipt"] = json.loads(row.receipt) if row.receipt else None
         data["created_at"] = aware(row.created_at)
         return data
+
+    # -- invoices ---------------------------------------------------------------------------
+    def invoices(self, driver_id: int, authorization_ids: list[str]) -> dict[str, list[Any]]:
+        """The invoices of those of `authorization_ids` that are the driver's sessions, per
+        session, newest first (a superseded invoice stays listed, marked)."""
+        a, i = authorizations, invoices
+        mine = sa.select(driver_cards.c.card_token).where(driver_cards.c.driver_id == driver_id)
+        found: dict[str, list[Any]] = {}
+        if not authorization_ids:
+            return found
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(i.c.id, i.c.authorization_id, i.c.cpo_id, i.c.number, i.c.kind)
+                .add_columns(i.c.superseded_by)
+                .select_from(i.join(a, a.c.id == i.c.authorization_id))
+                .where(i.c.authorization_id.in_(authorization_ids), a.c.card_token.in_(mine))
+                .order_by(i.c.id.desc())
+            ).all()
+        for row in rows:
+            found.setdefault(row.authorization_id, []).append(row)
+        return found
+
+    def owns_invoice(self, driver_id: int, invoice_id: int) -> bool:
+        """Whether the invoice is of one of the driver's sessions (another driver's invoice
+        and a missing one are alike: False)."""
+        a, i = authorizations, invoices
+        mine = sa.select(driver_cards.c.card_token).where(driver_cards.c.driver_id == driver_id)
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                sa.select(i.c.id)
+                .select_from(i.join(a, a.c.id == i.c.authorization_id))
+                .where(i.c.id == invoice_id, a.c.card_token.in_(mine))
+            ).first()
+        return found is not None

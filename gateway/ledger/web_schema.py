@@ -76,7 +76,12 @@ stations = sa.Table(
     sa.Column("site", sa.String(64), nullable=False, server_default=""),
     sa.Column("name", sa.String(128), nullable=False, server_default=""),
     sa.Column("address", sa.String(256), nullable=False, server_default=""),
-    sa.Column("timezone", sa.String(64), nullable=False, server_default="UTC"),
+    sa.Column("timezone", sa.String(64), nullable=False, server_default="UTC"),  # IANA
+    # The charge point operator who sells here (`invoice_schema.cpos`), and the public key of
+    # the station's signed readings (hex DER, as on its label): what the transparency
+    # software checks the readings against. Both set by an admin in the console (0009).
+    sa.Column("cpo_id", sa.String(32), nullable=False, server_default=""),
+    sa.Column("ocmf_public_key", sa.Text, nullable=False, server_default=""),
 )
 
 # Drivers of the portal: an account is an e-mail address, made at its first sign-in.

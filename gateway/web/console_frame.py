@@ -24,6 +24,7 @@ NAV: tuple[tuple[str, str], ...] = (
     ("/console/money", "Money"),
     ("/console/payments", "Payments"),
     ("/console/tariffs", "Tariffs"),
+    ("/console/stations", "Stations"),
     ("/console/tokens", "Tokens"),
     ("/console/audit", "Audit log"),
 )

@@ -21,9 +21,11 @@ from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import RedirectResponse, Response
 
 from gateway import wire
+from gateway.ledger.invoice_store import document_pdf
 from gateway.ledger.operators import Operators
 from gateway.ledger.passkey_store import PasskeyStore
 from gateway.ledger.token_admin import last_changed_by, list_of, put_token
+from gateway.web import invoice_pdf
 from gateway.web.portal_frame import Driver, PortalFrame
 from gateway.web.templating import page_headers
 from gateway.web.throttle import Limit, Throttle
@@ -32,6 +34,7 @@ from terminal.money import minor_exponent
 HOME = "/account"
 CARDS = "/account/cards"
 SessionId = Annotated[str, Path(pattern=wire.ID_PATTERN)]
+InvoiceId = Annotated[int, Path(ge=1, le=2**62)]
 PROOFS = Limit(attempts=10, window=timedelta(hours=1))  # guesses of receipt, digits, amount
 NOT_FOUND = "No payment matches these details."
 
@@ -91,11 +94,33 @@ def portal_routes(frame: PortalFrame, throttle: Throttle) -> APIRouter:
             HOME,
             {
                 "rows": rows,
+                "invoices": drivers.invoices(viewer.driver_id, [r["id"] for r in rows]),
                 "totals": _totals(rows),
                 "filters": filters,
                 "stations": stations,
                 "query": {k: v for k, v in filters.items() if v},
             },
+        )
+
+    @router.get(HOME + "/invoices/{invoice_id}.pdf")
+    def invoice(request: Request, invoice_id: InvoiceId) -> Response:
+        """One of the driver's invoices; another driver's is the same 404 as a missing one."""
+        viewer = frame.page(request)
+        if isinstance(viewer, Response):
+            return viewer
+        pdf = (
+            document_pdf(engine, invoice_id, invoice_pdf.render)
+            if drivers.owns_invoice(viewer.driver_id, invoice_id)
+            else None
+        )
+        if pdf is None:
+            return frame.refuse(viewer, 404, "Not found", "No invoice of yours has this id.")
+        return Response(
+            pdf,
+            media_type=invoice_pdf.MEDIA_TYPE,
+            headers=page_headers(
+                {"Content-Disposition": f'attachment; filename="invoice-{invoice_id}.pdf"'}
+            ),
         )
 
     @router.get(HOME + "/sessions.csv")

@@ -17,14 +17,20 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from gateway import wire
 from gateway.ledger import Ledger
+from gateway.ledger.receipt_view import ReceiptSnapshot, receipt_snapshot
 from gateway.payments import error_body
+from gateway.web.invoices import invoice_routes
 from gateway.web.languages import negotiate, page_words
-from gateway.web.templating import Pages
+from gateway.web.receipt_more import Row, receipt_more
+from gateway.web.sessions import pre_session_token, remember_pre_session
+from gateway.web.templating import Pages, page_headers
+from gateway.web.transparency import MEDIA_TYPE as TRANSPARENCY_MEDIA_TYPE
+from gateway.web.transparency import transparency_xml
 from terminal.core.bill_wire import bill_from_wire
 from terminal.core.screens import BILL_LINES, hms, receipt_fields
 from terminal.core.words import Words
@@ -37,6 +43,7 @@ ReceiptId = Annotated[str, Path(pattern=wire.RECEIPT_ID_PATTERN)]
 
 def receipt_routes(ledger: Ledger, pages: Pages) -> APIRouter:
     router = APIRouter()
+    engine = ledger.engine
 
     @router.get("/v1/receipts/{receipt_id}", responses={404: {"model": wire.ErrorAnswer}})
     def get_receipt(receipt_id: ReceiptId) -> JSONResponse:
@@ -45,36 +52,71 @@ def receipt_routes(ledger: Ledger, pages: Pages) -> APIRouter:
             return JSONResponse(status_code=404, content=error_body("unknown", "no receipt"))
         return JSONResponse(content=receipt)
 
+    def show(
+        request: Request, receipt_id: str, language: str, error: str = "", status: int = 200
+    ) -> Response:
+        """The receipt page (with `error`, the business invoice form's refusal)."""
+        path = f"/receipts/{receipt_id}"
+        snapshot = receipt_snapshot(engine, receipt_id)
+        if snapshot is None:
+            return pages.render_page(
+                "not_found.html", path=path, language=language, status_code=404
+            )
+        words = page_words(language, snapshot.station.zone)
+        token = pre_session_token(request)
+        response = pages.render_page(
+            "receipt.html",
+            path=path,
+            language=language,
+            words=words,
+            status_code=status,
+            page=receipt_page(stored(snapshot), words, zone=snapshot.station.timezone),
+            more=receipt_more(snapshot, words, path=path, language=language),
+            csrf=token,
+            error=error,
+        )
+        remember_pre_session(response, token)
+        return response
+
     @router.get(
         "/receipts/{receipt_id}",
         response_class=HTMLResponse,
         responses={404: {"description": "no such receipt", "content": {"text/html": {}}}},
     )
     def receipt_html(
+        request: Request,
         receipt_id: ReceiptId,
         lang: Annotated[str | None, Query(description="en, de, fr or nl")] = None,
         accept_language: Annotated[str | None, Header()] = None,
-    ) -> HTMLResponse:
-        language = negotiate(lang, accept_language)
-        path = f"/receipts/{receipt_id}"
-        receipt = ledger.receipt(receipt_id)
-        if receipt is None:
-            return pages.render_page(
-                "not_found.html", path=path, language=language, status_code=404
-            )
-        page = receipt_page(receipt, page_words(language))
-        return pages.render_page("receipt.html", path=path, language=language, page=page)
+    ) -> Response:
+        return show(request, receipt_id, negotiate(lang, accept_language))
 
+    @router.get("/receipts/{receipt_id}/readings.xml", include_in_schema=False)
+    def readings_xml(receipt_id: ReceiptId) -> Response:
+        """The session's signed readings for the S.A.F.E. transparency software."""
+        snapshot = receipt_snapshot(engine, receipt_id)
+        if snapshot is None:
+            return Response("no such receipt", status_code=404, headers=page_headers())
+        disposition = f'attachment; filename="readings-{receipt_id}.xml"'
+        return Response(
+            transparency_xml(snapshot.readings, snapshot.station.ocmf_public_key),
+            media_type=TRANSPARENCY_MEDIA_TYPE,
+            headers=page_headers({"Content-Disposition": disposition}),
+        )
+
+    def page_rows(snapshot: ReceiptSnapshot, words: Words) -> tuple[tuple[Row, ...], Row]:
+        page = receipt_page(snapshot.receipt, words, zone=snapshot.station.timezone)
+        return page.rows, page.total  # as captured: refunds are not on the invoice
+
+    router.include_router(invoice_routes(ledger, show, page_rows))
     return router
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One labelled value; an `amount` (money, energy) is never broken across lines."""
-
-    label: str
-    value: str
-    amount: bool = True
+def stored(snapshot: ReceiptSnapshot) -> dict[str, Any]:
+    """The receipt as `Ledger.receipt` answers it: with `refunded` once there are refunds."""
+    if not snapshot.refunded:
+        return snapshot.receipt
+    return {**snapshot.receipt, "refunded": snapshot.refunded}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,8 +130,9 @@ class ReceiptPage:
     refunded: Row | None  # the operator's refunds since, when there are any
 
 
-def receipt_page(receipt: dict[str, Any], words: Words) -> ReceiptPage:
-    """The receipt as stored (the wire's `Receipt`, plus `refunded`) in the words of a page."""
+def receipt_page(receipt: dict[str, Any], words: Words, *, zone: str = "UTC") -> ReceiptPage:
+    """The receipt as stored (the wire's `Receipt`, plus `refunded`) in the words of a page,
+    whose times are in `zone` (the name the page says they are in)."""
     _ = words.text
     currency = receipt["currency"]
     total = Money(receipt["total"], currency)
@@ -112,7 +155,7 @@ def receipt_page(receipt: dict[str, Any], words: Words) -> ReceiptPage:
         about=(
             receipt["station"],
             _("Tariff: {}").format(receipt["tariff"]),
-            f"{words.when(started)} - {words.clock(ended)} UTC",
+            f"{words.when(started)} - {words.clock(ended)} {zone}",
         ),
         # receipt_fields: the energy, the card (a name, which may wrap), the bill, the total.
         rows=tuple(Row(label, value, amount=index != 1) for index, (label, value) in rows),

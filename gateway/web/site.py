@@ -25,6 +25,7 @@ from gateway.web.console_auth import sign_in_routes
 from gateway.web.console_frame import ConsoleFrame
 from gateway.web.console_money import Refund, money_routes
 from gateway.web.console_revenue import revenue_routes
+from gateway.web.console_stations import station_routes
 from gateway.web.console_tariffs import tariff_routes
 from gateway.web.console_tokens import token_routes
 from gateway.web.mailer import Mailer
@@ -90,6 +91,7 @@ def add_web(
     app.include_router(money_routes(frame, Reconciler(payments), refund))
     app.include_router(token_routes(frame))
     app.include_router(tariff_routes(frame))
+    app.include_router(station_routes(frame))
     throttle = Throttle(engine, clock)
     driver_sessions = Sessions(
         engine, clock, kind="driver", cookie=DRIVER_COOKIE, lifetime=DRIVER_LIFETIME

@@ -64,7 +64,7 @@ def test_every_portal_page_needs_a_driver_and_not_an_operator(db_url: str) -> No
     ]
     assert len(gets) >= 4
     for path in gets:
-        url = path.replace("{session_id}", aid)
+        url = path.replace("{session_id}", aid).replace("{invoice_id}", "1")
         for client in (anonymous, operator):
             answer = client.get(url, follow_redirects=False)
             assert answer.status_code == 303, url

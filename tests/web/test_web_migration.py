@@ -39,7 +39,7 @@ WEB_TABLES = {
         passkeys,
         passkey_challenges,
     )
-} | {"movements"}
+} | {"movements", "cpos", "invoices"}
 
 
 def test_the_migrated_web_tables_match_the_code(db_url: str) -> None:
