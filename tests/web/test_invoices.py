@@ -258,3 +258,13 @@ def test_the_history_lists_a_drivers_invoices_and_another_drivers_id_is_not_foun
         .status_code
         == 303
     )
+
+
+def test_a_name_outside_latin_1_is_set_in_an_embedded_font(db_url: str) -> None:
+    app, [first, *_] = set_up(db_url)
+    assert business(app, first, "Łódź Energia Sp. z o.o.", "PL 123-456-78-90") == 303
+    data = app.client().get(f"/receipts/{first.receipt_id}/invoice.pdf").content
+    assert b"DejaVuSans" in data  # embedded (the standard Helvetica has no "Ł")
+    text = pdf_text(data)
+    assert "Łódź Energia Sp. z o.o." in text and "VAT number: PL1234567890" in text
+    assert "Total 13.10 EUR" in text
