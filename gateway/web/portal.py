@@ -173,7 +173,10 @@ def portal_routes(frame: PortalFrame, throttle: Throttle) -> APIRouter:
         found = drivers.session(viewer.driver_id, session_id)
         if found is None:
             return frame.refuse(viewer, 404, "Not found", "No session of yours has this id.")
-        return frame.render(viewer, "account/session.html", HOME, {"s": found})
+        invoices = drivers.invoices(viewer.driver_id, [session_id]).get(session_id, [])
+        return frame.render(
+            viewer, "account/session.html", HOME, {"s": found, "invoices": invoices}
+        )
 
     def cards_page(
         viewer: Driver, *, error: str = "", notice: str = "", status_code: int = 200

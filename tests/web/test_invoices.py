@@ -243,6 +243,8 @@ def test_the_history_lists_a_drivers_invoices_and_another_drivers_id_is_not_foun
     assert snapshot is not None and theirs_snapshot is not None
     current = snapshot.current_invoice
     assert current is not None
+    session_page = dana.get(f"/account/sessions/{mine.aid}").text
+    assert f'href="/account/invoices/{current.invoice_id}.pdf"' in session_page
     answer = dana.get(f"/account/invoices/{current.invoice_id}.pdf")
     assert answer.status_code == 200
     assert "Dana Consulting" in pdf_text(answer.content)
