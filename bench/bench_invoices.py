@@ -185,7 +185,6 @@ def main() -> None:
                         words,
                         language="en",
                         buyer=None,
-                        replaces="",
                     ),
                 )
             )

@@ -32,9 +32,9 @@ from gateway.ledger.web_schema import stations
 # an operator's series.
 MAX_BUSINESS = 3
 
-# (seller, its invoice number, the issue time, the invoice it replaces or None) -> the
-# document's content (JSON-able).
-Compose = Callable[[Cpo, int, datetime, int | None], dict[str, Any]]
+# (seller, its invoice number, the issue time, the number of the invoice it replaces or "")
+# -> the document's content (JSON-able).
+Compose = Callable[[Cpo, int, datetime, str], dict[str, Any]]
 
 
 class InvoiceRefused(ValueError):
@@ -96,7 +96,7 @@ def issue(
             address=seller_row.address,
             vat_id=seller_row.vat_id,
         )
-        document = compose(seller, number, at, None if current is None else current.invoice_id)
+        document = compose(seller, number, at, "" if current is None else current.label)
         invoice_id = int(
             conn.execute(
                 sa.insert(invoices)

@@ -51,8 +51,7 @@ def compose(
     *,
     language: str,
     buyer: tuple[str, str] | None,
-    replaces: str,
-) -> Callable[[Cpo, int, datetime, int | None], dict[str, Any]]:
+) -> Callable[[Cpo, int, datetime, str], dict[str, Any]]:
     """The content of the session's next invoice, once its seller and number are known: every
     text in the invoice's language, the rows exactly as on the receipt page (the kiosk's
     receipt rows: each line with its unit price, the total excl. VAT, VAT per rate, the total
@@ -62,7 +61,7 @@ def compose(
     started = datetime.fromisoformat(receipt["started_at"])
     ended = datetime.fromisoformat(receipt["ended_at"])
 
-    def document(seller: Cpo, number: int, at: datetime, _supersedes: int | None) -> dict[str, Any]:
+    def document(seller: Cpo, number: int, at: datetime, replaces: str) -> dict[str, Any]:
         label = invoice_label(seller.cpo_id, number)
         notes = [_("Times are in the time zone {}.").format(station.timezone)]
         if replaces:
@@ -109,7 +108,6 @@ def invoice_routes(ledger: Ledger, show: ShowReceipt, page_rows: PageRows) -> AP
     def issue_for(snapshot: ReceiptSnapshot, language: str, buyer: tuple[str, str] | None) -> int:
         words = page_words(language, snapshot.station.zone)
         rows, total = page_rows(snapshot, words)
-        current = snapshot.current_invoice
         return issue(
             engine,
             authorization_id=snapshot.authorization_id,
@@ -122,7 +120,6 @@ def invoice_routes(ledger: Ledger, show: ShowReceipt, page_rows: PageRows) -> AP
                 words,
                 language=language,
                 buyer=buyer,
-                replaces="" if current is None or buyer is None else current.label,
             ),
             buyer_name="" if buyer is None else buyer[0],
             buyer_vat_id="" if buyer is None else buyer[1],
