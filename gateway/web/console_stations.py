@@ -26,6 +26,12 @@ def station_routes(frame: ConsoleFrame) -> APIRouter:
             return viewer
         known = registry.station_list(engine)
         listed = {s.terminal_id for s in known}
+        cpos = registry.cpo_list(engine)
+        # ?edit=TERMINAL / ?operator=ID: the form filled with that entry (or just the id of a
+        # terminal heard from but not registered yet), so a change retypes nothing.
+        edit = request.query_params.get("edit", "")[:64]
+        editing = next((s for s in known if s.terminal_id == edit), None)
+        chosen = request.query_params.get("operator", "")[:32]
         return frame.render(
             viewer,
             "console/stations.html",
@@ -33,7 +39,10 @@ def station_routes(frame: ConsoleFrame) -> APIRouter:
             {
                 "stations": known,
                 "unlisted": sorted({t.terminal_id for t in fleet(engine)} - listed),
-                "cpos": registry.cpo_list(engine),
+                "cpos": cpos,
+                "editing": editing,
+                "edit_id": edit,
+                "editing_cpo": next((c for c in cpos if c.cpo_id == chosen), None),
                 "error": error,
             },
             status_code=status_code,

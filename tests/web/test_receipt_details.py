@@ -16,7 +16,7 @@ from pyocmf import OcmfContainer
 
 from gateway.ledger import station_registry
 from terminal.money import Money
-from tests.web.console_app import console_app
+from tests.web.console_app import console_app, form_token
 from tests.web.receipt_sessions import (
     captured,
     key_hex,
@@ -153,3 +153,41 @@ def test_only_an_admin_changes_the_registry_and_bad_input_names_the_field(db_url
     assert ("cpo.save", "ACME", "alice") in actions
     assert ("station.save", "KIOSK-0100", "alice") in actions
     assert len([a for a in actions if a[0] in ("cpo.save", "station.save")]) == 2
+
+
+def test_an_admin_edits_a_registered_station_from_its_prefilled_form(db_url: str) -> None:
+    app = console_app(db_url)
+    app.add("alice")
+    app.add("reader", role="read_only")
+    admin = app.signed_in("alice")
+    register(admin, cpo=SELLER)
+    register(admin, station=BERLIN)
+    captured(app, 4, "KIOSK-HEARD-ONLY")  # a terminal heard from, not registered
+    page = admin.get("/console/stations").text
+    assert 'href="/console/stations?edit=KIOSK-0100#station-form"' in page
+    assert 'href="/console/stations?edit=KIOSK-HEARD-ONLY#station-form"' in page
+    assert 'href="/console/stations?operator=ACME#cpo-form"' in page
+    form = admin.get("/console/stations?edit=KIOSK-0100").text
+    for value in BERLIN.values():
+        if value != "ACME":
+            assert f'value="{value}"' in form, value
+    assert '<option value="ACME" selected>' in form
+    fields = dict(re.findall(r'<input name="(\w+)"[^>]*value="([^"]*)"', form))
+    fields["timezone"] = "Europe/Paris"
+    token = form_token(form)
+    answer = admin.post(
+        "/console/stations",
+        data={**fields, "cpo_id": "ACME", "ocmf_public_key": "", "csrf": token},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303
+    saved = station_registry.station(app.built.engine, "KIOSK-0100")
+    assert (saved.name, saved.address, saved.timezone) == (
+        BERLIN["name"],
+        BERLIN["address"],
+        "Europe/Paris",
+    )
+    assert 'value="KIOSK-HEARD-ONLY"' in admin.get("/console/stations?edit=KIOSK-HEARD-ONLY").text
+    operator = admin.get("/console/stations?operator=ACME").text
+    assert 'value="DE123456789"' in operator and 'value="ACME Laden GmbH"' in operator
+    assert "?edit=" not in app.signed_in("reader").get("/console/stations").text
