@@ -102,6 +102,7 @@ PILOT_FAULT = "pilot_error"  # control pilot in state E or F
 WELDED = "contactor_welded"
 FAILED_TO_CLOSE = "contactor_failed_to_close"
 METER_FAULT = "meter"
+MS_PER_HOUR = 3_600_000  # W * ms per Wh
 
 
 # -- helpers: pure functions of the state ------------------------------------------------------
@@ -342,8 +343,14 @@ def _fold_sample(session: Session, e: MeterSampled, k: Kiosk, *, charging: bool)
     )
 
 
-def _would_exceed_cap(before: Session, after: Session, e: MeterSampled, *, charging: bool) -> bool:
-    """Would the *next* sample (same energy and time steps as the last one) pass the cap?"""
+def _would_exceed_cap(
+    k: Kiosk, before: Session, after: Session, e: MeterSampled, *, charging: bool, release: bool
+) -> bool:
+    """Would the cost pass the cap before the load can end? Going on as over the last sample
+    (the same energy and time steps) for one more sample and, with `release` where the kiosk
+    controls the pilot, for the time the vehicle may take to leave C after the PWM goes off
+    (`pilot_release_ms`) at the power the meter reads: a stop at the cap is a normal stop, and
+    it must be over before the money is."""
     assert after.meterage is not None and after.authorized is not None
     if after.meterage.total() > after.authorized:
         return True
@@ -351,9 +358,13 @@ def _would_exceed_cap(before: Session, after: Session, e: MeterSampled, *, charg
     step = (e.at - before.last_sample_at) if before.last_sample_at else None
     if step is None or step.total_seconds() <= 0:
         return False
+    lead, lead_wh = step, step_wh
+    if release and charging and k.rules.pwm_control:
+        lead += timedelta(milliseconds=k.rules.pilot_release_ms)
+        lead_wh += max(e.power_w, 0) * k.rules.pilot_release_ms // MS_PER_HOUR
     ahead = after.meterage.advance(
-        at=e.at + step,
-        energy_wh=after.energy_wh + step_wh,
+        at=e.at + lead,
+        energy_wh=after.energy_wh + lead_wh,
         power_w=e.power_w,
         current_ma=e.current_ma,
         charging=charging,
@@ -846,10 +857,16 @@ def _sample_charging(k: Kiosk, e: Event) -> Result:
         return _fault(k, e, METER_FAULT)
     k = replace(k, register_wh=e.energy_wh)
     after = _fold_sample(before, e, k, charging=charging)
-    if _would_exceed_cap(before, after, e, charging=charging):
-        # Also while a normal stop waits for C→B: the authorized amount is a hard limit.
-        return _stop(k, after, e, "cost_cap")
     stopping = isinstance(k.phase, Charging) and k.phase.stopping is not None
+    assert after.meterage is not None and after.authorized is not None
+    if after.meterage.total() > after.authorized or (
+        stopping and _would_exceed_cap(k, before, after, e, charging=charging, release=False)
+    ):
+        # Past the cap (a power jump), or about to pass it while a normal stop waits for C→B:
+        # the authorized amount is a hard limit, the contactor opens at once.
+        return _stop(k, after, e, "cost_cap")
+    if not stopping and _would_exceed_cap(k, before, after, e, charging=charging, release=True):
+        return _release(k, after, e, "cost_cap")  # PWM off: the vehicle ends the load
     after, top_up = _top_up(k, before, after, e, charging=charging)
     actions: list[Action] = [*top_up]
     current = offered_current(k.rules, k.current_limit_a, after)
@@ -1076,7 +1093,9 @@ def _stop_requested(k: Kiosk, e: Event) -> Result:
     if isinstance(phase, AwaitingVehicle):
         _, abandon = _abandon(k, phase.session, "remote")
         return _rest(k, e.at, *abandon)
-    return _stop(k, phase.session, e, "remote")
+    if isinstance(phase, Charging) and phase.stopping is not None:
+        return k, ()  # already stopping
+    return _release(k, phase.session, e, "remote")
 
 
 # -- a session paid on the web (the kiosk's QR code) -----------------------------------------

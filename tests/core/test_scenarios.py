@@ -37,6 +37,7 @@ from terminal.core.events import (
     MeterSampled,
     PoweredUp,
     Stamp,
+    StopRequested,
     Timer,
     TimerFired,
     VehicleStateChanged,
@@ -596,6 +597,84 @@ def test_the_cost_cap_still_stops_at_once_while_the_pwm_is_off() -> None:
     assert isinstance(walk.kiosk.phase, Finishing | Receipt)
 
 
+def test_the_cost_cap_is_a_normal_stop_pwm_off_then_open_after_c_to_b() -> None:
+    walk = Walk()
+    walk.boot()
+    walk.pilot(PilotState.C)
+    walk.tap()
+    walk.answer(amount=Money(600, EUR))  # 6.00 EUR buys 20 kWh at 0.30
+    cap = Money(600, EUR)
+    for _ in range(300):
+        actions = walk.sample(100)  # 0.1 kWh (3 cents) a second
+        if of(WithdrawEnergy, actions):
+            break
+    else:
+        raise AssertionError("the cap never stopped the session")
+    # The PWM goes off a sample and the release time before the cap: no load is broken.
+    assert actions[0] == WithdrawEnergy()
+    assert StartTimer(timer=Timer.PILOT_RELEASE, after_ms=RULES.pilot_release_ms) in actions
+    assert not of(OpenContactor, actions)
+    assert walk.kiosk.contactor_closed
+    phase = walk.kiosk.phase
+    assert isinstance(phase, Charging) and phase.stopping == "cost_cap"
+    assert phase.session.meterage is not None
+    assert phase.session.meterage.total() <= cap
+    walk.sample(3)  # energy still counted until the load ends
+    actions = walk.pilot(PilotState.B)
+    assert isinstance(actions[0], OpenContactor)
+    assert isinstance(walk.kiosk.phase, Finishing)
+    assert walk.kiosk.phase.session.end_reason == "cost_cap"
+    (capture,) = settlements(walk.sample(0))
+    assert isinstance(capture, Capture)
+    assert capture.amount <= cap and not capture.bill.limited
+
+
+def test_a_car_that_stays_in_c_at_the_cap_is_cut_off_before_the_cap_is_passed() -> None:
+    walk = Walk()
+    walk.boot()
+    walk.pilot(PilotState.C)
+    walk.tap()
+    walk.answer(amount=Money(600, EUR))
+    while not of(WithdrawEnergy, walk.sample(100)):
+        pass
+    # The car ignores the PWM going off and keeps drawing: the contactor opens before the
+    # next sample would pass the authorized amount (or at the release timeout, whichever
+    # comes first), and the car is billed no more than was authorized.
+    for _ in range(RULES.pilot_release_ms // 1_000):
+        actions = walk.sample(100)
+        if of(OpenContactor, actions):
+            break
+        phase = walk.kiosk.phase
+        assert isinstance(phase, Charging) and phase.session.meterage is not None
+        assert phase.session.meterage.total() <= Money(600, EUR)
+    else:
+        actions = walk.timer(Timer.PILOT_RELEASE)
+        assert Report(kind="pilot_release_timeout", detail="cost_cap") in actions
+    assert isinstance(actions[0], OpenContactor)
+    assert walk.kiosk.phase.session is not None
+    assert walk.kiosk.phase.session.end_reason == "cost_cap"
+    (capture,) = settlements(walk.sample(0))
+    assert isinstance(capture, Capture)
+    assert capture.amount <= Money(600, EUR)
+
+
+def test_a_remote_stop_is_a_normal_stop_pwm_off_then_open_after_c_to_b() -> None:
+    walk = Walk()
+    walk.charging()
+    walk.sample(1_000)
+    session = walk.kiosk.session
+    assert session is not None
+    actions = walk.event(StopRequested, session_id=session.session_id)
+    assert actions[0] == WithdrawEnergy()
+    assert not of(OpenContactor, actions)
+    assert walk.kiosk.contactor_closed
+    assert walk.event(StopRequested, session_id=session.session_id) == ()  # already stopping
+    actions = walk.pilot(PilotState.B)
+    assert isinstance(actions[0], OpenContactor)
+    assert isinstance(walk.kiosk.phase, Finishing)
+    assert walk.kiosk.phase.session.end_reason == "remote"
+
+
 # -- the offered current: lowered near the cap, and by a load manager -------------------------
 
 TAPERING = replace(RULES, taper_at_percent=90, taper_current_a=6)
@@ -609,10 +688,12 @@ def test_the_offer_drops_to_the_taper_current_as_the_cost_cap_nears() -> None:
     actions = walk.answer(amount=Money(600, EUR))  # 6.00 EUR buys 20 kWh
     assert of(OfferEnergy, actions) == [OfferEnergy(current_a=16)]
     offers: list[tuple[int, int]] = []  # (cost in cents when offered, amperes)
-    for _ in range(60):
-        actions = walk.sample(500)  # 0.5 kWh (15 cents) per sample
+    for _ in range(300):
+        actions = walk.sample(100)  # 0.1 kWh (3 cents) per sample
         phase = walk.kiosk.phase
-        if not isinstance(phase, Charging):
+        assert isinstance(phase, Charging)
+        if phase.stopping is not None:
+            walk.pilot(PilotState.B)  # the PWM went off at the cap: the car ends the load
             break
         assert phase.session.meterage is not None
         cost = phase.session.meterage.total().minor
@@ -630,8 +711,8 @@ def test_an_approved_increment_lifts_the_lowered_offer() -> None:
     walk.pilot(PilotState.C)
     walk.tap()
     walk.answer(amount=Money(600, EUR))
-    for _ in range(40):  # the top-up is asked for early; its answer is slow to come
-        actions = walk.sample(500)
+    for _ in range(200):  # the top-up is asked for early; its answer is slow to come
+        actions = walk.sample(100)
         if OfferEnergy(current_a=6) in actions:
             break
     else:

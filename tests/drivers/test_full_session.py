@@ -296,3 +296,38 @@ def test_a_load_managers_limit_reaches_the_boards_current_register(kiosk: Kiosk)
     until(lambda: kiosk.board.current_a == 10, "the board's current register at 10 A")
     kiosk.daemon.post(CurrentLimited(limit_a=None, **kiosk.daemon.stamp()))
     until(lambda: kiosk.board.current_a == 16, "the board's current register back at 16 A")
+
+
+def test_the_cost_cap_turns_the_pwm_off_and_opens_the_relay_after_the_car_leaves_c(
+    kiosk: Kiosk,
+) -> None:
+    """50.00 EUR held at 0.3907 EUR/kWh incl. VAT buys 127.9 kWh. A step to 126 kWh: the next
+    sample and the vehicle's release time would pass the cap, so the kiosk stops as a driver's
+    tap does (IEC 61851-1): PWM off on the board (register 1004), the car goes C->B, and only
+    then the relay opens; no load is broken."""
+    kiosk.start_charging("cap")
+    for kwh in (40, 80, 100):  # no step passes the cap when taken again
+        _charge_to(kiosk, kwh)
+    kiosk.board.take_stamped_writes()
+    relay = kiosk.factory.pin(RELAY)
+    assert kiosk.relay_closed and kiosk.board.pwm_on
+    kiosk.meter.set_energy_wh(START_WH + 126_000)
+    until(lambda: not kiosk.relay_closed, "relay open after the car ended the load")
+    opened_at: float = relay._last_change  # type: ignore[attr-defined] # gpiozero's mock pin
+    pwm_off = [at for register, value, at in kiosk.board.take_stamped_writes() if register == 1004]
+    assert pwm_off, "the PWM never went off"
+    assert pwm_off[0] < opened_at, "the relay opened before the PWM went off"
+    assert not kiosk.board.pwm_on
+    assert kiosk.board.pilot() is PilotState.B
+    kiosk.wait_screen("receipt", shot="cap-4-receipt")
+
+    def captured() -> bool:
+        return any(a["status"] == "captured" for a in kiosk.authorizations())
+
+    until(captured, "capture acknowledged by the gateway")
+    (auth,) = kiosk.authorizations()
+    assert auth["energy_wh"] == 126_000
+    assert auth["amount_captured"] <= auth["amount_authorized"] == 5000
+    session = kiosk.daemon.journal.sessions()[0]
+    assert session["end_reason"] == "cost_cap"
+    assert ("pilot_release_timeout", "cost_cap") not in kiosk.gateway_events()
