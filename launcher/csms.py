@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from decimal import Decimal
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,14 @@ class CsmsPeer(ChargePoint):  # type: ignore[misc]  # the ocpp package is untype
         return call_result.StatusNotification()
 
     @on("TransactionEvent")
-    def on_transaction_event(self, **_: Any) -> Any:
+    def on_transaction_event(
+        self, event_type: str, id_token: dict[str, Any] | None = None, **_: Any
+    ) -> Any:
+        """A transaction started for a web payment this CSMS ran is limited to what its
+        payment service holds (`transactionLimit.maxCost`)."""
+        held = self.csms.web_payment_limits.get(str((id_token or {}).get("id_token")))
+        if event_type == "Started" and held is not None:
+            return call_result.TransactionEvent(transaction_limit={"max_cost": float(held)})
         return call_result.TransactionEvent()
 
     @on("NotifySettlement")
@@ -144,6 +152,7 @@ class ReferenceCsms:
         self._failed: OSError | None = None  # why the server could not listen
         self.certificates: dict[str, bytes] = {}  # station -> its client certificate (DER)
         self._remote_start_id = 0  # numbers this CSMS's RequestStartTransaction
+        self.web_payment_limits: dict[str, Decimal] = {}  # payment reference -> held
 
     # -- what was received -------------------------------------------------------------------
     def record(self, station: str, action: str, payload: dict[str, Any]) -> None:
@@ -314,10 +323,16 @@ class ReferenceCsms:
         driver pays (NotifyWebPaymentStarted)."""
         self.ask(station, "NotifyWebPaymentStarted", {"evseId": evse_id, "timeout": timeout_s})
 
-    def web_payment_paid(self, station: str, reference: str, *, evse_id: int = 1) -> dict[str, Any]:
-        """The payment service approved the driver's payment (`reference`, its payment id):
-        the station starts the transaction for it (RequestStartTransaction with a
-        `DirectPayment` idToken); its answer, Accepted with the transaction id or Rejected."""
+    def web_payment_paid(
+        self, station: str, reference: str, *, evse_id: int = 1, held: Decimal | None = None
+    ) -> dict[str, Any]:
+        """The payment service approved the driver's payment (`reference`, its payment id)
+        and holds `held` (major units): the station starts the transaction for it
+        (RequestStartTransaction with a `DirectPayment` idToken) and is told the amount as the
+        transaction's cost limit when it reports the start; its answer, Accepted with the
+        transaction id or Rejected."""
+        if held is not None:
+            self.web_payment_limits[reference] = held
         with self._lock:
             self._remote_start_id += 1
             remote_start_id = self._remote_start_id

@@ -249,6 +249,16 @@ class WebPaymentStarted(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CostLimitSet(Event):
+    """The CSMS limited what the session's transaction may cost (OCPP 2.1
+    TransactionEventResponse `transactionLimit.maxCost`; for a web payment it ran, C25, what
+    its payment service holds): the session's cap becomes `limit` if that is lower."""
+
+    session_id: str
+    limit: Money
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TariffChanged(Event):
     """The kiosk received another tariff from the gateway (`/v1/terminal-config`), or lost
     its assignment (back to the config file's: `key` None), and the shell has journaled it:
@@ -283,6 +293,7 @@ AnyEvent = (
     | PayCodeChanged
     | WebPaymentStarted
     | TariffChanged
+    | CostLimitSet
 )
 
 EVENT_TYPES: tuple[type[Event], ...] = (
@@ -309,4 +320,5 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     PayCodeChanged,
     WebPaymentStarted,
     TariffChanged,
+    CostLimitSet,
 )

@@ -56,6 +56,7 @@ from terminal.core.events import (
     CardProblem,
     CardUnreadable,
     ContactorChecked,
+    CostLimitSet,
     CurrentLimited,
     Diagnostic,
     DiagnosticFinished,
@@ -916,6 +917,43 @@ def _increment_answered(k: Kiosk, e: Event) -> Result:
     return k, (Record(session=session), ShowScreen(screen=screen))
 
 
+def _cost_limit_set(k: Kiosk, e: Event) -> Result:
+    """The CSMS's cost limit lowers the cap (never raises it: the hold is what was approved),
+    and no increment tops it up past the limit. Below the minimum before any energy: the
+    hold is released; at or under the cost so far: the session stops at the cap now."""
+    assert isinstance(e, CostLimitSet)
+    assert isinstance(k.phase, AwaitingVehicle | Charging | Suspended)
+    session = k.phase.session
+    if (
+        e.session_id != session.session_id
+        or session.authorized is None
+        or e.limit.currency != session.currency
+        or e.limit >= session.authorized
+    ):
+        return k, ()
+    session = replace(session, authorized=e.limit, increments_over=True, increment_asked=None)
+    if isinstance(k.phase, AwaitingVehicle):
+        if e.limit < k.rules.min_authorized:
+            _, abandon = _abandon(k, session, "cost_cap")
+            return _rest(k, e.at, *abandon)
+        screen: screens.Screen = screens.PlugIn(
+            authorized=e.limit, connected=k.pilot.connected, partial=e.limit < session.hold
+        )
+        k = replace(k, phase=AwaitingVehicle(session=session))
+        return k, (Record(session=session), ShowScreen(screen=screen))
+    if session.meterage is not None and session.meterage.total() >= e.limit:
+        return _stop(k, session, e, "cost_cap")
+    k = replace(k, phase=replace(k.phase, session=session))
+    if isinstance(k.phase, Charging) and k.phase.stopping is not None:
+        return k, (Record(session=session),)  # the stopping screen stays
+    screen = (
+        _charging_screen(session, e, 0)
+        if isinstance(k.phase, Charging)
+        else screens.Suspended(energy_wh=session.energy_wh, cost=_cost(session))
+    )
+    return k, (Record(session=session), ShowScreen(screen=screen))
+
+
 def _sample_finishing(k: Kiosk, e: Event) -> Result:
     assert isinstance(e, MeterSampled) and isinstance(k.phase, Finishing)
     session = k.phase.session
@@ -1340,6 +1378,9 @@ TRANSITIONS: dict[tuple[type, type], Handler] = {
     (AwaitingVehicle, StopRequested): _stop_requested,
     (Charging, StopRequested): _stop_requested,
     (Suspended, StopRequested): _stop_requested,
+    (AwaitingVehicle, CostLimitSet): _cost_limit_set,
+    (Charging, CostLimitSet): _cost_limit_set,
+    (Suspended, CostLimitSet): _cost_limit_set,
     # Every phase answers a web payment: started (Idle, Receipt) or not, and why.
     **{(phase, WebPaymentAuthorized): _web_payment for phase in PHASE_TYPES},
     **{(phase, PayCodeChanged): _pay_code_changed for phase in PHASE_TYPES},
@@ -1381,6 +1422,12 @@ IGNORED: frozenset[tuple[type, type]] = frozenset(
         # A stop from afar belongs to a session with a hold (a late one finds none).
         *(
             (phase, StopRequested)
+            for phase in PHASE_TYPES
+            if phase not in (AwaitingVehicle, Charging, Suspended)
+        ),
+        # A cost limit belongs to a session with a hold (a late one finds none).
+        *(
+            (phase, CostLimitSet)
             for phase in PHASE_TYPES
             if phase not in (AwaitingVehicle, Charging, Suspended)
         ),

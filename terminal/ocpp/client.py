@@ -37,6 +37,7 @@ from terminal.core.actions import RequestAuthorization
 from terminal.core.events import (
     AuthorizationAnswered,
     AuthOutcome,
+    CostLimitSet,
     Event,
     Stamp,
     WebPaymentStarted,
@@ -50,7 +51,7 @@ from terminal.ocpp.certificates import (
 )
 from terminal.ocpp.device_model import DeviceModel
 from terminal.ocpp.link import SIGN_CERTIFICATE, Link
-from terminal.ocpp.queue import OcppQueue
+from terminal.ocpp.queue import OcppQueue, QueuedMessage
 from terminal.ocpp.reporter import Settings
 from terminal.ocpp.rpc import SUBPROTOCOL, CallRefused, request
 
@@ -426,7 +427,7 @@ class OcppClient:
                 return
             message = head[0]
             try:
-                await self._ask(link, reader, message.action, message.payload)
+                answer = await self._ask(link, reader, message.action, message.payload)
             except CallRefused as refusal:
                 dropped = self.queue.rejected(message.seq, str(refusal))
                 log.warning(
@@ -444,9 +445,23 @@ class OcppClient:
                 )
                 continue
             self.queue.sent(message.seq)
+            self._cost_limit(message, answer)
             if message.action == "StatusNotification":
                 self._status_sent = message.payload["connectorStatus"]
             await self._send_status(link, reader)
+
+    def _cost_limit(self, message: QueuedMessage, answer: dict[str, Any]) -> None:
+        """A TransactionEventResponse's `transactionLimit.maxCost` (the CSMS's limit; for a
+        web payment it ran, what its payment service holds): `CostLimitSet` for the machine,
+        in the session's currency, rounded down to the minor unit."""
+        session = self.snapshot().session
+        if message.action != "TransactionEvent" or session is None:
+            return
+        money = messages.max_cost(answer, session.currency)
+        if money is None or session.session_id != message.transaction_id:
+            return
+        log.info("event=ocpp_cost_limit session=%s limit=%s", session.session_id, money)
+        self.post(CostLimitSet(session_id=session.session_id, limit=money, **self.stamp()))
 
     async def _heartbeat(self, link: Link, reader: asyncio.Task[None]) -> None:
         loop = asyncio.get_running_loop()

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
 from terminal.core.billing import Bill
 from terminal.core.kiosk import Booting, Kiosk
 from terminal.core.session import CardKind, Session, Status
-from terminal.money import Money
+from terminal.money import Money, minor_exponent
 
 Payload = dict[str, Any]
 
@@ -303,3 +303,14 @@ def security_event(event_type: str, at: datetime, tech_info: str | None = None) 
     if tech_info:
         payload["techInfo"] = tech_info[:255]
     return payload
+
+
+def max_cost(answer: Payload, currency: str) -> Money | None:
+    """A TransactionEventResponse's `transactionLimit.maxCost` in minor units of `currency`,
+    rounded down (a limit is never exceeded by rounding); None without one."""
+    limit = answer.get("transactionLimit", {}).get("maxCost")
+    if limit is None:
+        return None
+    quantum = Decimal(1).scaleb(-minor_exponent(currency))
+    major = max(Decimal(str(limit)).quantize(quantum, rounding=ROUND_FLOOR), Decimal(0))
+    return Money.from_decimal(major, currency)

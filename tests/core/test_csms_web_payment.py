@@ -15,9 +15,11 @@ from terminal.core.actions import (
     Record,
     RequestAuthorization,
     StartTimer,
+    Void,
 )
 from terminal.core.events import (
     CardPresented,
+    CostLimitSet,
     FaultCleared,
     FaultRaised,
     Timer,
@@ -128,3 +130,50 @@ def test_the_gateway_pay_by_phone_is_refused_while_a_csms_web_payment_keeps_the_
     [answer] = of(AnswerStart, actions)
     assert (answer.started, answer.reason) == (False, "busy")
     assert walk.kiosk.web_payment and isinstance(walk.kiosk.phase, Idle)
+
+
+# -- the CSMS's cost limit (TransactionEventResponse transactionLimit.maxCost) ---------------
+
+
+def test_a_cost_limit_from_the_csms_lowers_the_cap_and_charging_stops_at_it() -> None:
+    walk = Walk()
+    walk.charging()
+    session = walk.kiosk.session
+    assert session is not None and session.authorized == walk.kiosk.rules.hold
+    limit = Money(300, "EUR")
+    actions = walk.event(CostLimitSet, session_id=session.session_id, limit=limit)
+    phase = walk.kiosk.phase
+    assert isinstance(phase, Charging) and phase.session.authorized == limit
+    assert of(Record, actions)[0].session.authorized == limit
+    for _ in range(200):  # 11 kW at 0.39 EUR/kWh: about 1.2 EUR an 11 minutes
+        walk.sample(3_000)
+        if not isinstance(walk.kiosk.phase, Charging):
+            break
+    session = walk.kiosk.session
+    assert session is not None and session.end_reason == "cost_cap"
+    assert session.amount is None or session.amount <= limit
+
+
+def test_a_cost_limit_above_the_cap_or_for_another_session_changes_nothing() -> None:
+    walk = Walk()
+    walk.charging()
+    session = walk.kiosk.session
+    assert session is not None
+    before = walk.kiosk
+    above = session.authorized + Money(100, "EUR")  # type: ignore[operator]
+    assert walk.event(CostLimitSet, session_id=session.session_id, limit=above) == ()
+    assert walk.event(CostLimitSet, session_id="another", limit=Money(1, "EUR")) == ()
+    assert walk.kiosk == before
+
+
+def test_a_cost_limit_under_the_minimum_before_energy_releases_the_hold() -> None:
+    walk = Walk()
+    walk.boot()
+    walk.tap(VISA)
+    walk.answer()
+    session = walk.kiosk.session
+    assert session is not None
+    actions = walk.event(CostLimitSet, session_id=session.session_id, limit=Money(1, "EUR"))
+    assert isinstance(walk.kiosk.phase, Idle)
+    [void] = of(Void, actions)
+    assert void.session_id == session.session_id

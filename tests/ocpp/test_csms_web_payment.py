@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from decimal import Decimal
 
 from launcher.csms import ReferenceCsms
+from terminal.money import Money
 from tests.ocpp.conftest import Kiosk
 from tests.ocpp.harness import run, settlements, transaction_events
 
@@ -105,3 +107,36 @@ def test_a_restart_within_the_timeout_keeps_the_charger_for_the_rest_of_it(
     run(sim, "wait 30s\nexpect web-payment\nrestart\nwait 1s\nexpect web-payment\n")
     assert sim.ocpp is not None and sim.ocpp.wait_online(10)
     run(sim, "wait 80s\nexpect web-payment\nwait 10s\nexpect idle\n")
+
+
+def test_the_amount_the_csms_payment_holds_caps_the_session(
+    kiosk: Kiosk, csms: ReferenceCsms
+) -> None:
+    """The CSMS answers the transaction's start with `transactionLimit.maxCost` = what its
+    payment service holds (6.00 EUR, under the kiosk's hold): the kiosk lowers the cap,
+    reports it (LimitSet) and stops charging at it (CostLimitReached)."""
+    sim = kiosk()
+    station = sim.config.station.id
+    csms.web_payment_opened(station, timeout_s=300)
+    run(sim, "wait 1s\nexpect web-payment\n")
+    answer = csms.web_payment_paid(station, "PAY-2026-0200", held=Decimal("6.00"))
+    assert answer["status"] == "Accepted"
+    tx = answer["transactionId"]
+
+    def capped() -> bool:
+        sim.settle()
+        session = sim.daemon.kiosk.session
+        return session is not None and session.authorized == Money(600, "EUR")
+
+    assert _until(capped)
+    run(sim, "plug\nev charge\nwait 3h\nunplug\nwait 1m\n")
+    assert sim.ocpp_drained()
+    events = transaction_events(csms, tx)
+    assert [e["seqNo"] for e in events] == list(range(len(events)))
+    limits = [e for e in events if e["triggerReason"] == "LimitSet"]
+    assert [e["transactionInfo"]["transactionLimit"] for e in limits] == [{"maxCost": 6}]
+    ended = events[-1]
+    assert (ended["eventType"], ended["triggerReason"]) == ("Ended", "CostLimitReached")
+    total = Decimal(str(ended["costDetails"]["totalCost"]["total"]["inclTax"]))
+    assert Decimal("5.90") < total <= Decimal("6.00")
+    assert _money_at_gateway(sim) == []
