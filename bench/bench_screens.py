@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from drivers.display_web import frame_json
 from gateway.web.languages import LANGUAGES, page_words
+from gateway.web.receipt_more import ReceiptMore, Row
 from gateway.web.receipts import receipt_page
 from gateway.web.templating import Pages
 from terminal.core import screens
@@ -99,8 +100,39 @@ def main() -> None:
     for language in LANGUAGES:
 
         def render(language: str = language) -> bytes:
-            page = receipt_page(stored, page_words(language))
-            answer = pages.render_page("receipt.html", path=path, language=language, page=page)
+            words = page_words(language, ZoneInfo("Europe/Berlin"))
+            page = receipt_page(stored, words, zone="Europe/Berlin")
+            # The registry's part as a registered station with a seller and no readings yet
+            # (bench_invoices measures the page with its snapshot query).
+            more = ReceiptMore(
+                station=receipt.station,
+                address="Example Street 1, 12345 Example",
+                seller=("ACME Laden GmbH", "Hafenstraße 1, 20457 Hamburg", "DE123456789"),
+                times=(
+                    Row(
+                        words.text("Started"),
+                        words.when(datetime.fromisoformat(receipt.started_at)),
+                    ),
+                    Row(words.text("Ended"), words.when(datetime.fromisoformat(receipt.ended_at))),
+                ),
+                refunds=(),
+                readings=(),
+                public_key="",
+                readings_href=f"{path}/readings.xml",
+                invoices=(),
+                invoice_href=f"{path}/invoice.pdf?lang={language}",
+                business_action=f"{path}/invoice?lang={language}",
+            )
+            answer = pages.render_page(
+                "receipt.html",
+                path=path,
+                language=language,
+                words=words,
+                page=page,
+                more=more,
+                csrf="x" * 43,
+                error="",
+            )
             return bytes(answer.body)
 
         us = per_call_us(render)
