@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -62,7 +63,10 @@ def _call(
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    asyncio.run(lane(scope, receive, send))
+    # A loop of its own in a thread of its own: a page test's Playwright (sync API) may have
+    # left its loop marked as running on the main thread after a failure.
+    with ThreadPoolExecutor(max_workers=1) as runner:
+        runner.submit(asyncio.run, lane(scope, receive, send)).result()
     return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:]), behind
 
 
