@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from terminal.core.events import Diagnostic, OutOfServiceChanged, SignedReadingRequested
+from terminal.core.current import MIN_OFFER_A
+from terminal.core.events import (
+    CurrentLimited,
+    Diagnostic,
+    OutOfServiceChanged,
+    SignedReadingRequested,
+)
 
 if TYPE_CHECKING:
     from terminal.config import Config
@@ -259,6 +265,27 @@ def _out_of_service(c: Console, args: list[str]) -> None:
         c.out(f"out of service: {args[0]}")
 
 
+MAX_LIMIT_A = 80  # the EVSE-DIN board's register 1000 takes 6..80 A (docs/drivers.md)
+
+
+def _current_limit(c: Console, args: list[str]) -> None:
+    """A technician's load limit (a fuse being changed, a site on a weak supply): the offer
+    is lowered at once, also for a running session, and lifted with `off`. The same input a
+    load manager would post (`CurrentLimited`); the installation's `max_current` still caps
+    it, and no offer goes below 6 A (IEC 61851-1 Annex A)."""
+    limit: int | None
+    if args == ["off"]:
+        limit = None
+    elif len(args) == 1 and args[0].isdigit() and MIN_OFFER_A <= int(args[0]) <= MAX_LIMIT_A:
+        limit = int(args[0])
+    else:
+        c.out(f"usage: current-limit {MIN_OFFER_A}..{MAX_LIMIT_A}|off (amperes)")
+        return
+    c.report("technician", f"command=current_limit value={args[0]}")
+    c.daemon.post(CurrentLimited(limit_a=limit, **c.daemon.stamp()))
+    c.out(f"current limit: {args[0]}{'' if limit is None else ' A'}")
+
+
 def _reboot(c: Console, args: list[str]) -> None:
     if args not in ([], ["force"]):
         c.out("usage: reboot [force]")
@@ -354,6 +381,13 @@ COMMANDS = CommandTable(
             help="take the kiosk out of service (a running session finishes first)",
             privileged=True,
             run=_out_of_service,
+        ),
+        Command(
+            name="current-limit",
+            usage=f"{MIN_OFFER_A}..{MAX_LIMIT_A}|off",
+            help="limit the current the pilot offers, at once (a load limit), or lift it",
+            privileged=True,
+            run=_current_limit,
         ),
         Command(
             name="reboot",

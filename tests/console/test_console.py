@@ -190,3 +190,26 @@ def test_relay_test_is_refused_while_charging_and_no_card_data_reaches_the_conso
     assert PAN[:6] + PAN[6:12] not in transcript
     for run_of_digits in re.findall(r"\d{13,19}", transcript):
         assert not _luhn_ok(run_of_digits), "a card number appeared on the console"
+
+
+def test_a_technicians_current_limit_lowers_the_offer_at_once_and_off_lifts_it(
+    bench: Bench,
+) -> None:
+    child = bench.open_console()
+    assert "needs the technician PIN" in run(child, "current-limit 10", "login first")
+    login(child)
+    bench.tap("visa")
+    bench.hardware.vehicle.plug()
+    bench.hardware.vehicle.charge()
+    wait_for(lambda: bench.hardware.contactor.commanded_closed)
+    offered = bench.daemon.kiosk.rules.max_current_a
+    assert bench.hardware.vehicle.offers[-1] == offered
+    for bad in ("5", "81", "ten", "10 20", ""):  # nothing posted, the offer unchanged
+        assert "usage: current-limit 6..80|off" in run(child, f"current-limit {bad}", "usage")
+    assert bench.hardware.vehicle.offers[-1] == offered
+    run(child, "current-limit 10", "current limit: 10 A")
+    wait_for(lambda: bench.hardware.vehicle.offers[-1] == 10)  # while charging, at once
+    assert bench.hardware.contactor.commanded_closed
+    run(child, "current-limit off", "current limit: off")
+    wait_for(lambda: bench.hardware.vehicle.offers[-1] == offered)
+    assert "value=10" in " ".join(reported(bench, "technician"))
