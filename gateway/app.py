@@ -173,7 +173,10 @@ def create_app(
             key,
             f"operator.refund:{authorization_id}",
             body,
-            lambda store, _resumed: payments.refund(authorization_id, body, key, store),
+            lambda request: payments.refund(
+                authorization_id, body, key, request.store, claim=request.claim
+            ),
+            claims=True,
         )
 
     # The operator's console (and later the driver's portal): pages, not terminal routes.

@@ -63,6 +63,10 @@ from terminal.money import Money
 # Called with the open transaction that records a step's outcome, to store the request's
 # answer in it (the idempotency key's answer exists exactly when the effect does).
 Store = Callable[[Connection, StoredAnswer], None]
+# Called first in a step's first transaction to claim the request's idempotency key there
+# (`gateway.ledger.idempotency.RequestKey.claim`): whether the key was resumed. It raises, and
+# the transaction writes nothing, when the key is not the request's to work under.
+ClaimKey = Callable[[Connection], bool]
 
 NOT_STEP = {
     "op": None,
@@ -254,10 +258,16 @@ class Payments:
 
     # -- hold -------------------------------------------------------------------------------
     def authorize(
-        self, req: wire.AuthorizationRequest, store: Store, *, resumed: bool = False
+        self,
+        req: wire.AuthorizationRequest,
+        store: Store,
+        *,
+        resumed: bool = False,
+        claim: ClaimKey | None = None,
     ) -> StoredAnswer:
         """Place a hold. `resumed`: the request's key was claimed before and left
-        unanswered (its earlier attempt got no answer)."""
+        unanswered (its earlier attempt got no answer); with `claim`, the key is claimed in
+        the hold's first transaction and that says whether it was resumed."""
         card = CardRef(
             kind=req.card.kind,
             token=req.card.token,
@@ -268,7 +278,7 @@ class Payments:
         )
         amount = self._money(req.amount.minor, req.amount.currency)
         return self.place_hold(
-            req.authorization_id, req.terminal_id, amount, card, store, resumed=resumed
+            req.authorization_id, req.terminal_id, amount, card, store, resumed=resumed, claim=claim
         )
 
     def place_hold(
@@ -280,6 +290,7 @@ class Payments:
         store: Store,
         *,
         resumed: bool = False,
+        claim: ClaimKey | None = None,
     ) -> StoredAnswer:
         """Place a hold of `amount` on `card` for `terminal_id`'s session `aid`: a terminal's
         own authorization, or one made on the web for it (pay by phone)."""
@@ -288,6 +299,8 @@ class Payments:
         if card.kind == PAYMENT and self.vault is None and not self.unverified_cards:
             raise Refusal(400, "card_data_invalid", "this gateway holds no fleet keys")
         with self.ledger.write() as conn:
+            if claim is not None:
+                resumed = claim(conn)
             row = self.ledger.get(conn, aid)
             if row is not None and row.status == VOIDED and not row.processor:
                 raise Refusal(409, "already_voided", "authorization was voided before it ran")
@@ -433,7 +446,9 @@ class Payments:
         return Step(row=row, processor=processor, key=key, resume=False)
 
     # -- capture, release, increment --------------------------------------------------------
-    def capture(self, aid: str, req: wire.CaptureRequest, store: Store) -> StoredAnswer:
+    def capture(
+        self, aid: str, req: wire.CaptureRequest, store: Store, *, claim: ClaimKey | None = None
+    ) -> StoredAnswer:
         amount = self._money(req.amount.minor, req.amount.currency)
         detail = json.dumps(
             {"energy_wh": req.energy_wh, "receipt": req.receipt.model_dump(mode="json")}
@@ -465,11 +480,16 @@ class Payments:
             amount=lambda _row: amount.minor,
             detail=detail,
             check=check,
+            claim=claim,
         )
         return self._finish_step(step, store)
 
-    def void(self, aid: str, caller: str, reason: str, store: Store) -> StoredAnswer:
+    def void(
+        self, aid: str, caller: str, reason: str, store: Store, *, claim: ClaimKey | None = None
+    ) -> StoredAnswer:
         with self.ledger.write() as conn:
+            if claim is not None:
+                claim(conn)
             # A reversal that overtook its authorization: a tombstone, so the late
             # authorization is refused and never holds money.
             if self.ledger.insert(
@@ -497,12 +517,24 @@ class Payments:
             return None
 
         step = self._claim(
-            aid, "release", f"release:{aid}", amount=lambda _row: None, detail=reason, check=check
+            aid,
+            "release",
+            f"release:{aid}",
+            amount=lambda _row: None,
+            detail=reason,
+            check=check,
+            claim=claim,
         )
         return self._finish_step(step, store)
 
     def increment(
-        self, aid: str, req: wire.IncrementRequest, request_key: str, store: Store
+        self,
+        aid: str,
+        req: wire.IncrementRequest,
+        request_key: str,
+        store: Store,
+        *,
+        claim: ClaimKey | None = None,
     ) -> StoredAnswer:
         """Raise an approved hold by `req.amount`, never past the terminal's `ceiling` nor the
         gateway's own. A decline leaves the hold as it was."""
@@ -528,11 +560,19 @@ class Payments:
             return int(row.amount_authorized) + req.amount.minor
 
         key = f"increment:{aid}:{request_key}"
-        step = self._claim(aid, "increment", key, amount=asked, detail=None, check=check)
+        step = self._claim(
+            aid, "increment", key, amount=asked, detail=None, check=check, claim=claim
+        )
         return self._finish_step(step, store)
 
     def refund(
-        self, aid: str, req: wire.RefundRequest, request_key: str, store: Store
+        self,
+        aid: str,
+        req: wire.RefundRequest,
+        request_key: str,
+        store: Store,
+        *,
+        claim: ClaimKey | None = None,
     ) -> StoredAnswer:
         """Refund part or all of a captured payment through the processor that captured it;
         several refunds may follow one another, never more in all than was captured."""
@@ -554,6 +594,7 @@ class Payments:
             amount=lambda _row: amount.minor,
             detail=req.reason,
             check=check,
+            claim=claim,
         )
         return self._finish_step(step, store)
 
@@ -566,12 +607,15 @@ class Payments:
         amount: Callable[[AuthorizationRow], int | None],
         detail: str | None,
         check: Callable[[Connection, AuthorizationRow], StoredAnswer | None],
+        claim: ClaimKey | None = None,
     ) -> Step | StoredAnswer:
         """Phase 1 of a step on an existing authorization: the rules, then the compare-and-set.
         An unfinished step of the same kind and key is resumed; an unfinished step of another
         kind is resolved first (or, while its worker still holds it, answered in_progress)."""
         for _ in range(3):
             with self.ledger.write() as conn:
+                if claim is not None:
+                    claim(conn)
                 row = self.ledger.get(conn, aid)
                 if row is None:
                     raise Refusal(404, "unknown_authorization", "no such authorization")

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from gateway import wire
 from gateway.api.requests import TerminalRequests
 from gateway.commands import Commands
-from gateway.ledger.idempotency import StoredAnswer
+from gateway.ledger.idempotency import RequestKey, StoredAnswer
 from gateway.pay.codes import Offer, PayCodes
 
 CommandId = Annotated[str, Path(pattern=wire.ID_PATTERN)]
@@ -91,7 +91,7 @@ def command_routes(
             idempotency_key,
             f"commands.answer:{command_id}",
             body,
-            lambda _store, _resumed: commands.answer(
+            lambda _key: commands.answer(
                 command_id,
                 terminal,
                 session_id=body.session_id,
@@ -124,7 +124,7 @@ def command_routes(
         )
         base = str(request.base_url).rstrip("/")
 
-        def work(_store: Any, _resumed: bool) -> StoredAnswer:
+        def work(_key: RequestKey) -> StoredAnswer:
             found = pay_codes.for_terminal(body.terminal_id, offer)
             left = found.expires_at - pay_codes.ledger.clock()
             return StoredAnswer(

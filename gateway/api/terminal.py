@@ -23,7 +23,7 @@ from gateway.api.identity import Caller
 from gateway.api.lane import LaneRoute
 from gateway.api.requests import TerminalRequests, error
 from gateway.ledger import tariffs
-from gateway.ledger.idempotency import StoredAnswer
+from gateway.ledger.idempotency import RequestKey, StoredAnswer
 from gateway.ledger.store import aware
 from gateway.payments import Payments, Refusal
 from terminal import ocmf
@@ -76,10 +76,10 @@ def terminal_routes(payments: Payments, frame: TerminalRequests) -> TerminalRout
         *,
         step: str,
         body: wire.Strict,
-        work: Callable[[Caller, Any], StoredAnswer],
+        work: Callable[[Caller, RequestKey], StoredAnswer],
     ) -> JSONResponse:
         """The frame of a step on an existing hold: who calls, whether the hold is theirs,
-        then the idempotent run of `work(caller, store)`."""
+        then the idempotent run of `work(caller, key)`, which claims the key itself."""
         caller = frame.caller(request)
         if isinstance(caller, JSONResponse):
             return caller
@@ -90,7 +90,8 @@ def terminal_routes(payments: Payments, frame: TerminalRequests) -> TerminalRout
             idempotency_key,
             f"authorizations.{step}:{authorization_id}",
             body,
-            lambda store, _resumed: work(caller, store),
+            lambda key: work(caller, key),
+            claims=True,
         )
 
     @router.post(
@@ -111,7 +112,8 @@ def terminal_routes(payments: Payments, frame: TerminalRequests) -> TerminalRout
             idempotency_key,
             "authorizations.create",
             body,
-            lambda store, resumed: payments.authorize(body, store, resumed=resumed),
+            lambda key: payments.authorize(body, key.store, claim=key.claim),
+            claims=True,
         )
 
     @router.post(
@@ -133,8 +135,8 @@ def terminal_routes(payments: Payments, frame: TerminalRequests) -> TerminalRout
             idempotency_key,
             step="increment",
             body=body,
-            work=lambda _caller, store: payments.increment(
-                authorization_id, body, idempotency_key, store
+            work=lambda _caller, key: payments.increment(
+                authorization_id, body, idempotency_key, key.store, claim=key.claim
             ),
         )
 
@@ -155,7 +157,9 @@ def terminal_routes(payments: Payments, frame: TerminalRequests) -> TerminalRout
             idempotency_key,
             step="capture",
             body=body,
-            work=lambda _caller, store: payments.capture(authorization_id, body, store),
+            work=lambda _caller, key: payments.capture(
+                authorization_id, body, key.store, claim=key.claim
+            ),
         )
 
     @router.post(
@@ -175,8 +179,8 @@ def terminal_routes(payments: Payments, frame: TerminalRequests) -> TerminalRout
             idempotency_key,
             step="void",
             body=body,
-            work=lambda caller, store: payments.void(
-                authorization_id, caller.terminal or "", body.reason, store
+            work=lambda caller, key: payments.void(
+                authorization_id, caller.terminal or "", body.reason, key.store, claim=key.claim
             ),
         )
 
@@ -192,16 +196,17 @@ def terminal_routes(payments: Payments, frame: TerminalRequests) -> TerminalRout
         if (refused := frame.named_terminal(caller, body.terminal_id)) is not None:
             return refused
 
-        def work(store: Any, _resumed: bool) -> StoredAnswer:
+        def work(key: RequestKey) -> StoredAnswer:
             with ledger.write() as conn:
+                key.claim(conn)
                 ledger.add_events(
                     conn, body.terminal_id, [(e.key, e.kind, e.detail) for e in body.events]
                 )
                 answer = StoredAnswer(status_code=200, body={"accepted": len(body.events)})
-                store(conn, answer)
+                key.store(conn, answer)
             return answer
 
-        return frame.run_idempotent(caller, idempotency_key, "events", body, work)
+        return frame.run_idempotent(caller, idempotency_key, "events", body, work, claims=True)
 
     @router.post(
         "/v1/meter-readings",
@@ -219,7 +224,7 @@ def terminal_routes(payments: Payments, frame: TerminalRequests) -> TerminalRout
         if (refused := frame.named_terminal(caller, body.terminal_id)) is not None:
             return refused
 
-        def work(store: Any, _resumed: bool) -> StoredAnswer:
+        def work(key: RequestKey) -> StoredAnswer:
             for reading in body.readings:
                 try:
                     parsed = ocmf.parse(reading.ocmf)
@@ -228,14 +233,17 @@ def terminal_routes(payments: Payments, frame: TerminalRequests) -> TerminalRout
                 if parsed.payload.get("GS") != body.terminal_id:
                     raise Refusal(400, "reading_invalid", "GS is not the sending terminal")
             with ledger.write() as conn:
+                key.claim(conn)
                 ledger.add_readings(
                     conn, body.terminal_id, [(r.session_id, r.kind, r.ocmf) for r in body.readings]
                 )
                 answer = StoredAnswer(status_code=200, body={"accepted": len(body.readings)})
-                store(conn, answer)
+                key.store(conn, answer)
             return answer
 
-        return frame.run_idempotent(caller, idempotency_key, "meter-readings", body, work)
+        return frame.run_idempotent(
+            caller, idempotency_key, "meter-readings", body, work, claims=True
+        )
 
     @router.get(
         "/v1/terminal-config",

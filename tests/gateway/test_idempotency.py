@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 import requests
+import sqlalchemy as sa
 
+from gateway.ledger.schema import idempotency
 from gateway.processors.simulated import (
     DECLINE_LAST4,
     PARTIAL_LAST4,
@@ -191,6 +193,31 @@ def test_capture_above_the_authorization_is_refused(gw: Client) -> None:
     assert response.status_code == 409
     assert error_code(response) == "exceeds_authorization"
     assert gw.movements("auth-over-0001") == [("hold", 5000)]
+
+
+def _key_row(gw: Client, key: str) -> Any:
+    with gw.gateway.engine.connect() as conn:
+        return conn.execute(sa.select(idempotency).where(idempotency.c.key == key)).one()
+
+
+def test_a_refusal_found_in_the_steps_claim_is_stored_under_its_key(gw: Client) -> None:
+    # The key is claimed in the step's own transaction, which the refusal undoes: the
+    # refusal is still stored under the key, and its retry gets it back.
+    assert gw.authorize(authorization("auth-kref-0001")).status_code == 200
+    refused = gw.capture("auth-kref-0001", 5001, key="kref-capture")
+    row = _key_row(gw, "kref-capture")
+    assert (row.state, row.status_code) == ("done", 409)
+    again = gw.capture("auth-kref-0001", 5001, key="kref-capture")
+    assert (again.status_code, again.json()) == (409, refused.json())
+    assert error_code(refused) == "exceeds_authorization"
+
+
+def test_a_money_step_leaves_its_key_answered_and_unlocked(gw: Client) -> None:
+    assert gw.authorize(authorization("auth-klock-001"), key="klock-auth").status_code == 200
+    assert gw.capture("auth-klock-001", 100, key="klock-capture").status_code == 200
+    for key in ("klock-auth", "klock-capture"):
+        row = _key_row(gw, key)
+        assert (row.state, row.status_code, row.locked_at) == ("done", 200, None)
 
 
 def test_capture_twice_with_the_same_key_captures_once(gw: Client) -> None:
