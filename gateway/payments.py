@@ -878,7 +878,8 @@ class Payments:
             )
             if current is None:
                 return None
-            self.ledger.move(conn, aid, "capture", amount, row.currency, step_key=key)
+            vat = int(receipt["total"]) - int(receipt["total_excl_vat"])
+            self.ledger.move_revenue(conn, row, "capture", amount, step_key=key, vat=vat)
             return self._captured_answer(current)
         if row.op == "release":
             if not ok:
@@ -909,7 +910,7 @@ class Payments:
             current = self.ledger.update_row(conn, aid, where, amount_refunded=total, **NOT_STEP)
             if current is None:
                 return None
-            self.ledger.move(conn, aid, "refund", amount, row.currency, step_key=key)
+            self.ledger.move_revenue(conn, row, "refund", amount, step_key=key, vat=0)
             return self._refunded_answer(current, amount)
         # increment: never more than asked, never less than already held
         before = int(row.amount_authorized)

@@ -8,6 +8,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from gateway.ledger import open_engine
+from gateway.ledger.rollup import expected_rows, stored_rows
 from gateway.ledger.schema import kiosk_commands
 from launcher.simulate import Simulation
 
@@ -28,6 +30,7 @@ def assert_ledger_agrees(sim: Simulation) -> int:
     assert_records_agree(sessions, authorizations, moves, refused=refused)
     with sim.gateway.ledger.engine.connect() as conn:
         commands = [dict(r._mapping) for r in conn.execute(sa.select(kiosk_commands))]
+    assert_rollup_agrees(sim.gateway.ledger.engine)
     return assert_web_payments_agree(
         sessions,
         authorizations,
@@ -36,6 +39,25 @@ def assert_ledger_agrees(sim: Simulation) -> int:
         kiosk_commands=sim.daemon.journal.commands(),
         refused=refused,
     )
+
+
+def assert_rollup_agrees(engine: sa.Engine | str) -> None:
+    """The revenue rollup, kept in each capture's and refund's transaction, equals a sum made
+    from scratch from the movements and their receipts (`gateway.ledger.rollup`). `engine`:
+    an engine or a database URL (a SQLite file's path)."""
+    own = isinstance(engine, str)
+    bound = open_engine(engine) if isinstance(engine, str) else engine
+    try:
+        with bound.connect() as conn:
+            stored, expected = stored_rows(conn), expected_rows(conn)
+    finally:
+        if own:
+            bound.dispose()
+    assert stored == expected, {
+        k: (stored.get(k), expected.get(k))
+        for k in stored.keys() | expected.keys()
+        if stored.get(k) != expected.get(k)
+    }
 
 
 def assert_records_agree(

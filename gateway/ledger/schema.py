@@ -41,7 +41,7 @@ authorizations = sa.Table(
     sa.Column("amount_captured", sa.BigInteger),
     sa.Column("amount_refunded", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("card_kind", sa.String(16), nullable=False),
-    sa.Column("card_token", sa.String(64), nullable=False, index=True),
+    sa.Column("card_token", sa.String(64), nullable=False),
     sa.Column("card_brand", sa.String(32), nullable=False),
     sa.Column("card_last4", sa.String(4), nullable=False),
     # Where the hold lives, fixed when it is asked for: a capture goes there whatever the
@@ -64,6 +64,9 @@ authorizations = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("authorizations_open", "status", "op"),
+    # A card's sessions newest first (the driver's history, `card_history`): one index range
+    # per linked card or token, already in time order.
+    sa.Index("authorizations_card_time", "card_token", "created_at"),
     # A processor's notification names the payment by the processor's reference.
     sa.Index("authorizations_processor_ref", "processor", "merchant_account", "processor_ref"),
 )
@@ -82,6 +85,23 @@ movements = sa.Table(
     sa.Column("step_key", sa.String(200), nullable=False),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     sa.UniqueConstraint("authorization_id", "kind", "step_key", name="movements_once"),
+)
+
+# The revenue rollup (`gateway.ledger.rollup`): captures and refunds summed per UTC hour (h),
+# day (d) and month (m), by terminal, processor, payment method and card brand, in minor
+# units; written in the transaction of each capture and refund movement.
+revenue_rollup = sa.Table(
+    "revenue_rollup",
+    metadata,
+    sa.Column("grain", sa.String(1), primary_key=True),  # h | d | m
+    sa.Column("dimension", sa.String(16), primary_key=True),  # terminal|processor|method|brand
+    sa.Column("bucket", sa.DateTime(timezone=True), primary_key=True),  # its UTC start
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("currency", sa.String(3), primary_key=True),
+    sa.Column("captures", sa.BigInteger, nullable=False),
+    sa.Column("gross", sa.BigInteger, nullable=False),
+    sa.Column("vat", sa.BigInteger, nullable=False),
+    sa.Column("refunds", sa.BigInteger, nullable=False),
 )
 
 # Idempotency keys (IETF httpapi Idempotency-Key; Stripe's semantics), scoped to the caller.

@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from gateway.ledger.batches import writer_for
+from gateway.ledger.rollup import groups_of, roll_up
 from gateway.ledger.schema import (
     APPROVED,
     CAPTURED,
@@ -205,8 +206,10 @@ class Ledger:
         currency: str,
         *,
         step_key: str,
-    ) -> None:
-        """Append a money movement; the database refuses a second one for the same step."""
+    ) -> datetime:
+        """Append a money movement; the database refuses a second one for the same step.
+        Returns the time it was recorded at."""
+        at = self.clock()
         _MOVE.execute(
             conn,
             {
@@ -215,8 +218,32 @@ class Ledger:
                 "amount": amount,
                 "currency": currency,
                 "step_key": step_key,
-                "at": self.clock(),
+                "at": at,
             },
+        )
+        return at
+
+    def move_revenue(
+        self,
+        conn: Connection,
+        row: AuthorizationRow,
+        kind: str,
+        amount: int,
+        *,
+        step_key: str,
+        vat: int,
+    ) -> None:
+        """Append a capture or refund movement of the authorization `row` and add it to the
+        revenue rollup, in the same transaction (`gateway.ledger.rollup`)."""
+        at = self.move(conn, row.id, kind, amount, row.currency, step_key=step_key)
+        roll_up(
+            conn,
+            at=at,
+            kind=kind,
+            amount=amount,
+            vat=vat,
+            currency=row.currency,
+            groups=groups_of(row),
         )
 
     def moved(self, conn: Connection, authorization_id: str, step_key: str) -> int | None:

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from gateway.ledger.revenue import DIMENSIONS, Report, last_movement, movements_between, report
+from gateway.ledger.revenue import DIMENSIONS, Report, last_movement, revenue
 from gateway.web.console_frame import ConsoleFrame
 from gateway.web.periods import NAMES, Period, PeriodError, parse_period
 from gateway.web.templating import page_headers
@@ -83,7 +83,7 @@ def revenue_routes(frame: ConsoleFrame) -> APIRouter:
     engine = frame.operators.engine
 
     def compute(period: Period) -> Report:
-        return report(movements_between(engine, period.start, period.end), period.bucket_of)
+        return revenue(engine, period.start, period.end, period.bucket_of)
 
     @router.get(REVENUE)
     def revenue_page(request: Request) -> Response:

@@ -31,7 +31,11 @@ from terminal.protection.keys import provision_fleet
 from terminal.station import build_tariff
 from tests.crash.processes import GatewayProcess, KioskProcess, kiosk_config
 from tests.crash.test_sigkill import delivered_per_authorization, session_steps
-from tests.ledger_check import assert_processor_agrees, assert_records_agree
+from tests.ledger_check import (
+    assert_processor_agrees,
+    assert_records_agree,
+    assert_rollup_agrees,
+)
 
 # 100 gateway restarts: about 3 minutes on a quiet 2-core machine, much longer on a busy one.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
@@ -120,6 +124,7 @@ def test_gateway_sigkilled_100_times_settles_every_hold_exactly_once(tmp_path: P
     # The journals and the ledger agree; nothing is left open or half-done.
     journal = [row for k in kiosks for row in k.journal_rows("sessions")]
     assert_records_agree(journal, authorizations, moves)
+    assert_rollup_agrees(gateway.db_url)  # the revenue rollup survived every kill
     assert not [a for a in authorizations if a["status"] in ("approved", "pending")]
     for kiosk in kiosks:
         unsent = [r for r in kiosk.journal_rows("outbox") if r["state"] == "pending"]

@@ -55,7 +55,11 @@ from terminal.protection.keys import provision_fleet
 from tests.crash.processes import STEP_TIMEOUT_S, GatewayProcess, KioskProcess, kiosk_config
 from tests.crash.reference_price import Period, reference_total
 from tests.crash.test_sigkill import Closing, closings_per_authorization
-from tests.ledger_check import assert_processor_agrees, assert_records_agree
+from tests.ledger_check import (
+    assert_processor_agrees,
+    assert_records_agree,
+    assert_rollup_agrees,
+)
 from tests.net.proxy import Fault, FaultProxy
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
@@ -296,6 +300,7 @@ def test_kills_in_every_money_window_lose_nothing_and_charge_exactly(tmp_path: P
     # The journals and the ledger agree; nothing is left open, half-done or unsent.
     sessions = [row for run in runs for row in run.kiosk.journal_rows("sessions")]
     assert_records_agree(sessions, authorizations, moves)
+    assert_rollup_agrees(gateway.db_url)  # the revenue rollup survived every kill
     assert not [a for a in authorizations if a["status"] in ("approved", "pending")]
     for run in runs:
         unsent = [r for r in run.kiosk.journal_rows("outbox") if r["state"] == "pending"]

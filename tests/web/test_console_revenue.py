@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 
+from gateway.ledger.rollup import stored_rows
 from gateway.ledger.web_schema import READ_ONLY
 from terminal.money import Money, minor_exponent
+from tests.ledger_check import assert_rollup_agrees
 from tests.postgres import PostgresServer
 from tests.web.console_app import Clock, console_app
 from tests.web.generate import STATIONS, Done, Generator
@@ -199,3 +201,34 @@ def test_a_bad_period_is_a_clear_400(db_url: str, query: str, names: str) -> Non
     data = client.get(f"/console/revenue.json?{query}")
     assert data.status_code == 400
     assert names in data.json()["error"]
+
+
+def test_the_rollup_equals_a_sum_from_scratch(month: tuple[Any, Generator]) -> None:
+    """The rollup the money steps kept, capture by capture and refund by refund, is what the
+    movements and receipts sum to; and it has rows at every grain and dimension."""
+    app, _ = month
+    assert_rollup_agrees(app.built.ledger.engine)
+    with app.built.ledger.engine.connect() as conn:
+        stored = stored_rows(conn)
+    assert {(k[0], k[2]) for k in stored} == {
+        (g, d) for g in ("h", "d", "m") for d in ("terminal", "processor", "method", "brand")
+    }
+
+
+def test_a_zone_with_a_half_hour_offset_reads_its_edges_from_the_movements(
+    month: tuple[Any, Generator],
+) -> None:
+    """March in Kathmandu (UTC+05:45) starts and ends at a quarter to the UTC hour: the edges
+    no whole hour covers come from the movements, and the figures still equal the ledger."""
+    app, gen = month
+    client = app.signed_in("reader")
+    data = client.get("/console/revenue.json?period=month&tz=Asia/Kathmandu").json()
+    start = datetime(2026, 2, 28, 18, 15, tzinfo=UTC)
+    end = datetime(2026, 3, 31, 18, 15, tzinfo=UTC)
+    assert data["period"]["start"] == start.isoformat()
+    assert data["period"]["end"] == end.isoformat()
+    expected = _expected(gen.done, start, end)
+    for currency, figures in expected.items():
+        for key in ("sessions", "gross", "vat", "refunds"):
+            assert data["totals"][currency][key] == figures.get(key, 0), (currency, key)
+    assert set(data["totals"]) == set(expected)

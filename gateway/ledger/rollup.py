@@ -1,0 +1,256 @@
+"""The revenue rollup: sums of captures and refunds per UTC hour, day and month, kept in the
+same transaction as every capture and refund movement, so the console's revenue figures are a
+few hundred rows of SQL at any fleet size instead of a scan of every movement.
+
+Rules written down:
+- A movement is counted in the buckets of its `at` (the instant the ledger recorded it): the
+  UTC hour, day and month that hold it. Each grain is rolled up by terminal, processor,
+  payment method and card brand, with the currency (one row per grain, dimension, bucket,
+  key and currency). The site is not rolled up: it is read from the terminal's `stations` row
+  when the report is made, as the per-movement report did.
+- **captures** counts capture movements, **gross** sums them, **vat** sums the VAT their
+  receipts break out (total less total excl. VAT), **refunds** sums refund movements (gross,
+  counted when they were made, whatever the capture's period).
+- The totals of a currency are the sums over the payment-method rows: every movement has
+  exactly one method.
+
+A period `[start, end)` in any time zone is covered exactly (`cover`): whole UTC months, then
+whole days, then whole hours, and what is left at its edges (zones whose offset is not a whole
+hour: India, Nepal, parts of Australia) is read from the movements themselves.
+
+`expected_rows` sums the rollup again from the movements and receipts alone (the check the
+tests and `ev-terminal`'s migration use); `rebuild` writes it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from gateway.ledger.schema import authorizations, movements, revenue_rollup
+
+GRAINS = ("m", "d", "h")  # UTC month, day, hour: the coarsest first
+ROLLUP_DIMENSIONS = ("terminal", "processor", "method", "brand")
+ROLLED_KINDS = ("capture", "refund")
+SUMS = ("captures", "gross", "vat", "refunds")
+# Every rollup writer on PostgreSQL takes this transaction-scoped advisory lock first: a
+# group-commit batch holds the rows of all its units until it commits, and two batches
+# taking hot rows (this hour's EUR card payments) in different orders would deadlock. One
+# lock, taken first, makes the order the same for everyone. (SQLite has one writer anyway.)
+ADVISORY_LOCK = 0x45565252  # "EVRR"
+
+Key = tuple[str, datetime, str, str, str]  # grain, bucket, dimension, key, currency
+
+
+def bucket(at: datetime, grain: str) -> datetime:
+    """The start (aware, UTC) of the hour, day or month that holds `at`."""
+    at = at.astimezone(UTC) if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    hour = at.replace(minute=0, second=0, microsecond=0)
+    if grain == "h":
+        return hour
+    day = hour.replace(hour=0)
+    if grain == "d":
+        return day
+    if grain == "m":
+        return day.replace(day=1)
+    raise ValueError(f"grain {grain!r}")
+
+
+def next_bucket(start: datetime, grain: str) -> datetime:
+    """The start of the bucket after the one starting at `start`."""
+    if grain == "h":
+        return start + timedelta(hours=1)
+    if grain == "d":
+        return start + timedelta(days=1)
+    return (start + timedelta(days=32)).replace(day=1)
+
+
+def _ceil(at: datetime, grain: str) -> datetime:
+    floor = bucket(at, grain)
+    return floor if floor == at else next_bucket(floor, grain)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cover:
+    """`[start, end)` as whole buckets (grain, first bucket start, end) and leftover
+    intervals to read from the movements."""
+
+    buckets: tuple[tuple[str, datetime, datetime], ...]
+    raw: tuple[tuple[datetime, datetime], ...]
+
+
+def cover(start: datetime, end: datetime, grains: tuple[str, ...] = GRAINS) -> Cover:
+    """The fewest whole UTC buckets that tile `[start, end)`, coarsest first, and what is left
+    at the edges. Exact for any interval: a bucket is used only if it lies wholly inside."""
+    if start >= end:
+        return Cover(buckets=(), raw=())
+    if not grains:
+        return Cover(buckets=(), raw=((start, end),))
+    grain, finer = grains[0], grains[1:]
+    first, last = _ceil(start, grain), bucket(end, grain)
+    if first >= last:
+        return cover(start, end, finer)
+    left, right = cover(start, first, finer), cover(last, end, finer)
+    return Cover(
+        buckets=((grain, first, last), *left.buckets, *right.buckets),
+        raw=left.raw + right.raw,
+    )
+
+
+def receipt_vat(receipt: str | None) -> int:
+    """The VAT a receipt breaks out (its total less its total excl. VAT)."""
+    if not receipt:
+        return 0
+    data: dict[str, Any] = json.loads(receipt)
+    return int(data["total"]) - int(data["total_excl_vat"])
+
+
+def _deltas(
+    *, at: datetime, kind: str, amount: int, vat: int, currency: str, groups: dict[str, str]
+) -> list[dict[str, Any]]:
+    capture = kind == "capture"
+    return sorted(
+        (
+            {
+                "grain": grain,
+                "bucket": bucket(at, grain),
+                "dimension": dimension,
+                "key": groups[dimension],
+                "currency": currency,
+                "captures": 1 if capture else 0,
+                "gross": amount if capture else 0,
+                "vat": vat if capture else 0,
+                "refunds": 0 if capture else amount,
+            }
+            for grain in GRAINS
+            for dimension in ROLLUP_DIMENSIONS
+        ),
+        key=lambda r: (r["grain"], r["dimension"], r["bucket"], r["key"], r["currency"]),
+    )
+
+
+def groups_of(row: Any) -> dict[str, str]:
+    """What an authorization row is rolled up by (the ledger's own values, unnamed ones as
+    stored: the report names them)."""
+    return {
+        "terminal": row.terminal_id,
+        "processor": row.processor or "",
+        "method": row.card_kind,
+        "brand": row.card_brand or "",
+    }
+
+
+@functools.cache
+def _upsert(dialect: str) -> Any:
+    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(revenue_rollup)
+    t = revenue_rollup.c
+    return stmt.on_conflict_do_update(
+        index_elements=[t.grain, t.dimension, t.bucket, t.key, t.currency],
+        set_={name: t[name] + stmt.excluded[name] for name in SUMS},
+    )
+
+
+def roll_up(
+    conn: Connection,
+    *,
+    at: datetime,
+    kind: str,
+    amount: int,
+    vat: int,
+    currency: str,
+    groups: dict[str, str],
+) -> None:
+    """Add one capture or refund movement to the rollup, inside the caller's transaction (the
+    one that records the movement)."""
+    if kind not in ROLLED_KINDS:
+        raise ValueError(f"kind {kind!r} is not rolled up")
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK})
+    rows = _deltas(at=at, kind=kind, amount=amount, vat=vat, currency=currency, groups=groups)
+    conn.execute(_upsert(dialect), rows)
+
+
+def expected_rows(conn: Connection) -> dict[Key, tuple[int, int, int, int]]:
+    """The rollup summed from scratch: every capture and refund movement with its
+    authorization and receipt."""
+    m, a = movements, authorizations
+    query = (
+        sa.select(
+            m.c.kind,
+            m.c.amount,
+            m.c.currency,
+            m.c.at,
+            a.c.terminal_id,
+            a.c.processor,
+            a.c.card_kind,
+            a.c.card_brand,
+            a.c.receipt,
+        )
+        .select_from(m.join(a, a.c.id == m.c.authorization_id))
+        .where(m.c.kind.in_(ROLLED_KINDS))
+    )
+    sums: dict[Key, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for r in conn.execute(query):
+        vat = receipt_vat(r.receipt) if r.kind == "capture" else 0
+        for d in _deltas(
+            at=r.at,
+            kind=r.kind,
+            amount=int(r.amount),
+            vat=vat,
+            currency=r.currency,
+            groups=groups_of(r),
+        ):
+            key = (d["grain"], d["bucket"], d["dimension"], d["key"], d["currency"])
+            for i, name in enumerate(SUMS):
+                sums[key][i] += d[name]
+    return {k: (v[0], v[1], v[2], v[3]) for k, v in sums.items()}
+
+
+def stored_rows(conn: Connection) -> dict[Key, tuple[int, int, int, int]]:
+    """The rollup as stored (times aware, in UTC)."""
+    out: dict[Key, tuple[int, int, int, int]] = {}
+    for r in conn.execute(sa.select(revenue_rollup)):
+        at = r.bucket if r.bucket.tzinfo is not None else r.bucket.replace(tzinfo=UTC)
+        key = (r.grain, at.astimezone(UTC), r.dimension, r.key, r.currency)
+        out[key] = (int(r.captures), int(r.gross), int(r.vat), int(r.refunds))
+    return out
+
+
+def rebuild(conn: Connection) -> int:
+    """Write the rollup again from the movements (a migration filling it for a ledger that had
+    movements before it existed); how many rows it has."""
+    conn.execute(sa.delete(revenue_rollup))
+    rows = [
+        {
+            "grain": k[0],
+            "bucket": k[1],
+            "dimension": k[2],
+            "key": k[3],
+            "currency": k[4],
+            **dict(zip(SUMS, v, strict=True)),
+        }
+        for k, v in expected_rows(conn).items()
+    ]
+    if rows:
+        conn.execute(sa.insert(revenue_rollup), rows)
+    return len(rows)
+
+
+def in_cover(c: Cover) -> Iterable[Any]:
+    """WHERE clauses selecting the rollup rows of a cover's whole buckets."""
+    t = revenue_rollup.c
+    return [
+        sa.and_(t.grain == grain, t.bucket >= first, t.bucket < last)
+        for grain, first, last in c.buckets
+    ]

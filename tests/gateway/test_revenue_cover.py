@@ -1,0 +1,54 @@
+"""The revenue rollup's cover of a period: whole UTC months, days and hours, and leftovers
+shorter than an hour, tiling the period exactly (`gateway.ledger.rollup.cover`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.ledger.rollup import bucket, cover, next_bucket
+
+INSTANTS = st.datetimes(  # hypothesis takes naive bounds and adds the zone itself
+    min_value=datetime(2025, 1, 1),  # noqa: DTZ001
+    max_value=datetime(2027, 12, 31),  # noqa: DTZ001
+    timezones=st.just(UTC),
+)
+
+
+@given(INSTANTS, st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=400)))
+def test_a_cover_tiles_the_period_exactly(start: datetime, length: timedelta) -> None:
+    end = start + length
+    c = cover(start, end)
+    pieces: list[tuple[datetime, datetime]] = list(c.raw)
+    for grain, first, last in c.buckets:
+        assert bucket(first, grain) == first and bucket(last, grain) == last  # whole buckets
+        assert first < last
+        pieces.append((first, last))
+    for first, last in c.raw:
+        assert last - first < timedelta(hours=1)  # only sub-hour edges are read raw
+    pieces.sort()
+    at = start
+    for first, last in pieces:
+        assert first == at
+        at = last
+    assert at == end or (start == end and not pieces)
+
+
+def test_march_in_berlin_is_one_hour_days_and_hours() -> None:
+    start = datetime(2026, 2, 28, 23, tzinfo=UTC)
+    end = datetime(2026, 3, 31, 22, tzinfo=UTC)
+    c = cover(start, end)
+    assert c.raw == ()
+    assert c.buckets == (
+        ("d", datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 31, tzinfo=UTC)),
+        ("h", start, datetime(2026, 3, 1, tzinfo=UTC)),
+        ("h", datetime(2026, 3, 31, tzinfo=UTC), end),
+    )
+
+
+def test_a_whole_month_is_one_bucket() -> None:
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    assert next_bucket(start, "m") == datetime(2027, 1, 1, tzinfo=UTC)
+    assert cover(start, next_bucket(start, "m")).buckets == (("m", start, next_bucket(start, "m")),)
