@@ -19,10 +19,11 @@ Rules written down:
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -184,12 +185,26 @@ def _add(figures: Figures, captures: int, gross: int, vat: int, refunds: int) ->
     figures.refunds += refunds
 
 
-def revenue(engine: Engine, start: datetime, end: datetime, bucket_of: Any) -> Report:
+def revenue(
+    engine: Engine,
+    start: datetime,
+    end: datetime,
+    buckets: Sequence[datetime],
+    *,
+    days_in: str | None = None,
+) -> Report:
     """The report of `[start, end)` from the rollup, with the movements at its edges that no
-    whole hour covers; `bucket_of(at)` gives the chart's bucket of an instant (an hour of the
-    rollup goes to the bucket of its start: exact for any zone whose offset is whole hours)."""
+    whole hour covers. `buckets`: the chart's bucket starts (aware, ascending, the first at
+    `start`); each ends where the next starts; `days_in`: the zone, when they are its local
+    days. An hour of the rollup goes to the bucket that holds its start: exact for any zone
+    whose offset is whole hours."""
     c = cover(start, end)
     t = revenue_rollup.c
+    instants = [b.astimezone(UTC) for b in buckets]
+
+    def bucket_of(at: datetime) -> datetime:
+        return buckets[max(0, bisect_right(instants, at) - 1)]
+
     totals: dict[str, Figures] = defaultdict(Figures)
     by: dict[str, dict[tuple[str, str], Figures]] = {d: defaultdict(Figures) for d in DIMENSIONS}
     series: dict[str, dict[datetime, int]] = defaultdict(lambda: defaultdict(int))
@@ -221,32 +236,44 @@ def revenue(engine: Engine, start: datetime, end: datetime, bucket_of: Any) -> R
                     site, station = names.get(key, (NO_SITE, key))
                     _add(by["site"][(site, currency)], *values)
                     _add(by["station"][(station, currency)], *values)
+                elif dim == "all":
+                    _add(totals[currency], *values)
                 elif dim == "method":
                     _add(by["method"][(key, currency)], *values)
-                    _add(totals[currency], *values)
                 else:
                     _add(by[dim][(key or "(none)", currency)], *values)
-            # The chart: the whole hours of the period (what the cover does not read from the
-            # movements), summed per hour over the payment methods.
-            hours = (min(first for _, first, _ in c.buckets), max(last for _, _, last in c.buckets))
-            chart = (
-                sa.select(t.bucket, t.currency, sa.func.sum(t.gross))
-                .where(
-                    t.grain == "h",
-                    t.dimension == "method",
-                    t.bucket >= hours[0],
-                    t.bucket < hours[1],
-                )
-                .group_by(t.bucket, t.currency)
-            )
-            for at, currency, gross in conn.execute(chart):
-                if gross:
-                    series[currency][bucket_of(aware(at))] += int(gross)
+            whole = (min(f for _, f, _ in c.buckets), max(last for _, _, last in c.buckets))
+            for at, currency, gross in _chart(conn, whole, days_in):
+                series[currency][bucket_of(aware(at))] += int(gross)
         edges = [m for first, last in c.raw for m in _movements(conn, first, last)]
     out = Report(
         totals=dict(totals), by={d: dict(groups) for d, groups in by.items()}, series=series
     )
     return merge(out, report(edges, bucket_of))
+
+
+def _chart(conn: Connection, whole: tuple[datetime, datetime], days_in: str | None) -> Any:
+    """(bucket, currency, gross) from the fleet's hourly rows in `whole` (the period's whole
+    hours).
+    For local days (`days_in`: the zone) on PostgreSQL the database groups the hours into
+    days itself (`date_trunc` in the zone): a year is 8,760 hours per currency, a
+    chart a few hundred days. Otherwise the rows are the hours (a day has 24)."""
+    t = revenue_rollup.c
+    at: Any = t.bucket
+    if days_in is not None and conn.dialect.name == "postgresql":
+        at = sa.func.date_trunc("day", t.bucket, days_in)
+    query = (
+        sa.select(at.label("at"), t.currency, sa.func.sum(t.gross))
+        .where(
+            t.grain == "h",
+            t.dimension == "all",
+            t.bucket >= whole[0],
+            t.bucket < whole[1],
+            t.gross > 0,
+        )
+        .group_by(at, t.currency)
+    )
+    return conn.execute(query)
 
 
 def merge(a: Report, b: Report) -> Report:

@@ -4,15 +4,13 @@ few hundred rows of SQL at any fleet size instead of a scan of every movement.
 
 Rules written down:
 - A movement is counted in the buckets of its `at` (the instant the ledger recorded it): the
-  UTC hour, day and month that hold it. Each grain is rolled up by terminal, processor,
-  payment method and card brand, with the currency (one row per grain, dimension, bucket,
-  key and currency). The site is not rolled up: it is read from the terminal's `stations` row
-  when the report is made, as the per-movement report did.
+  UTC hour, day and month that hold it. Each grain is rolled up for the whole fleet and by
+  terminal, processor, payment method and card brand, with the currency (one row per grain,
+  dimension, bucket, key and currency). The site is not rolled up: it is read from the
+  terminal's `stations` row when the report is made, as the per-movement report did.
 - **captures** counts capture movements, **gross** sums them, **vat** sums the VAT their
   receipts break out (total less total excl. VAT), **refunds** sums refund movements (gross,
   counted when they were made, whatever the capture's period).
-- The totals of a currency are the sums over the payment-method rows: every movement has
-  exactly one method.
 
 A period `[start, end)` in any time zone is covered exactly (`cover`): whole UTC months, then
 whole days, then whole hours, and what is left at its edges (zones whose offset is not a whole
@@ -39,7 +37,9 @@ from sqlalchemy.engine import Connection
 from gateway.ledger.schema import authorizations, movements, revenue_rollup
 
 GRAINS = ("m", "d", "h")  # UTC month, day, hour: the coarsest first
-ROLLUP_DIMENSIONS = ("terminal", "processor", "method", "brand")
+# "all" (key "") is the whole fleet: the totals and the chart read it (one row per bucket and
+# currency instead of one per method).
+ROLLUP_DIMENSIONS = ("all", "terminal", "processor", "method", "brand")
 ROLLED_KINDS = ("capture", "refund")
 SUMS = ("captures", "gross", "vat", "refunds")
 # Every rollup writer on PostgreSQL takes this transaction-scoped advisory lock first: a
@@ -142,6 +142,7 @@ def groups_of(row: Any) -> dict[str, str]:
     """What an authorization row is rolled up by (the ledger's own values, unnamed ones as
     stored: the report names them)."""
     return {
+        "all": "",
         "terminal": row.terminal_id,
         "processor": row.processor or "",
         "method": row.card_kind,

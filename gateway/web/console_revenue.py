@@ -83,7 +83,8 @@ def revenue_routes(frame: ConsoleFrame) -> APIRouter:
     engine = frame.operators.engine
 
     def compute(period: Period) -> Report:
-        return revenue(engine, period.start, period.end, period.bucket_of)
+        days_in = None if period.hourly else period.zone.key
+        return revenue(engine, period.start, period.end, period.buckets(), days_in=days_in)
 
     @router.get(REVENUE)
     def revenue_page(request: Request) -> Response:

@@ -46,6 +46,17 @@ class Period:
             return local.replace(minute=0, second=0, microsecond=0)
         return datetime.combine(local.date(), time(), self.zone)
 
+    def buckets(self) -> list[datetime]:
+        """The chart's buckets: the local hours of the day, or the local days of the period
+        (their starts, aware, ascending; each as `bucket_of` names it)."""
+        if self.hourly:
+            hours = int((self.end - self.start) / timedelta(hours=1))
+            return [(self.start + timedelta(hours=k)).astimezone(self.zone) for k in range(hours)]
+        days = (self.last - self.first).days + 1
+        return [
+            datetime.combine(self.first + timedelta(days=k), time(), self.zone) for k in range(days)
+        ]
+
     def query(self) -> dict[str, str]:
         """The query parameters that name this period again (links, CSV, live updates)."""
         out = {"period": self.name, "tz": self.zone.key}

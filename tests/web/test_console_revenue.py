@@ -211,7 +211,7 @@ def test_the_rollup_equals_a_sum_from_scratch(month: tuple[Any, Generator]) -> N
     with app.built.ledger.engine.connect() as conn:
         stored = stored_rows(conn)
     assert {(k[0], k[2]) for k in stored} == {
-        (g, d) for g in ("h", "d", "m") for d in ("terminal", "processor", "method", "brand")
+        (g, d) for g in ("h", "d", "m") for d in ("all", "terminal", "processor", "method", "brand")
     }
 
 
