@@ -174,9 +174,32 @@ class EventIn(Strict):
     at: str
 
 
+class SessionProgress(Strict):
+    """A session under way as the kiosk sees it."""
+
+    session_id: str = Field(pattern=ID_PATTERN, description="the authorization (session) id")
+    energy_wh: int = Field(ge=0, le=10**9, description="delivered so far")
+    cost: Amount | None = Field(default=None, description="priced so far, incl. VAT")
+
+
+class TerminalStatus(Strict):
+    """What the fleet page shows of a kiosk, taken when it is sent (a heartbeat)."""
+
+    software_version: str = Field(min_length=1, max_length=64)
+    queue_depth: int = Field(ge=0, le=10**9, description="requests in the outbox, unsent")
+    oldest_unsent_s: int | None = Field(
+        default=None, ge=0, description="how long the oldest unsent request has waited"
+    )
+    sessions: list[SessionProgress] = Field(default_factory=list, max_length=8)
+    at: str = Field(max_length=40, description="the kiosk's clock when it took this status")
+
+
 class EventsRequest(Strict):
     terminal_id: str = Field(min_length=1, max_length=64)
     events: list[EventIn] = Field(max_length=500)
+    status: TerminalStatus | None = Field(
+        default=None, description="the kiosk's status now (a heartbeat sends it with no events)"
+    )
 
 
 class EventsAnswer(Strict):

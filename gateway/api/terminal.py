@@ -202,6 +202,8 @@ def terminal_routes(payments: Payments, frame: TerminalRequests) -> TerminalRout
                 ledger.add_events(
                     conn, body.terminal_id, [(e.key, e.kind, e.detail) for e in body.events]
                 )
+                if body.status is not None:
+                    ledger.put_status(conn, body.terminal_id, body.status.model_dump_json())
                 answer = StoredAnswer(status_code=200, body={"accepted": len(body.events)})
                 key.store(conn, answer)
             return answer

@@ -2,8 +2,10 @@
 one snapshot from the ledger package and renders it).
 
 What the gateway knows of a terminal is what reached it: its events (faults, out-of-service,
-starts), its authorizations and its signed readings. "Last seen" is the newest of those; the
-terminal's configuration polls are not recorded.
+starts), its newest status (software version, outbox depth and age, sessions under way with
+energy and cost so far: sent with its events and as a heartbeat), its authorizations and its
+signed readings. "Last seen" is the newest of those; the terminal's configuration polls are
+not recorded.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from gateway.ledger.schema import (
     events,
     meter_readings,
     movements,
+    terminal_status,
 )
 from gateway.ledger.store import aware
 from gateway.ledger.web_schema import stations
@@ -41,6 +44,17 @@ class Terminal:
     faults: set[str] = field(default_factory=set)
     out_of_service: bool = False
     open_holds: int = 0
+    software_version: str | None = None  # None: the terminal has sent no status
+    queue_depth: int | None = None
+    oldest_unsent_s: int | None = None  # as of `status_at`
+    status_at: datetime | None = None  # when the gateway received the status
+
+    def oldest_unsent_now(self, now: datetime) -> int | None:
+        """How long the oldest unsent request has waited by `now`, as far as the gateway can
+        tell (the age the kiosk reported, plus the time since)."""
+        if self.oldest_unsent_s is None or self.status_at is None:
+            return None
+        return self.oldest_unsent_s + max(0, int((now - self.status_at).total_seconds()))
 
     def online(self, now: datetime) -> bool:
         return self.last_seen is not None and now - self.last_seen <= ONLINE_WITHIN
@@ -91,6 +105,14 @@ def fleet(engine: Engine) -> list[Terminal]:
             t = terminal(row.terminal_id)
             t.last_seen = _latest(t.last_seen, row.seen)
             t.open_holds = int(row.open or 0)
+        for row in conn.execute(sa.select(terminal_status)):
+            t = terminal(row.terminal_id)
+            status = json.loads(row.status)
+            t.status_at = aware(row.received_at)
+            t.last_seen = _latest(t.last_seen, row.received_at)
+            t.software_version = status["software_version"]
+            t.queue_depth = int(status["queue_depth"])
+            t.oldest_unsent_s = status.get("oldest_unsent_s")
         for row in conn.execute(
             sa.select(
                 meter_readings.c.terminal_id,
@@ -128,6 +150,16 @@ def active_sessions(engine: Engine) -> list[dict[str, Any]]:
                 .order_by(meter_readings.c.seq)
             ):
                 readings.setdefault(r.authorization_id, []).append(r.ocmf)
+        # What the kiosks said of their sessions in their newest status.
+        progress: dict[str, dict[str, Any]] = {}
+        if rows:
+            for r in conn.execute(
+                sa.select(terminal_status.c.status).where(
+                    terminal_status.c.terminal_id.in_({r.terminal_id for r in rows})
+                )
+            ):
+                for s in json.loads(r.status).get("sessions", []):
+                    progress[s["session_id"]] = s
     return [
         {
             "id": r.id,
@@ -136,10 +168,24 @@ def active_sessions(engine: Engine) -> list[dict[str, Any]]:
             "held": int(r.amount_authorized or 0),
             "since": aware(r.created_at),
             "flag": r.flag,
-            "energy_wh": _energy_so_far(readings.get(r.id, [])),
+            "energy_wh": _kiosk_energy(progress.get(r.id))
+            or _energy_so_far(readings.get(r.id, [])),
+            "cost": _kiosk_cost(progress.get(r.id), r.currency),
         }
         for r in rows
     ]
+
+
+def _kiosk_energy(progress: dict[str, Any] | None) -> int | None:
+    return None if progress is None else int(progress["energy_wh"])
+
+
+def _kiosk_cost(progress: dict[str, Any] | None, currency: str) -> int | None:
+    """The cost so far the kiosk reported (minor units), if it is in the session's currency."""
+    cost = None if progress is None else progress.get("cost")
+    if not cost or cost["currency"] != currency:
+        return None
+    return int(cost["minor"])
 
 
 def _energy_so_far(texts: list[str]) -> int | None:

@@ -133,6 +133,16 @@ events = sa.Table(
     sa.UniqueConstraint("terminal_id", "key", name="events_terminal_key"),
 )
 
+# Each terminal's newest status (`wire.TerminalStatus` as JSON): software version, outbox
+# depth and age, sessions under way with energy and cost so far; for the fleet page.
+terminal_status = sa.Table(
+    "terminal_status",
+    metadata,
+    sa.Column("terminal_id", sa.String(64), primary_key=True),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 # Signed meter readings (OCMF) as the terminal sent them, kept with their authorization so the
 # capture can be checked against them (the driver's proof under calibration law). One row per
 # distinct reading: a batch retried with other rows in it adds none twice.

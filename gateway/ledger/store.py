@@ -33,6 +33,7 @@ from gateway.ledger.schema import (
     meter_readings,
     movements,
     seen_ksns,
+    terminal_status,
     token_lists,
     webhook_events,
 )
@@ -375,6 +376,19 @@ class Ledger:
                 at=self.clock(),
             )
             for key, kind, detail in items
+        )
+
+    def put_status(self, conn: Connection, terminal_id: str, status: str) -> None:
+        """Keep `status` (JSON) as the terminal's newest."""
+        insert: Any = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        stmt = insert(terminal_status).values(
+            terminal_id=terminal_id, status=status, received_at=self.clock()
+        )
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[terminal_status.c.terminal_id],
+                set_={"status": stmt.excluded.status, "received_at": stmt.excluded.received_at},
+            )
         )
 
     def add_readings(

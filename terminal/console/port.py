@@ -7,7 +7,6 @@ its stop flag and the idle time-out; `stop` joins it within a bounded time.
 
 from __future__ import annotations
 
-import importlib.metadata
 import threading
 from collections.abc import Callable
 
@@ -18,16 +17,14 @@ from terminal.console.console import Console, ConsoleSettings
 from terminal.console.credential import LOCKOUT_FILE_NAME, Lockout, LockoutPolicy, PinFile
 from terminal.console.recent_log import RecentLog
 from terminal.shell.daemon import Daemon
+from terminal.version import software_version
 
 READ_TIMEOUT_S = 0.1
 JOIN_TIMEOUT_S = 2.0
 
 
 def version() -> str:
-    try:
-        return importlib.metadata.version("ev-terminal")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+    return software_version()
 
 
 def build_console(

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hardware.clock import Clock
 from hardware.ports import DeviceFault, PilotState, ReaderFault
@@ -55,6 +55,7 @@ from terminal.shell.notify import Notifier
 from terminal.shell.signed_readings import ReadingSigner
 from terminal.shell.tariffs import TariffBook
 from terminal.shell.uplink import Sender
+from terminal.version import software_version
 
 if TYPE_CHECKING:
     from terminal.ocpp.client import OcppClient
@@ -132,6 +133,8 @@ class Daemon:
         # clock waits for it, so an event is handled at the time it was stamped with.
         self.handling = False
         self.sender = sender_factory(self.post)
+        self.software_version = software_version()
+        self.sender.status_source = self.wire_status
         self.diagnostics = Diagnostics(
             devices=devices,
             journal=journal,
@@ -545,6 +548,34 @@ class Daemon:
         if self.notifier is not None:
             self.notifier.stopping()
             self.notifier.close()
+
+    def wire_status(self) -> dict[str, Any]:
+        """The status the sender reports to the gateway (`wire.TerminalStatus`): software
+        version, outbox depth and age, the session under way with its energy and cost so far
+        (never card data)."""
+        status = self.status()
+        session = self.kiosk.session
+        sessions = []
+        if session is not None:
+            progress: dict[str, Any] = {
+                "session_id": session.session_id,
+                "energy_wh": session.energy_wh,
+            }
+            if session.amount is not None:
+                progress["cost"] = {
+                    "minor": session.amount.minor,
+                    "currency": session.amount.currency,
+                }
+            sessions.append(progress)
+        return {
+            "software_version": self.software_version,
+            "queue_depth": status.queue_depth,
+            "oldest_unsent_s": (
+                None if status.oldest_unsent_age_s is None else max(0, status.oldest_unsent_age_s)
+            ),
+            "sessions": sessions,
+            "at": self.clock.now().isoformat(),
+        }
 
     def status(self) -> Status:
         depth, oldest = self.journal.queue_stats()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,6 +43,10 @@ log = logging.getLogger("ev_terminal.uplink")
 BACKOFF_BASE_MS = 1_000
 BACKOFF_CAP_MS = 5 * 60_000
 EVENT_BATCH = 100
+# How often the kiosk reports its status (a heartbeat): well inside the fleet page's
+# 10 minutes "online" window, and about 1,440 stored idempotency keys a terminal in the
+# gateway's 48 hours of keeping them.
+STATUS_EVERY_MS = 2 * 60_000
 # Lanes sent in batches: lane -> (path, the body's list field, each row's item).
 BATCHED = {
     "events": ("/v1/events", "events", "event"),
@@ -238,6 +243,7 @@ class Sender:
         sync_every_ms: int = 15 * 60_000,
         terminal_id: str = "",
         tariffs: TariffBook | None = None,
+        status_every_ms: int = STATUS_EVERY_MS,
     ) -> None:
         self.terminal_id = terminal_id
         self.tariffs = tariffs  # the tariff in the terminal config (`tariffs.py`)
@@ -259,6 +265,11 @@ class Sender:
         self.reconciled = False
         self._reconcile_attempts = 0
         self._next_reconcile_ms = 0
+        # The kiosk's status for the gateway's fleet page (`Daemon.wire_status`), sent every
+        # `status_every_ms` as a heartbeat; None: nothing to report (tests, benches).
+        self.status_source: Callable[[], dict[str, Any]] | None = None
+        self.status_every_ms = status_every_ms
+        self._next_status_ms: int | None = None
 
     def now_ms(self) -> int:
         return int(self.clock.now().timestamp() * 1000)
@@ -372,9 +383,33 @@ class Sender:
         )
         return True
 
+    def report_status(self) -> bool:
+        """Send the kiosk's status when one is due: `POST /v1/events` with no events and the
+        status, under a key of its own (never retried: the next one is fresher). Whether one
+        was delivered."""
+        if self.status_source is None or not self.terminal_id:
+            return False
+        now = self.now_ms()
+        if self._next_status_ms is not None and now < self._next_status_ms:
+            return False
+        self._next_status_ms = now + self.status_every_ms
+        body = {"terminal_id": self.terminal_id, "events": [], "status": self.status_source()}
+        try:
+            self.client.post("/v1/events", f"status-{uuid.uuid4().hex}", body)
+        except UplinkError as exc:
+            self.reachable = False
+            log.info("event=status_unsent error=%s", exc)
+            return False
+        except GatewayRefused as refusal:
+            log.warning("event=status_refused code=%s", refusal.code)
+            return False
+        self.reachable = True
+        return True
+
     def drain_once(self) -> SendResult:
         self.sync_lists()
         self.reconcile_once()
+        self.report_status()
         sent = failed = 0
         for row in self.journal.due(self.now_ms()):
             if not self.journal.still_pending(row.seq):
