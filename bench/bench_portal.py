@@ -207,7 +207,12 @@ def generate(dsn: str, sessions: int, stations: int, seed: int) -> dict[str, Any
                 for n, t in enumerate(tokens)
             ),
         )
-        for grain, unit in (("h", "hour"), ("d", "day"), ("m", "month")):
+        for grain, truncated in (
+            ("q", "date_bin('15 minutes', at, TIMESTAMPTZ '2000-01-01')"),
+            ("h", "date_trunc('hour', at)"),
+            ("d", "date_trunc('day', at)"),
+            ("m", "date_trunc('month', at)"),
+        ):
             for dimension, column in (
                 ("all", "''"),
                 ("terminal", "terminal"),
@@ -218,7 +223,7 @@ def generate(dsn: str, sessions: int, stations: int, seed: int) -> dict[str, Any
                 conn.execute(
                     "INSERT INTO revenue_rollup (grain, dimension, bucket, key, currency, "
                     "captures, gross, vat, refunds) "
-                    f"SELECT '{grain}', '{dimension}', date_trunc('{unit}', at), {column}, "
+                    f"SELECT '{grain}', '{dimension}', {truncated}, {column}, "
                     "currency, count(*) FILTER (WHERE kind = 'capture'), "
                     "coalesce(sum(amount) FILTER (WHERE kind = 'capture'), 0), "
                     "coalesce(sum(vat), 0), "

@@ -4,17 +4,17 @@ few hundred rows of SQL at any fleet size instead of a scan of every movement.
 
 Rules written down:
 - A movement is counted in the buckets of its `at` (the instant the ledger recorded it): the
-  UTC hour, day and month that hold it. Each grain is rolled up for the whole fleet and by
-  terminal, processor, payment method and card brand, with the currency (one row per grain,
-  dimension, bucket, key and currency). The site is not rolled up: it is read from the
+  UTC quarter hour, hour, day and month that hold it. Each grain is rolled up for the whole
+  fleet and by terminal, processor, payment method and card brand, with the currency (one row
+  per grain, dimension, bucket, key and currency). The site is not rolled up: it is read from the
   terminal's `stations` row when the report is made, as the per-movement report did.
 - **captures** counts capture movements, **gross** sums them, **vat** sums the VAT their
   receipts break out (total less total excl. VAT), **refunds** sums refund movements (gross,
   counted when they were made, whatever the capture's period).
 
 A period `[start, end)` in any time zone is covered exactly (`cover`): whole UTC months, then
-whole days, then whole hours, and what is left at its edges (zones whose offset is not a whole
-hour: India, Nepal, parts of Australia) is read from the movements themselves.
+whole days, hours and quarter hours (the edges of a period in India or Nepal), and what is
+left (an offset that is not whole quarter hours) is read from the movements themselves.
 
 `expected_rows` sums the rollup again from the movements and receipts alone (the check the
 tests and `ev-terminal`'s migration use); `rebuild` writes it.
@@ -36,7 +36,11 @@ from sqlalchemy.engine import Connection
 
 from gateway.ledger.schema import authorizations, movements, revenue_rollup
 
-GRAINS = ("m", "d", "h")  # UTC month, day, hour: the coarsest first
+# UTC month, day, hour and quarter hour, the coarsest first. Every zone in use today is a
+# whole number of quarter hours from UTC (India +05:30, Nepal +05:45, Chatham +12:45), so its
+# periods are covered by whole buckets; the movements are read only for an offset that is not
+# (local mean time before 1900 and the like).
+GRAINS = ("m", "d", "h", "q")
 # "all" (key "") is the whole fleet: the totals and the chart read it (one row per bucket and
 # currency instead of one per method).
 ROLLUP_DIMENSIONS = ("all", "terminal", "processor", "method", "brand")
@@ -52,8 +56,10 @@ Key = tuple[str, datetime, str, str, str]  # grain, bucket, dimension, key, curr
 
 
 def bucket(at: datetime, grain: str) -> datetime:
-    """The start (aware, UTC) of the hour, day or month that holds `at`."""
+    """The start (aware, UTC) of the quarter hour, hour, day or month that holds `at`."""
     at = at.astimezone(UTC) if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    if grain == "q":
+        return at.replace(minute=at.minute - at.minute % 15, second=0, microsecond=0)
     hour = at.replace(minute=0, second=0, microsecond=0)
     if grain == "h":
         return hour
@@ -67,6 +73,8 @@ def bucket(at: datetime, grain: str) -> datetime:
 
 def next_bucket(start: datetime, grain: str) -> datetime:
     """The start of the bucket after the one starting at `start`."""
+    if grain == "q":
+        return start + timedelta(minutes=15)
     if grain == "h":
         return start + timedelta(hours=1)
     if grain == "d":

@@ -87,13 +87,14 @@ movements = sa.Table(
     sa.UniqueConstraint("authorization_id", "kind", "step_key", name="movements_once"),
 )
 
-# The revenue rollup (`gateway.ledger.rollup`): captures and refunds summed per UTC hour (h),
-# day (d) and month (m), by terminal, processor, payment method and card brand, in minor
-# units; written in the transaction of each capture and refund movement.
+# The revenue rollup (`gateway.ledger.rollup`): captures and refunds summed per UTC quarter
+# hour (q), hour (h), day (d) and month (m), for the fleet and by terminal, processor, payment
+# method and card brand, in minor units; written in the transaction of each capture and
+# refund movement.
 revenue_rollup = sa.Table(
     "revenue_rollup",
     metadata,
-    sa.Column("grain", sa.String(1), primary_key=True),  # h | d | m
+    sa.Column("grain", sa.String(1), primary_key=True),  # q | h | d | m
     sa.Column("dimension", sa.String(16), primary_key=True),  # terminal|processor|method|brand
     sa.Column("bucket", sa.DateTime(timezone=True), primary_key=True),  # its UTC start
     sa.Column("key", sa.String(64), primary_key=True),

@@ -1,5 +1,6 @@
-"""The revenue rollup's cover of a period: whole UTC months, days and hours, and leftovers
-shorter than an hour, tiling the period exactly (`gateway.ledger.rollup.cover`)."""
+"""The revenue rollup's cover of a period: whole UTC months, days, hours and quarter hours,
+and leftovers shorter than a quarter hour, tiling the period exactly
+(`gateway.ledger.rollup.cover`)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def test_a_cover_tiles_the_period_exactly(start: datetime, length: timedelta) ->
         assert first < last
         pieces.append((first, last))
     for first, last in c.raw:
-        assert last - first < timedelta(hours=1)  # only sub-hour edges are read raw
+        assert last - first < timedelta(minutes=15)  # only sub-quarter-hour edges are raw
     pieces.sort()
     at = start
     for first, last in pieces:
@@ -52,3 +53,22 @@ def test_a_whole_month_is_one_bucket() -> None:
     start = datetime(2026, 12, 1, tzinfo=UTC)
     assert next_bucket(start, "m") == datetime(2027, 1, 1, tzinfo=UTC)
     assert cover(start, next_bucket(start, "m")).buckets == (("m", start, next_bucket(start, "m")),)
+
+
+def test_a_month_in_nepal_needs_no_movements() -> None:
+    """Kathmandu is UTC+05:45: its months start and end at a quarter past the UTC hour."""
+    start = datetime(2026, 2, 28, 18, 15, tzinfo=UTC)
+    end = datetime(2026, 3, 31, 18, 15, tzinfo=UTC)
+    c = cover(start, end)
+    assert c.raw == ()
+    assert ("q", start, datetime(2026, 2, 28, 19, tzinfo=UTC)) in c.buckets
+    assert ("q", datetime(2026, 3, 31, 18, tzinfo=UTC), end) in c.buckets
+
+
+def test_an_offset_of_odd_minutes_is_read_from_the_movements() -> None:
+    start = datetime(2026, 3, 1, 0, 7, tzinfo=UTC)  # local mean time, say
+    c = cover(start, start + timedelta(days=1))
+    assert c.raw == (
+        (start, datetime(2026, 3, 1, 0, 15, tzinfo=UTC)),
+        (datetime(2026, 3, 2, 0, tzinfo=UTC), start + timedelta(days=1)),
+    )

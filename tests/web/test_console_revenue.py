@@ -211,15 +211,17 @@ def test_the_rollup_equals_a_sum_from_scratch(month: tuple[Any, Generator]) -> N
     with app.built.ledger.engine.connect() as conn:
         stored = stored_rows(conn)
     assert {(k[0], k[2]) for k in stored} == {
-        (g, d) for g in ("h", "d", "m") for d in ("all", "terminal", "processor", "method", "brand")
+        (g, d)
+        for g in ("q", "h", "d", "m")
+        for d in ("all", "terminal", "processor", "method", "brand")
     }
 
 
-def test_a_zone_with_a_half_hour_offset_reads_its_edges_from_the_movements(
+def test_a_zone_a_quarter_hour_off_the_utc_hour_equals_the_ledger(
     month: tuple[Any, Generator],
 ) -> None:
-    """March in Kathmandu (UTC+05:45) starts and ends at a quarter to the UTC hour: the edges
-    no whole hour covers come from the movements, and the figures still equal the ledger."""
+    """March in Kathmandu (UTC+05:45) starts and ends at a quarter past the UTC hour: its
+    edges are quarter hours of the rollup, and the figures still equal the ledger."""
     app, gen = month
     client = app.signed_in("reader")
     data = client.get("/console/revenue.json?period=month&tz=Asia/Kathmandu").json()
