@@ -1,8 +1,8 @@
 """The revenue rollup (`gateway.ledger.rollup`), filled from the movements already recorded;
 the drivers' history index by card and time.
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from alembic import op
 
 from gateway.ledger.rollup import rebuild
 
-revision = "0009"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
