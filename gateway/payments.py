@@ -102,6 +102,16 @@ def _amount(minor: int, currency: str) -> dict[str, Any]:
     return {"minor": minor, "currency": currency}
 
 
+def _destination(row: AuthorizationRow) -> str | None:
+    """Where a claimed refund goes (`RefundRequest.destination`), from its step's detail."""
+    try:
+        detail = json.loads(row.op_detail or "{}")
+    except ValueError:
+        return None  # a refund claimed before its detail carried a destination
+    destination = detail.get("destination") if isinstance(detail, dict) else None
+    return str(destination) if destination else None
+
+
 def receipt_mismatch(receipt: wire.Receipt, captured: Money) -> str | None:
     """Why `receipt` cannot be the receipt of a capture of `captured`, or None: a driver's
     receipt totals exactly what was taken from their card (docs/architecture.md, "The money
@@ -592,7 +602,9 @@ class Payments:
             "refund",
             f"refund:{aid}:{request_key}",
             amount=lambda _row: amount.minor,
-            detail=req.reason,
+            # Kept with the step, so a retry or the reconciler sends the refund to the same
+            # destination under the same key.
+            detail=json.dumps({"reason": req.reason, "destination": req.destination}),
             check=check,
             claim=claim,
         )
@@ -796,7 +808,9 @@ class Payments:
         if row.op == "capture":
             return step.processor.capture(key=step.key, reference=reference, amount=amount)
         if row.op == "refund":
-            return step.processor.refund(key=step.key, reference=reference, amount=amount)
+            return step.processor.refund(
+                key=step.key, reference=reference, amount=amount, destination=_destination(row)
+            )
         assert row.op == "increment", row.op
         return step.processor.increment(key=step.key, reference=reference, amount=amount)
 

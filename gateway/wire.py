@@ -152,10 +152,15 @@ class CaptureAnswer(Strict):
 
 
 class RefundRequest(Strict):
-    """An operator's refund of part or all of a captured payment (not a terminal route)."""
+    """An operator's refund of part or all of a captured payment (not a terminal route).
+
+    `destination` is where the money goes for a processor that cannot send it back along the
+    payment (`Capability.REFUND_TO_DESTINATION`): for Lightning, a BOLT11 invoice from the
+    driver's wallet for the refunded amount at the payment's rate. Card processors refuse one."""
 
     amount: Amount
     reason: str = Field(min_length=1, max_length=200)
+    destination: str | None = Field(default=None, min_length=1, max_length=2000)
 
 
 class VoidRequest(Strict):

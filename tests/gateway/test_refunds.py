@@ -83,3 +83,19 @@ def test_only_the_operator_refunds_and_only_a_captured_payment(gw: EmbeddedGatew
     assert held.status_code == 409
     assert held.json()["error"]["code"] == "not_refundable"
     assert moves(gw) == [("hold", 5000)]
+
+
+def test_a_card_processor_refuses_a_refund_destination_and_nothing_moves(
+    captured: EmbeddedGateway,
+) -> None:
+    gw = captured
+    body = {
+        "amount": {"minor": 500, "currency": "EUR"},
+        "reason": "charger fault",
+        "destination": "lnbc5u1pexample",  # a Lightning invoice: not where a card's money goes
+    }
+    answer = post(gw, f"/operator/authorizations/{AUTH}/refunds", "rd", body, gw.operator_token)
+    assert (answer.status_code, answer.json()["error"]["code"]) == (409, "refund_refused")
+    assert moves(gw) == [("hold", 5000), ("capture", 3000)]
+    [payment] = gw.processor.payments()
+    assert payment["refunded"] == 0

@@ -14,13 +14,14 @@ import pytest
 import requests
 
 from gateway.processors import CardRef
+from gateway.processors.lightning import sats_for
 from gateway.processors.methods import LIGHTNING
 from gateway.processors.port import PaymentState
 from gateway.server import EmbeddedGateway
 from terminal.money import Money
 from tests.gateway.test_idempotency import capture
 from tests.ledger_check import assert_processor_agrees
-from tests.processors.conftest import Lnbits, processors_file
+from tests.processors.conftest import BTC_EUR, Lnbits, processors_file
 from tests.processors.peers import RecordingProxy
 from tests.processors.stack import STRIPE_APPROVE, stripe_payment_method
 from tests.processors.test_adyen import ACCOUNT, _card, _notification
@@ -36,8 +37,12 @@ def _post(gw: EmbeddedGateway, path: str, body: Any, key: str, token: bool = Fal
     return requests.post(gw.url + path, json=body, headers=headers, timeout=30)
 
 
-def _refund(gw: EmbeddedGateway, aid: str, minor: int, key: str) -> Any:
-    body = {"amount": {"minor": minor, "currency": "EUR"}, "reason": "goodwill"}
+def _refund(
+    gw: EmbeddedGateway, aid: str, minor: int, key: str, destination: str | None = None
+) -> Any:
+    body: dict[str, Any] = {"amount": {"minor": minor, "currency": "EUR"}, "reason": "goodwill"}
+    if destination is not None:
+        body["destination"] = destination
     return _post(gw, f"/operator/authorizations/{aid}/refunds", body, key, token=True)
 
 
@@ -172,9 +177,22 @@ admin_key_file = "{tmp_path / "admin.key"}"
         captured = _post(gw, f"/v1/authorizations/{aid}/capture", capture(1370), "c1")
         assert captured.status_code == 200, captured.text
         assert "13.70" in _receipt_page(gw)
-        # A refund needs the driver's invoice (an operator payout), not the refund route.
-        refused = _refund(gw, aid, 100, "r1")
+        # A refund is paid to an invoice from the driver's wallet: without one, refused.
+        refused = _refund(gw, aid, 100, "r0")
         assert (refused.status_code, refused.json()["error"]["code"]) == (409, "refund_refused")
+        # Partial refunds to the driver's invoices sum to the capture; one more is refused.
+        invoices = {
+            key: lnbits.invoice(driver, sats_for(Money(minor, "EUR"), BTC_EUR))
+            for key, minor in (("r1", 1000), ("r2", 370), ("r3", 1))
+        }
+        for key, minor in (("r1", 1000), ("r2", 370), ("r1", 1000)):  # r1 retried: once
+            refunded = _refund(gw, aid, minor, key, destination=invoices[key])
+            assert refunded.status_code == 200, refunded.text
+        one_more = _refund(gw, aid, 1, "r3", destination=invoices["r3"])
+        assert (one_more.status_code, one_more.json()["error"]["code"]) == (
+            409,
+            "exceeds_capture",
+        )
         row = _row(gw, aid)
         at_lnbits = gw.processors.get("lightning", "op-wallet").status(
             payment_id=aid, reference=row["processor_ref"]
@@ -183,12 +201,15 @@ admin_key_file = "{tmp_path / "admin.key"}"
         # with the rest owed back to the driver, as in the ledger.
         assert at_lnbits.state is PaymentState.CAPTURED and at_lnbits.held == Money(2000, "EUR")
         assert at_lnbits.captured == Money(1370, "EUR")
+        assert at_lnbits.refunded == Money(1370, "EUR")  # the two payouts LNbits made
         assert at_lnbits.raw["extra"]["owed_back_minor"] == 630
         assert (row["status"], row["amount_authorized"], row["amount_captured"]) == (
             "captured",
             2000,
             1370,
         )
-        assert row["amount_refunded"] == 0
+        assert row["amount_refunded"] == 1370
+        refunds = [m["amount"] for m in gw.ledger.all_movements() if m["kind"] == "refund"]
+        assert refunds == [1000, 370]
     finally:
         gw.close()
