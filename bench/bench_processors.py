@@ -13,8 +13,8 @@ whole answer read. Added time = the call's wall time - the sum of its exchanges'
   idempotency key claim, the step's claim, the processor call, the record with its movement
   and stored answer, each committed (fsynced) — plus the adapter's share above. Adyen's
   capture and refund are answered when Adyen has `received` them (its notification, which
-  settles them, is delivered after and not timed); a Lightning refund needs the driver's
-  invoice, which the operator's route does not take yet, so it is timed at the adapter only.
+  settles them, is delivered after and not timed); a Lightning refund is paid to the
+  driver's invoice, given to the operator's route as its destination.
   The simulated processor has no peer: its row is the gateway's whole cost with an in-process
   processor whose books are in the same database.
 Calls that make several requests (Stripe's refund checks the capture first; Lightning looks up,
@@ -288,10 +288,15 @@ def _receipt() -> str:
     return "R" + uuid.uuid4().hex[:16].upper()  # the contract's ^[A-Z0-9]{6,32}$
 
 
-def _refund(gw: EmbeddedGateway, aid: str, minor: int) -> requests.Response:
+def _refund(
+    gw: EmbeddedGateway, aid: str, minor: int, destination: str | None = None
+) -> requests.Response:
+    body: dict[str, Any] = {"amount": {"minor": minor, "currency": "EUR"}, "reason": "bench"}
+    if destination is not None:
+        body["destination"] = destination
     return requests.post(
         f"{gw.url}/operator/authorizations/{aid}/refunds",
-        json={"amount": {"minor": minor, "currency": "EUR"}, "reason": "bench"},
+        json=body,
         headers={
             "Idempotency-Key": f"{aid}:refund",
             "Authorization": f"Bearer {gw.operator_token}",
@@ -454,6 +459,15 @@ admin_key_file = "{tmp / "admin.key"}"
             if paid.answer.body["status"] != "approved":
                 raise SystemExit(f"lightning hold not approved once paid: {paid.answer.body}")
             t.time(proxy, "capture", lambda aid=aid: _capture(gw, aid, 3000), _answered(200))
+            # The driver's invoice for 10.00 EUR at the payment's rate, the refund's destination.
+            price = Decimal(str(pending.pay["btc_price"]))
+            bolt11 = server.invoice(driver, sats_for(Money(1000, "EUR"), price))
+            t.time(
+                proxy,
+                "refund",
+                lambda aid=aid, bolt11=bolt11: _refund(gw, aid, 1000, destination=bolt11),
+                _answered(200),
+            )
         t.report("lightning", "gateway")
     finally:
         gw.close()
