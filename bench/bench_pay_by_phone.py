@@ -8,7 +8,7 @@ simulated hardware with the system clock, against the embedded gateway (the simu
 processor). The vehicle is plugged in and ready to charge before each payment (state B: it
 waits for the pilot's PWM, IEC 61851-1), so once the kiosk starts the session and offers
 energy the simulated vehicle goes to C at once and the contactor closes. Each round: the
-hold is placed as the payment page places it (`Payments.place_hold`); from its approved
+hold is placed as the payment page places it (`Payments.hold_web`); from its approved
 answer, the gateway writes the start command (`Commands.start`, which wakes the open poll),
 the kiosk's channel journals it and posts it, the machine records the session, answers and
 offers energy, the vehicle thread sees C, and the executor closes the contactor; the bench
@@ -33,6 +33,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from gateway.processors import CardRef
+from gateway.processors.methods import WEB_CARD
 from gateway.server import EmbeddedGateway
 from hardware.clock import SystemClock
 from terminal.config import load
@@ -82,11 +83,19 @@ def measure(n: int) -> list[float]:
             closes = contactor.history.count("close")
             aid = f"bench-web-{i:06d}-session"
             card = CardRef(
-                kind="web", token=f"web:{aid}", brand="Test", last4="4242", expiry=None, payload={}
+                kind=WEB_CARD,
+                token=f"web:{aid}",
+                brand="Test",
+                last4="4242",
+                expiry=None,
+                payload={},
             )
-            answer = gateway.payments.place_hold(
-                aid, config.station.id, Money(config.payment.hold, "EUR"), card, lambda c, a: None
-            )
+            answer = gateway.payments.hold_web(
+                authorization_id=aid,
+                terminal_id=config.station.id,
+                card=card,
+                amount=Money(config.payment.hold, "EUR"),
+            ).answer
             approved = time.perf_counter()
             if answer.body.get("status") != "approved":
                 raise SystemExit(f"the simulated processor did not approve: {answer.body}")

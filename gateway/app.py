@@ -109,11 +109,13 @@ def create_app(
     commands: Commands | None = None,
     mailer: Mailer | None = None,
     public_url: str | None = None,
+    checkout: Checkout | None = None,
 ) -> FastAPI:
     """The app over `payments`. `identity` decides who calls a terminal route (default: only
     terminals with a certificate). While served (its lifespan), `jobs` run in the background
     (default: idempotency-key expiry). With `operator_token`, `GET /operator/revenue` answers
-    a request bearing it."""
+    a request bearing it. `checkout` takes the payment pages' payments (its
+    `WaitingPayments` job belongs in `jobs`)."""
     ledger = payments.ledger
     keys = IdempotencyKeys(ledger, lock_s=payments.lock.total_seconds())
     identity = identity or Identity()
@@ -161,9 +163,10 @@ def create_app(
 
     app.include_router(routes.router)
     commands = commands or Commands(payments)
-    codes = PayCodes(ledger)
+    checkout = checkout or Checkout(PayCodes(ledger), payments, commands)
+    codes = checkout.codes
     app.include_router(command_routes(commands, frame, codes, public_url=public_url))
-    app.include_router(pay_routes(codes, Checkout(codes, payments, commands), commands))
+    app.include_router(pay_routes(checkout, commands))
     pages = Pages()  # every page of gateway/web/ renders through this one environment
     app.include_router(receipt_routes(ledger, pages))
 

@@ -29,6 +29,7 @@ from gateway.ledger.idempotency import StoredAnswer
 from gateway.ledger.schema import APPROVED, authorizations, kiosk_commands
 from gateway.ledger.store import Ledger, aware
 from gateway.payments import Payments, Refusal
+from gateway.processors.methods import WEB_METHODS
 
 log = logging.getLogger("ev_gateway.commands")
 
@@ -287,7 +288,7 @@ class Commands:
         with self.ledger.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(a.id, a.terminal_id)
-                .where(a.card_kind.in_(("web", "lightning")), a.status == APPROVED)
+                .where(a.card_kind.in_(sorted(WEB_METHODS)), a.status == APPROVED)
                 .where(a.op.is_(None), a.created_at < now - self.grace - UNSTARTED_AFTER)
                 .where(~sa.exists(started))
             ).all()

@@ -45,7 +45,7 @@ from gateway.ledger.schema import (
 )
 from gateway.ledger.store import AuthorizationRow, Ledger, aware
 from gateway.processors import CardRef
-from gateway.processors.methods import PAYMENT, WEB_METHODS
+from gateway.processors.methods import KIOSK_METHODS, PAYMENT, WEB_METHODS
 from gateway.processors.port import (
     ErrorCode,
     Outcome,
@@ -303,7 +303,14 @@ class Payments:
         claim: ClaimKey | None = None,
     ) -> StoredAnswer:
         """Place a hold of `amount` on `card` for `terminal_id`'s session `aid`: a terminal's
-        own authorization, or one made on the web for it (pay by phone)."""
+        own authorization (`card.kind` one of `methods.KIOSK_METHODS`). A payment made on the
+        phone's page goes through `hold_web` (a pending Lightning invoice, the re-ask)."""
+        if card.kind not in KIOSK_METHODS:
+            raise Refusal(
+                400,
+                "invalid_method",
+                f"{card.kind!r} is not a kiosk payment method (web payments go through hold_web)",
+            )
         amount = self._money(amount.minor, amount.currency)
         key = f"hold:{aid}"
         if card.kind == PAYMENT and self.vault is None and not self.unverified_cards:

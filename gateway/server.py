@@ -39,6 +39,8 @@ from gateway.jobs.reconciler import HOLD_GRACE, RECONCILE_EVERY_S, STALE_AFTER, 
 from gateway.jobs.routing_reload import RELOAD_EVERY_S, RoutingReload
 from gateway.jobs.runner import Job
 from gateway.ledger import Ledger, check_schema, migrate, now, open_engine
+from gateway.pay.checkout import Checkout, WaitingPayments
+from gateway.pay.codes import PayCodes
 from gateway.payments import Payments
 from gateway.processors.port import Processor
 from gateway.processors.registry import Processors
@@ -143,7 +145,8 @@ def build(settings: Settings) -> Built:
         stale_after=settings.stale_after,
     )
     commands = Commands(payments)
-    jobs: list[Job] = [expiry, reconciler, CommandExpiry(commands)]
+    checkout = Checkout(PayCodes(ledger), payments, commands)
+    jobs: list[Job] = [expiry, reconciler, CommandExpiry(commands), WaitingPayments(checkout)]
     if reload is not None:
         jobs.append(reload)
     revocations = _revocations(settings)
@@ -158,6 +161,7 @@ def build(settings: Settings) -> Built:
         commands=commands,
         mailer=settings.mailer,
         public_url=settings.public_url,
+        checkout=checkout,
     )
     return Built(engine, ledger, processor, processors, payments, expiry, reconciler, app, commands)
 

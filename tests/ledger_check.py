@@ -11,9 +11,10 @@ import sqlalchemy as sa
 from gateway.ledger import open_engine
 from gateway.ledger.rollup import expected_rows, stored_rows
 from gateway.ledger.schema import kiosk_commands
+from gateway.processors.methods import WEB_METHODS
 from launcher.simulate import Simulation
 
-WEB_KINDS = ("web", "lightning")  # holds placed by the payment page, not by a terminal
+WEB_KINDS = WEB_METHODS  # holds placed by the payment page, not by a terminal
 
 
 def assert_ledger_agrees(sim: Simulation) -> int:
@@ -163,7 +164,12 @@ def assert_web_payments_agree(
             starts.setdefault(command["authorization_id"], []).append(command)
     web = {aid for aid, row in ledger.items() if row["card_kind"] in WEB_KINDS and holds[aid]}
     assert set(starts) <= set(ledger), set(starts) - set(ledger)
-    assert web <= set(starts), f"web holds never sent to a kiosk: {web - set(starts)}"
+    for aid in web - set(starts):
+        # Paid on the web but never sent to a kiosk (an invoice paid after its code expired,
+        # a hold whose answer was lost while the driver paid): released, nothing captured.
+        context = (aid, ledger[aid])
+        assert ledger[aid]["status"] == "voided" and aid not in captured, context
+        assert ends[aid] == holds[aid] == 1 and aid not in journal, context
     started = 0
     for aid, [command, *more] in starts.items():
         assert not more, f"{aid}: sent in {len(more) + 1} start commands"
@@ -182,7 +188,9 @@ def assert_web_payments_agree(
         if row["card_kind"] != "web" or sid in refused:
             continue
         [command] = starts.get(sid, [None])
-        assert command is not None and command["state"] == "started", (sid, row, command)
+        assert command is not None, (sid, row)
+        # "started" refused by the gateway (it had released the hold): voided, never charged.
+        assert command["state"] == "started" or row["status"] == "voiding", (sid, row, command)
     return started
 
 

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from gateway.ledger.schema import kiosk_commands, sim_payments
 from gateway.processors import CardRef
+from gateway.processors.methods import WEB_CARD
 from launcher.simulate import Simulation
 from terminal.money import Money
 from tests.ledger_check import assert_ledger_agrees
@@ -27,12 +28,15 @@ def web_hold(sim: Simulation, aid: str, *, minor: int = 2000, last4: str = "4242
     start command for the kiosk. The command's id."""
     gateway = sim.gateway
     card = CardRef(
-        kind="web", token=f"web:{aid}", brand="Visa", last4=last4, expiry=None, payload={}
+        kind=WEB_CARD, token=f"web:{aid}", brand="Visa", last4=last4, expiry=None, payload={}
     )
-    answer = gateway.payments.place_hold(
-        aid, sim.config.station.id, Money(minor, "EUR"), card, lambda _conn, _answer: None
+    held = gateway.payments.hold_web(
+        authorization_id=aid,
+        terminal_id=sim.config.station.id,
+        card=card,
+        amount=Money(minor, "EUR"),
     )
-    assert answer.body["status"] == "approved", answer.body
+    assert held.answer.body["status"] == "approved", held.answer.body
     return gateway.commands.start(
         aid, expires_at=gateway.ledger.clock() + LIFETIME, brand="Visa", last4=last4
     )

@@ -93,7 +93,7 @@ def test_paid_on_the_phone_charged_stopped_from_the_phone_and_captured(
     assert result["settlement"] == "captured"
     assert result["amount_captured"] == result["amount_priced"] > 0
     [row] = authorizations(sim)
-    assert (row["card_kind"], row["status"]) == ("web", "captured")
+    assert (row["card_kind"], row["status"]) == ("web_card", "captured")
     assert row["amount_captured"] == result["amount_captured"]
     # The phone's page shows the amount charged and links the receipt.
     page = requests.get(sim.phone.session_url or "", timeout=10)

@@ -152,14 +152,31 @@ class PayCodes:
                 .values(state=OPEN, authorization_id=None, claimed_at=None)
             )
 
-    def spend(self, code: str, authorization_id: str) -> None:
+    def spend(self, code: str, authorization_id: str) -> bool:
+        """The payment succeeded: the code is used up. True for the one caller that spent it
+        (compare-and-set from `paying`), which then asks the kiosk to start; a second caller
+        finding the same payment done (the page's refresh racing a webhook) gets False."""
         c = pay_codes.c
         with self.ledger.write() as conn:
-            conn.execute(
+            changed = conn.execute(
                 sa.update(pay_codes)
                 .where(c.code == code, c.authorization_id == authorization_id)
+                .where(c.state == PAYING)
                 .values(state=SPENT)
-            )
+            ).rowcount
+        return bool(changed)
+
+    def waiting_payments(self) -> list[str]:
+        """The payments that claimed a code and have not finished (a Lightning invoice waiting
+        for the driver's wallet): their authorization ids."""
+        c = pay_codes.c
+        with self.ledger.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(c.authorization_id).where(
+                    c.state == PAYING, c.authorization_id.is_not(None)
+                )
+            ).all()
+        return [str(r.authorization_id) for r in rows]
 
     def for_authorization(self, authorization_id: str) -> PayCode | None:
         """The code a payment was made on."""

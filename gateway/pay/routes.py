@@ -29,9 +29,9 @@ from starlette.concurrency import run_in_threadpool
 from gateway.commands import NOT_STARTED, PENDING, STARTED, Commands
 from gateway.ledger.schema import CAPTURED
 from gateway.pay.checkout import Checkout, Paid
-from gateway.pay.codes import PayCodes
 from gateway.pay.words import WORDS, choose
 from gateway.processors import CardRef
+from gateway.processors.methods import WEB_CARD, WEB_METHODS
 from terminal.money import Money
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -65,7 +65,6 @@ class PayPages:
 
 
 def pay_routes(
-    codes: PayCodes,
     checkout: Checkout,
     commands: Commands,
     *,
@@ -73,6 +72,7 @@ def pay_routes(
 ) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     pages = PayPages()
+    codes = checkout.codes
     ledger = codes.ledger
 
     def message(lang: str, heading: str, text: str, status: int, tone: str = "") -> HTMLResponse:
@@ -127,7 +127,7 @@ def pay_routes(
     def session(session_id: SessionId, request: Request) -> HTMLResponse:
         row = ledger.fetch(session_id)
         header = request.headers.get("accept-language", "")
-        if row is None or row.card_kind not in ("web", "lightning"):
+        if row is None or row.card_kind not in WEB_METHODS:
             return message(choose(header, WORDS, "en"), "unusable_title", "unusable", 404)
         found = codes.for_authorization(session_id)
         offered: Iterable[str] = found.offer.price if found else WORDS
@@ -185,7 +185,7 @@ def _card(method: str, form: dict[str, list[str]]) -> CardRef | None:
         if last4 not in TEST_CARDS:
             return None
         return CardRef(
-            kind="web",
+            kind=WEB_CARD,
             token=f"sim_web_{last4}",
             brand="Test card",
             last4=last4,

@@ -18,7 +18,9 @@ import sqlalchemy as sa
 from jsonschema import Draft202012Validator
 
 from gateway.ledger.schema import sim_payments
+from gateway.payments import Refusal
 from gateway.processors import CardRef
+from gateway.processors.methods import WEB_CARD
 from gateway.server import EmbeddedGateway
 from terminal.money import Money
 
@@ -38,10 +40,12 @@ def gateway(db_url: str) -> Iterator[EmbeddedGateway]:
 
 def paid(gw: EmbeddedGateway, aid: str, terminal: str = TERMINAL) -> str:
     card = CardRef(
-        kind="web", token=f"web:{aid}", brand="Visa", last4="4242", expiry=None, payload={}
+        kind=WEB_CARD, token=f"web:{aid}", brand="Visa", last4="4242", expiry=None, payload={}
     )
-    answer = gw.payments.place_hold(aid, terminal, Money(2000, "EUR"), card, lambda _c, _a: None)
-    assert answer.body["status"] == "approved"
+    held = gw.payments.hold_web(
+        authorization_id=aid, terminal_id=terminal, card=card, amount=Money(2000, "EUR")
+    )
+    assert held.answer.body["status"] == "approved"
     return gw.commands.start(
         aid, expires_at=gw.ledger.clock() + timedelta(minutes=5), brand="Visa", last4="4242"
     )
@@ -189,11 +193,13 @@ def test_a_web_hold_no_kiosk_was_asked_to_start_is_released_in_the_end(
 ) -> None:
     """The processor's answer was lost while the driver paid: the hold exists, but no start
     command was written. Once no code could still be paid for it, the hold is released."""
-    card = CardRef(kind="web", token="web:x", brand="Visa", last4="4242", expiry=None, payload={})
-    answer = gateway.payments.place_hold(
-        "web-api-0009", TERMINAL, Money(2000, "EUR"), card, lambda _c, _a: None
+    card = CardRef(
+        kind=WEB_CARD, token="web:x", brand="Visa", last4="4242", expiry=None, payload={}
     )
-    assert answer.body["status"] == "approved"
+    held_web = gateway.payments.hold_web(
+        authorization_id="web-api-0009", terminal_id=TERMINAL, card=card, amount=Money(2000, "EUR")
+    )
+    assert held_web.answer.body["status"] == "approved"
     assert gateway.commands.expire() == 0
     assert held(gateway, "web-api-0009") == "held"
     late = gateway.ledger.clock() + timedelta(minutes=26)
@@ -201,3 +207,18 @@ def test_a_web_hold_no_kiosk_was_asked_to_start_is_released_in_the_end(
     assert gateway.commands.expire() == 1
     assert held(gateway, "web-api-0009") == "released"
     assert gateway.commands.expire() == 0
+
+
+@pytest.mark.parametrize("kind", ["web", WEB_CARD, "lightning", "cash"])
+def test_a_terminal_hold_refuses_a_kind_outside_the_kiosks_methods_and_writes_nothing(
+    gateway: EmbeddedGateway, kind: str
+) -> None:
+    """`place_hold` is the terminal's own hold (`payment`, `id_token`); a way to pay from the
+    phone's page goes through `hold_web`, and a word outside the vocabulary is refused."""
+    card = CardRef(kind=kind, token="t", brand="Visa", last4="4242", expiry=None, payload={})
+    with pytest.raises(Refusal) as refused:
+        gateway.payments.place_hold(
+            "web-api-0010", TERMINAL, Money(2000, "EUR"), card, lambda _c, _a: None
+        )
+    assert (refused.value.status, refused.value.code) == (400, "invalid_method")
+    assert gateway.ledger.fetch("web-api-0010") is None

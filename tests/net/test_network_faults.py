@@ -149,7 +149,7 @@ def test_a_fault_on_a_session_paid_on_a_phone_is_retried_and_settles_once(
     assert result["energy_wh"] == 11_000 * 20 // 60
     assert _moves(sim) == ["hold", "capture"]
     [auth] = sim.gateway.ledger.all_authorizations()
-    assert auth["card_kind"] == "web"
+    assert auth["card_kind"] == "web_card"
     assert auth["amount_captured"] == result["amount_captured"]
     assert sim.daemon.status().queue_depth == 0
     assert assert_ledger_agrees(sim) == 1  # the web hold, its start command and the session agree

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from gateway.processors import CardRef
+from gateway.processors.methods import WEB_CARD
 from gateway.server import EmbeddedGateway
 from hardware.clock import ManualClock
 from terminal.core.events import Event, StopRequested, WebPaymentAuthorized
@@ -52,9 +53,11 @@ def channel_to(
 
 def paid(gw: EmbeddedGateway, aid: str) -> str:
     card = CardRef(
-        kind="web", token=f"web:{aid}", brand="Visa", last4="4242", expiry=None, payload={}
+        kind=WEB_CARD, token=f"web:{aid}", brand="Visa", last4="4242", expiry=None, payload={}
     )
-    gw.payments.place_hold(aid, TERMINAL, Money(2000, "EUR"), card, lambda _c, _a: None)
+    gw.payments.hold_web(
+        authorization_id=aid, terminal_id=TERMINAL, card=card, amount=Money(2000, "EUR")
+    )
     return gw.commands.start(
         aid, expires_at=gw.ledger.clock() + timedelta(minutes=5), brand="Visa", last4="4242"
     )
