@@ -3,14 +3,18 @@ clock, driven by a plain script, one step per line.
 
     tap CARD | plug | ev charge | ev pause | ev done | unplug | wait DURATION
     fault NAME | clear NAME | gateway down | gateway up | restart | expect SCREEN
-    out-of-service on|off | remove | pay qr card|declined | pay stop
+    out-of-service on|off | remove | pay qr card|declined|lightning | pay stop
 
 `#` starts a comment. CARD names a card profile in hardware/sim/cards. `restart` kills the
 daemon without any clean-up (as a crash or power loss would) and starts a new one on the same
 data directory. After each line the simulator runs the kiosk until nothing more happens.
 `pay qr METHOD` is a phone paying the QR code the kiosk shows now, through the gateway's
-payment page (`card`: the simulated processor's test card that approves, `declined`: the
-one it declines); `pay stop` presses that phone's stop button (`[payment] pay_by_phone`).
+payment page, with the way to pay the gateway's routing offers there (`[payment]
+pay_by_phone`): `card` pays by card (the simulated processor's test card that approves, or
+Stripe's test card 4242… through the page's Stripe form, as stripe.js would, against
+localstripe), `declined` with the card that is declined, `lightning` asks for the Lightning
+invoice and has the driver's wallet (`Simulation.wallet`) pay it, then refreshes the page.
+`pay stop` presses that phone's stop button.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from dataclasses import InitVar, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -95,8 +100,10 @@ def parse_script(text: str, cards: set[str]) -> list[Step]:
             if len(args) != 1:
                 raise ScriptError(number, raw, "expect takes a screen name")
         elif verb == "pay":
-            if args not in (("qr", "card"), ("qr", "declined"), ("stop",)):
-                raise ScriptError(number, raw, "pay takes qr card, qr declined or stop")
+            if args not in (("qr", "card"), ("qr", "declined"), ("qr", "lightning"), ("stop",)):
+                raise ScriptError(
+                    number, raw, "pay takes qr card, qr declined, qr lightning or stop"
+                )
         else:
             raise ScriptError(number, raw, f"unknown step {verb!r}")
         steps.append(Step(number, raw, verb, args))
@@ -115,6 +122,9 @@ class Simulation:
     `id_prefix` starts every session id (kiosks sharing one gateway need different ones).
     `gateway_db` puts the embedded gateway's ledger on another database (a PostgreSQL URL);
     `gateway_dir` is where its SQLite ledger is kept otherwise (default: the data dir).
+    `processors_file` configures the embedded gateway's processors and routing (`ev-terminal
+    gateway --processors`); `wallet` is the driver's Lightning wallet: it pays a BOLT 11
+    invoice (`pay qr lightning`).
     The simulation holds the data and key directories (`dir_lock`) until `close`."""
 
     config: Config
@@ -127,6 +137,8 @@ class Simulation:
     id_prefix: str = "sim"
     gateway_db: str | None = None
     gateway_dir: Path | None = None
+    processors_file: Path | None = None
+    wallet: Callable[[str], object] | None = None
     hardware: SimHardware = field(init=False)
     gateway: EmbeddedGateway = field(init=False)
     daemon: Daemon = field(init=False)
@@ -159,7 +171,10 @@ class Simulation:
             ledger_dir = self.gateway_dir or self.data_dir
             ledger_dir.mkdir(parents=True, exist_ok=True)
             self.gateway = EmbeddedGateway(
-                ledger_dir / "gateway.sqlite3", key_dir=gateway_keys, db_url=self.gateway_db
+                ledger_dir / "gateway.sqlite3",
+                key_dir=gateway_keys,
+                db_url=self.gateway_db,
+                processors_file=self.processors_file,
             )
             self.gateway.up()
         self._ids = _ids(self.data_dir, self.id_prefix)
@@ -314,6 +329,10 @@ class Simulation:
                     self.phone.stop()
                 elif shown is None or not shown.qr or "/pay/" not in shown.qr:
                     raise RuntimeError("no pay-by-phone QR on screen")
+                elif args[1] == "lightning":
+                    if self.wallet is None:
+                        raise RuntimeError("no Lightning wallet to pay with")
+                    self.phone.pay_lightning(shown.qr, self.wallet)
                 else:
                     self.phone.pay(shown.qr, approve=args[1] == "card")
             except (RuntimeError, requests.RequestException) as exc:
@@ -404,24 +423,93 @@ class Phone:
         self.http = requests.Session()
         self.session_url: str | None = None
         self.pages: list[str] = []
+        self.last_url: str | None = None
 
-    def pay(self, url: str, *, approve: bool) -> None:
+    def _page(self, url: str) -> str:
+        self.last_url = url
         page = self.http.get(url, timeout=10)
         self.pages.append(page.text)
-        if page.status_code != 200 or 'name="method" value="sim_card"' not in page.text:
-            raise RuntimeError(
-                f"the payment page at {url} offers no test card ({page.status_code})"
-            )
-        answer = self.http.post(
-            url,
-            data={"method": "sim_card", "test_card": "4242" if approve else "0002"},
-            timeout=30,
-        )
+        if page.status_code != 200:
+            raise RuntimeError(f"the payment page at {url} answered {page.status_code}")
+        return page.text
+
+    def pay(self, url: str, *, approve: bool) -> None:
+        page = self._page(url)
+        if 'id="way-test-card"' in page:
+            form = {"method": "web_card", "test_card": "4242" if approve else "0002"}
+        elif 'id="way-stripe"' in page:
+            form = {"method": "web_card", "payment_method": self._stripe_card(page, approve)}
+        else:
+            raise RuntimeError(f"the payment page at {url} offers no card")
+        answer = self.http.post(url, data=form, timeout=30)
         self.pages.append(answer.text)
         if approve:
             if "/pay/sessions/" not in answer.url:
                 raise RuntimeError(f"the payment was not taken ({answer.status_code})")
             self.session_url = answer.url
+
+    def _stripe_card(self, page: str, approve: bool) -> str:
+        """What the page's Stripe form does in a browser, done as its stripe.js (localstripe's)
+        does it: a SetupIntent from the gateway, confirmed at Stripe with the card typed in;
+        the PaymentMethod it leaves. Stripe's test cards: 4242… approves, …0341 is declined
+        when charged (https://docs.stripe.com/testing)."""
+        script = re.search(r'<script src="([^"]+)/js\.stripe\.com/v3/"></script>', page)
+        key = re.search(r'data-key="([^"]+)"', page)
+        setup = re.search(r'data-setup="([^"]+)"', page)
+        if script is None or key is None or setup is None or self.last_url is None:
+            raise RuntimeError("the payment page's Stripe form is not complete")
+        base = urlsplit(self.last_url)
+        made = self.http.post(f"{base.scheme}://{base.netloc}{setup[1]}", timeout=30)
+        if made.status_code != 200:
+            raise RuntimeError(f"no card setup from the gateway ({made.status_code})")
+        secret = str(made.json()["client_secret"])
+        intent = secret.split("_secret_", maxsplit=1)[0]
+        number = "4242424242424242" if approve else "4000000000000341"
+        confirmed = requests.post(
+            f"{script[1]}/v1/setup_intents/{intent}/confirm",
+            data=json.dumps(
+                {
+                    "key": key[1],
+                    "use_stripe_sdk": True,
+                    "client_secret": secret,
+                    "payment_method_data": {
+                        "type": "card",
+                        "card": {
+                            "number": number,
+                            "exp_month": "12",
+                            "exp_year": "2034",
+                            "cvc": "123",
+                        },
+                        "billing_details": {"address": {"postal_code": "10115"}},
+                    },
+                }
+            ),
+            timeout=30,
+        )
+        body = confirmed.json()
+        if confirmed.status_code != 200 or body.get("status") != "succeeded":
+            raise RuntimeError(f"Stripe did not confirm the card ({confirmed.status_code})")
+        return str(body["payment_method"])
+
+    def pay_lightning(self, url: str, wallet: Callable[[str], object]) -> None:
+        """Ask for the invoice, pay it from `wallet`, and look at the page again (a phone
+        without JavaScript refreshes it), which finds it paid."""
+        page = self._page(url)
+        if 'id="way-lightning"' not in page:
+            raise RuntimeError(f"the payment page at {url} offers no Lightning")
+        answer = self.http.post(url, data={"method": "lightning"}, timeout=30)
+        self.pages.append(answer.text)
+        found = re.search(r'<code id="bolt11">([a-z0-9]+)</code>', answer.text)
+        if "/pay/sessions/" not in answer.url or found is None:
+            raise RuntimeError(f"no Lightning invoice to pay ({answer.status_code})")
+        self.session_url = answer.url
+        wallet(found[1])
+        # As the page refreshes itself in a browser: until the payment is settled.
+        for _ in range(100):
+            if 'data-paying="1"' not in self._page(self.session_url):
+                return
+            time.sleep(0.1)
+        raise RuntimeError("the paid invoice was never settled")
 
     def stop(self) -> None:
         if self.session_url is None:
@@ -454,11 +542,13 @@ def run_script(
     *,
     start: datetime | None = None,
     gateway_db: str | None = None,
+    processors_file: Path | None = None,
+    wallet: Callable[[str], object] | None = None,
 ) -> Simulation:
     """Run a whole script; ScriptError for a bad line (before anything runs) or a failed
     `expect`. `start` (aware) is when the simulated clock begins (a session across a tariff
-    boundary or a DST change starts just before it). The caller closes the returned
-    simulation."""
+    boundary or a DST change starts just before it). `processors_file` and `wallet`: see
+    `Simulation`. The caller closes the returned simulation."""
     cards = set(load_profiles())
     steps = parse_script(script, cards)
     sim = Simulation(
@@ -466,6 +556,8 @@ def run_script(
         data_dir=data_dir or Path(tempfile.mkdtemp(prefix="evsim-")),
         clock=ManualClock(start=start),
         gateway_db=gateway_db,
+        processors_file=processors_file,
+        wallet=wallet,
     )
     try:
         for step in steps:

@@ -126,7 +126,7 @@ def test_a_used_code_is_refused_with_a_clear_page_and_charges_nothing(
     sim.run_lines("pay qr card\nexpect plug-in")
     page = requests.get(used, timeout=10)
     assert page.status_code == 410 and "This code cannot be used" in page.text
-    again = requests.post(used, data={"method": "sim_card", "test_card": "4242"}, timeout=10)
+    again = requests.post(used, data={"method": "web_card", "test_card": "4242"}, timeout=10)
     assert "This code cannot be used" in again.text
     assert len(authorizations(sim)) == 1
     sim.run_lines("wait 3m\nexpect idle")
@@ -155,7 +155,7 @@ def test_two_phones_paying_one_code_at_once_one_pays_the_other_is_never_charged(
     def phone() -> None:
         start.wait()
         answers.append(
-            requests.post(url, data={"method": "sim_card", "test_card": "4242"}, timeout=30)
+            requests.post(url, data={"method": "web_card", "test_card": "4242"}, timeout=30)
         )
 
     threads = [threading.Thread(target=phone) for _ in range(2)]

@@ -1,13 +1,17 @@
 """The driver's payment pages (the QR code on the kiosk opens `/pay/{code}`): server-rendered,
-mobile-first, working without JavaScript (forms post, status pages refresh themselves), in
-the phone's language where the kiosk offers it.
+mobile-first, working without JavaScript where the way to pay allows (forms post, status
+pages refresh themselves), in the phone's language where the kiosk offers it.
 
 - `GET /pay/{code}`: the station, the price as the kiosk shows it (AFIR: the price before the
-  start), the amount held, and the ways to pay the operator enabled. A used, unknown or
-  expired code gets a page saying so, and nothing can be paid on it.
+  start), the amount held, and the ways to pay the operator's routing offers here
+  (`gateway.pay.ways`). A used, unknown or expired code gets a page saying so, and nothing
+  can be paid on it.
 - `POST /pay/{code}`: pay (`Checkout`); then the session's page, or the form again with why.
-- `GET /pay/sessions/{id}`: the session paid for: starting, ready, not started (the hold
-  released), charged with the receipt's link; a stop button while it runs.
+- `POST /pay/{code}/card-setup`: for Stripe's card element, a SetupIntent's client secret
+  (JSON); the only route a script calls.
+- `GET /pay/sessions/{id}`: the session paid for: a Lightning invoice to pay (a QR code and a
+  `lightning:` link; the page refreshes until it is paid), starting, ready, not started (the
+  hold released), charged with the receipt's link; a stop button while it runs.
 - `POST /pay/sessions/{id}/stop`: the stop button (a command to the kiosk).
 
 The session's id is its authorization id: 192 random bits, known only to the phone that paid.
@@ -15,36 +19,58 @@ The session's id is its authorization id: 192 random bits, known only to the pho
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
 from gateway.commands import NOT_STARTED, PENDING, STARTED, Commands
 from gateway.ledger.schema import CAPTURED
-from gateway.pay.checkout import Checkout, Paid
+from gateway.ledger.schema import PENDING as HOLD_PENDING
+from gateway.pay.checkout import Checkout, Outcome, Paid
+from gateway.pay.qr import lightning_uri, qr_svg
+from gateway.pay.ways import INVOICE, STRIPE, TEST_CARD, Way, ways_to_pay
 from gateway.pay.words import WORDS, choose
 from gateway.processors import CardRef
-from gateway.processors.methods import WEB_CARD, WEB_METHODS
+from gateway.processors.methods import LIGHTNING, WEB_CARD, WEB_METHODS
+from gateway.processors.port import ProcessorUnreachable
+from gateway.processors.stripe import StripeProcessor
 from terminal.money import Money
 
-TEMPLATES = Path(__file__).resolve().parent / "templates"
+HERE = Path(__file__).resolve().parent
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
 Code = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
 SessionId = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
 TEST_CARDS = ("4242", "0002")  # the simulated processor's approve and decline cards
-HEADERS = {
-    "Cache-Control": "no-store",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",  # the code and the session id stay out of Referer
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-}
+LATE_REASON = "paid_after_code_expired"
+
+
+def _headers(script_origins: Sequence[str] = ()) -> dict[str, str]:
+    """The pages' headers. Scripts run only where a way to pay needs its processor's own
+    script (stripe.js): that origin, for its script, its frames and its API, and ours."""
+    origins = " ".join(script_origins)
+    scripts = f"script-src 'self' {origins}; connect-src 'self' {origins}; frame-src {origins}; "
+    return {
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",  # the code and the session id stay out of Referer
+        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+        + (scripts if script_origins else "")
+        + "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    }
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 class PayPages:
@@ -59,26 +85,32 @@ class PayPages:
             lstrip_blocks=True,
         )
 
-    def render(self, name: str, context: Mapping[str, Any], status_code: int = 200) -> HTMLResponse:
+    def render(
+        self,
+        name: str,
+        context: Mapping[str, Any],
+        status_code: int = 200,
+        script_origins: Sequence[str] = (),
+    ) -> HTMLResponse:
         body = self.env.get_template(name).render({"refresh": 0, **context})
-        return HTMLResponse(body, status_code=status_code, headers=HEADERS)
+        return HTMLResponse(body, status_code=status_code, headers=_headers(script_origins))
 
 
-def pay_routes(
-    checkout: Checkout,
-    commands: Commands,
-    *,
-    methods: tuple[str, ...] = ("sim_card",),
-) -> APIRouter:
+def pay_routes(checkout: Checkout, commands: Commands) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     pages = PayPages()
     codes = checkout.codes
     ledger = codes.ledger
+    processors = checkout.payments.processors
+    stripe_card = (STATIC / "stripe-card.js").read_text(encoding="utf-8")
 
     def message(lang: str, heading: str, text: str, status: int, tone: str = "") -> HTMLResponse:
         w = WORDS[lang]
         context = {"lang": lang, "heading": w[heading], "message": w[text], "tone": tone}
         return pages.render("message.html", context, status)
+
+    def offered(terminal_id: str, currency: str) -> list[Way]:
+        return ways_to_pay(processors, terminal_id=terminal_id, currency=currency)
 
     def pay_page(request: Request, code: str, error: str = "", status: int = 200) -> HTMLResponse:
         found = codes.get(code)
@@ -90,6 +122,15 @@ def pay_routes(
         lang = choose(header, offer.price, offer.language)
         w = WORDS[lang]
         price = offer.price.get(lang) or offer.price.get(offer.language) or []
+        ways = offered(found.terminal_id, offer.currency)
+        stripe = next(
+            (
+                w.processor
+                for w in ways
+                if w.flow == STRIPE and isinstance(w.processor, StripeProcessor)
+            ),
+            None,
+        )
         context = {
             "lang": lang,
             "heading": w["title"],
@@ -98,22 +139,56 @@ def pay_routes(
             "station": offer.station,
             "price": price,
             "hold": Money(offer.hold_minor, offer.currency).format(),
-            "methods": methods,
+            "flows": [way.flow for way in ways],
             "action": f"/pay/{code}",
+            "stripe_js": stripe.js_url if stripe else "",
+            "stripe_key": stripe.publishable_key if stripe else "",
         }
-        return pages.render("pay.html", context, status)
+        origins = [_origin(stripe.js_url)] if stripe else []
+        return pages.render("pay.html", context, status, origins)
+
+    @router.get("/pay/static/stripe-card.js")
+    def stripe_card_script() -> Response:
+        return Response(
+            stripe_card,
+            media_type="text/javascript",
+            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+        )
 
     @router.get("/pay/{code}", response_class=HTMLResponse)
     def show(code: Code, request: Request) -> HTMLResponse:
         return pay_page(request, code)
 
+    @router.post("/pay/{code}/card-setup")
+    def card_setup(code: Code) -> JSONResponse:
+        found = codes.get(code)
+        if found is None or not found.open_at(ledger.clock()):
+            return JSONResponse({"error": "used_or_expired"}, status_code=410)
+        way = next(
+            (w for w in offered(found.terminal_id, found.offer.currency) if w.flow == STRIPE),
+            None,
+        )
+        if way is None or not isinstance(way.processor, StripeProcessor):
+            return JSONResponse({"error": "not_offered"}, status_code=404)
+        key = "setup:" + secrets.token_urlsafe(18)
+        try:
+            secret = way.processor.card_setup(payment_id=code, key=key)
+        except ProcessorUnreachable:
+            return JSONResponse({"error": "unavailable"}, status_code=503)
+        return JSONResponse({"client_secret": secret}, headers={"Cache-Control": "no-store"})
+
     @router.post("/pay/{code}", response_model=None)
     async def pay(code: Code, request: Request) -> Response:
         form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        found = codes.get(code)
+        if found is None:
+            return pay_page(request, code)
         method = form.get("method", [""])[0]
-        if method not in methods:
-            return pay_page(request, code, status=400)
-        card = _card(method, form)
+        way = next(
+            (w for w in offered(found.terminal_id, found.offer.currency) if w.method == method),
+            None,
+        )
+        card = _card(way, form) if way is not None else None
         if card is None:
             return pay_page(request, code, status=400)
         outcome = await run_in_threadpool(checkout.pay, code, card)
@@ -124,14 +199,20 @@ def pay_routes(
         return RedirectResponse(f"/pay/sessions/{outcome.authorization_id}", status_code=303)
 
     @router.get("/pay/sessions/{session_id}", response_class=HTMLResponse)
-    def session(session_id: SessionId, request: Request) -> HTMLResponse:
+    async def session(session_id: SessionId, request: Request) -> HTMLResponse:
         row = ledger.fetch(session_id)
         header = request.headers.get("accept-language", "")
         if row is None or row.card_kind not in WEB_METHODS:
             return message(choose(header, WORDS, "en"), "unusable_title", "unusable", 404)
         found = codes.for_authorization(session_id)
-        offered: Iterable[str] = found.offer.price if found else WORDS
-        lang = choose(header, offered, found.offer.language if found else "en")
+        waiting: Outcome | None = None
+        if row.status == HOLD_PENDING:
+            # Not paid yet (an invoice): ask again; paid now, the kiosk is asked to start.
+            waiting = await run_in_threadpool(checkout.settle, session_id)
+            row = ledger.fetch(session_id)
+            assert row is not None
+        offered_languages: Iterable[str] = found.offer.price if found else WORDS
+        lang = choose(header, offered_languages, found.offer.language if found else "en")
         w = WORDS[lang]
         state = commands.state_of(session_id)
         context: dict[str, Any] = {
@@ -143,6 +224,8 @@ def pay_routes(
             "can_stop": False,
             "stop_action": f"/pay/sessions/{session_id}/stop",
             "refresh": 0,
+            "invoice": None,
+            "paying": False,  # the payment itself is not settled yet (an invoice, a check)
         }
         if row.status == CAPTURED:
             context |= {
@@ -151,10 +234,44 @@ def pay_routes(
                 "captured": Money(int(row.amount_captured), row.currency).format(),
                 "receipt_url": f"/receipts/{row.receipt_id}" if row.receipt_id else "",
             }
+        elif row.status == HOLD_PENDING:
+            pay = waiting.pay if waiting is not None else {}
+            bolt11 = str(pay.get("bolt11") or "")
+            if waiting is not None and waiting.paid is Paid.WAITING and bolt11:
+                uri = lightning_uri(bolt11)
+                context |= {
+                    "paying": True,
+                    "heading": w["invoice_title"],
+                    "message": w["invoice"],
+                    "refresh": 3,
+                    "invoice": {
+                        "qr": qr_svg(uri),
+                        "uri": "lightning:" + bolt11,
+                        "bolt11": bolt11,
+                        "sats": f"{int(pay.get('sats') or 0):,}".replace(",", "\u202f"),
+                        "hold": Money(int(row.amount_requested), row.currency).format(),
+                        "rate": f"{pay.get('btc_price')} {row.currency}/BTC "
+                        f"({pay.get('rate_source')})",
+                    },
+                }
+            elif waiting is not None and waiting.paid is Paid.WAITING:
+                # Another request is asking the processor right now: look again shortly.
+                context |= {
+                    "paying": True,
+                    "heading": w["title"],
+                    "message": w["checking"],
+                    "refresh": 2,
+                }
+            else:
+                context |= {"heading": w["unknown_title"], "message": w["unknown"], "refresh": 5}
         elif row.status != "approved":
-            text = "not_started" if state in (NOT_STARTED, "expired") else "released"
-            title = "not_started_title" if state in (NOT_STARTED, "expired") else "done_title"
-            context |= {"heading": w[title], "message": w[text]}
+            if row.void_reason == LATE_REASON:
+                context |= {"heading": w["late_title"], "message": w["late"]}
+            else:
+                gone = state in (NOT_STARTED, "expired")
+                text = "not_started" if gone else "released"
+                title = "not_started_title" if gone else "done_title"
+                context |= {"heading": w[title], "message": w[text]}
         elif state == PENDING:
             context |= {"heading": w["waiting_title"], "message": w["waiting"], "refresh": 3}
         elif state == STARTED:
@@ -177,10 +294,10 @@ def pay_routes(
     return router
 
 
-def _card(method: str, form: dict[str, list[str]]) -> CardRef | None:
+def _card(way: Way, form: dict[str, list[str]]) -> CardRef | None:
     """What the chosen way to pay gives the processor adapter; None if the form is not
     well-formed."""
-    if method == "sim_card":
+    if way.flow == TEST_CARD:
         last4 = form.get("test_card", [""])[0]
         if last4 not in TEST_CARDS:
             return None
@@ -191,5 +308,15 @@ def _card(method: str, form: dict[str, list[str]]) -> CardRef | None:
             last4=last4,
             expiry=None,
             payload={},
+        )
+    if way.flow == STRIPE:
+        # The PaymentMethod Stripe's card element left on the confirmed SetupIntent.
+        method = form.get("payment_method", [""])[0]
+        if not method.startswith("pm_") or len(method) > 255 or not method.isascii():
+            return None
+        return CardRef(kind=WEB_CARD, token=method, brand="Card", last4="", expiry=None, payload={})
+    if way.flow == INVOICE:
+        return CardRef(
+            kind=LIGHTNING, token="", brand="Lightning", last4="", expiry=None, payload={}
         )
     return None

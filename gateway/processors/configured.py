@@ -7,6 +7,7 @@ account = "acct_1Nv0FGQ9RKHgCVdK"
 api_key_file = "/etc/ev-gateway/stripe-api.key"      # or api_key_env = "STRIPE_API_KEY"
 webhook_secret_env = "STRIPE_WEBHOOK_SECRET"        # or webhook_secret_file
 incremental = true                                   # the account has incremental authorization
+publishable_key = "pk_live_51Nv0FG..."               # the phone's card form (pay by phone)
 
 [[processors]]
 adapter = "adyen"
@@ -41,7 +42,7 @@ from gateway.processors.adyen import AdyenProcessor
 from gateway.processors.lightning import LightningProcessor, LnbitsRates
 from gateway.processors.port import Processor
 from gateway.processors.secrets import read_secret
-from gateway.processors.stripe import StripeProcessor
+from gateway.processors.stripe import STRIPE_JS, StripeProcessor
 from terminal.errors import ConfigError
 
 
@@ -125,6 +126,8 @@ def _stripe(t: _Table) -> Processor:
         api_base=t.optional_text("api_base"),
         incremental=t.flag("incremental", False),
         timeout_s=t.number("timeout_s", 20),
+        publishable_key=t.optional_text("publishable_key"),
+        js_url=t.text("js_url", STRIPE_JS),
     )
     t.done()
     return processor

@@ -93,6 +93,10 @@ REQUEST_CODES: dict[str, ErrorCode] = {
     "incremental_authorization_unavailable": ErrorCode.UNSUPPORTED,
 }
 
+# Where browsers load Stripe's own script (https://docs.stripe.com/js); a test points it at
+# localstripe's copy.
+STRIPE_JS = "https://js.stripe.com/v3/"
+
 # Webhook event types (https://docs.stripe.com/api/events/types) the gateway acts on.
 EVENT_KINDS: dict[str, WebhookKind] = {
     "payment_intent.amount_capturable_updated": WebhookKind.HELD,
@@ -121,8 +125,14 @@ class StripeProcessor:
         incremental: bool = False,
         timeout_s: float = 20.0,
         max_network_retries: int = 0,
+        publishable_key: str | None = None,
+        js_url: str = STRIPE_JS,
     ) -> None:
         self.account = account
+        # What the phone's payment page needs to load Stripe's card element (not secrets):
+        # the account's publishable key and where stripe.js is served from.
+        self.publishable_key = publishable_key
+        self.js_url = js_url
         caps = {
             Capability.PARTIAL_CAPTURE,
             Capability.REFUND,
@@ -143,6 +153,29 @@ class StripeProcessor:
 
     def __repr__(self) -> str:
         return f"StripeProcessor(account={self.account!r})"
+
+    # -- the phone's card form --------------------------------------------------------------
+
+    def card_setup(self, *, payment_id: str, key: str) -> str:
+        """A SetupIntent for the phone's card element to confirm (stripe.js
+        `confirmCardSetup`, which also runs 3-D Secure where the card asks for it): its client
+        secret. The PaymentMethod it leaves (`pm_…`) is what `hold` is given. Raises
+        `ProcessorUnreachable` when Stripe cannot be reached or refuses."""
+        params: dict[str, Any] = {"payment_method_types": ["card"], "usage": "on_session"}
+        try:
+            intent = self._client.v1.setup_intents.create(
+                params=params,  # type: ignore[arg-type]
+                options={"idempotency_key": key},
+            )
+        except stripe.StripeError as exc:
+            log.warning("event=stripe_setup_failed account=%s error=%s", self.account, type(exc))
+            raise ProcessorUnreachable(
+                f"stripe setup for {payment_id}: {type(exc).__name__}"
+            ) from None
+        secret = intent.client_secret
+        if not secret:
+            raise ProcessorUnreachable("stripe answered a SetupIntent without a client secret")
+        return str(secret)
 
     # -- money calls -----------------------------------------------------------------------
 

@@ -1,0 +1,119 @@
+"""Pay by phone through the processors' own peers: the gateway's routing file sends a web
+method to Stripe (localstripe, with its own stripe.js), or Lightning to LNbits (FakeWallet);
+the kiosk runs on the simulator (`launcher.simulate`) or in Chromium (`tests/pay/test_*_browser`).
+
+The peers are the processor suite's (`tests/processors/conftest.py`), started once per run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from launcher.simulate import Simulation, run_script
+from terminal.config import Config
+from tests.processors.conftest import lnbits, localstripe  # noqa: F401 - the shared peers
+from tests.processors.stack import STRIPE_KEY, STRIPE_WEBHOOK_SECRET, Lnbits, Wallet
+
+STRIPE_PUBLISHABLE = "pk_test_conformance"
+
+
+@dataclass(frozen=True)
+class Routing:
+    """A gateway's processor file and, for Lightning, the driver's funded wallet."""
+
+    file: Path
+    pay: Callable[[str], object] | None = None  # the driver's wallet pays a BOLT 11 invoice
+
+
+@pytest.fixture
+def phone_config(config: Config) -> Config:
+    return replace(config, payment=replace(config.payment, pay_by_phone=True))
+
+
+def lightning_routing(tmp_path: Path, peer: Lnbits, *, webhook_url: str = "") -> Routing:
+    """Web cards on the simulated processor (the default route), Lightning to an operator's
+    LNbits wallet; a driver's wallet with a million sats."""
+    operator = peer.wallet("pay-operator")
+    driver: Wallet = peer.wallet("pay-driver", sats=1_000_000)
+    (tmp_path / "invoice.key").write_text(operator.invoice_key + "\n")
+    (tmp_path / "admin.key").write_text(operator.admin_key + "\n")
+    hook = f'webhook_url = "{webhook_url}"\n' if webhook_url else ""
+    path = tmp_path / "processors.toml"
+    path.write_text(
+        f"""
+[[processors]]
+adapter = "simulated"
+account = "default"
+
+[[processors]]
+adapter = "lightning"
+account = "op-wallet"
+url = "{peer.url}"
+invoice_key_file = "{tmp_path / "invoice.key"}"
+admin_key_file = "{tmp_path / "admin.key"}"
+{hook}
+[[routes]]
+processor = "lightning"
+account = "op-wallet"
+method = "lightning"
+"""
+    )
+    return Routing(file=path, pay=lambda bolt11: peer.pay(driver, bolt11))
+
+
+def stripe_routing(tmp_path: Path, api_base: str, *, publishable: bool = True) -> Routing:
+    """Web cards to a Stripe account (localstripe), its stripe.js served by localstripe;
+    nothing routed for Lightning (the simulated default takes none)."""
+    (tmp_path / "stripe.key").write_text(STRIPE_KEY + "\n")
+    (tmp_path / "stripe-whsec").write_text(STRIPE_WEBHOOK_SECRET + "\n")
+    key = f'publishable_key = "{STRIPE_PUBLISHABLE}"\n' if publishable else ""
+    path = tmp_path / "processors.toml"
+    path.write_text(
+        f"""
+[[processors]]
+adapter = "simulated"
+account = "default"
+
+[[processors]]
+adapter = "stripe"
+account = "acct_web"
+api_key_file = "{tmp_path / "stripe.key"}"
+webhook_secret_file = "{tmp_path / "stripe-whsec"}"
+api_base = "{api_base}"
+js_url = "{api_base}/js.stripe.com/v3/"
+{key}
+[[routes]]
+processor = "stripe"
+account = "acct_web"
+method = "web_card"
+"""
+    )
+    return Routing(file=path)
+
+
+Run = Callable[[str, Routing], Simulation]
+
+
+@pytest.fixture
+def paying(phone_config: Config, tmp_path: Path) -> Iterator[Run]:
+    """Run a script on a kiosk with pay by phone on, its gateway routed by `routing`."""
+    sims: list[Simulation] = []
+
+    def run(script: str, routing: Routing) -> Simulation:
+        sim = run_script(
+            phone_config,
+            script,
+            tmp_path / f"sim{len(sims)}",
+            processors_file=routing.file,
+            wallet=routing.pay,
+        )
+        sims.append(sim)
+        return sim
+
+    yield run
+    for sim in sims:
+        sim.close()
