@@ -26,7 +26,12 @@ when there is room; rows 2-4 are the labelled fields (label left, value right; t
 then the text lines, word-wrapped at 20 columns; what does not fit in four rows is left out.
 Characters outside the controller's ROM (code A00: ASCII plus Japanese katakana and a few
 symbols) become their closest ASCII form or "?". The QR code of a
-receipt cannot be shown on a character LCD; its total, energy and card are.
+receipt cannot be shown on a character LCD; its total, energy and card are. Nor can the pay-by-
+phone QR code (a link `https://HOST/pay/CODE`): the LCD shows the title, one row of the
+screen's text (the price on the idle screen), then the short address to type, `HOST/pay`, and
+the one-time code on the last row; the gateway's `HOST/pay` page takes the code typed in. So
+the gateway's public address (`ev-terminal gateway --public-url`) should be short on LCD
+kiosks: `HOST/pay` is cut at 20 characters (a 16-character host fits).
 
 Failures: the bus is opened at the first `show`. An I2C error (no device at the address, a
 loose cable) is logged, never raised (the port's contract), and the next `show`
@@ -42,6 +47,7 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from hardware.ports import Frame
 
@@ -124,8 +130,23 @@ def _pair(left: str, right: str) -> str:
     return f"{left[:room]:<{room}} {right}"
 
 
+def pay_link(url: str) -> tuple[str, str] | None:
+    """A pay-by-phone link (`https://HOST/pay/CODE`) as the short address to type and the
+    code; None for any other link (a receipt's)."""
+    parts = urlsplit(url)
+    head, found, code = parts.path.rpartition("/pay/")
+    if not found or not code or "/" in code:
+        return None
+    return f"{parts.netloc}{head}/pay", code
+
+
 def lcd_rows(frame: Frame) -> tuple[str, str, str, str]:
     """The frame as four rows of exactly 20 characters (see the module docstring)."""
+    link = pay_link(frame.qr) if frame.qr else None
+    if link is not None:
+        # No QR code on a character LCD: the address to type and the code, on the last rows.
+        first = next((part for line in frame.lines for part in textwrap.wrap(line, COLUMNS)), "")
+        return (_fit(frame.title), _fit(first), _fit(link[0]), _fit(link[1]))
     fields = dict(frame.fields)
     time_value = fields.get("Time")
     if time_value is not None and len(frame.title) + len(time_value) < COLUMNS:

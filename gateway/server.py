@@ -81,7 +81,8 @@ class Settings:
     forwarded: Forwarded | None = None
     operator_token: str | None = None
     mailer: Mailer | None = None  # the driver portal's sign-in links (SMTP)
-    public_url: str | None = None  # where the links in e-mails point
+    # The gateway's address as phones reach it: links in e-mails and pay-by-phone QR codes.
+    public_url: str | None = None
     max_amount_major: Decimal = Decimal(1000)
     body_limit: int = DEFAULT_BODY_LIMIT
     lock_s: float = LOCK_S
@@ -238,6 +239,7 @@ class EmbeddedGateway:
         processors_file: Path | None = None,
         reload_every_s: float = RELOAD_EVERY_S,
         mailer: Mailer | None = None,
+        public_url: str | None = None,
     ) -> None:
         if db_url is None:
             if db_path is None:
@@ -259,6 +261,7 @@ class EmbeddedGateway:
             processors_file=processors_file,
             reload_every_s=reload_every_s,
             mailer=mailer,
+            public_url=public_url,
         )
         engine = open_engine(db_url)
         try:

@@ -84,7 +84,10 @@ def _parser() -> ArgumentParser:
     )
     parser.add_argument("--mail-from", metavar="ADDR", help="the sender of sign-in links")
     parser.add_argument(
-        "--public-url", metavar="URL", help="the portal's address, for links in e-mails"
+        "--public-url",
+        metavar="URL",
+        help="the gateway's public address, as phones reach it: links in e-mails and the "
+        "pay-by-phone QR codes kiosks show (default: the address a request came to)",
     )
     parser.add_argument("--username", help="add-operator: the operator's user name")
     parser.add_argument(
@@ -213,7 +216,14 @@ def _public_url(value: str | None) -> str | None:
     parts = urlsplit(value)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise UsageError(f"--public-url: {value!r} is not an http(s) URL with a host")
-    return value
+    if parts.query or parts.fragment or parts.username or parts.password:
+        # Links are made by appending a path (`/pay/CODE`): a base URL only.
+        raise UsageError(f"--public-url: {value!r} must have no query, fragment or user")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError:
+        raise UsageError(f"--public-url: {value!r} has an invalid port") from None
+    return value.rstrip("/")
 
 
 def _forwarded(args: argparse.Namespace) -> Any:

@@ -124,7 +124,8 @@ class Simulation:
     `gateway_dir` is where its SQLite ledger is kept otherwise (default: the data dir).
     `processors_file` configures the embedded gateway's processors and routing (`ev-terminal
     gateway --processors`); `wallet` is the driver's Lightning wallet: it pays a BOLT 11
-    invoice (`pay qr lightning`).
+    invoice (`pay qr lightning`). `public_url` is the embedded gateway's public address
+    (`--public-url`), which the kiosk's QR code encodes.
     The simulation holds the data and key directories (`dir_lock`) until `close`."""
 
     config: Config
@@ -139,6 +140,7 @@ class Simulation:
     gateway_dir: Path | None = None
     processors_file: Path | None = None
     wallet: Callable[[str], object] | None = None
+    public_url: str | None = None
     hardware: SimHardware = field(init=False)
     gateway: EmbeddedGateway = field(init=False)
     daemon: Daemon = field(init=False)
@@ -175,6 +177,7 @@ class Simulation:
                 key_dir=gateway_keys,
                 db_url=self.gateway_db,
                 processors_file=self.processors_file,
+                public_url=self.public_url,
             )
             self.gateway.up()
         self._ids = _ids(self.data_dir, self.id_prefix)

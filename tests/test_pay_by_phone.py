@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import requests
@@ -204,3 +205,35 @@ def test_the_page_has_every_word_in_every_language() -> None:
 )
 def test_the_phones_language_is_its_best_one_the_kiosk_offers(header: str, language: str) -> None:
     assert choose(header, ["en", "de", "fr", "nl"], "en") == language
+
+
+def test_a_code_typed_in_on_the_short_address_opens_its_page(
+    pay: Callable[[str], Simulation],
+) -> None:
+    """A kiosk with a character LCD shows `HOST/pay` and the code instead of the QR code."""
+    sim = pay("expect idle")
+    url = qr(sim)
+    short, code = url.rsplit("/", 1)
+    form = requests.get(short, headers={"Accept-Language": "de"}, timeout=10)
+    assert form.status_code == 200 and 'name="code"' in form.text and 'lang="de"' in form.text
+    typed = requests.get(short, params={"code": f" {code} "}, timeout=10)
+    assert typed.url == url and "50.00 EUR" in typed.text
+    wrong = requests.get(short, params={"code": "no such!"}, timeout=10)
+    assert wrong.status_code == 400 and "That is not a code" in wrong.text
+
+
+def test_the_qr_code_encodes_the_gateways_public_address(
+    phone_config: Config, tmp_path: Path
+) -> None:
+    """Behind a proxy the gateway's own address is not the phones': `--public-url` is."""
+    sim = Simulation(
+        config=phone_config, data_dir=tmp_path / "kiosk", public_url="https://ev.example.org/gw/"
+    )
+    try:
+        sim.run_lines("expect idle")
+        url = qr(sim)
+        assert url.startswith("https://ev.example.org/gw/pay/")
+        code = url.rsplit("/", 1)[1]
+        assert requests.get(f"{sim.gateway.url}/pay/{code}", timeout=10).status_code == 200
+    finally:
+        sim.close()

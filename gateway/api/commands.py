@@ -131,7 +131,7 @@ def command_routes(
                 status_code=200,
                 body={
                     "code": found.code,
-                    "url": f"{public_url or base}/pay/{found.code}",
+                    "url": f"{(public_url or base).rstrip('/')}/pay/{found.code}",
                     "expires_in_ms": max(1, int(left.total_seconds() * 1000)),
                 },
             )

@@ -2,6 +2,8 @@
 mobile-first, working without JavaScript where the way to pay allows (forms post, status
 pages refresh themselves), in the phone's language where the kiosk offers it.
 
+- `GET /pay?code=…`: a code typed in (a kiosk with a character LCD shows `HOST/pay` and the
+  code, no QR): its page.
 - `GET /pay/{code}`: the station, the price as the kiosk shows it (AFIR: the price before the
   start), the amount held, and the ways to pay the operator's routing offers here
   (`gateway.pay.ways`). A used, unknown or expired code gets a page saying so, and nothing
@@ -19,6 +21,7 @@ The session's id is its authorization id: 192 random bits, known only to the pho
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -47,6 +50,7 @@ from terminal.money import Money
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
+CODE = re.compile(r"[A-Za-z0-9_-]{8,64}")
 Code = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
 SessionId = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
 TEST_CARDS = ("4242", "0002")  # the simulated processor's approve and decline cards
@@ -154,6 +158,23 @@ def pay_routes(checkout: Checkout, commands: Commands) -> APIRouter:
             media_type="text/javascript",
             headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
         )
+
+    @router.get("/pay", response_model=None)
+    def enter(request: Request, code: str = "") -> Response:
+        """Where a code is typed in: a kiosk that cannot draw the QR code (a character LCD)
+        shows `HOST/pay` and the code. A well-formed code goes to its page."""
+        code = code.strip()
+        if CODE.fullmatch(code):
+            return RedirectResponse(f"/pay/{code}", status_code=303)
+        lang = choose(request.headers.get("accept-language", ""), WORDS, "en")
+        w = WORDS[lang]
+        context = {
+            "lang": lang,
+            "w": w,
+            "heading": w["enter_title"],
+            "error": w["bad_code"] if code else "",
+        }
+        return pages.render("enter.html", context, 400 if code else 200)
 
     @router.get("/pay/{code}", response_class=HTMLResponse)
     def show(code: Code, request: Request) -> HTMLResponse:

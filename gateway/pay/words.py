@@ -12,6 +12,11 @@ from collections.abc import Iterable
 # Keys are the page's message names; each language has every key (a test checks it).
 WORDS: dict[str, dict[str, str]] = {
     "en": {
+        "enter_title": "Pay by phone",
+        "enter": "Type the code the charging point shows below its address.",
+        "code": "Code",
+        "go": "Continue",
+        "bad_code": "That is not a code. Check it on the charging point's screen.",
         "checking": "Checking your payment...",
         "pay_lightning": "Pay with Lightning",
         "lightning_note": "Pay an invoice from your own bitcoin Lightning wallet.",
@@ -54,6 +59,11 @@ WORDS: dict[str, dict[str, str]] = {
         "receipt": "Your receipt",
     },
     "de": {
+        "enter_title": "Mit dem Telefon bezahlen",
+        "enter": "Geben Sie den Code ein, den der Ladepunkt unter seiner Adresse zeigt.",
+        "code": "Code",
+        "go": "Weiter",
+        "bad_code": "Das ist kein Code. Prüfen Sie ihn auf dem Display des Ladepunkts.",
         "checking": "Ihre Zahlung wird geprüft...",
         "pay_lightning": "Mit Lightning bezahlen",
         "lightning_note": "Bezahlen Sie eine Rechnung aus Ihrer eigenen Bitcoin-Lightning-Wallet.",
@@ -104,6 +114,11 @@ WORDS: dict[str, dict[str, str]] = {
         "receipt": "Ihr Beleg",
     },
     "fr": {
+        "enter_title": "Payer par téléphone",
+        "enter": "Saisissez le code que la borne affiche sous son adresse.",
+        "code": "Code",
+        "go": "Continuer",
+        "bad_code": "Ce n'est pas un code. Vérifiez-le sur l'écran de la borne.",
         "checking": "Vérification de votre paiement...",
         "pay_lightning": "Payer avec Lightning",
         "lightning_note": "Payez une facture depuis votre propre portefeuille Lightning.",
@@ -148,6 +163,11 @@ WORDS: dict[str, dict[str, str]] = {
         "receipt": "Votre reçu",
     },
     "nl": {
+        "enter_title": "Betalen met de telefoon",
+        "enter": "Typ de code die het laadpunt onder zijn adres toont.",
+        "code": "Code",
+        "go": "Verder",
+        "bad_code": "Dat is geen code. Controleer hem op het scherm van het laadpunt.",
         "checking": "Uw betaling wordt gecontroleerd...",
         "pay_lightning": "Betalen met Lightning",
         "lightning_note": "Betaal een factuur vanuit uw eigen bitcoin-Lightning-wallet.",

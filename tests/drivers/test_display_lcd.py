@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from drivers.display_lcd import Hd44780Lcd, LcdSettings, lcd_char, lcd_rows
+from drivers.display_lcd import Hd44780Lcd, LcdSettings, lcd_char, lcd_rows, pay_link
 from hardware.ports import Frame
+from terminal.core import screens
 from terminal.core.screens import frame_for
 from terminal.i18n import Translator
 from tests.drivers.fake_lcd import FakeLcdBus
@@ -155,3 +157,31 @@ def test_a_receipt_in_german_shows_its_total_first() -> None:
     receipt = next(s for s in example_screens() if s.__class__.__name__ == "Receipt")
     rows = lcd_rows(frame_for(receipt, Translator("de", ZoneInfo("Europe/Berlin"))))
     assert rows[:3] == ("Vielen Dank         ", "Gesamt      4,81 EUR", "Energie    12,34 kWh")
+
+
+def test_a_pay_by_phone_code_shows_as_the_address_to_type_and_the_code() -> None:
+    """A character LCD cannot draw the QR code: the short address and the one-time code."""
+    idle = replace(example_screens()[0], pay_url="https://ev.example.org/pay/Xq3_k9LmZ-a1B2c3")
+    bus = FakeLcdBus()
+    make_lcd(bus).show(frame_for(idle))
+    assert bus.rows() == [
+        "Welcome             ",
+        "0.39 EUR per kWh    ",
+        "ev.example.org/pay  ",
+        "Xq3_k9LmZ-a1B2c3    ",
+    ]
+    declined = lcd_rows(
+        frame_for(screens.Declined(reason="", pay_url="https://ev.example.org/pay/C0de"))
+    )
+    assert declined == (
+        "Declined            ",
+        "The payment was     ",
+        "ev.example.org/pay  ",
+        "C0de                ",
+    )
+
+
+def test_a_receipt_link_is_not_taken_for_a_pay_code() -> None:
+    assert lcd_rows(frame("receipt"))[0].startswith("Thank you")
+    assert pay_link("https://ev.example.org/receipts/R-1") is None
+    assert pay_link("https://ev.example.org/gw/pay/abc") == ("ev.example.org/gw/pay", "abc")

@@ -78,6 +78,21 @@ CASES = [
         ["--db", "g.sqlite3", "--insecure-dev", "--public-url", "https://"],
         "--public-url",
     ),
+    (
+        "public-url-with-query",
+        ["--db", "g.sqlite3", "--insecure-dev", "--public-url", "https://pay.example/?x=1"],
+        "--public-url",
+    ),
+    (
+        "public-url-with-user",
+        ["--db", "g.sqlite3", "--insecure-dev", "--public-url", "https://u:p@pay.example"],
+        "--public-url",
+    ),
+    (
+        "public-url-bad-port",
+        ["--db", "g.sqlite3", "--insecure-dev", "--public-url", "https://pay.example:99999"],
+        "--public-url",
+    ),
     ("no-database-yet", ["--db", "g.sqlite3", "--insecure-dev"], "migrate"),
     ("reconcile-no-database", ["reconcile", "--db", "g.sqlite3"], "migrate"),
 ]
