@@ -303,6 +303,11 @@ def pay_routes(checkout: Checkout, commands: Commands) -> APIRouter:
                 "can_stop": not stopping,
                 "refresh": 5,
             }
+        elif row.op is not None:
+            # Paid, no start sent, a step in flight (a late payment being released): look
+            # again shortly.
+            context |= {"paying": True, "heading": w["title"], "message": w["checking"]}
+            context |= {"refresh": 2}
         else:
             context |= {"heading": w["not_started_title"], "message": w["not_started"]}
         return pages.render("session.html", context)

@@ -523,6 +523,8 @@ def _answered(k: Kiosk, e: Event) -> Result:
     session = k.phase.session
     if e.session_id != session.session_id:
         return k, ()  # a late answer for an abandoned session: its void is already queued
+    if _paid_at_gateway(session):
+        return _web_start_answered(k, e)
     if e.outcome is AuthOutcome.DECLINED:
         session = replace(session, status=Status.DECLINED, end_reason=e.reason or "declined")
         k2, rest = _rest(k, e.at, CancelTimer(timer=Timer.AUTHORIZATION), Record(session=session))
@@ -578,14 +580,16 @@ def _unanswered(k: Kiosk, e: Event) -> Result:
     gateway is back; else tell the driver and release the hold."""
     assert isinstance(k.phase, Authorizing)
     session, standing = k.phase.session, k.phase.standing
-    cap = _offline_cap(k, session, standing, e.at)
+    # A session paid at the gateway starts only on its word (`_web_start_answered`).
+    web = _paid_at_gateway(session)
+    cap = None if web else _offline_cap(k, session, standing, e.at)
     if cap is not None and cap >= k.rules.min_authorized and k.register_wh is not None:
         k2, acts = _hold_approved(k, session, cap, e)
         return k2, (
             Report(kind="offline_start", detail=f"{session.session_id} cap={cap.minor}"),
             *acts,
         )
-    reason = "denied_offline" if standing.denied else "no_answer"
+    reason = "denied_offline" if standing.denied else "start_unconfirmed" if web else "no_answer"
     session, abandon = _abandon(k, session, reason)
     k2, rest = _rest(k, e.at, *abandon)
     screen: screens.Screen = (
@@ -1163,10 +1167,13 @@ def _web_refusal(k: Kiosk, e: WebPaymentAuthorized) -> str | None:
 
 
 def _web_payment(k: Kiosk, e: Event) -> Result:
-    """Start a session the gateway holds the money for, with its cost limit as the cap, as
-    an approved hold would (plug-in timeout, cap, stop, capture through the session's lane),
-    or answer why not. The session is recorded before the answer, in the same journal
-    transaction: an answer "started" always has a session to settle."""
+    """Take a session the gateway holds the money for, with its cost limit as the cap, or
+    answer why not. Taken, the session is recorded and answered "started" in the same
+    journal transaction (an answer "started" always has a session to settle), and waits in
+    `Authorizing` for the gateway to take that answer: the gateway refuses it once it has
+    released the hold (the start expired while the kiosk was away), so energy is offered only
+    on a hold still in force (`_web_start_answered`). No answer by the authorization timeout:
+    the session is abandoned and its hold released, as a card's would be."""
     assert isinstance(e, WebPaymentAuthorized)
     refusal = _web_refusal(k, e)
     if refusal is not None:
@@ -1181,18 +1188,17 @@ def _web_payment(k: Kiosk, e: Event) -> Result:
         hold=e.cost_limit,
         tariff_key=k.rules.tariff_key,
         tariff=k.rules.tariff,
-        status=Status.AUTHORIZED,
+        status=Status.AUTHORIZING,
         started_at=e.at,
-        authorized=e.cost_limit,
-        start_register_wh=k.register_wh,
     )
-    k2, acts = _hold_approved(k, session, e.cost_limit, e)
-    return k2, (
+    k = replace(k, phase=Authorizing(session=session))
+    return k, (
         CancelTimer(timer=Timer.NOTICE),
         CancelTimer(timer=Timer.RECEIPT),
         Record(session=session),
         AnswerStart(command_id=e.command_id, session_id=e.session_id, started=True),
-        *acts,
+        StartTimer(timer=Timer.AUTHORIZATION, after_ms=k.rules.authorization_timeout_ms),
+        ShowScreen(screen=screens.Authorizing(card=card.masked())),
     )
 
 
@@ -1245,6 +1251,32 @@ def _tariff_changed(k: Kiosk, e: Event) -> Result:
     if isinstance(k.phase, Idle) and k.available:
         return k, (ShowScreen(screen=_idle_screen(k, e.at)),)
     return k, ()
+
+
+def _paid_at_gateway(session: Session) -> bool:
+    """A session paid on the gateway's page (`_web_payment` makes its card), as opposed to one
+    a CSMS's payment service holds (OCPP C25, a web card at a tap)."""
+    return session.card.kind is CardKind.WEB and session.card.token == f"web:{session.session_id}"
+
+
+def _web_start_answered(k: Kiosk, e: AuthorizationAnswered) -> Result:
+    """The gateway's answer to this kiosk's "started" for a web-paid session. Taken: the
+    session goes on with its cost limit as the cap. Refused (the gateway released the hold:
+    the start expired before the answer came): abandoned, nothing offered. No answer yet:
+    the answer stays queued and the authorization timer decides."""
+    assert isinstance(k.phase, Authorizing)
+    session = k.phase.session
+    if e.outcome is AuthOutcome.NO_ANSWER:
+        return k, ()
+    if e.outcome is AuthOutcome.DECLINED:
+        session, abandon = _abandon(k, session, "start_refused")
+        k2, rest = _rest(k, e.at, *abandon)
+        return k2, (
+            *rest[:-1],
+            ShowScreen(screen=screens.NoAnswer(pay_url=k.pay_url or "")),
+            StartTimer(timer=Timer.NOTICE, after_ms=k.rules.notice_ms),
+        )
+    return _hold_approved(k, session, session.hold, e)
 
 
 def _pay_code(k: Kiosk, e: Event, url: str | None) -> Result:

@@ -516,6 +516,11 @@ class Sender:
                 self._increment_answer(
                     row.lane, AuthAnswer(outcome=AuthOutcome.DECLINED, reason=refusal.code)
                 )
+            if row.kind == "command_answer" and row.body.get("status") == "started":
+                # The gateway would not take "started" (it released the hold): never start.
+                self._answer(
+                    row.lane, AuthAnswer(outcome=AuthOutcome.DECLINED, reason=refusal.code)
+                )
             return True
         self.reachable = True
         if row.kind == "authorize":
@@ -547,6 +552,10 @@ class Sender:
                 )
                 return False
             self.journal.finish(row.seq, DONE, data)
+            if row.body.get("status") == "started":
+                # The gateway took "started" while the hold is in force: the session may go
+                # on (its cost limit is the hold it was commanded with).
+                self._answer(row.lane, AuthAnswer(outcome=AuthOutcome.APPROVED))
             return True
         expected = {"capture": "captured", "void": "voided"}.get(row.kind)
         if data.get("authorization_id") != row.lane or data.get("status") != expected:

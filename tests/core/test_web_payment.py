@@ -1,6 +1,8 @@
 """A session paid on the phone (the kiosk's QR code): the gateway's start command arrives as
-`WebPaymentAuthorized`, and the machine starts it as an approved hold with the cost limit as
-its cap, or answers why not. Scenario walks on the fake clock of `test_scenarios`."""
+`WebPaymentAuthorized`; the machine records the session and answers "started", and goes on as
+an approved hold with the cost limit as its cap only once the gateway took that answer (it
+refuses it once it released the hold), or answers why not. Scenario walks on the fake clock
+of `test_scenarios`."""
 
 from __future__ import annotations
 
@@ -19,8 +21,15 @@ from terminal.core.actions import (
     ShowScreen,
     Void,
 )
-from terminal.core.events import FaultRaised, StopRequested, Timer, WebPaymentAuthorized
-from terminal.core.kiosk import AwaitingVehicle, Charging, Idle, Receipt, Rules
+from terminal.core.events import (
+    AuthorizationAnswered,
+    AuthOutcome,
+    FaultRaised,
+    StopRequested,
+    Timer,
+    WebPaymentAuthorized,
+)
+from terminal.core.kiosk import Authorizing, AwaitingVehicle, Charging, Idle, Receipt, Rules
 from terminal.core.session import CardKind, Status
 from terminal.money import Money
 from tests.core.test_scenarios import RULES, Walk, of, settlements, shown
@@ -35,9 +44,12 @@ def paid(
     currency: str = "EUR",
     session_id: str = "web-session-0001",
     expires_in: timedelta = LIFETIME,
+    confirmed: bool = True,
 ) -> tuple[object, ...]:
+    """The start command; with `confirmed`, the gateway then takes the answer "started"
+    (the sender's `AuthorizationAnswered`, approved). The actions of both."""
     at = walk.stamp(10)
-    return walk.send(
+    actions = walk.send(
         WebPaymentAuthorized(
             command_id=f"command-{session_id}",
             session_id=session_id,
@@ -48,11 +60,68 @@ def paid(
             **at,
         )
     )
+    if not confirmed or not isinstance(walk.kiosk.phase, Authorizing):
+        return actions
+    return actions + confirm(walk, session_id)
+
+
+def confirm(
+    walk: Walk, session_id: str = "web-session-0001", outcome: AuthOutcome = AuthOutcome.APPROVED
+) -> tuple[object, ...]:
+    return walk.event(AuthorizationAnswered, session_id=session_id, outcome=outcome)
 
 
 def answer_of(actions: tuple[object, ...]) -> AnswerStart:
     (answer,) = [a for a in actions if isinstance(a, AnswerStart)]
     return answer
+
+
+def test_a_web_payment_offers_no_energy_until_the_gateway_took_the_answer_started() -> None:
+    walk = Walk()
+    walk.boot()
+    walk.pilot(PilotState.B)
+    walk.pilot(PilotState.C)  # the car asks for energy already
+    actions = paid(walk, confirmed=False)
+    assert isinstance(walk.kiosk.phase, Authorizing)
+    kinds = [type(a) for a in actions]
+    assert kinds.index(Record) < kinds.index(AnswerStart)
+    assert of(Record, actions)[0].session.status is Status.AUTHORIZING
+    assert OfferEnergy not in kinds and CloseContactor not in kinds
+    # No answer yet (the gateway unreachable): still waiting, still nothing offered.
+    assert confirm(walk, outcome=AuthOutcome.NO_ANSWER) == ()
+    actions = confirm(walk)
+    assert isinstance(walk.kiosk.phase, Charging)
+    assert CloseContactor in [type(a) for a in actions]
+
+
+def test_a_started_answer_the_gateway_refuses_never_starts_and_releases_the_hold() -> None:
+    """The gateway released the hold (the start expired while the kiosk was away) and so
+    refuses "started": nothing is offered, the session is abandoned, its void queued."""
+    walk = Walk()
+    walk.boot()
+    walk.pilot(PilotState.B)
+    paid(walk, confirmed=False)
+    actions = confirm(walk, outcome=AuthOutcome.DECLINED)
+    assert isinstance(walk.kiosk.phase, Idle)
+    kinds = [type(a) for a in actions]
+    assert OfferEnergy not in kinds and CloseContactor not in kinds
+    (void,) = settlements(actions)
+    assert isinstance(void, Void) and void.session_id == "web-session-0001"
+    assert of(Record, actions)[-1].session.end_reason == "start_refused"
+
+
+def test_a_started_answer_never_taken_in_time_abandons_the_session_and_its_hold() -> None:
+    walk = Walk()
+    walk.boot()
+    paid(walk, confirmed=False)
+    actions = walk.timer(Timer.AUTHORIZATION, after_ms=RULES.authorization_timeout_ms)
+    assert isinstance(walk.kiosk.phase, Idle)  # never on the offline policy
+    (void,) = settlements(actions)
+    assert isinstance(void, Void) and void.session_id == "web-session-0001"
+    assert of(Record, actions)[-1].session.end_reason == "start_unconfirmed"
+    assert OfferEnergy not in [type(a) for a in actions]
+    confirm(walk)  # taken late: the session is gone, its void queued behind the answer
+    assert isinstance(walk.kiosk.phase, Idle)
 
 
 def test_a_web_payment_at_idle_starts_a_session_capped_at_the_cost_limit() -> None:
@@ -68,10 +137,11 @@ def test_a_web_payment_at_idle_starts_a_session_capped_at_the_cost_limit() -> No
     assert session.start_register_wh == walk.register_wh
     answer = answer_of(actions)
     assert (answer.started, answer.command_id) == (True, "command-web-session-0001")
-    # The session is on record (as authorized) before the answer "started" is queued.
+    # The session is on record before the answer "started" is queued; authorized once the
+    # gateway took it.
     kinds = [type(a) for a in actions]
     assert kinds.index(Record) < kinds.index(AnswerStart)
-    assert of(Record, actions)[0].session.status is Status.AUTHORIZED
+    assert of(Record, actions)[-1].session.status is Status.AUTHORIZED
     assert OfferEnergy in kinds
     assert isinstance(shown(actions)[-1], screens.PlugIn)
 
