@@ -182,3 +182,53 @@ def test_an_unanswered_start_is_given_up_after_its_lifetime_and_the_hold_release
     sim.run_lines("wait 1m")
     assert shown(sim) == "idle"
     assert sim.daemon.journal.sessions() == []
+
+
+def test_a_started_answer_after_the_gateway_released_the_hold_never_starts_the_kiosk(
+    simulate: Run,
+) -> None:
+    """The kiosk took the start, then lost the gateway before "started" reached it; the
+    gateway gave the start up and released the hold meanwhile. When the gateway is back it
+    refuses "started", and the kiosk, which offers energy only once "started" was taken,
+    never closes the contactor: nothing charges on a released hold."""
+    sim = simulate("expect idle\nplug\nev charge")  # the car asks for energy at once
+    aid = "web-0000-0007-session"
+    start = web_hold(sim, aid)
+    (item,) = sim.gateway.commands.waiting(sim.config.station.id)
+    sim.run_lines("gateway down")
+    assert sim.daemon.commands.receive(item)
+    sim.settle()
+    assert shown(sim) == "authorizing"  # waiting for the gateway to take "started"
+    commands = sim.gateway.commands
+    commands.grace = timedelta(0)
+    late = commands.ledger.clock() + LIFETIME + timedelta(seconds=1)
+    commands.ledger.clock = lambda: late
+    assert commands.expire() == 1
+    assert processor_state(sim, aid) == "released"
+    sim.run_lines("gateway up\nwait 3s")  # the answer's next try
+    assert command(sim, start)["state"] == "expired"  # "started" was refused
+    assert shown(sim) == "no-answer"
+    sim.run_lines("wait 1m")
+    assert sim.hardware.contactor.history.count("close") == 0
+    [session] = sim.daemon.journal.sessions()
+    assert (session["status"], session["end_reason"]) == ("voiding", "start_refused")
+    assert sim.results()[0]["settlement"] == "voided"
+    assert_ledger_agrees(sim)
+
+
+def test_the_kiosk_waits_for_started_to_be_taken_and_then_charges(simulate: Run) -> None:
+    """The gateway away for a moment after the start arrived: the session waits (no energy)
+    and goes on as soon as the gateway takes "started", within the authorization timeout."""
+    sim = simulate("expect idle\nplug\nev charge")
+    aid = "web-0000-0008-session"
+    web_hold(sim, aid)
+    (item,) = sim.gateway.commands.waiting(sim.config.station.id)
+    sim.run_lines("gateway down")
+    assert sim.daemon.commands.receive(item)
+    sim.run_lines("wait 5s")
+    assert shown(sim) == "authorizing"
+    assert sim.hardware.contactor.history.count("close") == 0
+    sim.run_lines("gateway up\nwait 5s\nexpect charging\nwait 20m\nunplug\nwait 10s")
+    [result] = sim.results()
+    assert (result["session_id"], result["settlement"]) == (aid, "captured")
+    assert_ledger_agrees(sim)
