@@ -6,9 +6,10 @@ poll (`GET /v1/commands`, `gateway.api.commands`) and answers each through its o
 (`POST /v1/commands/{id}/answer`, idempotent). A start answered "not started" (the charging
 point is busy, out of order, the code expired) has its hold released at once; a start the
 terminal never answered (offline) is given up `grace` after the code's lifetime and its hold
-released (`CommandExpiry`). The terminal never starts a session at or after `expires_at`, so
-once the grace has passed no session can be charging on the released hold. States change
-by compare-and-set, so an answer and the expiry racing on one command end one way.
+released (`CommandExpiry`). The terminal never takes a start at or after `expires_at`, and
+offers energy only once this gateway took its "started" (refused here once the start expired
+and its hold was released), so no session charges on a released hold. States change by
+compare-and-set, so an answer and the expiry racing on one command end one way.
 """
 
 from __future__ import annotations
