@@ -76,7 +76,8 @@ def test_power_jump_past_the_cap_is_limited_on_screen_and_on_the_receipt_page(
         rows = [
             (html.unescape(label), html.unescape(value))
             for label, value in re.findall(
-                r'<dt class="label">(.*?)</dt><dd class="value[^"]*"[^>]*>(.*?)</dd>', page
+                r'<dt class="label">(.*?)</dt><dd class="value[^"]*"[^>]*>(.*?)</dd>',
+                page.split('id="bill"', 1)[1].split("</section>", 1)[0],  # the bill only
             )
         ]
         assert rows == list(fields)
