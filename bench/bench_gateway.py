@@ -13,12 +13,14 @@ each with its own Idempotency-Key, sent back to back over `--concurrency` connec
 (`bench/floor_app.py`), a bare ASGI app on the same uvicorn and engine settings doing one
 INSERT and COMMIT per request. Printed: money requests/s, HTTP requests/s, p50/p99 of one
 HTTP request, the server's CPU milliseconds per money request (its own processes, warm-up
-included; a figure that depends little on the machine's load), and the ratio full path /
-floor. Then, for the same back-end and worker count, p99 at a fixed offered rate of 300
-authorizations/s (open loop, latency counted from each request's scheduled instant, on a
-gateway started afresh on the same database). A summary table ends the run: one line per
-back-end and worker count with both rates, their ratio, the p99 at 300/s and the server CPU
-per money request of both paths.
+included; a figure that depends little on the machine's load), on PostgreSQL the database
+server's own CPU milliseconds per money request (on two cores it counts as much as the
+gateway's), and the ratio full path / floor. Then, for the same back-end and worker count,
+p99 at a fixed offered rate of 300 authorizations/s (open loop, latency counted from each
+request's scheduled instant, on a gateway started afresh on the same database). A summary
+table ends the run: one line per back-end and worker count with both rates, their ratio,
+the p99 at 300/s and the server CPU per money request of both paths (and the database
+server's).
 
 Targets (2 cores shared with the load generator): the full path at least half the floor's
 throughput; p99 under 25 ms at 300 authorizations/s. The exit status is 1 when a target is
@@ -160,27 +162,64 @@ def migrate(db: str) -> None:
     )
 
 
-def server_cpu_s(server: Server) -> float:
-    """CPU seconds (user + system) used so far by the server's processes (its process group:
-    the supervisor and its forked workers). Unlike wall-clock rates, this hardly depends on
-    what else the machine runs; the PostgreSQL server's own CPU is not in it."""
-    total = 0
+def _stats() -> dict[int, list[str]]:
+    """Every process's /proc/PID/stat fields after the command (field 3, state, is [0])."""
+    found: dict[int, list[str]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            found[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:  # gone meanwhile
             continue
-        # After the command: state ppid pgrp ... utime (14th field) stime (15th), 1-based.
-        if int(fields[2]) == server.proc.pid:
-            total += int(fields[11]) + int(fields[12])
+    return found
+
+
+# Indexes into `_stats()`'s fields (proc(5): ppid is field 4, pgrp 5, utime 14, stime 15,
+# cutime 16, cstime 17, 1-based, and the list starts at field 3).
+_PPID, _PGRP, _UTIME, _STIME, _CUTIME, _CSTIME = 1, 2, 11, 12, 13, 14
+
+
+def server_cpu_s(server: Server) -> float:
+    """CPU seconds (user + system) used so far by the server's processes (its process group:
+    the supervisor and its forked workers). Unlike wall-clock rates, this hardly depends on
+    what else the machine runs; the PostgreSQL server's own CPU is `database_cpu_s`."""
+    total = sum(
+        int(f[_UTIME]) + int(f[_STIME])
+        for f in _stats().values()
+        if int(f[_PGRP]) == server.proc.pid
+    )
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def closed(server: Server, tag: str, plan: Plan) -> dict[str, Any]:
+def database_cpu_s(postmaster: int | None) -> float:
+    """CPU seconds used so far by the PostgreSQL server: the postmaster, its live children
+    (one backend per connection, the checkpointer, the WAL writer...) and the children it
+    has reaped (a backend whose connection closed: its time is in the postmaster's cutime
+    and cstime). 0 for SQLite (`postmaster` None), whose work is inside the gateway's."""
+    if postmaster is None:
+        return 0.0
+    stats = _stats()
+    own = stats.get(postmaster)
+    if own is None:
+        return 0.0
+    total = sum(int(own[i]) for i in (_UTIME, _STIME, _CUTIME, _CSTIME))
+    total += sum(
+        int(f[_UTIME]) + int(f[_STIME]) for f in stats.values() if int(f[_PPID]) == postmaster
+    )
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def postmaster_pid(postgres: Any) -> int:
+    """The PostgreSQL server's main process (the first line of its postmaster.pid: the
+    process the tests start may be `runuser`, which runs it as a child)."""
+    return int((postgres.data / "postmaster.pid").read_text().split()[0])
+
+
+def closed(server: Server, tag: str, plan: Plan, postmaster: int | None) -> dict[str, Any]:
     try:
         before = server_cpu_s(server)
+        db_before = database_cpu_s(postmaster)
         result = load(
             server.url,
             "closed",
@@ -198,6 +237,8 @@ def closed(server: Server, tag: str, plan: Plan) -> dict[str, Any]:
         )
         sent = result["money"] + result["errors"] + WARMUP
         result["cpu_ms"] = 1000 * (server_cpu_s(server) - before) / max(sent, 1)
+        db_ms = 1000 * (database_cpu_s(postmaster) - db_before) / max(sent, 1)
+        result["db_cpu_ms"] = db_ms if postmaster is not None else None
         return result
     finally:
         server.stop()
@@ -208,8 +249,17 @@ def _row(backend: str, workers: int, path: str, r: dict[str, Any]) -> str:
     return (
         f"{backend:<10} {workers:>7} {path:<6} {r['money_per_s']:>9.1f} "
         f"{r['requests_per_s']:>8.1f} {r['p50_ms']:>7.1f} {r['p99_ms']:>8.1f} "
-        f"{r['money']:>6} {r['errors']:>6} {r['cpu_ms']:>7.2f}{cut}"
+        f"{r['money']:>6} {r['errors']:>6} {r['cpu_ms']:>7.2f} {_ms(r['db_cpu_ms'], 7)}{cut}"
     )
+
+
+def _total(r: dict[str, Any]) -> float:
+    """The server's and the database server's CPU per money request."""
+    return float(r["cpu_ms"]) + float(r["db_cpu_ms"] or 0.0)
+
+
+def _ms(value: float | None, width: int) -> str:
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}.2f}"
 
 
 def _problems(what: str, r: dict[str, Any]) -> list[str]:
@@ -263,7 +313,7 @@ def run(plan: Plan, work: Path) -> int:
     )
     header = (
         f"{'backend':<10} {'workers':>7} {'path':<6} {'money/s':>9} {'http/s':>8} "
-        f"{'p50 ms':>7} {'p99 ms':>8} {'money':>6} {'errors':>6} {'cpu ms':>7}"
+        f"{'p50 ms':>7} {'p99 ms':>8} {'money':>6} {'errors':>6} {'cpu ms':>7} {'db ms':>7}"
     )
     print(header)
     print("-" * len(header))
@@ -274,6 +324,7 @@ def run(plan: Plan, work: Path) -> int:
     try:
         for backend in plan.backends:
             for workers in plan.workers:
+                postmaster: int | None = None
                 if backend == "sqlite":
                     db = str(work / f"gateway-{workers}.sqlite3")
                 else:
@@ -283,19 +334,21 @@ def run(plan: Plan, work: Path) -> int:
                         postgres = PostgresServer()
                         postgres.start()
                     db = postgres.database()
+                    postmaster = postmaster_pid(postgres)
                 migrate(db)
                 log = work / f"{backend}-{workers}.log"
                 tag = f"{backend[0]}{workers}"
-                full = closed(gateway(db, workers, log), f"G{tag}", plan)
+                full = closed(gateway(db, workers, log), f"G{tag}", plan, postmaster)
                 print(_row(backend, workers, "full", full), flush=True)
-                base = closed(floor(db, workers, log), f"F{tag}", plan)
+                base = closed(floor(db, workers, log), f"F{tag}", plan, postmaster)
                 print(_row(backend, workers, "floor", base), flush=True)
                 ratio = full["money_per_s"] / base["money_per_s"]
                 verdict = "met" if ratio >= RATIO_TARGET else "NOT met"
                 print(
                     f"{'':<10} {'':>7} ratio full/floor {ratio:.2f} "
-                    f"(target >= {RATIO_TARGET}: {verdict}); server CPU per money request "
-                    f"floor/full {base['cpu_ms'] / max(full['cpu_ms'], 1e-9):.2f}",
+                    f"(target >= {RATIO_TARGET}: {verdict}); CPU per money request "
+                    f"floor/full: server {base['cpu_ms'] / max(full['cpu_ms'], 1e-9):.2f}, "
+                    f"server + database {_total(base) / max(_total(full), 1e-9):.2f}",
                     flush=True,
                 )
                 if ratio < RATIO_TARGET:
@@ -310,7 +363,8 @@ def run(plan: Plan, work: Path) -> int:
                 summary.append(
                     f"{backend:<10} {workers:>7} {full['money_per_s']:>9.1f} "
                     f"{base['money_per_s']:>9.1f} {ratio:>6.2f} {opened['p99_ms']:>11.1f} "
-                    f"{full['cpu_ms']:>9.2f} {base['cpu_ms']:>10.2f}"
+                    f"{full['cpu_ms']:>9.2f} {base['cpu_ms']:>10.2f} "
+                    f"{_ms(full['db_cpu_ms'], 8)} {_ms(base['db_cpu_ms'], 9)}"
                 )
     finally:
         if postgres is not None:
@@ -319,11 +373,11 @@ def run(plan: Plan, work: Path) -> int:
     print()
     print(
         f"summary (money/s: closed loop; p99 at {OPEN_RATE:.0f}/s: open loop; cpu: server CPU "
-        "ms per money request)"
+        "ms per money request; db: the PostgreSQL server's CPU ms per money request)"
     )
     head = (
         f"{'backend':<10} {'workers':>7} {'full/s':>9} {'floor/s':>9} {'ratio':>6} "
-        f"{'p99@300 ms':>11} {'cpu full':>9} {'cpu floor':>10}"
+        f"{'p99@300 ms':>11} {'cpu full':>9} {'cpu floor':>10} {'db full':>8} {'db floor':>9}"
     )
     print(head)
     print("-" * len(head))

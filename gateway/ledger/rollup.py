@@ -22,7 +22,6 @@ tests and `ev-terminal`'s migration use); `rebuild` writes it.
 
 from __future__ import annotations
 
-import functools
 import json
 from collections import defaultdict
 from collections.abc import Iterable
@@ -31,10 +30,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 
 from gateway.ledger.schema import authorizations, movements, revenue_rollup
+from gateway.ledger.statements import Statement
 
 # UTC month, day, hour and quarter hour, the coarsest first. Every zone in use today is a
 # whole number of quarter hours from UTC (India +05:30, Nepal +05:45, Chatham +12:45), so its
@@ -158,15 +158,54 @@ def groups_of(row: Any) -> dict[str, str]:
     }
 
 
-@functools.cache
+# The columns of a rollup row, and how many rows one movement adds to (every grain, for the
+# fleet and by every dimension): one statement adds them all.
+_COLUMNS = ("grain", "dimension", "bucket", "key", "currency", *SUMS)
+_ROWS = len(GRAINS) * len(ROLLUP_DIMENSIONS)
+_SQL_TYPES = {"bucket": "TIMESTAMP WITH TIME ZONE", **dict.fromkeys(SUMS, "BIGINT")}
+
+
 def _upsert(dialect: str) -> Any:
-    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(revenue_rollup)
+    """INSERT of a movement's `_ROWS` rows (binds `<column>_<i>`), each added to the row of its
+    bucket when there is one. On PostgreSQL the statement first takes `ADVISORY_LOCK` (bind
+    `ev_lock`): the lock's CTE is joined to the rows, so it is taken before the first row is
+    written, and the whole is one round trip."""
     t = revenue_rollup.c
-    return stmt.on_conflict_do_update(
-        index_elements=[t.grain, t.dimension, t.bucket, t.key, t.currency],
-        set_={name: t[name] + stmt.excluded[name] for name in SUMS},
+    binds = [
+        {name: sa.bindparam(f"{name}_{i}", type_=t[name].type) for name in _COLUMNS}
+        for i in range(_ROWS)
+    ]
+    if dialect == "sqlite":
+        stmt: Any = sqlite.insert(revenue_rollup).values(binds)
+        return stmt.on_conflict_do_update(
+            index_elements=[t.grain, t.dimension, t.bucket, t.key, t.currency],
+            set_={name: t[name] + stmt.excluded[name] for name in SUMS},
+        )
+    if dialect != "postgresql":  # pragma: no cover - only the two back-ends are supported
+        raise RuntimeError(f"unsupported database {dialect}")
+    # A CTE that is not referenced is not run, and one with a volatile function is never
+    # inlined (PostgreSQL, "WITH Queries"): the cross join makes every row wait for the lock.
+    rows = ",\n".join(
+        "("
+        + ", ".join(f"CAST(:{name}_{i} AS {_SQL_TYPES.get(name, 'VARCHAR')})" for name in _COLUMNS)
+        + ")"
+        for i in range(_ROWS)
     )
+    names = ", ".join(_COLUMNS)
+    added = ", ".join(f"{name} = revenue_rollup.{name} + excluded.{name}" for name in SUMS)
+    # Built from this module's constant column names; every value is a bind.
+    sql = (
+        "WITH ev_lock AS (SELECT pg_advisory_xact_lock(:ev_lock))\n"  # noqa: S608 - constant names
+        f"INSERT INTO revenue_rollup ({names})\n"
+        f"SELECT v.* FROM (VALUES {rows}) AS v ({names}) CROSS JOIN ev_lock\n"
+        "ON CONFLICT (grain, dimension, bucket, key, currency) DO UPDATE SET " + added
+    )
+    lock = sa.bindparam("ev_lock", type_=sa.BigInteger)
+    return sa.text(sql).bindparams(lock, *(b for row in binds for b in row.values()))
+
+
+# Run on the driver's cursor (`gateway.ledger.statements`), compiled once per dialect.
+_UPSERT = Statement(_upsert)
 
 
 def roll_up(
@@ -180,14 +219,15 @@ def roll_up(
     groups: dict[str, str],
 ) -> None:
     """Add one capture or refund movement to the rollup, inside the caller's transaction (the
-    one that records the movement)."""
+    one that records the movement): one statement for its `_ROWS` rows, which on PostgreSQL
+    takes `ADVISORY_LOCK` first."""
     if kind not in ROLLED_KINDS:
         raise ValueError(f"kind {kind!r} is not rolled up")
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK})
     rows = _deltas(at=at, kind=kind, amount=amount, vat=vat, currency=currency, groups=groups)
-    conn.execute(_upsert(dialect), rows)
+    values = {f"{name}_{i}": row[name] for i, row in enumerate(rows) for name in _COLUMNS}
+    if conn.dialect.name == "postgresql":
+        values["ev_lock"] = ADVISORY_LOCK
+    _UPSERT.execute(conn, values)
 
 
 def expected_rows(conn: Connection) -> dict[Key, tuple[int, int, int, int]]:
