@@ -11,6 +11,9 @@ pages refresh themselves), in the phone's language where the kiosk offers it.
 - `POST /pay/{code}`: pay (`Checkout`); then the session's page, or the form again with why.
 - `POST /pay/{code}/card-setup`: for Stripe's card element, a SetupIntent's client secret
   (JSON); the only route a script calls.
+- Adyen's card form posts only ciphertexts: the phone encrypts the card fields with the
+  account's client-side encryption key (`static/adyen-card.js` over Adyen's CSE library,
+  vendored in `gateway/web/static/vendor/`); the card in clear never reaches the gateway.
 - `GET /pay/sessions/{id}`: the session paid for: a Lightning invoice to pay (a QR code and a
   `lightning:` link; the page refreshes until it is paid), starting, ready, not started (the
   hold released), charged with the receipt's link; a stop button while it runs.
@@ -24,6 +27,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlsplit
@@ -39,9 +43,10 @@ from gateway.ledger.schema import CAPTURED
 from gateway.ledger.schema import PENDING as HOLD_PENDING
 from gateway.pay.checkout import Checkout, Outcome, Paid
 from gateway.pay.qr import lightning_uri, qr_svg
-from gateway.pay.ways import INVOICE, STRIPE, TEST_CARD, Way, ways_to_pay
+from gateway.pay.ways import ADYEN, INVOICE, STRIPE, TEST_CARD, Way, ways_to_pay
 from gateway.pay.words import WORDS, choose
 from gateway.processors import CardRef
+from gateway.processors.adyen import AdyenProcessor
 from gateway.processors.methods import LIGHTNING, WEB_CARD, WEB_METHODS
 from gateway.processors.port import ProcessorUnreachable
 from gateway.processors.stripe import StripeProcessor
@@ -55,19 +60,34 @@ Code = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
 SessionId = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
 TEST_CARDS = ("4242", "0002")  # the simulated processor's approve and decline cards
 LATE_REASON = "paid_after_code_expired"
+# What Adyen's CSE library makes of one field: "adyenjs_" + its version, "$", the AES key
+# RSA-encrypted under the account's key, "$", the AES-CCM ciphertext, both Base64.
+ADYEN_CIPHERTEXT = re.compile(r"adyenjs_[0-9_]{1,12}\$[A-Za-z0-9+/]+=*\$[A-Za-z0-9+/]+=*")
+ADYEN_FIELDS = (
+    "encryptedCardNumber",
+    "encryptedExpiryMonth",
+    "encryptedExpiryYear",
+    "encryptedSecurityCode",
+)
+ADYEN_FIELD_MAX = 4096  # one field's ciphertext: a 4096-bit key's block and a short JSON
+SCRIPTS = ("stripe-card.js", "adyen-card.js")  # the page's own scripts, in static/
 
 
-def _headers(script_origins: Sequence[str] = ()) -> dict[str, str]:
-    """The pages' headers. Scripts run only where a way to pay needs its processor's own
-    script (stripe.js): that origin, for its script, its frames and its API, and ours."""
-    origins = " ".join(script_origins)
-    scripts = f"script-src 'self' {origins}; connect-src 'self' {origins}; frame-src {origins}; "
+def _headers(script_origins: Sequence[str] | None = None) -> dict[str, str]:
+    """The pages' headers. Scripts run only where a way to pay needs one (None: none at all):
+    ours, and a processor's own script where it needs one (stripe.js: that origin, for its
+    script, its frames and its API)."""
+    scripts = ""
+    if script_origins is not None:
+        origins = "".join(" " + origin for origin in script_origins)
+        scripts = f"script-src 'self'{origins}; connect-src 'self'{origins}; "
+        scripts += f"frame-src {origins.strip()}; " if origins else ""
     return {
         "Cache-Control": "no-store",
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "no-referrer",  # the code and the session id stay out of Referer
         "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-        + (scripts if script_origins else "")
+        + scripts
         + "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     }
 
@@ -94,7 +114,7 @@ class PayPages:
         name: str,
         context: Mapping[str, Any],
         status_code: int = 200,
-        script_origins: Sequence[str] = (),
+        script_origins: Sequence[str] | None = None,
     ) -> HTMLResponse:
         body = self.env.get_template(name).render({"refresh": 0, **context})
         return HTMLResponse(body, status_code=status_code, headers=_headers(script_origins))
@@ -106,7 +126,7 @@ def pay_routes(checkout: Checkout, commands: Commands) -> APIRouter:
     codes = checkout.codes
     ledger = codes.ledger
     processors = checkout.payments.processors
-    stripe_card = (STATIC / "stripe-card.js").read_text(encoding="utf-8")
+    scripts = {name: (STATIC / name).read_text(encoding="utf-8") for name in SCRIPTS}
 
     def message(lang: str, heading: str, text: str, status: int, tone: str = "") -> HTMLResponse:
         w = WORDS[lang]
@@ -135,6 +155,14 @@ def pay_routes(checkout: Checkout, commands: Commands) -> APIRouter:
             ),
             None,
         )
+        adyen = next(
+            (
+                w.processor
+                for w in ways
+                if w.flow == ADYEN and isinstance(w.processor, AdyenProcessor)
+            ),
+            None,
+        )
         context = {
             "lang": lang,
             "heading": w["title"],
@@ -147,14 +175,21 @@ def pay_routes(checkout: Checkout, commands: Commands) -> APIRouter:
             "action": f"/pay/{code}",
             "stripe_js": stripe.js_url if stripe else "",
             "stripe_key": stripe.publishable_key if stripe else "",
+            "adyen_key": (adyen.cse_public_key or "") if adyen else "",
+            # Adyen refuses ciphertexts whose generation time is over a day old; the
+            # gateway's clock, not the phone's, says when the page was made.
+            "generation_time": _generation_time(ledger.clock()),
         }
         origins = [_origin(stripe.js_url)] if stripe else []
-        return pages.render("pay.html", context, status, origins)
+        scripted = stripe is not None or adyen is not None
+        return pages.render("pay.html", context, status, origins if scripted else None)
 
-    @router.get("/pay/static/stripe-card.js")
-    def stripe_card_script() -> Response:
+    @router.get("/pay/static/{name}", response_model=None)
+    def script(name: str) -> Response:
+        if name not in scripts:
+            return Response(status_code=404)
         return Response(
-            stripe_card,
+            scripts[name],
             media_type="text/javascript",
             headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
         )
@@ -320,6 +355,12 @@ def pay_routes(checkout: Checkout, commands: Commands) -> APIRouter:
     return router
 
 
+def _generation_time(now: datetime) -> str:
+    """ISO 8601 in UTC with milliseconds, the form Adyen's CSE library checks."""
+    utc = now.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
 def _card(way: Way, form: dict[str, list[str]]) -> CardRef | None:
     """What the chosen way to pay gives the processor adapter; None if the form is not
     well-formed."""
@@ -341,6 +382,21 @@ def _card(way: Way, form: dict[str, list[str]]) -> CardRef | None:
         if not method.startswith("pm_") or len(method) > 255 or not method.isascii():
             return None
         return CardRef(kind=WEB_CARD, token=method, brand="Card", last4="", expiry=None, payload={})
+    if way.flow == ADYEN:
+        # Only the CSE library's ciphertexts, as Adyen's Card component sends them; a field
+        # in clear or anything else is refused before a hold is asked for.
+        payload: dict[str, str] = {"type": "scheme"}
+        for name in ADYEN_FIELDS:
+            value = form.get(name, [""])[0]
+            if len(value) > ADYEN_FIELD_MAX or not ADYEN_CIPHERTEXT.fullmatch(value):
+                return None
+            payload[name] = value
+        holder = " ".join(form.get("holderName", [""])[0].split())[:80]
+        if holder:
+            payload["holderName"] = holder
+        return CardRef(
+            kind=WEB_CARD, token="", brand="Card", last4="", expiry=None, payload=payload
+        )
     if way.flow == INVOICE:
         return CardRef(
             kind=LIGHTNING, token="", brand="Lightning", last4="", expiry=None, payload={}

@@ -8,10 +8,13 @@ where a hold of that method would go; it offers the method when that adapter has
 - Stripe takes `web_card` through its own stripe.js card element (a SetupIntent confirmed in
   the browser gives the PaymentMethod the hold is made with), when its table names the
   account's publishable key;
+- Adyen takes `web_card` through a card form whose fields the browser encrypts with the
+  account's client-side encryption key (Adyen's CSE library, vendored and served from here),
+  when its table names `cse_public_key`;
 - LNbits (`lightning`) takes `lightning`: an invoice shown as a QR code and a `lightning:`
   link, no script.
-A method routed elsewhere (a phone wallet, which needs the processor's wallet button; Adyen's
-card form, which needs Adyen's script) is not offered.
+A method routed elsewhere (a phone wallet, which needs the processor's wallet button) is not
+offered.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from gateway.processors.adyen import AdyenProcessor
 from gateway.processors.methods import LIGHTNING, WEB_CARD, WEB_WALLET
 from gateway.processors.port import Processor
 from gateway.processors.registry import Processors
@@ -27,11 +31,13 @@ from gateway.processors.stripe import StripeProcessor
 TEST_CARD: Final = "test_card"
 STRIPE: Final = "stripe"
 INVOICE: Final = "invoice"
+ADYEN: Final = "adyen"
 
 # The page's flows, by the adapter a method is routed to.
 FLOWS: Final = {
     ("simulated", WEB_CARD): TEST_CARD,
     ("stripe", WEB_CARD): STRIPE,
+    ("adyen", WEB_CARD): ADYEN,
     ("lightning", LIGHTNING): INVOICE,
 }
 
@@ -56,6 +62,10 @@ def ways_to_pay(processors: Processors, *, terminal_id: str, currency: str) -> l
             continue
         if flow == STRIPE and not (
             isinstance(processor, StripeProcessor) and processor.publishable_key
+        ):
+            continue
+        if flow == ADYEN and not (
+            isinstance(processor, AdyenProcessor) and processor.cse_public_key
         ):
             continue
         ways.append(Way(method=method, flow=flow, processor=processor))

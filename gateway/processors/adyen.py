@@ -1,9 +1,12 @@
 """Adyen, through the official `Adyen` SDK: Checkout API v71 pre-authorisation and modifications.
 
-Which path it serves: the web payment by phone. The phone page runs Adyen's Card component,
-which encrypts the card fields in the browser; the gateway gets them as a `CardRef` of kind
-``web_card`` whose ``payload`` is the component's ``paymentMethod`` object (``type: scheme`` and
-the ``encrypted…`` fields), or of kind ``web_wallet`` whose ``payload`` is the Apple Pay or
+Which path it serves: the web payment by phone. The phone's page encrypts the card fields in
+the browser with the account's client-side encryption (CSE) public key (`cse_public_key`,
+"10001|<modulus hex>" as Adyen's Customer Area shows it for the API credential) using Adyen's
+CSE library, so the gateway only ever sees ``adyenjs_…`` ciphertexts that Adyen alone can
+open; the gateway gets them as a `CardRef` of kind ``web_card`` whose ``payload`` is a
+``paymentMethod`` object (``type: scheme`` and the ``encrypted…`` fields, the same object
+Adyen's Card component makes), or of kind ``web_wallet`` whose ``payload`` is the Apple Pay or
 Google Pay component's ``paymentMethod`` (``type: applepay`` / ``googlepay`` and its token).
 Card data in clear (the kiosk's reader) is refused with `ErrorCode.UNSUPPORTED`: it goes to an
 acquirer or the simulated processor.
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,6 +56,10 @@ from gateway.processors.port import (
 from terminal.money import Money
 
 log = logging.getLogger("ev_gateway.processors.adyen")
+
+# A client-side encryption public key as Adyen gives it: the RSA exponent and modulus in hex,
+# "10001|A1B2…" (https://docs.adyen.com/development-resources/client-side-encryption).
+CSE_KEY = re.compile(r"^[0-9A-Fa-f]{1,8}\|[0-9A-Fa-f]{256,1024}$")
 
 # The CardRef kinds Adyen takes, each with the `paymentMethod.type` values its payload may
 # carry (https://docs.adyen.com/payment-methods: "scheme" for cards, "applepay", "googlepay"
@@ -128,8 +136,13 @@ class AdyenProcessor:
         return_url: str,
         live: bool = False,
         timeout_s: int = 20,
+        cse_public_key: str | None = None,
     ) -> None:
+        if cse_public_key is not None and not CSE_KEY.fullmatch(cse_public_key):
+            raise ValueError("cse_public_key must be Adyen's 'EXPONENT|MODULUS' in hex")
         self.account = account
+        # The key the phone's page encrypts card fields with; None: no card form on the page.
+        self.cse_public_key = cse_public_key
         self.capabilities = frozenset(
             {
                 Capability.INCREMENT,

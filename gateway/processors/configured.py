@@ -17,6 +17,7 @@ hmac_key_file = "/etc/ev-gateway/adyen-hmac.key"
 checkout_url = "https://1797a841fbb37ca7-AdyenDemo-checkout-live.adyenpayments.com/checkout/v71"
 return_url = "https://pay.example.org/return"
 live = true
+cse_public_key = "10001|A2370601..."  # the phone's card form (pay by phone)
 
 [[processors]]
 adapter = "lightning"
@@ -38,7 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.processors.adyen import AdyenProcessor
+from gateway.processors.adyen import CSE_KEY, AdyenProcessor
 from gateway.processors.lightning import LightningProcessor, LnbitsRates
 from gateway.processors.port import Processor
 from gateway.processors.secrets import read_secret
@@ -54,6 +55,10 @@ class _Table:
         self._where = where
         self._environ = environ
         self._read: set[str] = {"adapter"}
+
+    def where(self, key: str) -> str:
+        """The key's name in an error: ``processors[N].key``."""
+        return f"{self._where}.{key}"
 
     def text(self, key: str, default: str | None = None) -> str:
         self._read.add(key)
@@ -134,6 +139,11 @@ def _stripe(t: _Table) -> Processor:
 
 
 def _adyen(t: _Table) -> Processor:
+    cse_key = t.optional_text("cse_public_key")
+    if cse_key is not None and not CSE_KEY.fullmatch(cse_key):
+        raise ConfigError(
+            t.where("cse_public_key"), "must be Adyen's client-side encryption key, 10001|HEX"
+        )
     processor = AdyenProcessor(
         account=t.text("account"),
         api_key=t.secret("api_key"),
@@ -142,6 +152,7 @@ def _adyen(t: _Table) -> Processor:
         return_url=t.text("return_url"),
         live=t.flag("live", False),
         timeout_s=t.number("timeout_s", 20),
+        cse_public_key=cse_key,
     )
     t.done()
     return processor

@@ -1,5 +1,7 @@
 """Pay by phone through the processors' own peers: the gateway's routing file sends a web
-method to Stripe (localstripe, with its own stripe.js), or Lightning to LNbits (FakeWallet);
+method to Stripe (localstripe, with its own stripe.js), to Adyen (Prism over Adyen's OpenAPI
+document, with `AdyenBooks` holding the account's client-side encryption key), or Lightning to
+LNbits (FakeWallet);
 the kiosk runs on the simulator (`launcher.simulate`) or in Chromium (`tests/pay/test_*_browser`).
 
 The peers are the processor suite's (`tests/processors/conftest.py`), started once per run.
@@ -15,8 +17,21 @@ import pytest
 
 from launcher.simulate import Simulation, run_script
 from terminal.config import Config
-from tests.processors.conftest import lnbits, localstripe  # noqa: F401 - the shared peers
-from tests.processors.stack import STRIPE_KEY, STRIPE_WEBHOOK_SECRET, Lnbits, Wallet
+from tests.processors.adyen_books import AdyenBooks, cse_key, cse_public_key
+from tests.processors.conftest import (  # noqa: F401 - the shared peers
+    lnbits,
+    localstripe,
+    prism_adyen,
+)
+from tests.processors.stack import (
+    ADYEN_ACCOUNT,
+    ADYEN_API_KEY,
+    ADYEN_HMAC_KEY,
+    STRIPE_KEY,
+    STRIPE_WEBHOOK_SECRET,
+    Lnbits,
+    Wallet,
+)
 
 STRIPE_PUBLISHABLE = "pk_test_conformance"
 
@@ -89,6 +104,51 @@ js_url = "{api_base}/js.stripe.com/v3/"
 [[routes]]
 processor = "stripe"
 account = "acct_web"
+method = "web_card"
+"""
+    )
+    return Routing(file=path)
+
+
+@pytest.fixture
+def adyen_books(prism_adyen: str) -> Iterator[AdyenBooks]:  # noqa: F811 - the shared peer
+    """Adyen for one test: Prism validating every request, books holding the private half of
+    the account's client-side encryption key."""
+    books = AdyenBooks(prism_adyen, ADYEN_HMAC_KEY, ADYEN_ACCOUNT, cse_key=cse_key()).start()
+    yield books
+    books.close()
+
+
+def adyen_key(books: AdyenBooks) -> str:
+    """The account's CSE public key, as the gateway's table names it."""
+    assert books.cse_key is not None
+    return cse_public_key(books.cse_key)
+
+
+def adyen_routing(tmp_path: Path, books: AdyenBooks, *, cse: bool = True) -> Routing:
+    """Web cards to an Adyen account (Prism and its books), the card form encrypting with the
+    account's CSE key; nothing routed for Lightning."""
+    (tmp_path / "adyen.key").write_text(ADYEN_API_KEY + "\n")
+    (tmp_path / "adyen-hmac.key").write_text(ADYEN_HMAC_KEY + "\n")
+    key = f'cse_public_key = "{adyen_key(books)}"\n' if cse else ""
+    path = tmp_path / "processors.toml"
+    path.write_text(
+        f"""
+[[processors]]
+adapter = "simulated"
+account = "default"
+
+[[processors]]
+adapter = "adyen"
+account = "{ADYEN_ACCOUNT}"
+api_key_file = "{tmp_path / "adyen.key"}"
+hmac_key_file = "{tmp_path / "adyen-hmac.key"}"
+checkout_url = "{books.url}"
+return_url = "https://pay.example.org/return"
+{key}
+[[routes]]
+processor = "adyen"
+account = "{ADYEN_ACCOUNT}"
 method = "web_card"
 """
     )

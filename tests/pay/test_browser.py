@@ -2,6 +2,11 @@
 Playwright at a phone's viewport opens the link in the kiosk's QR code and pays
 - by card through Stripe: the page's script with localstripe's stripe.js (its card element,
   a SetupIntent confirmed in the browser, the PaymentMethod posted to the gateway);
+- by card through Adyen: the page's card fields encrypted in the browser by Adyen's CSE
+  library (vendored) with the account's public key, only the ciphertexts posted; the gateway's
+  `/payments` validated by Prism against Adyen's OpenAPI document, the fields opened by the
+  books holding the account's private key, the capture confirmed by Adyen's signed
+  notification;
 - with Lightning, with JavaScript switched off: the invoice's QR code and `lightning:` link,
   paid from the driver's LNbits wallet, the page refreshing itself until the kiosk starts.
 Then the kiosk charges, the phone stops it, the capture is the priced energy, and the phone's
@@ -9,16 +14,19 @@ page and the receipt page show it. Screenshots under test-artifacts/pay/."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import requests
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from launcher.simulate import Simulation
 from tests.ledger_check import assert_ledger_agrees
-from tests.pay.conftest import Routing, Run, lightning_routing, stripe_routing
-from tests.processors.stack import Lnbits
+from tests.pay.conftest import Routing, Run, adyen_routing, lightning_routing, stripe_routing
+from tests.processors.adyen_books import AdyenBooks
+from tests.processors.stack import ADYEN_ACCOUNT, Lnbits
 
 PHONE = {"width": 390, "height": 844}
 pytestmark = pytest.mark.slow
@@ -36,9 +44,16 @@ def phone(browser: Browser, *, script: bool) -> BrowserContext:
     )
 
 
-def charge_stop_and_read_the_receipt(sim: Simulation, page: Page, shots: Path, name: str) -> None:
+def charge_stop_and_read_the_receipt(
+    sim: Simulation,
+    page: Page,
+    shots: Path,
+    name: str,
+    settle: Callable[[], None] | None = None,
+) -> None:
     """From "Paid: starting" on the phone: the kiosk starts, charges, the phone stops it, the
-    capture is the priced energy and both pages show it."""
+    capture is the priced energy and both pages show it. `settle`: what the processor does
+    after the capture request (Adyen: its CAPTURE notification)."""
     sim.run_lines("wait 1s\nexpect plug-in")  # the kiosk's poll takes the start
     page.reload()
     expect(page.locator("h1")).to_have_text("Ready: plug in")
@@ -46,6 +61,9 @@ def charge_stop_and_read_the_receipt(sim: Simulation, page: Page, shots: Path, n
     page.locator("#stop").click()
     page.wait_for_load_state()
     sim.run_lines("wait 10s\nexpect receipt")
+    if settle is not None:
+        settle()
+        sim.run_lines("wait 2m")  # the kiosk asks again; the capture is confirmed now
     page.reload()
     [result] = sim.results()
     assert (result["ended"], result["settlement"]) == ("remote", "captured")
@@ -127,5 +145,59 @@ def test_scan_pay_with_lightning_without_javascript_charge_stop_and_read_the_rec
         [row] = sim.gateway.ledger.all_authorizations()
         assert (row["processor"], row["card_kind"]) == ("lightning", "lightning")
         charge_stop_and_read_the_receipt(sim, page, shots, "lightning")
+    finally:
+        context.close()
+
+
+def test_scan_pay_by_card_through_adyen_charge_stop_and_read_the_receipt(
+    paying: Run, adyen_books: AdyenBooks, tmp_path: Path, browser: Browser, artifacts: Path
+) -> None:
+    shots = artifacts / "pay"
+    shots.mkdir(exist_ok=True)
+    sim, url = kiosk(paying, adyen_routing(tmp_path, adyen_books))
+    context = phone(browser, script=True)
+    page = context.new_page()
+    try:
+        page.goto(url)
+        assert page.locator("h1").inner_text() == "Pay to charge"
+        # Adyen's test card (https://docs.adyen.com/development-resources/testing/test-card-numbers).
+        page.locator("#adyen-number").fill("4111 1111 1111 1111")
+        page.locator("#adyen-month").fill("03")
+        page.locator("#adyen-year").fill("2030")
+        page.locator("#adyen-cvc").fill("737")
+        page.locator("#adyen-holder").fill("Jo Driver")
+        fits(page)
+        page.screenshot(path=str(shots / "adyen-pay.png"), full_page=True)
+        page.locator("#pay-adyen").click()
+        page.wait_for_url("**/pay/sessions/**")
+        assert page.locator("h1").inner_text() == "Paid: starting"
+        [row] = sim.gateway.ledger.all_authorizations()
+        assert (row["processor"], row["card_kind"]) == ("adyen", "web_card")
+        # What reached Adyen: ciphertexts only, in a request Adyen's own document describes,
+        # which open (with the account's private key) to the card the phone typed.
+        [payment] = [ex for ex in adyen_books.exchanges if ex.path == "/payments"]
+        assert "sl-violations" not in {k.lower() for k in payment.answer_headers}
+        sent = json.loads(payment.body)["paymentMethod"]
+        assert sent["type"] == "scheme" and sent["holderName"] == "Jo Driver"
+        for name in ("encryptedCardNumber", "encryptedExpiryMonth", "encryptedSecurityCode"):
+            assert sent[name].startswith("adyenjs_0_1_19$")
+        assert b"4111111111111111" not in payment.body
+        assert adyen_books.opened[row["processor_ref"]] == {
+            "number": "4111111111111111",
+            "expiryMonth": "03",
+            "expiryYear": "2030",
+            "cvc": "737",
+        }
+
+        def notify() -> None:
+            for notice in adyen_books.notifications(row["processor_ref"]):
+                answer = requests.post(
+                    f"{sim.gateway.url}/webhooks/adyen/{ADYEN_ACCOUNT}", data=notice, timeout=30
+                )
+                assert answer.text == "[accepted]", answer.text
+
+        charge_stop_and_read_the_receipt(sim, page, shots, "adyen", settle=notify)
+        for exchange in adyen_books.exchanges:
+            assert "sl-violations" not in {k.lower() for k in exchange.answer_headers}
     finally:
         context.close()

@@ -20,6 +20,14 @@ then answered as Adyen documents, from books kept here:
   cancelled or captured, a cancel of a captured one, a refund of one never captured.
 - The same ``Idempotency-Key`` again gets the first answer and changes nothing
   (https://docs.adyen.com/development-resources/api-idempotency).
+- With `cse_key` (the private half of the account's client-side encryption key pair, which
+  only Adyen holds), a card's ``encrypted…`` fields made by Adyen's CSE library (the phone's
+  page) are opened as Adyen opens them: RSA PKCS #1 v1.5 unwraps the AES-256 key, AES-CCM
+  (12-byte nonce, 8-byte tag) the JSON of one field and its ``generationtime``. A field that
+  does not open, a missing field, a generation time over a day old or a card number failing
+  the Luhn check is refused as Adyen refuses it: 422, error code 174 "Unable to decrypt data"
+  (https://docs.adyen.com/development-resources/error-codes). What was opened is kept in
+  `opened`, by pspReference, for the test to compare with what the phone typed.
 Notifications are signed with Adyen's HMAC scheme for standard notifications (`sign`); the
 adapter verifies them with the Adyen SDK. Adyen publishes no payment status, so a payment's
 state is read from its notifications (`notifications`).
@@ -37,12 +45,17 @@ import hmac
 import http.client
 import itertools
 import json
+import os
 import re
 import threading
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
 from tests.processors.peers import Exchange
 from tests.processors.recorded import RECORDED
@@ -57,6 +70,67 @@ EVENT_CODES = {
     "refunds": "REFUND",
     "amountUpdates": "AUTHORISATION_ADJUSTMENT",
 }
+
+
+CSE_FIELDS = {
+    "encryptedCardNumber": "number",
+    "encryptedExpiryMonth": "expiryMonth",
+    "encryptedExpiryYear": "expiryYear",
+    "encryptedSecurityCode": "cvc",
+}
+CSE_MAX_AGE = timedelta(hours=24)
+UNDECRYPTABLE = {
+    "status": 422,
+    "errorCode": "174",
+    "message": "Unable to decrypt data",
+    "errorType": "validation",
+}
+
+
+def cse_key() -> rsa.RSAPrivateKey:
+    """A client-side encryption key pair as an Adyen account has one (Adyen keeps the private
+    half; the merchant's page gets `cse_public_key`)."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def cse_public_key(key: rsa.RSAPrivateKey) -> str:
+    """The public half as Adyen's Customer Area shows it: "10001|MODULUS" in hex."""
+    numbers = key.public_key().public_numbers()
+    return f"{numbers.e:X}|{numbers.n:X}"
+
+
+def open_cse(value: str, key: rsa.RSAPrivateKey) -> dict[str, Any]:
+    """One field as Adyen's CSE library sealed it: "adyenjs_V$" + RSA(AES key) + "$" +
+    nonce ‖ AES-CCM(JSON), both Base64 (the library's `Encryption.prototype.encrypt`)."""
+    prefix, wrapped, sealed = value.split("$")
+    if not prefix.startswith("adyenjs_"):
+        raise ValueError("not a CSE value")
+    aes_key = key.decrypt(base64.b64decode(wrapped), padding.PKCS1v15())
+    blob = base64.b64decode(sealed)
+    opened = AESCCM(aes_key, tag_length=8).decrypt(blob[:12], blob[12:], None)
+    document = json.loads(opened)
+    if not isinstance(document, dict):
+        raise ValueError("not a CSE document")
+    return document
+
+
+def seal_cse(document: dict[str, str], public_key: str) -> str:
+    """What Adyen's CSE library makes of `document` under `public_key` ("10001|MODULUS"), for
+    tests that post the card form without a browser: the same format `open_cse` opens."""
+    exponent, modulus = (int(part, 16) for part in public_key.split("|"))
+    public = rsa.RSAPublicNumbers(exponent, modulus).public_key()
+    aes_key, nonce = os.urandom(32), os.urandom(12)
+    sealed = AESCCM(aes_key, tag_length=8).encrypt(nonce, json.dumps(document).encode(), None)
+    wrapped = public.encrypt(aes_key, padding.PKCS1v15())
+    return "adyenjs_0_1_19$" + "$".join(
+        base64.b64encode(part).decode() for part in (wrapped, nonce + sealed)
+    )
+
+
+def _luhn(number: str) -> bool:
+    digits = [int(d) for d in reversed(number)]
+    total = sum(digits[0::2]) + sum(sum(divmod(2 * d, 10)) for d in digits[1::2])
+    return number.isdigit() and 12 <= len(number) <= 19 and total % 10 == 0
 
 
 def sign(item: dict[str, Any], hmac_key: str) -> dict[str, Any]:
@@ -100,6 +174,8 @@ class AdyenBooks:
     hmac_key: str
     account: str
     exchanges: list[Exchange] = field(default_factory=list)
+    cse_key: rsa.RSAPrivateKey | None = None
+    opened: dict[str, dict[str, str]] = field(default_factory=dict)
     _payments: dict[str, _Payment] = field(default_factory=dict)
     _notices: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     _answers: dict[str, tuple[int, bytes]] = field(default_factory=dict)
@@ -146,8 +222,33 @@ class AdyenBooks:
             item["originalReference"] = psp
         self._notices.setdefault(psp, []).append(sign(item, self.hmac_key))
 
+    def _open_card(self, method: dict[str, Any]) -> dict[str, str] | None:
+        """The card the CSE fields carry, or None when Adyen could not open them."""
+        assert self.cse_key is not None
+        card: dict[str, str] = {}
+        try:
+            for name, inside in CSE_FIELDS.items():
+                document = open_cse(str(method[name]), self.cse_key)
+                made = datetime.fromisoformat(str(document["generationtime"]))
+                if abs(datetime.now(UTC) - made) > CSE_MAX_AGE:
+                    return None
+                card[inside] = str(document[inside])
+        except (KeyError, ValueError, TypeError):
+            return None
+        return card if _luhn(card["number"]) else None
+
     def _pay(self, request: dict[str, Any], answer: dict[str, Any]) -> tuple[int, bytes]:
+        method = request.get("paymentMethod", {})
+        card: dict[str, str] | None = None
+        if self.cse_key is not None and str(method.get("encryptedCardNumber", "")).startswith(
+            "adyenjs_"
+        ):
+            card = self._open_card(method)
+            if card is None:
+                return 422, json.dumps(UNDECRYPTABLE).encode()
         psp = self._psp()
+        if card is not None:
+            self.opened[psp] = card
         holder = str(request.get("paymentMethod", {}).get("holderName", ""))
         amount = request["amount"]
         if holder in REFUSED_HOLDERS:

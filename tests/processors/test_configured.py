@@ -161,3 +161,24 @@ def test_an_unknown_adapter_or_a_repeated_account_is_refused(key_file: Path) -> 
     }
     with pytest.raises(ConfigError, match=r"processors\[1\]\.account: 'acct_eu' is configured"):
         build_processors([table, dict(table)], environ=ENV)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["A2370601", "10001|XYZ" + "0" * 300, "10001|" + "AB" * 20, "-----BEGIN PUBLIC KEY-----"],
+)
+def test_an_adyen_cse_key_that_is_not_one_is_named(key_file: Path, value: str) -> None:
+    text = f"""
+[[processors]]
+adapter = "adyen"
+account = "EvChargingECOM"
+api_key_env = "ADYEN_API_KEY"
+hmac_key_file = "{key_file}"
+checkout_url = "https://checkout-test.adyen.com/v71"
+return_url = "https://pay.example.org/return"
+cse_public_key = "{value}"
+"""
+    with pytest.raises(ConfigError) as caught:
+        build_processors(_tables(text), environ=ENV)
+    assert caught.value.key == "processors[0].cse_public_key"
+    assert "10001|HEX" in caught.value.problem
