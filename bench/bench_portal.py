@@ -18,13 +18,17 @@ call:
 - history: what `/account` runs for a random driver: the filtered history and the unfiltered
   one (its station list), and a filter by station and by a month.
 
-`python -m bench.bench_portal --sessions 1000000` runs a smaller fleet-year.
+`python -m bench.bench_portal --sessions 1000000` runs a smaller fleet-year. A 10-million
+generation takes half an hour: `--keep DIR --generate-only` keeps it (about 10 GB), and
+`--reuse DIR` times it again (after migrating it to the code being timed).
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
+import os
 import random
 import statistics
 import sys
@@ -32,6 +36,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -50,6 +55,7 @@ PROCESSORS = [("simulated", "sim-main"), ("stripe", "acct_1"), ("adyen", "EVMerc
 CARDS_PER_SESSION = 30  # a year of sessions / this = distinct cards and tokens
 ZONES = ("Europe/Berlin", "Asia/Kathmandu")
 RUNS = 40  # timed calls per case
+KEPT = "bench_portal.json"  # what --keep writes beside the server's files
 
 
 def _copy(conn: psycopg.Connection[Any], table: str, columns: str, rows: Iterator[str]) -> None:
@@ -230,7 +236,7 @@ def generate(dsn: str, sessions: int, stations: int, seed: int) -> dict[str, Any
                     "coalesce(sum(amount) FILTER (WHERE kind = 'refund'), 0) "
                     f"FROM bench_revenue GROUP BY 3, 4, 5"
                 )
-        conn.execute("DROP TABLE bench_revenue")
+        # bench_revenue stays: a kept database's rollup can be summed again from it in SQL.
         conn.execute("VACUUM ANALYZE")
         print(f"  rollup and analyze at {time.monotonic() - started:.0f} s", flush=True)
         check = conn.execute(
@@ -371,24 +377,74 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stations", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=RUNS)
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="keep the server's files and the generated database in DIR (for --reuse)",
+    )
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        metavar="DIR",
+        help="time the database a --keep run generated in DIR (migrated to this code first)",
+    )
+    parser.add_argument(
+        "--generate-only", action="store_true", help="with --keep: generate, do not time"
+    )
     args = parser.parse_args(argv)
+    if args.keep and args.reuse:
+        parser.error("--keep and --reuse name one directory each: give one of them")
+    if args.generate_only and not args.keep:
+        parser.error("--generate-only needs --keep DIR")
+    if args.reuse and not (args.reuse / KEPT).exists():
+        parser.error(f"--reuse {args.reuse}: no {KEPT} there (make one with --keep)")
     from tests.postgres import PostgresServer  # the tests' own server harness
 
-    server = PostgresServer()
+    server = PostgresServer(args.keep or args.reuse)
     server.start()
     try:
-        url = server.database()
-        engine = open_engine(url)
-        migrate(engine)
-        engine.dispose()
-        print(
-            f"bench_portal: generating {args.sessions:,} sessions on {args.stations:,} "
-            f"stations over {DAYS} days (PostgreSQL, COPY)",
-            flush=True,
-        )
-        info = generate(url, args.sessions, args.stations, args.seed)
-        print(f"  generated in {info['seconds']:.0f} s; database {info['size']}", flush=True)
-        results = measure(url, info, args.seed, args.runs)
+        if args.reuse:
+            info = json.loads((args.reuse / KEPT).read_text())
+            url = server.url(info["database"])
+            print(
+                f"bench_portal: reusing {info['sessions']:,} sessions on {info['stations']:,} "
+                f"stations in {args.reuse} (generated in {info['seconds']:.0f} s; "
+                f"database {info['size']})",
+                flush=True,
+            )
+            engine = open_engine(url)
+            began = time.monotonic()
+            migrate(engine)  # what this code adds to the schema, on the kept rows
+            engine.dispose()
+            print(f"  migrated in {time.monotonic() - began:.0f} s", flush=True)
+        else:
+            url = server.database()
+            engine = open_engine(url)
+            migrate(engine)
+            engine.dispose()
+            print(
+                f"bench_portal: generating {args.sessions:,} sessions on {args.stations:,} "
+                f"stations over {DAYS} days (PostgreSQL, COPY)",
+                flush=True,
+            )
+            info = generate(url, args.sessions, args.stations, args.seed)
+            info.update(
+                database=url.rsplit("/", 1)[1],
+                sessions=args.sessions,
+                stations=args.stations,
+                seed=args.seed,
+            )
+            print(f"  generated in {info['seconds']:.0f} s; database {info['size']}", flush=True)
+            if args.keep:
+                (args.keep / KEPT).write_text(json.dumps(info))
+        if args.generate_only:
+            return 0
+        load = os.getloadavg()
+        print(f"  load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} (1, 5, 15 min)")
+        results = measure(url, info, info["seed"], args.runs)
+        load = os.getloadavg()
+        print(f"  load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} (1, 5, 15 min)")
     finally:
         server.stop()
     worst = max(p95 for _, p95 in results)

@@ -40,11 +40,19 @@ def _free_port() -> int:
 
 
 class PostgresServer:
-    """One server; `database()` makes a new empty database and returns its URL."""
+    """One server; `database()` makes a new empty database and returns its URL.
 
-    def __init__(self) -> None:
+    `root`: a directory to keep the server's files in (a benchmark keeps its generated data
+    there and starts again on it later); by default a temporary one, removed by `stop`."""
+
+    def __init__(self, root: Path | None = None) -> None:
         self.bindir = _bindir()
-        self.root = Path(tempfile.mkdtemp(prefix="ev-pg-"))
+        self.kept = root is not None
+        if root is None:
+            self.root = Path(tempfile.mkdtemp(prefix="ev-pg-"))
+        else:
+            root.mkdir(parents=True, exist_ok=True)
+            self.root = root
         self.data = self.root / "data"
         self.port = _free_port()
         self._as: list[str] = []
@@ -55,6 +63,11 @@ class PostgresServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        if not (self.data / "PG_VERSION").exists():
+            self._initdb()
+        self._serve()
+
+    def _initdb(self) -> None:
         subprocess.run(
             [
                 *self._as,
@@ -71,7 +84,9 @@ class PostgresServer:
             check=True,
             capture_output=True,
         )
-        log = (self.root / "server.log").open("wb")
+
+    def _serve(self) -> None:
+        log = (self.root / "server.log").open("ab")
         self.process = subprocess.Popen(
             [
                 *self._as,
@@ -123,6 +138,13 @@ class PostgresServer:
         return self.url(name)
 
     def stop(self) -> None:
+        if self.process is not None and self.kept:
+            # Kept data is started again later: a fast shutdown with its checkpoint, waited for.
+            subprocess.run(
+                [*self._as, str(self.bindir / "pg_ctl"), "-D", str(self.data), "stop", "-m", "fast"],
+                check=False,
+                capture_output=True,
+            )
         if self.process is not None:
             self.process.terminate()
             try:
@@ -130,7 +152,8 @@ class PostgresServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        shutil.rmtree(self.root, ignore_errors=True)
+        if not self.kept:
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
 def running_server() -> Iterator[PostgresServer]:
