@@ -139,9 +139,10 @@ class PostgresServer:
 
     def stop(self) -> None:
         if self.process is not None and self.kept:
-            # Kept data is started again later: a fast shutdown with its checkpoint, waited for.
+            # Kept data is started again later: a fast shutdown (pg_ctl's default) with its
+            # checkpoint, waited for.
             subprocess.run(
-                [*self._as, str(self.bindir / "pg_ctl"), "-D", str(self.data), "stop", "-m", "fast"],
+                [*self._as, str(self.bindir / "pg_ctl"), "-D", str(self.data), "stop"],
                 check=False,
                 capture_output=True,
             )

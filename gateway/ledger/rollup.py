@@ -89,11 +89,13 @@ def _ceil(at: datetime, grain: str) -> datetime:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Cover:
-    """`[start, end)` as whole buckets (grain, first bucket start, end) and leftover
-    intervals to read from the movements."""
+    """`[start, end)` as whole buckets (grain, first bucket start, end) to add, whole buckets
+    to take away again (`minus`, from `signed_cover` only), and leftover intervals to read
+    from the movements."""
 
     buckets: tuple[tuple[str, datetime, datetime], ...]
     raw: tuple[tuple[datetime, datetime], ...]
+    minus: tuple[tuple[str, datetime, datetime], ...] = ()
 
 
 def cover(start: datetime, end: datetime, grains: tuple[str, ...] = GRAINS) -> Cover:
@@ -112,6 +114,108 @@ def cover(start: datetime, end: datetime, grains: tuple[str, ...] = GRAINS) -> C
         buckets=((grain, first, last), *left.buckets, *right.buckets),
         raw=left.raw + right.raw,
     )
+
+
+def _count(first: datetime, last: datetime, grain: str) -> int:
+    """How many buckets of `grain` lie in `[first, last)` (both bucket starts)."""
+    if grain == "m":
+        return (last.year - first.year) * 12 + last.month - first.month
+    step = {"q": timedelta(minutes=15), "h": timedelta(hours=1), "d": timedelta(days=1)}[grain]
+    return (last - first) // step
+
+
+Piece = tuple[int, str, datetime, datetime]  # sign, grain, first bucket start, end
+
+
+@functools.lru_cache(maxsize=4096)
+def _fewest(start: datetime, end: datetime, level: int) -> tuple[int, tuple[Piece, ...]]:
+    """The fewest buckets of GRAINS[level:] whose signed sum is `[start, end)` (both whole
+    quarter hours, start < end): at each grain, the period's ends are rounded down or up to
+    the grain's buckets and what that adds or leaves out is corrected with finer ones."""
+    grain = GRAINS[level]
+    if grain == "q":
+        return _count(start, end, "q"), ((1, "q", start, end),)
+    best = _fewest(start, end, level + 1)
+    for first in {bucket(start, grain), _ceil(start, grain)}:
+        for last in {bucket(end, grain), _ceil(end, grain)}:
+            if first >= last:
+                continue
+            cost, pieces = _count(first, last, grain), [(1, grain, first, last)]
+            # [start, end) = [first, last) + [start, first) - [end, last); a reversed
+            # interval is the other sign.
+            for lo, hi, sign in (
+                (start, first, 1) if start <= first else (first, start, -1),
+                (last, end, 1) if last <= end else (end, last, -1),
+            ):
+                if lo == hi:
+                    continue
+                more, finer = _fewest(lo, hi, level + 1)
+                cost += more
+                pieces += [(sign * s, g, a, b) for s, g, a, b in finer]
+            if cost < best[0]:
+                best = (cost, tuple(pieces))
+    return best
+
+
+def signed_cover(start: datetime, end: datetime) -> Cover:
+    """`[start, end)` as few whole buckets as can be, some of them taken away: a month in
+    Berlin (23:00 UTC to 23:00 UTC) is its UTC month, plus the hour before, less the last
+    hour, three buckets where `cover` needs thirty days and two dozen hours. What is not whole
+    quarter hours at the ends is left to the movements, as in `cover`. Exact for any interval,
+    because every figure the rollup keeps is a sum."""
+    if start >= end:
+        return Cover(buckets=(), raw=())
+    first, last = _ceil(start, "q"), bucket(end, "q")
+    if first >= last:
+        return Cover(buckets=(), raw=((start, end),))
+    raw = tuple((a, b) for a, b in ((start, first), (last, end)) if a < b)
+    _, pieces = _fewest(first, last, 0)
+    return Cover(
+        buckets=tuple(sorted((g, a, b) for s, g, a, b in pieces if s > 0)),
+        minus=tuple(sorted((g, a, b) for s, g, a, b in pieces if s < 0)),
+        raw=raw,
+    )
+
+
+# A month start, so on the boundary of every grain: offsets from it are cached and shifted.
+_REFERENCE = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+@functools.lru_cache(maxsize=1024)
+def _offset(delta: timedelta, level: int) -> tuple[Piece, ...]:
+    """The signed pieces of `[_REFERENCE, _REFERENCE + delta)` (taken away when `delta` is
+    negative) in GRAINS[level:]."""
+    if not delta:
+        return ()
+    if delta > timedelta(0):
+        return _fewest(_REFERENCE, _REFERENCE + delta, level)[1]
+    return tuple((-s, g, a, b) for s, g, a, b in _fewest(_REFERENCE + delta, _REFERENCE, level)[1])
+
+
+def anchored(at: datetime, grain: str) -> tuple[datetime, tuple[Piece, ...]]:
+    """`at` (a whole quarter hour) as the nearest start of a bucket of `grain` (day, hour or
+    quarter hour) and the signed finer buckets from there to `at`: `[anchor, at)` added when
+    `at` is later, `[at, anchor)` taken away when it is earlier. A chart's buckets are then
+    the whole buckets between anchors and these corrections at each end; the corrections are
+    worked out once per offset from the anchor (a zone has one or two) and shifted."""
+    if grain not in ("d", "h", "q"):
+        raise ValueError(f"grain {grain!r} cannot anchor (months are not all alike)")
+    floor, ceil = bucket(at, grain), _ceil(at, grain)
+    anchor = floor if at - floor <= ceil - at else ceil
+    if anchor == at:
+        return anchor, ()
+    shift = anchor - _REFERENCE
+    pieces = _offset(at - anchor, GRAINS.index(grain) + 1)
+    return anchor, tuple((s, g, a + shift, b + shift) for s, g, a, b in pieces)
+
+
+def starts(first: datetime, last: datetime, grain: str) -> list[datetime]:
+    """The starts of the buckets of `grain` in `[first, last)`."""
+    out = []
+    while first < last:
+        out.append(first)
+        first = next_bucket(first, grain)
+    return out
 
 
 def receipt_vat(receipt: str | None) -> int:
