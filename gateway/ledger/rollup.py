@@ -22,6 +22,7 @@ tests and `ev-terminal`'s migration use); `rebuild` writes it.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import defaultdict
 from collections.abc import Iterable
