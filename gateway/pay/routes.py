@@ -43,11 +43,19 @@ from gateway.ledger.schema import CAPTURED
 from gateway.ledger.schema import PENDING as HOLD_PENDING
 from gateway.pay.checkout import Checkout, Outcome, Paid
 from gateway.pay.qr import lightning_uri, qr_svg
-from gateway.pay.ways import ADYEN, INVOICE, STRIPE, TEST_CARD, Way, ways_to_pay
+from gateway.pay.ways import (
+    ADYEN,
+    INVOICE,
+    STRIPE,
+    STRIPE_WALLET,
+    TEST_CARD,
+    Way,
+    ways_to_pay,
+)
 from gateway.pay.words import WORDS, choose
 from gateway.processors import CardRef
 from gateway.processors.adyen import AdyenProcessor
-from gateway.processors.methods import LIGHTNING, WEB_CARD, WEB_METHODS
+from gateway.processors.methods import LIGHTNING, WEB_CARD, WEB_METHODS, WEB_WALLET
 from gateway.processors.port import ProcessorUnreachable
 from gateway.processors.stripe import StripeProcessor
 from terminal.money import Money
@@ -70,7 +78,8 @@ ADYEN_FIELDS = (
     "encryptedSecurityCode",
 )
 ADYEN_FIELD_MAX = 4096  # one field's ciphertext: a 4096-bit key's block and a short JSON
-SCRIPTS = ("stripe-card.js", "adyen-card.js")  # the page's own scripts, in static/
+# The page's own scripts, in static/, by the flow that runs them.
+SCRIPTS = {STRIPE: "stripe-card.js", STRIPE_WALLET: "stripe-wallet.js", ADYEN: "adyen-card.js"}
 
 
 def _headers(script_origins: Sequence[str] | None = None) -> dict[str, str]:
@@ -126,7 +135,7 @@ def pay_routes(checkout: Checkout, commands: Commands) -> APIRouter:
     codes = checkout.codes
     ledger = codes.ledger
     processors = checkout.payments.processors
-    scripts = {name: (STATIC / name).read_text(encoding="utf-8") for name in SCRIPTS}
+    scripts = {name: (STATIC / name).read_text(encoding="utf-8") for name in SCRIPTS.values()}
 
     def message(lang: str, heading: str, text: str, status: int, tone: str = "") -> HTMLResponse:
         w = WORDS[lang]
@@ -147,14 +156,13 @@ def pay_routes(checkout: Checkout, commands: Commands) -> APIRouter:
         w = WORDS[lang]
         price = offer.price.get(lang) or offer.price.get(offer.language) or []
         ways = offered(found.terminal_id, offer.currency)
-        stripe = next(
-            (
-                w.processor
-                for w in ways
-                if w.flow == STRIPE and isinstance(w.processor, StripeProcessor)
-            ),
-            None,
-        )
+        stripes = {
+            w.flow: w.processor
+            for w in ways
+            if w.flow in (STRIPE, STRIPE_WALLET) and isinstance(w.processor, StripeProcessor)
+        }
+        stripe = stripes.get(STRIPE) or stripes.get(STRIPE_WALLET)
+        wallet = stripes.get(STRIPE_WALLET)
         adyen = next(
             (
                 w.processor
@@ -175,6 +183,16 @@ def pay_routes(checkout: Checkout, commands: Commands) -> APIRouter:
             "action": f"/pay/{code}",
             "stripe_js": stripe.js_url if stripe else "",
             "stripe_key": stripe.publishable_key if stripe else "",
+            "wallet": {
+                "key": wallet.publishable_key,
+                "country": wallet.country,
+                "currency": offer.currency.lower(),
+                "amount": offer.hold_minor,
+                "label": f"{offer.station}: {w['hold']}",
+            }
+            if isinstance(wallet, StripeProcessor)
+            else None,
+            "scripts": [SCRIPTS[way.flow] for way in ways if way.flow in SCRIPTS],
             "adyen_key": (adyen.cse_public_key or "") if adyen else "",
             # Adyen refuses ciphertexts whose generation time is over a day old; the
             # gateway's clock, not the phone's, says when the page was made.
@@ -376,12 +394,14 @@ def _card(way: Way, form: dict[str, list[str]]) -> CardRef | None:
             expiry=None,
             payload={},
         )
-    if way.flow == STRIPE:
-        # The PaymentMethod Stripe's card element left on the confirmed SetupIntent.
+    if way.flow in (STRIPE, STRIPE_WALLET):
+        # The PaymentMethod Stripe's card element left on the confirmed SetupIntent, or the
+        # one the wallet's payment request gave.
         method = form.get("payment_method", [""])[0]
         if not method.startswith("pm_") or len(method) > 255 or not method.isascii():
             return None
-        return CardRef(kind=WEB_CARD, token=method, brand="Card", last4="", expiry=None, payload={})
+        kind, brand = (WEB_CARD, "Card") if way.flow == STRIPE else (WEB_WALLET, "Wallet")
+        return CardRef(kind=kind, token=method, brand=brand, last4="", expiry=None, payload={})
     if way.flow == ADYEN:
         # Only the CSE library's ciphertexts, as Adyen's Card component sends them; a field
         # in clear or anything else is refused before a hold is asked for.

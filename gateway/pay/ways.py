@@ -8,13 +8,16 @@ where a hold of that method would go; it offers the method when that adapter has
 - Stripe takes `web_card` through its own stripe.js card element (a SetupIntent confirmed in
   the browser gives the PaymentMethod the hold is made with), when its table names the
   account's publishable key;
+- Stripe takes `web_wallet` (Apple Pay, Google Pay) through stripe.js's payment request
+  button, when its table names the publishable key and the account's `country`; the page
+  shows it only where the phone's browser can pay with a wallet (the script asks);
 - Adyen takes `web_card` through a card form whose fields the browser encrypts with the
   account's client-side encryption key (Adyen's CSE library, vendored and served from here),
   when its table names `cse_public_key`;
 - LNbits (`lightning`) takes `lightning`: an invoice shown as a QR code and a `lightning:`
   link, no script.
-A method routed elsewhere (a phone wallet, which needs the processor's wallet button) is not
-offered.
+A method routed elsewhere (a phone wallet routed to Adyen, whose wallet buttons are Adyen's
+hosted components) is not offered.
 """
 
 from __future__ import annotations
@@ -32,11 +35,13 @@ TEST_CARD: Final = "test_card"
 STRIPE: Final = "stripe"
 INVOICE: Final = "invoice"
 ADYEN: Final = "adyen"
+STRIPE_WALLET: Final = "stripe_wallet"
 
 # The page's flows, by the adapter a method is routed to.
 FLOWS: Final = {
     ("simulated", WEB_CARD): TEST_CARD,
     ("stripe", WEB_CARD): STRIPE,
+    ("stripe", WEB_WALLET): STRIPE_WALLET,
     ("adyen", WEB_CARD): ADYEN,
     ("lightning", LIGHTNING): INVOICE,
 }
@@ -62,6 +67,12 @@ def ways_to_pay(processors: Processors, *, terminal_id: str, currency: str) -> l
             continue
         if flow == STRIPE and not (
             isinstance(processor, StripeProcessor) and processor.publishable_key
+        ):
+            continue
+        if flow == STRIPE_WALLET and not (
+            isinstance(processor, StripeProcessor)
+            and processor.publishable_key
+            and processor.country
         ):
             continue
         if flow == ADYEN and not (

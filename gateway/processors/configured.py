@@ -8,6 +8,7 @@ api_key_file = "/etc/ev-gateway/stripe-api.key"      # or api_key_env = "STRIPE_
 webhook_secret_env = "STRIPE_WEBHOOK_SECRET"        # or webhook_secret_file
 incremental = true                                   # the account has incremental authorization
 publishable_key = "pk_live_51Nv0FG..."               # the phone's card form (pay by phone)
+country = "DE"                                       # the account's country: wallet buttons
 
 [[processors]]
 adapter = "adyen"
@@ -133,9 +134,17 @@ def _stripe(t: _Table) -> Processor:
         timeout_s=t.number("timeout_s", 20),
         publishable_key=t.optional_text("publishable_key"),
         js_url=t.text("js_url", STRIPE_JS),
+        country=_country(t),
     )
     t.done()
     return processor
+
+
+def _country(t: _Table) -> str | None:
+    country = t.optional_text("country")
+    if country is not None and not (len(country) == 2 and country.isascii() and country.isalpha()):
+        raise ConfigError(t.where("country"), "must be a two-letter country code (ISO 3166-1)")
+    return country
 
 
 def _adyen(t: _Table) -> Processor:

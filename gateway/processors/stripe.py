@@ -127,12 +127,18 @@ class StripeProcessor:
         max_network_retries: int = 0,
         publishable_key: str | None = None,
         js_url: str = STRIPE_JS,
+        country: str | None = None,
     ) -> None:
+        if country is not None and not (len(country) == 2 and country.isalpha()):
+            raise ValueError("country must be the account's ISO 3166-1 alpha-2 code")
         self.account = account
         # What the phone's payment page needs to load Stripe's card element (not secrets):
         # the account's publishable key and where stripe.js is served from.
         self.publishable_key = publishable_key
         self.js_url = js_url
+        # The account's country, which Stripe's payment request (Apple Pay, Google Pay) must
+        # name (https://docs.stripe.com/js/payment_request/create); None: no wallet button.
+        self.country = country.upper() if country else None
         caps = {
             Capability.PARTIAL_CAPTURE,
             Capability.REFUND,

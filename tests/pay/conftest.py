@@ -80,12 +80,18 @@ method = "lightning"
     return Routing(file=path, pay=lambda bolt11: peer.pay(driver, bolt11))
 
 
-def stripe_routing(tmp_path: Path, api_base: str, *, publishable: bool = True) -> Routing:
-    """Web cards to a Stripe account (localstripe), its stripe.js served by localstripe;
-    nothing routed for Lightning (the simulated default takes none)."""
+def stripe_routing(
+    tmp_path: Path, api_base: str, *, publishable: bool = True, wallet: bool = False
+) -> Routing:
+    """Web cards (and with `wallet` phone wallets, the account's country given) to a Stripe
+    account (localstripe), its stripe.js served by localstripe; nothing routed for Lightning
+    (the simulated default takes none)."""
     (tmp_path / "stripe.key").write_text(STRIPE_KEY + "\n")
     (tmp_path / "stripe-whsec").write_text(STRIPE_WEBHOOK_SECRET + "\n")
     key = f'publishable_key = "{STRIPE_PUBLISHABLE}"\n' if publishable else ""
+    key += 'country = "DE"\n' if wallet else ""
+    wallets = 'processor = "stripe"\naccount = "acct_web"\nmethod = "web_wallet"\n'
+    wallets = "\n[[routes]]\n" + wallets if wallet else ""
     path = tmp_path / "processors.toml"
     path.write_text(
         f"""
@@ -105,7 +111,7 @@ js_url = "{api_base}/js.stripe.com/v3/"
 processor = "stripe"
 account = "acct_web"
 method = "web_card"
-"""
+{wallets}"""
     )
     return Routing(file=path)
 

@@ -1,7 +1,8 @@
 """Pay by phone in a real browser, through the processors' own peers: Debian's Chromium via
 Playwright at a phone's viewport opens the link in the kiosk's QR code and pays
 - by card through Stripe: the page's script with localstripe's stripe.js (its card element,
-  a SetupIntent confirmed in the browser, the PaymentMethod posted to the gateway);
+  a SetupIntent confirmed in the browser, the PaymentMethod posted to the gateway); phone
+  wallets routed to Stripe too, whose button stays hidden in a browser without a wallet;
 - by card through Adyen: the page's card fields encrypted in the browser by Adyen's CSE
   library (vendored) with the account's public key, only the ciphertexts posted; the gateway's
   `/payments` validated by Prism against Adyen's OpenAPI document, the fields opened by the
@@ -93,12 +94,18 @@ def test_scan_pay_by_card_through_stripe_charge_stop_and_read_the_receipt(
 ) -> None:
     shots = artifacts / "pay"
     shots.mkdir(exist_ok=True)
-    sim, url = kiosk(paying, stripe_routing(tmp_path, localstripe))
+    sim, url = kiosk(paying, stripe_routing(tmp_path, localstripe, wallet=True))
     context = phone(browser, script=True)
     page = context.new_page()
     try:
         page.goto(url)
         assert page.locator("h1").inner_text() == "Pay to charge"
+        # Phone wallets are routed to Stripe too, but this Chromium has no wallet and
+        # localstripe's stripe.js no payment request: the wallet button stays hidden, the
+        # card form is the way to pay. (Chromium has the W3C Payment Request API itself.)
+        assert page.evaluate("() => typeof window.PaymentRequest") == "function"
+        assert page.evaluate("() => typeof Stripe('pk_test_x').paymentRequest") == "undefined"
+        expect(page.locator("#way-wallet")).to_be_hidden()
         card = page.locator("#card-element")
         # localstripe's card element: its own inputs, in place of Stripe's iframe.
         card.locator("input[placeholder=number]").fill("4242424242424242")

@@ -17,6 +17,7 @@ from launcher.simulate import Simulation
 from terminal.money import Money
 from tests.ledger_check import assert_ledger_agrees
 from tests.pay.conftest import STRIPE_PUBLISHABLE, Run, stripe_routing
+from tests.processors.stack import STRIPE_APPROVE, stripe_payment_method
 
 SCRIPT = """
 expect idle
@@ -101,3 +102,53 @@ def test_without_the_publishable_key_no_card_form_is_offered(
     page = requests.get(qr(sim), timeout=10).text
     assert 'id="way-stripe"' not in page and "<script" not in page
     assert requests.post(qr(sim) + "/card-setup", timeout=10).status_code == 404
+
+
+def test_a_phone_wallet_through_stripe_starts_the_kiosk_and_is_captured_as_a_wallet(
+    paying: Run, localstripe: str, tmp_path: Path
+) -> None:
+    """The wallet's PaymentMethod is what stripe.js's payment request hands the page; here one
+    made at localstripe from a test card stands in for it (localstripe's stripe.js has no
+    payment request and no wallet), so this shows the page's wallet form, its routing to
+    Stripe as `web_wallet`, the hold and the capture — not Apple Pay or Google Pay."""
+    sim = paying("expect idle", stripe_routing(tmp_path, localstripe, wallet=True))
+    url = qr(sim)
+    page = requests.get(url, timeout=10).text
+    section = page.split('id="way-wallet"')[1].split(">")[0]
+    assert "hidden" in section  # shown only by the script, where the browser has a wallet
+    assert 'data-country="DE"' in page and 'data-amount="5000"' in page
+    assert 'data-currency="eur"' in page
+    assert '<script src="/pay/static/stripe-wallet.js"></script>' in page
+    assert 'id="way-stripe"' in page  # the card form stays beside it
+    method = stripe_payment_method(localstripe, STRIPE_APPROVE).token
+    paid = requests.post(url, data={"method": "web_wallet", "payment_method": method}, timeout=30)
+    assert "/pay/sessions/" in paid.url
+    sim.run_lines(
+        "wait 1s\nexpect plug-in\nplug\nev charge\nexpect charging\nwait 30m\n"
+        "unplug\nwait 10s\nexpect receipt"
+    )
+    [result] = sim.results()
+    assert result["amount_captured"] == result["amount_priced"] > 0
+    [row] = sim.gateway.ledger.all_authorizations()
+    assert (row["processor"], row["card_kind"], row["status"]) == (
+        "stripe",
+        "web_wallet",
+        "captured",
+    )
+    assert row["card_token"] == method
+    assert_ledger_agrees(sim)
+
+
+def test_without_the_accounts_country_no_wallet_is_offered_and_none_is_taken(
+    paying: Run, localstripe: str, tmp_path: Path
+) -> None:
+    routing = stripe_routing(tmp_path, localstripe, wallet=True)
+    routing.file.write_text(routing.file.read_text().replace('country = "DE"\n', ""))
+    sim = paying("expect idle", routing)
+    url = qr(sim)
+    page = requests.get(url, timeout=10).text
+    assert 'id="way-wallet"' not in page and "stripe-wallet.js" not in page
+    method = stripe_payment_method(localstripe, STRIPE_APPROVE).token
+    refused = requests.post(url, data={"method": "web_wallet", "payment_method": method})
+    assert refused.status_code == 400
+    assert sim.gateway.ledger.all_authorizations() == []

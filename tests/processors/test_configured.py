@@ -103,6 +103,8 @@ api_base = "{localstripe}"
         ('api_kee_file = "x"', "processors[0].api_kee_file", "unknown key"),
         ("incremental = 1", "processors[0].incremental", "true or false"),
         ('timeout_s = "20"', "processors[0].timeout_s", "positive whole number"),
+        ('country = "Germany"', "processors[0].country", "two-letter country code"),
+        ('country = "D1"', "processors[0].country", "two-letter country code"),
     ],
 )
 def test_a_wrong_key_or_value_is_named(key_file: Path, extra: str, key: str, problem: str) -> None:
