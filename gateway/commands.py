@@ -5,11 +5,12 @@ A command is a row in `kiosk_commands`. The terminal fetches its waiting command
 poll (`GET /v1/commands`, `gateway.api.commands`) and answers each through its outbox
 (`POST /v1/commands/{id}/answer`, idempotent). A start answered "not started" (the charging
 point is busy, out of order, the code expired) has its hold released at once; a start the
-terminal never answered (offline) is given up `grace` after the code's lifetime and its hold
-released (`CommandExpiry`). The terminal never takes a start at or after `expires_at`, and
-offers energy only once this gateway took its "started" (refused here once the start expired
-and its hold was released), so no session charges on a released hold. States change by
-compare-and-set, so an answer and the expiry racing on one command end one way.
+terminal never answered (offline) is given up `grace` (2 minutes) after the code's lifetime
+and its hold released (`CommandExpiry`). The terminal never takes a start at or after
+`expires_at`, and offers energy only once this gateway took its "started" (refused here once
+the start expired and its hold was released), so no session charges on a released hold.
+States change by compare-and-set, so an answer and the expiry racing on one command end one
+way.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,8 +29,9 @@ from sqlalchemy.engine import Connection
 
 from gateway.jobs.runner import Job
 from gateway.ledger.idempotency import StoredAnswer
-from gateway.ledger.schema import APPROVED, authorizations, kiosk_commands
+from gateway.ledger.schema import APPROVED, authorizations, kiosk_commands, pay_codes
 from gateway.ledger.store import Ledger, aware
+from gateway.pay.codes import SPENT
 from gateway.payments import Payments, Refusal
 from gateway.processors.methods import WEB_METHODS
 
@@ -41,8 +44,15 @@ RECEIVED = "received"
 EXPIRED = "expired"
 
 REDELIVER_AFTER = timedelta(seconds=10)  # a command fetched but not answered is sent again
-GRACE = timedelta(minutes=10)  # for a start's answer to come back after the code expired
-UNSTARTED_AFTER = timedelta(minutes=15)  # a code's lifetime (gateway.pay.codes.LIFETIME)
+# For a start's "started" to come back after the code expired. The kiosk takes a start only
+# before `expires_at` and offers energy only once this gateway took its "started", giving up
+# a start not confirmed within its authorization timeout (20 s by default): past that, no
+# answer can still start a session, and the driver's money is released.
+GRACE = timedelta(minutes=2)
+STOP_LIFETIME = timedelta(minutes=10)  # a phone's stop waits this long for an offline kiosk
+# The backstop for a web hold with no start and no spent code: a code's lifetime
+# (gateway.pay.codes.LIFETIME) past the grace.
+UNSTARTED_AFTER = timedelta(minutes=15)
 EXPIRE_EVERY_S = 30.0
 
 
@@ -103,11 +113,20 @@ class Commands:
         self.grace = grace
 
     def _insert(
-        self, *, terminal_id: str, kind: str, aid: str, body: dict[str, Any], expires: datetime
-    ) -> str:
+        self,
+        *,
+        terminal_id: str,
+        kind: str,
+        aid: str,
+        body: dict[str, Any],
+        expires: datetime,
+        guard: Callable[[Connection], bool] | None = None,
+    ) -> str | None:
         command_id = uuid.uuid4().hex
         body = {"command_id": command_id, "kind": kind, "session_id": aid, **body}
         with self.ledger.write() as conn:
+            if guard is not None and not guard(conn):
+                return None
             conn.execute(
                 sa.insert(kiosk_commands).values(
                     id=command_id,
@@ -124,9 +143,20 @@ class Commands:
         log.info("event=command kind=%s command=%s authorization=%s", kind, command_id, aid)
         return command_id
 
-    def start(self, authorization_id: str, *, expires_at: datetime, brand: str, last4: str) -> str:
+    def start(
+        self,
+        authorization_id: str,
+        *,
+        expires_at: datetime,
+        brand: str,
+        last4: str,
+        guard: Callable[[Connection], bool] | None = None,
+    ) -> str | None:
         """Ask the authorization's terminal to start a session with its approved hold as
-        the cost limit, before `expires_at`. The command's id."""
+        the cost limit, before `expires_at`. The command's id; None when `guard`, run first
+        in the same transaction (the payment page spends its code there), said no: then
+        nothing is written. A code is never spent without its start, nor a start written for
+        a code someone else spent."""
         row = self.ledger.fetch(authorization_id)
         if row is None or row.status != APPROVED or row.amount_authorized is None:
             raise ValueError(f"authorization {authorization_id} holds no approved amount")
@@ -140,6 +170,7 @@ class Commands:
                 "brand": brand[:32] or "Web",
                 "last4": last4 if last4.isdigit() and len(last4) <= 4 else "",
             },
+            guard=guard,
         )
 
     def stop(self, authorization_id: str) -> str | None:
@@ -152,7 +183,7 @@ class Commands:
             terminal_id=row.terminal_id,
             kind="stop",
             aid=authorization_id,
-            expires=self.ledger.clock() + self.grace,
+            expires=self.ledger.clock() + STOP_LIFETIME,
             body={},
         )
 
@@ -280,18 +311,30 @@ class Commands:
         return given_up
 
     def _release_unstarted_web_holds(self, now: datetime) -> int:
-        """Web holds (the payment page's) approved with no start command at all, older than
-        the longest a code lives plus the grace: the processor's answer was lost while the
-        driver paid, the reconciler found the hold placed later, and no kiosk was ever asked
-        to start. Released. How many."""
-        c, a = kiosk_commands.c, authorizations.c
+        """Web holds (the payment page's) approved with no start command at all, released
+        here. A code is spent in the transaction that writes its start, so a spent code
+        without one was paid after it expired (`Checkout` releases that hold itself; the
+        gateway may have died first): released at the next round. A code still being paid
+        is finished by `WaitingPayments` within seconds (started, or released when late).
+        Any other such hold (the processor's answer lost, the hold found later by the
+        reconciler, no code at all) is released once no code could still be paid for it:
+        the longest a code lives plus the grace. How many."""
+        c, a, p = kiosk_commands.c, authorizations.c, pay_codes.c
         started = sa.select(c.id).where(c.authorization_id == a.id, c.kind == "start")
+        spent = sa.select(p.code).where(
+            p.authorization_id == a.id, p.state == SPENT, p.expires_at < now
+        )
         with self.ledger.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(a.id, a.terminal_id)
                 .where(a.card_kind.in_(sorted(WEB_METHODS)), a.status == APPROVED)
-                .where(a.op.is_(None), a.created_at < now - self.grace - UNSTARTED_AFTER)
-                .where(~sa.exists(started))
+                .where(a.op.is_(None), ~sa.exists(started))
+                .where(
+                    sa.or_(
+                        sa.exists(spent),
+                        a.created_at < now - self.grace - UNSTARTED_AFTER,
+                    )
+                )
             ).all()
         for row in rows:
             log.warning("event=web_hold_never_started authorization=%s", row.id)

@@ -141,10 +141,17 @@ class Checkout:
                     # Left approved with no start: `CommandExpiry` releases it later.
                     log.exception("event=web_paid_late_release_failed authorization=%s", aid)
             return Outcome(paid=Paid.LATE, authorization_id=aid)
-        if self.codes.spend(found.code, aid):
-            self.commands.start(
-                aid, expires_at=found.expires_at, brand=card.brand or "Web", last4=card.last4
-            )
+        # The code is spent in the transaction that writes the start: whoever wins the
+        # compare-and-set sends it, and a gateway dying in between leaves either both or
+        # neither (the code still being paid, which `WaitingPayments` finishes).
+        sent = self.commands.start(
+            aid,
+            expires_at=found.expires_at,
+            brand=card.brand or "Web",
+            last4=card.last4,
+            guard=lambda conn: self.codes.spend_in(conn, found.code, aid),
+        )
+        if sent is not None:
             log.info("event=web_paid terminal=%s authorization=%s", found.terminal_id, aid)
         return Outcome(paid=Paid.STARTING, authorization_id=aid)
 

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from gateway.ledger.schema import pay_codes
 from gateway.ledger.store import Ledger, aware
@@ -154,16 +155,23 @@ class PayCodes:
 
     def spend(self, code: str, authorization_id: str) -> bool:
         """The payment succeeded: the code is used up. True for the one caller that spent it
-        (compare-and-set from `paying`), which then asks the kiosk to start; a second caller
-        finding the same payment done (the page's refresh racing a webhook) gets False."""
-        c = pay_codes.c
+        (compare-and-set from `paying`); a second caller finding the same payment done (the
+        page's refresh racing a webhook) gets False."""
         with self.ledger.write() as conn:
-            changed = conn.execute(
-                sa.update(pay_codes)
-                .where(c.code == code, c.authorization_id == authorization_id)
-                .where(c.state == PAYING)
-                .values(state=SPENT)
-            ).rowcount
+            return self.spend_in(conn, code, authorization_id)
+
+    @staticmethod
+    def spend_in(conn: Connection, code: str, authorization_id: str) -> bool:
+        """`spend` inside the caller's transaction: the start command for the kiosk is
+        written in the same one (`Commands.start`'s guard), so the code is never spent
+        without it, whatever process dies when."""
+        c = pay_codes.c
+        changed = conn.execute(
+            sa.update(pay_codes)
+            .where(c.code == code, c.authorization_id == authorization_id)
+            .where(c.state == PAYING)
+            .values(state=SPENT)
+        ).rowcount
         return bool(changed)
 
     def waiting_payments(self) -> list[str]:

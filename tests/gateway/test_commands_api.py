@@ -46,9 +46,11 @@ def paid(gw: EmbeddedGateway, aid: str, terminal: str = TERMINAL) -> str:
         authorization_id=aid, terminal_id=terminal, card=card, amount=Money(2000, "EUR")
     )
     assert held.answer.body["status"] == "approved"
-    return gw.commands.start(
+    command = gw.commands.start(
         aid, expires_at=gw.ledger.clock() + timedelta(minutes=5), brand="Visa", last4="4242"
     )
+    assert command is not None
+    return command
 
 
 def poll(gw: EmbeddedGateway, terminal: str = TERMINAL, wait: int = 0) -> requests.Response:
