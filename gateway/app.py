@@ -39,6 +39,7 @@ from gateway.commands import Commands
 from gateway.jobs.expiry import KeyExpiry
 from gateway.jobs.runner import Job
 from gateway.ledger import Ledger
+from gateway.ledger.credit_notes import credit_refunds
 from gateway.ledger.idempotency import IdempotencyKeys
 from gateway.pay.checkout import Checkout
 from gateway.pay.codes import PayCodes
@@ -46,6 +47,7 @@ from gateway.pay.routes import pay_routes
 from gateway.payments import Payments
 from gateway.processors.port import Processor
 from gateway.processors.registry import Processors
+from gateway.web.credit_note import compose_credit
 from gateway.web.mailer import Mailer
 from gateway.web.receipts import receipt_routes
 from gateway.web.site import add_web
@@ -171,7 +173,7 @@ def create_app(
     app.include_router(receipt_routes(ledger, pages))
 
     def operator_refund(authorization_id: str, body: wire.RefundRequest, key: str) -> JSONResponse:
-        return frame.run_idempotent(
+        answer = frame.run_idempotent(
             OPERATOR,
             key,
             f"operator.refund:{authorization_id}",
@@ -181,6 +183,16 @@ def create_app(
             ),
             claims=True,
         )
+        if answer.status_code < 300:
+            # The refund is recorded: its credit note, when the session has an invoice (once
+            # per refund however often this runs; the receipt page credits what this missed).
+            credit_refunds(
+                ledger.engine,
+                authorization_id=authorization_id,
+                at=ledger.clock(),
+                compose=compose_credit,
+            )
+        return answer
 
     # The operator's console (and later the driver's portal): pages, not terminal routes.
     add_web(

@@ -8,7 +8,10 @@ never skipped or used twice; a stored invoice (its PDF bytes) never changes, so 
 it again gives the same document. A correction is a new invoice that names the one it
 supersedes (Art. 219: an amending document is treated as an invoice): a business invoice
 (the buyer's company name and VAT number, Art. 226(4)-(5)) for a session that already has a
-simple one supersedes it.
+simple one supersedes it. A refund is credited by a credit note (Art. 219 again, and
+Art. 90's reduction of the taxable amount): a document of its own in the same series, naming
+the invoice it corrects, with the refunded amount negative and its VAT per rate; one per
+refund and invoice (`invoices_credit_once`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ cpos = sa.Table(
 SIMPLE = "simple"  # the driver as a private person (a simplified invoice, Art. 226b)
 BUSINESS = "business"  # with the buyer's company name and VAT number
 INVOICE_KINDS = (SIMPLE, BUSINESS)
+CREDIT = "credit"  # a credit note: `credits` the invoice it corrects, for one refund
 
 invoices = sa.Table(
     "invoices",
@@ -52,5 +56,9 @@ invoices = sa.Table(
     sa.Column("document", sa.Text, nullable=False),
     sa.Column("pdf", sa.LargeBinary),
     sa.Column("pdf_sha256", sa.String(64)),
+    # A credit note's invoice (id) and the refund movement (`movements.seq`) it credits.
+    sa.Column("credits", sa.Integer),
+    sa.Column("refund_seq", sa.BigInteger),
     sa.UniqueConstraint("cpo_id", "number", name="invoices_series"),
+    sa.Index("invoices_credit_once", "credits", "refund_seq", unique=True),
 )

@@ -22,7 +22,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from gateway.ledger.invoice_schema import BUSINESS, INVOICE_KINDS, SIMPLE, cpos, invoices
+from gateway.ledger.credit_notes import ComposeCredit, credit, next_number
+from gateway.ledger.invoice_schema import BUSINESS, CREDIT, INVOICE_KINDS, SIMPLE, cpos, invoices
 from gateway.ledger.receipt_view import invoice_refs
 from gateway.ledger.schema import CAPTURED, authorizations
 from gateway.ledger.station_registry import Cpo
@@ -51,9 +52,12 @@ def issue(
     compose: Compose,
     buyer_name: str = "",
     buyer_vat_id: str = "",
+    credit_note: ComposeCredit | None = None,
 ) -> int:
     """The id of the session's invoice of `kind` for the buyer: the one already issued, or a
-    new one, numbered next in its seller's series, that supersedes the current one."""
+    new one, numbered next in its seller's series, that supersedes the current one. With
+    `credit_note`, a new invoice for a session with refunds gets their credit notes in the
+    same transaction (`gateway.ledger.credit_notes`)."""
     if kind not in INVOICE_KINDS or (kind == BUSINESS) != bool(buyer_name and buyer_vat_id):
         raise ValueError(f"invoice kind {kind!r} with buyer {buyer_name!r}/{buyer_vat_id!r}")
     a = authorizations
@@ -66,7 +70,9 @@ def issue(
         if row is None or row.status != CAPTURED:
             raise InvoiceRefused("only a captured session has an invoice")
         issued = invoice_refs(conn, authorization_id)
-        current = next((i for i in reversed(issued) if i.superseded_by is None), None)
+        current = next(
+            (i for i in reversed(issued) if i.superseded_by is None and i.kind != CREDIT), None
+        )
         if current is not None and (
             kind == SIMPLE
             or (current.buyer_name, current.buyer_vat_id) == (buyer_name, buyer_vat_id)
@@ -81,15 +87,7 @@ def issue(
         ).first()
         if seller_row is None or not seller_row.vat_id:
             raise InvoiceRefused("the station has no seller with a VAT number")
-        number = (
-            conn.execute(
-                sa.update(cpos)
-                .where(cpos.c.id == seller_row.id)
-                .values(next_invoice=cpos.c.next_invoice + 1)
-                .returning(cpos.c.next_invoice)
-            ).scalar_one()
-            - 1
-        )
+        number = next_number(conn, seller_row.id)
         seller = Cpo(
             cpo_id=seller_row.id,
             name=seller_row.name,
@@ -115,11 +113,21 @@ def issue(
             ).scalar_one()
         )
         if current is not None:
+            # The invoice it replaces, and that invoice's credit notes: the refunds are
+            # credited again against the new one.
             conn.execute(
                 sa.update(invoices)
-                .where(invoices.c.id == current.invoice_id, invoices.c.superseded_by.is_(None))
+                .where(
+                    sa.or_(
+                        invoices.c.id == current.invoice_id,
+                        invoices.c.credits == current.invoice_id,
+                    ),
+                    invoices.c.superseded_by.is_(None),
+                )
                 .values(superseded_by=invoice_id)
             )
+        if credit_note is not None:
+            credit(conn, authorization_id, at, credit_note)
     return invoice_id
 
 

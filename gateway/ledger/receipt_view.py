@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from gateway.ledger.invoice_schema import invoices
+from gateway.ledger.invoice_schema import CREDIT, invoices
 from gateway.ledger.schema import authorizations, meter_readings, movements
 from gateway.ledger.station_registry import Station, station
 from gateway.ledger.store import aware
@@ -24,6 +24,7 @@ from gateway.ledger.store import aware
 class Refund:
     amount: int
     at: datetime
+    seq: int  # the refund movement's
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -38,6 +39,8 @@ class InvoiceRef:
     buyer_vat_id: str
     issued_at: datetime
     superseded_by: int | None
+    credits: int | None = None  # a credit note's invoice (id)
+    refund_seq: int | None = None  # and the refund it credits
 
     @property
     def label(self) -> str:
@@ -66,8 +69,17 @@ class ReceiptSnapshot:
 
     @property
     def current_invoice(self) -> InvoiceRef | None:
-        live = [i for i in self.invoices if i.superseded_by is None]
+        live = [i for i in self.invoices if i.superseded_by is None and i.kind != CREDIT]
         return live[-1] if live else None
+
+    @property
+    def uncredited(self) -> bool:
+        """Whether a refund has no credit note against the current invoice yet."""
+        current = self.current_invoice
+        if current is None:
+            return False
+        done = {i.refund_seq for i in self.invoices if i.credits == current.invoice_id}
+        return any(r.seq not in done for r in self.refunds)
 
 
 def invoice_refs(conn: sa.Connection, authorization_id: str) -> tuple[InvoiceRef, ...]:
@@ -82,6 +94,8 @@ def invoice_refs(conn: sa.Connection, authorization_id: str) -> tuple[InvoiceRef
             i.c.buyer_vat_id,
             i.c.issued_at,
             i.c.superseded_by,
+            i.c.credits,
+            i.c.refund_seq,
         )
         .where(i.c.authorization_id == authorization_id)
         .order_by(i.c.id)
@@ -96,6 +110,8 @@ def invoice_refs(conn: sa.Connection, authorization_id: str) -> tuple[InvoiceRef
             buyer_vat_id=r.buyer_vat_id,
             issued_at=aware(r.issued_at),
             superseded_by=r.superseded_by,
+            credits=r.credits,
+            refund_seq=r.refund_seq,
         )
         for r in rows
     )
@@ -109,7 +125,7 @@ def receipt_snapshot(engine: Engine, receipt_id: str) -> ReceiptSnapshot | None:
         if row is None or row.receipt is None:
             return None
         refunds = conn.execute(
-            sa.select(movements.c.amount, movements.c.at)
+            sa.select(movements.c.amount, movements.c.at, movements.c.seq)
             .where(movements.c.authorization_id == row.id, movements.c.kind == "refund")
             .order_by(movements.c.seq)
         ).all()
@@ -126,7 +142,9 @@ def receipt_snapshot(engine: Engine, receipt_id: str) -> ReceiptSnapshot | None:
         currency=row.currency,
         captured=int(row.amount_captured or 0),
         refunded=int(row.amount_refunded or 0),
-        refunds=tuple(Refund(amount=int(r.amount), at=aware(r.at)) for r in refunds),
+        refunds=tuple(
+            Refund(amount=int(r.amount), at=aware(r.at), seq=int(r.seq)) for r in refunds
+        ),
         card_brand=row.card_brand,
         card_last4=row.card_last4,
         readings=tuple((r.kind, r.ocmf) for r in readings),

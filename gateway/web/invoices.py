@@ -27,6 +27,7 @@ from gateway.ledger.invoice_store import InvoiceRefused, document_pdf, issue
 from gateway.ledger.receipt_view import ReceiptSnapshot, invoice_label, receipt_snapshot
 from gateway.ledger.station_registry import Cpo, RegistryError, vat_id
 from gateway.web import invoice_pdf
+from gateway.web.credit_note import compose_credit
 from gateway.web.languages import negotiate, page_words
 from gateway.web.receipt_more import Row
 from gateway.web.sessions import pre_session_ok
@@ -123,6 +124,7 @@ def invoice_routes(ledger: Ledger, show: ShowReceipt, page_rows: PageRows) -> AP
             ),
             buyer_name="" if buyer is None else buyer[0],
             buyer_vat_id="" if buyer is None else buyer[1],
+            credit_note=compose_credit,
         )
 
     @router.get("/receipts/{receipt_id}/invoice.pdf")

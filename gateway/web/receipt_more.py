@@ -11,7 +11,8 @@ from datetime import datetime
 from decimal import Decimal
 from urllib.parse import urlencode
 
-from gateway.ledger.receipt_view import ReceiptSnapshot
+from gateway.ledger.invoice_schema import CREDIT
+from gateway.ledger.receipt_view import InvoiceRef, ReceiptSnapshot
 from terminal import ocmf
 from terminal.core.screens import hms
 from terminal.core.words import N_, Words
@@ -63,6 +64,16 @@ class ReceiptMore:
     business_action: str
 
 
+def _invoice_text(invoice: InvoiceRef, words: Words) -> str:
+    _ = words.text
+    live = invoice.superseded_by is None
+    if invoice.kind == CREDIT:
+        text = _("Credit note {}") if live else _("Credit note {} (replaced)")
+    else:
+        text = _("Invoice {}") if live else _("Invoice {} (replaced)")
+    return text.format(invoice.label)
+
+
 def receipt_more(
     snapshot: ReceiptSnapshot, words: Words, *, path: str, language: str
 ) -> ReceiptMore:
@@ -88,11 +99,9 @@ def receipt_more(
     lang = urlencode({"lang": language})
     invoices = tuple(
         InvoiceLink(
-            text=_("Invoice {}").format(i.label)
-            if i.superseded_by is None
-            else _("Invoice {} (replaced)").format(i.label),
+            text=_invoice_text(i, words),
             href=f"{path}/invoices/{i.invoice_id}.pdf",
-            current=i.superseded_by is None,
+            current=i.superseded_by is None and i.kind != CREDIT,
         )
         for i in reversed(snapshot.invoices)
     )

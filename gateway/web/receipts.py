@@ -22,8 +22,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from gateway import wire
 from gateway.ledger import Ledger
+from gateway.ledger.credit_notes import credit_refunds
 from gateway.ledger.receipt_view import ReceiptSnapshot, receipt_snapshot
 from gateway.payments import error_body
+from gateway.web.credit_note import compose_credit
 from gateway.web.invoices import invoice_routes
 from gateway.web.languages import negotiate, page_words
 from gateway.web.receipt_more import Row, receipt_more
@@ -58,6 +60,16 @@ def receipt_routes(ledger: Ledger, pages: Pages) -> APIRouter:
         """The receipt page (with `error`, the business invoice form's refusal)."""
         path = f"/receipts/{receipt_id}"
         snapshot = receipt_snapshot(engine, receipt_id)
+        if snapshot is not None and snapshot.uncredited:
+            # A refund the operator's request did not credit (the gateway stopped between
+            # the two): credited now, once (`gateway.ledger.credit_notes`).
+            credit_refunds(
+                engine,
+                authorization_id=snapshot.authorization_id,
+                at=ledger.clock(),
+                compose=compose_credit,
+            )
+            snapshot = receipt_snapshot(engine, receipt_id)
         if snapshot is None:
             return pages.render_page(
                 "not_found.html", path=path, language=language, status_code=404

@@ -2,8 +2,10 @@
 admin registers the seller and the station in the console, the driver opens the receipt (the
 kiosk's QR target), downloads the signed readings (read back with pyocmf, signatures checked
 against the registered key) and the invoice (read back with pypdf: the capture's total), then
-asks for a business invoice, which supersedes the first. Every page screenshotted, inside the
-viewport's width, and without a serious or critical axe-core violation."""
+asks for a business invoice, which supersedes the first; the admin refunds part in the console
+and the driver downloads the credit note (read back with pypdf: it corrects the business
+invoice, minus the refund). Every page screenshotted, inside the viewport's width, and
+without a serious or critical axe-core violation."""
 
 from __future__ import annotations
 
@@ -101,3 +103,24 @@ def test_a_driver_reads_the_receipt_downloads_readings_and_invoices_in_chromium(
             for p in PdfReader(io.BytesIO(Path(business.value.path()).read_bytes())).pages
         )
         assert "Muster Logistik GmbH" in text and "replaces invoice ACME-000001" in text
+
+        # The admin refunds part of it in the console; the receipt lists the credit note,
+        # which corrects the business invoice and takes the refund back, negative.
+        page.goto(f"{gateway.url}/console/payments/{session.aid}")
+        page.get_by_label("Amount in EUR").fill("2.00")
+        page.get_by_label("Reason").fill("charger stopped early")
+        page.get_by_role("button", name="Refund").click()
+        expect(page.locator("main")).to_contain_text("Refunded 2.00 EUR.")
+        look(page, "console-payment-refunded", size)
+        driver.reload()
+        expect(driver.locator("ul.invoices li")).to_have_count(3)
+        expect(driver.locator("ul.invoices li.current")).to_have_text("Invoice ACME-000002")
+        look(driver, "receipt-credit-note", size)
+        with driver.expect_download() as note:
+            driver.get_by_role("link", name="Credit note ACME-000003").click()
+        text = "\n".join(
+            p.extract_text()
+            for p in PdfReader(io.BytesIO(Path(note.value.path()).read_bytes())).pages
+        )
+        assert "Credit note ACME-000003" in text and "Corrects invoice ACME-000002" in text
+        assert "Muster Logistik GmbH" in text and "Total credited -2.00 EUR" in text
