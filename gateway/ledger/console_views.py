@@ -23,9 +23,10 @@ from gateway.ledger.schema import (
     APPROVED,
     CAPTURED,
     authorizations,
-    events,
     meter_readings,
     movements,
+    terminal_faults,
+    terminal_health,
     terminal_status,
 )
 from gateway.ledger.store import aware
@@ -70,8 +71,8 @@ def _latest(current: datetime | None, seen: Any) -> datetime | None:
 def fleet(engine: Engine) -> list[Terminal]:
     """Every terminal the gateway has heard of or been told about, by site and name.
 
-    Active faults and out-of-service are replayed from the terminal's events in order
-    (`fault`/`fault_cleared` name the fault in `detail`; `out_of_service` is `on`/`off`)."""
+    Active faults, out-of-service and the newest event are what the terminal's events say
+    now, kept as each arrives (`gateway.ledger.terminal_health`), not replayed here."""
     found: dict[str, Terminal] = {}
 
     def terminal(tid: str) -> Terminal:
@@ -81,19 +82,12 @@ def fleet(engine: Engine) -> list[Terminal]:
         for row in conn.execute(sa.select(stations)):
             t = terminal(row.terminal_id)
             t.name, t.site = row.name or row.terminal_id, row.site
-        for row in conn.execute(
-            sa.select(events.c.terminal_id, events.c.kind, events.c.detail, events.c.at).order_by(
-                events.c.seq
-            )
-        ):
+        for row in conn.execute(sa.select(terminal_health)):
             t = terminal(row.terminal_id)
-            t.last_seen = _latest(t.last_seen, row.at)
-            if row.kind == "fault":
-                t.faults.add(row.detail)
-            elif row.kind == "fault_cleared":
-                t.faults.discard(row.detail)
-            elif row.kind == "out_of_service":
-                t.out_of_service = row.detail == "on"
+            t.last_seen = _latest(t.last_seen, row.last_event_at)
+            t.out_of_service = bool(row.out_of_service)
+        for row in conn.execute(sa.select(terminal_faults)):
+            terminal(row.terminal_id).faults.add(row.fault)
         a = authorizations
         for row in conn.execute(
             sa.select(

@@ -134,6 +134,23 @@ events = sa.Table(
     sa.UniqueConstraint("terminal_id", "key", name="events_terminal_key"),
 )
 
+# What a terminal's events say of it now, kept as each new event is stored
+# (`gateway.ledger.terminal_health`): whether it is out of service, when its newest event came,
+# and (below) its active faults. The fleet page reads these instead of replaying every event.
+terminal_health = sa.Table(
+    "terminal_health",
+    metadata,
+    sa.Column("terminal_id", sa.String(64), primary_key=True),
+    sa.Column("out_of_service", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("last_event_at", sa.DateTime(timezone=True)),
+)
+terminal_faults = sa.Table(
+    "terminal_faults",
+    metadata,
+    sa.Column("terminal_id", sa.String(64), primary_key=True),
+    sa.Column("fault", sa.Text, primary_key=True),  # as the kiosk names it (`events.detail`)
+)
+
 # Each terminal's newest status (`wire.TerminalStatus` as JSON): software version, outbox
 # depth and age, sessions under way with energy and cost so far; for the fleet page.
 terminal_status = sa.Table(

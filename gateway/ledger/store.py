@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from gateway.ledger import terminal_health
 from gateway.ledger.batches import writer_for
 from gateway.ledger.rollup import groups_of, roll_up
 from gateway.ledger.schema import (
@@ -364,19 +365,20 @@ class Ledger:
         self, conn: Connection, terminal_id: str, items: list[tuple[str, str, str]]
     ) -> int:
         """Store (key, kind, detail) events; a key already stored for the terminal is skipped.
-        Returns how many were new."""
-        return sum(
-            insert_new(
-                conn,
-                events,
-                terminal_id=terminal_id,
-                key=key,
-                kind=kind,
-                detail=detail,
-                at=self.clock(),
-            )
-            for key, kind, detail in items
-        )
+        Each new one is applied to what the fleet page reads (`terminal_health`). Returns how
+        many were new."""
+        if not items:
+            return 0
+        terminal_health.take(conn, terminal_id)
+        new = 0
+        for key, kind, detail in items:
+            at = self.clock()
+            if insert_new(
+                conn, events, terminal_id=terminal_id, key=key, kind=kind, detail=detail, at=at
+            ):
+                terminal_health.note(conn, terminal_id, kind, detail, at)
+                new += 1
+        return new
 
     def put_status(self, conn: Connection, terminal_id: str, status: str) -> None:
         """Keep `status` (JSON) as the terminal's newest."""
