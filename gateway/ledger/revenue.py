@@ -27,20 +27,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
-from gateway.ledger.rollup import (
-    GRAINS,
-    ROLLUP_DIMENSIONS,
-    SUMS,
-    Cover,
-    anchored,
-    bucket,
-    receipt_vat,
-    signed_cover,
-    starts,
-)
+from gateway.ledger import rollup_read
+from gateway.ledger.rollup import bucket, receipt_vat, signed_cover
 from gateway.ledger.schema import authorizations, movements, revenue_rollup
 from gateway.ledger.store import aware
 from gateway.ledger.web_schema import stations
@@ -222,16 +212,18 @@ def revenue(
     series: dict[str, dict[datetime, int]] = defaultdict(lambda: defaultdict(int))
     with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
-            # A report reads a few thousand index entries: starting parallel workers for it
-            # (the planner's choice once a year's rows are counted) costs more than the reading.
+            # A report reads a few thousand index entries: starting parallel workers or
+            # compiling it (JIT; the planner, not knowing the array parameters' runs, expects
+            # a whole grain) costs more than the reading.
             conn.execute(sa.text("SET LOCAL max_parallel_workers_per_gather = 0"))
+            conn.execute(sa.text("SET LOCAL jit = off"))
         known = sa.select(stations.c.terminal_id, stations.c.site, stations.c.name)
         names = {
-            r.terminal_id: (r.site or NO_SITE, r.name or r.terminal_id) for r in conn.execute(known)
+            terminal: (site or NO_SITE, name or terminal)
+            for terminal, site, name in conn.execute(known).all()
         }
         if c.buckets:
-            for dim, key, currency, *figures in conn.execute(_sums(c)).all():
-                values = [int(v) for v in figures]
+            for dim, key, currency, *values in rollup_read.cover_sums(conn, c):
                 if dim == "terminal":
                     site, station = names.get(key, (NO_SITE, key))
                     _add(by["site"][(site, currency)], *values)
@@ -245,7 +237,7 @@ def revenue(
             edges_of_buckets = [*instants, end.astimezone(UTC)]
             if all(bucket(at, "q") == at for at in edges_of_buckets):
                 daily = days_in is not None
-                chart = _chart(conn, buckets, edges_of_buckets, daily=daily)
+                chart = rollup_read.chart(conn, buckets, edges_of_buckets, daily=daily)
                 for currency, points in chart.items():
                     series[currency] = defaultdict(int, points)
             else:
@@ -259,92 +251,7 @@ def revenue(
     out = Report(
         totals=dict(totals), by={d: dict(groups) for d, groups in by.items()}, series=series
     )
-    return merge(out, report(edges, bucket_of))
-
-
-def _sums(c: Cover) -> Any:
-    """(dimension, key, currency, captures, gross, vat, refunds) of a cover's buckets, every
-    dimension, less its `minus` buckets. One branch per run of buckets, each a range of the
-    rollup's primary key (grain, dimension, bucket), so PostgreSQL reads it from the index
-    alone; groups that come to nothing (a terminal heard from only in a bucket taken away
-    again) are left out, as the movements would leave them out."""
-    t = revenue_rollup.c
-    branches = [
-        sa.select(
-            sa.literal_column(str(sign)).label("sign"),
-            t.dimension,
-            t.key,
-            t.currency,
-            t.captures,
-            t.gross,
-            t.vat,
-            t.refunds,
-        ).where(
-            t.grain == grain,
-            t.dimension.in_(ROLLUP_DIMENSIONS),
-            t.bucket >= first,
-            t.bucket < last,
-        )
-        for sign, pieces in ((1, c.buckets), (-1, c.minus))
-        for grain, first, last in pieces
-    ]
-    u = sa.union_all(*branches).subquery()
-    # Summed as bigint (PostgreSQL's sum of bigints is numeric, a Decimal per figure here).
-    sums = [sa.cast(sa.func.sum(u.c.sign * u.c[name]), sa.BigInteger) for name in SUMS]
-    return (
-        sa.select(u.c.dimension, u.c.key, u.c.currency, *sums)
-        .group_by(u.c.dimension, u.c.key, u.c.currency)
-        .having(sa.or_(*(total != 0 for total in sums)))
-    )
-
-
-def _chart(
-    conn: Connection, buckets: Sequence[datetime], edges: Sequence[datetime], *, daily: bool
-) -> dict[str, dict[datetime, int]]:
-    """Gross per currency in each chart bucket `[edges[i], edges[i + 1])` (whole quarter
-    hours), summed exactly from the fleet's rows: each edge is anchored to its nearest UTC day
-    (or hour) start with a few signed finer buckets (`rollup.anchored`), and a bucket is the
-    whole days between its anchors plus the correction at its end less the one at its start
-    (a Berlin day: its UTC day, one hour added, one taken away). Rows are read by bucket
-    start, one branch per grain."""
-    grain = "d" if daily else "h"
-    anchors = [anchored(at, grain) for at in edges]
-    wanted: dict[tuple[str, datetime], list[tuple[int, int]]] = defaultdict(list)
-    for i in range(len(buckets)):
-        (first, before), (last, after) = anchors[i], anchors[i + 1]
-        for at in starts(first, last, grain):
-            wanted[(grain, at)].append((1, i))
-        for sign, pieces in ((1, after), (-1, before)):
-            for s, g, a, b in pieces:
-                for at in starts(a, b, g):
-                    wanted[(g, at)].append((sign * s, i))
-    t = revenue_rollup.c
-    branches = [
-        sa.select(t.grain, t.bucket, t.currency, t.gross).where(
-            t.grain == g, t.dimension == "all", _one_of(conn, t.bucket, at_grain)
-        )
-        for g in GRAINS
-        if (at_grain := sorted(at for wg, at in wanted if wg == g))
-    ]
-    sums: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-    if branches:
-        for g, at, currency, gross in conn.execute(sa.union_all(*branches)).all():
-            for sign, i in wanted[(g, aware(at))]:
-                sums[currency][i] += sign * int(gross)
-    return {
-        currency: {buckets[i]: v for i, v in sorted(points.items()) if v}
-        for currency, points in sorted(sums.items())
-    }
-
-
-def _one_of(conn: Connection, column: Any, values: list[datetime]) -> Any:
-    """`column` is one of `values`: on PostgreSQL one array parameter (`= ANY`, an index
-    condition; a year's chart asks for over a thousand starts, and a thousand placeholders
-    cost more to send than to look up), elsewhere an IN list."""
-    if conn.dialect.name == "postgresql":
-        array = sa.bindparam(None, values, type_=postgresql.ARRAY(sa.DateTime(timezone=True)))
-        return column == sa.any_(array)
-    return column.in_(values)
+    return merge(out, report(edges, bucket_of)) if edges else _sorted(out)
 
 
 def _chart_by_start(conn: Connection, whole: tuple[datetime, datetime], days_in: str | None) -> Any:
@@ -368,6 +275,15 @@ def _chart_by_start(conn: Connection, whole: tuple[datetime, datetime], days_in:
         .group_by(at, t.currency)
     )
     return conn.execute(query)
+
+
+def _sorted(r: Report) -> Report:
+    """`r` sorted as `report` sorts."""
+    return Report(
+        totals=dict(sorted(r.totals.items())),
+        by={d: dict(sorted(groups.items())) for d, groups in r.by.items()},
+        series={c: dict(sorted(points.items())) for c, points in sorted(r.series.items())},
+    )
 
 
 def merge(a: Report, b: Report) -> Report:
