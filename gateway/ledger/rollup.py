@@ -1,19 +1,21 @@
-"""The revenue rollup: sums of captures and refunds per UTC hour, day and month, kept in the
-same transaction as every capture and refund movement, so the console's revenue figures are a
-few hundred rows of SQL at any fleet size instead of a scan of every movement.
+"""The revenue rollup: sums of captures and refunds per UTC quarter hour, hour, day, week and
+month, kept in the same transaction as every capture and refund movement, so the console's
+revenue figures are a few thousand rows of SQL at any fleet size instead of a scan of every
+movement.
 
 Rules written down:
 - A movement is counted in the buckets of its `at` (the instant the ledger recorded it): the
-  UTC quarter hour, hour, day and month that hold it. Each grain is rolled up for the whole
-  fleet and by terminal, processor, payment method and card brand, with the currency (one row
-  per grain, dimension, bucket, key and currency). The site is not rolled up: it is read from the
-  terminal's `stations` row when the report is made, as the per-movement report did.
+  UTC quarter hour, hour, day, week (from Monday) and month that hold it. Each grain is
+  rolled up for the whole fleet and by terminal, processor, payment method and card brand,
+  with the currency (one row per grain, dimension, bucket, key and currency). The site is
+  not rolled up: it is read from the terminal's `stations` row when the report is made, as
+  the per-movement report did.
 - **captures** counts capture movements, **gross** sums them, **vat** sums the VAT their
   receipts break out (total less total excl. VAT), **refunds** sums refund movements (gross,
   counted when they were made, whatever the capture's period).
 
 A period `[start, end)` in any time zone is covered exactly (`cover`): whole UTC months, then
-whole days, hours and quarter hours (the edges of a period in India or Nepal), and what is
+whole weeks, days, hours and quarter hours (the edges of a period in India or Nepal), and what is
 left (an offset that is not whole quarter hours) is read from the movements themselves.
 
 `expected_rows` sums the rollup again from the movements and receipts alone (the check the
@@ -37,11 +39,12 @@ from sqlalchemy.engine import Connection
 from gateway.ledger.schema import authorizations, movements, revenue_rollup
 from gateway.ledger.statements import Statement
 
-# UTC month, day, hour and quarter hour, the coarsest first. Every zone in use today is a
+# UTC month, week (ISO 8601: from Monday 00:00), day, hour and quarter hour, the coarsest
+# first. Every zone in use today is a
 # whole number of quarter hours from UTC (India +05:30, Nepal +05:45, Chatham +12:45), so its
 # periods are covered by whole buckets; the movements are read only for an offset that is not
 # (local mean time before 1900 and the like).
-GRAINS = ("m", "d", "h", "q")
+GRAINS = ("m", "w", "d", "h", "q")
 # "all" (key "") is the whole fleet: the totals and the chart read it (one row per bucket and
 # currency instead of one per method).
 ROLLUP_DIMENSIONS = ("all", "terminal", "processor", "method", "brand")
@@ -57,7 +60,8 @@ Key = tuple[str, datetime, str, str, str]  # grain, bucket, dimension, key, curr
 
 
 def bucket(at: datetime, grain: str) -> datetime:
-    """The start (aware, UTC) of the quarter hour, hour, day or month that holds `at`."""
+    """The start (aware, UTC) of the quarter hour, hour, day, week or month that holds
+    `at`."""
     at = at.astimezone(UTC) if at.tzinfo is not None else at.replace(tzinfo=UTC)
     if grain == "q":
         return at.replace(minute=at.minute - at.minute % 15, second=0, microsecond=0)
@@ -67,6 +71,8 @@ def bucket(at: datetime, grain: str) -> datetime:
     day = hour.replace(hour=0)
     if grain == "d":
         return day
+    if grain == "w":
+        return day - timedelta(days=day.weekday())
     if grain == "m":
         return day.replace(day=1)
     raise ValueError(f"grain {grain!r}")
@@ -80,6 +86,8 @@ def next_bucket(start: datetime, grain: str) -> datetime:
         return start + timedelta(hours=1)
     if grain == "d":
         return start + timedelta(days=1)
+    if grain == "w":
+        return start + timedelta(days=7)
     return (start + timedelta(days=32)).replace(day=1)
 
 
@@ -121,7 +129,12 @@ def _count(first: datetime, last: datetime, grain: str) -> int:
     """How many buckets of `grain` lie in `[first, last)` (both bucket starts)."""
     if grain == "m":
         return (last.year - first.year) * 12 + last.month - first.month
-    step = {"q": timedelta(minutes=15), "h": timedelta(hours=1), "d": timedelta(days=1)}[grain]
+    step = {
+        "q": timedelta(minutes=15),
+        "h": timedelta(hours=1),
+        "d": timedelta(days=1),
+        "w": timedelta(days=7),
+    }[grain]
     return (last - first) // step
 
 

@@ -37,16 +37,32 @@ def test_a_cover_tiles_the_period_exactly(start: datetime, length: timedelta) ->
     assert at == end or (start == end and not pieces)
 
 
-def test_march_in_berlin_is_one_hour_days_and_hours() -> None:
+def test_march_in_berlin_is_one_hour_weeks_days_and_hours() -> None:
     start = datetime(2026, 2, 28, 23, tzinfo=UTC)
     end = datetime(2026, 3, 31, 22, tzinfo=UTC)
     c = cover(start, end)
     assert c.raw == ()
     assert c.buckets == (
-        ("d", datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 31, tzinfo=UTC)),
+        # 2 March 2026 is a Monday: four ISO weeks, then the days either side.
+        ("w", datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 30, tzinfo=UTC)),
+        ("d", datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC)),
         ("h", start, datetime(2026, 3, 1, tzinfo=UTC)),
+        ("d", datetime(2026, 3, 30, tzinfo=UTC), datetime(2026, 3, 31, tzinfo=UTC)),
         ("h", datetime(2026, 3, 31, tzinfo=UTC), end),
     )
+
+
+def test_a_week_in_berlin_is_three_buckets() -> None:
+    """Its ISO week (from Monday 00:00 UTC), the hour before added, its last hour taken away."""
+    start = datetime(2026, 3, 1, 23, tzinfo=UTC)  # Monday 2 March, 00:00 in Berlin
+    end = start + timedelta(days=7)
+    c = signed_cover(start, end)
+    assert c.raw == ()
+    assert c.buckets == (
+        ("h", start, datetime(2026, 3, 2, tzinfo=UTC)),
+        ("w", datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 9, tzinfo=UTC)),
+    )
+    assert c.minus == (("h", end, datetime(2026, 3, 9, tzinfo=UTC)),)
 
 
 def test_a_whole_month_is_one_bucket() -> None:

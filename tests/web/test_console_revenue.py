@@ -212,7 +212,7 @@ def test_the_rollup_equals_a_sum_from_scratch(month: tuple[Any, Generator]) -> N
         stored = stored_rows(conn)
     assert {(k[0], k[2]) for k in stored} == {
         (g, d)
-        for g in ("q", "h", "d", "m")
+        for g in ("q", "h", "d", "w", "m")
         for d in ("all", "terminal", "processor", "method", "brand")
     }
 
