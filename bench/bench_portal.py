@@ -34,6 +34,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -217,6 +218,7 @@ def generate(dsn: str, sessions: int, stations: int, seed: int) -> dict[str, Any
             ("q", "date_bin('15 minutes', at, TIMESTAMPTZ '2000-01-01')"),
             ("h", "date_trunc('hour', at)"),
             ("d", "date_trunc('day', at)"),
+            ("w", "date_trunc('week', at)"),  # ISO weeks, from Monday
             ("m", "date_trunc('month', at)"),
         ):
             for dimension, column in (
@@ -304,26 +306,63 @@ def _buckets(start: datetime, end: datetime, zone: ZoneInfo, *, hourly: bool) ->
     return out
 
 
-def _time(call: Callable[[], object], runs: int) -> list[float]:
-    out = []
-    for _ in range(runs):
-        began = time.perf_counter()
-        call()
-        out.append((time.perf_counter() - began) * 1000)
-    return out
+def _cluster_cpu(postmaster: int) -> Callable[[], float]:
+    """Seconds of CPU the PostgreSQL server has used so far (the postmaster and its backends:
+    nothing but the bench uses this server), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def used(pid: int) -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+
+    def total() -> float:
+        seconds = 0.0
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(entry.name) == postmaster or int(fields[1]) == postmaster:
+                    seconds += used(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue  # a process that ended while we looked
+        return seconds
+
+    return total
 
 
-def _line(label: str, ms: list[float]) -> tuple[str, float]:
-    q = statistics.quantiles(ms, n=100, method="inclusive")
+@dataclass(slots=True)
+class Samples:
+    """Each timed call's wall time, and the CPU the bench's process and the server spent on
+    it (what the machine's load does not change)."""
+
+    wall: list[float] = field(default_factory=list)
+    client_cpu: list[float] = field(default_factory=list)
+    server_cpu: list[float] = field(default_factory=list)
+
+
+def _time(call: Callable[[], object], samples: Samples, server_cpu: Callable[[], float]) -> None:
+    server, client, began = server_cpu(), time.process_time(), time.perf_counter()
+    call()
+    samples.wall.append((time.perf_counter() - began) * 1000)
+    samples.client_cpu.append((time.process_time() - client) * 1000)
+    samples.server_cpu.append((server_cpu() - server) * 1000)
+
+
+def _line(label: str, samples: Samples) -> tuple[str, float]:
+    q = statistics.quantiles(samples.wall, n=100, method="inclusive")
     p95 = q[94]
     return (
-        f"  {label:42s} p50 {q[49]:7.1f} ms  p95 {p95:7.1f} ms  p99 {q[98]:7.1f} ms"
-        f"  ({len(ms)} calls)",
+        f"  {label:36s} p50 {q[49]:6.1f} ms  p95 {p95:6.1f} ms  p99 {q[98]:6.1f} ms"
+        f"  cpu/call bench {statistics.mean(samples.client_cpu):5.1f} ms"
+        f" server {statistics.mean(samples.server_cpu):5.1f} ms ({len(samples.wall)} calls)",
         p95,
     )
 
 
-def measure(url: str, info: dict[str, Any], seed: int, runs: int) -> list[tuple[str, float]]:
+def measure(
+    url: str, info: dict[str, Any], seed: int, runs: int, server_cpu: Callable[[], float]
+) -> list[tuple[str, float]]:
     rng = random.Random(seed + 1)
     engine = open_engine(url)
     results: list[tuple[str, float]] = []
@@ -331,7 +370,7 @@ def measure(url: str, info: dict[str, Any], seed: int, runs: int) -> list[tuple[
         for zone_name in ZONES:
             zone = ZoneInfo(zone_name)
             for name in ("today", "week", "month", "90", "366"):
-                samples: list[float] = []
+                samples = Samples()
                 for _ in range(runs):
                     today = (YEAR_START + timedelta(days=rng.randrange(30, DAYS))).date()
                     start, end, hourly = _period(name, zone, today)
@@ -339,12 +378,12 @@ def measure(url: str, info: dict[str, Any], seed: int, runs: int) -> list[tuple[
                     buckets = _buckets(start, end, zone, hourly=hourly)
                     days_in = None if hourly else zone_name
                     call = partial(revenue, engine, start, end, buckets, days_in=days_in)
-                    samples += _time(call, 1)
+                    _time(call, samples, server_cpu)
                 label = f"revenue {name if name.isalpha() else name + ' days'} {zone_name}"
                 results.append(_line(label, samples))
                 print(results[-1][0], flush=True)
         drivers = Drivers(engine, lambda: datetime.now(UTC))
-        page, by_station, by_month = [], [], []
+        page, by_station, by_month = Samples(), Samples(), Samples()
         for _ in range(runs):
             driver = rng.randrange(1, info["drivers"] + 1)
 
@@ -353,12 +392,12 @@ def measure(url: str, info: dict[str, Any], seed: int, runs: int) -> list[tuple[
                 sorted({r["terminal_id"] for r in drivers.history(driver)})
                 del rows
 
-            page += _time(history_page, 1)
+            _time(history_page, page, server_cpu)
             station = rng.choice(info["terminals"])
-            by_station += _time(partial(drivers.history, driver, station=station), 1)
+            _time(partial(drivers.history, driver, station=station), by_station, server_cpu)
             first = (YEAR_START + timedelta(days=rng.randrange(DAYS - 31))).date()
             last = first + timedelta(days=30)
-            by_month += _time(partial(drivers.history, driver, first=first, last=last), 1)
+            _time(partial(drivers.history, driver, first=first, last=last), by_month, server_cpu)
         for label, samples in (
             ("history page (/account)", page),
             ("history filtered by station", by_station),
@@ -442,7 +481,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         load = os.getloadavg()
         print(f"  load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} (1, 5, 15 min)")
-        results = measure(url, info, info["seed"], args.runs)
+        assert server.process is not None
+        cpu = _cluster_cpu(server.process.pid)
+        results = measure(url, info, info["seed"], args.runs, cpu)
         load = os.getloadavg()
         print(f"  load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} (1, 5, 15 min)")
     finally:
