@@ -170,7 +170,8 @@ def create_app(
     app.include_router(command_routes(commands, frame, codes, public_url=public_url))
     app.include_router(pay_routes(checkout, commands))
     pages = Pages()  # every page of gateway/web/ renders through this one environment
-    app.include_router(receipt_routes(ledger, pages))
+    vault = payments.vault
+    app.include_router(receipt_routes(ledger, pages, None if vault is None else vault.reading_key))
 
     def operator_refund(authorization_id: str, body: wire.RefundRequest, key: str) -> JSONResponse:
         answer = frame.run_idempotent(

@@ -76,6 +76,14 @@ class CardVault:
         fleets = ", ".join(sorted(keys.fleet_id for keys in self._fleets.values()))
         return f"CardVault(fleets=[{fleets}], keys=<hidden>)"
 
+    def reading_key(self, device: str) -> str:
+        """The device's OCMF signing public key (hex DER) as its fleet's `provision` recorded
+        it; "" when no fleet here has one for it."""
+        for keys in self._fleets.values():
+            if device in keys.ocmf_keys:
+                return keys.ocmf_keys[device]
+        return ""
+
     def open(self, card: CardRef, *, claim_ksn: ClaimKsn) -> ClearCard | None:
         """The clear data of a payment card (None for an identification token), or
         `ProtectedDataError`. `claim_ksn` is called once the blob has authenticated, so only

@@ -12,7 +12,8 @@ form) lists its lines excl. VAT, said on each line.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any
@@ -43,9 +44,22 @@ __all__ = ["ReceiptPage", "Row", "receipt_page", "receipt_routes"]
 ReceiptId = Annotated[str, Path(pattern=wire.RECEIPT_ID_PATTERN)]
 
 
-def receipt_routes(ledger: Ledger, pages: Pages) -> APIRouter:
+def receipt_routes(
+    ledger: Ledger, pages: Pages, reading_key: Callable[[str], str] | None = None
+) -> APIRouter:
+    """`reading_key(terminal id)`: the OCMF public key `provision` recorded for a device
+    (the card vault's fleets), used when the station registry has none for the terminal."""
     router = APIRouter()
     engine = ledger.engine
+
+    def snapshot_of(receipt_id: str) -> ReceiptSnapshot | None:
+        snapshot = receipt_snapshot(engine, receipt_id)
+        if snapshot is None or snapshot.station.ocmf_public_key or reading_key is None:
+            return snapshot
+        key = reading_key(snapshot.terminal_id)
+        if not key:
+            return snapshot
+        return replace(snapshot, station=replace(snapshot.station, ocmf_public_key=key))
 
     @router.get("/v1/receipts/{receipt_id}", responses={404: {"model": wire.ErrorAnswer}})
     def get_receipt(receipt_id: ReceiptId) -> JSONResponse:
@@ -59,7 +73,7 @@ def receipt_routes(ledger: Ledger, pages: Pages) -> APIRouter:
     ) -> Response:
         """The receipt page (with `error`, the business invoice form's refusal)."""
         path = f"/receipts/{receipt_id}"
-        snapshot = receipt_snapshot(engine, receipt_id)
+        snapshot = snapshot_of(receipt_id)
         if snapshot is not None and snapshot.uncredited:
             # A refund the operator's request did not credit (the gateway stopped between
             # the two): credited now, once (`gateway.ledger.credit_notes`).
@@ -69,7 +83,7 @@ def receipt_routes(ledger: Ledger, pages: Pages) -> APIRouter:
                 at=ledger.clock(),
                 compose=compose_credit,
             )
-            snapshot = receipt_snapshot(engine, receipt_id)
+            snapshot = snapshot_of(receipt_id)
         if snapshot is None:
             return pages.render_page(
                 "not_found.html", path=path, language=language, status_code=404
@@ -106,7 +120,7 @@ def receipt_routes(ledger: Ledger, pages: Pages) -> APIRouter:
     @router.get("/receipts/{receipt_id}/readings.xml", include_in_schema=False)
     def readings_xml(receipt_id: ReceiptId) -> Response:
         """The session's signed readings for the S.A.F.E. transparency software."""
-        snapshot = receipt_snapshot(engine, receipt_id)
+        snapshot = snapshot_of(receipt_id)
         if snapshot is None:
             return Response("no such receipt", status_code=404, headers=page_headers())
         disposition = f'attachment; filename="readings-{receipt_id}.xml"'

@@ -156,6 +156,9 @@ class GatewayKeys:
     bdk: bytes = field(repr=False)
     token_key: TokenKey
     devices: Mapping[str, InitialKeyId]
+    # Each device's OCMF signing public key (hex DER), as `provision` recorded it: what the
+    # driver's transparency software checks the signed meter readings against.
+    ocmf_keys: Mapping[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return (
@@ -175,6 +178,9 @@ def load_gateway_keys(key_dir: Path) -> GatewayKeys:
         bdk_id = bytes.fromhex(fleet["bdk_id"])
         key_type = KeyType.from_label(fleet["key_type"])
         devices = {str(k): InitialKeyId.from_hex(v) for k, v in fleet["devices"].items()}
+        ocmf_keys = {
+            str(k): bytes.fromhex(v).hex().upper() for k, v in fleet.get("ocmf_keys", {}).items()
+        }
     except FileNotFoundError:
         raise KeyMaterialError(f"{fleet_path}: fleet file missing") from None
     except (OSError, ValueError, KeyError, TypeError, AttributeError, KeyMaterialError) as exc:
@@ -188,6 +194,7 @@ def load_gateway_keys(key_dir: Path) -> GatewayKeys:
         bdk=bdk,
         token_key=TokenKey(secret=token),
         devices=devices,
+        ocmf_keys=ocmf_keys,
     )
 
 

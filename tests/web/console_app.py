@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
@@ -59,7 +60,10 @@ class ConsoleApp:
 
 
 def console_app(
-    db_url: str, clock: Clock | None = None, mailer: Mailer | None = None
+    db_url: str,
+    clock: Clock | None = None,
+    mailer: Mailer | None = None,
+    key_dirs: tuple[Path, ...] = (),
 ) -> ConsoleApp:
     engine = open_engine(db_url)
     try:
@@ -67,7 +71,9 @@ def console_app(
     finally:
         engine.dispose()
     clock = clock or Clock()
-    settings = Settings(db_url=db_url, insecure_dev=True, clock=clock, mailer=mailer)
+    settings = Settings(
+        db_url=db_url, insecure_dev=True, clock=clock, mailer=mailer, key_dirs=key_dirs
+    )
     app = ConsoleApp(build(settings), clock)
     OPEN.append(app)
     return app
