@@ -32,6 +32,7 @@ from sqlalchemy.engine import Connection
 from gateway import wire
 from gateway.amounts import AmountLimits, AmountRefused
 from gateway.card_data import CardVault
+from gateway.ledger import payouts
 from gateway.ledger.idempotency import StoredAnswer
 from gateway.ledger.schema import (
     APPROVED,
@@ -47,10 +48,13 @@ from gateway.ledger.store import AuthorizationRow, Ledger, aware
 from gateway.processors import CardRef
 from gateway.processors.methods import KIOSK_METHODS, PAYMENT, WEB_METHODS
 from gateway.processors.port import (
+    Capability,
+    ChangeRefused,
     ErrorCode,
     Outcome,
     PaymentState,
     PaymentStatus,
+    PaysChange,
     Processor,
     ProcessorError,
     ProcessorUnreachable,
@@ -257,6 +261,20 @@ class Payments:
                 "refund": _amount(amount, row.currency),
                 "amount_refunded": _amount(int(row.amount_refunded), row.currency),
                 "amount_captured": _amount(int(row.amount_captured), row.currency),
+            },
+        )
+
+    @staticmethod
+    def _change_answer(payout: dict[str, Any]) -> StoredAnswer:
+        return StoredAnswer(
+            status_code=200,
+            body={
+                "authorization_id": payout["authorization_id"],
+                "status": "change_paid",
+                "change": _amount(int(payout["amount"]), payout["currency"]),
+                "sats": int(payout["sats"]),
+                "payment_hash": payout["payment_hash"],
+                "preimage": payout["preimage"],
             },
         )
 
@@ -617,6 +635,64 @@ class Payments:
         )
         return self._finish_step(step, store)
 
+    def pay_change(self, aid: str, destination: str) -> StoredAnswer:
+        """Pay a prepayment's change (what was paid up front and not captured) to the payer's
+        invoice `destination`, once. The invoice is checked first and nothing moves if it
+        cannot take the change (`Refusal` with the processor adapter's reason: not an
+        invoice, wrong network, expired, wrong amount, paid already). The step's key is the
+        invoice's payment hash, so the same invoice sent twice pays once; after a crash the
+        processor is asked what it paid under that key before anything is paid
+        (`PaysChange`). Asked again once paid, the payout is answered."""
+        row = self.ledger.fetch(aid)
+        if row is None:
+            raise Refusal(404, "unknown_authorization", "no such authorization")
+        if row.op == "change":
+            # A payout left unfinished (a crash, a lost answer): settle it first, by asking the
+            # processor what it paid under that step's key, before anything else is paid.
+            if not self.resolve(aid):
+                raise _in_progress()
+            row = self.ledger.fetch(aid)
+            assert row is not None
+        if not row.processor:  # a tombstone: a void that overtook its hold
+            raise Refusal(409, "not_prepaid", "this payment was never made: no change")
+        processor = self.processors.get(row.processor, row.merchant_account)
+        if Capability.PREPAID not in processor.capabilities:
+            raise Refusal(409, "not_prepaid", "this payment was not paid up front: no change")
+        if not isinstance(processor, PaysChange):
+            raise Refusal(409, "not_prepaid", f"{processor.name} cannot pay change back")
+        with self.ledger.engine.connect() as conn:
+            owed_minor = payouts.owed(conn, aid)
+            paid = payouts.latest(conn, aid, "change")
+        if owed_minor <= 0:
+            if paid is not None:
+                return self._change_answer(paid)
+            raise Refusal(409, "nothing_owed", "no change is owed on this payment")
+        owed = Money(owed_minor, row.currency)
+        try:
+            quote = processor.quote_change(
+                reference=row.processor_ref, owed=owed, destination=destination
+            )
+        except ChangeRefused as exc:
+            raise Refusal(400, exc.code, exc.message) from None
+        except ProcessorUnreachable:
+            raise Unanswered("the processor cannot be asked") from None
+
+        def check(conn: Connection, row: AuthorizationRow) -> StoredAnswer | None:
+            if payouts.owed(conn, aid) != owed.minor:
+                raise Refusal(409, "nothing_owed", "the change owed has changed: look again")
+            return None
+
+        step = self._claim(
+            aid,
+            "change",
+            f"change:{aid}:{quote.payment_hash}",
+            amount=lambda _row: owed.minor,
+            # Kept with the step: a retry or the reconciler pays the same invoice, same key.
+            detail=json.dumps({"destination": destination}),
+            check=check,
+        )
+        return self._finish_step(step, lambda _conn, _answer: None)
+
     def _claim(
         self,
         aid: str,
@@ -649,6 +725,8 @@ class Payments:
                     other = row
                 else:
                     other = None
+                    if op == "change" and (payout := payouts.of_step(conn, aid, key)):
+                        return self._change_answer(payout)
                     done = (
                         self.ledger.moved(conn, aid, key) if op in ("refund", "increment") else None
                     )
@@ -680,6 +758,8 @@ class Payments:
         """What the processor's status says about an unfinished step: its outcome if the
         processor shows it, None if the processor shows it was never done (then it is called,
         with the same key). Unanswered if the processor cannot be asked."""
+        if step.row.op == "change":
+            return self._learn_change(step)
         status = self._status(step)
         if status is None:
             self._mark_unknown(step.row.id, step.key)
@@ -726,6 +806,17 @@ class Payments:
         if row.op == "release" and state is PaymentState.RELEASED:
             return Result(outcome=Outcome.APPROVED, amount=zero, reference=status.reference)
         return refused
+
+    def _learn_change(self, step: Step) -> Result | None:
+        """What the processor paid under an unfinished change step's key (None: nothing,
+        so it is paid now, under the same key)."""
+        payer = step.processor
+        assert isinstance(payer, PaysChange), payer
+        try:
+            return payer.change_status(key=step.key, reference=step.row.processor_ref)
+        except ProcessorUnreachable:
+            self._mark_unknown(step.row.id, step.key)
+            raise Unanswered("the processor cannot be asked") from None
 
     def resolve(self, aid: str) -> bool:
         """Finish an unfinished step found by someone other than its request (another step,
@@ -818,6 +909,12 @@ class Payments:
             return step.processor.refund(
                 key=step.key, reference=reference, amount=amount, destination=_destination(row)
             )
+        if row.op == "change":
+            payer = step.processor
+            assert isinstance(payer, PaysChange), payer
+            return payer.pay_change(
+                key=step.key, reference=reference, owed=amount, destination=_destination(row) or ""
+            )
         assert row.op == "increment", row.op
         return step.processor.increment(key=step.key, reference=reference, amount=amount)
 
@@ -832,12 +929,14 @@ class Payments:
             if answer is None:  # someone else finished the step meanwhile: answer the state
                 current = self.ledger.get(conn, aid)
                 assert current is not None
-                answer = self._answer_for(step, current)
+                answer = self._answer_for(conn, step, current)
             store(conn, answer)
         return answer
 
-    def _answer_for(self, step: Step, row: AuthorizationRow) -> StoredAnswer:
+    def _answer_for(self, conn: Connection, step: Step, row: AuthorizationRow) -> StoredAnswer:
         op = step.row.op
+        if op == "change" and (payout := payouts.of_step(conn, row.id, step.key)):
+            return self._change_answer(payout)
         if op in {"hold", "increment"}:
             return self.authorization_answer(row)
         if op == "capture" and row.status == CAPTURED:
@@ -901,6 +1000,7 @@ class Payments:
                 return None
             vat = int(receipt["total"]) - int(receipt["total_excl_vat"])
             self.ledger.move_revenue(conn, row, "capture", amount, step_key=key, vat=vat)
+            self._owe_change(conn, step, int(row.amount_authorized) - amount)
             return self._captured_answer(current)
         if row.op == "release":
             if not ok:
@@ -917,6 +1017,7 @@ class Payments:
             self.ledger.move(
                 conn, aid, "release", int(row.amount_authorized), row.currency, step_key=key
             )
+            self._owe_change(conn, step, int(row.amount_authorized))
             return self._voided_answer(aid)
         if row.op == "refund":
             if not ok:
@@ -931,8 +1032,41 @@ class Payments:
             current = self.ledger.update_row(conn, aid, where, amount_refunded=total, **NOT_STEP)
             if current is None:
                 return None
-            self.ledger.move_revenue(conn, row, "refund", amount, step_key=key, vat=0)
+            at = self.ledger.move_revenue(conn, row, "refund", amount, step_key=key, vat=0)
+            if result.raw.get("payout_hash"):  # paid to the payer's invoice: keep the proof
+                payouts.record(
+                    conn,
+                    authorization_id=aid,
+                    step_key=key,
+                    kind="refund",
+                    amount=amount,
+                    currency=row.currency,
+                    raw=result.raw,
+                    at=at,
+                )
             return self._refunded_answer(current, amount)
+        if row.op == "change":
+            if not self.ledger.update_if(conn, aid, where, **NOT_STEP):
+                return None
+            if not ok:
+                why = result.error.message if result.error is not None else "refused"
+                return StoredAnswer(
+                    status_code=409,
+                    body=error_body("change_refused", f"the change was not paid: {why}"),
+                )
+            amount = int(row.op_amount)
+            at = self.ledger.move(conn, aid, payouts.PAID, amount, row.currency, step_key=key)
+            payout = payouts.record(
+                conn,
+                authorization_id=aid,
+                step_key=key,
+                kind="change",
+                amount=amount,
+                currency=row.currency,
+                raw=result.raw,
+                at=at,
+            )
+            return self._change_answer(payout)
         # increment: never more than asked, never less than already held
         before = int(row.amount_authorized)
         total = min(max(result.amount.minor, before), int(row.op_amount)) if ok else before
@@ -946,6 +1080,13 @@ class Payments:
             status_code=200,
             body={"authorization_id": aid, "status": "declined", "decline_reason": reason},
         )
+
+    def _owe_change(self, conn: Connection, step: Step, minor: int) -> None:
+        """A prepayment captured for less, or released: the rest is owed back to the payer
+        (`gateway.ledger.payouts`), recorded in the same transaction."""
+        if minor > 0 and Capability.PREPAID in step.processor.capabilities:
+            row = step.row
+            self.ledger.move(conn, row.id, payouts.OWED, minor, row.currency, step_key=step.key)
 
     # -- the reconciler's view --------------------------------------------------------------
     def unsettled(self, hold_grace: timedelta) -> list[sa.Row[Any]]:

@@ -131,6 +131,34 @@ def assert_records_agree(
         assert ledger[aid]["status"] == "voided" and ends[aid] == holds[aid], aid
     # Nothing is left half-done at the gateway: no processor step without its outcome.
     assert not [row["id"] for row in ledger.values() if row.get("op")], "unsettled steps"
+    assert_change_agrees(ledger.values(), moves)
+
+
+def assert_change_agrees(
+    authorizations: Iterable[dict[str, Any]], moves: list[dict[str, Any]]
+) -> None:
+    """A prepayment (Lightning) ended owing its payer exactly what it did not capture: the
+    hold less the capture, or all of it when released (`change_owed`, with the capture or
+    release). What was paid back (`change_paid`) never passes what was owed; nothing else
+    owes change."""
+    owed: Counter[str] = Counter()
+    paid: Counter[str] = Counter()
+    for m in moves:
+        if m["kind"] == "change_owed":
+            assert owed[m["authorization_id"]] == 0, m  # recorded once
+            owed[m["authorization_id"]] += m["amount"]
+        elif m["kind"] == "change_paid":
+            paid[m["authorization_id"]] += m["amount"]
+    for row in authorizations:
+        aid = row["id"]
+        assert paid[aid] <= owed[aid], (aid, paid[aid], owed[aid])
+        held = row["amount_authorized"] or 0
+        if row["card_kind"] != "lightning" or not held:
+            assert owed[aid] == 0, (aid, row["card_kind"])
+        elif row["status"] == "captured":
+            assert owed[aid] == held - row["amount_captured"], (aid, owed[aid])
+        elif row["status"] == "voided":
+            assert owed[aid] == held, (aid, owed[aid])
 
 
 def assert_web_payments_agree(

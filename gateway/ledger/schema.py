@@ -25,7 +25,7 @@ FAILED = "failed"  # the processor never placed the hold (found out by asking it
 STATUSES = (PENDING, APPROVED, DECLINED, CAPTURED, VOIDED, FAILED)
 
 # In-flight processor operations (`op`) and their state (`op_state`).
-OPS = ("hold", "increment", "capture", "release", "refund")
+OPS = ("hold", "increment", "capture", "release", "refund", "change")
 CALLING = "calling"  # a worker is calling the processor now (until `op_started_at` + lease)
 UNKNOWN = "unknown"  # the call gave no answer: ask the processor (`status`) before anything
 
@@ -79,12 +79,34 @@ movements = sa.Table(
     metadata,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("authorization_id", sa.String(64), nullable=False, index=True),
-    sa.Column("kind", sa.String(16), nullable=False),  # hold|increment|capture|release|refund
+    # hold|increment|capture|release|refund, and for a prepayment (Lightning) change_owed (the
+    # part paid up front and not captured, recorded with the capture or release) and
+    # change_paid (that part paid back to the payer's wallet)
+    sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("amount", sa.BigInteger, nullable=False),
     sa.Column("currency", sa.String(3), nullable=False),
     sa.Column("step_key", sa.String(200), nullable=False),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     sa.UniqueConstraint("authorization_id", "kind", "step_key", name="movements_once"),
+)
+
+# Payouts to the payer's own wallet (Lightning): the change of a prepayment paid back
+# (movement `change_paid`) and refunds paid to a destination the payer gave (movement
+# `refund`), one row per step, with the proof of payment (payment hash and preimage), the
+# satoshis and the BTC price in the payment's currency they were reckoned at.
+payouts = sa.Table(
+    "payouts",
+    metadata,
+    sa.Column("authorization_id", sa.String(64), primary_key=True),
+    sa.Column("step_key", sa.String(200), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # change | refund
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("sats", sa.BigInteger, nullable=False),
+    sa.Column("btc_price", sa.String(40), nullable=False),
+    sa.Column("payment_hash", sa.String(64), nullable=False),
+    sa.Column("preimage", sa.String(64), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
 )
 
 # The revenue rollup (`gateway.ledger.rollup`): captures and refunds summed per UTC quarter

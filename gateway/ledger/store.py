@@ -234,9 +234,9 @@ class Ledger:
         *,
         step_key: str,
         vat: int,
-    ) -> None:
+    ) -> datetime:
         """Append a capture or refund movement of the authorization `row` and add it to the
-        revenue rollup, in the same transaction (`gateway.ledger.rollup`)."""
+        revenue rollup, in the same transaction (`gateway.ledger.rollup`); when it was made."""
         at = self.move(conn, row.id, kind, amount, row.currency, step_key=step_key)
         roll_up(
             conn,
@@ -247,6 +247,7 @@ class Ledger:
             currency=row.currency,
             groups=groups_of(row),
         )
+        return at
 
     def moved(self, conn: Connection, authorization_id: str, step_key: str) -> int | None:
         """The amount of the movement a step recorded, None if it recorded none."""

@@ -18,6 +18,8 @@ pages refresh themselves), in the phone's language where the kiosk offers it.
   `lightning:` link; the page refreshes until it is paid), starting, ready, not started (the
   hold released), charged with the receipt's link; a stop button while it runs.
 - `POST /pay/sessions/{id}/stop`: the stop button (a command to the kiosk).
+- `POST /pay/sessions/{id}/change`: a Lightning payment's change, to the driver's invoice
+  (`gateway.pay.change`); the session's page shows what is owed, and then what was paid.
 
 The session's id is its authorization id: 192 random bits, known only to the phone that paid.
 """
@@ -41,6 +43,7 @@ from starlette.concurrency import run_in_threadpool
 from gateway.commands import NOT_STARTED, PENDING, STARTED, Commands
 from gateway.ledger.schema import CAPTURED
 from gateway.ledger.schema import PENDING as HOLD_PENDING
+from gateway.pay.change import REASONS, change_of
 from gateway.pay.checkout import Checkout, Outcome, Paid
 from gateway.pay.qr import lightning_uri, qr_svg
 from gateway.pay.ways import (
@@ -53,6 +56,7 @@ from gateway.pay.ways import (
     ways_to_pay,
 )
 from gateway.pay.words import WORDS, choose
+from gateway.payments import Refusal, Unanswered
 from gateway.processors import CardRef
 from gateway.processors.adyen import AdyenProcessor
 from gateway.processors.methods import LIGHTNING, WEB_CARD, WEB_METHODS, WEB_WALLET
@@ -274,6 +278,27 @@ def pay_routes(checkout: Checkout, commands: Commands) -> APIRouter:
 
     @router.get("/pay/sessions/{session_id}", response_class=HTMLResponse)
     async def session(session_id: SessionId, request: Request) -> HTMLResponse:
+        return await session_page(session_id, request)
+
+    @router.post("/pay/sessions/{session_id}/change", response_model=None)
+    async def change(session_id: SessionId, request: Request) -> Response:
+        """The driver's invoice for the change (`gateway.pay.change`)."""
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        invoice = form.get("invoice", [""])[0]
+        try:
+            await run_in_threadpool(checkout.payments.pay_change, session_id, invoice)
+        except Refusal as exc:
+            if exc.code == "unknown_authorization" or exc.transient:
+                # No such session, or its change being paid right now: the page says which.
+                return await session_page(session_id, request)
+            return await session_page(session_id, request, REASONS.get(exc.code, "change_refused"))
+        except Unanswered:
+            return await session_page(session_id, request, "change_unanswered", 503)
+        return RedirectResponse(f"/pay/sessions/{session_id}", status_code=303)
+
+    async def session_page(
+        session_id: str, request: Request, change_error: str = "", status: int | None = None
+    ) -> HTMLResponse:
         row = ledger.fetch(session_id)
         header = request.headers.get("accept-language", "")
         if row is None or row.card_kind not in WEB_METHODS:
@@ -300,6 +325,9 @@ def pay_routes(checkout: Checkout, commands: Commands) -> APIRouter:
             "refresh": 0,
             "invoice": None,
             "paying": False,  # the payment itself is not settled yet (an invoice, a check)
+            "change": await run_in_threadpool(change_of, checkout.payments, row),
+            "change_action": f"/pay/sessions/{session_id}/change",
+            "change_error": w[change_error] if change_error else "",
         }
         if row.status == CAPTURED:
             context |= {
@@ -363,7 +391,10 @@ def pay_routes(checkout: Checkout, commands: Commands) -> APIRouter:
             context |= {"refresh": 2}
         else:
             context |= {"heading": w["not_started_title"], "message": w["not_started"]}
-        return pages.render("session.html", context)
+        if context["change"] is not None and context["change"].paying:
+            context["refresh"] = 2
+        code = status if status is not None else (400 if change_error else 200)
+        return pages.render("session.html", context, code)
 
     @router.post("/pay/sessions/{session_id}/stop")
     def stop(session_id: SessionId) -> RedirectResponse:

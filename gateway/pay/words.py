@@ -64,6 +64,27 @@ WORDS: dict[str, dict[str, str]] = {
         "charged": "Charged",
         "released": "Nothing was charged; the amount held is released.",
         "receipt": "Your receipt",
+        "change_title": "Your change",
+        "change_note": "You paid up front; this is what your session did not cost. Make an "
+        "invoice for exactly {sats} sat in your Lightning wallet and paste it here.",
+        "change_invoice": "Invoice from your wallet",
+        "change_button": "Get my change",
+        "change_paying": "Paying your change...",
+        "change_paid": "Paid back: {sats} sat ({owed})",
+        "change_proof": "Payment hash",
+        "change_not_an_invoice": "That is not a Lightning invoice. Copy the whole invoice from "
+        "your wallet.",
+        "change_wrong_network": "That invoice is for another bitcoin network. Make one on the "
+        "network you paid from.",
+        "change_expired": "That invoice has expired. Make a new one in your wallet.",
+        "change_wrong_amount": "The invoice must be for exactly {sats} sat. Make a new one for "
+        "that amount.",
+        "change_already_paid": "That invoice is paid already. Make a new one in your wallet.",
+        "change_nothing_owed": "No change is owed on this payment.",
+        "change_refused": "The invoice could not be paid. Make a new one and try again; your "
+        "change stays owed.",
+        "change_unanswered": "The payment service cannot be reached right now. Your change stays "
+        "owed: try again later.",
     },
     "de": {
         "enter_title": "Mit dem Telefon bezahlen",
@@ -126,6 +147,29 @@ WORDS: dict[str, dict[str, str]] = {
         "charged": "Belastet",
         "released": "Es wurde nichts belastet; der reservierte Betrag wird freigegeben.",
         "receipt": "Ihr Beleg",
+        "change_title": "Ihr Restbetrag",
+        "change_note": "Sie haben im Voraus bezahlt; dies hat Ihr Ladevorgang nicht gekostet. "
+        "Erstellen Sie in Ihrer Lightning-Wallet eine Rechnung über genau {sats} sat und fügen "
+        "Sie sie hier ein.",
+        "change_invoice": "Rechnung aus Ihrer Wallet",
+        "change_button": "Restbetrag erhalten",
+        "change_paying": "Ihr Restbetrag wird gezahlt...",
+        "change_paid": "Zurückgezahlt: {sats} sat ({owed})",
+        "change_proof": "Zahlungs-Hash",
+        "change_not_an_invoice": "Das ist keine Lightning-Rechnung. Kopieren Sie die ganze "
+        "Rechnung aus Ihrer Wallet.",
+        "change_wrong_network": "Diese Rechnung gilt für ein anderes Bitcoin-Netz. Erstellen Sie "
+        "eine im Netz, aus dem Sie bezahlt haben.",
+        "change_expired": "Diese Rechnung ist abgelaufen. Erstellen Sie eine neue in Ihrer Wallet.",
+        "change_wrong_amount": "Die Rechnung muss über genau {sats} sat lauten. Erstellen Sie "
+        "eine neue über diesen Betrag.",
+        "change_already_paid": "Diese Rechnung ist bereits bezahlt. Erstellen Sie eine neue in "
+        "Ihrer Wallet.",
+        "change_nothing_owed": "Für diese Zahlung ist kein Restbetrag offen.",
+        "change_refused": "Die Rechnung konnte nicht bezahlt werden. Erstellen Sie eine neue und "
+        "versuchen Sie es erneut; Ihr Restbetrag bleibt offen.",
+        "change_unanswered": "Der Zahlungsdienst ist gerade nicht erreichbar. Ihr Restbetrag "
+        "bleibt offen: versuchen Sie es später erneut.",
     },
     "fr": {
         "enter_title": "Payer par téléphone",
@@ -183,6 +227,29 @@ WORDS: dict[str, dict[str, str]] = {
         "charged": "Débité",
         "released": "Rien n'a été débité ; le montant réservé est libéré.",
         "receipt": "Votre reçu",
+        "change_title": "Votre monnaie",
+        "change_note": "Vous avez payé d'avance ; voici ce que votre recharge n'a pas coûté. "
+        "Créez dans votre portefeuille Lightning une facture d'exactement {sats} sat et collez-la "
+        "ici.",
+        "change_invoice": "Facture de votre portefeuille",
+        "change_button": "Recevoir ma monnaie",
+        "change_paying": "Paiement de votre monnaie...",
+        "change_paid": "Remboursé : {sats} sat ({owed})",
+        "change_proof": "Empreinte du paiement",
+        "change_not_an_invoice": "Ce n'est pas une facture Lightning. Copiez toute la facture "
+        "depuis votre portefeuille.",
+        "change_wrong_network": "Cette facture est pour un autre réseau bitcoin. Créez-en une sur "
+        "le réseau d'où vous avez payé.",
+        "change_expired": "Cette facture a expiré. Créez-en une nouvelle dans votre portefeuille.",
+        "change_wrong_amount": "La facture doit être d'exactement {sats} sat. Créez-en une "
+        "nouvelle de ce montant.",
+        "change_already_paid": "Cette facture est déjà payée. Créez-en une nouvelle dans votre "
+        "portefeuille.",
+        "change_nothing_owed": "Aucune monnaie n'est due sur ce paiement.",
+        "change_refused": "La facture n'a pas pu être payée. Créez-en une nouvelle et réessayez ; "
+        "votre monnaie reste due.",
+        "change_unanswered": "Le service de paiement est injoignable pour l'instant. Votre "
+        "monnaie reste due : réessayez plus tard.",
     },
     "nl": {
         "enter_title": "Betalen met de telefoon",
@@ -239,6 +306,27 @@ WORDS: dict[str, dict[str, str]] = {
         "charged": "Afgeschreven",
         "released": "Er is niets afgeschreven; het gereserveerde bedrag wordt vrijgegeven.",
         "receipt": "Uw bon",
+        "change_title": "Uw wisselgeld",
+        "change_note": "U hebt vooraf betaald; dit heeft uw laadsessie niet gekost. Maak in uw "
+        "Lightning-wallet een factuur van precies {sats} sat en plak die hier.",
+        "change_invoice": "Factuur uit uw wallet",
+        "change_button": "Mijn wisselgeld ontvangen",
+        "change_paying": "Uw wisselgeld wordt betaald...",
+        "change_paid": "Terugbetaald: {sats} sat ({owed})",
+        "change_proof": "Betalingshash",
+        "change_not_an_invoice": "Dat is geen Lightning-factuur. Kopieer de hele factuur uit uw "
+        "wallet.",
+        "change_wrong_network": "Die factuur is voor een ander bitcoinnetwerk. Maak er een op het "
+        "netwerk waarmee u betaalde.",
+        "change_expired": "Die factuur is verlopen. Maak een nieuwe in uw wallet.",
+        "change_wrong_amount": "De factuur moet voor precies {sats} sat zijn. Maak een nieuwe "
+        "voor dat bedrag.",
+        "change_already_paid": "Die factuur is al betaald. Maak een nieuwe in uw wallet.",
+        "change_nothing_owed": "Op deze betaling is geen wisselgeld verschuldigd.",
+        "change_refused": "De factuur kon niet worden betaald. Maak een nieuwe en probeer het "
+        "opnieuw; uw wisselgeld blijft verschuldigd.",
+        "change_unanswered": "De betaaldienst is nu niet bereikbaar. Uw wisselgeld blijft "
+        "verschuldigd: probeer het later opnieuw.",
     },
 }
 

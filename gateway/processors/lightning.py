@@ -39,15 +39,24 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import ROUND_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
 import requests
 
 from gateway.processors import CardRef
+from gateway.processors.lightning_change import (
+    change_sats,
+    check_invoice,
+    clean,
+    network_of,
+    sats_for,
+)
 from gateway.processors.methods import LIGHTNING
 from gateway.processors.port import (
     Capability,
+    ChangeQuote,
+    ChangeRefused,
     ErrorCode,
     Outcome,
     PaymentState,
@@ -63,7 +72,6 @@ from terminal.money import Money
 
 log = logging.getLogger("ev_gateway.processors.lightning")
 
-SATS_PER_BTC = 100_000_000
 MSAT_PER_SAT = 1000
 
 
@@ -114,12 +122,6 @@ class LnbitsRates:
             source=f"lnbits {self._url}/api/v1/rate/{currency}",
             at=self._clock(),
         )
-
-
-def sats_for(amount: Money, btc_price: Decimal) -> int:
-    """Satoshis that buy `amount` at `btc_price`, rounded up to a whole satoshi."""
-    sats = amount.to_decimal() * SATS_PER_BTC / btc_price
-    return int(sats.to_integral_value(rounding=ROUND_UP))
 
 
 class LightningProcessor:
@@ -327,6 +329,96 @@ class LightningProcessor:
         """The operator's refund to the driver's `invoice` (`refund` with a destination)."""
         return self.refund(key=key, reference=reference, amount=amount, destination=invoice)
 
+    # -- the change of a prepayment (`port.PaysChange`, `lightning_change`) -----------------
+
+    def change_sats(self, *, reference: str, owed: Money) -> int:
+        return self._change(reference, owed)[0]
+
+    def _change(self, reference: str, owed: Money) -> tuple[int, Decimal, PaymentStatus]:
+        """The change in satoshis, the payment's rate, and the paid invoice at LNbits."""
+        now = self.status(payment_id="", reference=reference)
+        if now.state not in (PaymentState.CAPTURED, PaymentState.RELEASED) or not now.held:
+            raise ChangeRefused("nothing_owed", f"the payment is {now.state.value}: nothing owed")
+        captured = now.captured or Money.zero(now.held.currency)
+        if now.held - captured != owed:
+            raise ChangeRefused("mismatch", f"{owed} asked, LNbits shows {now.held - captured}")
+        try:
+            price = Decimal(str((now.raw.get("extra") or {}).get("btc_price")))
+        except InvalidOperation:
+            raise ChangeRefused("mismatch", "the invoice recorded no rate") from None
+        if not price > 0:
+            raise ChangeRefused("mismatch", "the invoice recorded no rate")
+        return change_sats(abs(int(now.raw.get("amount") or 0)), captured, price), price, now
+
+    def quote_change(self, *, reference: str, owed: Money, destination: str) -> ChangeQuote:
+        bolt11 = clean(destination)
+        sats, price, now = self._change(reference, owed)
+        try:
+            decoded = self._post("/api/v1/payments/decode", {"data": bolt11}, self._invoice_key)
+        except _Refused:
+            raise ChangeRefused("not_an_invoice", "this Lightning invoice cannot be read") from None
+        except _NoAnswer as exc:
+            raise ProcessorUnreachable(str(exc)) from None
+        network = network_of(str(now.raw.get("bolt11") or ""))
+        payment_hash = check_invoice(
+            decoded, network=network, sats=sats, owed=owed, now=datetime.now(UTC)
+        )
+        try:
+            # Without a key LNbits says whether any wallet of its own has this invoice paid.
+            seen = self._send("GET", f"/api/v1/payments/{payment_hash}", None, "", None)
+        except _Refused as exc:
+            if exc.status != 404:  # 404: not LNbits's invoice; its own node refuses a repeat
+                raise ProcessorUnreachable(str(exc)) from None
+            seen = {}
+        except _NoAnswer as exc:
+            raise ProcessorUnreachable(str(exc)) from None
+        if isinstance(seen, Mapping) and seen.get("paid"):
+            raise ChangeRefused(
+                "already_paid", "this invoice is paid already: make a new one in your wallet"
+            )
+        return ChangeQuote(payment_hash=payment_hash, sats=sats, btc_price=str(price))
+
+    def pay_change(self, *, key: str, reference: str, owed: Money, destination: str) -> Result:
+        try:
+            earlier = self.change_status(key=key, reference=reference)
+        except ProcessorUnreachable as exc:
+            return _no_answer(owed, str(exc))
+        if earlier is not None:
+            return earlier  # paid (or tried) under this key already: never a second payout
+        try:
+            quote = self.quote_change(reference=reference, owed=owed, destination=destination)
+        except ChangeRefused as exc:
+            return _refused(owed, ErrorCode.INVALID_REQUEST, exc.message, processor_code=exc.code)
+        except ProcessorUnreachable as exc:
+            return _no_answer(owed, str(exc))
+        body = {
+            "out": True,
+            "bolt11": clean(destination),
+            "external_id": f"change:{reference}",
+            "extra": {
+                "gateway_key": key,
+                "change_of": reference,
+                "fiat_minor": owed.minor,
+                "fiat_currency": owed.currency,
+                "btc_price": quote.btc_price,
+            },
+        }
+        try:
+            payout = self._post("/api/v1/payments", body, self._admin_key)
+        except _NoAnswer as exc:
+            return _no_answer(owed, str(exc))
+        except _Refused as exc:
+            return _refused(
+                owed, ErrorCode.PROCESSOR_UNAVAILABLE, str(exc), processor_code=exc.code
+            )
+        return _payout_result(payout, reference)
+
+    def change_status(self, *, key: str, reference: str) -> Result | None:
+        for row in self._payouts(reference, kind="change"):
+            if (row.get("extra") or {}).get("gateway_key") == key:
+                return _payout_result(row, reference)
+        return None
+
     # -- status and webhooks ---------------------------------------------------------------
 
     def status(self, *, payment_id: str, reference: str | None) -> PaymentStatus:
@@ -447,9 +539,10 @@ class LightningProcessor:
             return answer(now, reference)
         return _refused(asked, ErrorCode.ALREADY_SETTLED, f"the invoice is {now.state.value}")
 
-    def _payouts(self, reference: str) -> list[Mapping[str, Any]]:
+    def _payouts(self, reference: str, *, kind: str = "refund") -> list[Mapping[str, Any]]:
+        """The wallet's outgoing payments for `reference` of `kind` (refund, change)."""
         try:
-            rows = self._get("/api/v1/payments", params={"external_id": f"refund:{reference}"})
+            rows = self._get("/api/v1/payments", params={"external_id": f"{kind}:{reference}"})
         except (_NoAnswer, _Refused) as exc:
             raise ProcessorUnreachable(f"lnbits payouts: {exc}") from None
         return [r for r in rows if isinstance(r, Mapping)] if isinstance(rows, list) else []
@@ -474,18 +567,21 @@ class LightningProcessor:
                 f"{self._url}{path}",
                 json=body,
                 params=params,
-                headers={"X-Api-Key": api_key},
+                headers={"X-Api-Key": api_key} if api_key else {},
                 timeout=self._timeout_s,
             )
         except requests.RequestException as exc:
             log.warning("event=lnbits_no_answer account=%s error=%s", self.account, type(exc))
             raise _NoAnswer(f"no answer from lnbits: {type(exc).__name__}") from None
-        if answer.status_code >= 500:
-            raise _NoAnswer(f"lnbits answered {answer.status_code}")
         try:
             data = answer.json()
         except ValueError:
             data = {}
+        # LNbits answers a payment it refused for good (an internal invoice paid already, too
+        # little balance) with 520 and `"status": "failed"`: a refusal, not a lost answer.
+        failed = isinstance(data, dict) and data.get("status") == "failed"
+        if answer.status_code >= 500 and not failed:
+            raise _NoAnswer(f"lnbits answered {answer.status_code}")
         if answer.status_code >= 400:
             detail = data.get("detail", "") if isinstance(data, dict) else ""
             raise _Refused(answer.status_code, str(detail))
@@ -557,17 +653,29 @@ def _released(now: PaymentStatus, reference: str) -> Result:
 def _payout_result(row: Mapping[str, Any], reference: str) -> Result:
     extra = row.get("extra") or {}
     amount = Money(int(extra.get("fiat_minor", 0)), str(extra.get("fiat_currency", "EUR")))
+    raw = {
+        "payout_hash": row.get("payment_hash"),
+        "preimage": row.get("preimage"),
+        "sats": abs(int(row.get("amount", 0))) // MSAT_PER_SAT,
+        "btc_price": extra.get("btc_price"),
+        "status": row.get("status"),
+    }
+    if row.get("status") == "failed":
+        error = ProcessorError(
+            code=ErrorCode.PROCESSOR_UNAVAILABLE,
+            message="the payment to the payer's invoice failed",
+            processor_code="failed",
+        )
+        zero = Money.zero(amount.currency)
+        return Result(
+            outcome=Outcome.DECLINED, amount=zero, reference=reference, error=error, raw=raw
+        )
     done = row.get("status") == "success"
     return Result(
         outcome=Outcome.APPROVED if done else Outcome.PENDING,
         amount=amount,
         reference=reference,
-        raw={
-            "payout_hash": row.get("payment_hash"),
-            "sats": abs(int(row.get("amount", 0))) // MSAT_PER_SAT,
-            "btc_price": extra.get("btc_price"),
-            "status": row.get("status"),
-        },
+        raw=raw,
     )
 
 

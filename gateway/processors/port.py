@@ -26,7 +26,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from terminal.money import Money
 
@@ -242,3 +242,57 @@ class Processor(Protocol):
 
 class ProcessorUnreachable(Exception):
     """`status` got no answer: the processor's view is unknown for now."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChangeQuote:
+    """A payer's invoice found fit to receive a prepayment's change: what it pays and to whom
+    (its payment hash), in satoshis at the rate recorded when the payment was made."""
+
+    payment_hash: str
+    sats: int
+    btc_price: str  # the payment's rate, as recorded (a decimal string)
+
+
+class ChangeRefused(Exception):
+    """The payer's invoice cannot take the change: `code` says why, for the page to explain
+    (`not_an_invoice`, `wrong_network`, `expired`, `wrong_amount`, `already_paid`,
+    `nothing_owed`)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@runtime_checkable
+class PaysChange(Protocol):
+    """A prepaid adapter (`Capability.PREPAID`) that pays the payer back the part of a
+    prepayment not captured (the change), to an invoice from the payer's own wallet.
+
+    The gateway calls `quote_change` first (no money moves), claims the step, then calls
+    `pay_change` with the step's key outside any transaction; a step found unfinished is
+    resolved by `change_status` (what the processor shows under that key), never by paying
+    blind again."""
+
+    def change_sats(self, *, reference: str, owed: Money) -> int:
+        """The satoshis the change `owed` on the payment `reference` comes to, at the rate
+        recorded when it was made (what the payer's invoice must ask). Raises
+        `ChangeRefused` when nothing is owed, or `ProcessorUnreachable`."""
+        ...
+
+    def quote_change(self, *, reference: str, owed: Money, destination: str) -> ChangeQuote:
+        """Check `destination` (the payer's invoice) for the change `owed` on the payment
+        `reference`: decodable, on the payment's network, not expired, for exactly the owed
+        satoshis, not already paid. Raises `ChangeRefused`, or `ProcessorUnreachable`."""
+        ...
+
+    def pay_change(self, *, key: str, reference: str, owed: Money, destination: str) -> Result:
+        """Pay the change `owed` to `destination` once under `key` (the same key again
+        answers the first payout)."""
+        ...
+
+    def change_status(self, *, key: str, reference: str) -> Result | None:
+        """The payout made under `key`, as the processor shows it (approved, pending or
+        declined), or None if it shows none. Raises `ProcessorUnreachable`."""
+        ...

@@ -19,7 +19,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -101,6 +101,13 @@ class RecordingProxy:
     # connection is closed unanswered): the processor acted, the caller cannot know.
     lose_answers: bool = False
     lose_only: str | None = None  # with `lose_answers`: lose only answers to this method
+    # When it says yes to a request (method, path, body), the caller is kept waiting with no
+    # answer until `release` is set (a process killed meanwhile never learns what happened):
+    # the request reaches the peer first, unless `stall_unsent`. `stalled` is set on the way.
+    stall: Callable[[str, str, bytes], bool] | None = None
+    stall_unsent: bool = False
+    stalled: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
 
@@ -126,6 +133,10 @@ class RecordingProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                stall = proxy.stall is not None and proxy.stall(self.command, self.path, body)
+                if stall and proxy.stall_unsent:
+                    self._hold()
+                    return
                 if proxy.prefer:
                     headers["Prefer"] = proxy.prefer
                 conn = http.client.HTTPConnection(target.hostname or "", target.port, timeout=30)
@@ -150,6 +161,9 @@ class RecordingProxy:
                         took,
                     )
                 )
+                if stall:
+                    self._hold()
+                    return
                 if proxy.lose_answers and proxy.lose_only in (None, self.command):
                     self.close_connection = True
                     return
@@ -161,6 +175,11 @@ class RecordingProxy:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _hold(self) -> None:
+                proxy.stalled.set()
+                proxy.release.wait(timeout=120)
+                self.close_connection = True
+
             do_GET = do_POST = do_DELETE = do_PATCH = _forward
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -170,6 +189,7 @@ class RecordingProxy:
         return self
 
     def close(self) -> None:
+        self.release.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

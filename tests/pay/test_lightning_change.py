@@ -1,0 +1,141 @@
+"""A Lightning payment's change, paid back to the driver's own wallet from the session page.
+
+The driver pays the hold up front with a Lightning invoice (LNbits, FakeWallet), charges for
+less, and the page they already have open then offers "your change": the uncharged part in
+fiat and in satoshis at the payment's rate, and a field for an invoice from their wallet (a
+second LNbits wallet on the same instance: an internal payment). Every wrong invoice is refused
+with its own reason and moves nothing; the right one is paid once, and the ledger records the
+payout (payment hash, preimage, satoshis, rate) as the change owed paid back, outside revenue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import requests
+import sqlalchemy as sa
+
+from gateway.ledger import payouts
+from gateway.ledger.rollup import stored_rows
+from gateway.ledger.schema import movements
+from gateway.ledger.schema import payouts as payouts_table
+from gateway.processors.lightning import LightningProcessor
+from gateway.processors.lightning_change import change_sats
+from launcher.simulate import Simulation
+from terminal.money import Money
+from tests.ledger_check import assert_ledger_agrees
+from tests.pay.conftest import Run, lightning_routing
+from tests.pay.lightning_wallets import DriverWallet, driver_wallet, foreign_invoice
+from tests.pay.test_lightning import SCRIPT
+from tests.processors.stack import Lnbits
+
+
+def owed_sats(page: str) -> int:
+    found = re.search(r'<p class="amount" id="change-owed">([0-9.]+ EUR) = (\d+) sat</p>', page)
+    assert found is not None, page
+    return int(found[2])
+
+
+def error_of(page: str) -> str:
+    found = re.search(r'<p class="error" role="alert" id="change-error">([^<]*)</p>', page)
+    assert found is not None, page
+    return found[1]
+
+
+def nothing_moved(sim: Simulation, wallet: DriverWallet, balance: int, owed: int) -> None:
+    [row] = sim.gateway.ledger.all_authorizations()
+    with sim.gateway.ledger.engine.connect() as conn:
+        assert payouts.owed(conn, row["id"]) == owed
+        assert conn.execute(sa.select(payouts_table)).all() == []
+    assert row["op"] is None
+    assert wallet.balance_msat() == balance
+
+
+def test_the_change_is_paid_once_to_the_drivers_invoice_after_every_wrong_one_is_refused(
+    paying: Run, lnbits: Lnbits, tmp_path: Path
+) -> None:
+    sim = paying(SCRIPT, lightning_routing(tmp_path, lnbits))
+    [result] = sim.results()
+    [row] = sim.gateway.ledger.all_authorizations()
+    held, captured = row["amount_authorized"], row["amount_captured"]
+    assert 0 < captured < held
+    owed = held - captured
+    # The ledger: the part not captured is owed back, recorded with the capture.
+    kinds = [(m["kind"], m["amount"]) for m in sim.gateway.ledger.all_movements()]
+    assert kinds == [("hold", held), ("capture", captured), ("change_owed", owed)]
+
+    url = sim.phone.session_url or ""
+    page = requests.get(url, timeout=30).text
+    sats = owed_sats(page)
+    assert Money(owed, "EUR").format() in page
+    # The satoshis: those paid for the hold less what the capture is worth at the rate
+    # recorded when the driver paid (rounded up as the invoice was).
+    adapter = sim.gateway.processors.get("lightning", "op-wallet")
+    assert isinstance(adapter, LightningProcessor)
+    invoice = adapter.status(payment_id=row["id"], reference=row["processor_ref"])
+    price = Decimal(invoice.raw["extra"]["btc_price"])
+    paid_msat = int(invoice.raw["amount"])
+    assert sats == change_sats(paid_msat, Money(captured, "EUR"), price) > 0
+    assert 'name="invoice"' in page and "Get my change" in page
+
+    wallet = driver_wallet(lnbits)
+    balance = wallet.balance_msat()
+    change = url + "/change"
+
+    def refused(invoice: str) -> str:
+        answer = requests.post(change, data={"invoice": invoice}, timeout=30)
+        assert answer.status_code == 400, answer.text
+        nothing_moved(sim, wallet, balance, owed)
+        return error_of(answer.text)
+
+    assert "not a Lightning invoice" in refused("hello")
+    assert "not a Lightning invoice" in refused("lnbc1notreallyaninvoice")
+    assert "another bitcoin network" in refused(foreign_invoice("tb", sats))
+    assert f"exactly {sats} sat" in refused(wallet.invoice(sats + 1))
+    assert f"exactly {sats} sat" in refused(wallet.invoice(sats - 1))
+    assert "expired" in refused(wallet.invoice(sats, expiry_s=30))  # gone before it is paid
+    paid_already = wallet.invoice(sats)
+    payer = lnbits.wallet("someone-else", sats=1_000_000)
+    lnbits.pay(payer, paid_already)
+    balance = wallet.balance_msat()  # that invoice was paid to the driver's wallet
+    assert "paid already" in refused(paid_already)
+
+    # The right invoice, pasted as a wallet's URI in capitals and with a line break.
+    right = wallet.invoice(sats)
+    pasted = "LIGHTNING:" + right[:40].upper() + "\n" + right[40:].upper()
+    answer = requests.post(change, data={"invoice": pasted}, timeout=30)
+    assert answer.status_code == 200 and answer.url == url, answer.text
+    assert f"Paid back: {sats} sat ({Money(owed, 'EUR').format()})" in answer.text
+    assert 'name="invoice"' not in answer.text
+    assert wallet.balance_msat() == balance + sats * 1000
+
+    # Sent again (a second tap, a reload of the form): answered, never paid twice.
+    again = requests.post(change, data={"invoice": right}, timeout=30)
+    assert again.status_code == 200 and "Paid back" in again.text
+    another = requests.post(change, data={"invoice": wallet.invoice(sats)}, timeout=30)
+    assert another.status_code == 200 and "Paid back" in another.text
+    assert wallet.balance_msat() == balance + sats * 1000
+    assert len([p for p in wallet.received() if p["bolt11"] == right]) == 1
+
+    # The ledger: the change paid back, with its proof; nothing owed now.
+    with sim.gateway.ledger.engine.connect() as conn:
+        [payout] = [dict(r._mapping) for r in conn.execute(sa.select(payouts_table))]
+        assert payouts.owed(conn, row["id"]) == 0
+        kinds = [r.kind for r in conn.execute(sa.select(movements.c.kind))]
+    assert kinds == ["hold", "capture", "change_owed", "change_paid"]
+    assert (payout["kind"], payout["amount"], payout["sats"]) == ("change", owed, sats)
+    assert Decimal(payout["btc_price"]) == price
+    assert hashlib.sha256(bytes.fromhex(payout["preimage"])).hexdigest() == payout["payment_hash"]
+    assert payout["payment_hash"] in answer.text
+    # Revenue is the capture alone: the change was never revenue (and the rollup agrees with
+    # a sum from scratch, in the ledger check).
+    with sim.gateway.ledger.engine.connect() as conn:
+        rolled = stored_rows(conn)
+    assert rolled and all(
+        (gross, refunds) == (captured, 0) for (_c, gross, _v, refunds) in rolled.values()
+    )
+    assert_ledger_agrees(sim)
+    assert result["amount_captured"] == captured
