@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from gateway.ledger import payouts
 from gateway.ledger.schema import (
     APPROVED,
     CAPTURED,
@@ -29,6 +30,7 @@ from gateway.ledger.schema import (
     terminal_health,
     terminal_status,
 )
+from gateway.ledger.schema import payouts as payouts_table
 from gateway.ledger.store import aware
 from gateway.ledger.web_schema import stations
 from terminal import ocmf
@@ -240,4 +242,12 @@ def payment(engine: Engine, authorization_id: str) -> dict[str, Any] | None:
     data["refundable"] = (
         int(row.amount_captured) - int(row.amount_refunded) if row.status == CAPTURED else 0
     )
+    with engine.connect() as conn:
+        data["change_owed"] = payouts.owed(conn, authorization_id)
+        found = conn.execute(
+            sa.select(payouts_table)
+            .where(payouts_table.c.authorization_id == authorization_id)
+            .order_by(payouts_table.c.at)
+        ).all()
+    data["payouts"] = [{**dict(o._mapping), "at": aware(o.at)} for o in found]
     return data

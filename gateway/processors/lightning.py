@@ -285,34 +285,26 @@ class LightningProcessor:
         if amount.currency != left.currency or not 0 < amount.minor <= left.minor:
             return _refused(amount, ErrorCode.AMOUNT_INVALID, f"{amount} asked, {left} left")
         try:
-            price = Decimal(str((now.raw.get("extra") or {}).get("btc_price")))
-        except InvalidOperation:
-            price = Decimal(0)
-        if not price > 0:
-            return _refused(amount, ErrorCode.CONFIGURATION, "the invoice recorded no rate")
-        sats = sats_for(amount, price)
-        try:
-            decoded = self._post(
-                "/api/v1/payments/decode", {"data": destination}, self._invoice_key
-            )
-        except (_NoAnswer, _Refused) as exc:
-            return _refused(amount, ErrorCode.INVALID_REQUEST, f"driver's invoice: {exc}")
-        if int(decoded.get("amount_msat") or 0) != sats * MSAT_PER_SAT:
+            quote = self._quote_refund(now, amount, destination)
+        except ChangeRefused as exc:
+            code = ErrorCode.AMOUNT_INVALID if exc.code == "wrong_amount" else None
+            if exc.code == "mismatch":
+                code = ErrorCode.CONFIGURATION
             return _refused(
-                amount,
-                ErrorCode.AMOUNT_INVALID,
-                f"the driver's invoice must be for {sats} sat ({amount} at the payment's rate)",
+                amount, code or ErrorCode.INVALID_REQUEST, exc.message, processor_code=exc.code
             )
+        except ProcessorUnreachable as exc:
+            return _no_answer(amount, str(exc))
         body = {
             "out": True,
-            "bolt11": destination,
+            "bolt11": clean(destination),
             "external_id": f"refund:{reference}",
             "extra": {
                 "gateway_key": key,
                 "refund_of": reference,
                 "fiat_minor": amount.minor,
                 "fiat_currency": amount.currency,
-                "btc_price": str(price),
+                "btc_price": quote.btc_price,
             },
         }
         try:
@@ -324,6 +316,51 @@ class LightningProcessor:
                 amount, ErrorCode.PROCESSOR_UNAVAILABLE, str(exc), processor_code=exc.code
             )
         return _payout_result(payout, reference)
+
+    def quote_refund(self, *, reference: str, amount: Money, destination: str) -> ChangeQuote:
+        """Check the payer's invoice for a refund of `amount` as `quote_change` does for the
+        change: the satoshis that `amount` bought at the payment's rate, exactly."""
+        now = self.status(payment_id="", reference=reference)
+        if now.state is not PaymentState.CAPTURED:
+            raise ChangeRefused("nothing_owed", f"nothing captured: it is {now.state.value}")
+        return self._quote_refund(now, amount, destination)
+
+    def _quote_refund(self, now: PaymentStatus, amount: Money, destination: str) -> ChangeQuote:
+        price = _rate(now)
+        sats = sats_for(amount, price)
+        network = network_of(str(now.raw.get("bolt11") or ""))
+        found = self._check_payer_invoice(destination, network=network, sats=sats, owed=amount)
+        return ChangeQuote(payment_hash=found, sats=sats, btc_price=str(price))
+
+    def _check_payer_invoice(
+        self, destination: str, *, network: str, sats: int, owed: Money
+    ) -> str:
+        """The payment hash of the payer's invoice if it can take `sats` (`lightning_change`);
+        else `ChangeRefused`, or `ProcessorUnreachable` when LNbits cannot be asked."""
+        bolt11 = clean(destination)
+        try:
+            decoded = self._post("/api/v1/payments/decode", {"data": bolt11}, self._invoice_key)
+        except _Refused:
+            raise ChangeRefused("not_an_invoice", "this Lightning invoice cannot be read") from None
+        except _NoAnswer as exc:
+            raise ProcessorUnreachable(str(exc)) from None
+        payment_hash = check_invoice(
+            decoded, network=network, sats=sats, owed=owed, now=datetime.now(UTC)
+        )
+        try:
+            # Without a key LNbits says whether any wallet of its own has this invoice paid.
+            seen = self._send("GET", f"/api/v1/payments/{payment_hash}", None, "", None)
+        except _Refused as exc:
+            if exc.status != 404:  # 404: not LNbits's invoice; its own node refuses a repeat
+                raise ProcessorUnreachable(str(exc)) from None
+            seen = {}
+        except _NoAnswer as exc:
+            raise ProcessorUnreachable(str(exc)) from None
+        if isinstance(seen, Mapping) and seen.get("paid"):
+            raise ChangeRefused(
+                "already_paid", "this invoice is paid already: make a new one in your wallet"
+            )
+        return payment_hash
 
     def pay_out(self, *, key: str, reference: str, amount: Money, invoice: str) -> Result:
         """The operator's refund to the driver's `invoice` (`refund` with a destination)."""
@@ -342,41 +379,14 @@ class LightningProcessor:
         captured = now.captured or Money.zero(now.held.currency)
         if now.held - captured != owed:
             raise ChangeRefused("mismatch", f"{owed} asked, LNbits shows {now.held - captured}")
-        try:
-            price = Decimal(str((now.raw.get("extra") or {}).get("btc_price")))
-        except InvalidOperation:
-            raise ChangeRefused("mismatch", "the invoice recorded no rate") from None
-        if not price > 0:
-            raise ChangeRefused("mismatch", "the invoice recorded no rate")
+        price = _rate(now)
         return change_sats(abs(int(now.raw.get("amount") or 0)), captured, price), price, now
 
     def quote_change(self, *, reference: str, owed: Money, destination: str) -> ChangeQuote:
-        bolt11 = clean(destination)
         sats, price, now = self._change(reference, owed)
-        try:
-            decoded = self._post("/api/v1/payments/decode", {"data": bolt11}, self._invoice_key)
-        except _Refused:
-            raise ChangeRefused("not_an_invoice", "this Lightning invoice cannot be read") from None
-        except _NoAnswer as exc:
-            raise ProcessorUnreachable(str(exc)) from None
         network = network_of(str(now.raw.get("bolt11") or ""))
-        payment_hash = check_invoice(
-            decoded, network=network, sats=sats, owed=owed, now=datetime.now(UTC)
-        )
-        try:
-            # Without a key LNbits says whether any wallet of its own has this invoice paid.
-            seen = self._send("GET", f"/api/v1/payments/{payment_hash}", None, "", None)
-        except _Refused as exc:
-            if exc.status != 404:  # 404: not LNbits's invoice; its own node refuses a repeat
-                raise ProcessorUnreachable(str(exc)) from None
-            seen = {}
-        except _NoAnswer as exc:
-            raise ProcessorUnreachable(str(exc)) from None
-        if isinstance(seen, Mapping) and seen.get("paid"):
-            raise ChangeRefused(
-                "already_paid", "this invoice is paid already: make a new one in your wallet"
-            )
-        return ChangeQuote(payment_hash=payment_hash, sats=sats, btc_price=str(price))
+        found = self._check_payer_invoice(destination, network=network, sats=sats, owed=owed)
+        return ChangeQuote(payment_hash=found, sats=sats, btc_price=str(price))
 
     def pay_change(self, *, key: str, reference: str, owed: Money, destination: str) -> Result:
         try:
@@ -677,6 +687,17 @@ def _payout_result(row: Mapping[str, Any], reference: str) -> Result:
         reference=reference,
         raw=raw,
     )
+
+
+def _rate(now: PaymentStatus) -> Decimal:
+    """The BTC price recorded on the paid invoice when the payer paid it."""
+    try:
+        price = Decimal(str((now.raw.get("extra") or {}).get("btc_price")))
+    except InvalidOperation:
+        raise ChangeRefused("mismatch", "the invoice recorded no rate") from None
+    if not price.is_finite() or price <= 0:
+        raise ChangeRefused("mismatch", "the invoice recorded no rate")
+    return price
 
 
 def _expired(details: Mapping[str, Any]) -> bool:

@@ -268,7 +268,8 @@ class ChangeRefused(Exception):
 @runtime_checkable
 class PaysChange(Protocol):
     """A prepaid adapter (`Capability.PREPAID`) that pays the payer back the part of a
-    prepayment not captured (the change), to an invoice from the payer's own wallet.
+    prepayment not captured (the change), to an invoice from the payer's own wallet, and
+    checks a refund's destination by the same rules before the operator sends it.
 
     The gateway calls `quote_change` first (no money moves), claims the step, then calls
     `pay_change` with the step's key outside any transaction; a step found unfinished is
@@ -290,6 +291,12 @@ class PaysChange(Protocol):
     def pay_change(self, *, key: str, reference: str, owed: Money, destination: str) -> Result:
         """Pay the change `owed` to `destination` once under `key` (the same key again
         answers the first payout)."""
+        ...
+
+    def quote_refund(self, *, reference: str, amount: Money, destination: str) -> ChangeQuote:
+        """Check `destination` for a refund of `amount` of the captured payment `reference`
+        (`Capability.REFUND_TO_DESTINATION`) the same way: the satoshis `amount` bought at
+        the payment's rate, exactly. Raises `ChangeRefused`, or `ProcessorUnreachable`."""
         ...
 
     def change_status(self, *, key: str, reference: str) -> Result | None:

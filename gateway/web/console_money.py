@@ -1,10 +1,15 @@
 """The console's money pages: what needs a person (open holds, steps with an unknown outcome,
-flagged holds, a reconciliation round on demand) and payments with their refunds.
+flagged holds, change owed to drivers who paid up front and have not claimed it, a
+reconciliation round on demand) and payments with their refunds.
 
 A refund goes through the same idempotent frame and money step as the operator API
 (`POST /operator/authorizations/{id}/refunds`): the form carries a key fixed when the page was
 rendered, so a form sent twice refunds once. Only an admin may refund or run a reconciliation
 round; both are written to the audit log with the operator's name (and the refund's reason).
+A payment whose processor cannot send money back along it (`Capability.REFUND_TO_DESTINATION`:
+Lightning) is refunded to an invoice from the payer's own wallet: the form asks for it, and
+it is checked before anything moves (network, expiry, exactly the satoshis the amount bought
+at the payment's rate, not paid already; `gateway.processors.lightning_change`).
 """
 
 from __future__ import annotations
@@ -21,7 +26,15 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from gateway import wire
 from gateway.jobs.reconciler import Reconciler
+from gateway.ledger import payouts
 from gateway.ledger.console_views import find_payments, payment
+from gateway.processors.port import (
+    Capability,
+    ChangeRefused,
+    PaysChange,
+    ProcessorUnreachable,
+)
+from gateway.processors.registry import UnknownProcessor
 from gateway.web.console_frame import ConsoleFrame, Viewer
 from gateway.web.templating import page_headers
 from terminal.money import Money, minor_exponent
@@ -31,6 +44,7 @@ PAYMENTS = "/console/payments"
 Refund = Callable[[str, wire.RefundRequest, str], JSONResponse]
 PaymentId = Annotated[str, Path(pattern=wire.ID_PATTERN)]
 KEY_PATTERN = r"^[A-Za-z0-9_-]{16,64}$"
+MAX_DESTINATION = 2000  # `wire.RefundRequest.destination`
 
 
 class AmountError(ValueError):
@@ -57,6 +71,17 @@ def parse_amount(text: str, currency: str, most: int) -> int:
 def money_routes(frame: ConsoleFrame, reconciler: Reconciler, refund: Refund) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     ledger = reconciler.payments.ledger
+    processors = reconciler.payments.processors
+
+    def payer(found: dict[str, object]) -> PaysChange | None:
+        """The adapter that refunds this payment to the payer's own invoice, if it does."""
+        try:
+            adapter = processors.get(str(found["processor"]), str(found["merchant_account"]))
+        except UnknownProcessor:
+            return None
+        if Capability.REFUND_TO_DESTINATION not in adapter.capabilities:
+            return None
+        return adapter if isinstance(adapter, PaysChange) else None
 
     @router.get(MONEY)
     def money_page(request: Request) -> Response:
@@ -76,6 +101,7 @@ def money_routes(frame: ConsoleFrame, reconciler: Reconciler, refund: Refund) ->
                 "open": ledger.open_holds(),
                 "unknown": ledger.unsettled_steps(now),
                 "flagged": ledger.flagged(),
+                "change": payouts.change_owed(ledger.engine),
                 "report": report,
             },
         )
@@ -120,6 +146,7 @@ def money_routes(frame: ConsoleFrame, reconciler: Reconciler, refund: Refund) ->
             PAYMENTS,
             {
                 "p": found,
+                "to_invoice": payer(found) is not None,
                 "key": secrets.token_urlsafe(24),
                 "message": message,
                 "error": error,
@@ -145,6 +172,7 @@ def money_routes(frame: ConsoleFrame, reconciler: Reconciler, refund: Refund) ->
         *,
         amount: str = Form(""),
         reason: str = Form(""),
+        destination: str = Form(""),
         key: str = Form(""),
         csrf: str = Form(""),
     ) -> Response:
@@ -168,8 +196,51 @@ def money_routes(frame: ConsoleFrame, reconciler: Reconciler, refund: Refund) ->
             minor = parse_amount(amount, found["currency"], found["refundable"])
         except AmountError as exc:
             return _payment_page(viewer, aid, error=f"Amount: {exc}.", status_code=400)
+        to = payer(found)
+        destination = "".join(destination.split())  # line breaks from copying an invoice
+        if len(destination) > MAX_DESTINATION:
+            return _payment_page(
+                viewer, aid, error="Destination: too long for an invoice.", status_code=400
+            )
+        if to is not None:
+            # Paid to the payer's own invoice: checked first, so a wrong one moves nothing.
+            if not destination:
+                return _payment_page(
+                    viewer,
+                    aid,
+                    error="Destination: this payment is refunded to an invoice from the "
+                    "payer's wallet; paste it.",
+                    status_code=400,
+                )
+            try:
+                to.quote_refund(
+                    reference=str(found["processor_ref"]),
+                    amount=Money(minor, found["currency"]),
+                    destination=destination,
+                )
+            except ChangeRefused as exc:
+                return _payment_page(
+                    viewer, aid, error=f"Destination: {exc.message}.", status_code=400
+                )
+            except ProcessorUnreachable:
+                return _payment_page(
+                    viewer,
+                    aid,
+                    error="Destination: the processor cannot check the invoice now; try again.",
+                    status_code=503,
+                )
+        elif destination:
+            return _payment_page(
+                viewer,
+                aid,
+                error="Destination: this payment is refunded to the card it came from; "
+                "leave the destination empty.",
+                status_code=400,
+            )
         body = wire.RefundRequest(
-            amount=wire.Amount(minor=minor, currency=found["currency"]), reason=reason
+            amount=wire.Amount(minor=minor, currency=found["currency"]),
+            reason=reason,
+            destination=destination or None,
         )
         answer = refund(aid, body, key)
         data = json.loads(bytes(answer.body))
