@@ -24,6 +24,12 @@ A Lightning payment is made in full up front, so the port maps onto it as a prep
   more in all than was captured, and the payout is recorded in LNbits (``extra`` and
   ``external_id`` of the outgoing payment), where `status` finds it. A `refund` without a
   destination answers `ErrorCode.UNSUPPORTED`.
+- The change (`port.PaysChange`, rules in `lightning_change`): what a capture left, or all of
+  a released paid invoice, is paid back to an invoice from the driver's wallet for exactly the
+  satoshis paid less what the capture is worth at the payment's rate (``external_id``
+  ``change:<payment hash>``, the gateway's key in ``extra``); `change_status` finds it by key.
+  A refund's destination is checked by the same rules (network, expiry, exact satoshis, not
+  paid already) before anything is paid.
 - `increment` is unsupported: an invoice is for a fixed amount.
 Idempotency: LNbits has no idempotency keys, so the adapter gives every invoice the gateway's
 payment id as ``external_id`` and looks it up before creating one; a second `hold` with the same
