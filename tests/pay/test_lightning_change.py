@@ -24,12 +24,15 @@ from gateway.ledger.schema import movements
 from gateway.ledger.schema import payouts as payouts_table
 from gateway.processors.lightning import LightningProcessor
 from gateway.processors.lightning_change import change_sats
+from gateway.server import EmbeddedGateway
 from launcher.simulate import Simulation
 from terminal.money import Money
-from tests.ledger_check import assert_ledger_agrees
+from tests.ledger_check import assert_change_agrees, assert_ledger_agrees
 from tests.pay.conftest import Run, lightning_routing
-from tests.pay.lightning_wallets import DriverWallet, driver_wallet, foreign_invoice
+from tests.pay.lightning_wallets import DriverWallet, driver_wallet, foreign_invoice, prepaid
 from tests.pay.test_lightning import SCRIPT
+from tests.processors.conftest import processors_file
+from tests.processors.peers import RecordingProxy
 from tests.processors.stack import Lnbits
 
 
@@ -139,3 +142,81 @@ def test_the_change_is_paid_once_to_the_drivers_invoice_after_every_wrong_one_is
     )
     assert_ledger_agrees(sim)
     assert result["amount_captured"] == captured
+
+
+ROUTES = '[[routes]]\nprocessor = "lightning"\naccount = "op-wallet"\nmethod = "lightning"\n'
+
+
+def _payout(method: str, path: str, body: bytes) -> bool:
+    """The gateway paying out: LNbits's outgoing payment."""
+    return method == "POST" and path == "/api/v1/payments" and b'"out": true' in body
+
+
+def test_a_released_prepayment_owes_all_of_it_and_a_lost_payout_is_settled_by_asking_lnbits(
+    lnbits: Lnbits, tmp_path: Path
+) -> None:
+    """Paid, never started (voided): every satoshi paid is owed back. The payout's answer is
+    lost (LNbits paid; the gateway's call timed out): the step stays unknown, nothing is
+    recorded, and the reconciler settles it from LNbits's record under the step's key, without
+    paying again."""
+    proxy = RecordingProxy(lnbits.url, stall=_payout).start()
+    gateway: EmbeddedGateway | None = None
+    try:
+        operator = lnbits.wallet("released-operator")
+        (tmp_path / "invoice.key").write_text(operator.invoice_key + "\n")
+        (tmp_path / "admin.key").write_text(operator.admin_key + "\n")
+        tables = f"""
+[[processors]]
+adapter = "lightning"
+account = "op-wallet"
+url = "{proxy.url}"
+invoice_key_file = "{tmp_path / "invoice.key"}"
+admin_key_file = "{tmp_path / "admin.key"}"
+timeout_s = 2
+"""
+        routes = (
+            '[[routes]]\nprocessor = "lightning"\naccount = "op-wallet"\nmethod = "lightning"\n'
+        )
+        gateway = EmbeddedGateway(
+            tmp_path / "g.sqlite3", processors_file=processors_file(tmp_path, tables, routes)
+        )
+        gateway.up()
+        aid = "ln-released"
+        prepaid(gateway, lnbits, aid, hold=2000, captured=0)
+        row = gateway.ledger.fetch(aid)
+        assert row is not None and row.status == "voided"
+        adapter = gateway.processors.get("lightning", "op-wallet")
+        paid = adapter.status(payment_id=aid, reference=row.processor_ref)
+        url = f"{gateway.url}/pay/sessions/{aid}"
+        page = requests.get(url, timeout=30).text
+        sats = owed_sats(page)
+        assert "20.00 EUR = " in page
+        assert sats * 1000 == int(paid.raw["amount"])  # every satoshi paid comes back
+
+        wallet = driver_wallet(lnbits, "released-driver")
+        answer = requests.post(url + "/change", data={"invoice": wallet.invoice(sats)}, timeout=60)
+        assert proxy.stalled.is_set()
+        assert answer.status_code == 503 and "cannot be reached" in answer.text, answer.text
+        assert wallet.balance_msat() == sats * 1000  # LNbits paid; the gateway does not know
+        row = gateway.ledger.fetch(aid)
+        assert row is not None and (row.op, row.op_state) == ("change", "unknown")
+        with gateway.ledger.engine.connect() as conn:
+            assert payouts.owed(conn, aid) == 2000
+        assert requests.get(url, timeout=30).text.count("Paying your change") == 1
+
+        proxy.stall = None
+        proxy.release.set()
+        report = gateway.reconciler.report()
+        assert report.resolved == 1
+        assert wallet.balance_msat() == sats * 1000  # not paid twice
+        assert len([e for e in proxy.exchanges if _payout(e.method, e.path, e.body)]) == 1
+        with gateway.ledger.engine.connect() as conn:
+            assert payouts.owed(conn, aid) == 0
+            [payout] = conn.execute(sa.select(payouts_table)).all()
+        assert (payout.amount, payout.sats) == (2000, sats)
+        assert f"Paid back: {sats} sat (20.00 EUR)" in requests.get(url, timeout=30).text
+        assert_change_agrees(gateway.ledger.all_authorizations(), gateway.ledger.all_movements())
+    finally:
+        if gateway is not None:
+            gateway.close()
+        proxy.close()
