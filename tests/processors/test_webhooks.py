@@ -254,7 +254,8 @@ webhook_url = "http://127.0.0.1:{port}/webhooks/lightning/op-wallet"
         assert _notify(gw, {"payment_hash": "0" * 64}, "lightning", "op-wallet").status_code == 400
         captured = _post(gw, f"/v1/authorizations/{aid}/capture", capture(1100), "c1")
         assert captured.status_code == 200, captured.text
-        assert _moves(gw, aid) == [("hold", 1500), ("capture", 1100)]
+        # Paid up front: the 4.00 not captured is owed back to the driver.
+        assert _moves(gw, aid) == [("hold", 1500), ("capture", 1100), ("change_owed", 400)]
     finally:
         gw.close()
 
