@@ -13,8 +13,9 @@ import errno
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from terminal import config as config_mod
 from terminal.arguments import EXIT_USAGE, ArgumentParser, integer_in, number_in
@@ -83,6 +84,29 @@ def _files(parser: ArgumentParser, **flags: Path | None) -> None:
     for name, path in flags.items():
         if path is not None and not path.is_file():
             parser.fail(f"--{name.replace('_', '-')} {path}: no such file")
+
+
+def _lightning_wallet(
+    parser: ArgumentParser, url: str | None, key_file: Path | None
+) -> Callable[[str], object] | None:
+    """The driver's Lightning wallet for `pay qr lightning`: an LNbits wallet, by its
+    instance's URL and its admin key (read from a file, never the command line)."""
+    if url is None and key_file is None:
+        return None
+    if url is None or key_file is None:
+        parser.fail("--lightning-wallet and --lightning-wallet-key go together")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        parser.fail(f"--lightning-wallet {url}: not an http(s) URL")
+    try:
+        key = key_file.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        parser.fail(f"--lightning-wallet-key {key_file}: cannot read")
+    if not key or not key.isalnum():
+        parser.fail(f"--lightning-wallet-key {key_file}: not an LNbits key")
+    from launcher.simulate import lnbits_wallet  # noqa: PLC0415 - heavy imports
+
+    return lnbits_wallet(url, key)
 
 
 # What a socket's bind says when the address is the operator's to change.
@@ -169,6 +193,27 @@ def _main(args_in: list[str]) -> int:
         metavar="URL",
         help="also report to this OCPP 2.1 CSMS (ws://, no auth; or [ocpp] with this url)",
     )
+    p.add_argument(
+        "--processors",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the embedded gateway's processor configuration (as `gateway --processors`)",
+    )
+    p.add_argument(
+        "--lightning-wallet",
+        default=None,
+        metavar="URL",
+        help="the LNbits instance whose wallet pays `pay qr lightning`'s invoices "
+        "(with --lightning-wallet-key)",
+    )
+    p.add_argument(
+        "--lightning-wallet-key",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="that LNbits wallet's admin key, in a file",
+    )
 
     p = sub.add_parser("csms", help="run a small reference OCPP 2.1 CSMS (demo and tests)")
     p.add_argument("--host", default="127.0.0.1")
@@ -237,6 +282,18 @@ def _dispatch(args: argparse.Namespace, parser: ArgumentParser) -> int:
         script = _script(parser, args.script)
         cfg = _load(args.config)
         _data_dir(parser, args.data)
+        _files(parser, processors=args.processors)
+        if args.processors is not None:
+            from launcher.simulate import check_processors  # noqa: PLC0415 - heavy imports
+
+            try:
+                check_processors(args.processors)
+            except ConfigError as exc:
+                where = str(args.processors)
+                parser.fail(
+                    f"--processors {exc}" if exc.key == where else f"--processors {where}: {exc}"
+                )
+        wallet = _lightning_wallet(parser, args.lightning_wallet, args.lightning_wallet_key)
         if args.gateway_db is not None:
             from gateway.ledger.database import unusable  # noqa: PLC0415 - the gateway extra
 
@@ -258,6 +315,8 @@ def _dispatch(args: argparse.Namespace, parser: ArgumentParser) -> int:
             as_json=args.json,
             data_dir=args.data,
             gateway_db=args.gateway_db,
+            processors_file=args.processors,
+            wallet=wallet,
         )
     if args.command == "csms":
         from launcher.csms import main as csms_main  # noqa: PLC0415 - the ocpp extra

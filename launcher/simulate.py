@@ -39,7 +39,7 @@ from hardware.clock import ManualClock
 from hardware.sim.card_script import load_profiles
 from terminal.config import Config
 from terminal.core.events import FaultCleared, FaultRaised, OutOfServiceChanged
-from terminal.errors import ScriptError, UplinkError
+from terminal.errors import ConfigError, ScriptError, UplinkError
 from terminal.shell.daemon import Daemon
 from terminal.shell.dir_lock import DirectoryLock, lock_directories
 from terminal.station import SimHardware, build_daemon, sim_keys
@@ -571,6 +571,39 @@ def run_script(
     return sim
 
 
+def check_processors(path: Path) -> None:
+    """Read a processors file as the embedded gateway will, before anything is created: a
+    `ConfigError` names the key. Its simulated accounts get adapters over a database in
+    memory, which nothing writes to here."""
+    import sqlalchemy as sa  # noqa: PLC0415 - the gateway extra
+
+    from gateway.processors.routing import load_routing  # noqa: PLC0415
+    from gateway.processors.simulated import SimulatedProcessor  # noqa: PLC0415
+
+    engine = sa.create_engine("sqlite://")
+    try:
+        load_routing(path, simulated=lambda account: SimulatedProcessor(engine, account))
+    finally:
+        engine.dispose()
+
+
+def lnbits_wallet(url: str, admin_key: str) -> Callable[[str], object]:
+    """A driver's Lightning wallet at an LNbits instance: pays a BOLT 11 invoice
+    (``POST /api/v1/payments`` with ``out: true``), for `pay qr lightning`."""
+
+    def pay(bolt11: str) -> object:
+        paid = requests.post(
+            f"{url.rstrip('/')}/api/v1/payments",
+            json={"out": True, "bolt11": bolt11},
+            headers={"X-Api-Key": admin_key},
+            timeout=30,
+        )
+        paid.raise_for_status()
+        return paid.json()
+
+    return pay
+
+
 def main(
     config: Config,
     script_path: Path,
@@ -579,16 +612,31 @@ def main(
     as_json: bool,
     data_dir: Path | None,
     gateway_db: str | None = None,
+    processors_file: Path | None = None,
+    wallet: Callable[[str], object] | None = None,
 ) -> int:
-    """Run `script` (read from `script_path`) and print the finished sessions. A bad line is
-    exit 2 before anything is created; a failed `expect` is exit 1; both one line on stderr."""
+    """Run `script` (read from `script_path`) and print the finished sessions. A bad line, or
+    a processors file the gateway refuses, is exit 2 before anything runs; a failed `expect`
+    is exit 1; each one line on stderr."""
     try:
         parse_script(script, set(load_profiles()))
     except ScriptError as exc:
         print(f"ev-terminal simulate: {script_path}: {exc}", file=sys.stderr)
         return 2
     try:
-        sim = run_script(config, script, data_dir, gateway_db=gateway_db)
+        sim = run_script(
+            config,
+            script,
+            data_dir,
+            gateway_db=gateway_db,
+            processors_file=processors_file,
+            wallet=wallet,
+        )
+    except ConfigError as exc:
+        where = str(processors_file)
+        text = f"--processors {exc}" if exc.key == where else f"--processors {where}: {exc}"
+        print(f"ev-terminal simulate: {text}", file=sys.stderr)
+        return 2
     except ScriptError as exc:
         print(f"ev-terminal simulate: {script_path}: {exc}", file=sys.stderr)
         return 1
