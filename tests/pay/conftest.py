@@ -17,6 +17,7 @@ import pytest
 
 from launcher.simulate import Simulation, run_script
 from terminal.config import Config
+from tests.gateway.conftest import db_url, gateway_template, postgres  # noqa: F401 - back-ends
 from tests.processors.adyen_books import AdyenBooks, cse_key, cse_public_key
 from tests.processors.conftest import (  # noqa: F401 - the shared peers
     lnbits,

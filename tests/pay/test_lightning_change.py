@@ -153,12 +153,12 @@ def _payout(method: str, path: str, body: bytes) -> bool:
 
 
 def test_a_released_prepayment_owes_all_of_it_and_a_lost_payout_is_settled_by_asking_lnbits(
-    lnbits: Lnbits, tmp_path: Path
+    lnbits: Lnbits, tmp_path: Path, db_url: str
 ) -> None:
-    """Paid, never started (voided): every satoshi paid is owed back. The payout's answer is
-    lost (LNbits paid; the gateway's call timed out): the step stays unknown, nothing is
-    recorded, and the reconciler settles it from LNbits's record under the step's key, without
-    paying again."""
+    """Paid, never started (voided): every satoshi paid is owed back, and the console lists
+    it. The payout's answer is lost (LNbits paid; the gateway's call timed out): the step
+    stays unknown, nothing is recorded, and the reconciler settles it from LNbits's record
+    under the step's key, without paying again. On both back-ends."""
     proxy = RecordingProxy(lnbits.url, stall=_payout).start()
     gateway: EmbeddedGateway | None = None
     try:
@@ -178,7 +178,7 @@ timeout_s = 2
             '[[routes]]\nprocessor = "lightning"\naccount = "op-wallet"\nmethod = "lightning"\n'
         )
         gateway = EmbeddedGateway(
-            tmp_path / "g.sqlite3", processors_file=processors_file(tmp_path, tables, routes)
+            db_url=db_url, processors_file=processors_file(tmp_path, tables, routes)
         )
         gateway.up()
         aid = "ln-released"
@@ -192,6 +192,12 @@ timeout_s = 2
         sats = owed_sats(page)
         assert "20.00 EUR = " in page
         assert sats * 1000 == int(paid.raw["amount"])  # every satoshi paid comes back
+        [listed] = payouts.change_owed(gateway.ledger.engine)
+        assert (listed["authorization_id"], listed["owed"], listed["status"]) == (
+            aid,
+            2000,
+            "voided",
+        )
 
         wallet = driver_wallet(lnbits, "released-driver")
         answer = requests.post(url + "/change", data={"invoice": wallet.invoice(sats)}, timeout=60)
@@ -215,6 +221,7 @@ timeout_s = 2
             [payout] = conn.execute(sa.select(payouts_table)).all()
         assert (payout.amount, payout.sats) == (2000, sats)
         assert f"Paid back: {sats} sat (20.00 EUR)" in requests.get(url, timeout=30).text
+        assert payouts.change_owed(gateway.ledger.engine) == []
         assert_change_agrees(gateway.ledger.all_authorizations(), gateway.ledger.all_movements())
     finally:
         if gateway is not None:
