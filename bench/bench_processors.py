@@ -14,7 +14,9 @@ whole answer read. Added time = the call's wall time - the sum of its exchanges'
   and stored answer, each committed (fsynced) — plus the adapter's share above. Adyen's
   capture and refund are answered when Adyen has `received` them (its notification, which
   settles them, is delivered after and not timed); a Lightning refund is paid to the
-  driver's invoice, given to the operator's route as its destination.
+  driver's invoice, given to the operator's route as its destination, and the change (the
+  part of the Lightning payment not captured) is claimed on the driver's session page with
+  an invoice for it (`POST /pay/sessions/{id}/change`, up to its redirect).
   The simulated processor has no peer: its row is the gateway's whole cost with an in-process
   processor whose books are in the same database.
 Calls that make several requests (Stripe's refund checks the capture first; Lightning looks up,
@@ -467,6 +469,24 @@ admin_key_file = "{tmp / "admin.key"}"
                 "refund",
                 lambda aid=aid, bolt11=bolt11: _refund(gw, aid, 1000, destination=bolt11),
                 _answered(200),
+            )
+            # The change (20.00 EUR not captured), claimed with the driver's invoice on the
+            # session page: the form's post up to its redirect.
+            adapter = gw.processors.get("lightning", "acct-lightning")
+            assert isinstance(adapter, LightningProcessor)
+            row = gw.ledger.fetch(aid)
+            sats = adapter.change_sats(reference=row.processor_ref, owed=Money(2000, "EUR"))
+            change = server.invoice(driver, sats)
+            t.time(
+                proxy,
+                "change",
+                lambda aid=aid, change=change: requests.post(
+                    f"{gw.url}/pay/sessions/{aid}/change",
+                    data={"invoice": change},
+                    allow_redirects=False,
+                    timeout=30,
+                ),
+                _answered(303),
             )
         t.report("lightning", "gateway")
     finally:
