@@ -39,7 +39,9 @@ import requests
 
 from gateway.processors import CardRef
 from gateway.processors.adyen import AdyenProcessor
-from gateway.processors.lightning import LightningProcessor, LnbitsRates, sats_for
+from gateway.processors.lightning import LightningProcessor
+from gateway.processors.lightning_change import sats_for
+from gateway.processors.lightning_rates import LnbitsRates
 from gateway.processors.methods import LIGHTNING, WEB_CARD
 from gateway.processors.stripe import StripeProcessor
 from gateway.server import EmbeddedGateway

@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.processors.adyen import CSE_KEY, AdyenProcessor
-from gateway.processors.lightning import LightningProcessor, LnbitsRates
+from gateway.processors.lightning import LightningProcessor
+from gateway.processors.lightning_rates import LnbitsRates
 from gateway.processors.port import Processor
 from gateway.processors.secrets import read_secret
 from gateway.processors.stripe import STRIPE_JS, StripeProcessor

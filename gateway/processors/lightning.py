@@ -43,14 +43,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
-from typing import Any, Protocol
+from decimal import Decimal
+from typing import Any
 
 import requests
 
 from gateway.processors import CardRef
+from gateway.processors import lightning_answers as answers
 from gateway.processors.lightning_change import (
     change_sats,
     check_invoice,
@@ -58,16 +58,15 @@ from gateway.processors.lightning_change import (
     network_of,
     sats_for,
 )
+from gateway.processors.lightning_rates import RateSource, RateUnavailable
 from gateway.processors.methods import LIGHTNING
 from gateway.processors.port import (
     Capability,
     ChangeQuote,
     ChangeRefused,
     ErrorCode,
-    Outcome,
     PaymentState,
     PaymentStatus,
-    ProcessorError,
     ProcessorUnreachable,
     Result,
     WebhookEvent,
@@ -77,57 +76,6 @@ from gateway.processors.port import (
 from terminal.money import Money
 
 log = logging.getLogger("ev_gateway.processors.lightning")
-
-MSAT_PER_SAT = 1000
-
-
-class RateUnavailable(Exception):
-    """No usable BTC price for a currency right now."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Rate:
-    """The price of one bitcoin in a currency's major unit, where it came from, and when."""
-
-    btc_price: Decimal
-    currency: str
-    source: str
-    at: datetime
-
-
-class RateSource(Protocol):
-    def quote(self, currency: str) -> Rate:
-        """The current rate, or `RateUnavailable`."""
-        ...
-
-
-class LnbitsRates:
-    """The rate LNbits publishes at ``GET /api/v1/rate/{currency}``: the mean of the exchange
-    providers its operator configured (LNbits settings, "exchange rate providers")."""
-
-    def __init__(
-        self, url: str, *, timeout_s: float = 10.0, clock: Callable[[], datetime] | None = None
-    ) -> None:
-        self._url = url.rstrip("/")
-        self._timeout_s = timeout_s
-        self._clock = clock or (lambda: datetime.now(UTC))
-
-    def quote(self, currency: str) -> Rate:
-        try:
-            answer = requests.get(f"{self._url}/api/v1/rate/{currency}", timeout=self._timeout_s)
-            answer.raise_for_status()
-            # Parsed as Decimal: no float touches the price.
-            price = json.loads(answer.text, parse_float=Decimal, parse_int=Decimal)["price"]
-        except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
-            raise RateUnavailable(f"lnbits rate for {currency}: {type(exc).__name__}") from None
-        if not isinstance(price, Decimal) or price <= 0:
-            raise RateUnavailable(f"lnbits has no BTC price for {currency}")
-        return Rate(
-            btc_price=price,
-            currency=currency,
-            source=f"lnbits {self._url}/api/v1/rate/{currency}",
-            at=self._clock(),
-        )
 
 
 class LightningProcessor:
@@ -173,26 +121,30 @@ class LightningProcessor:
 
     def hold(self, *, key: str, payment_id: str, card: Any, amount: Money) -> Result:
         if not isinstance(card, CardRef) or card.kind != LIGHTNING:
-            return _refused(amount, ErrorCode.UNSUPPORTED, "lightning takes wallet payments only")
+            return answers.refused(
+                amount, ErrorCode.UNSUPPORTED, "lightning takes wallet payments only"
+            )
         if amount.minor <= 0:
-            return _refused(amount, ErrorCode.AMOUNT_INVALID, "an invoice is for a positive amount")
+            return answers.refused(
+                amount, ErrorCode.AMOUNT_INVALID, "an invoice is for a positive amount"
+            )
         try:
             earlier = self._get("/api/v1/payments", params={"external_id": payment_id})
         except _NoAnswer as exc:
-            return _no_answer(amount, str(exc))
+            return answers.no_answer(amount, str(exc))
         if isinstance(earlier, list) and earlier:
             first = earlier[0]
             if (first.get("extra") or {}).get("gateway_key") != key:
-                return _refused(
+                return answers.refused(
                     amount,
                     ErrorCode.INVALID_REQUEST,
                     f"payment {payment_id} has an invoice under another key",
                 )
-            return _invoiced(first, amount)
+            return answers.invoiced(first, amount)
         try:
             rate = self._rates.quote(amount.currency)
         except RateUnavailable as exc:
-            return _refused(amount, ErrorCode.PROCESSOR_UNAVAILABLE, str(exc))
+            return answers.refused(amount, ErrorCode.PROCESSOR_UNAVAILABLE, str(exc))
         sats = sats_for(amount, rate.btc_price)
         body: dict[str, Any] = {
             "out": False,
@@ -216,50 +168,64 @@ class LightningProcessor:
         try:
             invoice = self._post("/api/v1/payments", body, self._invoice_key)
         except _NoAnswer as exc:
-            return _no_answer(amount, str(exc))
+            return answers.no_answer(amount, str(exc))
         except _Refused as exc:
-            return _refused(amount, ErrorCode.INVALID_REQUEST, str(exc), processor_code=exc.code)
-        return _invoiced(invoice, amount)
+            return answers.refused(
+                amount, ErrorCode.INVALID_REQUEST, str(exc), processor_code=exc.code
+            )
+        return answers.invoiced(invoice, amount)
 
     def increment(self, *, key: str, reference: str, amount: Money) -> Result:
-        return _refused(amount, ErrorCode.UNSUPPORTED, "a lightning invoice is for a fixed amount")
+        return answers.refused(
+            amount, ErrorCode.UNSUPPORTED, "a lightning invoice is for a fixed amount"
+        )
 
     def capture(self, *, key: str, reference: str, amount: Money) -> Result:
         try:
             now = self.status(payment_id="", reference=reference)
         except ProcessorUnreachable as exc:
-            return _no_answer(amount, str(exc))
+            return answers.no_answer(amount, str(exc))
         extra = now.raw.get("extra") or {}
         if now.state is PaymentState.CAPTURED and extra.get("capture_key") == key:
-            return _captured(now, reference)  # this capture, asked again
+            return answers.captured(now, reference)  # this capture, asked again
         if now.state in (PaymentState.CAPTURED, PaymentState.RELEASED):
-            return _refused(amount, ErrorCode.ALREADY_SETTLED, f"the invoice is {now.state.value}")
+            return answers.refused(
+                amount, ErrorCode.ALREADY_SETTLED, f"the invoice is {now.state.value}"
+            )
         if now.state is not PaymentState.HELD or now.held is None:
-            return _refused(amount, ErrorCode.AMOUNT_INVALID, f"the invoice is {now.state.value}")
+            return answers.refused(
+                amount, ErrorCode.AMOUNT_INVALID, f"the invoice is {now.state.value}"
+            )
         if amount.currency != now.held.currency or not 0 < amount.minor <= now.held.minor:
-            return _refused(amount, ErrorCode.AMOUNT_INVALID, f"{amount} asked, {now.held} paid")
+            return answers.refused(
+                amount, ErrorCode.AMOUNT_INVALID, f"{amount} asked, {now.held} paid"
+            )
         owed = now.held - amount
         record = {"capture_key": key, "captured_minor": amount.minor, "owed_back_minor": owed.minor}
-        return self._record(reference, record, amount, _captured)
+        return self._record(reference, record, amount, answers.captured)
 
     def release(self, *, key: str, reference: str, amount: Money) -> Result:
         try:
             now = self.status(payment_id="", reference=reference)
         except ProcessorUnreachable as exc:
-            return _no_answer(Money.zero(amount.currency), str(exc))
+            return answers.no_answer(Money.zero(amount.currency), str(exc))
         if now.state is PaymentState.NOT_FOUND or now.held is None:
-            return _refused(amount, ErrorCode.NOT_FOUND, f"no invoice {reference}")
+            return answers.refused(amount, ErrorCode.NOT_FOUND, f"no invoice {reference}")
         extra = now.raw.get("extra") or {}
         if now.state is PaymentState.RELEASED and extra.get("release_key") in (key, None):
-            return _released(now, reference)  # asked again, or an invoice that expired unpaid
+            return answers.released(
+                now, reference
+            )  # asked again, or an invoice that expired unpaid
         if now.state is PaymentState.PENDING:
             # Unpaid: nothing to give back; the invoice expires by itself (LNbits cancels
             # only hold invoices).
-            return _released(now, reference)
+            return answers.released(now, reference)
         if now.state is not PaymentState.HELD:
-            return _refused(amount, ErrorCode.ALREADY_SETTLED, f"the invoice is {now.state.value}")
+            return answers.refused(
+                amount, ErrorCode.ALREADY_SETTLED, f"the invoice is {now.state.value}"
+            )
         record = {"release_key": key, "released": True, "owed_back_minor": now.held.minor}
-        return self._record(reference, record, amount, _released)
+        return self._record(reference, record, amount, answers.released)
 
     def refund(
         self, *, key: str, reference: str, amount: Money, destination: str | None = None
@@ -267,7 +233,7 @@ class LightningProcessor:
         """Pay the driver's invoice (`destination`) for what `amount` bought at the rate of
         the payment, never more in all than was captured."""
         if destination is None:
-            return _refused(
+            return answers.refused(
                 amount,
                 ErrorCode.UNSUPPORTED,
                 "a lightning refund is paid to an invoice from the driver's wallet",
@@ -276,12 +242,12 @@ class LightningProcessor:
             now = self.status(payment_id="", reference=reference)
             paid_out = self._payouts(reference)
         except ProcessorUnreachable as exc:
-            return _no_answer(amount, str(exc))
+            return answers.no_answer(amount, str(exc))
         for row in paid_out:
             if (row.get("extra") or {}).get("gateway_key") == key:
-                return _payout_result(row, reference)
+                return answers.payout_result(row, reference)
         if now.state is not PaymentState.CAPTURED or now.captured is None:
-            return _refused(
+            return answers.refused(
                 amount,
                 ErrorCode.AMOUNT_INVALID,
                 f"nothing captured: the invoice is {now.state.value}",
@@ -289,18 +255,18 @@ class LightningProcessor:
         assert now.refunded is not None
         left = now.captured - now.refunded
         if amount.currency != left.currency or not 0 < amount.minor <= left.minor:
-            return _refused(amount, ErrorCode.AMOUNT_INVALID, f"{amount} asked, {left} left")
+            return answers.refused(amount, ErrorCode.AMOUNT_INVALID, f"{amount} asked, {left} left")
         try:
             quote = self._quote_refund(now, amount, destination)
         except ChangeRefused as exc:
             code = ErrorCode.AMOUNT_INVALID if exc.code == "wrong_amount" else None
             if exc.code == "mismatch":
                 code = ErrorCode.CONFIGURATION
-            return _refused(
+            return answers.refused(
                 amount, code or ErrorCode.INVALID_REQUEST, exc.message, processor_code=exc.code
             )
         except ProcessorUnreachable as exc:
-            return _no_answer(amount, str(exc))
+            return answers.no_answer(amount, str(exc))
         body = {
             "out": True,
             "bolt11": clean(destination),
@@ -316,12 +282,12 @@ class LightningProcessor:
         try:
             payout = self._post("/api/v1/payments", body, self._admin_key)
         except _NoAnswer as exc:
-            return _no_answer(amount, str(exc))
+            return answers.no_answer(amount, str(exc))
         except _Refused as exc:
-            return _refused(
+            return answers.refused(
                 amount, ErrorCode.PROCESSOR_UNAVAILABLE, str(exc), processor_code=exc.code
             )
-        return _payout_result(payout, reference)
+        return answers.payout_result(payout, reference)
 
     def quote_refund(self, *, reference: str, amount: Money, destination: str) -> ChangeQuote:
         """Check the payer's invoice for a refund of `amount` as `quote_change` does for the
@@ -332,7 +298,7 @@ class LightningProcessor:
         return self._quote_refund(now, amount, destination)
 
     def _quote_refund(self, now: PaymentStatus, amount: Money, destination: str) -> ChangeQuote:
-        price = _rate(now)
+        price = answers.rate(now)
         sats = sats_for(amount, price)
         network = network_of(str(now.raw.get("bolt11") or ""))
         found = self._check_payer_invoice(destination, network=network, sats=sats, owed=amount)
@@ -385,7 +351,7 @@ class LightningProcessor:
         captured = now.captured or Money.zero(now.held.currency)
         if now.held - captured != owed:
             raise ChangeRefused("mismatch", f"{owed} asked, LNbits shows {now.held - captured}")
-        price = _rate(now)
+        price = answers.rate(now)
         return change_sats(abs(int(now.raw.get("amount") or 0)), captured, price), price, now
 
     def quote_change(self, *, reference: str, owed: Money, destination: str) -> ChangeQuote:
@@ -398,15 +364,17 @@ class LightningProcessor:
         try:
             earlier = self.change_status(key=key, reference=reference)
         except ProcessorUnreachable as exc:
-            return _no_answer(owed, str(exc))
+            return answers.no_answer(owed, str(exc))
         if earlier is not None:
             return earlier  # paid (or tried) under this key already: never a second payout
         try:
             quote = self.quote_change(reference=reference, owed=owed, destination=destination)
         except ChangeRefused as exc:
-            return _refused(owed, ErrorCode.INVALID_REQUEST, exc.message, processor_code=exc.code)
+            return answers.refused(
+                owed, ErrorCode.INVALID_REQUEST, exc.message, processor_code=exc.code
+            )
         except ProcessorUnreachable as exc:
-            return _no_answer(owed, str(exc))
+            return answers.no_answer(owed, str(exc))
         body = {
             "out": True,
             "bolt11": clean(destination),
@@ -422,17 +390,17 @@ class LightningProcessor:
         try:
             payout = self._post("/api/v1/payments", body, self._admin_key)
         except _NoAnswer as exc:
-            return _no_answer(owed, str(exc))
+            return answers.no_answer(owed, str(exc))
         except _Refused as exc:
-            return _refused(
+            return answers.refused(
                 owed, ErrorCode.PROCESSOR_UNAVAILABLE, str(exc), processor_code=exc.code
             )
-        return _payout_result(payout, reference)
+        return answers.payout_result(payout, reference)
 
     def change_status(self, *, key: str, reference: str) -> Result | None:
         for row in self._payouts(reference, kind="change"):
             if (row.get("extra") or {}).get("gateway_key") == key:
-                return _payout_result(row, reference)
+                return answers.payout_result(row, reference)
         return None
 
     # -- status and webhooks ---------------------------------------------------------------
@@ -449,12 +417,12 @@ class LightningProcessor:
                 paid = isinstance(details, Mapping) and details.get("status") == "success"
         except _Refused as exc:
             if exc.status == 404:
-                return _not_found(reference or "")
+                return answers.not_found(reference or "")
             raise ProcessorUnreachable(f"lnbits refused the status request: {exc}") from None
         except _NoAnswer as exc:
             raise ProcessorUnreachable(str(exc)) from None
         if not isinstance(details, Mapping):
-            return _not_found(reference or "")
+            return answers.not_found(reference or "")
         extra = details.get("extra") or {}
         try:
             fiat = Money(int(extra["fiat_minor"]), str(extra["fiat_currency"]))
@@ -485,7 +453,7 @@ class LightningProcessor:
                 raw=details,
             )
         state = PaymentState.PENDING
-        if details.get("status") == "failed" or _expired(details):
+        if details.get("status") == "failed" or answers.expired(details):
             state = PaymentState.RELEASED
         return PaymentStatus(
             state=state, reference=hash_, held=zero, captured=zero, refunded=zero, raw=details
@@ -539,13 +507,13 @@ class LightningProcessor:
                 None,
             )
         except _NoAnswer as exc:
-            return _no_answer(asked, str(exc))
+            return answers.no_answer(asked, str(exc))
         except _Refused:
             pass  # already written (by this key's earlier call, or another step): read it
         try:
             now = self.status(payment_id="", reference=reference)
         except ProcessorUnreachable as exc:
-            return _no_answer(asked, str(exc))
+            return answers.no_answer(asked, str(exc))
         extra = now.raw.get("extra") or {}
         mine = "capture_key" if "capture_key" in record else "release_key"
         wanted = PaymentState.CAPTURED if mine == "capture_key" else PaymentState.RELEASED
@@ -553,7 +521,9 @@ class LightningProcessor:
         # a release written side by side leave the capture in force).
         if now.state is wanted and extra.get(mine) == record[mine]:
             return answer(now, reference)
-        return _refused(asked, ErrorCode.ALREADY_SETTLED, f"the invoice is {now.state.value}")
+        return answers.refused(
+            asked, ErrorCode.ALREADY_SETTLED, f"the invoice is {now.state.value}"
+        )
 
     def _payouts(self, reference: str, *, kind: str = "refund") -> list[Mapping[str, Any]]:
         """The wallet's outgoing payments for `reference` of `kind` (refund, change)."""
@@ -613,130 +583,3 @@ class _Refused(Exception):
         super().__init__(f"lnbits answered {status}: {detail}")
         self.status = status
         self.code = f"http_{status}"
-
-
-def _invoiced(invoice: Mapping[str, Any], asked: Money) -> Result:
-    """The answer to a hold: pending while the invoice waits for the payer; for the same key
-    asked again, approved once it is paid and declined once it expired unpaid."""
-    extra = invoice.get("extra") or {}
-    raw = {
-        "payment_hash": invoice.get("payment_hash"),
-        "bolt11": invoice.get("bolt11") or invoice.get("payment_request"),
-        "sats": int(invoice.get("amount", 0)) // MSAT_PER_SAT,
-        "expiry": invoice.get("expiry"),
-        "btc_price": extra.get("btc_price"),
-        "rate_source": extra.get("rate_source"),
-        "rate_at": extra.get("rate_at"),
-    }
-    reference = str(invoice["payment_hash"])
-    if invoice.get("status") == "success":
-        return Result(outcome=Outcome.APPROVED, amount=asked, reference=reference, raw=raw)
-    if invoice.get("status") == "failed" or _expired(invoice):
-        error = ProcessorError(
-            code=ErrorCode.CARD_DECLINED,
-            message="the invoice expired unpaid",
-            processor_code="failed" if invoice.get("status") == "failed" else "expired",
-        )
-        zero = Money.zero(asked.currency)
-        return Result(
-            outcome=Outcome.DECLINED, amount=zero, reference=reference, error=error, raw=raw
-        )
-    return Result(outcome=Outcome.PENDING, amount=asked, reference=reference, raw=raw)
-
-
-def _captured(now: PaymentStatus, reference: str) -> Result:
-    assert now.captured is not None and now.held is not None
-    owed = now.held - now.captured
-    return Result(
-        outcome=Outcome.APPROVED,
-        amount=now.captured,
-        reference=reference,
-        raw={"owed_back_minor": owed.minor, "currency": owed.currency},
-    )
-
-
-def _released(now: PaymentStatus, reference: str) -> Result:
-    assert now.held is not None
-    extra = now.raw.get("extra") or {}
-    return Result(
-        outcome=Outcome.APPROVED,
-        amount=Money.zero(now.held.currency),
-        reference=reference,
-        raw={"owed_back_minor": int(extra.get("owed_back_minor", 0)), "state": now.state.value},
-    )
-
-
-def _payout_result(row: Mapping[str, Any], reference: str) -> Result:
-    extra = row.get("extra") or {}
-    amount = Money(int(extra.get("fiat_minor", 0)), str(extra.get("fiat_currency", "EUR")))
-    raw = {
-        "payout_hash": row.get("payment_hash"),
-        "preimage": row.get("preimage"),
-        "sats": abs(int(row.get("amount", 0))) // MSAT_PER_SAT,
-        "btc_price": extra.get("btc_price"),
-        "status": row.get("status"),
-    }
-    if row.get("status") == "failed":
-        error = ProcessorError(
-            code=ErrorCode.PROCESSOR_UNAVAILABLE,
-            message="the payment to the payer's invoice failed",
-            processor_code="failed",
-        )
-        zero = Money.zero(amount.currency)
-        return Result(
-            outcome=Outcome.DECLINED, amount=zero, reference=reference, error=error, raw=raw
-        )
-    done = row.get("status") == "success"
-    return Result(
-        outcome=Outcome.APPROVED if done else Outcome.PENDING,
-        amount=amount,
-        reference=reference,
-        raw=raw,
-    )
-
-
-def _rate(now: PaymentStatus) -> Decimal:
-    """The BTC price recorded on the paid invoice when the payer paid it."""
-    try:
-        price = Decimal(str((now.raw.get("extra") or {}).get("btc_price")))
-    except InvalidOperation:
-        raise ChangeRefused("mismatch", "the invoice recorded no rate") from None
-    if not price.is_finite() or price <= 0:
-        raise ChangeRefused("mismatch", "the invoice recorded no rate")
-    return price
-
-
-def _expired(details: Mapping[str, Any]) -> bool:
-    expiry = details.get("expiry")
-    if not isinstance(expiry, str):
-        return False
-    try:
-        when = datetime.fromisoformat(expiry)
-    except ValueError:
-        return False
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)  # LNbits writes UTC, sometimes without the offset
-    return when < datetime.now(UTC)
-
-
-def _refused(asked: Money, code: ErrorCode, message: str, *, processor_code: str = "") -> Result:
-    return Result(
-        outcome=Outcome.DECLINED,
-        amount=Money.zero(asked.currency),
-        error=ProcessorError(code=code, message=message, processor_code=processor_code),
-    )
-
-
-def _no_answer(asked: Money, message: str) -> Result:
-    return Result(
-        outcome=Outcome.UNKNOWN,
-        amount=Money.zero(asked.currency),
-        error=ProcessorError(code=ErrorCode.TIMEOUT, message=message),
-    )
-
-
-def _not_found(reference: str) -> PaymentStatus:
-    zero = Money.zero("EUR")
-    return PaymentStatus(
-        state=PaymentState.NOT_FOUND, reference=reference, held=zero, captured=zero, refunded=zero
-    )

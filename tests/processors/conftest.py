@@ -25,7 +25,8 @@ import pytest
 from gateway.ledger import migrate, open_engine
 from gateway.processors import CardRef
 from gateway.processors.adyen import AdyenProcessor
-from gateway.processors.lightning import LightningProcessor, LnbitsRates
+from gateway.processors.lightning import LightningProcessor
+from gateway.processors.lightning_rates import LnbitsRates
 from gateway.processors.methods import LIGHTNING, PAYMENT, WEB_CARD
 from gateway.processors.simulated import SimulatedProcessor
 from gateway.processors.stripe import StripeProcessor

@@ -34,7 +34,7 @@ from sqlalchemy.engine import Engine
 
 from gateway.ledger.schema import sim_payments, sim_requests
 from gateway.processors import CardRef
-from gateway.processors.lightning import sats_for
+from gateway.processors.lightning_change import sats_for
 from gateway.processors.port import (
     Capability,
     Outcome,

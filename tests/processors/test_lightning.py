@@ -15,7 +15,8 @@ import pytest
 import requests
 
 from gateway.processors import CardRef
-from gateway.processors.lightning import LightningProcessor, LnbitsRates
+from gateway.processors.lightning import LightningProcessor
+from gateway.processors.lightning_rates import LnbitsRates
 from gateway.processors.methods import LIGHTNING
 from gateway.processors.port import (
     ErrorCode,

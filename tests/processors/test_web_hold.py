@@ -17,7 +17,8 @@ from gateway.ledger.schema import authorizations
 from gateway.payments import Payments, Refusal
 from gateway.processors import CardRef
 from gateway.processors.adyen import AdyenProcessor
-from gateway.processors.lightning import LightningProcessor, LnbitsRates
+from gateway.processors.lightning import LightningProcessor
+from gateway.processors.lightning_rates import LnbitsRates
 from gateway.processors.methods import (
     ID_TOKEN,
     LIGHTNING,

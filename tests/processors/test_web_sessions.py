@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from gateway.processors import CardRef
-from gateway.processors.lightning import sats_for
+from gateway.processors.lightning_change import sats_for
 from gateway.processors.methods import LIGHTNING
 from gateway.processors.port import PaymentState
 from gateway.server import EmbeddedGateway
