@@ -32,6 +32,7 @@ from gateway.api.commands import command_routes
 from gateway.api.identity import Caller, Identity
 from gateway.api.lane import LaneRoute, MoneyLane
 from gateway.api.limits import DEFAULT_BODY_LIMIT, BodyLimit
+from gateway.api.link_codes import link_code_routes
 from gateway.api.requests import TerminalRequests, error
 from gateway.api.terminal import terminal_routes
 from gateway.card_data import CardVault
@@ -41,6 +42,7 @@ from gateway.jobs.runner import Job
 from gateway.ledger import Ledger
 from gateway.ledger.credit_notes import credit_refunds
 from gateway.ledger.idempotency import IdempotencyKeys
+from gateway.ledger.link_codes import LinkCodes
 from gateway.pay.checkout import Checkout
 from gateway.pay.codes import PayCodes
 from gateway.pay.routes import pay_routes
@@ -169,6 +171,7 @@ def create_app(
     codes = checkout.codes
     app.include_router(command_routes(commands, frame, codes, public_url=public_url))
     app.include_router(pay_routes(checkout, commands))
+    app.include_router(link_code_routes(LinkCodes(ledger.engine, ledger.clock), frame))
     pages = Pages()  # every page of gateway/web/ renders through this one environment
     vault = payments.vault
     app.include_router(receipt_routes(ledger, pages, None if vault is None else vault.reading_key))

@@ -288,6 +288,21 @@ class PayCodeAnswer(Strict):
     expires_in_ms: int
 
 
+class LinkCodeRequest(Strict):
+    """A code for the driver who just tapped at the kiosk, to link that card or token to an
+    account on the portal (`gateway.ledger.link_codes`)."""
+
+    terminal_id: str = Field(min_length=1, max_length=64)
+    authorization_id: str = Field(pattern=ID_PATTERN)
+
+
+class LinkCodeAnswer(Strict):
+    code: str = Field(
+        pattern=r"^[0-9A-HJKMNP-TV-Z]{8}$", description="Crockford base32; shown as XXXX-XXXX"
+    )
+    expires_in_ms: int = Field(gt=0)
+
+
 class CommandAnswer(Strict):
     """A terminal's answer to a command: a start "started" or "not_started" (then the hold
     is released), a stop "received"."""

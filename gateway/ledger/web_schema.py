@@ -5,7 +5,7 @@ one-time sign-in links.
 
 They live beside the ledger's money tables (`gateway.ledger.schema`) in the same metadata, and
 the same numbered Alembic migrations create them (`migrations/versions/0005_web.py` to
-`0008_passkeys.py`).
+`0008_passkeys.py`, `0012_link_codes.py`).
 """
 
 from __future__ import annotations
@@ -112,6 +112,20 @@ sign_in_links = sa.Table(
     metadata,
     sa.Column("token_sha256", sa.String(64), primary_key=True),
     sa.Column("email", sa.String(254), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("used_at", sa.DateTime(timezone=True)),
+)
+
+# One-time codes a kiosk shows after a tap, which link the tapped card or token to the account
+# of the driver who types one (`gateway.ledger.link_codes`): only the code's SHA-256 is kept,
+# one code per token (a new one replaces the last), used once, for a few minutes.
+link_codes = sa.Table(
+    "link_codes",
+    metadata,
+    sa.Column("card_token", sa.String(64), primary_key=True),
+    sa.Column("code_sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column("card_kind", sa.String(16), nullable=False),
+    sa.Column("authorization_id", sa.String(64), nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("used_at", sa.DateTime(timezone=True)),
 )

@@ -2,8 +2,10 @@
 tokens (filters, totals, CSV), each session's page with its receipt, linking a card by a proof
 of possession, and the driver's RFID tokens (name, block when lost, unblock).
 
-Proof of possession for a card: the receipt id of one of its sessions, the card's last four
-digits and the amount captured, all three; attempts are rate-limited per driver. Another
+Proof of possession for a card or token, either of two: the receipt id of one of its sessions,
+the card's last four digits and the amount captured, all three; or the one-time code a kiosk
+showed after the tap (`gateway.ledger.link_codes`). Attempts of both kinds count together
+and are rate-limited per driver. Another
 driver's session is answered exactly like one that does not exist (404).
 """
 
@@ -21,6 +23,7 @@ from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import RedirectResponse, Response
 
 from gateway import wire
+from gateway.ledger import link_codes
 from gateway.ledger.invoice_store import document_pdf
 from gateway.ledger.operators import Operators
 from gateway.ledger.passkey_store import PasskeyStore
@@ -37,6 +40,7 @@ SessionId = Annotated[str, Path(pattern=wire.ID_PATTERN)]
 InvoiceId = Annotated[int, Path(ge=1, le=2**62)]
 PROOFS = Limit(attempts=10, window=timedelta(hours=1))  # guesses of receipt, digits, amount
 NOT_FOUND = "No payment matches these details."
+NO_CODE = "This code is not valid. A code from the charger works once, within 5 minutes."
 
 
 def _day(text: str) -> date | None:
@@ -65,6 +69,7 @@ def portal_routes(frame: PortalFrame, throttle: Throttle) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     drivers = frame.drivers
     engine = drivers.engine
+    link_codes_store = link_codes.LinkCodes(engine, drivers.clock)
 
     def history(viewer: Driver, request: Request) -> tuple[list[dict[str, Any]], dict[str, str]]:
         q = request.query_params
@@ -237,6 +242,32 @@ def portal_routes(frame: PortalFrame, throttle: Throttle) -> APIRouter:
             return cards_page(viewer, error=NOT_FOUND, status_code=400)
         kind = "Token" if found.card_kind == "id_token" else "Card"
         name = label.strip()[:64] or f"{kind} {found.card_last4 or receipt_id[-4:]}"
+        if not drivers.link(viewer.driver_id, found.card_token, found.card_kind, name):
+            return cards_page(
+                viewer, error="This card is linked to another account.", status_code=409
+            )
+        return RedirectResponse(CARDS, status_code=303, headers=page_headers())
+
+    @router.post(CARDS + "/code")
+    def link_by_code(
+        request: Request, *, code: str = Form(""), label: str = Form(""), csrf: str = Form("")
+    ) -> Response:
+        """Link the card or token a kiosk's link code names (`gateway.ledger.link_codes`):
+        wrong, expired and used codes get one answer; the guesses count with the receipt
+        proofs'."""
+        viewer = frame.change(request, csrf)
+        if isinstance(viewer, Response):
+            return viewer
+        if not throttle.allow(f"portal-proof:{viewer.driver_id}", PROOFS):
+            return cards_page(
+                viewer, error="Too many attempts. Try again in an hour.", status_code=429
+            )
+        typed = link_codes.normalise(code)
+        found = link_codes_store.use(typed) if typed is not None else None
+        if found is None:
+            return cards_page(viewer, error=NO_CODE, status_code=400)
+        kind = "Token" if found.card_kind == "id_token" else "Card"
+        name = label.strip()[:64] or f"{kind} {found.last4 or found.card_token[-4:]}"
         if not drivers.link(viewer.driver_id, found.card_token, found.card_kind, name):
             return cards_page(
                 viewer, error="This card is linked to another account.", status_code=409
