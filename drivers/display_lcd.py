@@ -22,7 +22,7 @@ row 1 in the controller's first line, row 4 continues row 2).
 
 Rendering (`lcd_rows`): row 1 is the title, with the frame's "Time" field right-aligned on it
 when there is room; rows 2-4 are the labelled fields (label left, value right; the frame's
-`total` first, in any language),
+`total` first, then its `code` (a receipt's link code), in any language),
 then the text lines, word-wrapped at 20 columns; what does not fit in four rows is left out.
 Characters outside the controller's ROM (code A00: ASCII plus Japanese katakana and a few
 symbols) become their closest ASCII form or "?". The QR code of a
@@ -156,7 +156,7 @@ def lcd_rows(frame: Frame) -> tuple[str, str, str, str]:
     fields_first = sorted(
         (item for item in frame.fields if item[0] != "Time"),
         # Stable: the rest keep their order.
-        key=lambda item: item != frame.total and item[0] not in LCD_FIRST,
+        key=lambda item: item not in (frame.total, frame.code) and item[0] not in LCD_FIRST,
     )
     body = [_pair(label, value) for label, value in fields_first]
     body += [_fit(part) for line in frame.lines for part in textwrap.wrap(line, COLUMNS) or [""]]

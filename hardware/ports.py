@@ -179,7 +179,8 @@ class Frame:
     `name` is the screen's stable identifier (scripts `expect` it, the web page switches
     layout on it); `lines` are short human text lines; `fields` are labelled values (kWh,
     cost, time) that a richer renderer lays out; `qr` is a URL to encode as a QR code.
-    `total` repeats the one field a renderer must always keep in view (a receipt's total).
+    `total` repeats the one field a renderer must always keep in view (a receipt's total);
+    `code`, one to keep in view next to it (a receipt's one-time link code).
     `language` is the frame's ISO 639-1 language; `variants` are the same screen in the other
     languages the station offers (a renderer with a language button switches between them);
     `labels` are named words for a renderer's own chrome in this language (step names, the
@@ -193,6 +194,7 @@ class Frame:
     qr: str | None = None
     tone: Tone = Tone.INFO
     total: tuple[str, str] | None = None
+    code: tuple[str, str] | None = None
     language: str = "en"
     variants: tuple[Frame, ...] = ()
     labels: tuple[tuple[str, str], ...] = ()

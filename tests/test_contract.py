@@ -20,8 +20,10 @@ import requests
 from jsonschema import Draft202012Validator
 
 from gateway.server import EmbeddedGateway
-from launcher.simulate import Simulation, run_script
+from hardware.sim.card_script import load_profiles
+from launcher.simulate import Simulation, parse_script, run_script
 from terminal.config import load
+from tests.net.proxy import FaultProxy
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = ROOT / "contract" / "openapi.json"
@@ -224,3 +226,28 @@ def test_idempotency_key_header_is_documented_as_required() -> None:
             p for p in operations["post"]["parameters"] if p["name"].lower() == "idempotency-key"
         ]
         assert header["required"] is True, template
+
+
+def test_the_link_code_the_terminal_asks_for_and_gets_conforms_to_the_contract(
+    tmp_path: Path,
+) -> None:
+    """The receipt's link code is asked for outside the outbox (it is never journaled):
+    checked on the wire, through a proxy that keeps what crossed it."""
+    proxy = FaultProxy()
+    script = "expect idle\ntap visa\nplug\nev charge\nwait 10m\ntap visa\nexpect receipt\nwait 2s\n"
+    sim = Simulation(config=load(CONFIG), data_dir=tmp_path / "sim", route=proxy.start)
+    try:
+        for step in parse_script(script, set(load_profiles())):
+            sim.run_step(step)
+    finally:
+        sim.close()
+        proxy.close()
+    asked = [(line, sent, got) for line, sent, got in proxy.answered if "/v1/link-codes" in line]
+    assert len(asked) == 1, proxy.requests
+    (_line, sent, got) = asked[0]
+    document = committed()
+    assert list(request_validator(document, "/v1/link-codes").iter_errors(json.loads(sent))) == []
+    answer = json.loads(got)
+    assert list(documented_answer(document, "/v1/link-codes", 200).iter_errors(answer)) == []
+    shown = [f for f in sim.hardware.display.frames if f.name == "receipt" and f.code]
+    assert shown[-1].code == ("Link code", f"{answer['code'][:4]}-{answer['code'][4:]}")

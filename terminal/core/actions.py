@@ -169,6 +169,15 @@ class AnswerStart:
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestLinkCode:
+    """Ask the gateway for a one-time code that links the session's card or RFID token to a
+    driver's account on the portal, for the receipt screen (the answer is `LinkCodeIssued`).
+    Not journaled and never retried: a code is worth showing only while the receipt is."""
+
+    session_id: str
+
+
 Action = (
     OpenContactor
     | CloseContactor
@@ -189,4 +198,5 @@ Action = (
     | Answer
     | TakeSignedReading
     | AnswerStart
+    | RequestLinkCode
 )

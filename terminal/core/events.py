@@ -237,6 +237,17 @@ class PayCodeChanged(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LinkCodeIssued(Event):
+    """The gateway gave a one-time link code for the session's card or token, valid
+    `valid_ms` from now. The code is a secret for that long: kept out of the event's repr
+    (and so out of any log that prints an event)."""
+
+    session_id: str
+    code: str = field(repr=False)
+    valid_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WebPaymentStarted(Event):
     """The operator's CSMS says a driver began paying on its own web page for this charger
     (OCPP 2.1 C25, NotifyWebPaymentStarted): the kiosk keeps the charger for that payment,
@@ -291,6 +302,7 @@ AnyEvent = (
     | StopRequested
     | WebPaymentAuthorized
     | PayCodeChanged
+    | LinkCodeIssued
     | WebPaymentStarted
     | TariffChanged
     | CostLimitSet
@@ -318,6 +330,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     StopRequested,
     WebPaymentAuthorized,
     PayCodeChanged,
+    LinkCodeIssued,
     WebPaymentStarted,
     TariffChanged,
     CostLimitSet,

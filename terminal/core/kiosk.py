@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hardware.ports import PilotState
+from terminal.core import screens
 from terminal.core.billing import Tariff
 from terminal.core.session import LocalStanding, Session
 from terminal.money import Money
@@ -119,9 +120,10 @@ class Finishing:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Receipt:
-    """Settled; showing the receipt."""
+    """Settled; showing the receipt (`shown`, to show it again with a link code)."""
 
     session: Session
+    shown: screens.Receipt | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -40,6 +40,7 @@ from terminal.core.actions import (
     Report,
     RequestAuthorization,
     RequestIncrement,
+    RequestLinkCode,
     RunDiagnostic,
     ShowScreen,
     StartTimer,
@@ -65,6 +66,7 @@ from terminal.core.events import (
     FaultCleared,
     FaultRaised,
     IncrementAnswered,
+    LinkCodeIssued,
     MeterFailed,
     MeterSampled,
     OutOfServiceChanged,
@@ -227,7 +229,30 @@ def _settle(k: Kiosk, session: Session, e: Event) -> Result:
         ShowScreen(screen=receipt),
         StartTimer(timer=Timer.RECEIPT, after_ms=k.rules.receipt_ms),
     ]
-    return replace(k, phase=Receipt(session=session)), tuple(actions)
+    if session.card.kind in _LINKABLE:
+        # The tap proved the card is at hand: a code on the receipt links it to the
+        # driver's account on the portal (`LinkCodeIssued`).
+        actions.append(RequestLinkCode(session_id=session.session_id))
+    return replace(k, phase=Receipt(session=session, shown=receipt)), tuple(actions)
+
+
+_LINKABLE = (CardKind.PAYMENT, CardKind.ID_TOKEN)  # a web payment has no card to link
+
+
+def _link_code_issued(k: Kiosk, e: Event) -> Result:
+    """The receipt of the session the code is for shows it; anywhere else it came too late
+    (the next session or the idle screen began) and is dropped."""
+    assert isinstance(e, LinkCodeIssued)
+    phase = k.phase
+    if (
+        not isinstance(phase, Receipt)
+        or phase.shown is None
+        or phase.session.session_id != e.session_id
+        or e.valid_ms <= 0
+    ):
+        return k, ()
+    shown = replace(phase.shown, link_code=e.code)
+    return replace(k, phase=replace(phase, shown=shown)), (ShowScreen(screen=shown),)
 
 
 def _abandon(k: Kiosk, session: Session, reason: str) -> tuple[Session, tuple[Action, ...]]:
@@ -1416,6 +1441,7 @@ TRANSITIONS: dict[tuple[type, type], Handler] = {
     # Every phase answers a web payment: started (Idle, Receipt) or not, and why.
     **{(phase, WebPaymentAuthorized): _web_payment for phase in PHASE_TYPES},
     **{(phase, PayCodeChanged): _pay_code_changed for phase in PHASE_TYPES},
+    **{(phase, LinkCodeIssued): _link_code_issued for phase in PHASE_TYPES},
     **{(phase, WebPaymentStarted): _web_payment_started for phase in PHASE_TYPES},
     **{(phase, TariffChanged): _tariff_changed for phase in PHASE_TYPES},
 }

@@ -10,7 +10,7 @@ and by the web page's layouts. Times are shown in the station's local time (`Wor
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import assert_never
@@ -92,6 +92,9 @@ class Receipt:
     bill: Bill | None  # None when voided (nothing charged)
     total: Money
     end_reason: str
+    # The gateway's one-time code that links the card to a driver's account ("": none yet).
+    # A secret while it is valid: shown on the screen, kept out of the repr.
+    link_code: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -239,6 +242,14 @@ def receipt_fields(
     return fields
 
 
+LINK_HINT = N_("To link this card to your account, enter the link code on the portal.")
+
+
+def grouped(code: str) -> str:
+    """A link code as the screen shows it: groups of four, easier to read and type."""
+    return "-".join(code[i : i + 4] for i in range(0, len(code), 4))
+
+
 def kwh(energy_wh: int) -> str:
     return f"{Decimal(energy_wh) / 1000:.2f} kWh"
 
@@ -282,6 +293,7 @@ def frame_for(screen: Screen, words: Words = ENGLISH) -> Frame:
         qr=frame.qr,
         tone=frame.tone,
         total=frame.total,
+        code=frame.code,
         language=words.language,
         labels=(*labels, ("language", name)),
     )
@@ -299,6 +311,7 @@ def frames_for(screen: Screen, words: Words, others: tuple[Words, ...]) -> Frame
         qr=first.qr,
         tone=first.tone,
         total=first.total,
+        code=first.code,
         language=first.language,
         variants=variants,
         labels=first.labels,
@@ -421,6 +434,7 @@ def _frame(screen: Screen, words: Words, _: Callable[[str], str]) -> Frame:
             total = fields[-1]
             started = datetime.fromisoformat(screen.started_at)
             ended = datetime.fromisoformat(screen.ended_at)
+            code = (_("Link code"), grouped(screen.link_code)) if screen.link_code else None
             return Frame(
                 name=name,
                 title=_("Thank you"),
@@ -430,11 +444,13 @@ def _frame(screen: Screen, words: Words, _: Callable[[str], str]) -> Frame:
                     screen.station,
                     _("Tariff: {}").format(screen.tariff),
                     f"{words.when(started)} - {words.clock(ended)}",
+                    *((_(LINK_HINT),) if code else ()),
                 ),
-                fields=tuple(fields),
+                fields=(*fields, *((code,) if code else ())),
                 qr=screen.url,
                 tone=Tone.OK,
                 total=total,
+                code=code,
             )
         case Notice():
             title, notice_lines = _NOTICES.get(screen.kind, (screen.kind, ()))

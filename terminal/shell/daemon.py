@@ -50,6 +50,7 @@ from terminal.shell.diagnostics import Diagnostics
 from terminal.shell.executor import Executor, Timers
 from terminal.shell.journal import JOURNAL_FULL, RESERVE_PAGES, Journal
 from terminal.shell.journal_damage import JOURNAL_DAMAGED
+from terminal.shell.link_codes import LinkCodeAsker
 from terminal.shell.local_lists import LocalLists
 from terminal.shell.notify import Notifier
 from terminal.shell.signed_readings import ReadingSigner
@@ -135,6 +136,11 @@ class Daemon:
         self.sender = sender_factory(self.post)
         self.software_version = software_version()
         self.sender.status_source = self.wire_status
+        # A receipt's link code, asked for on the sender's thread after its outbox round.
+        self.link_codes = LinkCodeAsker(
+            self.sender.client, clock, self.post, terminal_id=terminal_id
+        )
+        self.sender.after_round = self.link_codes.send_due
         self.diagnostics = Diagnostics(
             devices=devices,
             journal=journal,
@@ -166,6 +172,7 @@ class Daemon:
             diagnostics=self.diagnostics.perform,
             signer=signer,
             words=words,
+            ask_link_code=self.link_codes.want,
         )
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []

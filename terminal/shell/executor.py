@@ -28,6 +28,7 @@ from terminal.core.actions import (
     Report,
     RequestAuthorization,
     RequestIncrement,
+    RequestLinkCode,
     RunDiagnostic,
     ShowScreen,
     StartTimer,
@@ -127,8 +128,12 @@ class Executor:
         signer: ReadingSigner | None = None,
         reporter: Reporter | None = None,
         words: tuple[Words, tuple[Words, ...]] | None = None,
+        ask_link_code: Callable[[str], None] | None = None,
     ) -> None:
         self.signer = signer
+        # Hands a receipt's session to the sender for its link code (`shell/link_codes.py`);
+        # None: no gateway to ask (the receipt shows no code).
+        self.ask_link_code = ask_link_code
         self.reporter = reporter  # OCPP: sees records and settlements in the same commit
         # The station's language and every language the screens offer (None: English only).
         self.words = words
@@ -409,6 +414,10 @@ class Executor:
                     action.reason,
                 )
                 self._wake_pending = True
+            case RequestLinkCode():
+                if self.ask_link_code is not None:
+                    self.ask_link_code(action.session_id)
+                    self._wake_pending = True
             case RunDiagnostic() | Answer():
                 if self.diagnostics is None:
                     log.warning("event=diagnostics_unavailable action=%s", type(action).__name__)

@@ -270,6 +270,8 @@ class Sender:
         self.status_source: Callable[[], dict[str, Any]] | None = None
         self.status_every_ms = status_every_ms
         self._next_status_ms: int | None = None
+        # Run after each round's outbox rows: a receipt's link code (`link_codes.py`).
+        self.after_round: Callable[[], object] | None = None
 
     def now_ms(self) -> int:
         return int(self.clock.now().timestamp() * 1000)
@@ -417,6 +419,8 @@ class Sender:
             ok = self._send_batch(row.lane) if row.lane in BATCHED else self._send(row)
             sent += ok
             failed += not ok
+        if self.after_round is not None:
+            self.after_round()
         return SendResult(sent=sent, failed=failed)
 
     def drain_safely(self) -> SendResult:

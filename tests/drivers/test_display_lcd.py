@@ -159,6 +159,14 @@ def test_a_receipt_in_german_shows_its_total_first() -> None:
     assert rows[:3] == ("Vielen Dank         ", "Gesamt      4,81 EUR", "Energie    12,34 kWh")
 
 
+def test_a_receipts_link_code_shows_after_its_total_in_any_language() -> None:
+    receipt = next(s for s in example_screens() if s.__class__.__name__ == "Receipt")
+    coded = replace(receipt, link_code="K7Q29MXD")
+    assert lcd_rows(frame_for(coded))[1:3] == ("Total       4.81 EUR", "Link code  K7Q2-9MXD")
+    german = lcd_rows(frame_for(coded, Translator("de", ZoneInfo("Europe/Berlin"))))
+    assert german[1:3] == ("Gesamt      4,81 EUR", "Verknüpfun K7Q2-9MXD")
+
+
 def test_a_pay_by_phone_code_shows_as_the_address_to_type_and_the_code() -> None:
     """A character LCD cannot draw the QR code: the short address and the one-time code."""
     idle = replace(example_screens()[0], pay_url="https://ev.example.org/pay/Xq3_k9LmZ-a1B2c3")

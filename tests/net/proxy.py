@@ -78,6 +78,8 @@ class FaultProxy:
         self.partitioned = False
         self.requests: list[tuple[str, str]] = []  # (request line, what was done)
         self.bodies: list[bytes] = []  # every request's body, as it crossed the link
+        # (request line, request body, answer body) of every answer passed on untouched
+        self.answered: list[tuple[str, bytes, bytes]] = []
         self._plans: list[_Plan] = []
         self.on_hold: Callable[[str], None] = lambda line: None
         self._lock = threading.Lock()
@@ -184,6 +186,8 @@ class FaultProxy:
         head, _, body = response.partition(b"\r\n\r\n")
         match fault:
             case None:
+                line, _, sent = request.partition(b"\r\n")
+                self.answered.append((line.decode("latin-1"), sent.partition(b"\r\n\r\n")[2], body))
                 client.sendall(response)
                 return True
             case Fault.LOST_RESPONSE:
