@@ -156,9 +156,11 @@ def lcd_rows(frame: Frame) -> tuple[str, str, str, str]:
     fields_first = sorted(
         (item for item in frame.fields if item[0] != "Time"),
         # Stable: the rest keep their order.
-        key=lambda item: item not in (frame.total, frame.code) and item[0] not in LCD_FIRST,
+        key=lambda item: item != frame.total and item[0] not in LCD_FIRST,
     )
     body = [_pair(label, value) for label, value in fields_first]
+    if frame.code is not None:  # a receipt's link code: the row after its total
+        body.insert(1 if frame.total in fields_first else 0, _pair(*frame.code))
     body += [_fit(part) for line in frame.lines for part in textwrap.wrap(line, COLUMNS) or [""]]
     body = (body + [" " * COLUMNS] * (ROWS - 1))[: ROWS - 1]
     return (title, body[0], body[1], body[2])

@@ -180,7 +180,8 @@ class Frame:
     layout on it); `lines` are short human text lines; `fields` are labelled values (kWh,
     cost, time) that a richer renderer lays out; `qr` is a URL to encode as a QR code.
     `total` repeats the one field a renderer must always keep in view (a receipt's total);
-    `code`, one to keep in view next to it (a receipt's one-time link code).
+    `code` is a labelled value to keep in view beside it that is not one of the `fields` (a
+    receipt's one-time link code, also in `lines` for renderers that show only those).
     `language` is the frame's ISO 639-1 language; `variants` are the same screen in the other
     languages the station offers (a renderer with a language button switches between them);
     `labels` are named words for a renderer's own chrome in this language (step names, the

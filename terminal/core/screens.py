@@ -444,9 +444,11 @@ def _frame(screen: Screen, words: Words, _: Callable[[str], str]) -> Frame:
                     screen.station,
                     _("Tariff: {}").format(screen.tariff),
                     f"{words.when(started)} - {words.clock(ended)}",
-                    *((_(LINK_HINT),) if code else ()),
+                    # A line, not a field: the fields are the receipt's rows, the same as
+                    # on the gateway's receipt page, which never shows the code.
+                    *((_(LINK_HINT), _("Link code: {}").format(code[1])) if code else ()),
                 ),
-                fields=(*fields, *((code,) if code else ())),
+                fields=tuple(fields),
                 qr=screen.url,
                 tone=Tone.OK,
                 total=total,

@@ -8,6 +8,7 @@ is in view and on top. One browser, one page per size."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -105,7 +106,9 @@ def long_receipt() -> screens.Receipt:
 
 def all_frames() -> list[Frame]:
     first, every = station_words("en", BERLIN)
-    return [frames_for(s, first, every) for s in [*example_screens(), long_receipt()]]
+    # The long receipt once more with its link code (two more lines of text).
+    coded = replace(long_receipt(), link_code="K7Q29MXD")
+    return [frames_for(s, first, every) for s in [*example_screens(), long_receipt(), coded]]
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +160,8 @@ def test_every_screen_fits_each_size_in_each_language(
                     assert page.inner_text("#total-value") == view.total[1]
                     assert page.evaluate(TOTAL_ON_TOP), where
                     assert page.is_visible("#qr svg"), where
+                    if view.code is not None:
+                        assert view.code[1] in page.inner_text("#lines"), where
                 if frame.name == "charging":
                     # Large type: the running figures at least 24 px on every screen.
                     px = page.eval_on_selector(

@@ -67,8 +67,8 @@ def test_the_code_on_the_kiosks_receipt_links_the_card_on_the_portal(
         sim.close()
     # Shown with its hint, in the station's language and in each of its others.
     assert frame.code is not None
-    assert frame.code in frame.fields
-    assert any("link code" in line for line in frame.lines)
+    assert f"Link code: {frame.code[1]}" in frame.lines
+    assert any("enter the link code" in line for line in frame.lines)
     assert len(frame.variants) == 3
     assert all(v.code is not None and v.code[1] == frame.code[1] for v in frame.variants)
     # The screen is the only place the code went.
