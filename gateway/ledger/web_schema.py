@@ -5,7 +5,7 @@ one-time sign-in links.
 
 They live beside the ledger's money tables (`gateway.ledger.schema`) in the same metadata, and
 the same numbered Alembic migrations create them (`migrations/versions/0005_web.py` to
-`0008_passkeys.py`, `0013_link_codes.py`).
+`0008_passkeys.py`, `0017_link_codes.py`).
 """
 
 from __future__ import annotations
