@@ -20,7 +20,6 @@ invoice and has the driver's wallet (`Simulation.wallet`) pay it, then refreshes
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from hardware.sim.card_script import load_profiles
 from terminal.config import Config
 from terminal.core.events import FaultCleared, FaultRaised, OutOfServiceChanged
 from terminal.errors import ConfigError, ScriptError, UplinkError
+from terminal.protection.slots import SlotFile
 from terminal.shell.daemon import Daemon
 from terminal.shell.dir_lock import DirectoryLock, lock_directories
 from terminal.station import SimHardware, build_daemon, sim_keys
@@ -523,14 +523,16 @@ class Phone:
 
 def _ids(data_dir: Path, prefix: str = "sim") -> Iterator[str]:
     """Deterministic session ids, unique across restarts (and kills) on the same data dir:
-    the counter is written, by an atomic rename, before the id it makes is used."""
-    counter_file = data_dir / "sim-ids"
-    n = int(counter_file.read_text()) if counter_file.exists() else 0
+    the counter is written before the id it makes is used, in place in a slot file
+    (`protection/slots.py`), so a full disk does not stop a tap in a simulation either."""
+    counter = SlotFile(data_dir / "sim-ids")
+    try:
+        n = int(counter.read(32))
+    except FileNotFoundError:
+        n = 0
     while True:
         n += 1
-        scratch = counter_file.with_suffix(".tmp")
-        scratch.write_text(str(n))
-        os.replace(scratch, counter_file)
+        counter.write(str(n).encode("ascii"))
         yield f"{prefix}-{n:08d}-0000-4000-8000-000000000000"
 
 

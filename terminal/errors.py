@@ -82,6 +82,11 @@ class KeyMaterialError(TerminalError):
     """A key file is missing, unreadable, malformed or too widely readable."""
 
 
+class KeyStateUnsaved(KeyMaterialError):
+    """The device's key state (DUKPT registers, OCMF pagination) could not be written (a full
+    disk, an I/O error): nothing it numbers was used, and it clears once a write succeeds."""
+
+
 class FleetError(TerminalError):
     """A change to a fleet names no fleet, an existing device or an unknown one."""
 

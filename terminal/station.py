@@ -20,7 +20,7 @@ from terminal.core.billing import EnergyTariff, Tariff
 from terminal.core.events import Event
 from terminal.core.kiosk import OfflinePolicy, Rules
 from terminal.core.words import render
-from terminal.errors import KeyMaterialError
+from terminal.errors import KeyMaterialError, KeyStateUnsaved
 from terminal.i18n import station_words
 from terminal.money import Money
 from terminal.protection.keys import provision_fleet
@@ -227,6 +227,24 @@ def build_daemon(
             serial=config.station.id,
         ),
     )
+
+    def check_key_stores() -> None:
+        """Write the DUKPT registers and the pagination counter again, using nothing
+        (KeyStateUnsaved while they cannot be written). At start this also makes the slot
+        files of a key directory kept in the older format, so that no later tap or reading
+        needs new disk space (`protection/slots.py`)."""
+        if protection is not None:
+            protection.store_ready()
+        signer.store_ready()
+
+    # A key state that cannot be written now (a full disk at start) is a fault that clears
+    # by itself once it can (the daemon writes it again at every room check meanwhile).
+    keys_unsaved: str | None = None
+    if key_problem is None:
+        try:
+            check_key_stores()
+        except KeyStateUnsaved as exc:
+            keys_unsaved = str(exc)
     tariff_key, tariff = tariffs.current()
     rules = replace(build_rules(config, tariff), tariff_key=tariff_key)
     words = station_words(config.station.language, ZoneInfo(config.station.timezone))
@@ -253,6 +271,8 @@ def build_daemon(
         terminal_id=config.station.id,
         acquire=acquirer,
         key_problem=key_problem,
+        keys_unsaved=keys_unsaved,
+        check_key_stores=check_key_stores,
         journal_damage=opened.damage,
         tariffs=tariffs,
         notifier=notifier,

@@ -6,19 +6,20 @@ durably, and only then uses it. A crash after the write and before the use waste
 counter (harmless: there are about 2^31 usable ones); a crash can never make a counter be
 used twice.
 
-`CounterStore` is the port; `FileCounterStore` keeps the counter in a small text file, written
-to a temporary file, fsynced, renamed over the old one and the directory fsynced
-(the POSIX atomic-replace idiom), so the file holds either the old or the new value.
+`CounterStore` is the port; `FileCounterStore` keeps the counter in a small slot file
+(`slots.py`: two copies rewritten in place, each with its checksum), so the file holds either
+the old or the new value and a save needs no new disk space. The OCMF pagination counter
+(`shell/signed_readings.py`) is kept the same way; the DUKPT counter file of devices
+provisioned before the future-key registers is only read, once, to convert them.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 from pathlib import Path
 from typing import Protocol
 
-from terminal.errors import KeyMaterialError
+from terminal.errors import KeyMaterialError, KeyStateUnsaved
+from terminal.protection.slots import SlotFile, SlotFileDamaged
 
 COUNTER_FILE_NAME = "dukpt-counter"
 _MAX_COUNTER_FILE_BYTES = 64
@@ -53,74 +54,71 @@ def _parse(path: Path, text: str) -> int:
 
 
 def write_counter_file(path: Path, counter: int, *, exclusive: bool = False) -> None:
-    """Write the counter atomically (temp file, fsync, rename, fsync dir), mode 0600.
+    """Write the counter durably, mode 0600, as a slot file (`slots.py`): later saves rewrite
+    it in place and need no new disk space.
 
     With `exclusive`, refuse to replace an existing file: re-provisioning a device over its
-    counter would restart the counter and reuse KSNs.
+    counter would restart the counter and reuse numbers.
     """
-    if exclusive and path.exists():
-        raise KeyMaterialError(f"{path}: already exists; refusing to reset a DUKPT counter")
-    tmp = path.with_name(f".{path.name}.tmp")
-    data = f"{counter:08X}\n".encode("ascii")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        SlotFile(path).write(f"{counter:08X}\n".encode("ascii"), exclusive=exclusive)
+    except FileExistsError:
+        raise KeyMaterialError(f"{path}: already exists; refusing to reset a counter") from None
 
 
 class FileCounterStore:
-    """A `CounterStore` in one file (8 hex digits and a newline), replaced atomically.
+    """A `CounterStore` in one slot file (8 hex digits and a newline, twice), rewritten in
+    place so a save never needs new disk space; the older format (the 9 bytes alone, replaced
+    by rename) is read, and the next save makes the slot file.
 
     Not for use by two processes at once: one daemon owns a device's keys.
     """
 
-    __slots__ = ("_path",)
+    __slots__ = ("_file",)
 
     def __init__(self, path: Path) -> None:
-        self._path = path
+        self._file = SlotFile(path)
 
     def __repr__(self) -> str:
-        return f"FileCounterStore({str(self._path)!r})"
+        return f"FileCounterStore({str(self._file.path)!r})"
 
     @property
     def path(self) -> Path:
         """The counter file."""
-        return self._path
+        return self._file.path
+
+    def in_place(self) -> bool:
+        """True once the file is the slot file, whose saves need no new space."""
+        return self._file.in_place()
 
     def load(self) -> int:
         """Read the last reserved counter; a missing or malformed file is KeyMaterialError."""
+        path = self._file.path
         try:
-            with self._path.open("rb") as f:
-                raw = f.read(_MAX_COUNTER_FILE_BYTES + 1)
+            raw = self._file.read(_MAX_COUNTER_FILE_BYTES)
         except FileNotFoundError:
             raise KeyMaterialError(
-                f"{self._path}: DUKPT counter file missing; refusing to restart the counter "
-                "at 0 (that would reuse KSNs). Re-provision the device."
+                f"{path}: counter file missing; refusing to restart the counter at 0 "
+                "(that would reuse numbers). Re-provision the device."
             ) from None
+        except SlotFileDamaged:
+            raise KeyMaterialError(f"{path}: counter file is damaged (checksum)") from None
+        except ValueError:
+            raise KeyMaterialError(f"{path}: a counter file holds 8 hex digits") from None
         except OSError as exc:
-            raise KeyMaterialError(f"{self._path}: unreadable: {exc.strerror}") from None
-        if len(raw) > _MAX_COUNTER_FILE_BYTES:
-            raise KeyMaterialError(f"{self._path}: a counter file holds 8 hex digits")
+            raise KeyMaterialError(f"{path}: unreadable: {exc.strerror}") from None
         try:
             text = raw.decode("ascii")
         except UnicodeDecodeError:
-            raise KeyMaterialError(f"{self._path}: a counter file holds 8 hex digits") from None
-        return _parse(self._path, text)
+            raise KeyMaterialError(f"{path}: a counter file holds 8 hex digits") from None
+        return _parse(path, text)
 
     def save(self, counter: int) -> None:
-        """Write the counter durably; on failure the temporary file is removed."""
+        """Write the counter durably; KeyStateUnsaved if it could not be (then the file holds
+        the old or the new value, and the new one must not be used)."""
         try:
-            write_counter_file(self._path, counter)
+            self._file.write(f"{counter:08X}\n".encode("ascii"))
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                self._path.with_name(f".{self._path.name}.tmp").unlink()
-            raise KeyMaterialError(f"{self._path}: cannot save counter: {exc.strerror}") from exc
+            raise KeyStateUnsaved(
+                f"{self._file.path}: cannot save counter: {exc.strerror}"
+            ) from exc

@@ -143,6 +143,13 @@ class ProtectionModule:
         no DUKPT key is used (a tap that only stops a session needs nothing more)."""
         return card_token(self._token_key, canonical_pan(pan))
 
+    def store_ready(self) -> None:
+        """Save the current state again, taking no key: KeyStateUnsaved while it cannot be
+        written (a full disk before the register file was a slot file, an I/O error). The
+        first call on a device provisioned before the slot file makes it (`slots.py`), so
+        later saves need no new disk space."""
+        self._registers.save(self._keys)
+
     def _take_key(self) -> tuple[int, bytes]:
         """The next counter and its derivation key; the state after it is durable (that
         key erased on disk) before the key is returned."""

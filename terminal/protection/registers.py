@@ -16,17 +16,16 @@ the device still holds derives only keys of counters it has *not* used yet, so w
 the device's files (a stolen SD card) cannot recompute the key of any past transaction: AES is
 one-way in its key here (the derivation is AES-ECB under the key being protected).
 
-The state (next counter + registers) is one file in the key directory, replaced atomically
-(temporary file, fsync, rename, directory fsync) **before** the transaction's key is used, so a
-counter is never used twice and an erased key is never on disk again as the current state. The
-file it replaces is overwritten with zeros first, so the erased key does not stay in the old
-file's blocks; what flash wear-levelling keeps below the file system is beyond software (the
-README says which deployments this suits).
+The state (next counter + registers) is one file in the key directory, saved durably
+**before** the transaction's key is used, so a counter is never used twice and an erased key is
+never on disk again. The file has two fixed slots rewritten in place (`slots.py`): a save
+needs no new disk space, so a full disk does not stop a tap, and the erased key is overwritten
+in the file's own blocks in both copies; what flash wear-levelling keeps below the file system
+is beyond software (the README says which deployments this suits).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 from collections.abc import Mapping
@@ -34,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from terminal.errors import KeyMaterialError
+from terminal.errors import KeyMaterialError, KeyStateUnsaved
 from terminal.protection.dukpt import (
     MAX_ONE_BITS,
     DukptOriginator,
@@ -46,6 +45,7 @@ from terminal.protection.dukpt import (
     is_valid_counter,
     next_counter,
 )
+from terminal.protection.slots import SlotFile, SlotFileDamaged, fsync_dir, wipe
 
 REGISTERS_FILE = "dukpt-registers"
 REGISTER_COUNT = 32  # one per bit of the 32-bit transaction counter
@@ -203,62 +203,58 @@ class RegisterStore(Protocol):
         ...
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class FileRegisterStore:
-    """A `RegisterStore` in one 0600 file, replaced atomically; one process owns it (the
-    daemon holds the key directory's lock, see `shell/dir_lock.py`)."""
+    """A `RegisterStore` in one 0600 slot file (`slots.py`), rewritten in place so a save
+    never needs new disk space; one process owns it (the daemon holds the key directory's
+    lock, see `shell/dir_lock.py`)."""
 
-    __slots__ = ("_path",)
+    __slots__ = ("_file",)
 
     def __init__(self, path: Path) -> None:
-        self._path = path
+        self._file = SlotFile(path)
 
     def __repr__(self) -> str:
-        return f"FileRegisterStore({str(self._path)!r})"
+        return f"FileRegisterStore({str(self._file.path)!r})"
 
     @property
     def path(self) -> Path:
-        return self._path
-
-    @property
-    def _tmp(self) -> Path:
-        return self._path.with_name(f".{self._path.name}.tmp")
+        return self._file.path
 
     def exists(self) -> bool:
-        return self._path.exists() or self._tmp.exists()
+        return self._file.path.exists() or self._file.tmp.exists()
+
+    def in_place(self) -> bool:
+        """True once the file is the slot file, whose saves need no new space."""
+        return self._file.in_place()
 
     def load(self) -> FutureKeys:
-        """Read the state. If a save was cut short after its new file was complete (the old
-        one zeroed, the rename not done), the new file is the state."""
+        """Read the state. If the making of the slot file was cut short after the new file was
+        whole (the old one zeroed, the rename not done), the new file is the state."""
         try:
-            return self._read(self._path)
+            return self._read(self._file)
         except KeyMaterialError:
-            if not self._tmp.exists():
+            if not self._file.tmp.exists():
                 raise
-        keys = self._read(self._tmp)
-        os.replace(self._tmp, self._path)
-        _fsync_dir(self._path.parent)
+        keys = self._read(SlotFile(self._file.tmp))
+        os.replace(self._file.tmp, self._file.path)
+        fsync_dir(self._file.path.parent)
+        self._file = SlotFile(self._file.path)
         return keys
 
-    def _read(self, path: Path) -> FutureKeys:
+    def _read(self, file: SlotFile) -> FutureKeys:
+        path = file.path
         try:
-            with path.open("rb") as f:
-                raw = f.read(_MAX_FILE_BYTES + 1)
+            raw = file.read(_MAX_FILE_BYTES)
         except FileNotFoundError:
             raise KeyMaterialError(
                 f"{path}: DUKPT register file missing; re-provision the device"
             ) from None
+        except SlotFileDamaged:
+            raise KeyMaterialError(f"{path}: DUKPT register file is damaged (checksum)") from None
+        except ValueError:
+            raise KeyMaterialError(f"{path}: DUKPT register file too large") from None
         except OSError as exc:
             raise KeyMaterialError(f"{path}: unreadable: {exc.strerror}") from None
-        if len(raw) > _MAX_FILE_BYTES:
-            raise KeyMaterialError(f"{path}: DUKPT register file too large")
         try:
             text = raw.decode("ascii")
         except UnicodeDecodeError:
@@ -266,44 +262,18 @@ class FileRegisterStore:
         return FutureKeys.from_text(path, text)
 
     def save(self, keys: FutureKeys, *, exclusive: bool = False) -> None:
-        """Write the new state to a temporary file (fsync), overwrite the old file with
-        zeros (fsync: the erased keys leave its blocks), rename the new one over it (fsync the
-        directory). With `exclusive`, refuse to replace an existing state (provisioning)."""
+        """Make `keys` the state before returning: written over the older copy in place, then
+        over the other (the erased keys leave both; `slots.py`). With `exclusive`, refuse to
+        replace an existing state (provisioning). KeyStateUnsaved if it could not be written:
+        the state on disk is then the old one or the new one, and the new one is not used."""
         if exclusive and self.exists():
-            raise KeyMaterialError(f"{self._path}: already exists; refusing to reset DUKPT keys")
-        data = keys.to_text().encode("ascii")
+            raise KeyMaterialError(f"{self.path}: already exists; refusing to reset DUKPT keys")
         try:
-            fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.fchmod(fd, 0o600)
-                os.write(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            wipe_file(self._path, unlink=False)
-            os.replace(self._tmp, self._path)
-            _fsync_dir(self._path.parent)
+            self._file.write(keys.to_text().encode("ascii"))
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                self._tmp.unlink()
-            raise KeyMaterialError(
-                f"{self._path}: cannot save DUKPT state: {exc.strerror}"
-            ) from exc
+            raise KeyStateUnsaved(f"{self.path}: cannot save DUKPT state: {exc.strerror}") from exc
 
 
 def wipe_file(path: Path, *, unlink: bool = True) -> None:
-    """Overwrite a file's bytes with zeros in place and fsync, then (by default) remove it:
-    a key erased this way is not left in the file's blocks. A missing file is fine."""
-    try:
-        fd = os.open(path, os.O_WRONLY)
-    except FileNotFoundError:
-        return
-    try:
-        size = os.fstat(fd).st_size
-        os.pwrite(fd, bytes(size), 0)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if unlink:
-        path.unlink()
-        _fsync_dir(path.parent)
+    """Overwrite a file's bytes with zeros in place and fsync, then (by default) remove it."""
+    wipe(path, unlink=unlink)

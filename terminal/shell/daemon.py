@@ -43,11 +43,11 @@ from terminal.core.machine import step
 from terminal.core.screens import screen_name
 from terminal.core.session import Card, CardKind, LocalStanding
 from terminal.core.words import Words
-from terminal.errors import JournalFull, KeyMaterialError
+from terminal.errors import JournalFull, KeyMaterialError, KeyStateUnsaved
 from terminal.shell.commands import CommandChannel, Offer
 from terminal.shell.devices import Devices
 from terminal.shell.diagnostics import Diagnostics
-from terminal.shell.executor import Executor, Timers
+from terminal.shell.executor import CARD_KEYS, Executor, Timers
 from terminal.shell.journal import JOURNAL_FULL, RESERVE_PAGES, Journal
 from terminal.shell.journal_damage import JOURNAL_DAMAGED
 from terminal.shell.link_codes import LinkCodeAsker
@@ -72,7 +72,6 @@ KeyMaterialError when the device cannot protect cards (a device fault)."""
 
 JOIN_TIMEOUT_S = 2.0
 POLL_S = 0.1
-CARD_KEYS = "card_keys"  # the fault while the DUKPT keys are missing, damaged or exhausted
 ROOM_CHECK_MS = 10_000  # how often the journal's free space is looked at
 WATCHDOG_FAULT = "watchdog"  # the hardware watchdog could not be armed or kicked
 
@@ -114,6 +113,8 @@ class Daemon:
         lists: LocalLists | None = None,
         words: tuple[Words, tuple[Words, ...]] | None = None,
         key_problem: str | None = None,
+        keys_unsaved: str | None = None,
+        check_key_stores: Callable[[], None] | None = None,
         offer: Offer | None = None,
         journal_damage: str | None = None,
         tariffs: TariffBook | None = None,
@@ -121,6 +122,12 @@ class Daemon:
         self.tariffs = tariffs  # a session settled after a restart keeps its tariff
         self.devices = devices
         self._key_problem = key_problem
+        # The key state could not be written at start (KeyStateUnsaved): a fault that clears
+        # once `check_key_stores` (which writes every key store again, using nothing) succeeds.
+        self._keys_unsaved = keys_unsaved
+        self.check_key_stores = check_key_stores
+        # Taps (the reader thread) and that check (the daemon thread) write the same stores.
+        self._keys_lock = threading.Lock()
         self._journal_damage = journal_damage
         self.lists = lists
         self.journal = journal
@@ -178,6 +185,7 @@ class Daemon:
         self._threads: list[threading.Thread] = []
         self._reader_down = False
         self._keys_broken = False
+        self._keys_raised = False  # a FaultRaised(card_keys) posted by this daemon stands
         self._feedback_closed: bool | None = None
         self._started_ms: int | None = None
         self._next_ping = 0.0
@@ -289,6 +297,8 @@ class Daemon:
         self.commands.replay()
         if self._key_problem is not None:
             self._keys_fault(self._key_problem)
+        elif self._keys_unsaved is not None:
+            self._keys_fault(self._keys_unsaved, lasting=False)
         if self._journal_damage is not None:
             # Out of service until the sender has released the holds the journal lost.
             self.post(FaultRaised(fault=JOURNAL_DAMAGED, **self.stamp()))
@@ -329,9 +339,10 @@ class Daemon:
             return False
         kiosk = self.kiosk  # a snapshot: the daemon thread replaces it, never mutates it
         try:
-            result = self.acquire(target, kiosk.session is None and kiosk.available)
+            with self._keys_lock:
+                result = self.acquire(target, kiosk.session is None and kiosk.available)
         except KeyMaterialError as exc:
-            self._keys_fault(str(exc))
+            self._keys_fault(str(exc), lasting=not isinstance(exc, KeyStateUnsaved))
             return True
         if self.diagnostics.reader_test_armed():
             self.diagnostics.card_seen(result)  # a reader test takes the card: no session
@@ -347,14 +358,38 @@ class Daemon:
             )
         return True
 
-    def _keys_fault(self, problem: str) -> None:
+    def _keys_fault(self, problem: str, *, lasting: bool = True) -> None:
         """The device cannot protect cards: a fault (out of service, console, an event to the
-        gateway), raised once; it stays until the keys are re-provisioned and the daemon is
-        restarted."""
-        log.error("event=card_keys_fault error=%s", problem)
-        if CARD_KEYS not in self.kiosk.faults and not self._keys_broken:
+        gateway), raised once. Keys missing, damaged or exhausted (`lasting`) keep it until
+        they are re-provisioned and the daemon restarted; key state that could not be written
+        (a full disk) keeps it only until the stores can be written again (`_check_keys`)."""
+        log.error("event=card_keys_fault lasting=%s error=%s", lasting, problem)
+        if lasting:
             self._keys_broken = True
+        if CARD_KEYS not in self.kiosk.faults and not self._keys_raised:
+            self._keys_raised = True
             self.post(FaultRaised(fault=CARD_KEYS, **self.stamp()))
+
+    def _check_keys(self) -> None:
+        """While `card_keys` stands for key state that could not be written (raised here, or
+        by the executor when a reading's number could not be reserved), write every store
+        again; once that succeeds the fault clears. Nothing is numbered or used by it."""
+        if CARD_KEYS not in self.kiosk.faults or self._keys_broken:
+            return
+        if self.check_key_stores is None:
+            return
+        try:
+            with self._keys_lock:
+                self.check_key_stores()
+        except KeyStateUnsaved as exc:
+            log.warning("event=card_keys_unsaved error=%s", exc)
+            return
+        except KeyMaterialError as exc:
+            self._keys_fault(str(exc))
+            return
+        log.info("event=card_keys_saved")
+        self._keys_raised = False
+        self.post(FaultCleared(fault=CARD_KEYS, **self.stamp()))
 
     def _standing(self, card: Card) -> LocalStanding:
         """The local facts for an offline decision; none (online only) if they cannot be
@@ -473,6 +508,7 @@ class Daemon:
         elif reserve and free >= 2 * RESERVE_PAGES and full:
             log.info("event=journal_room_back free_pages=%d", free)
             self.post(FaultCleared(fault=JOURNAL_FULL, **self.stamp()))
+        self._check_keys()
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)

@@ -48,7 +48,7 @@ from terminal.core.events import (
 )
 from terminal.core.screens import Screen, frame_for, frames_for
 from terminal.core.words import Words
-from terminal.errors import JournalFull
+from terminal.errors import JournalFull, KeyStateUnsaved
 from terminal.shell.commands import queue_answer
 from terminal.shell.devices import Devices
 from terminal.shell.journal import JOURNAL_FULL, Journal
@@ -58,6 +58,11 @@ if TYPE_CHECKING:
     from terminal.ocpp.reporter import Reporter
 
 log = logging.getLogger("ev_terminal.executor")
+
+# The fault while the device cannot number what it protects or signs: its DUKPT keys are
+# missing, damaged or exhausted (until re-provisioned), or its key state cannot be written
+# (until a write succeeds again).
+CARD_KEYS = "card_keys"
 
 
 # Actions that only write the journal (a session row or an outbox row).
@@ -438,13 +443,26 @@ class Executor:
         row = self.journal.session_row(action.session_id)
         if row is None:
             raise KeyError(action.session_id)
-        text = self.signer.sign(
-            kind=action.kind,
-            register_wh=action.register_wh,
-            at=action.at,
-            token=row["card_token"],
-            tariff_text=row["tariff_name"] or self.tariff_name,
-        )
+        try:
+            text = self.signer.sign(
+                kind=action.kind,
+                register_wh=action.register_wh,
+                at=action.at,
+                token=row["card_token"],
+                tariff_text=row["tariff_name"] or self.tariff_name,
+            )
+        except KeyStateUnsaved as exc:
+            # No pagination number could be reserved, so none is used: this reading is not
+            # taken (the session still settles from the register), and the kiosk is out of
+            # service until the counter can be written again (the daemon checks).
+            log.error(
+                "event=reading_not_signed session=%s kind=%s error=%s",
+                action.session_id,
+                action.kind,
+                exc,
+            )
+            self.post(FaultRaised(fault=CARD_KEYS, **self._stamp()))
+            return
         self.journal.enqueue(
             lane="readings",
             kind="reading",

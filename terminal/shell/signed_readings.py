@@ -8,8 +8,9 @@ The device key dir holds::
     ocmf-pagination       the last reserved pagination counter (8 hex digits)
 
 The pagination counter (OCMF "PG": "T<n>") never repeats, across restarts and crashes: the
-next value is reserved durably (written, fsynced, renamed) before a reading carries it, as the
-DUKPT counter is (`protection.counter`). A crash may skip a number, never reuse one. The key
+next value is reserved durably before a reading carries it (`protection.counter`: a slot file
+rewritten in place, so a full disk does not stop it). A crash may skip a number, never reuse
+one. The key
 and the counter are made together on first use; a key without its counter is refused rather
 than start the counter again at 0.
 """
@@ -116,10 +117,17 @@ class ReadingSigner:
         self.charge_point = charge_point
         self.meter = meter
 
+    def store_ready(self) -> None:
+        """Save the pagination counter again, reserving no number: KeyStateUnsaved while it
+        cannot be written. The first call makes the slot file of a counter kept in the older
+        format, so later saves need no new disk space (`protection/slots.py`)."""
+        self.counter.save(self.counter.load())
+
     def sign(
         self, *, kind: str, register_wh: int, at: datetime, token: str, tariff_text: str
     ) -> str:
-        """The OCMF string of one reading; the pagination number is reserved first."""
+        """The OCMF string of one reading; the pagination number is reserved first
+        (KeyStateUnsaved if it cannot be: then no number is used)."""
         number = self.counter.load() + 1
         self.counter.save(number)
         reading = ocmf.Reading(
