@@ -41,7 +41,10 @@ function render(frame) {
 function show(view, frame) {
   text("title", view.title);
   document.getElementById("lines").replaceChildren(...view.lines.map((line) => {
-    const p = document.createElement("p"); p.textContent = line; return p;
+    const p = document.createElement("p"); p.textContent = line;
+    // A receipt's link code: the driver reads it off the screen to type it on the portal.
+    if (view.code && line.includes(view.code[1])) p.className = "code";
+    return p;
   }));
   document.getElementById("fields").replaceChildren(...view.fields.map(([label, value]) => {
     const row = document.createElement("tr");

@@ -16,17 +16,17 @@ the terminal's memory. Routes:
 | `GET /frame`   | the current frame as JSON (diagnostics)                             |
 
 A frame's JSON is `{"seq", "name", "title", "lines", "fields", "tone", "qr_url", "qr_svg",
-"total", "language", "labels", "variants"}`; each of `variants` (the same screen in another
+"total", "code", "language", "labels", "variants"}`; each of `variants` (the same screen in another
 language) has the text keys only. The QR code of a receipt is drawn server-side as SVG (the
 `qrcode` package, error correction level M), and the pictograms are inline SVG, so the page
 needs nothing from the network. The page switches its layout on the frame's `name`
 (`body[data-screen]`), its step indicator on the step that screen belongs to
 (`body[data-step]`: tap, plug in, charge, done) and its colours on `tone`; its language
 button cycles through the frame's languages until the session ends; a receipt's total stays
-in view in a bar of its own; type is sized from the screen (800x480 up to 1280x800, and
-portrait) and shrunk only when a long receipt would not fit. It puts every string in with
-`textContent`, never as markup, and reconnects by itself (EventSource does) if the daemon
-restarts.
+in view in a bar of its own, and its link code's line (the one holding `code`) is set
+large; type is sized from the screen (800x480 up to 1280x800, and portrait) and shrunk
+only when a long receipt would not fit. It puts every string in with `textContent`, never
+as markup, and reconnects by itself (EventSource does) if the daemon restarts.
 
 `show` only swaps the current frame and wakes the event streams: it never blocks on a client.
 Threads: "kiosk web display" (the server loop) and one per open event stream (the page keeps
@@ -98,6 +98,7 @@ def _words(frame: Frame) -> dict[str, Any]:
         "lines": list(frame.lines),
         "fields": [[label, value] for label, value in frame.fields],
         "total": list(frame.total) if frame.total is not None else None,
+        "code": list(frame.code) if frame.code is not None else None,
         "language": frame.language,
         "labels": dict(frame.labels),
     }

@@ -161,7 +161,7 @@ def test_every_screen_fits_each_size_in_each_language(
                     assert page.evaluate(TOTAL_ON_TOP), where
                     assert page.is_visible("#qr svg"), where
                     if view.code is not None:
-                        assert view.code[1] in page.inner_text("#lines"), where
+                        assert view.code[1] in page.inner_text("#lines p.code"), where
                 if frame.name == "charging":
                     # Large type: the running figures at least 24 px on every screen.
                     px = page.eval_on_selector(
