@@ -60,7 +60,7 @@ from gateway.processors.port import (
     ProcessorUnreachable,
     Result,
 )
-from gateway.processors.registry import Processors
+from gateway.processors.registry import Processors, UnknownProcessor
 from terminal.errors import ProtectedDataError
 from terminal.money import Money
 
@@ -655,7 +655,10 @@ class Payments:
             assert row is not None
         if not row.processor:  # a tombstone: a void that overtook its hold
             raise Refusal(409, "not_prepaid", "this payment was never made: no change")
-        processor = self.processors.get(row.processor, row.merchant_account)
+        try:
+            processor = self.processors.get(row.processor, row.merchant_account)
+        except UnknownProcessor:
+            raise Unanswered(f"{row.processor}/{row.merchant_account} is not configured") from None
         if Capability.PREPAID not in processor.capabilities:
             raise Refusal(409, "not_prepaid", "this payment was not paid up front: no change")
         if not isinstance(processor, PaysChange):

@@ -38,7 +38,7 @@ from gateway.jobs.expiry import EXPIRE_EVERY_S, KeyExpiry
 from gateway.jobs.reconciler import HOLD_GRACE, RECONCILE_EVERY_S, STALE_AFTER, Reconciler
 from gateway.jobs.routing_reload import RELOAD_EVERY_S, RoutingReload
 from gateway.jobs.runner import Job
-from gateway.ledger import Ledger, check_schema, migrate, now, open_engine
+from gateway.ledger import Ledger, check_schema, migrate, now, open_engine, payouts
 from gateway.pay.checkout import Checkout, WaitingPayments
 from gateway.pay.codes import PayCodes
 from gateway.payments import Payments
@@ -194,6 +194,15 @@ def check_routing(settings: Settings) -> Routing | None:
                     "processors",
                     f"{count} open authorization(s) are held at {name}/{account}: keep its "
                     "[[processors]] table until they are settled",
+                )
+        # A prepayment's change is paid back from the account that took it (`payouts`).
+        for owed in payouts.change_owed(engine):
+            if (owed["processor"], owed["merchant_account"]) not in configured:
+                raise ConfigError(
+                    "processors",
+                    f"change is owed to a payer of {owed['authorization_id']} at "
+                    f"{owed['processor']}/{owed['merchant_account']}: keep its [[processors]] "
+                    "table until it is paid back",
                 )
     finally:
         engine.dispose()

@@ -24,6 +24,7 @@ from gateway.ledger.schema import CAPTURED, VOIDED
 from gateway.payments import Payments
 from gateway.processors.methods import LIGHTNING
 from gateway.processors.port import ChangeRefused, PaysChange, ProcessorUnreachable
+from gateway.processors.registry import UnknownProcessor
 from terminal.money import Money
 
 # The adapter's reasons (`port.ChangeRefused`) and the step's refusal, as the page words them.
@@ -61,7 +62,10 @@ def change_of(payments: Payments, row: Any) -> Change | None:
     if row.op == "change":
         return Change(owed=Money(owed, row.currency).format(), paying=True)
     if owed > 0:
-        processor = payments.processors.get(row.processor, row.merchant_account)
+        try:
+            processor = payments.processors.get(row.processor, row.merchant_account)
+        except UnknownProcessor:  # its account left the configuration: asked later
+            return Change(owed=Money(owed, row.currency).format())
         sats = None
         if isinstance(processor, PaysChange):
             try:

@@ -15,17 +15,19 @@ import re
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 import requests
 import sqlalchemy as sa
 
-from gateway.ledger import payouts
+from gateway.ledger import Ledger, migrate, open_engine, payouts
 from gateway.ledger.rollup import stored_rows
 from gateway.ledger.schema import movements
 from gateway.ledger.schema import payouts as payouts_table
 from gateway.processors.lightning import LightningProcessor
 from gateway.processors.lightning_change import change_sats
-from gateway.server import EmbeddedGateway
+from gateway.server import EmbeddedGateway, Settings, check_routing
 from launcher.simulate import Simulation
+from terminal.errors import ConfigError
 from terminal.money import Money
 from tests.ledger_check import assert_change_agrees, assert_ledger_agrees
 from tests.pay.conftest import Run, lightning_routing
@@ -227,3 +229,41 @@ timeout_s = 2
         if gateway is not None:
             gateway.close()
         proxy.close()
+
+
+def test_a_configuration_dropping_an_account_that_owes_change_is_refused(
+    tmp_path: Path, db_url: str
+) -> None:
+    """Unclaimed change is paid back from the wallet that took the payment: a processors file
+    without that account is refused, naming it, until the change is paid back."""
+    engine = open_engine(db_url)
+    try:
+        migrate(engine)
+        ledger = Ledger(engine)
+        with ledger.write() as conn:
+            ledger.insert(
+                conn,
+                id="ln-owed",
+                terminal_id="KIOSK-0001",
+                status="captured",
+                currency="EUR",
+                amount_requested=2000,
+                amount_authorized=2000,
+                amount_captured=1370,
+                card_kind="lightning",
+                card_token="",
+                card_brand="Lightning",
+                card_last4="",
+                processor="lightning",
+                merchant_account="op-wallet",
+            )
+            ledger.move(conn, "ln-owed", "change_owed", 630, "EUR", step_key="capture:ln-owed")
+    finally:
+        engine.dispose()
+    dropped = tmp_path / "processors.toml"
+    dropped.write_text('[[processors]]\nadapter = "simulated"\naccount = "default"\n')
+    settings = Settings(db_url=db_url, insecure_dev=True, processors_file=dropped)
+    with pytest.raises(
+        ConfigError, match="change is owed to a payer of ln-owed at lightning/op-wallet"
+    ):
+        check_routing(settings)
