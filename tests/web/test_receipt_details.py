@@ -109,6 +109,11 @@ def test_readings_not_yet_arrived_and_a_station_without_registry_entry(db_url: s
     assert "The signed meter readings have not arrived yet." in text
     assert "Invoices are not available for this charger yet." in text
     assert app.client().get(f"/receipts/{session.receipt_id}/invoice.pdf").status_code == 409
+    # The way to the account's cards (where the kiosk's link code is typed).
+    assert (
+        'id="link-card" href="/account/cards"'
+        in app.client().get(f"/receipts/{session.receipt_id}").text
+    )
 
 
 def test_the_receipt_page_speaks_the_drivers_language_in_the_stations_zone(db_url: str) -> None:
