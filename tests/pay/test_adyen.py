@@ -12,10 +12,11 @@ from pathlib import Path
 
 import requests
 
+from launcher.adyen_cse import seal as seal_cse
 from launcher.simulate import Simulation
 from tests.ledger_check import assert_ledger_agrees
 from tests.pay.conftest import Run, adyen_key, adyen_routing
-from tests.processors.adyen_books import AdyenBooks, cse_key, cse_public_key, seal_cse
+from tests.processors.adyen_books import AdyenBooks, cse_key, cse_public_key
 
 CARD = {"number": "4111111111111111", "expiryMonth": "03", "expiryYear": "2030", "cvc": "737"}
 FIELDS = {
@@ -129,4 +130,38 @@ def test_a_card_adyen_refuses_charges_nothing_and_the_code_can_be_paid_again(
     sim.run_lines("wait 2m")  # the kiosk asks again: the release is confirmed now
     sent = [json.loads(ex.body) for ex in adyen_books.exchanges]
     assert all("4111111111111111" not in json.dumps(body) for body in sent)
+    assert_ledger_agrees(sim)
+
+
+def test_simulate_pays_the_qr_through_adyen_and_the_session_is_captured(
+    paying: Run, adyen_books: AdyenBooks, tmp_path: Path
+) -> None:
+    script = """
+expect idle
+pay qr declined
+pay qr card
+expect plug-in
+plug
+ev charge
+expect charging
+wait 30m
+pay stop
+wait 10s
+expect receipt
+"""
+    sim = paying(script, adyen_routing(tmp_path, adyen_books))
+    assert "The payment was declined" in sim.phone.pages[1]
+    [approved] = [r for r in sim.gateway.ledger.all_authorizations() if r["status"] != "declined"]
+    # Adyen confirms the capture with its CAPTURE notification; the kiosk asks again.
+    for notice in adyen_books.notifications(approved["processor_ref"]):
+        hook = f"{sim.gateway.url}/webhooks/adyen/EvChargingECOM"
+        assert requests.post(hook, data=notice, timeout=30).text == "[accepted]"
+    sim.run_lines("wait 2m")
+    [result] = sim.results()
+    assert (result["ended"], result["settlement"]) == ("remote", "captured")
+    assert result["amount_captured"] == result["amount_priced"] > 0
+    row = sim.gateway.ledger.fetch(approved["id"])
+    assert row is not None and row.status == "captured"
+    assert row.amount_captured == result["amount_captured"]
+    assert adyen_books.opened[approved["processor_ref"]] == CARD
     assert_ledger_agrees(sim)

@@ -45,7 +45,6 @@ import hmac
 import http.client
 import itertools
 import json
-import os
 import re
 import threading
 from dataclasses import dataclass, field
@@ -112,19 +111,6 @@ def open_cse(value: str, key: rsa.RSAPrivateKey) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise ValueError("not a CSE document")
     return document
-
-
-def seal_cse(document: dict[str, str], public_key: str) -> str:
-    """What Adyen's CSE library makes of `document` under `public_key` ("10001|MODULUS"), for
-    tests that post the card form without a browser: the same format `open_cse` opens."""
-    exponent, modulus = (int(part, 16) for part in public_key.split("|"))
-    public = rsa.RSAPublicNumbers(exponent, modulus).public_key()
-    aes_key, nonce = os.urandom(32), os.urandom(12)
-    sealed = AESCCM(aes_key, tag_length=8).encrypt(nonce, json.dumps(document).encode(), None)
-    wrapped = public.encrypt(aes_key, padding.PKCS1v15())
-    return "adyenjs_0_1_19$" + "$".join(
-        base64.b64encode(part).decode() for part in (wrapped, nonce + sealed)
-    )
 
 
 def _luhn(number: str) -> bool:
