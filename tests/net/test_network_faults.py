@@ -21,7 +21,14 @@ from terminal.config import Config
 from tests.ledger_check import assert_ledger_agrees
 from tests.net.proxy import Fault, FaultProxy
 
-TIMEOUT_MS = 400  # the terminal's gateway timeout here; the proxy's DELAY is longer
+# The terminal's gateway timeout here. It bounds every request of a script, the healthy ones
+# too: a healthy request through the proxy to the gateway (threads of this process) took more
+# than 400 ms of wall time at load average 11-15 on a 2-core machine, and the script's
+# approval then became "no answer". 2 s is a few times what was seen; the faults that need a
+# timeout (DELAY, HOLD) cost that much each.
+TIMEOUT_MS = 2000
+# The proxy's DELAY holds an answer this much past the terminal's timeout.
+DELAY_PAST_TIMEOUT_S = 0.5
 ALL_FAULTS = list(Fault)
 
 Run = Callable[..., tuple[Simulation, FaultProxy]]
@@ -45,7 +52,7 @@ def run(config: Config, tmp_path: Path) -> Iterator[Run]:
             cfg_ = replace(cfg_, payment=replace(cfg_.payment, pay_by_phone=True))
         if cfg:
             cfg_ = replace(cfg_, session=replace(cfg_.session, **cfg))
-        proxy = FaultProxy(delay_s=TIMEOUT_MS / 1000 * 2.5)
+        proxy = FaultProxy(delay_s=TIMEOUT_MS / 1000 + DELAY_PAST_TIMEOUT_S)
         sim = Simulation(config=cfg_, data_dir=tmp_path / f"sim{len(made)}", route=proxy.start)
         made.append((sim, proxy))
         if phone:
