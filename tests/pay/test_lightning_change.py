@@ -24,7 +24,7 @@ from gateway.ledger.rollup import stored_rows
 from gateway.ledger.schema import movements
 from gateway.ledger.schema import payouts as payouts_table
 from gateway.processors.lightning import LightningProcessor
-from gateway.processors.lightning_change import change_sats
+from gateway.processors.lightning_change import change_sats, sats_for
 from gateway.server import EmbeddedGateway, Settings, check_routing
 from launcher.simulate import Simulation
 from terminal.errors import ConfigError
@@ -267,3 +267,76 @@ def test_a_configuration_dropping_an_account_that_owes_change_is_refused(
         ConfigError, match="change is owed to a payer of ln-owed at lightning/op-wallet"
     ):
         check_routing(settings)
+
+
+def test_a_refund_to_the_drivers_invoice_whose_answer_was_lost_is_recorded_once_with_its_proof(
+    lnbits: Lnbits, tmp_path: Path
+) -> None:
+    """The operator's refund to the driver's invoice: LNbits paid it, its answer never came
+    back (504, the step unknown). The reconciler asks the adapter, which finds the payout by
+    the step's key before paying anything: the refund is recorded once, with its payment hash
+    and preimage, and the driver is paid once."""
+    proxy = RecordingProxy(lnbits.url, stall=_payout).start()
+    gateway: EmbeddedGateway | None = None
+    try:
+        operator = lnbits.wallet("refund-lost-operator")
+        (tmp_path / "invoice.key").write_text(operator.invoice_key + "\n")
+        (tmp_path / "admin.key").write_text(operator.admin_key + "\n")
+        tables = f"""
+[[processors]]
+adapter = "lightning"
+account = "op-wallet"
+url = "{proxy.url}"
+invoice_key_file = "{tmp_path / "invoice.key"}"
+admin_key_file = "{tmp_path / "admin.key"}"
+timeout_s = 2
+"""
+        gateway = EmbeddedGateway(
+            tmp_path / "g.sqlite3", processors_file=processors_file(tmp_path, tables, ROUTES)
+        )
+        gateway.up()
+        aid = "ln-refund-lost"
+        prepaid(gateway, lnbits, aid, hold=2000, captured=1370)
+        row = gateway.ledger.fetch(aid)
+        assert row is not None
+        adapter = gateway.processors.get("lightning", "op-wallet")
+        paid = adapter.status(payment_id=aid, reference=row.processor_ref)
+        sats = sats_for(Money(500, "EUR"), Decimal(paid.raw["extra"]["btc_price"]))
+        wallet = driver_wallet(lnbits, "refund-lost-driver")
+        body = {
+            "amount": {"minor": 500, "currency": "EUR"},
+            "reason": "stopped early",
+            "destination": wallet.invoice(sats),
+        }
+        lost = requests.post(
+            f"{gateway.url}/operator/authorizations/{aid}/refunds",
+            json=body,
+            headers={"Idempotency-Key": "r1", "Authorization": f"Bearer {gateway.operator_token}"},
+            timeout=60,
+        )
+        assert lost.status_code == 504, lost.text
+        assert wallet.balance_msat() == sats * 1000  # LNbits paid; the gateway does not know
+        row = gateway.ledger.fetch(aid)
+        assert row is not None and (row.op, row.op_state, row.amount_refunded) == (
+            "refund",
+            "unknown",
+            0,
+        )
+
+        proxy.stall = None
+        proxy.release.set()
+        assert gateway.reconciler.work() == 1
+        row = gateway.ledger.fetch(aid)
+        assert row is not None and (row.op, row.amount_refunded) == (None, 500)
+        assert wallet.balance_msat() == sats * 1000  # not paid twice
+        assert len([e for e in proxy.exchanges if _payout(e.method, e.path, e.body)]) == 1
+        with gateway.ledger.engine.connect() as conn:
+            [payout] = conn.execute(sa.select(payouts_table)).all()
+        assert (payout.kind, payout.amount, payout.sats) == ("refund", 500, sats)
+        assert hashlib.sha256(bytes.fromhex(payout.preimage)).hexdigest() == payout.payment_hash
+        refunds = [m["amount"] for m in gateway.ledger.all_movements() if m["kind"] == "refund"]
+        assert refunds == [500]
+    finally:
+        if gateway is not None:
+            gateway.close()
+        proxy.close()
