@@ -170,9 +170,9 @@ def create_app(
     checkout = checkout or Checkout(PayCodes(ledger), payments, commands)
     codes = checkout.codes
     app.include_router(command_routes(commands, frame, codes, public_url=public_url))
-    app.include_router(pay_routes(checkout, commands))
+    pages = Pages()  # every page (web/ and the payment pages) renders through this one
+    app.include_router(pay_routes(checkout, commands, pages))
     app.include_router(link_code_routes(LinkCodes(ledger.engine, ledger.clock), frame))
-    pages = Pages()  # every page of gateway/web/ renders through this one environment
     vault = payments.vault
     app.include_router(receipt_routes(ledger, pages, None if vault is None else vault.reading_key))
 

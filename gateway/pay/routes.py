@@ -37,7 +37,6 @@ from urllib.parse import parse_qs, urlsplit
 from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
 from gateway.commands import NOT_STARTED, PENDING, STARTED, Commands
@@ -62,10 +61,10 @@ from gateway.processors.adyen import AdyenProcessor
 from gateway.processors.methods import LIGHTNING, WEB_CARD, WEB_METHODS, WEB_WALLET
 from gateway.processors.port import ProcessorUnreachable
 from gateway.processors.stripe import StripeProcessor
+from gateway.web.templating import Pages
 from terminal.money import Money
 
 HERE = Path(__file__).resolve().parent
-TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 CODE = re.compile(r"[A-Za-z0-9_-]{8,64}")
 Code = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
@@ -99,7 +98,7 @@ def _headers(script_origins: Sequence[str] | None = None) -> dict[str, str]:
         "Cache-Control": "no-store",
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "no-referrer",  # the code and the session id stay out of Referer
-        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+        "Content-Security-Policy": "default-src 'none'; style-src 'self'; "
         + scripts
         + "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     }
@@ -110,32 +109,24 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-class PayPages:
-    """Renders the payment pages (one Jinja2 environment per app, autoescaped)."""
-
-    def __init__(self) -> None:
-        self.env = Environment(
-            loader=FileSystemLoader(str(TEMPLATES)),
-            autoescape=select_autoescape(["html"]),
-            undefined=StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
+def pay_routes(checkout: Checkout, commands: Commands, pages: Pages) -> APIRouter:
+    """The payment pages' routes, rendered through the app's one `Pages` environment
+    (templates in `gateway/web/templates/pay/`, style in `static/pay.css`)."""
+    router = APIRouter(include_in_schema=False)
 
     def render(
-        self,
         name: str,
         context: Mapping[str, Any],
-        status_code: int = 200,
+        status: int = 200,
         script_origins: Sequence[str] | None = None,
     ) -> HTMLResponse:
-        body = self.env.get_template(name).render({"refresh": 0, **context})
-        return HTMLResponse(body, status_code=status_code, headers=_headers(script_origins))
+        return pages.render(
+            f"pay/{name}",
+            {"refresh": 0, **context},
+            status_code=status,
+            headers=_headers(script_origins),
+        )
 
-
-def pay_routes(checkout: Checkout, commands: Commands) -> APIRouter:
-    router = APIRouter(include_in_schema=False)
-    pages = PayPages()
     codes = checkout.codes
     ledger = codes.ledger
     processors = checkout.payments.processors
@@ -144,7 +135,7 @@ def pay_routes(checkout: Checkout, commands: Commands) -> APIRouter:
     def message(lang: str, heading: str, text: str, status: int, tone: str = "") -> HTMLResponse:
         w = WORDS[lang]
         context = {"lang": lang, "heading": w[heading], "message": w[text], "tone": tone}
-        return pages.render("message.html", context, status)
+        return render("message.html", context, status)
 
     def offered(terminal_id: str, currency: str) -> list[Way]:
         return ways_to_pay(processors, terminal_id=terminal_id, currency=currency)
@@ -204,7 +195,7 @@ def pay_routes(checkout: Checkout, commands: Commands) -> APIRouter:
         }
         origins = [_origin(stripe.js_url)] if stripe else []
         scripted = stripe is not None or adyen is not None
-        return pages.render("pay.html", context, status, origins if scripted else None)
+        return render("pay.html", context, status, origins if scripted else None)
 
     @router.get("/pay/static/{name}", response_model=None)
     def script(name: str) -> Response:
@@ -231,7 +222,7 @@ def pay_routes(checkout: Checkout, commands: Commands) -> APIRouter:
             "heading": w["enter_title"],
             "error": w["bad_code"] if code else "",
         }
-        return pages.render("enter.html", context, 400 if code else 200)
+        return render("enter.html", context, 400 if code else 200)
 
     @router.get("/pay/{code}", response_class=HTMLResponse)
     def show(code: Code, request: Request) -> HTMLResponse:
@@ -394,7 +385,7 @@ def pay_routes(checkout: Checkout, commands: Commands) -> APIRouter:
         if context["change"] is not None and context["change"].paying:
             context["refresh"] = 2
         code = status if status is not None else (400 if change_error else 200)
-        return pages.render("session.html", context, code)
+        return render("session.html", context, code)
 
     @router.post("/pay/sessions/{session_id}/stop")
     def stop(session_id: SessionId) -> RedirectResponse:

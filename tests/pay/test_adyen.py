@@ -61,6 +61,10 @@ def test_the_page_offers_adyens_card_form_with_only_our_own_scripts(
     assert '<script src="/static/vendor/adyen-cse-0.1.19.nodom.min.js"></script>' in page.text
     policy = page.headers["content-security-policy"]
     assert "script-src 'self';" in policy and "frame-src" not in policy
+    # One page environment: the style is a file of ours, no inline style allowed.
+    assert "style-src 'self';" in policy and "unsafe-inline" not in policy
+    assert '<link rel="stylesheet" href="/static/pay.css">' in page.text
+    assert requests.get(sim.gateway.url + "/static/pay.css", timeout=10).status_code == 200
     library = requests.get(sim.gateway.url + "/static/vendor/adyen-cse-0.1.19.nodom.min.js")
     assert library.status_code == 200 and "Version: 0_1_19" in library.text
 
