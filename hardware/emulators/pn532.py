@@ -280,6 +280,15 @@ class Pn532Emulator:
         with self._lock:
             return self._picc is not None and not self._picc.gone
 
+    @property
+    def card_commands(self) -> list[bytes]:
+        """The APDUs the card in the field received, in order, where it records them (the
+        scripted cards' `history`); empty otherwise."""
+        with self._lock:
+            card = self._picc.card if self._picc is not None else None
+        history: list[tuple[bytes, bytes | None]] = list(getattr(card, "history", []))
+        return [command for command, _ in history]
+
     # -- the line ------------------------------------------------------------------------------
 
     def _plug(self) -> None:

@@ -280,6 +280,10 @@ class RemotePn532(_Remote):
         return bool(self._get("card_in_field"))
 
     @property
+    def card_commands(self) -> list[bytes]:
+        return list(self._get("card_commands"))
+
+    @property
     def commands(self) -> Counter[int]:
         return Counter(self._get("commands"))
 
