@@ -226,8 +226,20 @@ def test_ctrl_c_at_a_prompt_is_no_traceback(tmp_path: Path) -> None:
     assert not (tmp_path / "pin").exists()
 
 
-def _gateway(db: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+@pytest.fixture
+def gateway_processes() -> Iterator[list[subprocess.Popen[str]]]:
+    """The gateway processes a test started; any still running at its end (a failed or
+    timed-out step) is killed and reaped, so none outlives the test."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def _gateway(started: list[subprocess.Popen[str]], db: Path, *args: str) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
         [sys.executable, "-m", "launcher.cli", "gateway", "--db", str(db), *args],
         cwd=db.parent,
         stdout=subprocess.PIPE,
@@ -236,18 +248,20 @@ def _gateway(db: Path, *args: str) -> subprocess.Popen[str]:
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
+    started.append(process)
+    return process
 
 
 def test_the_gateway_says_where_it_listens_and_names_a_port_in_use(
-    tmp_path: Path, busy_port: int
+    tmp_path: Path, busy_port: int, gateway_processes: list[subprocess.Popen[str]]
 ) -> None:
     db = tmp_path / "gateway.sqlite3"
-    migrate = _gateway(db, "migrate")
+    migrate = _gateway(gateway_processes, db, "migrate")
     migrate.communicate(timeout=60)
     assert migrate.returncode == 0
     before = _tree(tmp_path)
 
-    busy = _gateway(db, "--port", str(busy_port), "--insecure-dev")
+    busy = _gateway(gateway_processes, db, "--port", str(busy_port), "--insecure-dev")
     _, err = busy.communicate(timeout=60)
     assert busy.returncode == 2
     assert err.splitlines() == [
@@ -255,7 +269,7 @@ def test_the_gateway_says_where_it_listens_and_names_a_port_in_use(
     ]
     assert set(_tree(tmp_path)) == set(before)  # no file created
 
-    serving = _gateway(db, "--port", "0", "--insecure-dev")
+    serving = _gateway(gateway_processes, db, "--port", "0", "--insecure-dev")
     try:
         assert serving.stdout is not None
         url = None
