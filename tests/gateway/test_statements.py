@@ -91,3 +91,26 @@ def test_statements_run_inside_the_callers_transaction(engine: Engine) -> None:
         txn.rollback()
     with engine.connect() as conn:
         assert GET.first(conn, {"_id": "d"}) is None  # and gone with it
+
+
+# A bind used twice and a literal percent sign: on PostgreSQL the statement is sent with `$n`
+# placeholders (`statements._numbered`), one parameter per name, `%%` back to `%`.
+TWICE = Statement(
+    sa.select(things.c.id, sa.literal_column("'5%'").label("pct"))
+    .where(
+        sa.or_(things.c.id == sa.bindparam("_id"), things.c.note == sa.bindparam("_id")),
+        things.c.amount >= sa.bindparam("_least"),
+    )
+    .order_by(things.c.id),
+    returns=[things.c.id, things.c.note],
+    name="Twice",
+)
+
+
+def test_a_bind_used_twice_and_a_literal_percent_sign_run_on_the_driver(engine: Engine) -> None:
+    with engine.begin() as conn:
+        INSERT.execute(conn, {"id": "a", "amount": 5, "at": AT, "note": "b"})
+        INSERT.execute(conn, {"id": "b", "amount": 7, "at": AT, "note": None})
+        INSERT.execute(conn, {"id": "c", "amount": 1, "at": AT, "note": "b"})
+        rows = TWICE.execute(conn, {"_id": "b", "_least": 2}).fetchall()
+    assert [tuple(r) for r in rows] == [("a", "5%"), ("b", "5%")]
