@@ -33,7 +33,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 
 from gateway.ledger.schema import authorizations, movements, revenue_rollup
@@ -276,50 +275,56 @@ def groups_of(row: Any) -> dict[str, str]:
     }
 
 
-# The columns of a rollup row, and how many rows one movement adds to (every grain, for the
-# fleet and by every dimension): one statement adds them all.
+# One statement adds a movement to every grain (bind `bucket_<grain>`: its bucket's start),
+# for the fleet (key '') and by every other dimension (bind `key_<dimension>`), with the
+# movement's `currency` and sums: 20 rows from 13 values.
+_KEYED = tuple(d for d in ROLLUP_DIMENSIONS if d != "all")
 _COLUMNS = ("grain", "dimension", "bucket", "key", "currency", *SUMS)
-_ROWS = len(GRAINS) * len(ROLLUP_DIMENSIONS)
-_SQL_TYPES = {"bucket": "TIMESTAMP WITH TIME ZONE", **dict.fromkeys(SUMS, "BIGINT")}
 
 
 def _upsert(dialect: str) -> Any:
-    """INSERT of a movement's `_ROWS` rows (binds `<column>_<i>`), each added to the row of its
-    bucket when there is one. On PostgreSQL the statement first takes `ADVISORY_LOCK` (bind
-    `ev_lock`): the lock's CTE is joined to the rows, so it is taken before the first row is
-    written, and the whole is one round trip."""
-    t = revenue_rollup.c
-    binds = [
-        {name: sa.bindparam(f"{name}_{i}", type_=t[name].type) for name in _COLUMNS}
-        for i in range(_ROWS)
-    ]
-    if dialect == "sqlite":
-        stmt: Any = sqlite.insert(revenue_rollup).values(binds)
-        return stmt.on_conflict_do_update(
-            index_elements=[t.grain, t.dimension, t.bucket, t.key, t.currency],
-            set_={name: t[name] + stmt.excluded[name] for name in SUMS},
-        )
-    if dialect != "postgresql":  # pragma: no cover - only the two back-ends are supported
+    """The INSERT of a movement's rollup rows (the grains crossed with the dimensions, in
+    the order of their names), each added to its bucket's row when there is one. On
+    PostgreSQL the statement first takes `ADVISORY_LOCK` (bind `ev_lock`): the lock's CTE is
+    joined to the rows, so it is taken before the first row is written, in one round trip."""
+    if dialect not in ("postgresql", "sqlite"):  # pragma: no cover - the two back-ends
         raise RuntimeError(f"unsupported database {dialect}")
-    # A CTE that is not referenced is not run, and one with a volatile function is never
-    # inlined (PostgreSQL, "WITH Queries"): the cross join makes every row wait for the lock.
-    rows = ",\n".join(
-        "("
-        + ", ".join(f"CAST(:{name}_{i} AS {_SQL_TYPES.get(name, 'VARCHAR')})" for name in _COLUMNS)
-        + ")"
-        for i in range(_ROWS)
+
+    def cast(name: str, sql_type: str) -> str:
+        # No casts on SQLite: its CAST to a type name it does not know is a CAST to NUMERIC,
+        # which would turn a bucket's text into a number.
+        return f"CAST(:{name} AS {sql_type})" if dialect == "postgresql" else f":{name}"
+
+    stamp = "TIMESTAMP WITH TIME ZONE"
+    grains = ", ".join(f"('{g}', {cast(f'bucket_{g}', stamp)})" for g in GRAINS)
+    keys = ", ".join(
+        f"('{d}', {cast(f'key_{d}', 'VARCHAR') if d in _KEYED else repr('')})"
+        for d in ROLLUP_DIMENSIONS
     )
-    names = ", ".join(_COLUMNS)
+    sums = ", ".join(cast(name, "BIGINT") for name in SUMS)
     added = ", ".join(f"{name} = revenue_rollup.{name} + excluded.{name}" for name in SUMS)
-    # Built from this module's constant column names; every value is a bind.
-    sql = (
-        "WITH ev_lock AS (SELECT pg_advisory_xact_lock(:ev_lock))\n"  # noqa: S608 - constant names
-        f"INSERT INTO revenue_rollup ({names})\n"
-        f"SELECT v.* FROM (VALUES {rows}) AS v ({names}) CROSS JOIN ev_lock\n"
-        "ON CONFLICT (grain, dimension, bucket, key, currency) DO UPDATE SET " + added
+    lock = dialect == "postgresql"
+    # Built from this module's constant names; every value is a bind. SQLite needs the WHERE
+    # to read ON CONFLICT as the upsert's, not a join's (SQLite, "UPSERT", 2.2).
+    sql = " ".join(
+        [
+            "WITH ev_lock AS (SELECT pg_advisory_xact_lock(:ev_lock))" if lock else "",
+            f"INSERT INTO revenue_rollup ({', '.join(_COLUMNS)})",
+            f"SELECT g.column1, d.column1, g.column2, d.column2, {cast('currency', 'VARCHAR')},",
+            f"{sums} FROM (VALUES {grains}) AS g CROSS JOIN (VALUES {keys}) AS d",
+            "CROSS JOIN ev_lock" if lock else "",
+            "WHERE true ORDER BY g.column1, d.column1",
+            "ON CONFLICT (grain, dimension, bucket, key, currency) DO UPDATE SET " + added,
+        ]
     )
-    lock = sa.bindparam("ev_lock", type_=sa.BigInteger)
-    return sa.text(sql).bindparams(lock, *(b for row in binds for b in row.values()))
+    t = revenue_rollup.c
+    binds = [sa.bindparam(f"bucket_{g}", type_=t.bucket.type) for g in GRAINS]
+    binds += [sa.bindparam(f"key_{d}", type_=t.key.type) for d in _KEYED]
+    binds += [sa.bindparam("currency", type_=t.currency.type)]
+    binds += [sa.bindparam(name, type_=t[name].type) for name in SUMS]
+    if lock:
+        binds.append(sa.bindparam("ev_lock", type_=sa.BigInteger))
+    return sa.text(sql).bindparams(*binds)
 
 
 # Run on the driver's cursor (`gateway.ledger.statements`), compiled once per dialect.
@@ -337,12 +342,20 @@ def roll_up(
     groups: dict[str, str],
 ) -> None:
     """Add one capture or refund movement to the rollup, inside the caller's transaction (the
-    one that records the movement): one statement for its `_ROWS` rows, which on PostgreSQL
-    takes `ADVISORY_LOCK` first."""
+    one that records the movement): one statement for all its rows, which on PostgreSQL takes
+    `ADVISORY_LOCK` first."""
     if kind not in ROLLED_KINDS:
         raise ValueError(f"kind {kind!r} is not rolled up")
-    rows = _deltas(at=at, kind=kind, amount=amount, vat=vat, currency=currency, groups=groups)
-    values = {f"{name}_{i}": row[name] for i, row in enumerate(rows) for name in _COLUMNS}
+    capture = kind == "capture"
+    values: dict[str, Any] = {f"bucket_{g}": bucket(at, g) for g in GRAINS}
+    values.update((f"key_{d}", groups[d]) for d in _KEYED)
+    values.update(
+        currency=currency,
+        captures=1 if capture else 0,
+        gross=amount if capture else 0,
+        vat=vat if capture else 0,
+        refunds=0 if capture else amount,
+    )
     if conn.dialect.name == "postgresql":
         values["ev_lock"] = ADVISORY_LOCK
     _UPSERT.execute(conn, values)
