@@ -336,7 +336,7 @@ class Payments:
         with self.ledger.write() as conn:
             if claim is not None:
                 resumed = claim(conn)
-            row = self.ledger.get(conn, aid)
+            row, denied = self.ledger.get_listed(conn, aid, card.token)
             if row is not None and row.status == VOIDED and not row.processor:
                 raise Refusal(409, "already_voided", "authorization was voided before it ran")
             if row is not None and row.terminal_id != terminal_id:
@@ -356,7 +356,9 @@ class Payments:
                 except ProtectedDataError as exc:
                     raise Refusal(400, "card_data_invalid", str(exc)) from None
             if row is None:
-                step = self._new_hold(conn, aid, terminal_id, amount, card, key=key, store=store)
+                step = self._new_hold(
+                    conn, aid, terminal_id, amount, card, key=key, store=store, denied=denied
+                )
                 if isinstance(step, StoredAnswer):
                     return step
             else:
@@ -396,13 +398,15 @@ class Payments:
             return None
 
         with self.ledger.write() as conn:
-            row = self.ledger.get(conn, aid)
+            row, denied = self.ledger.get_listed(conn, aid, card.token)
             if row is not None and (row.terminal_id != terminal_id or row.card_kind != card.kind):
                 raise Refusal(409, "duplicate_authorization", "authorization id already used")
             if row is not None and row.status != PENDING:
                 return WebHold(answer=self.authorization_answer(row))
             if row is None:
-                step = self._new_hold(conn, aid, terminal_id, amount, card, key=key, store=no_store)
+                step = self._new_hold(
+                    conn, aid, terminal_id, amount, card, key=key, store=no_store, denied=denied
+                )
                 if isinstance(step, StoredAnswer):
                     return WebHold(answer=step)
             else:
@@ -442,7 +446,10 @@ class Payments:
         *,
         key: str,
         store: Store,
+        denied: bool,
     ) -> Step | StoredAnswer:
+        """Insert a new hold's row and claim its hold step; `denied`: the card's token is on
+        the deny list (read with the row, `Ledger.get_listed`), so it is declined at once."""
         base = {
             "id": aid,
             "terminal_id": terminal_id,
@@ -453,7 +460,7 @@ class Payments:
             "card_brand": card.brand,
             "card_last4": card.last4,
         }
-        if self.ledger.is_denied(conn, card.token):
+        if denied:
             # The deny list the terminals also get (GET /v1/terminal-config) holds online.
             self.ledger.insert(conn, status=DECLINED, decline_reason="denied", **base)
             row = self.ledger.get(conn, aid)

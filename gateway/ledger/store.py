@@ -116,6 +116,24 @@ _GET = Statement(
     name="Authorization",
 )
 
+# An authorization's row (all NULL when there is none) and the list its card's token is on (or
+# NULL), in one statement: what a new hold reads first. A row always comes back.
+_LISTED = Statement(
+    sa.select(
+        sa.select(token_lists.c.list)
+        .where(token_lists.c.token == sa.bindparam("_token"))
+        .scalar_subquery()
+        .label("list"),
+        *_AUTHORIZATION,
+    ).select_from(
+        sa.select(sa.literal_column("1").label("one"))
+        .subquery("one")
+        .outerjoin(authorizations, authorizations.c.id == sa.bindparam("_id"))
+    ),
+    returns=[token_lists.c.list, *_AUTHORIZATION],
+    name="Listed",
+)
+
 
 @functools.cache
 def _update_if(
@@ -151,6 +169,15 @@ class Ledger:
     def get(self, conn: Connection, authorization_id: str) -> AuthorizationRow | None:
         """The authorization's row (a named tuple of every column), or None."""
         return _GET.first(conn, {"_id": authorization_id})
+
+    def get_listed(
+        self, conn: Connection, authorization_id: str, token: str
+    ) -> tuple[AuthorizationRow | None, bool]:
+        """The authorization's row (or None) and whether `token` is on the deny list: `get`
+        and `is_denied` in one statement."""
+        found = _LISTED.first(conn, {"_id": authorization_id, "_token": token})
+        row = None if found.id is None else _GET.row._make(found[1:])
+        return row, found.list == "deny"
 
     def fetch(self, authorization_id: str) -> AuthorizationRow | None:
         with self.engine.connect() as conn:

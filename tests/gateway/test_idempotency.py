@@ -6,6 +6,7 @@ demo use it; these tests talk to it with `requests`, as the terminal's uplink do
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -13,12 +14,15 @@ import requests
 import sqlalchemy as sa
 
 from gateway.ledger.schema import idempotency
+from gateway.processors import CardRef
+from gateway.processors.port import ErrorCode, Outcome
 from gateway.processors.simulated import (
     DECLINE_LAST4,
     PARTIAL_LAST4,
     TIMEOUT_LAST4,
 )
 from gateway.server import EmbeddedGateway
+from terminal.money import Money
 
 TIMEOUT_S = 10
 
@@ -294,6 +298,57 @@ def test_decline_card_is_declined_and_holds_nothing(gw: Client) -> None:
     assert gw.void("auth-decl-0001").status_code == 200
     assert gw.movements("auth-decl-0001") == []
     assert error_code(gw.capture("auth-decl-0001", 100)) == "not_capturable"
+
+
+def test_a_token_on_the_deny_list_is_declined_without_asking_the_processor(gw: Client) -> None:
+    body = authorization("auth-deny-0001")
+    gw.gateway.ledger.put_token(body["card"]["token"], "deny")
+    calls = gw.gateway.processor.calls
+    response = gw.authorize(body)
+    assert response.status_code == 200
+    assert response.json()["status"] == "declined"
+    assert response.json()["decline_reason"] == "denied"
+    assert gw.gateway.processor.calls == calls
+    assert gw.movements("auth-deny-0001") == []
+    # Off the list, the same card is held again (a new session).
+    gw.gateway.ledger.put_token(body["card"]["token"], None)
+    assert gw.authorize(authorization("auth-deny-0002")).json()["status"] == "approved"
+    assert gw.gateway.processor.calls == calls + 1
+
+
+def test_the_simulated_processor_refuses_a_payment_id_used_before_and_replays_a_key(
+    gw: Client,
+) -> None:
+    processor = gw.gateway.processor
+    card = CardRef(
+        kind="payment", token="tok-1", brand="Visa", last4="0010", expiry="4912", payload={}
+    )
+    amount = Money(5000, "EUR")
+    first = processor.hold(key="k-1", payment_id="pay-1", card=card, amount=amount)
+    assert first.outcome is Outcome.APPROVED
+    assert processor.hold(key="k-1", payment_id="pay-1", card=card, amount=amount) == first
+    for last4 in ("0010", DECLINE_LAST4):
+        again = processor.hold(
+            key=f"k-2-{last4}", payment_id="pay-1", card=replace(card, last4=last4), amount=amount
+        )
+        assert again.outcome is Outcome.DECLINED
+        assert again.error is not None and again.error.code is ErrorCode.INVALID_REQUEST
+    assert len([p for p in processor.payments() if p["payment_id"] == "pay-1"]) == 1
+    # A capture the books cannot take says why and changes nothing.
+    reference = first.reference
+    refused = {
+        "k-3": (reference, Money(100, "USD"), ErrorCode.AMOUNT_INVALID),
+        "k-4": (reference, Money(5001, "EUR"), ErrorCode.AMOUNT_INVALID),
+        "k-5": ("sim_unknown", Money(100, "EUR"), ErrorCode.NOT_FOUND),
+    }
+    for key, (ref, money, code) in refused.items():
+        result = processor.capture(key=key, reference=ref, amount=money)
+        assert result.error is not None and result.error.code is code, key
+    assert processor.capture(key="k-6", reference=reference, amount=amount).succeeded
+    late = processor.capture(key="k-7", reference=reference, amount=amount)
+    assert late.error is not None and late.error.code is ErrorCode.ALREADY_SETTLED
+    (payment,) = [p for p in processor.payments() if p["payment_id"] == "pay-1"]
+    assert (payment["state"], payment["captured"]) == ("captured", 5000)
 
 
 def test_partial_card_approves_half_and_caps_the_capture(gw: Client) -> None:
