@@ -35,14 +35,18 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy.engine import Connection, Engine, RootTransaction
 
 from gateway.ledger.statements import cursor_of
 
 MAX_UNITS = 64  # a batch is committed at this size even while more units wait
+
+# Writes what a batch's units deferred (`GroupCommit.defer`): (its connection, the items).
+Finisher = Callable[[Connection, list[Any]], None]
 
 
 def _driver_sql(conn: Connection, sql: str) -> None:
@@ -61,7 +65,7 @@ class _Batch:
     """One open transaction and the units in it; `done` is set once it is committed (or
     lost: then `error` says why)."""
 
-    __slots__ = ("conn", "done", "error", "txn", "units")
+    __slots__ = ("conn", "deferred", "done", "error", "txn", "units")
 
     def __init__(self, conn: Connection, txn: RootTransaction) -> None:
         self.conn = conn
@@ -69,6 +73,8 @@ class _Batch:
         self.units = 0
         self.done = threading.Event()
         self.error: BaseException | None = None
+        # What the batch's units that succeeded handed to finishers (`GroupCommit.defer`).
+        self.deferred: list[tuple[str, Any]] = []
 
 
 class GroupCommit:
@@ -87,9 +93,31 @@ class GroupCommit:
         self._queue: deque[threading.Lock] = deque()
         self._batch: _Batch | None = None
         self._local = threading.local()
+        self._finishers: dict[str, Finisher] = {}
         # Figures for the bench and the tests: batches committed, units in them.
         self.commits = 0
         self.committed_units = 0
+
+    def finisher(self, name: str, finish: Finisher) -> None:
+        """Register `finish(conn, items)`, run in each batch's transaction just before its
+        commit with the items the batch's units handed to `name` (`defer`), in their order,
+        if there are any. If it raises, the batch is not committed (every unit of it raises
+        `BatchFailed`). The first registration of a name stands."""
+        self._finishers.setdefault(name, finish)
+
+    def defer(self, name: str, item: Any) -> bool:
+        """From inside a unit: hand `item` to the finisher `name`, to be written in this
+        unit's transaction just before it commits, together with the other units' items: so
+        a write to rows every batch touches (a running total) is made once per batch, at its
+        end, and its locks are held for the commit only. Kept only if the unit succeeds.
+        False (nothing done) when called outside a unit of this writer."""
+        deferred: list[tuple[str, Any]] | None = getattr(self._local, "deferred", None)
+        if deferred is None:
+            return False
+        if name not in self._finishers:
+            raise KeyError(f"no finisher named {name!r}")
+        deferred.append((name, item))
+        return True
 
     @contextmanager
     def unit(self) -> Iterator[Connection]:
@@ -99,6 +127,8 @@ class GroupCommit:
         error: BaseException | None = None
         batch: _Batch | None = None
         self._local.inside = True
+        deferred: list[tuple[str, Any]] = []
+        self._local.deferred = deferred
         try:
             batch = self._open()
             alone = batch.units == 0  # the batch's first unit needs no savepoint of its own
@@ -113,6 +143,9 @@ class GroupCommit:
                 yield batch.conn
             except BaseException as exc:
                 error = exc
+            self._local.deferred = None
+            if error is None:
+                batch.deferred += deferred
             try:
                 if alone:
                     if error is not None:  # it was alone: roll the whole batch back
@@ -134,6 +167,7 @@ class GroupCommit:
                     error = exc
         finally:
             self._local.inside = False
+            self._local.deferred = None
             self._pass_turn()
         if batch is not None:
             # Even a unit that raised answers only from a state that was committed.
@@ -182,6 +216,7 @@ class GroupCommit:
         self._batch = None
         try:
             if commit:
+                self._finish(batch)
                 batch.txn.commit()
                 self.commits += 1
                 self.committed_units += batch.units
@@ -196,6 +231,15 @@ class GroupCommit:
                 batch.conn.close()
             finally:
                 batch.done.set()
+
+    def _finish(self, batch: _Batch) -> None:
+        """Run the finishers of what the batch's units deferred, each once, in the order
+        their first item was deferred."""
+        items: dict[str, list[Any]] = {}
+        for name, item in batch.deferred:
+            items.setdefault(name, []).append(item)
+        for name, given in items.items():
+            self._finishers[name](batch.conn, given)
 
 
 _ATTRIBUTE = "_ev_group_commit"

@@ -331,34 +331,52 @@ def _upsert(dialect: str) -> Any:
 _UPSERT = Statement(_upsert)
 
 
-def roll_up(
-    conn: Connection,
-    *,
-    at: datetime,
-    kind: str,
-    amount: int,
-    vat: int,
-    currency: str,
-    groups: dict[str, str],
-) -> None:
-    """Add one capture or refund movement to the rollup, inside the caller's transaction (the
-    one that records the movement): one statement for all its rows, which on PostgreSQL takes
-    `ADVISORY_LOCK` first."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delta:
+    """What one capture or refund movement adds to the rollup: its buckets (one per grain,
+    in `GRAINS` order), the keys it is rolled up by (`_KEYED` order), its currency, and the
+    sums (`SUMS` order)."""
+
+    buckets: tuple[datetime, ...]
+    keys: tuple[str, ...]
+    currency: str
+    sums: tuple[int, int, int, int]
+
+
+def delta(
+    *, at: datetime, kind: str, amount: int, vat: int, currency: str, groups: dict[str, str]
+) -> Delta:
+    """The rollup delta of a capture or refund movement recorded at `at`."""
     if kind not in ROLLED_KINDS:
         raise ValueError(f"kind {kind!r} is not rolled up")
     capture = kind == "capture"
-    values: dict[str, Any] = {f"bucket_{g}": bucket(at, g) for g in GRAINS}
-    values.update((f"key_{d}", groups[d]) for d in _KEYED)
-    values.update(
+    return Delta(
+        buckets=tuple(bucket(at, g) for g in GRAINS),
+        keys=tuple(groups[d] for d in _KEYED),
         currency=currency,
-        captures=1 if capture else 0,
-        gross=amount if capture else 0,
-        vat=vat if capture else 0,
-        refunds=0 if capture else amount,
+        sums=(1, amount, vat, 0) if capture else (0, 0, 0, amount),
     )
-    if conn.dialect.name == "postgresql":
-        values["ev_lock"] = ADVISORY_LOCK
-    _UPSERT.execute(conn, values)
+
+
+def roll_up_all(conn: Connection, deltas: list[Delta]) -> None:
+    """Add `deltas` to the rollup inside the caller's transaction (the one that records
+    their movements): one statement per distinct buckets, keys and currency, with their sums
+    added together (a group-commit batch's captures at one terminal in one quarter hour are
+    one statement), each on PostgreSQL taking `ADVISORY_LOCK` first."""
+    summed: dict[tuple[tuple[datetime, ...], tuple[str, ...], str], list[int]] = {}
+    for d in deltas:
+        sums = summed.setdefault((d.buckets, d.keys, d.currency), [0, 0, 0, 0])
+        for i, value in enumerate(d.sums):
+            sums[i] += value
+    lock = conn.dialect.name == "postgresql"
+    for (buckets, keys, currency), sums in sorted(summed.items()):
+        values: dict[str, Any] = dict(zip((f"bucket_{g}" for g in GRAINS), buckets, strict=True))
+        values.update(zip((f"key_{d}" for d in _KEYED), keys, strict=True))
+        values.update(zip(SUMS, sums, strict=True))
+        values["currency"] = currency
+        if lock:
+            values["ev_lock"] = ADVISORY_LOCK
+        _UPSERT.execute(conn, values)
 
 
 def expected_rows(conn: Connection) -> dict[Key, tuple[int, int, int, int]]:
