@@ -65,11 +65,12 @@ class _Batch:
     """One open transaction and the units in it; `done` is set once it is committed (or
     lost: then `error` says why)."""
 
-    __slots__ = ("conn", "deferred", "done", "error", "txn", "units")
+    __slots__ = ("conn", "deferred", "done", "error", "generation", "txn", "units")
 
-    def __init__(self, conn: Connection, txn: RootTransaction) -> None:
+    def __init__(self, conn: Connection, txn: RootTransaction, generation: int) -> None:
         self.conn = conn
         self.txn = txn
+        self.generation = generation  # `GroupCommit.close` since the connection was taken
         self.units = 0
         self.done = threading.Event()
         self.error: BaseException | None = None
@@ -94,6 +95,11 @@ class GroupCommit:
         self._batch: _Batch | None = None
         self._local = threading.local()
         self._finishers: dict[str, Finisher] = {}
+        # The connection kept between batches (PostgreSQL), and how often it was given back.
+        self._keeps = engine.dialect.name == "postgresql"
+        self._kept: Connection | None = None
+        self._generation = 0
+        _close_on_dispose(engine, self)
         # Figures for the bench and the tests: batches committed, units in them.
         self.commits = 0
         self.committed_units = 0
@@ -203,17 +209,32 @@ class GroupCommit:
     # -- the batch --------------------------------------------------------------------------
     def _open(self) -> _Batch:
         if self._batch is None:
-            conn = self.engine.connect()
+            with self._mutex:
+                conn, self._kept = self._kept, None
+                generation = self._generation
+            if conn is None:
+                conn = self.engine.connect()
             try:
                 txn = conn.begin()
             except BaseException:
                 conn.close()
                 raise
-            self._batch = _Batch(conn, txn)
+            self._batch = _Batch(conn, txn, generation)
         return self._batch
+
+    def close(self) -> None:
+        """Give back the connection kept between batches (the engine's `dispose` calls this
+        first, so no connection is left checked out of a disposed pool). The writer stays
+        usable: its next batch checks a connection out again."""
+        with self._mutex:
+            conn, self._kept = self._kept, None
+            self._generation += 1  # a batch running now gives its connection back at its end
+        if conn is not None:
+            conn.close()
 
     def _end(self, batch: _Batch, *, commit: bool, error: BaseException | None = None) -> None:
         self._batch = None
+        ended = False
         try:
             if commit:
                 self._finish(batch)
@@ -223,14 +244,28 @@ class GroupCommit:
             else:
                 batch.error = error
                 batch.txn.rollback()
+            ended = True
         except BaseException as exc:
             batch.error = exc
             raise
         finally:
             try:
-                batch.conn.close()
+                self._keep_or_close(batch, ended)
             finally:
                 batch.done.set()
+
+    def _keep_or_close(self, batch: _Batch, ended: bool) -> None:
+        """On PostgreSQL a connection whose transaction ended cleanly serves the next batch:
+        a pool check-out costs a pre-ping round trip and its Python each time, and with
+        several workers a batch holds two or three units. Anything else goes back to the
+        pool (SQLite's check-out is cheap, and a connection left checked out of an engine
+        that is never disposed would be reported when it is collected)."""
+        keep = ended and self._keeps
+        with self._mutex:
+            if keep and batch.generation == self._generation and self._kept is None:
+                self._kept = batch.conn
+                return
+        batch.conn.close()
 
     def _finish(self, batch: _Batch) -> None:
         """Run the finishers of what the batch's units deferred, each once, in the order
@@ -240,6 +275,19 @@ class GroupCommit:
             items.setdefault(name, []).append(item)
         for name, given in items.items():
             self._finishers[name](batch.conn, given)
+
+
+def _close_on_dispose(engine: Engine, writer: GroupCommit) -> None:
+    """Make `engine.dispose()` give back `writer`'s kept connection first (an instance
+    attribute over the method: an engine event would make SQLAlchemy dispatch events around
+    every statement of the engine)."""
+    dispose = engine.dispose
+
+    def dispose_and_close(close: bool = True) -> None:
+        writer.close()
+        dispose(close)
+
+    engine.dispose = dispose_and_close  # type: ignore[method-assign]
 
 
 _ATTRIBUTE = "_ev_group_commit"

@@ -238,3 +238,20 @@ def test_a_finisher_that_fails_loses_its_whole_batch(engine: Engine) -> None:
     with writer.unit() as conn:  # the next batch has nothing to finish and commits
         conn.execute(rows.insert().values(n=7))
     assert _committed(engine) == {7}
+
+
+def test_on_postgresql_the_writer_keeps_its_connection_until_the_engine_is_disposed(
+    engine: Engine,
+) -> None:
+    writer = GroupCommit(engine)
+    for n in (1, 2):
+        with writer.unit() as conn:
+            conn.execute(rows.insert().values(n=n))
+    kept = engine.dialect.name == "postgresql"
+    pool: sa.pool.QueuePool = engine.pool  # type: ignore[assignment]
+    assert pool.checkedout() == (1 if kept else 0)
+    engine.dispose()  # gives the kept connection back: nothing left checked out
+    assert pool.checkedout() == 0
+    with writer.unit() as conn:  # and the writer goes on with a new one
+        conn.execute(rows.insert().values(n=3))
+    assert _committed(engine) == {1, 2, 3}
