@@ -496,7 +496,7 @@ class Payments:
             {"energy_wh": req.energy_wh, "receipt": req.receipt.model_dump(mode="json")}
         )
 
-        def check(conn: Connection, row: AuthorizationRow) -> StoredAnswer | None:
+        def check(row: AuthorizationRow, owner: str | None) -> StoredAnswer | None:
             if row.status == CAPTURED:
                 if row.amount_captured == amount.minor and row.receipt_id == req.receipt.receipt_id:
                     return self._captured_answer(row)
@@ -507,7 +507,6 @@ class Payments:
                 raise Refusal(409, "currency_mismatch", "capture currency differs")
             if amount.minor > row.amount_authorized:
                 raise Refusal(409, "exceeds_authorization", "capture exceeds the authorization")
-            owner = self.ledger.receipt_owner(conn, req.receipt.receipt_id)
             if owner is not None and owner != aid:
                 raise Refusal(409, "receipt_id_taken", "receipt id belongs to another session")
             mismatch = receipt_mismatch(req.receipt, amount)
@@ -523,6 +522,7 @@ class Payments:
             detail=detail,
             check=check,
             claim=claim,
+            receipt_id=req.receipt.receipt_id,
         )
         return self._finish_step(step, store)
 
@@ -551,7 +551,7 @@ class Payments:
                 store(conn, answer)
                 return answer
 
-        def check(_conn: Connection, row: AuthorizationRow) -> StoredAnswer | None:
+        def check(row: AuthorizationRow, _owner: str | None) -> StoredAnswer | None:
             if row.status in (DECLINED, VOIDED, FAILED):
                 return self._voided_answer(aid)  # nothing is held
             if row.status != APPROVED:
@@ -583,7 +583,7 @@ class Payments:
         self._money(req.amount.minor, req.amount.currency)
         ceiling = self._money(req.ceiling.minor, req.ceiling.currency)
 
-        def check(_conn: Connection, row: AuthorizationRow) -> StoredAnswer | None:
+        def check(row: AuthorizationRow, _owner: str | None) -> StoredAnswer | None:
             if row.status != APPROVED:
                 raise Refusal(409, "not_incrementable", f"authorization is {row.status}")
             if {req.amount.currency, req.ceiling.currency} != {row.currency}:
@@ -620,7 +620,7 @@ class Payments:
         several refunds may follow one another, never more in all than was captured."""
         amount = self._money(req.amount.minor, req.amount.currency)
 
-        def check(_conn: Connection, row: AuthorizationRow) -> StoredAnswer | None:
+        def check(row: AuthorizationRow, _owner: str | None) -> StoredAnswer | None:
             if row.status != CAPTURED:
                 raise Refusal(409, "not_refundable", f"authorization is {row.status}")
             if amount.currency != row.currency:
@@ -711,17 +711,23 @@ class Payments:
         *,
         amount: Callable[[AuthorizationRow], int | None],
         detail: str | None,
-        check: Callable[[Connection, AuthorizationRow], StoredAnswer | None],
+        check: Callable[[AuthorizationRow, str | None], StoredAnswer | None],
         claim: ClaimKey | None = None,
+        receipt_id: str | None = None,
     ) -> Step | StoredAnswer:
         """Phase 1 of a step on an existing authorization: the rules, then the compare-and-set.
         An unfinished step of the same kind and key is resumed; an unfinished step of another
-        kind is resolved first (or, while its worker still holds it, answered in_progress)."""
+        kind is resolved first (or, while its worker still holds it, answered in_progress).
+        `check(row, owner)` gets, with a `receipt_id`, the authorization that receipt id
+        belongs to (read with the row, in one statement), else None."""
         for _ in range(3):
             with self.ledger.write() as conn:
                 if claim is not None:
                     claim(conn)
-                row = self.ledger.get(conn, aid)
+                if receipt_id is None:
+                    row, owner = self.ledger.get(conn, aid), None
+                else:
+                    row, owner = self.ledger.get_with_receipt_owner(conn, aid, receipt_id)
                 if row is None:
                     raise Refusal(404, "unknown_authorization", "no such authorization")
                 if row.op is not None:
@@ -747,7 +753,7 @@ class Payments:
                         if op == "refund":
                             return self._refunded_answer(row, done)
                         return self.authorization_answer(row)
-                    answer = check(conn, row)
+                    answer = check(row, owner)
                     if answer is not None:
                         return answer
                     values: dict[str, Any] = {"op": op, "op_key": key, "op_state": CALLING}
@@ -938,7 +944,9 @@ class Payments:
         if result.outcome in (Outcome.UNKNOWN, Outcome.PENDING):
             self._mark_unknown(aid, step.key)
             raise Unanswered("the processor did not answer")
-        with self.ledger.write() as conn:
+        # Recording refuses nothing (a step no longer ours is answered from the state), so
+        # its unit needs no savepoint: only a broken database makes it raise.
+        with self.ledger.write(savepoint=False) as conn:
             answer = self._apply(conn, step, result)
             if answer is None:  # someone else finished the step meanwhile: answer the state
                 current = self.ledger.get(conn, aid)

@@ -126,7 +126,11 @@ class GroupCommit:
         return True
 
     @contextmanager
-    def unit(self) -> Iterator[Connection]:
+    def unit(self, *, savepoint: bool = True) -> Iterator[Connection]:
+        """One unit of work (module docstring). `savepoint=False` is for a unit that raises
+        only when something is broken (a database error, a bug), not to refuse: it costs no
+        savepoint round trip, and if it does raise, its whole batch is lost (rolled back;
+        every other unit of it raises `BatchFailed`, as when a commit fails)."""
         if getattr(self._local, "inside", False):
             raise RuntimeError("a unit of work cannot open another one")
         self._take_turn()
@@ -135,11 +139,13 @@ class GroupCommit:
         self._local.inside = True
         deferred: list[tuple[str, Any]] = []
         self._local.deferred = deferred
+        lost_batch = False  # this unit raised without a savepoint and took its batch down
         try:
             batch = self._open()
             alone = batch.units == 0  # the batch's first unit needs no savepoint of its own
+            guarded = savepoint and not alone
             batch.units += 1
-            if not alone:
+            if guarded:
                 try:
                     _driver_sql(batch.conn, "SAVEPOINT ev_unit")
                 except BaseException as exc:
@@ -153,9 +159,10 @@ class GroupCommit:
             if error is None:
                 batch.deferred += deferred
             try:
-                if alone:
-                    if error is not None:  # it was alone: roll the whole batch back
-                        self._end(batch, commit=False)
+                if not guarded:
+                    if error is not None:  # no savepoint of its own: roll the batch back
+                        lost_batch = not alone
+                        self._end(batch, commit=False, error=error if lost_batch else None)
                 elif error is not None:
                     # The newest savepoint of that name is this unit's (units run one after
                     # the other). A unit that succeeded leaves its savepoint in place: it is
@@ -179,7 +186,7 @@ class GroupCommit:
             # Even a unit that raised answers only from a state that was committed.
             batch.done.wait()
             lost = batch.error
-            if lost is not None and (error is None or error is lost):
+            if lost is not None and (error is None or (error is lost and not lost_batch)):
                 raise BatchFailed(f"the transaction could not be committed: {lost}") from lost
         if error is not None:
             raise error

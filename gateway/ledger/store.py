@@ -135,6 +135,24 @@ _LISTED = Statement(
     name="Listed",
 )
 
+# An authorization's row (all NULL when there is none) and the id of the authorization a
+# receipt id belongs to (or NULL), in one statement: what a capture's claim reads first.
+_OWNED = Statement(
+    sa.select(
+        sa.select(authorizations.c.id)
+        .where(authorizations.c.receipt_id == sa.bindparam("_receipt_id"))
+        .scalar_subquery()
+        .label("receipt_owner"),
+        *_AUTHORIZATION,
+    ).select_from(
+        sa.select(sa.literal_column("1").label("one"))
+        .subquery("one")
+        .outerjoin(authorizations, authorizations.c.id == sa.bindparam("_id"))
+    ),
+    returns=[sa.column("receipt_owner", authorizations.c.id.type), *_AUTHORIZATION],
+    name="Owned",
+)
+
 
 @functools.cache
 def _update_if(
@@ -162,10 +180,11 @@ class Ledger:
         self.writer = writer_for(engine)
         self.writer.finisher(ROLLUP, roll_up_all)
 
-    def write(self) -> AbstractContextManager[Connection]:
+    def write(self, *, savepoint: bool = True) -> AbstractContextManager[Connection]:
         """A write transaction (a unit of the engine's group commit, `gateway.ledger.batches`):
-        atomic, and committed before the `with` block is left."""
-        return self.writer.unit()
+        atomic, and committed before the `with` block is left. `savepoint=False` for one
+        that never raises to refuse (`GroupCommit.unit`)."""
+        return self.writer.unit(savepoint=savepoint)
 
     # -- authorizations ---------------------------------------------------------------------
     def get(self, conn: Connection, authorization_id: str) -> AuthorizationRow | None:
@@ -180,6 +199,15 @@ class Ledger:
         found = _LISTED.first(conn, {"_id": authorization_id, "_token": token})
         row = None if found.id is None else _GET.row._make(found[1:])
         return row, found.list == "deny"
+
+    def get_with_receipt_owner(
+        self, conn: Connection, authorization_id: str, receipt_id: str
+    ) -> tuple[AuthorizationRow | None, str | None]:
+        """The authorization's row (or None) and the id of the authorization `receipt_id`
+        belongs to (or None): `get` and `receipt_owner` in one statement."""
+        found = _OWNED.first(conn, {"_id": authorization_id, "_receipt_id": receipt_id})
+        row = None if found.id is None else _GET.row._make(found[1:])
+        return row, found.receipt_owner
 
     def fetch(self, authorization_id: str) -> AuthorizationRow | None:
         with self.engine.connect() as conn:

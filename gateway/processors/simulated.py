@@ -230,7 +230,8 @@ class SimulatedProcessor:
         if self.fail == "unreachable":
             return _unknown(amount)
         self.calls += 1
-        with self.writer.unit() as conn:
+        # A refusal is an answer the books record, never a raise: no savepoint needed.
+        with self.writer.unit(savepoint=False) as conn:
             result = self._replay(conn, key)
             if result is None:
                 result = work(conn)

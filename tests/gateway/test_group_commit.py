@@ -255,3 +255,53 @@ def test_on_postgresql_the_writer_keeps_its_connection_until_the_engine_is_dispo
     with writer.unit() as conn:  # and the writer goes on with a new one
         conn.execute(rows.insert().values(n=3))
     assert _committed(engine) == {1, 2, 3}
+
+
+def test_a_unit_without_a_savepoint_that_raises_loses_its_whole_batch(engine: Engine) -> None:
+    writer = GroupCommit(engine)
+    inside = threading.Event()
+    release = threading.Event()
+    raised: dict[str, str] = {}
+
+    def first() -> None:
+        try:
+            with writer.unit() as conn:
+                conn.execute(rows.insert().values(n=1))
+                inside.set()
+                release.wait(10)
+        except BatchFailed:
+            raised["first"] = "BatchFailed"
+
+    def broken() -> None:
+        try:
+            with writer.unit(savepoint=False) as conn:
+                conn.execute(rows.insert().values(n=2))
+                raise ValueError("broken")
+        except ValueError:
+            raised["broken"] = "ValueError"
+
+    def later() -> None:
+        try:
+            with writer.unit() as conn:
+                conn.execute(rows.insert().values(n=3))
+        except BatchFailed:
+            raised["later"] = "BatchFailed"
+
+    threads = [threading.Thread(target=first)]
+    threads[0].start()
+    assert inside.wait(10)
+    for target in (broken, later):
+        thread = threading.Thread(target=target)
+        thread.start()
+        threads.append(thread)
+        _wait_for(partial(_queued, writer, len(threads) - 1), "the unit queued")
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    # The broken unit raises its own error; the unit before it in the batch lost its
+    # transaction; the one after it ran in the next batch, which committed.
+    assert raised == {"first": "BatchFailed", "broken": "ValueError"}
+    assert _committed(engine) == {3}
+    with writer.unit(savepoint=False) as conn:  # one that succeeds is like any other
+        conn.execute(rows.insert().values(n=4))
+    assert _committed(engine) == {3, 4}
