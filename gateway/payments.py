@@ -496,7 +496,9 @@ class Payments:
             {"energy_wh": req.energy_wh, "receipt": req.receipt.model_dump(mode="json")}
         )
 
-        def check(row: AuthorizationRow, owner: str | None) -> StoredAnswer | None:
+        def check(
+            _conn: Connection, row: AuthorizationRow, owner: str | None
+        ) -> StoredAnswer | None:
             if row.status == CAPTURED:
                 if row.amount_captured == amount.minor and row.receipt_id == req.receipt.receipt_id:
                     return self._captured_answer(row)
@@ -551,7 +553,9 @@ class Payments:
                 store(conn, answer)
                 return answer
 
-        def check(row: AuthorizationRow, _owner: str | None) -> StoredAnswer | None:
+        def check(
+            _conn: Connection, row: AuthorizationRow, _owner: str | None
+        ) -> StoredAnswer | None:
             if row.status in (DECLINED, VOIDED, FAILED):
                 return self._voided_answer(aid)  # nothing is held
             if row.status != APPROVED:
@@ -583,7 +587,9 @@ class Payments:
         self._money(req.amount.minor, req.amount.currency)
         ceiling = self._money(req.ceiling.minor, req.ceiling.currency)
 
-        def check(row: AuthorizationRow, _owner: str | None) -> StoredAnswer | None:
+        def check(
+            _conn: Connection, row: AuthorizationRow, _owner: str | None
+        ) -> StoredAnswer | None:
             if row.status != APPROVED:
                 raise Refusal(409, "not_incrementable", f"authorization is {row.status}")
             if {req.amount.currency, req.ceiling.currency} != {row.currency}:
@@ -620,7 +626,9 @@ class Payments:
         several refunds may follow one another, never more in all than was captured."""
         amount = self._money(req.amount.minor, req.amount.currency)
 
-        def check(row: AuthorizationRow, _owner: str | None) -> StoredAnswer | None:
+        def check(
+            _conn: Connection, row: AuthorizationRow, _owner: str | None
+        ) -> StoredAnswer | None:
             if row.status != CAPTURED:
                 raise Refusal(409, "not_refundable", f"authorization is {row.status}")
             if amount.currency != row.currency:
@@ -687,7 +695,9 @@ class Payments:
         except ProcessorUnreachable:
             raise Unanswered("the processor cannot be asked") from None
 
-        def check(conn: Connection, row: AuthorizationRow) -> StoredAnswer | None:
+        def check(
+            conn: Connection, _row: AuthorizationRow, _owner: str | None
+        ) -> StoredAnswer | None:
             if payouts.owed(conn, aid) != owed.minor:
                 raise Refusal(409, "nothing_owed", "the change owed has changed: look again")
             return None
@@ -711,14 +721,14 @@ class Payments:
         *,
         amount: Callable[[AuthorizationRow], int | None],
         detail: str | None,
-        check: Callable[[AuthorizationRow, str | None], StoredAnswer | None],
+        check: Callable[[Connection, AuthorizationRow, str | None], StoredAnswer | None],
         claim: ClaimKey | None = None,
         receipt_id: str | None = None,
     ) -> Step | StoredAnswer:
         """Phase 1 of a step on an existing authorization: the rules, then the compare-and-set.
         An unfinished step of the same kind and key is resumed; an unfinished step of another
         kind is resolved first (or, while its worker still holds it, answered in_progress).
-        `check(row, owner)` gets, with a `receipt_id`, the authorization that receipt id
+        `check(conn, row, owner)` gets, with a `receipt_id`, the authorization that receipt id
         belongs to (read with the row, in one statement), else None."""
         for _ in range(3):
             with self.ledger.write() as conn:
@@ -753,7 +763,7 @@ class Payments:
                         if op == "refund":
                             return self._refunded_answer(row, done)
                         return self.authorization_answer(row)
-                    answer = check(row, owner)
+                    answer = check(conn, row, owner)
                     if answer is not None:
                         return answer
                     values: dict[str, Any] = {"op": op, "op_key": key, "op_state": CALLING}
