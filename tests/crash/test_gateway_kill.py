@@ -27,7 +27,6 @@ from pathlib import Path
 
 import pytest
 
-from gateway.processors.methods import WEB_METHODS
 from hardware.sim.stored import register_log
 from launcher.sim_kiosk import HARDWARE_DIR
 from terminal.config import load
@@ -35,7 +34,7 @@ from terminal.money import Money
 from terminal.protection.keys import provision_fleet
 from terminal.station import build_tariff
 from tests.crash.processes import STEP_TIMEOUT_S, GatewayProcess, KioskProcess, kiosk_config
-from tests.crash.test_sigkill import delivered_per_authorization, session_steps
+from tests.crash.test_sigkill import delivered_per_authorization, owning_holds, session_steps
 from tests.ledger_check import (
     assert_processor_agrees,
     assert_records_agree,
@@ -221,15 +220,11 @@ def test_gateway_sigkilled_100_times_settles_every_hold_exactly_once(tmp_path: P
     # Every capture is the priced energy the hardware delivered.
     tariff = build_tariff(load(kiosk_config(tmp_path, names[0])))
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    # A web hold whose start the kiosk did not take (busy with an earlier paid start, or the
-    # start given up) never closed the relay: it owns no closing, however late it was released.
-    never_started = {a["id"] for a in authorizations if a["card_kind"] in WEB_METHODS} - {
-        c["authorization_id"] for c in commands if c["kind"] == "start" and c["state"] == "started"
-    }
     for kiosk in kiosks:
         mine = [a for a in authorizations if a["terminal_id"] == kiosk.data.name]
-        owners = [a for a in mine if a["id"] not in never_started]
-        delivered = delivered_per_authorization(register_log(kiosk.data / HARDWARE_DIR), owners)
+        delivered = delivered_per_authorization(
+            register_log(kiosk.data / HARDWARE_DIR), owning_holds(mine, commands)
+        )
         for auth in mine:
             energy = delivered.get(auth["id"], 0)
             context = f"seed {seed}: {auth['id']} delivered {energy} Wh, ledger {auth}"

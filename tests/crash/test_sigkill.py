@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from gateway.processors.methods import WEB_METHODS
 from hardware.sim.plant import MS_PER_HOUR
 from hardware.sim.stored import register_log
 from launcher.sim_kiosk import HARDWARE_DIR
@@ -172,8 +173,8 @@ def closings_per_authorization(
     """The hardware's account: each relay closing, under the hold it belongs to. Sessions on
     one connector follow one another, and the relay closes only after the gateway has
     approved the session's hold, so each relay closing belongs to the newest hold approved
-    before it and not released by then (a hold paid on a phone whose start reached the kiosk
-    late is older than a card's hold that came and went in between)."""
+    before it and not released by then (for holds paid on a phone, pass `owning_holds`: their
+    instant is the kiosk's start, not the payment)."""
     holds = sorted(
         (
             _wall(a["created_at"]),
@@ -210,6 +211,27 @@ def closings_per_authorization(
             closed_at = None
     assert closed_at is None, "the relay is still closed at the end"
     return closings
+
+
+def owning_holds(
+    authorizations: list[dict[str, Any]], commands: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The holds that can own a relay closing, each from the instant it could. A card's hold
+    owns from its approval. A hold paid on a phone owns from the gateway's taking of the
+    kiosk's "started" (`answered_at`): the kiosk offers energy only after that answer, and the
+    phone may have paid long before it, while a card's session came, was captured and went
+    (a captured hold is never released, so by its approval alone it would stay the newest
+    hold and take the phone's closing). A phone's hold whose start no kiosk took owns none."""
+    started = {
+        c["authorization_id"]: c["answered_at"]
+        for c in commands
+        if c["kind"] == "start" and c["state"] == "started"
+    }
+    return [
+        {**a, "created_at": started[a["id"]]} if a["card_kind"] in WEB_METHODS else a
+        for a in authorizations
+        if a["card_kind"] not in WEB_METHODS or a["id"] in started
+    ]
 
 
 def delivered_per_authorization(
@@ -290,7 +312,9 @@ def test_sigkill_at_random_points_loses_nothing_and_charges_exactly(tmp_path: Pa
     for run in runs:
         terminal = run.kiosk.data.name
         mine = [a for a in authorizations if a["terminal_id"] == terminal]
-        delivered = delivered_per_authorization(register_log(run.kiosk.data / HARDWARE_DIR), mine)
+        delivered = delivered_per_authorization(
+            register_log(run.kiosk.data / HARDWARE_DIR), owning_holds(mine, commands)
+        )
         for auth in mine:
             energy = delivered.get(auth["id"], 0)
             context = f"seed {seed}: {auth['id']} delivered {energy} Wh, ledger {auth}"
