@@ -5,6 +5,7 @@ terminal on standard input, and compares the directory before and after."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -214,6 +215,9 @@ def test_ctrl_c_at_a_prompt_is_no_traceback(tmp_path: Path) -> None:
         cwd=str(REPO),
         env={**os.environ, "PYTHONPATH": str(REPO)},
         timeout=30,
+        # As a terminal's shell starts it: Ctrl-C interrupts. A test run started in the
+        # background of a shell inherits SIGINT ignored, and so would the child.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     child.expect("technician PIN: ")
     child.sendcontrol("c")
