@@ -53,6 +53,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
@@ -106,7 +107,12 @@ def open_cse(value: str, key: rsa.RSAPrivateKey) -> dict[str, Any]:
         raise ValueError("not a CSE value")
     aes_key = key.decrypt(base64.b64decode(wrapped), padding.PKCS1v15())
     blob = base64.b64decode(sealed)
-    opened = AESCCM(aes_key, tag_length=8).decrypt(blob[:12], blob[12:], None)
+    try:
+        opened = AESCCM(aes_key, tag_length=8).decrypt(blob[:12], blob[12:], None)
+    except InvalidTag:
+        # With the wrong RSA key, PKCS#1 v1.5's implicit rejection (OpenSSL 3.2 on) hands back
+        # a synthetic AES key instead of failing: a 32-byte one then fails here.
+        raise ValueError("the field does not open with this key") from None
     document = json.loads(opened)
     if not isinstance(document, dict):
         raise ValueError("not a CSE document")
