@@ -128,6 +128,17 @@ class GatewayProcess:
             conn.row_factory = sqlite3.Row
             return [dict(r) for r in conn.execute(f"SELECT * FROM {table}")]
 
+    def settled(self, terminal_id: str | None = None) -> bool:
+        """No start or stop waiting for a kiosk (or for `terminal_id` only), and no code
+        being paid: every web hold has reached its kiosk and been answered, or released."""
+        mine = [
+            row
+            for table in ("kiosk_commands", "pay_codes")
+            for row in self.rows(table)
+            if terminal_id is None or row["terminal_id"] == terminal_id
+        ]
+        return not [r for r in mine if r["state"] in ("pending", "paying")]
+
     def stop(self) -> None:
         self.proc.terminate()
         try:

@@ -77,15 +77,6 @@ def phone(kiosk: KioskProcess, step: str) -> str:
     return troubles[0]
 
 
-def settled(gateway: GatewayProcess) -> bool:
-    """No start or stop waiting for a kiosk, no code being paid, no web hold left unsent."""
-    commands = gateway.rows("kiosk_commands")
-    codes = gateway.rows("pay_codes")
-    return not [c for c in commands if c["state"] == "pending"] and not [
-        c for c in codes if c["state"] == "paying"
-    ]
-
-
 def test_gateway_sigkilled_100_times_settles_every_hold_exactly_once(tmp_path: Path) -> None:
     seed = int(os.environ.get("EV_CRASH_SEED", time.time_ns() % 10**9))
     kills_wanted = int(os.environ.get("EV_GATEWAY_KILLS", "100"))
@@ -165,9 +156,9 @@ def test_gateway_sigkilled_100_times_settles_every_hold_exactly_once(tmp_path: P
         done.set()
         deadline = time.monotonic() + QUIET_S
         while time.monotonic() < deadline and not errors:
-            if settled(gateway):
+            if gateway.settled():
                 time.sleep(3)  # a job's round (2 s) may still write a start
-                if settled(gateway):
+                if gateway.settled():
                     break
             time.sleep(1)
         quiet.set()

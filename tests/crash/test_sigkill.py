@@ -93,6 +93,7 @@ def session_steps(rng: random.Random, *, phone: bool = False) -> list[str]:
 @dataclass
 class Run:
     kiosk: KioskProcess
+    gateway: GatewayProcess
     rng: random.Random
     kills_wanted: int
     sessions: int = 0
@@ -142,6 +143,14 @@ class Run:
                         paid = self.pay(step)
                     else:
                         self.kiosk.step(step)
+            # A start paid just before a kill reaches the kiosk again only once the gateway
+            # sends it anew (10 s after the killed process fetched it): keep the kiosk's time
+            # going until the gateway has heard back about every one of this kiosk's commands.
+            self.kiosk.step("unplug")
+            while not self.gateway.settled(self.kiosk.data.name):
+                self.kiosk.step("wait 1m")
+                self.kiosk.step("unplug")
+                time.sleep(0.2)
             # Let every queued capture and void reach the gateway, then stop cleanly.
             for step in ("unplug", "wait 31m", "wait 10m", "wait 10m"):
                 self.kiosk.step(step)
@@ -262,6 +271,7 @@ def test_sigkill_at_random_points_loses_nothing_and_charges_exactly(tmp_path: Pa
                 key_dir=tmp_path / "keys" / "devices" / name,
                 id_prefix=name.lower(),
             ),
+            gateway=gateway,
             rng=random.Random(f"{seed}:{name}"),
             kills_wanted=-(-kills_wanted // KIOSKS),
         )
