@@ -45,7 +45,7 @@ import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import requests
 
@@ -76,6 +76,9 @@ from gateway.processors.port import (
 from terminal.money import Money
 
 log = logging.getLogger("ev_gateway.processors.lightning")
+
+# What an outgoing payment pays: a refund the operator gives, or a prepayment's change.
+_PayoutKind = Literal["refund", "change"]
 
 
 class LightningProcessor:
@@ -267,27 +270,14 @@ class LightningProcessor:
             )
         except ProcessorUnreachable as exc:
             return answers.no_answer(amount, str(exc))
-        body = {
-            "out": True,
-            "bolt11": clean(destination),
-            "external_id": f"refund:{reference}",
-            "extra": {
-                "gateway_key": key,
-                "refund_of": reference,
-                "fiat_minor": amount.minor,
-                "fiat_currency": amount.currency,
-                "btc_price": quote.btc_price,
-            },
-        }
-        try:
-            payout = self._post("/api/v1/payments", body, self._admin_key)
-        except _NoAnswer as exc:
-            return answers.no_answer(amount, str(exc))
-        except _Refused as exc:
-            return answers.refused(
-                amount, ErrorCode.PROCESSOR_UNAVAILABLE, str(exc), processor_code=exc.code
-            )
-        return answers.payout_result(payout, reference)
+        return self._pay_out(
+            "refund",
+            key=key,
+            reference=reference,
+            amount=amount,
+            destination=destination,
+            quote=quote,
+        )
 
     def quote_refund(self, *, reference: str, amount: Money, destination: str) -> ChangeQuote:
         """Check the payer's invoice for a refund of `amount` as `quote_change` does for the
@@ -375,27 +365,14 @@ class LightningProcessor:
             )
         except ProcessorUnreachable as exc:
             return answers.no_answer(owed, str(exc))
-        body = {
-            "out": True,
-            "bolt11": clean(destination),
-            "external_id": f"change:{reference}",
-            "extra": {
-                "gateway_key": key,
-                "change_of": reference,
-                "fiat_minor": owed.minor,
-                "fiat_currency": owed.currency,
-                "btc_price": quote.btc_price,
-            },
-        }
-        try:
-            payout = self._post("/api/v1/payments", body, self._admin_key)
-        except _NoAnswer as exc:
-            return answers.no_answer(owed, str(exc))
-        except _Refused as exc:
-            return answers.refused(
-                owed, ErrorCode.PROCESSOR_UNAVAILABLE, str(exc), processor_code=exc.code
-            )
-        return answers.payout_result(payout, reference)
+        return self._pay_out(
+            "change",
+            key=key,
+            reference=reference,
+            amount=owed,
+            destination=destination,
+            quote=quote,
+        )
 
     def change_status(self, *, key: str, reference: str) -> Result | None:
         for row in self._payouts(reference, kind="change"):
@@ -525,7 +502,47 @@ class LightningProcessor:
             asked, ErrorCode.ALREADY_SETTLED, f"the invoice is {now.state.value}"
         )
 
-    def _payouts(self, reference: str, *, kind: str = "refund") -> list[Mapping[str, Any]]:
+    def _pay_out(
+        self,
+        kind: _PayoutKind,
+        *,
+        key: str,
+        reference: str,
+        amount: Money,
+        destination: str,
+        quote: ChangeQuote,
+    ) -> Result:
+        """Pay the driver's invoice `destination` from the operator's wallet for `amount` of
+        the payment `reference`, a refund or its change (`kind`).
+
+        The outgoing payment carries ``external_id`` ``<kind>:<reference>`` (how `_payouts`
+        finds it again), and in ``extra`` the gateway's key, ``<kind>_of`` the payment, the
+        fiat amount and the rate it was converted at. A payment LNbits refuses (520 with
+        ``"status": "failed"``, or a 4xx) is the processor's refusal; no answer is no answer,
+        and the caller looks the payout up by key before paying again."""
+        body = {
+            "out": True,
+            "bolt11": clean(destination),
+            "external_id": f"{kind}:{reference}",
+            "extra": {
+                "gateway_key": key,
+                f"{kind}_of": reference,
+                "fiat_minor": amount.minor,
+                "fiat_currency": amount.currency,
+                "btc_price": quote.btc_price,
+            },
+        }
+        try:
+            payout = self._post("/api/v1/payments", body, self._admin_key)
+        except _NoAnswer as exc:
+            return answers.no_answer(amount, str(exc))
+        except _Refused as exc:
+            return answers.refused(
+                amount, ErrorCode.PROCESSOR_UNAVAILABLE, str(exc), processor_code=exc.code
+            )
+        return answers.payout_result(payout, reference)
+
+    def _payouts(self, reference: str, *, kind: _PayoutKind = "refund") -> list[Mapping[str, Any]]:
         """The wallet's outgoing payments for `reference` of `kind` (refund, change)."""
         try:
             rows = self._get("/api/v1/payments", params={"external_id": f"{kind}:{reference}"})
