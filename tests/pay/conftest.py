@@ -18,12 +18,14 @@ import pytest
 from launcher.simulate import Simulation, run_script
 from terminal.config import Config
 from tests.gateway.conftest import db_url, gateway_template, postgres  # noqa: F401 - back-ends
+from tests.pay.lightning_session import ROUTE, is_payout, operator_table
 from tests.processors.adyen_books import AdyenBooks, cse_key, cse_public_key
 from tests.processors.conftest import (  # noqa: F401 - the shared peers
     lnbits,
     localstripe,
     prism_adyen,
 )
+from tests.processors.peers import RecordingProxy
 from tests.processors.stack import (
     ADYEN_ACCOUNT,
     ADYEN_API_KEY,
@@ -53,32 +55,20 @@ def phone_config(config: Config) -> Config:
 def lightning_routing(tmp_path: Path, peer: Lnbits, *, webhook_url: str = "") -> Routing:
     """Web cards on the simulated processor (the default route), Lightning to an operator's
     LNbits wallet; a driver's wallet with a million sats."""
-    operator = peer.wallet("pay-operator")
-    driver: Wallet = peer.wallet("pay-driver", sats=1_000_000)
-    (tmp_path / "invoice.key").write_text(operator.invoice_key + "\n")
-    (tmp_path / "admin.key").write_text(operator.admin_key + "\n")
     hook = f'webhook_url = "{webhook_url}"\n' if webhook_url else ""
+    table = operator_table(tmp_path, peer, "pay-operator", more=hook)
+    driver: Wallet = peer.wallet("pay-driver", sats=1_000_000)
     path = tmp_path / "processors.toml"
-    path.write_text(
-        f"""
-[[processors]]
-adapter = "simulated"
-account = "default"
-
-[[processors]]
-adapter = "lightning"
-account = "op-wallet"
-url = "{peer.url}"
-invoice_key_file = "{tmp_path / "invoice.key"}"
-admin_key_file = "{tmp_path / "admin.key"}"
-{hook}
-[[routes]]
-processor = "lightning"
-account = "op-wallet"
-method = "lightning"
-"""
-    )
+    path.write_text('[[processors]]\nadapter = "simulated"\naccount = "default"\n' + table + ROUTE)
     return Routing(file=path, pay=lambda bolt11: peer.pay(driver, bolt11))
+
+
+@pytest.fixture
+def payout_proxy(lnbits: Lnbits) -> Iterator[RecordingProxy]:  # noqa: F811 - the shared peer
+    """LNbits behind a proxy that keeps the gateway's payouts waiting until `release` is set."""
+    running = RecordingProxy(lnbits.url, stall=is_payout).start()
+    yield running
+    running.close()
 
 
 def stripe_routing(

@@ -12,11 +12,6 @@ from dataclasses import dataclass
 
 import requests
 
-from gateway.processors import CardRef
-from gateway.processors.methods import LIGHTNING
-from gateway.server import EmbeddedGateway
-from terminal.money import Money
-from tests.gateway.test_idempotency import capture
 from tests.processors import install
 from tests.processors.stack import Lnbits, Wallet
 
@@ -85,26 +80,3 @@ def foreign_invoice(currency: str, sats: int) -> str:
         timeout=60,
     )
     return done.stdout.strip()
-
-
-def prepaid(gateway: EmbeddedGateway, peer: Lnbits, aid: str, *, hold: int, captured: int) -> None:
-    """A session paid up front with Lightning for `hold` (minor EUR) on `gateway`, then
-    captured for `captured` through the terminal API, or voided when it is 0."""
-    payer = peer.wallet(f"payer-{aid}", sats=1_000_000)
-    wallet = CardRef(kind=LIGHTNING, token="", brand="", last4="", expiry=None, payload={})
-    asked = {"authorization_id": aid, "terminal_id": "KIOSK-0001", "card": wallet}
-    pending = gateway.payments.hold_web(**asked, amount=Money(hold, "EUR"))
-    peer.pay(payer, pending.pay["bolt11"])
-    again = gateway.payments.hold_web(**asked, amount=Money(hold, "EUR"))
-    assert again.answer.body["status"] == "approved", again.answer.body
-    if captured:
-        path, body = "capture", capture(captured)
-    else:
-        path, body = "void", {"reason": "not_started"}
-    done = requests.post(
-        f"{gateway.url}/v1/authorizations/{aid}/{path}",
-        json=body,
-        headers={"Idempotency-Key": f"{aid}-{path}"},
-        timeout=30,
-    )
-    assert done.status_code == 200, done.text

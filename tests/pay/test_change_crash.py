@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,77 +17,32 @@ import sqlalchemy as sa
 
 from gateway.ledger import open_engine, payouts
 from gateway.ledger.schema import payouts as payouts_table
-from gateway.processors import CardRef
-from gateway.processors.methods import LIGHTNING
 from gateway.server import EmbeddedGateway
-from terminal.money import Money
 from terminal.protection.keys import provision_fleet
 from tests.crash.processes import GatewayProcess
-from tests.gateway.test_idempotency import capture
 from tests.ledger_check import assert_rollup_agrees
+from tests.pay.lightning_session import is_payout, lightning_processors, prepaid
 from tests.pay.lightning_wallets import driver_wallet
 from tests.pay.test_lightning_change import owed_sats
-from tests.processors.conftest import processors_file
 from tests.processors.peers import RecordingProxy
 from tests.processors.stack import Lnbits
 
 pytestmark = pytest.mark.slow
 
-TERMINAL = "KIOSK-0001"
-
-
-def _payout(method: str, path: str, body: bytes) -> bool:
-    """The gateway paying out: LNbits's outgoing payment."""
-    return method == "POST" and path == "/api/v1/payments" and b'"out": true' in body
-
-
-@pytest.fixture
-def proxy(lnbits: Lnbits) -> Iterator[RecordingProxy]:
-    running = RecordingProxy(lnbits.url, stall=_payout).start()
-    yield running
-    running.close()
-
 
 @pytest.mark.parametrize("reached", [True, False], ids=["paid-then-killed", "killed-unsent"])
 def test_a_gateway_killed_while_paying_the_change_pays_it_exactly_once(
-    lnbits: Lnbits, proxy: RecordingProxy, tmp_path: Path, reached: bool
+    lnbits: Lnbits, payout_proxy: RecordingProxy, tmp_path: Path, reached: bool
 ) -> None:
-    proxy.stall_unsent = not reached
-    operator = lnbits.wallet("crash-operator")
-    payer = lnbits.wallet("crash-payer", sats=1_000_000)
-    (tmp_path / "invoice.key").write_text(operator.invoice_key + "\n")
-    (tmp_path / "admin.key").write_text(operator.admin_key + "\n")
-    tables = f"""
-[[processors]]
-adapter = "lightning"
-account = "op-wallet"
-url = "{proxy.url}"
-invoice_key_file = "{tmp_path / "invoice.key"}"
-admin_key_file = "{tmp_path / "admin.key"}"
-"""
-    routes = '[[routes]]\nprocessor = "lightning"\naccount = "op-wallet"\nmethod = "lightning"\n'
-    file = processors_file(tmp_path, tables, routes)
+    payout_proxy.stall_unsent = not reached
+    file = lightning_processors(tmp_path, lnbits, "crash-operator", url=payout_proxy.url)
     db = tmp_path / "gateway.sqlite3"
     # A session paid with Lightning (20.00 EUR up front) and captured for 13.70.
+    aid = "ln-change-crash"
     setup = EmbeddedGateway(db, processors_file=file)
     setup.up()
     try:
-        wallet = CardRef(kind=LIGHTNING, token="", brand="", last4="", expiry=None, payload={})
-        aid = "ln-change-crash"
-        asked = {"authorization_id": aid, "terminal_id": TERMINAL, "card": wallet}
-        pending = setup.payments.hold_web(**asked, amount=Money(2000, "EUR"))
-        lnbits.pay(payer, pending.pay["bolt11"])
-        assert (
-            setup.payments.hold_web(**asked, amount=Money(2000, "EUR")).answer.body["status"]
-            == "approved"
-        )
-        captured = requests.post(
-            f"{setup.url}/v1/authorizations/{aid}/capture",
-            json=capture(1370),
-            headers={"Idempotency-Key": "c1"},
-            timeout=30,
-        )
-        assert captured.status_code == 200, captured.text
+        prepaid(setup, lnbits, aid, hold=2000, captured=1370)
     finally:
         setup.close()
 
@@ -114,7 +68,7 @@ admin_key_file = "{tmp_path / "admin.key"}"
 
         asking = threading.Thread(target=ask)
         asking.start()
-        assert proxy.stalled.wait(timeout=60), "the payout never left the gateway"
+        assert payout_proxy.stalled.wait(timeout=60), "the payout never left the gateway"
         gateway.kill()
         asking.join(timeout=60)
         rows = gateway.rows("authorizations")
@@ -123,8 +77,8 @@ admin_key_file = "{tmp_path / "admin.key"}"
         paid_now = driver.balance_msat() - before
         assert paid_now == (sats * 1000 if reached else 0)
 
-        proxy.stall = None  # LNbits answers from now on
-        proxy.release.set()
+        payout_proxy.stall = None  # LNbits answers from now on
+        payout_proxy.release.set()
         gateway.start()
         # The driver's page, asked again with the same invoice (a retry after the error),
         # or the reconciler first: either way LNbits is asked before anything is paid.
@@ -137,7 +91,9 @@ admin_key_file = "{tmp_path / "admin.key"}"
         assert f"Paid back: {sats} sat" in again.text, again.text
         assert driver.balance_msat() == before + sats * 1000
         outgoing = [
-            e for e in proxy.exchanges if _payout(e.method, e.path, e.body) and e.status < 300
+            e
+            for e in payout_proxy.exchanges
+            if is_payout(e.method, e.path, e.body) and e.status < 300
         ]
         assert len(outgoing) == 1  # one payout ever reached LNbits
     finally:

@@ -31,9 +31,9 @@ from terminal.errors import ConfigError
 from terminal.money import Money
 from tests.ledger_check import assert_change_agrees, assert_ledger_agrees
 from tests.pay.conftest import Run, lightning_routing
-from tests.pay.lightning_wallets import DriverWallet, driver_wallet, foreign_invoice, prepaid
+from tests.pay.lightning_session import is_payout, lightning_processors, prepaid
+from tests.pay.lightning_wallets import DriverWallet, driver_wallet, foreign_invoice
 from tests.pay.test_lightning import SCRIPT
-from tests.processors.conftest import processors_file
 from tests.processors.peers import RecordingProxy
 from tests.processors.stack import Lnbits
 
@@ -146,43 +146,19 @@ def test_the_change_is_paid_once_to_the_drivers_invoice_after_every_wrong_one_is
     assert result["amount_captured"] == captured
 
 
-ROUTES = '[[routes]]\nprocessor = "lightning"\naccount = "op-wallet"\nmethod = "lightning"\n'
-
-
-def _payout(method: str, path: str, body: bytes) -> bool:
-    """The gateway paying out: LNbits's outgoing payment."""
-    return method == "POST" and path == "/api/v1/payments" and b'"out": true' in body
-
-
 def test_a_released_prepayment_owes_all_of_it_and_a_lost_payout_is_settled_by_asking_lnbits(
-    lnbits: Lnbits, tmp_path: Path, db_url: str
+    lnbits: Lnbits, payout_proxy: RecordingProxy, tmp_path: Path, db_url: str
 ) -> None:
     """Paid, never started (voided): every satoshi paid is owed back, and the console lists
     it. The payout's answer is lost (LNbits paid; the gateway's call timed out): the step
     stays unknown, nothing is recorded, and the reconciler settles it from LNbits's record
     under the step's key, without paying again. On both back-ends."""
-    proxy = RecordingProxy(lnbits.url, stall=_payout).start()
-    gateway: EmbeddedGateway | None = None
+    file = lightning_processors(
+        tmp_path, lnbits, "released-operator", url=payout_proxy.url, timeout_s=2
+    )
+    gateway = EmbeddedGateway(db_url=db_url, processors_file=file)
+    gateway.up()
     try:
-        operator = lnbits.wallet("released-operator")
-        (tmp_path / "invoice.key").write_text(operator.invoice_key + "\n")
-        (tmp_path / "admin.key").write_text(operator.admin_key + "\n")
-        tables = f"""
-[[processors]]
-adapter = "lightning"
-account = "op-wallet"
-url = "{proxy.url}"
-invoice_key_file = "{tmp_path / "invoice.key"}"
-admin_key_file = "{tmp_path / "admin.key"}"
-timeout_s = 2
-"""
-        routes = (
-            '[[routes]]\nprocessor = "lightning"\naccount = "op-wallet"\nmethod = "lightning"\n'
-        )
-        gateway = EmbeddedGateway(
-            db_url=db_url, processors_file=processors_file(tmp_path, tables, routes)
-        )
-        gateway.up()
         aid = "ln-released"
         prepaid(gateway, lnbits, aid, hold=2000, captured=0)
         row = gateway.ledger.fetch(aid)
@@ -203,7 +179,7 @@ timeout_s = 2
 
         wallet = driver_wallet(lnbits, "released-driver")
         answer = requests.post(url + "/change", data={"invoice": wallet.invoice(sats)}, timeout=60)
-        assert proxy.stalled.is_set()
+        assert payout_proxy.stalled.is_set()
         assert answer.status_code == 503 and "cannot be reached" in answer.text, answer.text
         assert wallet.balance_msat() == sats * 1000  # LNbits paid; the gateway does not know
         row = gateway.ledger.fetch(aid)
@@ -212,12 +188,12 @@ timeout_s = 2
             assert payouts.owed(conn, aid) == 2000
         assert requests.get(url, timeout=30).text.count("Paying your change") == 1
 
-        proxy.stall = None
-        proxy.release.set()
+        payout_proxy.stall = None
+        payout_proxy.release.set()
         report = gateway.reconciler.report()
         assert report.resolved == 1
         assert wallet.balance_msat() == sats * 1000  # not paid twice
-        assert len([e for e in proxy.exchanges if _payout(e.method, e.path, e.body)]) == 1
+        assert len([e for e in payout_proxy.exchanges if is_payout(e.method, e.path, e.body)]) == 1
         with gateway.ledger.engine.connect() as conn:
             assert payouts.owed(conn, aid) == 0
             [payout] = conn.execute(sa.select(payouts_table)).all()
@@ -226,9 +202,7 @@ timeout_s = 2
         assert payouts.change_owed(gateway.ledger.engine) == []
         assert_change_agrees(gateway.ledger.all_authorizations(), gateway.ledger.all_movements())
     finally:
-        if gateway is not None:
-            gateway.close()
-        proxy.close()
+        gateway.close()
 
 
 def test_a_configuration_dropping_an_account_that_owes_change_is_refused(
@@ -270,31 +244,18 @@ def test_a_configuration_dropping_an_account_that_owes_change_is_refused(
 
 
 def test_a_refund_to_the_drivers_invoice_whose_answer_was_lost_is_recorded_once_with_its_proof(
-    lnbits: Lnbits, tmp_path: Path
+    lnbits: Lnbits, payout_proxy: RecordingProxy, tmp_path: Path
 ) -> None:
     """The operator's refund to the driver's invoice: LNbits paid it, its answer never came
     back (504, the step unknown). The reconciler asks the adapter, which finds the payout by
     the step's key before paying anything: the refund is recorded once, with its payment hash
     and preimage, and the driver is paid once."""
-    proxy = RecordingProxy(lnbits.url, stall=_payout).start()
-    gateway: EmbeddedGateway | None = None
+    file = lightning_processors(
+        tmp_path, lnbits, "refund-lost-operator", url=payout_proxy.url, timeout_s=2
+    )
+    gateway = EmbeddedGateway(tmp_path / "g.sqlite3", processors_file=file)
+    gateway.up()
     try:
-        operator = lnbits.wallet("refund-lost-operator")
-        (tmp_path / "invoice.key").write_text(operator.invoice_key + "\n")
-        (tmp_path / "admin.key").write_text(operator.admin_key + "\n")
-        tables = f"""
-[[processors]]
-adapter = "lightning"
-account = "op-wallet"
-url = "{proxy.url}"
-invoice_key_file = "{tmp_path / "invoice.key"}"
-admin_key_file = "{tmp_path / "admin.key"}"
-timeout_s = 2
-"""
-        gateway = EmbeddedGateway(
-            tmp_path / "g.sqlite3", processors_file=processors_file(tmp_path, tables, ROUTES)
-        )
-        gateway.up()
         aid = "ln-refund-lost"
         prepaid(gateway, lnbits, aid, hold=2000, captured=1370)
         row = gateway.ledger.fetch(aid)
@@ -323,13 +284,13 @@ timeout_s = 2
             0,
         )
 
-        proxy.stall = None
-        proxy.release.set()
+        payout_proxy.stall = None
+        payout_proxy.release.set()
         assert gateway.reconciler.work() == 1
         row = gateway.ledger.fetch(aid)
         assert row is not None and (row.op, row.amount_refunded) == (None, 500)
         assert wallet.balance_msat() == sats * 1000  # not paid twice
-        assert len([e for e in proxy.exchanges if _payout(e.method, e.path, e.body)]) == 1
+        assert len([e for e in payout_proxy.exchanges if is_payout(e.method, e.path, e.body)]) == 1
         with gateway.ledger.engine.connect() as conn:
             [payout] = conn.execute(sa.select(payouts_table)).all()
         assert (payout.kind, payout.amount, payout.sats) == ("refund", 500, sats)
@@ -337,6 +298,4 @@ timeout_s = 2
         refunds = [m["amount"] for m in gateway.ledger.all_movements() if m["kind"] == "refund"]
         assert refunds == [500]
     finally:
-        if gateway is not None:
-            gateway.close()
-        proxy.close()
+        gateway.close()

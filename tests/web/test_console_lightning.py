@@ -11,19 +11,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 from playwright.sync_api import Browser, expect
 
 from gateway.ledger.operators import Operators
-from gateway.processors import CardRef
 from gateway.processors.lightning_change import sats_for
-from gateway.processors.methods import LIGHTNING
 from gateway.server import EmbeddedGateway
 from gateway.web.operator_auth import hash_password
 from terminal.money import Money
-from tests.gateway.test_idempotency import capture
+from tests.pay.lightning_session import lightning_processors, prepaid
 from tests.pay.lightning_wallets import driver_wallet
-from tests.processors.conftest import BTC_EUR, lnbits, processors_file  # noqa: F401 - the peer
+from tests.processors.conftest import BTC_EUR, lnbits  # noqa: F401 - the peer
 from tests.processors.stack import Lnbits
 from tests.web.browser import SIZES, look
 from tests.web.console_app import PASSWORD
@@ -36,40 +33,15 @@ AID = "ln-console-payment"
 
 @pytest.fixture
 def lightning_gateway(tmp_path: Path, lnbits: Lnbits) -> Iterator[EmbeddedGateway]:  # noqa: F811
-    operator = lnbits.wallet("console-operator")
-    (tmp_path / "invoice.key").write_text(operator.invoice_key + "\n")
-    (tmp_path / "admin.key").write_text(operator.admin_key + "\n")
-    tables = f"""
-[[processors]]
-adapter = "lightning"
-account = "op-wallet"
-url = "{lnbits.url}"
-invoice_key_file = "{tmp_path / "invoice.key"}"
-admin_key_file = "{tmp_path / "admin.key"}"
-"""
-    routes = '[[routes]]\nprocessor = "lightning"\naccount = "op-wallet"\nmethod = "lightning"\n'
-    gateway = EmbeddedGateway(
-        tmp_path / "gateway.sqlite3", processors_file=processors_file(tmp_path, tables, routes)
-    )
+    file = lightning_processors(tmp_path, lnbits, "console-operator")
+    gateway = EmbeddedGateway(tmp_path / "gateway.sqlite3", processors_file=file)
     Operators(gateway.engine, gateway.ledger.clock).add(
         "alice", hash_password(PASSWORD), "admin", actor="cli"
     )
     gateway.up()
     try:
         # Paid 20.00 EUR up front with Lightning, captured 13.70: 6.30 is owed back.
-        payer = lnbits.wallet("console-payer", sats=1_000_000)
-        wallet = CardRef(kind=LIGHTNING, token="", brand="", last4="", expiry=None, payload={})
-        asked = {"authorization_id": AID, "terminal_id": "KIOSK-0001", "card": wallet}
-        pending = gateway.payments.hold_web(**asked, amount=Money(2000, "EUR"))
-        lnbits.pay(payer, pending.pay["bolt11"])
-        gateway.payments.hold_web(**asked, amount=Money(2000, "EUR"))
-        done = requests.post(
-            f"{gateway.url}/v1/authorizations/{AID}/capture",
-            json=capture(1370),
-            headers={"Idempotency-Key": "c1"},
-            timeout=30,
-        )
-        assert done.status_code == 200, done.text
+        prepaid(gateway, lnbits, AID, hold=2000, captured=1370)
         yield gateway
     finally:
         gateway.close()
