@@ -19,7 +19,6 @@ import requests
 import trustme
 
 from gateway.server import EmbeddedGateway
-from gateway.tls import ServerTLS
 from hardware.clock import ManualClock
 from hardware.sim.card_script import load_profiles
 from terminal.config import Config, GatewayConfig, parse
@@ -28,9 +27,7 @@ from terminal.protection import certs
 from terminal.shell.daemon import Daemon
 from terminal.station import SimHardware, build_daemon, sim_keys
 from tests.conftest import EXAMPLE_CONFIG
-
-STATION = "KIOSK-0001"
-OTHER = "KIOSK-0002"
+from tests.gateway.terminal_tls import OTHER, STATION, provision, server_tls
 
 
 @dataclass
@@ -72,9 +69,7 @@ MakeKiosk = Callable[[Config], Kiosk]
 
 @pytest.fixture
 def pki(tmp_path: Path) -> Path:
-    root = tmp_path / "pki"
-    certs.provision_tls(root, fleet="test", devices=[STATION, OTHER], server_hosts=["127.0.0.1"])
-    return root
+    return provision(tmp_path / "pki")
 
 
 @pytest.fixture
@@ -83,12 +78,7 @@ def gateway(tmp_path: Path, pki: Path, config: Config) -> Iterator[EmbeddedGatew
     gw = EmbeddedGateway(
         tmp_path / "gateway.sqlite3",
         key_dir=gateway_keys,
-        tls=ServerTLS(
-            certfile=pki / "gateway" / certs.SERVER_CERT_FILE,
-            keyfile=pki / "gateway" / certs.SERVER_KEY_FILE,
-            client_ca=pki / "gateway" / certs.CA_FILE,
-            crl_file=pki / "gateway" / certs.CRL_FILE,
-        ),
+        tls=server_tls(pki),
     )
     gw.up()
     yield gw

@@ -1,6 +1,7 @@
 """Every gateway test runs on both back-ends: SQLite (the embedded default) and a real
 PostgreSQL server (`tests/postgres.py`). Tests take `db_url`; `pytest -k postgresql` selects
-the PostgreSQL runs."""
+the PostgreSQL runs. `tls_terminals` is a gateway over mutual TLS with two kiosks'
+certificates (`terminal_tls`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.ledger import migrate, open_engine
+from tests.gateway.terminal_tls import TlsTerminals, tls_terminals_at
 from tests.postgres import PostgresServer, running_server
 
 
@@ -36,3 +38,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'gateway.sqlite3'}"
     server: PostgresServer = request.getfixturevalue("postgres")
     return server.database(template=request.getfixturevalue("gateway_template"))
+
+
+@pytest.fixture
+def tls_terminals(db_url: str, tmp_path: Path) -> Iterator[TlsTerminals]:
+    with tls_terminals_at(db_url, tmp_path / "pki") as terminals:
+        yield terminals

@@ -6,12 +6,8 @@ authorization or an unknown one gets no code."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
-import pytest
 import requests
 import sqlalchemy as sa
 
@@ -20,72 +16,20 @@ from gateway.ledger.link_codes import LinkCodes, digest
 from gateway.ledger.schema import idempotency
 from gateway.ledger.web_schema import link_codes
 from gateway.server import EmbeddedGateway
-from gateway.tls import ServerTLS
-from terminal.protection import certs
+from tests.gateway.terminal_tls import OTHER, STATION, TOKEN, TlsTerminals
 from tests.test_contract import committed, documented_answer
 
-STATION, OTHER = "KIOSK-0001", "KIOSK-0002"
-TOKEN = "tok-rfid-0123456789abcdef"
 
-
-@pytest.fixture
-def pki(tmp_path: Path) -> Path:
-    root = tmp_path / "pki"
-    certs.provision_tls(root, fleet="test", devices=[STATION, OTHER], server_hosts=["127.0.0.1"])
-    return root
-
-
-@pytest.fixture
-def gateway(db_url: str, pki: Path) -> Iterator[EmbeddedGateway]:
-    gw = EmbeddedGateway(
-        db_url=db_url,
-        tls=ServerTLS(
-            certfile=pki / "gateway" / certs.SERVER_CERT_FILE,
-            keyfile=pki / "gateway" / certs.SERVER_KEY_FILE,
-            client_ca=pki / "gateway" / certs.CA_FILE,
-            crl_file=pki / "gateway" / certs.CRL_FILE,
-        ),
-    )
-    gw.up()
-    yield gw
-    gw.close()
-
-
-def _post(gw: EmbeddedGateway, pki: Path, terminal: str, path: str, *, key: str, body: Any) -> Any:
-    d = pki / "devices" / terminal
-    return requests.post(
-        gw.url + path,
-        json=body,
-        verify=str(d / certs.CA_FILE),
-        cert=(str(d / certs.CLIENT_CERT_FILE), str(d / certs.CLIENT_KEY_FILE)),
-        timeout=10,
-        headers={"Connection": "close", "Idempotency-Key": key},
-    )
-
-
-def _hold(gw: EmbeddedGateway, pki: Path, terminal: str, n: int, token: str = TOKEN) -> str:
-    auth_id = f"{terminal.lower()}-{n:08d}-0000-4000-8000-000000000000"
-    body = {
-        "authorization_id": auth_id,
-        "terminal_id": terminal,
-        "amount": {"minor": 5000, "currency": "EUR"},
-        "card": {"kind": "id_token", "token": token, "brand": "RFID", "last4": ""},
-    }
-    answer = _post(gw, pki, terminal, "/v1/authorizations", key=f"{auth_id}:authorize", body=body)
-    assert answer.status_code == 200, answer.text
-    return auth_id
-
-
-def _ask(gw: EmbeddedGateway, pki: Path, terminal: str, auth_id: str, key: str) -> Any:
+def _ask(terminals: TlsTerminals, terminal: str, auth_id: str, key: str) -> requests.Response:
     body = {"terminal_id": terminal, "authorization_id": auth_id}
-    return _post(gw, pki, terminal, "/v1/link-codes", key=key, body=body)
+    return terminals.post(terminal, "/v1/link-codes", key=key, body=body)
 
 
 def test_a_terminal_gets_a_code_for_its_own_authorization_and_only_its_hash_is_kept(
-    gateway: EmbeddedGateway, pki: Path, db_url: str
+    tls_terminals: TlsTerminals, db_url: str
 ) -> None:
-    auth_id = _hold(gateway, pki, STATION, 1)
-    answer = _ask(gateway, pki, STATION, auth_id, "link-1")
+    auth_id = tls_terminals.hold(STATION, 1)
+    answer = _ask(tls_terminals, STATION, auth_id, "link-1")
     assert answer.status_code == 200, answer.text
     validator = documented_answer(committed(), "/v1/link-codes", 200)
     assert list(validator.iter_errors(answer.json())) == []
@@ -104,28 +48,26 @@ def test_a_terminal_gets_a_code_for_its_own_authorization_and_only_its_hash_is_k
     stored = " ".join(str(v) for row in [*rows, *keys] for v in row)
     assert code not in stored
     # The same request again: never the code (the gateway has no copy), the 409 stored.
-    again = _ask(gateway, pki, STATION, auth_id, "link-1")
+    again = _ask(tls_terminals, STATION, auth_id, "link-1")
     assert again.status_code == 409
     assert again.json()["error"]["code"] == "link_code_shown_once"
     assert code not in again.text
     # The same key with another body: refused like on every POST.
-    other = _hold(gateway, pki, STATION, 2, token="tok-rfid-other")
-    reused = _ask(gateway, pki, STATION, other, "link-1")
+    other = tls_terminals.hold(STATION, 2, token="tok-rfid-other")
+    reused = _ask(tls_terminals, STATION, other, "link-1")
     assert reused.status_code == 422
     assert reused.json()["error"]["code"] == "idempotency_key_reused"
 
 
-def test_a_new_code_replaces_the_tokens_last_one(
-    gateway: EmbeddedGateway, pki: Path, db_url: str
-) -> None:
-    first_auth = _hold(gateway, pki, STATION, 1)
-    second_auth = _hold(gateway, pki, STATION, 2)  # the same token, a later session
-    first = _ask(gateway, pki, STATION, first_auth, "link-a").json()["code"]
-    second = _ask(gateway, pki, STATION, second_auth, "link-b").json()["code"]
+def test_a_new_code_replaces_the_tokens_last_one(tls_terminals: TlsTerminals, db_url: str) -> None:
+    first_auth = tls_terminals.hold(STATION, 1)
+    second_auth = tls_terminals.hold(STATION, 2)  # the same token, a later session
+    first = _ask(tls_terminals, STATION, first_auth, "link-a").json()["code"]
+    second = _ask(tls_terminals, STATION, second_auth, "link-b").json()["code"]
     assert first != second
     engine = open_engine(db_url)
     try:
-        codes = LinkCodes(engine, gateway.built.ledger.clock)
+        codes = LinkCodes(engine, tls_terminals.gateway.built.ledger.clock)
         assert codes.use(first) is None
         used = codes.use(second)
         assert used is not None
@@ -136,18 +78,16 @@ def test_a_new_code_replaces_the_tokens_last_one(
 
 
 def test_no_code_for_another_terminals_or_an_unknown_authorization(
-    gateway: EmbeddedGateway, pki: Path
+    tls_terminals: TlsTerminals,
 ) -> None:
-    theirs = _hold(gateway, pki, OTHER, 1)
-    refused = _ask(gateway, pki, STATION, theirs, "link-x")
+    theirs = tls_terminals.hold(OTHER, 1)
+    refused = _ask(tls_terminals, STATION, theirs, "link-x")
     assert refused.status_code == 404
     assert refused.json()["error"]["code"] == "unknown_authorization"
-    unknown = _ask(gateway, pki, STATION, "kiosk-0001-99999999-none", "link-y")
+    unknown = _ask(tls_terminals, STATION, "kiosk-0001-99999999-none", "link-y")
     assert unknown.status_code == 404
     # A body naming another terminal than the certificate's: 403 before anything is stored.
-    named = _post(
-        gateway,
-        pki,
+    named = tls_terminals.post(
         STATION,
         "/v1/link-codes",
         key="link-z",

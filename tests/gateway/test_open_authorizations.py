@@ -5,89 +5,21 @@ it sent; another terminal's list is refused (403), and no certificate gets no an
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
-
 import pytest
 import requests
 
-from gateway.server import EmbeddedGateway
-from gateway.tls import ServerTLS
-from terminal.protection import certs
-
-STATION, OTHER = "KIOSK-0001", "KIOSK-0002"
-
-
-@pytest.fixture
-def pki(tmp_path: Path) -> Path:
-    root = tmp_path / "pki"
-    certs.provision_tls(root, fleet="test", devices=[STATION, OTHER], server_hosts=["127.0.0.1"])
-    return root
-
-
-@pytest.fixture
-def gateway(db_url: str, pki: Path) -> Iterator[EmbeddedGateway]:
-    gw = EmbeddedGateway(
-        db_url=db_url,
-        tls=ServerTLS(
-            certfile=pki / "gateway" / certs.SERVER_CERT_FILE,
-            keyfile=pki / "gateway" / certs.SERVER_KEY_FILE,
-            client_ca=pki / "gateway" / certs.CA_FILE,
-            crl_file=pki / "gateway" / certs.CRL_FILE,
-        ),
-    )
-    gw.up()
-    yield gw
-    gw.close()
-
-
-def _as(pki: Path, terminal: str) -> dict[str, Any]:
-    d = pki / "devices" / terminal
-    return {
-        "verify": str(d / certs.CA_FILE),
-        "cert": (str(d / certs.CLIENT_CERT_FILE), str(d / certs.CLIENT_KEY_FILE)),
-        "timeout": 10,
-        "headers": {"Connection": "close"},
-    }
-
-
-def _hold(gw: EmbeddedGateway, pki: Path, terminal: str, n: int) -> str:
-    auth_id = f"{terminal.lower()}-{n:08d}-0000-4000-8000-000000000000"
-    body = {
-        "authorization_id": auth_id,
-        "terminal_id": terminal,
-        "amount": {"minor": 5000 + n, "currency": "EUR"},
-        "card": {"kind": "id_token", "token": "tok-0123456789abcdef", "brand": "RFID", "last4": ""},
-    }
-    kw = _as(pki, terminal)
-    kw["headers"] = {**kw["headers"], "Idempotency-Key": f"{auth_id}:authorize"}
-    answer = requests.post(gw.url + "/v1/authorizations", json=body, **kw)
-    assert answer.status_code == 200, answer.text
-    assert answer.json()["status"] == "approved"
-    return auth_id
-
-
-def _void(gw: EmbeddedGateway, pki: Path, terminal: str, auth_id: str) -> None:
-    kw = _as(pki, terminal)
-    kw["headers"] = {**kw["headers"], "Idempotency-Key": f"{auth_id}:void"}
-    answer = requests.post(
-        f"{gw.url}/v1/authorizations/{auth_id}/void", json={"reason": "test"}, **kw
-    )
-    assert answer.status_code == 200, answer.text
+from tests.gateway.terminal_tls import OTHER, STATION, TlsTerminals
 
 
 def test_a_terminal_lists_its_own_open_holds_and_its_newest_authorization(
-    gateway: EmbeddedGateway, pki: Path
+    tls_terminals: TlsTerminals,
 ) -> None:
-    first = _hold(gateway, pki, STATION, 1)
-    second = _hold(gateway, pki, STATION, 2)
-    _void(gateway, pki, STATION, second)
-    _hold(gateway, pki, OTHER, 3)
+    first = tls_terminals.hold(STATION, 1)
+    second = tls_terminals.hold(STATION, 2)
+    tls_terminals.void(STATION, second)
+    tls_terminals.hold(OTHER, 3)
 
-    answer = requests.get(
-        f"{gateway.url}/v1/terminals/{STATION}/open-authorizations", **_as(pki, STATION)
-    )
+    answer = tls_terminals.get(STATION, f"/v1/terminals/{STATION}/open-authorizations")
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["terminal_id"] == STATION
@@ -98,11 +30,9 @@ def test_a_terminal_lists_its_own_open_holds_and_its_newest_authorization(
 
 
 def test_a_terminal_with_nothing_at_the_gateway_gets_an_empty_list(
-    gateway: EmbeddedGateway, pki: Path
+    tls_terminals: TlsTerminals,
 ) -> None:
-    answer = requests.get(
-        f"{gateway.url}/v1/terminals/{STATION}/open-authorizations", **_as(pki, STATION)
-    )
+    answer = tls_terminals.get(STATION, f"/v1/terminals/{STATION}/open-authorizations")
     assert answer.json() == {
         "terminal_id": STATION,
         "authorizations": [],
@@ -110,17 +40,16 @@ def test_a_terminal_with_nothing_at_the_gateway_gets_an_empty_list(
     }
 
 
-def test_another_terminals_list_is_refused(gateway: EmbeddedGateway, pki: Path) -> None:
-    _hold(gateway, pki, OTHER, 3)
-    answer = requests.get(
-        f"{gateway.url}/v1/terminals/{OTHER}/open-authorizations", **_as(pki, STATION)
-    )
+def test_another_terminals_list_is_refused(tls_terminals: TlsTerminals) -> None:
+    tls_terminals.hold(OTHER, 3)
+    answer = tls_terminals.get(STATION, f"/v1/terminals/{OTHER}/open-authorizations")
     assert answer.status_code == 403
     assert answer.json()["error"]["code"] == "terminal_mismatch"
 
 
-def test_no_certificate_gets_no_answer(gateway: EmbeddedGateway, pki: Path) -> None:
-    kw = _as(pki, STATION)
+def test_no_certificate_gets_no_answer(tls_terminals: TlsTerminals) -> None:
+    kw = tls_terminals.calls_as(STATION)
     del kw["cert"]
+    url = f"{tls_terminals.gateway.url}/v1/terminals/{STATION}/open-authorizations"
     with pytest.raises(requests.exceptions.ConnectionError):  # TLS refused (1.3: after hello)
-        requests.get(f"{gateway.url}/v1/terminals/{STATION}/open-authorizations", **kw)
+        requests.get(url, **kw)
