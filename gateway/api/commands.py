@@ -51,11 +51,9 @@ def command_routes(
         one. A command not answered is sent again on a later poll. `terminal_id` must be the
         certificate's terminal. With `pay_code` (the code it shows), the poll also ends when
         that code can no longer be paid (`"pay_code": "spent"`: ask for a new one)."""
-        caller = frame.caller(request)
+        caller = frame.caller_for(request, terminal_id)
         if isinstance(caller, JSONResponse):
             return caller
-        if (refused := frame.named_terminal(caller, terminal_id)) is not None:
-            return refused
         deadline = time.monotonic() + wait
         while True:
             found: list[dict[str, Any]] = await run_in_threadpool(commands.waiting, terminal_id)
@@ -110,11 +108,9 @@ def command_routes(
     ) -> JSONResponse:
         """The one-time code the terminal's QR shows (pay by phone), with its link and how
         long it may be shown: the one it has while that has time left, else a new one."""
-        caller = frame.caller(request)
+        caller = frame.caller_for(request, body.terminal_id)
         if isinstance(caller, JSONResponse):
             return caller
-        if (refused := frame.named_terminal(caller, body.terminal_id)) is not None:
-            return refused
         offer = Offer(
             station=body.station,
             hold_minor=body.hold.minor,

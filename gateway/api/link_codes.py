@@ -42,11 +42,9 @@ def link_code_routes(codes: LinkCodes, frame: TerminalRequests) -> APIRouter:
         """A new code for the card or token of one of the calling terminal's authorizations
         (it replaces that token's earlier code); 404 for an authorization the terminal does
         not have or whose card cannot be linked (a web payment). Never replayed (409)."""
-        caller = frame.caller(request)
+        caller = frame.caller_for(request, body.terminal_id)
         if isinstance(caller, JSONResponse):
             return caller
-        if (refused := frame.named_terminal(caller, body.terminal_id)) is not None:
-            return refused
 
         def work(key: RequestKey) -> StoredAnswer:
             def store(conn: Connection) -> None:

@@ -64,13 +64,17 @@ class TerminalRequests:
             return error(403, "certificate_refused", caller.refused)
         return caller
 
-    @staticmethod
-    def named_terminal(caller: Caller, terminal_id: str) -> JSONResponse | None:
-        """A body naming another terminal than the certificate's is refused (403) before the
-        key is looked at or stored, so the key stays usable by its rightful sender."""
-        if caller.terminal is None or caller.terminal == terminal_id:
-            return None
-        return error(403, "terminal_mismatch", "not the certificate's terminal")
+    def caller_for(self, request: Request, terminal_id: str) -> Caller | JSONResponse:
+        """The caller of a request made for `terminal_id` (named in its body or path), or the
+        answer refusing it: as `caller`, and 403 `terminal_mismatch` when the certificate is
+        another terminal's. It runs before the key is looked at or stored, so the key stays
+        usable by its rightful sender. (In the development mode any terminal id is taken.)"""
+        caller = self.caller(request)
+        if isinstance(caller, JSONResponse):
+            return caller
+        if caller.terminal is not None and caller.terminal != terminal_id:
+            return error(403, "terminal_mismatch", "not the certificate's terminal")
+        return caller
 
     def run_idempotent(
         self,

@@ -102,11 +102,9 @@ def terminal_routes(payments: Payments, frame: TerminalRequests) -> TerminalRout
     def create_authorization(
         body: wire.AuthorizationRequest, request: Request, idempotency_key: str = Header()
     ) -> JSONResponse:
-        caller = frame.caller(request)
+        caller = frame.caller_for(request, body.terminal_id)
         if isinstance(caller, JSONResponse):
             return caller
-        if (refused := frame.named_terminal(caller, body.terminal_id)) is not None:
-            return refused
         return frame.run_idempotent(
             caller,
             idempotency_key,
@@ -190,11 +188,9 @@ def terminal_routes(payments: Payments, frame: TerminalRequests) -> TerminalRout
     def post_events(
         body: wire.EventsRequest, request: Request, idempotency_key: str = Header()
     ) -> JSONResponse:
-        caller = frame.caller(request)
+        caller = frame.caller_for(request, body.terminal_id)
         if isinstance(caller, JSONResponse):
             return caller
-        if (refused := frame.named_terminal(caller, body.terminal_id)) is not None:
-            return refused
 
         def work(key: RequestKey) -> StoredAnswer:
             with ledger.write() as conn:
@@ -220,11 +216,9 @@ def terminal_routes(payments: Payments, frame: TerminalRequests) -> TerminalRout
     ) -> JSONResponse:
         """Signed meter readings (OCMF), batched; stored with their authorization. A reading
         must be OCMF and name the sending terminal as its gateway serial (GS)."""
-        caller = frame.caller(request)
+        caller = frame.caller_for(request, body.terminal_id)
         if isinstance(caller, JSONResponse):
             return caller
-        if (refused := frame.named_terminal(caller, body.terminal_id)) is not None:
-            return refused
 
         def work(key: RequestKey) -> StoredAnswer:
             for reading in body.readings:
@@ -282,11 +276,9 @@ def terminal_routes(payments: Payments, frame: TerminalRequests) -> TerminalRout
     def open_authorizations(terminal_id: TerminalId, request: Request) -> JSONResponse:
         """The terminal's holds still open and the newest authorization it sent (its kiosk
         checks its journal against them at start-up). Only its own: another's is 403."""
-        caller = frame.caller(request)
+        caller = frame.caller_for(request, terminal_id)
         if isinstance(caller, JSONResponse):
             return caller
-        if (refused := frame.named_terminal(caller, terminal_id)) is not None:
-            return refused
         rows, newest = ledger.terminal_open_holds(terminal_id)
         answer = wire.OpenAuthorizationsAnswer(
             terminal_id=terminal_id,
