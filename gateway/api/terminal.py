@@ -24,7 +24,7 @@ from gateway.api.lane import LaneRoute
 from gateway.api.requests import TerminalRequests, error
 from gateway.ledger import tariffs
 from gateway.ledger.idempotency import RequestKey, StoredAnswer
-from gateway.ledger.store import aware
+from gateway.ledger.store import AuthorizationRow, aware
 from gateway.payments import Payments, Refusal
 from terminal import ocmf
 
@@ -38,6 +38,12 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     unknown, 409 refused by the rules or another step in progress (`in_progress`: retry), 413
     body too large, 422 key reused with another body, 504 the processor did not answer."""
     return {code: {"model": wire.ErrorAnswer} for code in codes}
+
+
+def _theirs(caller: Caller, row: AuthorizationRow) -> bool:
+    """Whether the authorization `row` is another terminal's than the caller's certificate
+    names (never in the development mode, where the caller has no terminal)."""
+    return caller.terminal is not None and row.terminal_id != caller.terminal
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +67,12 @@ def terminal_routes(payments: Payments, frame: TerminalRequests) -> TerminalRout
     ledger = payments.ledger
 
     def its_own(caller: Caller, authorization_id: str) -> JSONResponse | None:
-        """Only the terminal that asked for a hold may raise, capture or void it."""
+        """Only the terminal that asked for a hold may raise, capture or void it (another's
+        is 403; an unknown one is the step's to answer)."""
         if caller.terminal is None:
             return None
         row = ledger.fetch(authorization_id)
-        if row is None or row.terminal_id == caller.terminal:
+        if row is None or not _theirs(caller, row):
             return None
         return error(403, "terminal_mismatch", "not the certificate's terminal")
 
@@ -308,7 +315,7 @@ def terminal_routes(payments: Payments, frame: TerminalRequests) -> TerminalRout
         if isinstance(caller, JSONResponse):
             return caller
         row = ledger.fetch(authorization_id)
-        if row is None or (caller.terminal is not None and row.terminal_id != caller.terminal):
+        if row is None or _theirs(caller, row):
             return error(404, "unknown_authorization", "no such authorization")
         hidden = {"receipt", "card_token", "op_key", "op_detail"}
         data = {k: v for k, v in row._mapping.items() if k not in hidden}
