@@ -5,6 +5,8 @@ each change audited (`gateway.ledger.station_registry`); a read-only operator se
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
@@ -48,6 +50,19 @@ def station_routes(frame: ConsoleFrame) -> APIRouter:
             status_code=status_code,
         )
 
+    def save(request: Request, csrf: str, what: str, put: Callable[[str], object]) -> Response:
+        """An admin's change to the registry: `put(actor)` once the console allows the
+        change (role, CSRF); a refusal shows the page again saying why (400), else back to
+        the list (303)."""
+        viewer = frame.change(request, csrf)
+        if isinstance(viewer, Response):
+            return viewer
+        try:
+            put(viewer.username)
+        except registry.RegistryError as exc:
+            return page(request, f"{what} not saved: {exc}", 400)
+        return RedirectResponse(STATIONS, status_code=303, headers=page_headers())
+
     @router.get(STATIONS)
     def stations_page(request: Request) -> Response:
         return page(request)
@@ -65,11 +80,11 @@ def station_routes(frame: ConsoleFrame) -> APIRouter:
         ocmf_public_key: str = Form(""),
         csrf: str = Form(""),
     ) -> Response:
-        viewer = frame.change(request, csrf)
-        if isinstance(viewer, Response):
-            return viewer
-        try:
-            registry.put_station(
+        return save(
+            request,
+            csrf,
+            "Station",
+            lambda actor: registry.put_station(
                 engine,
                 terminal_id=terminal_id,
                 name=name,
@@ -79,11 +94,9 @@ def station_routes(frame: ConsoleFrame) -> APIRouter:
                 cpo_id=cpo_id.strip(),
                 ocmf_public_key=ocmf_public_key,
                 audit=frame.operators.audit,
-                actor=viewer.username,
-            )
-        except registry.RegistryError as exc:
-            return page(request, f"Station not saved: {exc}", 400)
-        return RedirectResponse(STATIONS, status_code=303, headers=page_headers())
+                actor=actor,
+            ),
+        )
 
     @router.post(STATIONS + "/operators")
     def cpo_post(
@@ -95,21 +108,19 @@ def station_routes(frame: ConsoleFrame) -> APIRouter:
         vat_id: str = Form(""),
         csrf: str = Form(""),
     ) -> Response:
-        viewer = frame.change(request, csrf)
-        if isinstance(viewer, Response):
-            return viewer
-        try:
-            registry.put_cpo(
+        return save(
+            request,
+            csrf,
+            "Operator",
+            lambda actor: registry.put_cpo(
                 engine,
                 cpo_id=cpo_id.strip(),
                 name=name,
                 address=address,
                 vat=vat_id,
                 audit=frame.operators.audit,
-                actor=viewer.username,
-            )
-        except registry.RegistryError as exc:
-            return page(request, f"Operator not saved: {exc}", 400)
-        return RedirectResponse(STATIONS, status_code=303, headers=page_headers())
+                actor=actor,
+            ),
+        )
 
     return router

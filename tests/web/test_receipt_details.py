@@ -146,7 +146,7 @@ def test_only_an_admin_changes_the_registry_and_bad_input_names_the_field(db_url
         assert f"Station not saved: {field}:" in unescape(body), (bad, body[:300])
     assert station_registry.station_list(app.built.engine) == []
     status, body = register(admin, cpo=("ACME", "ACME", "Somewhere", "12345"))
-    assert status == 400 and "vat_id:" in body
+    assert status == 400 and "Operator not saved: vat_id:" in unescape(body)
     assert station_registry.cpo_list(app.built.engine)[0].vat_id == "DE123456789"
     assert register(admin, station=BERLIN)[0] == 303
     reader = app.signed_in("reader")
