@@ -155,6 +155,23 @@ method = "web_card"
 Run = Callable[[str, Routing], Simulation]
 
 
+def phone_session(*ways: str) -> str:
+    """The script of a session paid on the phone: each of `ways` in turn (`pay qr <way>`, the
+    last one paid), then plugged in, charged for 30 minutes and stopped from the phone."""
+    paid = "".join(f"pay qr {way}\n" for way in ways)
+    return (
+        "expect idle\n" + paid + "expect plug-in\nplug\nev charge\nexpect charging\n"
+        "wait 30m\npay stop\nwait 10s\nexpect receipt\n"
+    )
+
+
+def qr(sim: Simulation) -> str:
+    """The pay-by-phone link in the QR code the kiosk shows now."""
+    frame = sim.hardware.display.current
+    assert frame is not None and frame.qr is not None, frame
+    return frame.qr
+
+
 @pytest.fixture
 def paying(phone_config: Config, tmp_path: Path) -> Iterator[Run]:
     """Run a script on a kiosk with pay by phone on, its gateway routed by `routing`."""

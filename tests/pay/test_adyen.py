@@ -13,9 +13,8 @@ from pathlib import Path
 import requests
 
 from launcher.adyen_cse import seal as seal_cse
-from launcher.simulate import Simulation
 from tests.ledger_check import assert_ledger_agrees
-from tests.pay.conftest import Run, adyen_key, adyen_routing
+from tests.pay.conftest import Run, adyen_key, adyen_routing, phone_session, qr
 from tests.processors.adyen_books import AdyenBooks, cse_key, cse_public_key
 
 CARD = {"number": "4111111111111111", "expiryMonth": "03", "expiryYear": "2030", "cvc": "737"}
@@ -25,12 +24,6 @@ FIELDS = {
     "expiryYear": "encryptedExpiryYear",
     "cvc": "encryptedSecurityCode",
 }
-
-
-def qr(sim: Simulation) -> str:
-    frame = sim.hardware.display.current
-    assert frame is not None and frame.qr is not None, frame
-    return frame.qr
 
 
 def sealed_form(public_key: str, holder: str = "Jo Driver") -> dict[str, str]:
@@ -140,20 +133,7 @@ def test_a_card_adyen_refuses_charges_nothing_and_the_code_can_be_paid_again(
 def test_simulate_pays_the_qr_through_adyen_and_the_session_is_captured(
     paying: Run, adyen_books: AdyenBooks, tmp_path: Path
 ) -> None:
-    script = """
-expect idle
-pay qr declined
-pay qr card
-expect plug-in
-plug
-ev charge
-expect charging
-wait 30m
-pay stop
-wait 10s
-expect receipt
-"""
-    sim = paying(script, adyen_routing(tmp_path, adyen_books))
+    sim = paying(phone_session("declined", "card"), adyen_routing(tmp_path, adyen_books))
     assert "The payment was declined" in sim.phone.pages[1]
     [approved] = [r for r in sim.gateway.ledger.all_authorizations() if r["status"] != "declined"]
     # Adyen confirms the capture with its CAPTURE notification; the kiosk asks again.

@@ -25,7 +25,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from launcher.simulate import Simulation
 from tests.ledger_check import assert_ledger_agrees
-from tests.pay.conftest import Routing, Run, adyen_routing, lightning_routing, stripe_routing
+from tests.pay.conftest import Routing, Run, adyen_routing, lightning_routing, qr, stripe_routing
 from tests.processors.adyen_books import AdyenBooks
 from tests.processors.stack import ADYEN_ACCOUNT, Lnbits
 
@@ -84,9 +84,7 @@ def charge_stop_and_read_the_receipt(
 
 def kiosk(paying: Run, routing: Routing) -> tuple[Simulation, str]:
     sim = paying("expect idle", routing)
-    frame = sim.hardware.display.current
-    assert frame is not None and frame.qr is not None
-    return sim, frame.qr
+    return sim, qr(sim)
 
 
 def test_scan_pay_by_card_through_stripe_charge_stop_and_read_the_receipt(

@@ -26,28 +26,9 @@ from launcher.simulate import Simulation
 from terminal.config import Config
 from terminal.money import Money
 from tests.ledger_check import assert_ledger_agrees
-from tests.pay.conftest import Run, lightning_routing
+from tests.pay.conftest import Run, lightning_routing, phone_session, qr
 from tests.processors.peers import free_port
 from tests.processors.stack import Lnbits
-
-SCRIPT = """
-expect idle
-pay qr lightning
-expect plug-in
-plug
-ev charge
-expect charging
-wait 30m
-pay stop
-wait 10s
-expect receipt
-"""
-
-
-def qr(sim: Simulation) -> str:
-    frame = sim.hardware.display.current
-    assert frame is not None and frame.qr is not None, frame
-    return frame.qr
 
 
 def bolt11(page: str) -> str:
@@ -70,7 +51,7 @@ def settled_page(url: str) -> str:
 def test_paid_with_lightning_charged_stopped_from_the_phone_and_captured(
     paying: Run, lnbits: Lnbits, tmp_path: Path
 ) -> None:
-    sim = paying(SCRIPT, lightning_routing(tmp_path, lnbits))
+    sim = paying(phone_session("lightning"), lightning_routing(tmp_path, lnbits))
     # The page offered exactly what is routed: the simulated test card and Lightning.
     offer = sim.phone.pages[0]
     assert 'id="way-test-card"' in offer and 'id="way-lightning"' in offer

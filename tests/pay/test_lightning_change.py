@@ -30,10 +30,9 @@ from launcher.simulate import Simulation
 from terminal.errors import ConfigError
 from terminal.money import Money
 from tests.ledger_check import assert_change_agrees, assert_ledger_agrees
-from tests.pay.conftest import Run, lightning_routing
+from tests.pay.conftest import Run, lightning_routing, phone_session
 from tests.pay.lightning_session import is_payout, lightning_processors, prepaid
 from tests.pay.lightning_wallets import DriverWallet, driver_wallet, foreign_invoice
-from tests.pay.test_lightning import SCRIPT
 from tests.processors.peers import RecordingProxy
 from tests.processors.stack import Lnbits
 
@@ -62,7 +61,7 @@ def nothing_moved(sim: Simulation, wallet: DriverWallet, balance: int, owed: int
 def test_the_change_is_paid_once_to_the_drivers_invoice_after_every_wrong_one_is_refused(
     paying: Run, lnbits: Lnbits, tmp_path: Path
 ) -> None:
-    sim = paying(SCRIPT, lightning_routing(tmp_path, lnbits))
+    sim = paying(phone_session("lightning"), lightning_routing(tmp_path, lnbits))
     [result] = sim.results()
     [row] = sim.gateway.ledger.all_authorizations()
     held, captured = row["amount_authorized"], row["amount_captured"]

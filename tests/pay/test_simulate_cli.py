@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pay.conftest import lightning_routing
-from tests.pay.test_lightning import SCRIPT
+from tests.pay.conftest import lightning_routing, phone_session
 from tests.processors.stack import Lnbits
 
 pytestmark = pytest.mark.slow
@@ -31,7 +30,7 @@ def test_simulate_pays_the_qr_with_lightning_through_a_processors_file(
     (tmp_path / "terminal.toml").write_text(
         config.replace("pay_by_phone = false", "pay_by_phone = true", 1)
     )
-    (tmp_path / "script.txt").write_text(SCRIPT)
+    (tmp_path / "script.txt").write_text(phone_session("lightning"))
     done = subprocess.run(
         [
             str(Path(sys.executable).parent / "ev-terminal"),

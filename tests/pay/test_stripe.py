@@ -13,36 +13,16 @@ from pathlib import Path
 import requests
 
 from gateway.processors.port import PaymentState
-from launcher.simulate import Simulation
 from terminal.money import Money
 from tests.ledger_check import assert_ledger_agrees
-from tests.pay.conftest import STRIPE_PUBLISHABLE, Run, stripe_routing
+from tests.pay.conftest import STRIPE_PUBLISHABLE, Run, phone_session, qr, stripe_routing
 from tests.processors.stack import STRIPE_APPROVE, stripe_payment_method
-
-SCRIPT = """
-expect idle
-pay qr card
-expect plug-in
-plug
-ev charge
-expect charging
-wait 30m
-pay stop
-wait 10s
-expect receipt
-"""
-
-
-def qr(sim: Simulation) -> str:
-    frame = sim.hardware.display.current
-    assert frame is not None and frame.qr is not None, frame
-    return frame.qr
 
 
 def test_paid_by_card_through_stripe_charged_stopped_from_the_phone_and_captured(
     paying: Run, localstripe: str, tmp_path: Path
 ) -> None:
-    sim = paying(SCRIPT, stripe_routing(tmp_path, localstripe))
+    sim = paying(phone_session("card"), stripe_routing(tmp_path, localstripe))
     page = sim.phone.pages[0]
     # Exactly what is routed: the card to Stripe; Lightning goes to the simulated default,
     # which has none, and the simulated test card is not offered.
