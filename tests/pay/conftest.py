@@ -18,9 +18,11 @@ import pytest
 from launcher.simulate import Simulation, run_script
 from terminal.config import Config
 from tests.gateway.conftest import db_url, gateway_template, postgres  # noqa: F401 - back-ends
-from tests.pay.lightning_session import ROUTE, is_payout, operator_table
+from tests.pay.lightning_session import is_payout
 from tests.processors.adyen_books import AdyenBooks, cse_key, cse_public_key
 from tests.processors.conftest import (  # noqa: F401 - the shared peers
+    LIGHTNING_ROUTE,
+    lightning_table,
     lnbits,
     localstripe,
     prism_adyen,
@@ -56,10 +58,12 @@ def lightning_routing(tmp_path: Path, peer: Lnbits, *, webhook_url: str = "") ->
     """Web cards on the simulated processor (the default route), Lightning to an operator's
     LNbits wallet; a driver's wallet with a million sats."""
     hook = f'webhook_url = "{webhook_url}"\n' if webhook_url else ""
-    table = operator_table(tmp_path, peer, "pay-operator", more=hook)
+    table = lightning_table(tmp_path, peer, "pay-operator", more=hook)
     driver: Wallet = peer.wallet("pay-driver", sats=1_000_000)
     path = tmp_path / "processors.toml"
-    path.write_text('[[processors]]\nadapter = "simulated"\naccount = "default"\n' + table + ROUTE)
+    path.write_text(
+        '[[processors]]\nadapter = "simulated"\naccount = "default"\n' + table + LIGHTNING_ROUTE
+    )
     return Routing(file=path, pay=lambda bolt11: peer.pay(driver, bolt11))
 
 

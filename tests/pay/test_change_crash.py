@@ -21,9 +21,10 @@ from gateway.server import EmbeddedGateway
 from terminal.protection.keys import provision_fleet
 from tests.crash.processes import GatewayProcess
 from tests.ledger_check import assert_rollup_agrees
-from tests.pay.lightning_session import is_payout, lightning_processors, prepaid
+from tests.pay.lightning_session import is_payout, prepaid
 from tests.pay.lightning_wallets import driver_wallet
 from tests.pay.test_lightning_change import owed_sats
+from tests.processors.conftest import lightning_processors
 from tests.processors.peers import RecordingProxy
 from tests.processors.stack import Lnbits
 

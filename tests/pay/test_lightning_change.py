@@ -31,8 +31,9 @@ from terminal.errors import ConfigError
 from terminal.money import Money
 from tests.ledger_check import assert_change_agrees, assert_ledger_agrees
 from tests.pay.conftest import Run, lightning_routing, phone_session
-from tests.pay.lightning_session import is_payout, lightning_processors, prepaid
+from tests.pay.lightning_session import is_payout, prepaid
 from tests.pay.lightning_wallets import DriverWallet, driver_wallet, foreign_invoice
+from tests.processors.conftest import lightning_processors
 from tests.processors.peers import RecordingProxy
 from tests.processors.stack import Lnbits
 

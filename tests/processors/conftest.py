@@ -272,6 +272,40 @@ def processors_file(tmp_path: Path, tables: str, routes: str) -> Path:
     return path
 
 
+LIGHTNING_ROUTE = (
+    '[[routes]]\nprocessor = "lightning"\naccount = "op-wallet"\nmethod = "lightning"\n'
+)
+
+
+def lightning_table(
+    tmp_path: Path, peer: Lnbits, name: str, *, url: str = "", more: str = ""
+) -> str:
+    """The ``[[processors]]`` table of a new operator wallet `name` on `peer` (account
+    ``op-wallet``), its keys in files under `tmp_path`, LNbits reached at `url` (the peer's
+    own when empty); `more` adds the table's other settings, one ``key = value`` a line."""
+    operator = peer.wallet(name)
+    (tmp_path / "invoice.key").write_text(operator.invoice_key + "\n")
+    (tmp_path / "admin.key").write_text(operator.admin_key + "\n")
+    return f"""
+[[processors]]
+adapter = "lightning"
+account = "op-wallet"
+url = "{url or peer.url}"
+invoice_key_file = "{tmp_path / "invoice.key"}"
+admin_key_file = "{tmp_path / "admin.key"}"
+{more}"""
+
+
+def lightning_processors(
+    tmp_path: Path, peer: Lnbits, name: str, *, url: str = "", timeout_s: float | None = None
+) -> Path:
+    """A gateway's processors file: the operator wallet `name` (`lightning_table`) takes the
+    ``lightning`` method, with the adapter's `timeout_s` when given."""
+    more = f"timeout_s = {timeout_s}\n" if timeout_s is not None else ""
+    table = lightning_table(tmp_path, peer, name, url=url, more=more)
+    return processors_file(tmp_path, table, LIGHTNING_ROUTE)
+
+
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("T_STRIPE_KEY", STRIPE_KEY)

@@ -21,7 +21,7 @@ from gateway.processors.port import PaymentState
 from gateway.server import EmbeddedGateway
 from terminal.money import Money
 from tests.gateway.test_idempotency import capture
-from tests.processors.conftest import Lnbits, processors_file
+from tests.processors.conftest import Lnbits, lightning_processors, processors_file
 from tests.processors.peers import RecordingProxy
 from tests.processors.stack import STRIPE_APPROVE, stripe_payment_method
 from tests.processors.test_adyen import ACCOUNT, _card, _notification
@@ -130,23 +130,10 @@ def test_a_forged_webhook_is_refused_but_makes_the_gateway_ask_stripe(
 def test_a_lost_lightning_capture_answer_is_resolved_by_the_reconciler(
     tmp_path: Path, lnbits: Lnbits
 ) -> None:
-    operator = lnbits.wallet("outage-operator")
     driver = lnbits.wallet("outage-driver", sats=1_000_000)
     proxy = RecordingProxy(lnbits.url).start()
-    (tmp_path / "invoice.key").write_text(operator.invoice_key + "\n")
-    (tmp_path / "admin.key").write_text(operator.admin_key + "\n")
-    tables = f"""
-[[processors]]
-adapter = "lightning"
-account = "op-wallet"
-url = "{proxy.url}"
-invoice_key_file = "{tmp_path / "invoice.key"}"
-admin_key_file = "{tmp_path / "admin.key"}"
-"""
-    routes = '[[routes]]\nprocessor = "lightning"\naccount = "op-wallet"\nmethod = "lightning"\n'
-    gw = EmbeddedGateway(
-        tmp_path / "g.sqlite3", processors_file=processors_file(tmp_path, tables, routes)
-    )
+    file = lightning_processors(tmp_path, lnbits, "outage-operator", url=proxy.url)
+    gw = EmbeddedGateway(tmp_path / "g.sqlite3", processors_file=file)
     gw.up()
     try:
         aid = "outage-lightning-1"

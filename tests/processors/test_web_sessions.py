@@ -21,7 +21,7 @@ from gateway.server import EmbeddedGateway
 from terminal.money import Money
 from tests.gateway.test_idempotency import capture
 from tests.ledger_check import assert_processor_agrees
-from tests.processors.conftest import BTC_EUR, Lnbits, processors_file
+from tests.processors.conftest import BTC_EUR, Lnbits, lightning_processors
 from tests.processors.peers import RecordingProxy
 from tests.processors.stack import STRIPE_APPROVE, stripe_payment_method
 from tests.processors.test_adyen import ACCOUNT, _card, _notification
@@ -145,22 +145,9 @@ def test_a_card_session_settles_through_adyen_and_its_notifications(
 
 @pytest.mark.slow
 def test_a_lightning_session_settles_against_lnbits(tmp_path: Path, lnbits: Lnbits) -> None:
-    operator = lnbits.wallet("session-operator")
     driver = lnbits.wallet("session-driver", sats=1_000_000)
-    tables = f"""
-[[processors]]
-adapter = "lightning"
-account = "op-wallet"
-url = "{lnbits.url}"
-invoice_key_file = "{tmp_path / "invoice.key"}"
-admin_key_file = "{tmp_path / "admin.key"}"
-"""
-    (tmp_path / "invoice.key").write_text(operator.invoice_key + "\n")
-    (tmp_path / "admin.key").write_text(operator.admin_key + "\n")
-    routes = '[[routes]]\nprocessor = "lightning"\naccount = "op-wallet"\nmethod = "lightning"\n'
-    gw = EmbeddedGateway(
-        tmp_path / "g.sqlite3", processors_file=processors_file(tmp_path, tables, routes)
-    )
+    file = lightning_processors(tmp_path, lnbits, "session-operator")
+    gw = EmbeddedGateway(tmp_path / "g.sqlite3", processors_file=file)
     gw.up()
     try:
         wallet = CardRef(

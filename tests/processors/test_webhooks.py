@@ -21,7 +21,12 @@ from gateway.processors.methods import LIGHTNING
 from gateway.server import EmbeddedGateway
 from terminal.money import Money
 from tests.gateway.test_idempotency import authorization, capture
-from tests.processors.conftest import STRIPE_WEBHOOK_SECRET, Lnbits, processors_file
+from tests.processors.conftest import (
+    LIGHTNING_ROUTE,
+    STRIPE_WEBHOOK_SECRET,
+    Lnbits,
+    processors_file,
+)
 from tests.processors.peers import Inbox, RecordingProxy
 from tests.processors.stack import STRIPE_APPROVE, stripe_payment_method
 from tests.processors.test_adyen import ACCOUNT, _card, _notification
@@ -221,10 +226,8 @@ invoice_key_env = "T_LN_INVOICE"
 admin_key_env = "T_LN_ADMIN"
 webhook_url = "http://127.0.0.1:{port}/webhooks/lightning/op-wallet"
 """
-    routes = '[[routes]]\nprocessor = "lightning"\naccount = "op-wallet"\nmethod = "lightning"\n'
-    gw = EmbeddedGateway(
-        tmp_path / "g.sqlite3", port=port, processors_file=processors_file(tmp_path, tables, routes)
-    )
+    file = processors_file(tmp_path, tables, LIGHTNING_ROUTE)
+    gw = EmbeddedGateway(tmp_path / "g.sqlite3", port=port, processors_file=file)
     gw.up()
     try:
         wallet = CardRef(

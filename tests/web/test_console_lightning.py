@@ -18,9 +18,13 @@ from gateway.processors.lightning_change import sats_for
 from gateway.server import EmbeddedGateway
 from gateway.web.operator_auth import hash_password
 from terminal.money import Money
-from tests.pay.lightning_session import lightning_processors, prepaid
+from tests.pay.lightning_session import prepaid
 from tests.pay.lightning_wallets import driver_wallet
-from tests.processors.conftest import BTC_EUR, lnbits  # noqa: F401 - the peer
+from tests.processors.conftest import (  # noqa: F401 - the peer
+    BTC_EUR,
+    lightning_processors,
+    lnbits,
+)
 from tests.processors.stack import Lnbits
 from tests.web.browser import SIZES, look
 from tests.web.console_app import PASSWORD
