@@ -54,17 +54,24 @@ def phone_config(config: Config) -> Config:
     return replace(config, payment=replace(config.payment, pay_by_phone=True))
 
 
+def routing_file(tmp_path: Path, tables: str) -> Path:
+    """The gateway's processors file: the simulated processor (account ``default``, the
+    default route), then `tables`, a processor's table and its routes."""
+    path = tmp_path / "processors.toml"
+    path.write_text('[[processors]]\nadapter = "simulated"\naccount = "default"\n' + tables)
+    return path
+
+
 def lightning_routing(tmp_path: Path, peer: Lnbits, *, webhook_url: str = "") -> Routing:
     """Web cards on the simulated processor (the default route), Lightning to an operator's
     LNbits wallet; a driver's wallet with a million sats."""
     hook = f'webhook_url = "{webhook_url}"\n' if webhook_url else ""
     table = lightning_table(tmp_path, peer, "pay-operator", more=hook)
     driver: Wallet = peer.wallet("pay-driver", sats=1_000_000)
-    path = tmp_path / "processors.toml"
-    path.write_text(
-        '[[processors]]\nadapter = "simulated"\naccount = "default"\n' + table + LIGHTNING_ROUTE
+    return Routing(
+        file=routing_file(tmp_path, table + LIGHTNING_ROUTE),
+        pay=lambda bolt11: peer.pay(driver, bolt11),
     )
-    return Routing(file=path, pay=lambda bolt11: peer.pay(driver, bolt11))
 
 
 @pytest.fixture
@@ -87,13 +94,7 @@ def stripe_routing(
     key += 'country = "DE"\n' if wallet else ""
     wallets = 'processor = "stripe"\naccount = "acct_web"\nmethod = "web_wallet"\n'
     wallets = "\n[[routes]]\n" + wallets if wallet else ""
-    path = tmp_path / "processors.toml"
-    path.write_text(
-        f"""
-[[processors]]
-adapter = "simulated"
-account = "default"
-
+    tables = f"""
 [[processors]]
 adapter = "stripe"
 account = "acct_web"
@@ -107,8 +108,7 @@ processor = "stripe"
 account = "acct_web"
 method = "web_card"
 {wallets}"""
-    )
-    return Routing(file=path)
+    return Routing(file=routing_file(tmp_path, tables))
 
 
 @pytest.fixture
@@ -132,13 +132,7 @@ def adyen_routing(tmp_path: Path, books: AdyenBooks, *, cse: bool = True) -> Rou
     (tmp_path / "adyen.key").write_text(ADYEN_API_KEY + "\n")
     (tmp_path / "adyen-hmac.key").write_text(ADYEN_HMAC_KEY + "\n")
     key = f'cse_public_key = "{adyen_key(books)}"\n' if cse else ""
-    path = tmp_path / "processors.toml"
-    path.write_text(
-        f"""
-[[processors]]
-adapter = "simulated"
-account = "default"
-
+    tables = f"""
 [[processors]]
 adapter = "adyen"
 account = "{ADYEN_ACCOUNT}"
@@ -152,8 +146,7 @@ processor = "adyen"
 account = "{ADYEN_ACCOUNT}"
 method = "web_card"
 """
-    )
-    return Routing(file=path)
+    return Routing(file=routing_file(tmp_path, tables))
 
 
 Run = Callable[[str, Routing], Simulation]
