@@ -283,36 +283,26 @@ _COLUMNS = ("grain", "dimension", "bucket", "key", "currency", *SUMS)
 
 
 def _upsert(dialect: str) -> Any:
-    """The INSERT of a movement's rollup rows (the grains crossed with the dimensions, in
-    the order of their names), each added to its bucket's row when there is one. On
-    PostgreSQL the statement first takes `ADVISORY_LOCK` (bind `ev_lock`): the lock's CTE is
-    joined to the rows, so it is taken before the first row is written, in one round trip."""
-    if dialect not in ("postgresql", "sqlite"):  # pragma: no cover - the two back-ends
+    """SQLite's INSERT of a movement's rollup rows (the grains crossed with the dimensions,
+    in the order of their names), each added to its bucket's row when there is one.
+    PostgreSQL writes a whole batch's rows at once (`_upsert_rows`)."""
+    if dialect != "sqlite":  # pragma: no cover - PostgreSQL has `_upsert_rows`
         raise RuntimeError(f"unsupported database {dialect}")
-
-    def cast(name: str, sql_type: str) -> str:
-        # No casts on SQLite: its CAST to a type name it does not know is a CAST to NUMERIC,
-        # which would turn a bucket's text into a number.
-        return f"CAST(:{name} AS {sql_type})" if dialect == "postgresql" else f":{name}"
-
-    stamp = "TIMESTAMP WITH TIME ZONE"
-    grains = ", ".join(f"('{g}', {cast(f'bucket_{g}', stamp)})" for g in GRAINS)
+    # No casts: SQLite's CAST to a type name it does not know is a CAST to NUMERIC, which
+    # would turn a bucket's text into a number.
+    grains = ", ".join(f"('{g}', :bucket_{g})" for g in GRAINS)
     keys = ", ".join(
-        f"('{d}', {cast(f'key_{d}', 'VARCHAR') if d in _KEYED else repr('')})"
-        for d in ROLLUP_DIMENSIONS
+        f"('{d}', {f':key_{d}' if d in _KEYED else repr('')})" for d in ROLLUP_DIMENSIONS
     )
-    sums = ", ".join(cast(name, "BIGINT") for name in SUMS)
+    sums = ", ".join(f":{name}" for name in SUMS)
     added = ", ".join(f"{name} = revenue_rollup.{name} + excluded.{name}" for name in SUMS)
-    lock = dialect == "postgresql"
     # Built from this module's constant names; every value is a bind. SQLite needs the WHERE
     # to read ON CONFLICT as the upsert's, not a join's (SQLite, "UPSERT", 2.2).
     sql = " ".join(
         [
-            "WITH ev_lock AS (SELECT pg_advisory_xact_lock(:ev_lock))" if lock else "",
             f"INSERT INTO revenue_rollup ({', '.join(_COLUMNS)})",
-            f"SELECT g.column1, d.column1, g.column2, d.column2, {cast('currency', 'VARCHAR')},",
+            "SELECT g.column1, d.column1, g.column2, d.column2, :currency,",
             f"{sums} FROM (VALUES {grains}) AS g CROSS JOIN (VALUES {keys}) AS d",
-            "CROSS JOIN ev_lock" if lock else "",
             "WHERE true ORDER BY g.column1, d.column1",
             "ON CONFLICT (grain, dimension, bucket, key, currency) DO UPDATE SET " + added,
         ]
@@ -322,13 +312,42 @@ def _upsert(dialect: str) -> Any:
     binds += [sa.bindparam(f"key_{d}", type_=t.key.type) for d in _KEYED]
     binds += [sa.bindparam("currency", type_=t.currency.type)]
     binds += [sa.bindparam(name, type_=t[name].type) for name in SUMS]
-    if lock:
-        binds.append(sa.bindparam("ev_lock", type_=sa.BigInteger))
     return sa.text(sql).bindparams(*binds)
 
 
 # Run on the driver's cursor (`gateway.ledger.statements`), compiled once per dialect.
 _UPSERT = Statement(_upsert)
+
+
+def _upsert_rows() -> Any:
+    """PostgreSQL's INSERT of any number of rollup rows, each given whole (its grain,
+    dimension, bucket, key, currency and sums) in one array per column (`unnest`): the same
+    statement text for a batch of any size, so it is prepared once. It takes
+    `ADVISORY_LOCK` first: the lock's CTE is joined to the rows, so it is taken before the
+    first row is written, in the same round trip. The rows must be distinct (an upsert may
+    not change one row twice)."""
+    types: tuple[str, ...] = ("VARCHAR", "VARCHAR", "TIMESTAMP WITH TIME ZONE", "VARCHAR")
+    types += ("VARCHAR",) + ("BIGINT",) * len(SUMS)
+    arrays = ", ".join(
+        f"CAST(:{name} AS {sql_type}[])" for name, sql_type in zip(_COLUMNS, types, strict=True)
+    )
+    added = ", ".join(f"{name} = revenue_rollup.{name} + excluded.{name}" for name in SUMS)
+    sql = " ".join(
+        [
+            "WITH ev_lock AS (SELECT pg_advisory_xact_lock(:ev_lock))",
+            f"INSERT INTO revenue_rollup ({', '.join(_COLUMNS)})",
+            # Built from this module's constant names; every value is a bind.
+            f"SELECT r.* FROM unnest({arrays}) AS r ({', '.join(_COLUMNS)})",  # noqa: S608
+            "CROSS JOIN ev_lock ORDER BY 1, 2, 3, 4, 5",
+            "ON CONFLICT (grain, dimension, bucket, key, currency) DO UPDATE SET " + added,
+        ]
+    )
+    binds: list[Any] = [sa.bindparam(name) for name in _COLUMNS]
+    binds.append(sa.bindparam("ev_lock", type_=sa.BigInteger))
+    return sa.text(sql).bindparams(*binds)
+
+
+_UPSERT_ROWS = Statement(lambda _dialect: _upsert_rows())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -360,23 +379,43 @@ def delta(
 
 def roll_up_all(conn: Connection, deltas: list[Delta]) -> None:
     """Add `deltas` to the rollup inside the caller's transaction (the one that records
-    their movements): one statement per distinct buckets, keys and currency, with their sums
-    added together (a group-commit batch's captures at one terminal in one quarter hour are
-    one statement), each on PostgreSQL taking `ADVISORY_LOCK` first."""
+    their movements). On PostgreSQL in one statement: each rollup row the deltas touch is
+    written once with their sums added together (a group-commit batch's captures at
+    several terminals share their fleet, processor, method and brand rows), after taking
+    `ADVISORY_LOCK`. On SQLite one statement per distinct buckets, keys and currency."""
+    if conn.dialect.name == "postgresql":
+        _roll_up_rows(conn, deltas)
+        return
     summed: dict[tuple[tuple[datetime, ...], tuple[str, ...], str], list[int]] = {}
     for d in deltas:
         sums = summed.setdefault((d.buckets, d.keys, d.currency), [0, 0, 0, 0])
         for i, value in enumerate(d.sums):
             sums[i] += value
-    lock = conn.dialect.name == "postgresql"
     for (buckets, keys, currency), sums in sorted(summed.items()):
         values: dict[str, Any] = dict(zip((f"bucket_{g}" for g in GRAINS), buckets, strict=True))
         values.update(zip((f"key_{d}" for d in _KEYED), keys, strict=True))
         values.update(zip(SUMS, sums, strict=True))
         values["currency"] = currency
-        if lock:
-            values["ev_lock"] = ADVISORY_LOCK
         _UPSERT.execute(conn, values)
+
+
+def _roll_up_rows(conn: Connection, deltas: list[Delta]) -> None:
+    """PostgreSQL: the deltas summed per rollup row, written in one statement."""
+    rows: dict[tuple[str, str, datetime, str, str], list[int]] = {}
+    for d in deltas:
+        keys = dict(zip(_KEYED, d.keys, strict=True))
+        for grain, at in zip(GRAINS, d.buckets, strict=True):
+            for dimension in ROLLUP_DIMENSIONS:
+                row = (grain, dimension, at, keys.get(dimension, ""), d.currency)
+                sums = rows.setdefault(row, [0, 0, 0, 0])
+                for i, value in enumerate(d.sums):
+                    sums[i] += value
+    if not rows:
+        return
+    columns = list(zip(*(key + tuple(sums) for key, sums in rows.items()), strict=True))
+    values: dict[str, Any] = {name: list(col) for name, col in zip(_COLUMNS, columns, strict=True)}
+    values["ev_lock"] = ADVISORY_LOCK
+    _UPSERT_ROWS.execute(conn, values)
 
 
 def expected_rows(conn: Connection) -> dict[Key, tuple[int, int, int, int]]:
