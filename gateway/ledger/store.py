@@ -117,40 +117,41 @@ _GET = Statement(
     name="Authorization",
 )
 
-# An authorization's row (all NULL when there is none) and the list its card's token is on (or
-# NULL), in one statement: what a new hold reads first. A row always comes back.
-_LISTED = Statement(
-    sa.select(
-        sa.select(token_lists.c.list)
-        .where(token_lists.c.token == sa.bindparam("_token"))
-        .scalar_subquery()
-        .label("list"),
-        *_AUTHORIZATION,
-    ).select_from(
-        sa.select(sa.literal_column("1").label("one"))
-        .subquery("one")
-        .outerjoin(authorizations, authorizations.c.id == sa.bindparam("_id"))
-    ),
-    returns=[token_lists.c.list, *_AUTHORIZATION],
-    name="Listed",
+
+def _row_and(extra: Any, returned_as: Any, name: str) -> Statement:
+    """An authorization's row (all NULL when there is none) and one more value, `extra` (a
+    labelled scalar subquery, read back as the column `returned_as`), in one statement: the
+    row is outer-joined to a one-row select, so a row always comes back."""
+    return Statement(
+        sa.select(extra, *_AUTHORIZATION).select_from(
+            sa.select(sa.literal_column("1").label("one"))
+            .subquery("one")
+            .outerjoin(authorizations, authorizations.c.id == sa.bindparam("_id"))
+        ),
+        returns=[returned_as, *_AUTHORIZATION],
+        name=name,
+    )
+
+
+# What a new hold reads first: its row and the list its card's token is on (or NULL).
+_LISTED = _row_and(
+    sa.select(token_lists.c.list)
+    .where(token_lists.c.token == sa.bindparam("_token"))
+    .scalar_subquery()
+    .label("list"),
+    token_lists.c.list,
+    "Listed",
 )
 
-# An authorization's row (all NULL when there is none) and the id of the authorization a
-# receipt id belongs to (or NULL), in one statement: what a capture's claim reads first.
-_OWNED = Statement(
-    sa.select(
-        sa.select(authorizations.c.id)
-        .where(authorizations.c.receipt_id == sa.bindparam("_receipt_id"))
-        .scalar_subquery()
-        .label("receipt_owner"),
-        *_AUTHORIZATION,
-    ).select_from(
-        sa.select(sa.literal_column("1").label("one"))
-        .subquery("one")
-        .outerjoin(authorizations, authorizations.c.id == sa.bindparam("_id"))
-    ),
-    returns=[sa.column("receipt_owner", authorizations.c.id.type), *_AUTHORIZATION],
-    name="Owned",
+# What a capture's claim reads first: its row and the id of the authorization its receipt id
+# belongs to (or NULL).
+_OWNED = _row_and(
+    sa.select(authorizations.c.id)
+    .where(authorizations.c.receipt_id == sa.bindparam("_receipt_id"))
+    .scalar_subquery()
+    .label("receipt_owner"),
+    sa.column("receipt_owner", authorizations.c.id.type),
+    "Owned",
 )
 
 
