@@ -44,6 +44,7 @@ KILL_IN_STEP = 0.4  # chance that a step is interrupted by a kill
 KILL_IN_RECOVERY = 0.15  # chance that a restart is killed again while it recovers
 MAX_KILL_DELAY_S = 0.08
 PHONE_SHARE = 0.3  # of the visits, paid on a phone
+SETTLE_S = 120.0  # for the gateway to hear back about every command (it re-sends after 10 s)
 
 
 def session_steps(rng: random.Random, *, phone: bool = False) -> list[str]:
@@ -147,7 +148,9 @@ class Run:
             # sends it anew (10 s after the killed process fetched it): keep the kiosk's time
             # going until the gateway has heard back about every one of this kiosk's commands.
             self.kiosk.step("unplug")
+            deadline = time.monotonic() + SETTLE_S
             while not self.gateway.settled(self.kiosk.data.name):
+                assert time.monotonic() < deadline, f"{self.kiosk.data.name}: a command unanswered"
                 self.kiosk.step("wait 1m")
                 self.kiosk.step("unplug")
                 time.sleep(0.2)
