@@ -101,16 +101,6 @@ _MOVE = Statement(
     sa.insert(movements),
     keys=("authorization_id", "kind", "amount", "currency", "step_key", "at"),
 )
-_RECEIPT_OWNER = Statement(
-    sa.select(authorizations.c.id).where(
-        authorizations.c.receipt_id == sa.bindparam("_receipt_id")
-    ),
-    returns=columns(authorizations, "id"),
-)
-_TOKEN_LIST = Statement(
-    sa.select(token_lists.c.list).where(token_lists.c.token == sa.bindparam("_token")),
-    returns=columns(token_lists, "list"),
-)
 _GET = Statement(
     sa.select(*_AUTHORIZATION).where(authorizations.c.id == sa.bindparam("_id")),
     returns=_AUTHORIZATION,
@@ -317,11 +307,6 @@ class Ledger:
         ).first()
         return None if found is None else int(found.amount)
 
-    def receipt_owner(self, conn: Connection, receipt_id: str) -> str | None:
-        """The authorization a receipt id already belongs to, if any."""
-        row = _RECEIPT_OWNER.first(conn, {"_receipt_id": receipt_id})
-        return None if row is None else str(row.id)
-
     def unsettled_steps(self, older_than: datetime) -> list[sa.Row[Any]]:
         """Authorizations with a processor step whose answer was lost or whose worker is gone."""
         with self.engine.connect() as conn:
@@ -481,10 +466,6 @@ class Ledger:
                 conn.execute(
                     sa.insert(token_lists).values(token=token, list=list_name, at=self.clock())
                 )
-
-    def is_denied(self, conn: Connection, token: str) -> bool:
-        row = _TOKEN_LIST.first(conn, {"_token": token})
-        return row is not None and row.list == "deny"
 
     def token_lists(self) -> tuple[list[str], list[str]]:
         """(authorization list, deny list), each sorted."""
