@@ -184,6 +184,11 @@ def kiosk(tmp_path: Path, browser: Browser, artifacts: Path) -> Iterator[Kiosk]:
         stack.callback(page.close)
         display = devices.display.display  # type: ignore[attr-defined]
         page.goto(display.url)
+        # The rig is ready once the daemon has the reader open: the emulator's first answer can
+        # come too late for nfcpy's ack (EIO); the driver then opens it again after 0.5 s, and a
+        # card presented in between is not a tap under test.
+        opened = devices.reader  # the real driver (drivers.nfc_reader)
+        until(lambda: opened._clf is not None, "the daemon opened the reader")  # type: ignore[attr-defined]
         yield Kiosk(daemon, devices, gateway, reader, meter, board, factory, page, shots)
 
 
