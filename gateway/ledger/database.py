@@ -38,6 +38,18 @@ def database_url(value: str) -> str:
     return f"sqlite:///{value}"
 
 
+# PostgreSQL connections of one worker. A worker runs its synchronous routes in anyio's
+# thread pool (40 threads), so it never needs more than 40 at once: a thread never waits for
+# one. Connections beyond the kept ones are closed when given back, and each new one is a new
+# PostgreSQL server process (its fork and its catalog caches: 1-2 ms of server CPU, more
+# than a whole money request's statements), so as many are kept as a busy worker uses at once
+# (16 requests in flight against a pool of 10 churned a backend every few requests). The
+# server's max_connections must cover workers x POOL_THREADS on every machine (docs/
+# operations.md).
+POOL_THREADS = 40
+POOL_KEPT = 20
+
+
 def open_engine(url: str) -> Engine:
     """An engine for `url` (no schema change). SQLite gets WAL, synchronous=FULL and
     `BEGIN IMMEDIATE` transactions, so two processes on one file serialise their writes at
@@ -61,7 +73,9 @@ def open_engine(url: str) -> Engine:
         # tenth of the money path's CPU).
         engine.dialect.do_begin = _begin_immediate  # type: ignore[method-assign,assignment]
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return sa.create_engine(
+        url, pool_pre_ping=True, pool_size=POOL_KEPT, max_overflow=POOL_THREADS - POOL_KEPT
+    )
 
 
 def _begin_immediate(dbapi_conn: Any) -> None:
