@@ -5,7 +5,7 @@ demo use it; these tests talk to it with `requests`, as the terminal's uplink do
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from gateway.ledger.schema import idempotency
 from gateway.processors import CardRef
-from gateway.processors.port import ErrorCode, Outcome
+from gateway.processors.port import ErrorCode, Outcome, Result
 from gateway.processors.simulated import (
     DECLINE_LAST4,
     PARTIAL_LAST4,
@@ -349,6 +349,47 @@ def test_the_simulated_processor_refuses_a_payment_id_used_before_and_replays_a_
     assert late.error is not None and late.error.code is ErrorCode.ALREADY_SETTLED
     (payment,) = [p for p in processor.payments() if p["payment_id"] == "pay-1"]
     assert (payment["state"], payment["captured"]) == ("captured", 5000)
+
+
+def test_the_simulated_processor_answers_a_repeated_key_as_first_and_changes_nothing(
+    gw: Client,
+) -> None:
+    # Each call repeated with its key after later calls moved the payment on: the first
+    # answer, and the books as they were (a capture or release is not looked up first: its
+    # repetition is refused by the payment's state and answered from the key).
+    processor = gw.gateway.processor
+    card = CardRef(
+        kind="payment", token="tok-1", brand="Visa", last4="0010", expiry="4912", payload={}
+    )
+    calls: list[tuple[Callable[[], Result], Result]] = []
+
+    def call(do: Callable[[], Result]) -> Result:
+        result = do()
+        assert result.succeeded, result
+        calls.append((do, result))
+        return result
+
+    def books() -> list[dict[str, object]]:
+        return sorted(processor.payments(), key=lambda p: str(p["reference"]))
+
+    ref = call(
+        lambda: processor.hold(key="r-1", payment_id="pay-r1", card=card, amount=Money(5000, "EUR"))
+    ).reference
+    call(lambda: processor.increment(key="r-2", reference=ref, amount=Money(7000, "EUR")))
+    call(lambda: processor.increment(key="r-3", reference=ref, amount=Money(9000, "EUR")))
+    call(lambda: processor.capture(key="r-4", reference=ref, amount=Money(6000, "EUR")))
+    call(lambda: processor.refund(key="r-5", reference=ref, amount=Money(100, "EUR")))
+    other = call(
+        lambda: processor.hold(key="r-6", payment_id="pay-r2", card=card, amount=Money(2000, "EUR"))
+    ).reference
+    call(lambda: processor.release(key="r-7", reference=other, amount=Money(2000, "EUR")))
+    before = books()
+    for do, first in calls:
+        assert do() == first
+    assert books() == before
+    paid = {p["payment_id"]: p for p in before}
+    assert (paid["pay-r1"]["held"], paid["pay-r1"]["captured"]) == (9000, 6000)
+    assert (paid["pay-r1"]["refunded"], paid["pay-r2"]["state"]) == (100, "released")
 
 
 def test_partial_card_approves_half_and_caps_the_capture(gw: Client) -> None:
