@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,16 +25,6 @@ from terminal.money import Money
 
 CONTRACT = Path(__file__).resolve().parents[2] / "contract" / "openapi.json"
 TERMINAL = "kiosk-0001"
-
-
-@pytest.fixture
-def gateway(db_url: str) -> Iterator[EmbeddedGateway]:
-    gw = EmbeddedGateway(db_url=db_url)
-    gw.up()
-    try:
-        yield gw
-    finally:
-        gw.close()
 
 
 def paid(gw: EmbeddedGateway, aid: str, terminal: str = TERMINAL) -> str:
@@ -87,10 +76,10 @@ def held(gw: EmbeddedGateway, aid: str) -> str:
         )
 
 
-def test_a_terminal_gets_its_own_commands_and_no_other_terminals(gateway: EmbeddedGateway) -> None:
-    start = paid(gateway, "web-api-0001")
-    paid(gateway, "web-api-0002", terminal="kiosk-0002")
-    got = poll(gateway)
+def test_a_terminal_gets_its_own_commands_and_no_other_terminals(gw: EmbeddedGateway) -> None:
+    start = paid(gw, "web-api-0001")
+    paid(gw, "web-api-0002", terminal="kiosk-0002")
+    got = poll(gw)
     assert got.status_code == 200
     conforms(got, "/v1/commands", "get")
     [item] = got.json()["commands"]
@@ -99,17 +88,17 @@ def test_a_terminal_gets_its_own_commands_and_no_other_terminals(gateway: Embedd
     assert item["cost_limit"] == {"minor": 2000, "currency": "EUR"}
     assert 0 < item["expires_in_ms"] <= 5 * 60_000
     # Handed out: not again until the redelivery time has passed without an answer.
-    assert poll(gateway).json()["commands"] == []
+    assert poll(gw).json()["commands"] == []
 
 
 def test_a_command_written_while_the_terminal_waits_is_handed_to_the_open_poll(
-    gateway: EmbeddedGateway,
+    gw: EmbeddedGateway,
 ) -> None:
     got: list[requests.Response] = []
-    waiting = threading.Thread(target=lambda: got.append(poll(gateway, wait=20)))
+    waiting = threading.Thread(target=lambda: got.append(poll(gw, wait=20)))
     waiting.start()
     threading.Event().wait(0.3)  # the poll is open before the command exists
-    start = paid(gateway, "web-api-0003")
+    start = paid(gw, "web-api-0003")
     waiting.join(timeout=30)
     [response] = got
     assert [c["command_id"] for c in response.json()["commands"]] == [start]
@@ -120,17 +109,17 @@ def test_a_command_written_while_the_terminal_waits_is_handed_to_the_open_poll(
     [{"terminal_id": TERMINAL, "wait": 31}, {"terminal_id": TERMINAL, "wait": -1}, {"wait": 0}],
 )
 def test_a_poll_outside_the_contract_is_refused(
-    gateway: EmbeddedGateway, params: dict[str, Any]
+    gw: EmbeddedGateway, params: dict[str, Any]
 ) -> None:
-    got = requests.get(f"{gateway.url}/v1/commands", params=params, timeout=10)
+    got = requests.get(f"{gw.url}/v1/commands", params=params, timeout=10)
     assert got.status_code == 400
     assert got.json()["error"]["code"] == "invalid_request"
 
 
-def test_started_is_answered_once_and_replayed(gateway: EmbeddedGateway) -> None:
-    start = paid(gateway, "web-api-0004")
+def test_started_is_answered_once_and_replayed(gw: EmbeddedGateway) -> None:
+    start = paid(gw, "web-api-0004")
     body = {"session_id": "web-api-0004", "status": "started", "reason": ""}
-    first = answer(gateway, start, body)
+    first = answer(gw, start, body)
     assert first.status_code == 200
     conforms(first, "/v1/commands/{command_id}/answer", "post")
     assert first.json() == {
@@ -138,21 +127,21 @@ def test_started_is_answered_once_and_replayed(gateway: EmbeddedGateway) -> None
         "authorization_id": "web-api-0004",
         "status": "answered",
     }
-    assert answer(gateway, start, body).json() == first.json()
+    assert answer(gw, start, body).json() == first.json()
     # Another answer to a started command is refused; the hold stays for the session.
-    other = answer(gateway, start, {**body, "status": "not_started"}, key="another-key-0001")
+    other = answer(gw, start, {**body, "status": "not_started"}, key="another-key-0001")
     assert (other.status_code, other.json()["error"]["code"]) == (409, "command_started")
-    assert held(gateway, "web-api-0004") == "held"
-    assert gateway.commands.state_of("web-api-0004") == "started"
+    assert held(gw, "web-api-0004") == "held"
+    assert gw.commands.state_of("web-api-0004") == "started"
 
 
-def test_not_started_releases_the_hold(gateway: EmbeddedGateway) -> None:
-    start = paid(gateway, "web-api-0005")
+def test_not_started_releases_the_hold(gw: EmbeddedGateway) -> None:
+    start = paid(gw, "web-api-0005")
     body = {"session_id": "web-api-0005", "status": "not_started", "reason": "busy"}
-    assert answer(gateway, start, body).status_code == 200
-    row = gateway.ledger.fetch("web-api-0005")
+    assert answer(gw, start, body).status_code == 200
+    row = gw.ledger.fetch("web-api-0005")
     assert row is not None and row.status == "voided"
-    assert held(gateway, "web-api-0005") == "released"
+    assert held(gw, "web-api-0005") == "released"
 
 
 @pytest.mark.parametrize(
@@ -164,63 +153,63 @@ def test_not_started_releases_the_hold(gateway: EmbeddedGateway) -> None:
     ],
 )
 def test_a_wrong_answer_is_refused_and_changes_nothing(
-    gateway: EmbeddedGateway, body: dict[str, Any], status: int, code: str
+    gw: EmbeddedGateway, body: dict[str, Any], status: int, code: str
 ) -> None:
-    start = paid(gateway, "web-api-0006")
-    got = answer(gateway, start, body)
+    start = paid(gw, "web-api-0006")
+    got = answer(gw, start, body)
     assert (got.status_code, got.json()["error"]["code"]) == (status, code)
-    assert gateway.commands.state_of("web-api-0006") == "pending"
-    assert held(gateway, "web-api-0006") == "held"
+    assert gw.commands.state_of("web-api-0006") == "pending"
+    assert held(gw, "web-api-0006") == "held"
 
 
-def test_an_answer_to_an_unknown_command_is_404(gateway: EmbeddedGateway) -> None:
-    got = answer(gateway, "no-such-command", {"session_id": "web-api-0007", "status": "started"})
+def test_an_answer_to_an_unknown_command_is_404(gw: EmbeddedGateway) -> None:
+    got = answer(gw, "no-such-command", {"session_id": "web-api-0007", "status": "started"})
     assert (got.status_code, got.json()["error"]["code"]) == (404, "unknown_command")
 
 
 def test_started_after_the_expiry_gave_the_command_up_is_refused(
-    gateway: EmbeddedGateway,
+    gw: EmbeddedGateway,
 ) -> None:
-    start = paid(gateway, "web-api-0008")
-    late = gateway.ledger.clock() + timedelta(minutes=5) + gateway.commands.grace
-    gateway.ledger.clock = lambda: late + timedelta(seconds=1)
-    assert gateway.commands.expire() == 1
-    assert held(gateway, "web-api-0008") == "released"
-    got = answer(gateway, start, {"session_id": "web-api-0008", "status": "started"})
+    start = paid(gw, "web-api-0008")
+    late = gw.ledger.clock() + timedelta(minutes=5) + gw.commands.grace
+    gw.ledger.clock = lambda: late + timedelta(seconds=1)
+    assert gw.commands.expire() == 1
+    assert held(gw, "web-api-0008") == "released"
+    got = answer(gw, start, {"session_id": "web-api-0008", "status": "started"})
     assert (got.status_code, got.json()["error"]["code"]) == (409, "command_expired")
 
 
 def test_a_web_hold_no_kiosk_was_asked_to_start_is_released_in_the_end(
-    gateway: EmbeddedGateway,
+    gw: EmbeddedGateway,
 ) -> None:
     """The processor's answer was lost while the driver paid: the hold exists, but no start
     command was written. Once no code could still be paid for it, the hold is released."""
     card = CardRef(
         kind=WEB_CARD, token="web:x", brand="Visa", last4="4242", expiry=None, payload={}
     )
-    held_web = gateway.payments.hold_web(
+    held_web = gw.payments.hold_web(
         authorization_id="web-api-0009", terminal_id=TERMINAL, card=card, amount=Money(2000, "EUR")
     )
     assert held_web.answer.body["status"] == "approved"
-    assert gateway.commands.expire() == 0
-    assert held(gateway, "web-api-0009") == "held"
-    late = gateway.ledger.clock() + timedelta(minutes=26)
-    gateway.ledger.clock = lambda: late
-    assert gateway.commands.expire() == 1
-    assert held(gateway, "web-api-0009") == "released"
-    assert gateway.commands.expire() == 0
+    assert gw.commands.expire() == 0
+    assert held(gw, "web-api-0009") == "held"
+    late = gw.ledger.clock() + timedelta(minutes=26)
+    gw.ledger.clock = lambda: late
+    assert gw.commands.expire() == 1
+    assert held(gw, "web-api-0009") == "released"
+    assert gw.commands.expire() == 0
 
 
 @pytest.mark.parametrize("kind", ["web", WEB_CARD, "lightning", "cash"])
 def test_a_terminal_hold_refuses_a_kind_outside_the_kiosks_methods_and_writes_nothing(
-    gateway: EmbeddedGateway, kind: str
+    gw: EmbeddedGateway, kind: str
 ) -> None:
     """`place_hold` is the terminal's own hold (`payment`, `id_token`); a way to pay from the
     phone's page goes through `hold_web`, and a word outside the vocabulary is refused."""
     card = CardRef(kind=kind, token="t", brand="Visa", last4="4242", expiry=None, payload={})
     with pytest.raises(Refusal) as refused:
-        gateway.payments.place_hold(
+        gw.payments.place_hold(
             "web-api-0010", TERMINAL, Money(2000, "EUR"), card, lambda _c, _a: None
         )
     assert (refused.value.status, refused.value.code) == (400, "invalid_method")
-    assert gateway.ledger.fetch("web-api-0010") is None
+    assert gw.ledger.fetch("web-api-0010") is None

@@ -5,7 +5,6 @@ both back-ends."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,16 +15,6 @@ from tests.gateway.test_idempotency import authorization, capture
 
 TIMEOUT_S = 10
 AUTH = "auth-hostile-0001"
-
-
-@pytest.fixture
-def gw(db_url: str) -> Iterator[EmbeddedGateway]:
-    gateway = EmbeddedGateway(db_url=db_url)
-    gateway.up()
-    try:
-        yield gateway
-    finally:
-        gateway.close()
 
 
 def snapshot(gw: EmbeddedGateway) -> tuple[Any, ...]:

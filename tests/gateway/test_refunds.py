@@ -4,7 +4,6 @@ back-ends."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,16 +14,6 @@ from tests.gateway.test_idempotency import authorization, capture
 from tests.ledger_check import assert_processor_agrees
 
 AUTH = "auth-refund-0001"
-
-
-@pytest.fixture
-def gw(db_url: str) -> Iterator[EmbeddedGateway]:
-    gateway = EmbeddedGateway(db_url=db_url)
-    gateway.up()
-    try:
-        yield gateway
-    finally:
-        gateway.close()
 
 
 def post(gw: EmbeddedGateway, path: str, key: str, body: Any, token: str | None = None) -> Any:
