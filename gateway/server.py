@@ -36,9 +36,9 @@ from gateway.commands import CommandExpiry, Commands
 from gateway.jobs.crl_watch import CrlWatch
 from gateway.jobs.expiry import EXPIRE_EVERY_S, KeyExpiry
 from gateway.jobs.reconciler import HOLD_GRACE, RECONCILE_EVERY_S, STALE_AFTER, Reconciler
-from gateway.jobs.routing_reload import RELOAD_EVERY_S, RoutingReload
+from gateway.jobs.routing_reload import RELOAD_EVERY_S, RoutingReload, check_money_kept
 from gateway.jobs.runner import Job
-from gateway.ledger import Ledger, check_schema, migrate, now, open_engine, payouts
+from gateway.ledger import Ledger, check_schema, migrate, now, open_engine
 from gateway.pay.checkout import Checkout, WaitingPayments
 from gateway.pay.codes import PayCodes
 from gateway.payments import Payments
@@ -48,7 +48,6 @@ from gateway.processors.routing import Routing, load_routing
 from gateway.processors.simulated import SimulatedProcessor
 from gateway.tls import Revocations, ServerTLS, uvicorn_options
 from gateway.web.mailer import Mailer
-from terminal.errors import ConfigError
 
 log = logging.getLogger("ev_gateway.server")
 
@@ -179,31 +178,15 @@ def _routing_loader(engine: Engine, default: SimulatedProcessor) -> Callable[[Pa
 
 def check_routing(settings: Settings) -> Routing | None:
     """Read the processor configuration file as a worker will (a `ConfigError` names the
-    key), and refuse one that drops an account still holding open authorizations: their
-    later steps must go where they started. Nothing is written."""
+    key), and refuse one that drops an account still holding money (`check_money_kept`, which
+    each reload runs too). Nothing is written."""
     if settings.processors_file is None:
         return None
     engine = open_engine(settings.db_url)
     try:
         check_schema(engine)
         routing = _routing_loader(engine, settings.processor(engine))(settings.processors_file)
-        configured = {(a.name, a.account) for a in routing.adapters}
-        for (name, account), count in sorted(Ledger(engine).accounts_in_use().items()):
-            if (name, account) not in configured:
-                raise ConfigError(
-                    "processors",
-                    f"{count} open authorization(s) are held at {name}/{account}: keep its "
-                    "[[processors]] table until they are settled",
-                )
-        # A prepayment's change is paid back from the account that took it (`payouts`).
-        for owed in payouts.change_owed(engine):
-            if (owed["processor"], owed["merchant_account"]) not in configured:
-                raise ConfigError(
-                    "processors",
-                    f"change is owed to a payer of {owed['authorization_id']} at "
-                    f"{owed['processor']}/{owed['merchant_account']}: keep its [[processors]] "
-                    "table until it is paid back",
-                )
+        check_money_kept(Ledger(engine), routing)
     finally:
         engine.dispose()
     return routing

@@ -201,59 +201,124 @@ def test_a_restart_that_drops_an_account_with_open_holds_is_refused(served: Serv
     assert [p["state"] for p in books(served.db_url, "acct-b")] == ["captured"]
 
 
-def _wait_for(condition: Any, timeout_s: float = 15.0) -> None:
+def wait_for(condition: Any, timeout_s: float = 15.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         assert time.monotonic() < deadline, "not in time"
         time.sleep(0.05)
 
 
-def _replace(path: Path, text: str) -> None:
+def replace_file(path: Path, text: str) -> None:
     """As an operator's deployment tool writes it: a new file renamed over the old one."""
     new = path.with_suffix(".new")
     new.write_text(text)
     os.replace(new, path)
 
 
+class Reloading:
+    """A gateway in this process that reads its processors file again every 0.1 s
+    (`RoutingReload`), started with `TWO_ACCOUNTS` routed to acct-a."""
+
+    def __init__(self, tmp: Path, db_url: str) -> None:
+        self.db_url = db_url
+        self.config = tmp / "processors.toml"
+        self.config.write_text(routed_to("acct-a"))
+        self.gw = EmbeddedGateway(db_url=db_url, processors_file=self.config, reload_every_s=0.1)
+        self.http = requests.Session()
+
+    def post(self, path: str, key: str, body: Any) -> Any:
+        return self.http.post(
+            self.gw.url + path, json=body, headers={"Idempotency-Key": key}, timeout=30
+        )
+
+    def account_for_next(self) -> str:
+        """Where the rules in force send the next new hold."""
+        route = self.gw.processors.route(terminal="KIOSK-0001", currency="EUR", method="payment")
+        return route.account
+
+    def rows(self) -> dict[str, dict[str, Any]]:
+        return {row["id"]: row for row in self.gw.ledger.all_authorizations()}
+
+
+@pytest.fixture
+def reloading(tmp_path: Path, db_url: str) -> Iterator[Reloading]:
+    served = Reloading(tmp_path, db_url)
+    served.gw.up()
+    yield served
+    served.http.close()
+    served.gw.close()
+
+
 def test_a_changed_file_takes_effect_without_a_restart(
-    tmp_path: Path, db_url: str, caplog: pytest.LogCaptureFixture
+    reloading: Reloading, caplog: pytest.LogCaptureFixture
 ) -> None:
-    config = tmp_path / "processors.toml"
-    config.write_text(routed_to("acct-a"))
-    gw = EmbeddedGateway(db_url=db_url, processors_file=config, reload_every_s=0.1)
-    gw.up()
-    http = requests.Session()
+    post, account_for_next, config = reloading.post, reloading.account_for_next, reloading.config
+    assert post("/v1/authorizations", "s1", authorization("session-1")).status_code == 200
+    replace_file(config, routed_to("acct-b"))
+    wait_for(lambda: account_for_next() == "acct-b")
+    assert post("/v1/authorizations", "s2", authorization("session-2")).status_code == 200
+    assert post("/v1/authorizations/session-1/capture", "c1", capture(3000)).status_code == 200
 
-    def post(path: str, key: str, body: Any) -> Any:
-        return http.post(gw.url + path, json=body, headers={"Idempotency-Key": key}, timeout=30)
-
-    def account_for_next() -> str:
-        return gw.processors.route(terminal="KIOSK-0001", currency="EUR", method="payment").account
-
-    try:
-        assert post("/v1/authorizations", "s1", authorization("session-1")).status_code == 200
-        _replace(config, routed_to("acct-b"))
-        _wait_for(lambda: account_for_next() == "acct-b")
-        assert post("/v1/authorizations", "s2", authorization("session-2")).status_code == 200
-        assert post("/v1/authorizations/session-1/capture", "c1", capture(3000)).status_code == 200
-
-        # A file that does not read well is refused in the log, naming the key; the rules
-        # in force stay.
-        with caplog.at_level(logging.ERROR, logger="ev_gateway.jobs.routing"):
-            # (written in place this time: the job waits until the file stops changing)
-            config.write_text(routed_to("acct-a") + 'method = "web"\n')
-            _wait_for(lambda: "processors_config_refused" in caplog.text)
-        assert "key=routes[0].method" in caplog.text
-        assert account_for_next() == "acct-b"
-        rows = {row["id"]: row for row in gw.ledger.all_authorizations()}
-    finally:
-        http.close()
-        gw.close()
+    # A file that does not read well is refused in the log, naming the key; the rules
+    # in force stay.
+    with caplog.at_level(logging.ERROR, logger="ev_gateway.jobs.routing"):
+        # (written in place this time: the job waits until the file stops changing)
+        config.write_text(routed_to("acct-a") + 'method = "web"\n')
+        wait_for(lambda: "processors_config_refused" in caplog.text)
+    assert "key=routes[0].method" in caplog.text
+    assert account_for_next() == "acct-b"
+    rows = reloading.rows()
     assert rows["session-1"]["merchant_account"] == "acct-a"
     assert rows["session-1"]["status"] == "captured"
     assert rows["session-2"]["merchant_account"] == "acct-b"
-    assert [p["state"] for p in books(db_url, "acct-a")] == ["captured"]
-    assert [p["state"] for p in books(db_url, "acct-b")] == ["held"]
+    assert [p["state"] for p in books(reloading.db_url, "acct-a")] == ["captured"]
+    assert [p["state"] for p in books(reloading.db_url, "acct-b")] == ["held"]
+
+
+ONLY_A = '[[processors]]\nadapter = "simulated"\naccount = "acct-a"\n'
+
+
+def test_a_reload_dropping_an_account_with_an_open_hold_is_refused_and_the_rules_stay(
+    reloading: Reloading, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The start-up's check, run at the reload against the database as it is then: a file
+    without acct-b while session-1 is held there is refused in the log naming the account
+    and how many it holds; the rules in force stay, and the hold is captured at acct-b."""
+    post, account_for_next, config = reloading.post, reloading.account_for_next, reloading.config
+    replace_file(config, routed_to("acct-b"))
+    wait_for(lambda: account_for_next() == "acct-b")
+    assert post("/v1/authorizations", "s1", authorization("session-1")).status_code == 200
+    with caplog.at_level(logging.ERROR, logger="ev_gateway.jobs.routing"):
+        replace_file(config, ONLY_A)
+        wait_for(lambda: "processors_config_refused" in caplog.text)
+    [refused] = [r.getMessage() for r in caplog.records if "config_refused" in r.getMessage()]
+    assert "key=processors" in refused
+    assert "1 open authorization(s) are held at simulated/acct-b" in refused
+    assert "0010" not in refused and "tok-" not in refused  # never card data
+    assert account_for_next() == "acct-b"
+    assert post("/v1/authorizations/session-1/capture", "c1", capture(2500)).status_code == 200
+    assert reloading.rows()["session-1"]["merchant_account"] == "acct-b"
+    assert [p["state"] for p in books(reloading.db_url, "acct-b")] == ["captured"]
+
+    # Settled, nothing is held at acct-b: the same file written again is taken.
+    replace_file(config, ONLY_A)
+    wait_for(lambda: account_for_next() == "acct-a")
+
+
+def test_a_reload_keeping_every_account_that_holds_money_is_taken(
+    reloading: Reloading, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A hold open at acct-a, and a file that still configures acct-a but sends new holds
+    to acct-b: taken, with no refusal."""
+    post, account_for_next = reloading.post, reloading.account_for_next
+    assert post("/v1/authorizations", "s1", authorization("session-1")).status_code == 200
+    with caplog.at_level(logging.INFO, logger="ev_gateway.jobs.routing"):
+        replace_file(reloading.config, routed_to("acct-b"))
+        wait_for(lambda: account_for_next() == "acct-b")
+    assert "processors_config_refused" not in caplog.text
+    assert "event=processors_config_loaded" in caplog.text
+    assert post("/v1/authorizations/session-1/capture", "c1", capture(2500)).status_code == 200
+    assert [p["state"] for p in books(reloading.db_url, "acct-a")] == ["captured"]
 
 
 # -- the rules -------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ payout (payment hash, preimage, satoshis, rate) as the change owed paid back, ou
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -29,11 +30,12 @@ from gateway.server import EmbeddedGateway, Settings, check_routing
 from launcher.simulate import Simulation
 from terminal.errors import ConfigError
 from terminal.money import Money
+from tests.gateway.test_routing import replace_file, wait_for
 from tests.ledger_check import assert_change_agrees, assert_ledger_agrees
 from tests.pay.conftest import Run, lightning_routing, phone_session
 from tests.pay.lightning_session import is_payout, prepaid
 from tests.pay.lightning_wallets import DriverWallet, driver_wallet, foreign_invoice
-from tests.processors.conftest import lightning_processors
+from tests.processors.conftest import LIGHTNING_ROUTE, lightning_processors
 from tests.processors.peers import RecordingProxy
 from tests.processors.stack import Lnbits
 
@@ -241,6 +243,54 @@ def test_a_configuration_dropping_an_account_that_owes_change_is_refused(
         ConfigError, match="change is owed to a payer of ln-owed at lightning/op-wallet"
     ):
         check_routing(settings)
+
+
+def test_a_reload_dropping_an_account_that_owes_change_is_refused_until_it_is_paid_back(
+    lnbits: Lnbits, tmp_path: Path, db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same check on a running gateway's reload (`RoutingReload`), against the database
+    as it is then: a file without the wallet that owes a payer change is refused in the log,
+    naming the authorization and the account, and the rules in force stay; a file keeping the
+    wallet is taken; once the change is paid back, the file without it is taken."""
+    file = lightning_processors(tmp_path, lnbits, "reload-operator")
+    gateway = EmbeddedGateway(db_url=db_url, processors_file=file, reload_every_s=0.1)
+    gateway.up()
+
+    def next_lightning() -> str:
+        return gateway.processors.route(
+            terminal="KIOSK-0001", currency="EUR", method="lightning"
+        ).account
+
+    try:
+        aid = "ln-reload"
+        prepaid(gateway, lnbits, aid, hold=2000, captured=1370)
+        kept = file.read_text()
+        without = '[[processors]]\nadapter = "simulated"\naccount = "kiosk"\n'
+        with caplog.at_level(logging.ERROR, logger="ev_gateway.jobs.routing"):
+            replace_file(file, without)
+            wait_for(lambda: "processors_config_refused" in caplog.text)
+        assert "key=processors" in caplog.text
+        assert f"change is owed to a payer of {aid} at lightning/op-wallet" in caplog.text
+        assert next_lightning() == "op-wallet"
+
+        # Kept, without its route: taken (new Lightning payments go to the default).
+        replace_file(file, kept.replace(LIGHTNING_ROUTE, ""))
+        wait_for(lambda: next_lightning() == "kiosk")
+
+        url = f"{gateway.url}/pay/sessions/{aid}"
+        sats = owed_sats(requests.get(url, timeout=30).text)
+        wallet = driver_wallet(lnbits, "reload-driver")
+        paid = requests.post(url + "/change", data={"invoice": wallet.invoice(sats)}, timeout=60)
+        assert paid.status_code == 200, paid.text
+        assert wallet.balance_msat() == sats * 1000
+        assert payouts.change_owed(gateway.ledger.engine) == []
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="ev_gateway.jobs.routing"):
+            replace_file(file, without)
+            wait_for(lambda: "processors_config_loaded" in caplog.text)
+        assert "processors_config_refused" not in caplog.text
+    finally:
+        gateway.close()
 
 
 def test_a_refund_to_the_drivers_invoice_whose_answer_was_lost_is_recorded_once_with_its_proof(
