@@ -19,10 +19,12 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from gateway.ledger import Ledger, open_engine
+from gateway.jobs.routing_reload import RoutingReload
+from gateway.ledger import Ledger, migrate, open_engine
 from gateway.ledger.schema import sim_payments
 from gateway.processors.methods import WEB_CARD
-from gateway.processors.routing import parse_routing
+from gateway.processors.registry import Processors
+from gateway.processors.routing import Routing, load_routing, parse_routing
 from gateway.processors.simulated import SimulatedProcessor
 from gateway.processors.stripe import StripeProcessor
 from gateway.server import EmbeddedGateway
@@ -319,6 +321,50 @@ def test_a_reload_keeping_every_account_that_holds_money_is_taken(
     assert "event=processors_config_loaded" in caplog.text
     assert post("/v1/authorizations/session-1/capture", "c1", capture(2500)).status_code == 200
     assert [p["state"] for p in books(reloading.db_url, "acct-a")] == ["captured"]
+
+
+def test_a_reload_the_database_cannot_check_is_neither_taken_nor_refused(tmp_path: Path) -> None:
+    """The money check reads the database: while it cannot be read (the SQLite file is moved
+    away, so a new connection finds no tables) the round fails, the rules in force stay and
+    the file is not marked as read; the next round after the database is back takes it."""
+    db = tmp_path / "gateway.sqlite3"
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    engine = open_engine(f"sqlite:///{db}")
+    migrate(engine)
+    config = tmp_path / "processors.toml"
+    config.write_text(routed_to("acct-a"))
+
+    def load(path: Path) -> Routing:
+        return load_routing(path, simulated=lambda account: SimulatedProcessor(engine, account))
+
+    first = load(config)
+    registry = Processors(first.adapters, first.routes, first.sites)
+    job = RoutingReload(Ledger(engine), config, registry, load)
+
+    def account_for_next() -> str:
+        return registry.route(terminal="KIOSK-0001", currency="EUR", method="payment").account
+
+    def move(source: Path, to: Path) -> None:
+        engine.dispose()  # the pool's connections closed: the next one opens the path anew
+        for file in source.glob("gateway.sqlite3*"):
+            os.replace(file, to / file.name)
+
+    try:
+        replace_file(config, routed_to("acct-b"))
+        assert job.run_once() is False  # changed: read once it stays the same for a round
+        move(tmp_path, aside)
+        with pytest.raises(sa.exc.OperationalError):
+            job.run_once()
+        assert account_for_next() == "acct-a"
+        engine.dispose()
+        for made in tmp_path.glob("gateway.sqlite3*"):  # the empty file the failed round made
+            made.unlink()
+        move(aside, tmp_path)
+        assert job.run_once() is True
+        assert account_for_next() == "acct-b"
+    finally:
+        engine.dispose()
 
 
 # -- the rules -------------------------------------------------------------------------------
