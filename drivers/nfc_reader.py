@@ -25,7 +25,12 @@ carry no APDUs, so their `transceive` raises `CardGone` as the card would fall s
 A card is returned once: afterwards each poll checks that it is still there (an ISO-DEP
 presence check with R(NAK) - ISO/IEC 14443-4 7.5.4.2 - or, for UID-only cards, re-selecting
 that UID) and looks for new cards only after it has gone. Its `transceive` then raises
-`CardGone`.
+`CardGone`. That holds across a reader failure: a card returned earlier that was in the field,
+its caller done with it, when the reader failed (the failure came in its presence check, not
+in an exchange) is taken to be the first card found once the reader is open again, and is held
+without being returned until the field is empty (a random UID cannot tell it from another card;
+an empty field can). A card that arrived while the reader was down is returned as it opens; so
+is a card whose exchange the failure broke off (its tap never finished).
 
 Failures. The PN532 must acknowledge each command within 100 ms and nfcpy bounds every answer,
 so a reader that stops answering surfaces as an I/O error within a bounded time; `poll` and
@@ -182,6 +187,9 @@ class NfcReader:
         self._clf: Any | None = None  # nfc.ContactlessFrontend
         self._transport: Any | None = None  # nfc.clf.transport.TTY
         self._held: NfcCard | None = None
+        # A card returned earlier was in the field, and not being talked to, when the reader
+        # failed: the first card found once it is open again is taken to be that one.
+        self._kept_across_fault = False
         self._failures = 0
         self._next_open_at = 0.0
         hold_nfcpy_logging_at_warning()
@@ -306,10 +314,23 @@ class NfcReader:
             )
             card = self._activate(target) if target is not None else None
         except HOST_LINK_ERRORS as error:
+            # Failing in the presence check of a card returned earlier: its caller is done
+            # with it (an exchange that fails is `_exchange`'s), and it is still in the field.
+            self._kept_across_fault |= self._held is not None
             raise self._lose(error) from error
-        if card is not None:
-            self._held = card
-            log.info("event=card_arrived iso_dep=%s", card.iso_dep)
+        if self._kept_across_fault and target is None:
+            self._kept_across_fault = False  # the field is empty: that card has gone
+            log.info("event=card_left")
+        if card is None:
+            return None
+        self._held = card
+        if self._kept_across_fault:
+            # The port's rule holds across a reader failure: a card stays returned once until it
+            # leaves (a random UID cannot tell it from another card; an empty field can).
+            self._kept_across_fault = False
+            log.info("event=card_still_in_field iso_dep=%s", card.iso_dep)
+            return None
+        log.info("event=card_arrived iso_dep=%s", card.iso_dep)
         return card
 
     def _activate(self, target: Any) -> NfcCard | None:

@@ -89,7 +89,9 @@ class CardReader(Protocol):
 
     Contract: `poll` waits at most `timeout` seconds for a new card and returns it, or None.
     A card that stays in the field is returned once; it is returned again only after it left
-    and came back (`present` in the simulator). `close` makes a blocked `poll` return promptly.
+    and came back (`present` in the simulator), also when the reader failed and came back while
+    it stayed. A card put on the reader while it was failing is returned once it answers again.
+    `close` makes a blocked `poll` return promptly.
     """
 
     def poll(self, timeout: float) -> CardTarget | None: ...

@@ -201,6 +201,35 @@ def test_out_of_service_waits_for_the_running_session(simulate: Run) -> None:
     assert_ledger_agrees(sim)
 
 
+def test_a_card_tapped_while_the_reader_is_down_starts_a_session_once_it_is_back(
+    simulate: Run,
+) -> None:
+    """The reader fault is the only thing keeping the kiosk out of service: the card waiting
+    on the reader is read as a tap once the reader answers (the fault's clearing and the card
+    reach the daemon in one round, the clearing first)."""
+    sim = simulate(
+        "expect idle\nfault reader\nexpect out-of-order\ntap visa\nexpect out-of-order\n"
+        "clear reader\nexpect plug-in\n"
+    )
+    (session,) = sim.daemon.journal.sessions()
+    assert (session["card_brand"], session["status"]) == ("Visa", "authorized")
+
+
+def test_a_card_read_while_another_fault_stands_is_refused_and_not_taken_later(
+    simulate: Run,
+) -> None:
+    """Out of service for longer than the reader's fault (the meter's here): the card is read
+    once the reader is back and refused; it starts nothing when the kiosk comes back into
+    service, only when tapped again."""
+    sim = simulate(
+        "fault reader\nfault meter\ntap visa\nclear reader\nexpect out-of-order\n"
+        "clear meter\nexpect idle\n"
+    )
+    assert sim.daemon.journal.sessions() == []
+    sim.run_lines("remove\ntap visa\nexpect plug-in\n")
+    assert len(sim.daemon.journal.sessions()) == 1
+
+
 def test_unreadable_card_asks_to_tap_again(simulate: Run) -> None:
     sim = simulate("tap tearing\nexpect tap-again\nwait 10s\nexpect idle\n")
     assert sim.results() == []

@@ -189,9 +189,13 @@ class Picc:
     # -- the RF field ----------------------------------------------------------------------
 
     def power_off(self) -> None:
-        """The reader switched its field off: the card loses power and all state."""
+        """The reader switched its field off: the card loses power and all state (a wrapped
+        card that keeps state of its own, a scripted card, is told by its `power_lost`)."""
         self.layer = Layer.IDLE
         self._reset_protocol()
+        power_lost = getattr(self.card, "power_lost", None)
+        if callable(power_lost):
+            power_lost()
 
     def deselect(self) -> None:
         """The reader deselected the card (S(DESELECT) or HLTA): it waits for a wake-up."""

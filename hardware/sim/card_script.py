@@ -173,6 +173,13 @@ class ScriptedCard:
         """The card leaves the field."""
         self.removed = True
 
+    def power_lost(self) -> None:
+        """The reader's field went off under the card (an emulated reader calls this). A
+        contactless card is powered by the field and keeps no transaction state without it
+        (ISO/IEC 14443-3: it comes back in the IDLE state), so the next command starts the
+        script again from the top, as a new transaction. `history` keeps every exchange."""
+        self._cursor = 0
+
     def transceive(self, apdu: bytes) -> bytes:
         """Answer `apdu` from the script; see the module docstring for the rules."""
         command = bytes(apdu)

@@ -74,6 +74,7 @@ JOIN_TIMEOUT_S = 2.0
 POLL_S = 0.1
 ROOM_CHECK_MS = 10_000  # how often the journal's free space is looked at
 WATCHDOG_FAULT = "watchdog"  # the hardware watchdog could not be armed or kicked
+READER_FAULT = "reader"  # the card reader stopped answering (raised and cleared by `_poll_reader`)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,6 +95,21 @@ class Status:
     gateway_reachable: bool | None = None  # None: not contacted yet
     uptime_s: int = 0
     oldest_unsent_age_s: int | None = None  # how long the oldest unsent row has waited
+
+
+def could_start_session(kiosk: Kiosk) -> bool:
+    """Whether a card the reader thread has just read could start a session, judged on the
+    kiosk as that thread last saw it (the daemon thread may not have handled every event
+    posted before the card yet).
+
+    The reader's own fault does not count: only the reader thread raises and clears it, a
+    card it has just read shows the reader answers, and the `FaultCleared` it posted when the
+    reader came back is ahead of the card in the queue. Counted, it made a card that waited
+    on the reader while the reader was opened again after a fault read for its token alone,
+    and the machine, back in service by the time the card arrived, could start nothing from
+    it ("tap again", and the card still on the reader was never read again)."""
+    faults = kiosk.faults - {READER_FAULT}
+    return kiosk.session is None and not faults and not kiosk.out_of_service
 
 
 class Daemon:
@@ -329,18 +345,19 @@ class Daemon:
             if not self._reader_down:
                 self._reader_down = True
                 log.error("event=reader_fault error=%s", exc)
-                self.post(FaultRaised(fault="reader", **self.stamp()))
-            return True
+                self.post(FaultRaised(fault=READER_FAULT, **self.stamp()))
+                return True
+            return False  # still down: already said (a caller pumping until idle must stop)
         if self._reader_down:
             self._reader_down = False
-            self.post(FaultCleared(fault="reader", **self.stamp()))
+            self.post(FaultCleared(fault=READER_FAULT, **self.stamp()))
         if target is None:
             self.diagnostics.reader_idle()
             return False
         kiosk = self.kiosk  # a snapshot: the daemon thread replaces it, never mutates it
         try:
             with self._keys_lock:
-                result = self.acquire(target, kiosk.session is None and kiosk.available)
+                result = self.acquire(target, could_start_session(kiosk))
         except KeyMaterialError as exc:
             self._keys_fault(str(exc), lasting=not isinstance(exc, KeyStateUnsaved))
             return True
@@ -518,7 +535,8 @@ class Daemon:
     def _reader_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                if self._poll_reader(POLL_S) and self._reader_down:
+                self._poll_reader(POLL_S)
+                if self._reader_down:
                     self._stop.wait(1.0)  # back off while the reader is down
             except Exception:
                 log.exception("event=reader_thread_error")

@@ -66,6 +66,16 @@ def test_strict_replay_answers_in_order() -> None:
     assert card.history[0] == (bytes.fromhex("00B2010C00"), bytes.fromhex("70009000"))
 
 
+def test_a_card_that_lost_power_answers_a_new_transaction_from_the_top() -> None:
+    card = _card("send: 00B2010C00\nresp: 7000 9000\nsend: 00B2020C00\nresp: 9000\n")
+    card.transceive(bytes.fromhex("00B2010C00"))
+    card.transceive(bytes.fromhex("00B2020C00"))
+    assert card.transceive(bytes.fromhex("00B2010C00")) == bytes.fromhex("6A83")  # used up
+    card.power_lost()  # the reader's field went off under it
+    assert card.transceive(bytes.fromhex("00B2010C00")) == bytes.fromhex("70009000")
+    assert len(card.history) == 4  # what was exchanged before stays recorded
+
+
 @pytest.mark.parametrize(
     ("command", "status"),
     [

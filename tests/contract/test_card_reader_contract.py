@@ -223,3 +223,50 @@ def test_reader_answers_again_after_it_comes_back(rig: ReaderRig) -> None:
         target = rig.reader.poll(POLL_S)
     assert target is not None
     assert target.transceive(SELECT_PPSE) == card.profile.script[0].response
+
+
+def poll_until_back(reader: CardReader, timeout: float = 5.0) -> CardTarget | None:
+    """Poll a reader that is coming back from a failure until it answers: the card it returns
+    (or None: it answered and found no new card)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return reader.poll(0.2)
+        except ReaderFault:
+            if time.monotonic() > deadline:
+                raise
+
+
+def test_card_presented_while_the_reader_is_down_is_returned_once_it_is_back(
+    rig: ReaderRig,
+) -> None:
+    rig.reader.poll(0)
+    rig.unplug()
+    with pytest.raises(ReaderFault):
+        rig.reader.poll(0.2)
+    card = visa()
+    rig.present(card)  # tapped during the failure, and left on the reader
+    rig.replug()
+    target = poll_until_back(rig.reader) or rig.reader.poll(POLL_S)
+    assert target is not None
+    assert target.transceive(SELECT_PPSE) == card.profile.script[0].response
+    assert rig.reader.poll(0.3) is None  # and returned once
+
+
+def test_card_returned_before_a_reader_failure_is_not_returned_again_while_it_stays(
+    rig: ReaderRig,
+) -> None:
+    """The tap was over when the reader failed; the card stayed in the field through it."""
+    first = visa()
+    rig.present(first)
+    assert rig.reader.poll(POLL_S) is not None
+    rig.unplug()
+    with pytest.raises(ReaderFault):
+        rig.reader.poll(0.2)
+    rig.replug()
+    assert poll_until_back(rig.reader) is None
+    assert rig.reader.poll(0.5) is None  # still in the field: not returned again
+    rig.remove(first)
+    assert rig.reader.poll(0.3) is None
+    rig.present(visa())
+    assert rig.reader.poll(POLL_S) is not None  # once it left, the next tap is a tap

@@ -43,7 +43,7 @@ from hardware.sim.card_script import load_profiles
 from terminal.config import Config, parse
 from terminal.core.events import CurrentLimited
 from terminal.service import SWITCH_INTERVAL_S
-from terminal.shell.daemon import Daemon
+from terminal.shell.daemon import READER_FAULT, Daemon
 from terminal.shell.devices import Devices
 from terminal.station import build_daemon, sim_keys
 from terminal.wiring import build_devices
@@ -53,6 +53,7 @@ from tests.drivers.pi_config import EXAMPLE, example_pi_data
 pytestmark = pytest.mark.timeout(60)
 
 RELAY, FEEDBACK, RCD = 17, 27, 6
+CARD_BEFORE_OPEN = "card-before-open"  # the kiosk fixture's indirect parameter
 START_WH = 1_234_000  # the meter's register when the kiosk starts
 WAIT_S = 10.0
 JOIN_S = 5.0
@@ -137,7 +138,13 @@ def kiosk_config(tmp_path: Path, reader_port: str, line_port: str, gateway_url: 
 
 
 @pytest.fixture
-def kiosk(tmp_path: Path, browser: Browser, artifacts: Path) -> Iterator[Kiosk]:
+def kiosk(
+    request: pytest.FixtureRequest, tmp_path: Path, browser: Browser, artifacts: Path
+) -> Iterator[Kiosk]:
+    """The kiosk, idle with its reader open. With the indirect parameter `CARD_BEFORE_OPEN`
+    a visa card lies on the reader before the daemon starts and the daemon's first open of
+    the reader fails (the device is not there yet); the reader appears right after that."""
+    card_before_open = getattr(request, "param", None) == CARD_BEFORE_OPEN
     shots = artifacts / "full-session"
     shots.mkdir(exist_ok=True)
     with contextlib.ExitStack() as stack:
@@ -156,6 +163,9 @@ def kiosk(tmp_path: Path, browser: Browser, artifacts: Path) -> Iterator[Kiosk]:
         )
         assert line.meter is not None and line.board is not None
         meter, board = line.meter, line.board
+        if card_before_open:
+            reader.unplug()
+            reader.present(load_profiles()["visa"].card())
         factory = MockFactory()
         stack.callback(factory.close)
         # The test rig: the contactor's auxiliary contact follows the relay output.
@@ -180,6 +190,9 @@ def kiosk(tmp_path: Path, browser: Browser, artifacts: Path) -> Iterator[Kiosk]:
             assert not thread.is_alive(), "the daemon did not stop within its bound"
 
         stack.callback(stop_daemon)
+        if card_before_open:
+            until(lambda: READER_FAULT in daemon.kiosk.faults, "the first open failed")
+            reader.replug()  # the next open, 0.5 s after the first, finds it
         page = browser.new_page(viewport=KIOSK_VIEWPORT)
         stack.callback(page.close)
         display = devices.display.display  # type: ignore[attr-defined]
@@ -336,3 +349,53 @@ def test_the_cost_cap_turns_the_pwm_off_and_opens_the_relay_after_the_car_leaves
     session = kiosk.daemon.journal.sessions()[0]
     assert session["end_reason"] == "cost_cap"
     assert ("pilot_release_timeout", "cost_cap") not in kiosk.gateway_events()
+
+
+# -- a card on the reader while the reader comes back from a fault ------------------------------
+# A card that lies on the reader while the reader is down was never read: it is read as soon as
+# the reader answers again (the reader fault is the only thing that kept the kiosk out of
+# service). A card whose tap was over before the reader failed stays read: it starts nothing
+# when the reader comes back, only once it has left and come back (the `CardReader` rule).
+
+
+def test_a_card_tapped_while_the_reader_reopens_after_a_fault_starts_a_session(
+    kiosk: Kiosk,
+) -> None:
+    kiosk.wait_screen("idle")
+    kiosk.reader.unplug()
+    kiosk.wait_screen("out-of-order", shot="reopen-1-reader-fault")
+    kiosk.tap()  # and the card stays on the reader
+    kiosk.reader.replug()  # the driver opens it again 0.5 s after the fault
+    kiosk.wait_screen("plug-in", shot="reopen-2-approved")
+    (auth,) = kiosk.authorizations()
+    assert auth["card_brand"].lower() == "visa"
+    assert ("fault_cleared", "reader") in kiosk.gateway_events()
+
+
+@pytest.mark.parametrize("kiosk", [CARD_BEFORE_OPEN], indirect=True)
+def test_a_card_on_the_reader_when_its_first_open_fails_starts_a_session_once_it_opens(
+    kiosk: Kiosk,
+) -> None:
+    kiosk.wait_screen("plug-in", shot="first-open-approved")
+    (session,) = kiosk.daemon.journal.sessions()
+    assert session["card_brand"].lower() == "visa"
+    assert ("fault", "reader") in kiosk.gateway_events()
+
+
+def test_a_card_left_on_the_reader_after_its_tap_starts_nothing_when_the_reader_comes_back(
+    kiosk: Kiosk,
+) -> None:
+    kiosk.wait_screen("idle")
+    kiosk.tap()
+    kiosk.wait_screen("plug-in")  # and the card stays on the reader
+    kiosk.reader.unplug()
+    kiosk.wait_screen("out-of-order")  # the fault abandons the session waiting for the car
+    kiosk.reader.replug()
+    kiosk.wait_screen("idle", shot="left-1-reader-back")  # the card is still on the reader
+    kiosk.reader.remove()
+    kiosk.reader.present(load_profiles()["mastercard"].card())
+    kiosk.wait_screen("plug-in", shot="left-2-next-card")
+    # Had the card left on the reader been read again, its session would come between.
+    first, second = kiosk.daemon.journal.sessions()
+    assert (first["card_brand"].lower(), first["end_reason"]) == ("visa", "fault")
+    assert second["card_brand"].lower() == "mastercard"

@@ -179,6 +179,49 @@ def test_unplugged_reader_is_reopened_when_it_comes_back(
         held.transceive(SELECT_PPSE)
 
 
+def poll_until_open(reader: NfcReader) -> CardTarget | None:
+    """Poll a reader coming back from a failure until it is open; what that poll found."""
+    deadline = time.monotonic() + POLL_S
+    while True:
+        try:
+            return reader.poll(0.2)
+        except ReaderFault:
+            if time.monotonic() > deadline:
+                raise
+
+
+def test_card_held_when_the_reader_failed_is_kept_and_the_next_one_is_returned(
+    reader: NfcReader, emulator: Pn532Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The reader fails in the presence check of a card whose tap is over: after the re-open
+    the card in the field is held, not returned (the caller would take it for a new tap)."""
+    caplog.set_level(logging.INFO, logger="drivers.nfc_reader")
+    tap(reader, emulator, EchoCard())
+    emulator.unplug()
+    with pytest.raises(ReaderFault):
+        reader.poll(0.2)
+    emulator.replug()
+    assert poll_until_open(reader) is None
+    assert "event=card_still_in_field" in caplog.text
+    assert reader.poll(0.3) is None
+    emulator.remove()
+    assert reader.poll(0.3) is None
+    assert tap(reader, emulator, EchoCard()).iso_dep  # once it left, the next card is a tap
+
+
+def test_card_that_left_while_the_reader_was_down_lets_the_next_card_through(
+    reader: NfcReader, emulator: Pn532Emulator
+) -> None:
+    tap(reader, emulator, EchoCard())
+    emulator.unplug()
+    with pytest.raises(ReaderFault):
+        reader.poll(0.2)
+    emulator.remove()
+    emulator.replug()
+    assert poll_until_open(reader) is None  # an empty field: the held card has gone
+    assert tap(reader, emulator, EchoCard()).iso_dep
+
+
 def test_no_reopen_is_tried_before_the_backoff_has_passed(emulator: Pn532Emulator) -> None:
     reader = NfcReader(emulator.port, backoff=Backoff(initial_s=30.0))
     reader.poll(0)
