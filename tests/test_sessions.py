@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
 
+from hardware.sim.card_script import parse_profile
 from launcher.simulate import Simulation, parse_script
 from terminal.errors import ScriptError
 from tests.ledger_check import assert_ledger_agrees
@@ -228,6 +230,30 @@ def test_a_card_read_while_another_fault_stands_is_refused_and_not_taken_later(
     assert sim.daemon.journal.sessions() == []
     sim.run_lines("remove\ntap visa\nexpect plug-in\n")
     assert len(sim.daemon.journal.sessions()) == 1
+
+
+def test_a_read_the_reader_breaks_off_is_a_reader_fault_and_the_kiosk_comes_back(
+    simulate: Run, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The reader fails in the middle of a card's read (the scripted card's "mute": no answer
+    within the reader's time): an expected device error, reported as the reader's fault (no
+    traceback), and cleared as soon as the reader answers a poll again."""
+    sim = simulate("expect idle\n")
+    mute = parse_profile("name: mute\nkind: iso-dep\nuid: 08A1B2C3\nsend:\nresp: mute\n")
+    sim.hardware.reader.present(mute.card())
+    sim.settle()
+    assert sim.hardware.display.current is not None
+    assert sim.hardware.display.current.name == "idle"
+    assert sim.daemon.journal.sessions() == []
+    outbox = sim.daemon.journal.outbox()
+    events = [json.loads(row["body"])["event"] for row in outbox if row["kind"] == "events"]
+    assert [(e["kind"], e["detail"]) for e in events if e["detail"] == "reader"] == [
+        ("fault", "reader"),
+        ("fault_cleared", "reader"),
+    ]
+    assert "event=reader_fault" in caplog.text
+    assert "Traceback" not in caplog.text
+    sim.run_lines("tap visa\nexpect plug-in\n")
 
 
 def test_unreadable_card_asks_to_tap_again(simulate: Run) -> None:

@@ -342,12 +342,7 @@ class Daemon:
         try:
             target = self.devices.reader.poll(timeout)
         except ReaderFault as exc:
-            if not self._reader_down:
-                self._reader_down = True
-                log.error("event=reader_fault error=%s", exc)
-                self.post(FaultRaised(fault=READER_FAULT, **self.stamp()))
-                return True
-            return False  # still down: already said (a caller pumping until idle must stop)
+            return self._reader_failed(exc)
         if self._reader_down:
             self._reader_down = False
             self.post(FaultCleared(fault=READER_FAULT, **self.stamp()))
@@ -361,6 +356,11 @@ class Daemon:
         except KeyMaterialError as exc:
             self._keys_fault(str(exc), lasting=not isinstance(exc, KeyStateUnsaved))
             return True
+        except ReaderFault as exc:
+            # The reader failed in the middle of the read (the kernel lets nothing else of the
+            # reader's through): the same fault as from `poll`. A card that stays is read again
+            # once the reader answers: its read never finished, so the driver returns it.
+            return self._reader_failed(exc)
         if self.diagnostics.reader_test_armed():
             self.diagnostics.card_seen(result)  # a reader test takes the card: no session
             return True
@@ -373,6 +373,17 @@ class Daemon:
                     card=result, session_id=self.new_id(), standing=standing, **self.stamp()
                 )
             )
+        return True
+
+    def _reader_failed(self, exc: ReaderFault) -> bool:
+        """The reader stopped answering: the fault is raised once, when it goes down. True if
+        that was posted now (a caller pumping until nothing happens must stop while it stays
+        down)."""
+        if self._reader_down:
+            return False
+        self._reader_down = True
+        log.error("event=reader_fault error=%s", exc)
+        self.post(FaultRaised(fault=READER_FAULT, **self.stamp()))
         return True
 
     def _keys_fault(self, problem: str, *, lasting: bool = True) -> None:
