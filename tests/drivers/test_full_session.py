@@ -198,8 +198,9 @@ def kiosk(
         display = devices.display.display  # type: ignore[attr-defined]
         page.goto(display.url)
         # The rig is ready once the daemon has the reader open: the emulator's first answer can
-        # come too late for nfcpy's ack (EIO); the driver then opens it again after 0.5 s, and a
-        # card presented in between is not a tap under test.
+        # come too late for nfcpy's ack (EIO); the driver then opens it again after 0.5 s. A
+        # card presented in between is read then (the tests at the end of this file), but the
+        # other tests' taps are not about a reader coming back.
         opened = devices.reader  # the real driver (drivers.nfc_reader)
         until(lambda: opened._clf is not None, "the daemon opened the reader")  # type: ignore[attr-defined]
         yield Kiosk(daemon, devices, gateway, reader, meter, board, factory, page, shots)
