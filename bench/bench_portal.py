@@ -1,4 +1,5 @@
-"""The console's revenue page and the driver's history page on a year of a large fleet.
+"""The console's revenue and fleet pages and the driver's history page on a year of a large
+fleet.
 
 Target (issue 13): on PostgreSQL with a generated year of sessions for 1,000 stations (about
 10 million sessions), the revenue page's queries and the driver's history page answer with a
@@ -6,17 +7,20 @@ p95 under 100 ms.
 
 What it does: starts a PostgreSQL server of its own in a temporary directory (Debian's
 binaries, as the tests do; removed at the end), migrates it, and writes a year of sessions
-with COPY: authorizations (captured, a few voided), their hold and capture movements, refunds
-for about 1 in 100, drivers with their linked cards, stations in sites, and the revenue rollup
-summed in SQL from the same rows (what the money steps keep capture by capture; the bench
-checks that its month totals equal the movements'). Then it times the functions the pages
-call:
+with COPY: authorizations (captured, a few voided, those of the year's last 40 minutes still
+open holds), their hold and capture movements, refunds for about 1 in 100, two signed readings
+per session, drivers with their linked cards, stations in sites, each terminal's newest status
+and kept health, and the revenue rollup summed in SQL from the same rows (what the money steps
+keep capture by capture; the bench checks that its month totals equal the movements'). Then it
+times the functions the pages call:
 - revenue: `gateway.ledger.revenue.revenue` (totals and every breakdown: site, station,
   processor, method, brand, and the chart) for today, this week, this month and a 90-day and
   a 366-day range, in Europe/Berlin and Asia/Kathmandu (whose period edges are read from the
   movements), at random days of the year;
 - history: what `/account` runs for a random driver: the filtered history and the unfiltered
-  one (its station list), and a filter by station and by a month.
+  one (its station list), and a filter by station and by a month;
+- fleet: what `/console/fleet` runs: `console_views.fleet` (every terminal) and
+  `console_views.active_sessions` (the open holds with their energy so far).
 
 `python -m bench.bench_portal --sessions 1000000` runs a smaller fleet-year. A 10-million
 generation takes half an hour: `--keep DIR --generate-only` keeps it (about 10 GB), and
@@ -44,6 +48,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from gateway.ledger import migrate, open_engine
+from gateway.ledger.console_views import active_sessions, fleet
 from gateway.ledger.drivers import Drivers
 from gateway.ledger.revenue import revenue
 
@@ -114,7 +119,7 @@ def generate(dsn: str, sessions: int, stations: int, seed: int) -> dict[str, Any
     ):
         conn.execute("SET TimeZone = 'UTC'")
         side.execute("SET TimeZone = 'UTC'")
-        again = _indexes(conn, ("authorizations", "movements"))
+        again = _indexes(conn, ("authorizations", "movements", "meter_readings"))
         conn.execute(
             "CREATE UNLOGGED TABLE bench_revenue (at timestamptz, kind text, amount bigint, "
             "vat bigint, currency text, terminal text, processor text, method text, brand text)"
@@ -134,6 +139,8 @@ def generate(dsn: str, sessions: int, stations: int, seed: int) -> dict[str, Any
         )
         moves: list[str] = []
         revenue_rows: list[str] = []
+        readings: list[str] = []
+        open_from = YEAR_START + timedelta(days=DAYS) - timedelta(minutes=40)
 
         def authorizations() -> Iterator[str]:
             for n in range(sessions):
@@ -154,13 +161,25 @@ def generate(dsn: str, sessions: int, stations: int, seed: int) -> dict[str, Any
                 processor, account = PROCESSORS[n % len(PROCESSORS)]
                 held = 5000
                 voided = n % 40 == 0
-                captured = 0 if voided else rng.randrange(150, 5000)
+                held_now = at >= open_from  # a session still under way at the year's end
+                captured = 0 if voided or held_now else rng.randrange(150, 5000)
                 vat = captured - (captured * 100 + (100 + vat_of[currency]) // 2) // (
                     100 + vat_of[currency]
                 )
                 refunded = captured // 2 if n % 100 == 1 else 0
                 moves.append(f"{aid}\thold\t{held}\t{currency}\thold:{aid}\t{stamp}\n")
-                if voided:
+                ends = (
+                    () if held_now else (("end", 1000 + captured * 3, at + timedelta(minutes=40)),)
+                )
+                for kind_of, rv, when in (("begin", 1000, at), *ends):
+                    readings.append(
+                        f"{aid}\t{terminal}\t{kind_of}\t"
+                        f'OCMF|{{"GS":"{terminal}","RD":[{{"TX":"B","RV":{rv / 1000},'
+                        f'"RU":"kWh"}}]}}|{{"SD":"3045"}}\t{kind_of}:{aid}\t{when.isoformat()}\n'
+                    )
+                if held_now:
+                    status, receipt_id, receipt = "approved", "\\N", "\\N"
+                elif voided:
                     moves.append(f"{aid}\trelease\t{held}\t{currency}\trelease:{aid}\t{stamp}\n")
                     status, receipt_id, receipt = "voided", "\\N", "\\N"
                 else:
@@ -183,15 +202,32 @@ def generate(dsn: str, sessions: int, stations: int, seed: int) -> dict[str, Any
                         )
                 yield (
                     f"{aid}\t{terminal}\t{status}\t{currency}\t{held}\t{held}\t"
-                    f"{captured if not voided else chr(92) + 'N'}\t{refunded}\t{kind}\t{card}\t"
-                    f"{brand}\t{card[-4:] if kind == 'payment' else ''}\t{processor}\t{account}\t"
+                    f"{captured if status == 'captured' else chr(92) + 'N'}\t{refunded}\t"
+                    f"{kind}\t{card}\t{brand}\t{card[-4:] if kind == 'payment' else ''}\t"
+                    f"{processor}\t{account}\t"
                     f"ref-{aid}\t{captured * 3}\t{receipt_id}\t{receipt}\t{stamp}\t{stamp}\n"
                 )
                 if len(moves) > 200_000:
-                    _flush(side, moves, revenue_rows)
+                    _flush(side, moves, revenue_rows, readings)
 
         _copy(conn, "authorizations", auth_cols, authorizations())
-        _flush(side, moves, revenue_rows)
+        _flush(side, moves, revenue_rows, readings)
+        # Each terminal's heartbeat and kept health as of the year's end (`terminal_status`,
+        # `terminal_health`): what a fleet reporting every 2 minutes leaves.
+        last = (YEAR_START + timedelta(days=DAYS)).isoformat()
+        heartbeat = json.dumps({"software_version": "1.0.0", "queue_depth": 0, "sessions": []})
+        _copy(
+            conn,
+            "terminal_status",
+            "terminal_id, status, received_at",
+            (f"{t}\t{heartbeat}\t{last}\n" for t in terminals),
+        )
+        _copy(
+            conn,
+            "terminal_health",
+            "terminal_id, out_of_service, last_event_at",
+            (f"{t}\tfalse\t{last}\n" for t in terminals),
+        )
         print(f"  rows written in {time.monotonic() - started:.0f} s", flush=True)
         for statement in again:
             conn.execute(statement)
@@ -257,7 +293,15 @@ def generate(dsn: str, sessions: int, stations: int, seed: int) -> dict[str, Any
     }
 
 
-def _flush(conn: psycopg.Connection[Any], moves: list[str], revenue_rows: list[str]) -> None:
+def _flush(
+    conn: psycopg.Connection[Any], moves: list[str], revenue_rows: list[str], readings: list[str]
+) -> None:
+    _copy(
+        conn,
+        "meter_readings",
+        "authorization_id, terminal_id, kind, ocmf, ocmf_sha256, received_at",
+        iter(readings),
+    )
     _copy(
         conn,
         "movements",
@@ -272,6 +316,7 @@ def _flush(conn: psycopg.Connection[Any], moves: list[str], revenue_rows: list[s
     )
     moves.clear()
     revenue_rows.clear()
+    readings.clear()
 
 
 def _period(name: str, zone: ZoneInfo, today: date) -> tuple[datetime, datetime, bool]:
@@ -402,6 +447,16 @@ def measure(
             ("history page (/account)", page),
             ("history filtered by station", by_station),
             ("history filtered by a month", by_month),
+        ):
+            results.append(_line(label, samples))
+            print(results[-1][0], flush=True)
+        terminals, sessions = Samples(), Samples()
+        for _ in range(runs):
+            _time(partial(fleet, engine), terminals, server_cpu)
+            _time(partial(active_sessions, engine), sessions, server_cpu)
+        for label, samples in (
+            ("fleet page: terminals", terminals),
+            ("fleet page: sessions under way", sessions),
         ):
             results.append(_line(label, samples))
             print(results[-1][0], flush=True)

@@ -4,8 +4,8 @@ one snapshot from the ledger package and renders it).
 What the gateway knows of a terminal is what reached it: its events (faults, out-of-service,
 starts), its newest status (software version, outbox depth and age, sessions under way with
 energy and cost so far: sent with its events and as a heartbeat), its authorizations and its
-signed readings. "Last seen" is the newest of those; the terminal's configuration polls are
-not recorded.
+signed readings. The fleet page reads only what is kept per terminal and the open holds, so
+its cost grows with the fleet, not with the sessions and readings of its history (`fleet`).
 """
 
 from __future__ import annotations
@@ -71,7 +71,22 @@ def _latest(current: datetime | None, seen: Any) -> datetime | None:
 
 
 def fleet(engine: Engine) -> list[Terminal]:
-    """Every terminal the gateway has heard of or been told about, by site and name.
+    """Every terminal of the fleet, by site and name: those registered (`stations`), those
+    that report (a status or an event kept for them) and those holding money (an approved
+    hold), with what each has said of itself.
+
+    "Last seen" is when the gateway last heard from the kiosk itself: the newer of its newest
+    status (a heartbeat every 2 minutes, `terminal.shell.uplink.STATUS_EVERY_MS`, sent whether
+    or not its outbox is moving) and its newest event. An authorization's `updated_at` is not
+    used: it also moves when the gateway acts alone (the reconciler, a processor's webhook, a
+    hold's expiry), so a dead kiosk's hold voided by the reconciler would show it online. Its
+    signed readings are not used either: a kiosk able to send them sends its heartbeat too.
+
+    Each query reads a row per terminal, per active fault or per open hold (through the
+    `authorizations_open` index on (status, op)): never a session's or a reading's history.
+    So a terminal known only from settled sessions and readings (not registered, no status or
+    event ever kept, no open hold) is not on the page: it is not part of the fleet any more;
+    its payments stay in the payments search, the revenue and the driver's history.
 
     Active faults, out-of-service and the newest event are what the terminal's events say
     now, kept as each arrives (`gateway.ledger.terminal_health`), not replayed here."""
@@ -80,6 +95,7 @@ def fleet(engine: Engine) -> list[Terminal]:
     def terminal(tid: str) -> Terminal:
         return found.setdefault(tid, Terminal(terminal_id=tid, name=tid, site=""))
 
+    a = authorizations
     with engine.connect() as conn:
         for row in conn.execute(sa.select(stations)):
             t = terminal(row.terminal_id)
@@ -90,17 +106,12 @@ def fleet(engine: Engine) -> list[Terminal]:
             t.out_of_service = bool(row.out_of_service)
         for row in conn.execute(sa.select(terminal_faults)):
             terminal(row.terminal_id).faults.add(row.fault)
-        a = authorizations
         for row in conn.execute(
-            sa.select(
-                a.c.terminal_id,
-                sa.func.max(a.c.updated_at).label("seen"),
-                sa.func.sum(sa.case((a.c.status == APPROVED, 1), else_=0)).label("open"),
-            ).group_by(a.c.terminal_id)
+            sa.select(a.c.terminal_id, sa.func.count().label("open"))
+            .where(a.c.status == APPROVED)
+            .group_by(a.c.terminal_id)
         ):
-            t = terminal(row.terminal_id)
-            t.last_seen = _latest(t.last_seen, row.seen)
-            t.open_holds = int(row.open or 0)
+            terminal(row.terminal_id).open_holds = int(row.open)
         for row in conn.execute(sa.select(terminal_status)):
             t = terminal(row.terminal_id)
             status = json.loads(row.status)
@@ -109,14 +120,6 @@ def fleet(engine: Engine) -> list[Terminal]:
             t.software_version = status["software_version"]
             t.queue_depth = int(status["queue_depth"])
             t.oldest_unsent_s = status.get("oldest_unsent_s")
-        for row in conn.execute(
-            sa.select(
-                meter_readings.c.terminal_id,
-                sa.func.max(meter_readings.c.received_at).label("seen"),
-            ).group_by(meter_readings.c.terminal_id)
-        ):
-            t = terminal(row.terminal_id)
-            t.last_seen = _latest(t.last_seen, row.seen)
     return sorted(found.values(), key=lambda t: (t.site or "~", t.name))
 
 
