@@ -167,7 +167,10 @@ def test_an_admin_edits_a_registered_station_from_its_prefilled_form(db_url: str
     admin = app.signed_in("alice")
     register(admin, cpo=SELLER)
     register(admin, station=BERLIN)
-    captured(app, 4, "KIOSK-HEARD-ONLY")  # a terminal heard from, not registered
+    captured(app, 4, "KIOSK-HEARD-ONLY")  # a terminal heard from, not registered:
+    ledger = app.built.ledger  # it charged, and it reports (the fleet page's members)
+    with ledger.engine.begin() as conn:
+        ledger.add_events(conn, "KIOSK-HEARD-ONLY", [("heard-1", "started", "unsettled=0")])
     page = admin.get("/console/stations").text
     assert 'href="/console/stations?edit=KIOSK-0100#station-form"' in page
     assert 'href="/console/stations?edit=KIOSK-HEARD-ONLY#station-form"' in page
