@@ -353,12 +353,16 @@ def _buckets(start: datetime, end: datetime, zone: ZoneInfo, *, hourly: bool) ->
 
 def _cluster_cpu(postmaster: int) -> Callable[[], float]:
     """Seconds of CPU the PostgreSQL server has used so far (the postmaster and its backends:
-    nothing but the bench uses this server), from /proc."""
+    nothing but the bench uses this server), from /proc. A backend that has ended counts
+    through the postmaster's cutime and cstime (proc(5): its reaped children's), so the sum
+    never goes back when one ends between two samples."""
     tick = os.sysconf("SC_CLK_TCK")
 
     def used(pid: int) -> float:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        # utime, stime; for the postmaster also cutime, cstime (its ended backends)
+        own = int(fields[11]) + int(fields[12])
+        return (own + (int(fields[13]) + int(fields[14]) if pid == postmaster else 0)) / tick
 
     def total() -> float:
         seconds = 0.0
