@@ -32,7 +32,8 @@ from gateway.ledger.idempotency import StoredAnswer
 from gateway.ledger.schema import APPROVED, authorizations, kiosk_commands, pay_codes
 from gateway.ledger.store import Ledger, aware
 from gateway.pay.codes import SPENT
-from gateway.payments import Payments, Refusal
+from gateway.payments import Payments
+from gateway.payments.answers import Refusal
 from gateway.processors.methods import WEB_METHODS
 
 log = logging.getLogger("ev_gateway.commands")

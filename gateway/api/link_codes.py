@@ -18,7 +18,7 @@ from gateway import wire
 from gateway.api.requests import TerminalRequests
 from gateway.ledger.idempotency import RequestKey, StoredAnswer
 from gateway.ledger.link_codes import LinkCodes
-from gateway.payments import Refusal, error_body
+from gateway.payments.answers import Refusal, error_body
 
 SHOWN_ONCE = StoredAnswer(
     status_code=409,

@@ -29,7 +29,7 @@ from gateway.ledger.idempotency import (
     RequestKey,
     StoredAnswer,
 )
-from gateway.payments import Refusal, Unanswered, error_body
+from gateway.payments.answers import Refusal, Unanswered, error_body
 
 MAX_KEY_LENGTH = 128
 

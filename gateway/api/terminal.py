@@ -25,7 +25,8 @@ from gateway.api.requests import TerminalRequests, error
 from gateway.ledger import tariffs
 from gateway.ledger.idempotency import RequestKey, StoredAnswer
 from gateway.ledger.store import AuthorizationRow, aware
-from gateway.payments import Payments, Refusal
+from gateway.payments import Payments
+from gateway.payments.answers import Refusal
 from terminal import ocmf
 
 AuthorizationId = Annotated[str, Path(pattern=wire.ID_PATTERN)]

@@ -31,7 +31,8 @@ from gateway.commands import Commands
 from gateway.jobs.runner import Job
 from gateway.ledger.idempotency import StoredAnswer
 from gateway.pay.codes import PAYING, SPENT, PayCode, PayCodes
-from gateway.payments import Payments, Refusal, Unanswered
+from gateway.payments import Payments
+from gateway.payments.answers import Refusal, Unanswered
 from gateway.processors import CardRef
 from terminal.money import Money
 

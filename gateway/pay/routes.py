@@ -55,7 +55,7 @@ from gateway.pay.ways import (
     ways_to_pay,
 )
 from gateway.pay.words import WORDS, choose
-from gateway.payments import Refusal, Unanswered
+from gateway.payments.answers import Refusal, Unanswered
 from gateway.processors import CardRef
 from gateway.processors.adyen import AdyenProcessor
 from gateway.processors.methods import LIGHTNING, WEB_CARD, WEB_METHODS, WEB_WALLET

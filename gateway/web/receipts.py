@@ -25,7 +25,7 @@ from gateway import wire
 from gateway.ledger import Ledger
 from gateway.ledger.credit_notes import credit_refunds
 from gateway.ledger.receipt_view import ReceiptSnapshot, receipt_snapshot
-from gateway.payments import error_body
+from gateway.payments.answers import error_body
 from gateway.web.credit_note import compose_credit
 from gateway.web.invoices import invoice_routes
 from gateway.web.languages import negotiate, page_words

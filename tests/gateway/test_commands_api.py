@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from jsonschema import Draft202012Validator
 
 from gateway.ledger.schema import sim_payments
-from gateway.payments import Refusal
+from gateway.payments.answers import Refusal
 from gateway.processors import CardRef
 from gateway.processors.methods import WEB_CARD
 from gateway.server import EmbeddedGateway

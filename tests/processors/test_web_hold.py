@@ -14,7 +14,8 @@ import sqlalchemy as sa
 from gateway.app import create_payments
 from gateway.ledger import Ledger, migrate, open_engine
 from gateway.ledger.schema import authorizations
-from gateway.payments import Payments, Refusal
+from gateway.payments import Payments
+from gateway.payments.answers import Refusal
 from gateway.processors import CardRef
 from gateway.processors.adyen import AdyenProcessor
 from gateway.processors.lightning import LightningProcessor

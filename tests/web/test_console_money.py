@@ -11,7 +11,7 @@ import pytest
 
 from gateway import wire
 from gateway.ledger.web_schema import READ_ONLY
-from gateway.payments import Unanswered
+from gateway.payments.answers import Unanswered
 from tests.web.console_app import ConsoleApp, console_app, form_token
 from tests.web.generate import Generator, _store
 

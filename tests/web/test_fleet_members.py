@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from gateway import wire
 from gateway.ledger.console_views import fleet
 from gateway.ledger.web_schema import READ_ONLY
-from gateway.payments import Unanswered
+from gateway.payments.answers import Unanswered
 from tests.web.console_app import ConsoleApp, console_app, form_token
 from tests.web.generate import Generator, _store
 
