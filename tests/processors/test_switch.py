@@ -19,7 +19,7 @@ from gateway.processors.port import PaymentState
 from gateway.server import EmbeddedGateway
 from terminal.money import Money
 from tests.gateway.test_idempotency import capture
-from tests.gateway.test_routing import _replace, _wait_for
+from tests.gateway.test_routing import replace_file, wait_for
 from tests.processors.peers import RecordingProxy
 from tests.processors.stack import ADYEN_ACCOUNT, STRIPE_APPROVE, stripe_payment_method
 from tests.processors.test_adyen import _card
@@ -77,8 +77,8 @@ def test_a_session_held_at_stripe_settles_there_after_a_switch_to_adyen(
         )
         assert first.answer.body["status"] == "approved"
 
-        _replace(config, _config(localstripe, prism_proxy.url, "adyen"))
-        _wait_for(
+        replace_file(config, _config(localstripe, prism_proxy.url, "adyen"))
+        wait_for(
             lambda: (
                 gw.processors.route(terminal=TERMINAL, currency="EUR", method="web_card").name
                 == "adyen"
