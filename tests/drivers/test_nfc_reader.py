@@ -29,6 +29,7 @@ from hardware.emulators.pn532 import Cmd, Pn532Emulator
 from hardware.emulators.pn532_frames import ACK, NACK, response_frame
 from hardware.ports import CardGone, CardTarget, ReaderFault
 from hardware.sim.card_script import load_named, parse_profile
+from tests.contract.test_card_reader_contract import poll_until_back
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -179,17 +180,6 @@ def test_unplugged_reader_is_reopened_when_it_comes_back(
         held.transceive(SELECT_PPSE)
 
 
-def poll_until_open(reader: NfcReader) -> CardTarget | None:
-    """Poll a reader coming back from a failure until it is open; what that poll found."""
-    deadline = time.monotonic() + POLL_S
-    while True:
-        try:
-            return reader.poll(0.2)
-        except ReaderFault:
-            if time.monotonic() > deadline:
-                raise
-
-
 def test_card_held_when_the_reader_failed_is_kept_and_the_next_one_is_returned(
     reader: NfcReader, emulator: Pn532Emulator, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -201,7 +191,7 @@ def test_card_held_when_the_reader_failed_is_kept_and_the_next_one_is_returned(
     with pytest.raises(ReaderFault):
         reader.poll(0.2)
     emulator.replug()
-    assert poll_until_open(reader) is None
+    assert poll_until_back(reader, POLL_S) is None
     assert "event=card_still_in_field" in caplog.text
     assert reader.poll(0.3) is None
     emulator.remove()
@@ -218,7 +208,7 @@ def test_card_that_left_while_the_reader_was_down_lets_the_next_card_through(
         reader.poll(0.2)
     emulator.remove()
     emulator.replug()
-    assert poll_until_open(reader) is None  # an empty field: the held card has gone
+    assert poll_until_back(reader, POLL_S) is None  # an empty field: the held card has gone
     assert tap(reader, emulator, EchoCard()).iso_dep
 
 
