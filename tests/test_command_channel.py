@@ -6,8 +6,11 @@ other. The simulator with the embedded gateway, the simulated processor's books 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable
+from contextlib import closing
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,8 +18,18 @@ import sqlalchemy as sa
 from gateway.ledger.schema import kiosk_commands, sim_payments
 from gateway.processors import CardRef
 from gateway.processors.methods import WEB_CARD
+from hardware.sim.contactor import SimContactor
+from hardware.sim.display import SimDisplay
+from hardware.sim.meter import SimMeter
+from hardware.sim.reader import SimReader
+from hardware.sim.stored import StoredVehicle, register_log, stored_plant
 from launcher.simulate import Simulation
+from terminal.config import Config
+from terminal.errors import UplinkError
 from terminal.money import Money
+from terminal.shell.journal import OutboxRow
+from terminal.station import SimHardware
+from tests.crash.test_sigkill import delivered_per_authorization, owning_holds
 from tests.ledger_check import assert_ledger_agrees
 
 Run = Callable[[str], Simulation]
@@ -231,4 +244,104 @@ def test_the_kiosk_waits_for_started_to_be_taken_and_then_charges(simulate: Run)
     sim.run_lines("gateway up\nwait 5s\nexpect charging\nwait 20m\nunplug\nwait 10s")
     [result] = sim.results()
     assert (result["session_id"], result["settlement"]) == (aid, "captured")
+    assert_ledger_agrees(sim)
+
+
+def test_a_start_given_up_unheard_is_answered_not_started_and_owns_no_energy(
+    config: Config, tmp_path: Path
+) -> None:
+    """The gateway-kill crash test's failure (seed 556121937), as a scripted sequence. The
+    kiosk took a start, the gateway went away before "started" reached it, and the kiosk gave
+    the start up at its authorization timeout (`start_unconfirmed`, no energy offered). Its
+    queued answer must not then tell the gateway "started": the next driver's card session
+    began meanwhile, and a gateway that took "started" late held the phone's hold as a running
+    session while the card charged (until the kiosk's void came, which a second outage
+    delayed past the car's resumed charge). The crash test credits a hold paid on a phone
+    with the relay's closings from its "started" on, so it found energy under a voided hold.
+    The answer the gateway gets is "not started", and the plant's register log, attributed as
+    the crash test does, bills all energy to the card's capture."""
+    clock, plant = stored_plant(tmp_path / "hardware")
+    hardware = SimHardware(
+        plant=plant,
+        reader=SimReader(),
+        contactor=SimContactor(plant),
+        meter=SimMeter(plant),
+        vehicle=StoredVehicle(plant),
+        display=SimDisplay(),
+    )
+    sim = Simulation(
+        config=config, data_dir=tmp_path / "kiosk", clock=clock, with_hardware=hardware
+    )
+    try:
+        sim.run_lines("expect idle\nplug\nev charge")
+        aid = "web-0000-0009-session"
+        start = web_hold(sim, aid)
+        (item,) = sim.gateway.commands.waiting(sim.config.station.id)
+        sim.run_lines("gateway down")
+        assert sim.daemon.commands.receive(item)
+        sim.run_lines("wait 21s")  # no word on "started" within the authorization timeout
+        assert shown(sim) == "no-answer"
+        [given_up] = sim.daemon.journal.sessions()
+        assert (given_up["status"], given_up["end_reason"]) == ("voiding", "start_unconfirmed")
+
+        # The gateway goes away again as the kiosk's void for the phone's hold is sent.
+        def outage_at_the_void(point: str, row: OutboxRow) -> None:
+            if (point, row.kind, row.lane) == ("committed", "void", aid):
+                sim.daemon.sender.on_point = None
+                sim.gateway.down()
+
+        sim.daemon.sender.on_point = outage_at_the_void
+        # The next driver taps a card as the gateway is back; the answer's next try comes
+        # while the card's session charges; the car pauses and charges again.
+        sim.run_lines("unplug\nwait 70s\ngateway up\ntap visa\nplug\nev charge\nwait 1m")
+        sim.run_lines("ev pause\nwait 2m\nev charge\nwait 1m\ngateway up\ntap visa\nwait 1m")
+        assert command(sim, start)["state"] == "not_started"
+        assert command(sim, start)["reason"] == "start_unconfirmed"
+        assert processor_state(sim, aid) == "released"
+        assert_ledger_agrees(sim)
+
+        # The crash test's own check: every capture is the priced energy the plant delivered.
+        with closing(sqlite3.connect(tmp_path / "kiosk" / "gateway.sqlite3")) as conn:
+            conn.row_factory = sqlite3.Row
+            ledger = [dict(r) for r in conn.execute("SELECT * FROM authorizations")]
+            commands = [dict(r) for r in conn.execute("SELECT * FROM kiosk_commands")]
+        delivered = delivered_per_authorization(
+            register_log(tmp_path / "hardware"), owning_holds(ledger, commands)
+        )
+        assert delivered.get(aid, 0) == 0, delivered
+        [card] = [a for a in ledger if a["id"] != aid]
+        assert card["status"] == "captured"
+        assert delivered[card["id"]] == card["energy_wh"] > 0
+    finally:
+        sim.close()
+
+
+def test_a_start_given_up_after_the_gateway_took_started_unheard_is_voided(
+    simulate: Run,
+) -> None:
+    """The gateway took "started" but its answer was lost, and the kiosk gave the start up at
+    its authorization timeout without energy. Its "not started" is refused (the gateway has
+    the start as started), the void follows, and the books agree: nothing captured."""
+    sim = simulate("expect idle\nplug\nev charge")
+    aid = "web-0000-0010-session"
+    start = web_hold(sim, aid)
+
+    def answer_lost(point: str, row: OutboxRow) -> None:
+        if (point, row.kind) == ("answered", "command_answer"):
+            sim.daemon.sender.on_point = None
+            sim.gateway.down()
+            raise UplinkError("the answer was lost")
+
+    sim.daemon.sender.on_point = answer_lost
+    sim.run_lines("wait 21s")  # the poll picks the start up; "started" taken, never heard
+    assert command(sim, start)["state"] == "started"
+    [session] = sim.daemon.journal.sessions()
+    assert (session["status"], session["end_reason"]) == ("voiding", "start_unconfirmed")
+    sim.run_lines("gateway up\nwait 1m\nunplug\nwait 10s")
+    assert sim.hardware.contactor.history.count("close") == 0
+    [answer] = [r for r in sim.daemon.journal.outbox() if r["kind"] == "command_answer"]
+    assert answer["state"] == "failed"  # "not started" refused: the start was taken
+    row = sim.gateway.ledger.fetch(aid)
+    assert row is not None and (row.status, row.amount_captured) == ("voided", None)
+    assert processor_state(sim, aid) == "released"
     assert_ledger_agrees(sim)

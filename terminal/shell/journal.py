@@ -605,7 +605,12 @@ class Journal:
         self, *, lane: str, kind: str, idem_key: str, path: str, body: dict[str, Any], at: datetime
     ) -> None:
         """Queue a request. A void supersedes its lane's unsent authorization (a reversal
-        overtakes the request it reverses; the gateway refuses the late original)."""
+        overtakes the request it reverses; the gateway refuses the late original), and turns
+        its lane's unsent "started" (a start paid on the web, given up before the gateway
+        took that answer) into "not started" with the void's reason, under a key of its own:
+        the kiosk offers energy only once the gateway took "started", so a session given up
+        before then never had any, and a gateway that took a late "started" would hold the
+        phone's hold as a running session until the void came."""
         conn = self._conn()
         with self.atomic():
             if kind == "void":
@@ -616,6 +621,15 @@ class Journal:
                 )
                 if superseded.rowcount:
                     self._local.scrubbed = True  # checkpointed by the outermost commit
+                # If "started" reached the gateway and only its answer was lost, the gateway
+                # refuses "not started" (`command_started`) and the void follows as usual.
+                conn.execute(
+                    "UPDATE outbox SET idem_key=idem_key || ':not_started',"
+                    " body=json_set(body, '$.status', 'not_started', '$.reason', ?)"
+                    " WHERE lane=? AND kind='command_answer' AND state=?"
+                    " AND json_extract(body, '$.status')='started'",
+                    (str(body.get("reason", ""))[:64], lane, PENDING),
+                )
             cursor = conn.execute(
                 "INSERT OR IGNORE INTO outbox (lane, kind, idem_key, path, body, created_at)"
                 " VALUES (?,?,?,?,?,?)",
