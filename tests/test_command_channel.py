@@ -294,7 +294,7 @@ def test_a_start_given_up_unheard_is_answered_not_started_and_owns_no_energy(
         # The next driver taps a card as the gateway is back; the answer's next try comes
         # while the card's session charges; the car pauses and charges again.
         sim.run_lines("unplug\nwait 70s\ngateway up\ntap visa\nplug\nev charge\nwait 1m")
-        sim.run_lines("ev pause\nwait 2m\nev charge\nwait 1m\ngateway up\ntap visa\nwait 1m")
+        sim.run_lines("ev pause\nwait 2m\nev charge\nwait 1m\ngateway up\ntap visa\nwait 10m")
         assert command(sim, start)["state"] == "not_started"
         assert command(sim, start)["reason"] == "start_unconfirmed"
         assert processor_state(sim, aid) == "released"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -256,3 +257,49 @@ class KioskProcess:
         with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
             conn.row_factory = sqlite3.Row
             return [dict(r) for r in conn.execute(f"SELECT * FROM {table}")]
+
+    def trail(self, session_id: str) -> dict[str, Any]:
+        """What the kiosk's journal knows of one session, for a failure message: its record
+        (without the card's token, last four or expiry), the commands it took for it, and its
+        lane's requests in order with their tries and answers. No card data: no request body
+        of an authorization, no receipt, no command's body."""
+        [session] = [
+            {k: v for k, v in row.items() if k not in ("card_token", "card_last4", "card_expiry")}
+            for row in self.journal_rows("sessions")
+            if row["session_id"] == session_id
+        ] or [None]
+        requests = [
+            {
+                **{k: row[k] for k in ("seq", "kind", "state", "attempts", "last_error")},
+                "body": _body_outline(row["kind"], row["body"]),
+                "answer": _answer_outline(row["answer"]),
+            }
+            for row in sorted(self.journal_rows("outbox"), key=lambda r: int(r["seq"]))
+            if row["lane"] == session_id
+        ]
+        commands = [
+            {k: c[k] for k in ("command_id", "kind", "received_at", "answered")}
+            for c in self.journal_rows("commands")
+            if c["session_id"] == session_id
+        ]
+        return {"session": session, "commands": commands, "requests": requests}
+
+
+def _body_outline(kind: str, body: str) -> dict[str, Any] | None:
+    """A request's body, cut to what says what was asked: an authorization's carries the
+    card's protected data, a capture's receipt the card's brand and last four."""
+    if kind == "authorize":
+        return None
+    data: dict[str, Any] = json.loads(body)
+    return {k: v for k, v in data.items() if k not in ("receipt", "card")}
+
+
+def _answer_outline(answer: str | None) -> dict[str, Any] | None:
+    """The gateway's answer to a request, cut to what says how it ended."""
+    if answer is None:
+        return None
+    data = json.loads(answer)
+    if not isinstance(data, dict):
+        return {"answer": data}
+    keys = ("status", "code", "amount_authorized", "amount_captured", "decline_reason")
+    return {k: data[k] for k in keys if k in data}

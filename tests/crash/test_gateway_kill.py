@@ -34,7 +34,13 @@ from terminal.money import Money
 from terminal.protection.keys import provision_fleet
 from terminal.station import build_tariff
 from tests.crash.processes import STEP_TIMEOUT_S, GatewayProcess, KioskProcess, kiosk_config
-from tests.crash.test_sigkill import delivered_per_authorization, owning_holds, session_steps
+from tests.crash.test_sigkill import (
+    closings_per_authorization,
+    delivered_per_authorization,
+    failure_context,
+    owning_holds,
+    session_steps,
+)
 from tests.ledger_check import (
     assert_processor_agrees,
     assert_records_agree,
@@ -213,12 +219,14 @@ def test_gateway_sigkilled_100_times_settles_every_hold_exactly_once(tmp_path: P
     start = datetime(2026, 1, 1, tzinfo=UTC)
     for kiosk in kiosks:
         mine = [a for a in authorizations if a["terminal_id"] == kiosk.data.name]
-        delivered = delivered_per_authorization(
-            register_log(kiosk.data / HARDWARE_DIR), owning_holds(mine, commands)
-        )
+        log = register_log(kiosk.data / HARDWARE_DIR)
+        delivered = delivered_per_authorization(log, owning_holds(mine, commands))
+        closings = closings_per_authorization(log, owning_holds(mine, commands))
         for auth in mine:
             energy = delivered.get(auth["id"], 0)
-            context = f"seed {seed}: {auth['id']} delivered {energy} Wh, ledger {auth}"
+            context = f"seed {seed}: {auth['id']} delivered {energy} Wh, " + failure_context(
+                kiosk, auth, commands, closings
+            )
             if energy == 0:
                 assert auth["status"] in ("voided", "declined", "failed"), context
                 continue

@@ -256,6 +256,22 @@ def delivered_per_authorization(
     }
 
 
+def failure_context(
+    kiosk: KioskProcess,
+    auth: dict[str, Any],
+    commands: list[dict[str, Any]],
+    closings: dict[str, list[Closing]],
+) -> str:
+    """What a failed energy check says of one hold, enough to tell how it came about: the
+    gateway's row and its commands for it, the relay closings the check gave it, and the
+    kiosk journal's trail of the session (`KioskProcess.trail`)."""
+    mine = [c for c in commands if c["authorization_id"] == auth["id"]]
+    return (
+        f"ledger {auth}; gateway commands {mine}; closings {closings.get(auth['id'], [])}; "
+        f"kiosk {kiosk.trail(auth['id'])}"
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_sigkill_at_random_points_loses_nothing_and_charges_exactly(tmp_path: Path) -> None:
@@ -325,12 +341,14 @@ def test_sigkill_at_random_points_loses_nothing_and_charges_exactly(tmp_path: Pa
     for run in runs:
         terminal = run.kiosk.data.name
         mine = [a for a in authorizations if a["terminal_id"] == terminal]
-        delivered = delivered_per_authorization(
-            register_log(run.kiosk.data / HARDWARE_DIR), owning_holds(mine, commands)
-        )
+        log = register_log(run.kiosk.data / HARDWARE_DIR)
+        delivered = delivered_per_authorization(log, owning_holds(mine, commands))
+        closings = closings_per_authorization(log, owning_holds(mine, commands))
         for auth in mine:
             energy = delivered.get(auth["id"], 0)
-            context = f"seed {seed}: {auth['id']} delivered {energy} Wh, ledger {auth}"
+            context = f"seed {seed}: {auth['id']} delivered {energy} Wh, " + failure_context(
+                run.kiosk, auth, commands, closings
+            )
             if energy == 0:
                 assert auth["status"] in ("voided", "declined"), context
                 continue
