@@ -52,7 +52,7 @@ def _ids(paths: list[Path]) -> list[str]:
     return [str(p.relative_to(ROOT)) for p in paths]
 
 
-PURE = _modules("terminal/core/*.py", "terminal/card/*.py", "terminal/tariff/*.py")
+PURE = _modules("terminal/core/**/*.py", "terminal/card/*.py", "terminal/tariff/*.py")
 PROTECTION = _modules("terminal/protection/*.py")
 DRIVERS = _modules("drivers/**/*.py")
 HARDWARE = _modules("hardware/**/*.py")
@@ -104,3 +104,66 @@ def test_import_walker_sees_imports_inside_functions(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("def f():\n    import os.path\n    from time import sleep\n")
     assert _roots(_imports(module)) == {"os", "time"}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _local_imports(path: Path, known: set[str]) -> set[str]:
+    """The modules of `known` the file imports (`from pkg import mod` counts as pkg.mod)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name in known)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            for alias in node.names:
+                name = f"{node.module}.{alias.name}"
+                found.add(name if name in known else node.module)
+    return found & known
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle of `graph` (a module importing its own package's __init__ is not one,
+    Python runs the package first), or [] when there is none."""
+    done: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> list[str]:
+        if name in path:
+            return [*path[path.index(name) :], name]
+        if name in done:
+            return []
+        for imported in sorted(graph[name]):
+            if name.startswith(imported + "."):
+                continue
+            found = visit(imported, [*path, name])
+            if found:
+                return found
+        done.add(name)
+        return []
+
+    for name in sorted(graph):
+        found = visit(name, [])
+        if found:
+            return found
+    return []
+
+
+CORE = _modules("terminal/core/**/*.py")
+
+
+def test_core_modules_import_one_another_in_one_direction() -> None:
+    """No import cycle in the core (STYLE 16): the machine's table imports the handlers, the
+    handlers import `handlers.base` and the handlers they hand over to, never the table."""
+    known = {_module_name(path) for path in CORE}
+    graph = {_module_name(path): _local_imports(path, known) for path in CORE}
+    assert "terminal.core.handlers.timers" in graph["terminal.core.machine"]  # the walk sees them
+    assert _cycle(graph) == []
+
+
+def test_cycle_finder_finds_a_cycle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "p.m": {"p"}, "p": {"p.m"}}
+    assert _cycle(graph) == ["a", "b", "c", "a"]
+    assert _cycle({"p": {"p.m"}, "p.m": {"p"}}) == []

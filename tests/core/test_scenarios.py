@@ -42,6 +42,7 @@ from terminal.core.events import (
     TimerFired,
     VehicleStateChanged,
 )
+from terminal.core.handlers.base import WELDED
 from terminal.core.kiosk import (
     Authorizing,
     AwaitingVehicle,
@@ -54,7 +55,7 @@ from terminal.core.kiosk import (
     Suspended,
     Unavailable,
 )
-from terminal.core.machine import WELDED, step
+from terminal.core.machine import step
 from terminal.core.session import Card, CardKind, Session, Status
 from terminal.money import Money
 
