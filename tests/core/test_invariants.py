@@ -16,6 +16,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 from hardware.ports import PilotState
 from terminal.core.actions import (
     Action,
+    AnswerStart,
     Capture,
     CloseContactor,
     OpenContactor,
@@ -44,6 +45,7 @@ from terminal.core.events import (
     Timer,
     TimerFired,
     VehicleStateChanged,
+    WebPaymentAuthorized,
 )
 from terminal.core.kiosk import Authorizing, Charging, Kiosk, Rules, Suspended
 from terminal.core.machine import step
@@ -113,6 +115,10 @@ class KioskMachine(RuleBasedStateMachine):
         self.increments: dict[str, list[RequestIncrement]] = {}
         self.journal: dict[str, Session] = {}  # the last Record of each session
         self.commanded_closed = False
+        # Sessions paid on the web that the kiosk took (answered "started"), and those of
+        # them whose "started" the gateway took while the session waited for it.
+        self.web: set[str] = set()
+        self.confirmed: set[str] = set()
 
     # -- driving ----------------------------------------------------------------------------
     def stamp(self, after_ms: int) -> Stamp:
@@ -161,6 +167,40 @@ class KioskMachine(RuleBasedStateMachine):
                 outcome=AuthOutcome.APPROVED,
                 amount=Money(amount, EUR),
             )
+
+    @rule(
+        limit=st.sampled_from([100, 200, 300, 500, 900, 1000]),
+        lifetime_ms=st.sampled_from([0, 60_000, 900_000]),
+        after_ms=st.integers(0, 5_000),
+    )
+    def web_payment(self, limit: int, lifetime_ms: int, after_ms: int) -> None:
+        """A driver paid on the phone and the gateway asks the kiosk to start (pay by phone):
+        taken only between sessions; the gateway's word on "started" comes as `answer`."""
+        self.next_id += 1
+        session_id = f"web-{self.next_id:06d}"
+        self.session_ids.append(session_id)
+        self.send(
+            WebPaymentAuthorized,
+            after_ms,
+            command_id=f"command-{self.next_id:06d}",
+            session_id=session_id,
+            cost_limit=Money(limit, EUR),
+            expires_at=T0 + timedelta(milliseconds=self.ms + after_ms + lifetime_ms),
+        )
+
+    @rule(
+        limit=st.sampled_from([300, 500]),
+        state=st.sampled_from([PilotState.B, PilotState.C, PilotState.D]),
+        outcome=st.sampled_from(OUTCOMES),
+    )
+    def driver_pays_on_the_phone(self, limit: int, state: PilotState, outcome: AuthOutcome) -> None:
+        """Pay by phone in one rule: plugged in, paid, and the gateway's word on "started"
+        (taken, refused, or none yet) at once."""
+        self.send(VehicleStateChanged, 1_000, state=state)
+        self.web_payment(limit, 900_000, 2_000)
+        current = self.kiosk.session
+        if isinstance(self.kiosk.phase, Authorizing) and current is not None:
+            self.send(AuthorizationAnswered, 500, session_id=current.session_id, outcome=outcome)
 
     @rule(problem=st.sampled_from(CardProblem))
     def unreadable_tap(self, problem: CardProblem) -> None:
@@ -298,7 +338,13 @@ class KioskMachine(RuleBasedStateMachine):
             and isinstance(before.phase, Authorizing)
             and before.phase.session.session_id == event.session_id
         ):
-            if event.outcome is AuthOutcome.APPROVED and event.amount is not None:
+            if event.session_id in self.web:
+                # The gateway took "started": it holds the cost limit the session carries.
+                if event.outcome is AuthOutcome.APPROVED:
+                    self.confirmed.add(event.session_id)
+                    self.approved.add(event.session_id)
+                    self.granted[event.session_id] = before.phase.session.hold
+            elif event.outcome is AuthOutcome.APPROVED and event.amount is not None:
                 self.approved.add(event.session_id)
                 self.granted[event.session_id] = event.amount
             elif event.outcome is AuthOutcome.DECLINED:
@@ -320,6 +366,15 @@ class KioskMachine(RuleBasedStateMachine):
                     self.commanded_closed = False
                 case CloseContactor():
                     self.commanded_closed = True
+                    # A session paid on the web gets energy only once the gateway took its
+                    # "started" (so never on a hold the gateway released).
+                    charging = after.session
+                    assert charging is not None
+                    if charging.session_id in self.web:
+                        assert charging.session_id in self.confirmed, charging.session_id
+                case AnswerStart(started=True):
+                    assert action.session_id not in self.web, "started twice"
+                    self.web.add(action.session_id)
                 case Record():
                     session = action.session
                     self.journal[session.session_id] = session
@@ -333,7 +388,9 @@ class KioskMachine(RuleBasedStateMachine):
                         assert session.authorized <= max(
                             session.hold, RULES.ceiling or session.hold
                         )
-                        assert session.authorized <= self.granted[session.session_id]
+                        granted = self.granted.get(session.session_id)
+                        assert granted is not None, f"{session.session_id} authorized unanswered"
+                        assert session.authorized <= granted
                         self.authorized[session.session_id] = session.authorized
                 case RequestAuthorization():
                     assert action.amount == RULES.hold
@@ -363,6 +420,8 @@ class KioskMachine(RuleBasedStateMachine):
                 case Void():
                     self.settled[action.session_id] += 1
                     assert self.journal[action.session_id].status is Status.VOIDING
+                    # A hold is never released while energy is counted against it.
+                    assert self.journal[action.session_id].energy_wh == 0, action
                 case _:
                     pass
 
