@@ -11,8 +11,9 @@ posted to the daemon as an event; the gateway sends a command again until it has
 and a command already journaled is not posted twice. Answers go through the outbox in the
 session's lane (`command_answer` rows), so a start's capture or void always follows its
 answer; a void queued while "started" is still unsent (the session given up before the
-gateway took it) turns that answer into "not started". A restart between journaling a start and answering it posts it again (`replay`); the
-machine starts it only within the code's lifetime (`expires_at`), never after.
+gateway took it) turns that answer into "not started". A restart between journaling a start
+and answering it posts it again (`replay`); the machine starts it only within the code's
+lifetime (`expires_at`), never after.
 """
 
 from __future__ import annotations
