@@ -41,7 +41,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Engine, RootTransaction
 
-from gateway.ledger.statements import cursor_of
+from gateway.ledger.statements import command, commit_transaction
 
 MAX_UNITS = 64  # a batch is committed at this size even while more units wait
 
@@ -50,11 +50,11 @@ Finisher = Callable[[Connection, list[Any]], None]
 
 
 def _driver_sql(conn: Connection, sql: str) -> None:
-    """A savepoint statement straight on the driver's cursor (`statements.cursor_of`): the
-    same statement through SQLAlchemy's nested transactions costs about 150 Python calls, a
+    """A savepoint statement straight on the driver (`statements.command`): the same
+    statement through SQLAlchemy's nested transactions costs about 150 Python calls, a
     unit's own statements about 50 each. SQLAlchemy need not know of these savepoints: they
     only ever undo a unit's own statements, and the batch's transaction ends as it began."""
-    cursor_of(conn).execute(sql)
+    command(conn, sql)
 
 
 class BatchFailed(Exception):
@@ -245,6 +245,7 @@ class GroupCommit:
         try:
             if commit:
                 self._finish(batch)
+                commit_transaction(batch.conn)  # PostgreSQL: sent as the statements are
                 batch.txn.commit()
                 self.commits += 1
                 self.committed_units += batch.units
