@@ -114,3 +114,35 @@ def test_a_bind_used_twice_and_a_literal_percent_sign_run_on_the_driver(engine: 
         INSERT.execute(conn, {"id": "c", "amount": 1, "at": AT, "note": "b"})
         rows = TWICE.execute(conn, {"_id": "b", "_least": 2}).fetchall()
     assert [tuple(r) for r in rows] == [("a", "5%"), ("b", "5%")]
+
+
+def test_a_refused_statement_raises_the_drivers_own_error_and_changes_nothing(
+    engine: Engine,
+) -> None:
+    with engine.begin() as conn:
+        INSERT.execute(conn, {"id": "e", "amount": 3, "at": AT, "note": None})
+
+    def change_then_insert_again() -> None:
+        with engine.begin() as conn:
+            assert SET_NOTE.rowcount(conn, {"_id": "e", "_at": AT, "note": "changed"}) == 1
+            INSERT.execute(conn, {"id": "e", "amount": 4, "at": AT, "note": None})
+
+    with pytest.raises(engine.dialect.dbapi.IntegrityError):
+        change_then_insert_again()
+    with engine.connect() as conn:
+        row = GET.first(conn, {"_id": "e"})
+    assert (row.amount, row.note) == (3, None)  # the UPDATE before the refusal rolled back
+
+
+def test_a_connection_replaced_by_the_pool_runs_the_statements_again(engine: Engine) -> None:
+    """On PostgreSQL each statement is prepared once per server session: a connection the
+    pool opened anew (after an invalidation, as after a server restart) prepares again."""
+    with engine.begin() as conn:
+        INSERT.execute(conn, {"id": "f", "amount": 5, "at": AT, "note": None})
+        assert GET.first(conn, {"_id": "f"}) is not None
+    with engine.connect() as conn:
+        assert GET.first(conn, {"_id": "f"}) is not None
+        conn.invalidate()  # the driver connection is closed; the pool's record opens a new one
+    with engine.connect() as conn:
+        assert GET.first(conn, {"_id": "f"}).amount == 5
+        assert SET_NOTE.rowcount(conn, {"_id": "f", "_at": AT, "note": "again"}) == 1
