@@ -1,4 +1,4 @@
-"""The money path's statements, run straight on the database driver's cursor.
+"""The money path's statements, run straight on the database driver.
 
 A money request runs about twenty small statements. Through SQLAlchemy's `Connection.execute`
 each costs 100-150 µs of Python (the compiled-statement cache look-up, the execution
@@ -12,12 +12,13 @@ dialect by SQLAlchemy (the same SQL it would send, bind casts included), and exe
 DB-API cursor of the SQLAlchemy connection they are given: inside that connection's
 transaction, exactly as `conn.execute` would run them. Values go through the column types'
 own bind processors and rows through their result processors (SQLite keeps datetimes as
-text), so what is stored and read back is what SQLAlchemy stores and reads. On PostgreSQL
-the statement is sent with PostgreSQL's own `$n` placeholders on a psycopg `RawCursor`, so
-psycopg neither parses it for placeholders nor reorders values at each execution (it caches
-that parse only for statements under 4 KiB and 50 parameters: the revenue rollup's has 181,
-and parsing it was a third of the money path's Python calls), and prepares it on the server
-once it has run five times on a connection.
+text), so what is stored and read back is what SQLAlchemy stores and reads. On SQLite they
+run on the DB-API cursor. On PostgreSQL they go one level lower, through libpq itself
+(`_Session`): written with PostgreSQL's own `$n` placeholders (no placeholder parse at each
+execution: psycopg caches that parse only for statements under 4 KiB and 50 parameters, and
+the revenue rollup's has 181), prepared on the server once per connection, and run by
+libpq's blocking call, which waits for the answer in C with the GIL released instead of in
+a psycopg cursor's Python wait loop.
 
 A row comes back as a named tuple (attributes by column name, `_mapping` as a dict), the
 way callers use SQLAlchemy's rows. Errors are the driver's own exceptions (the money path
