@@ -3,8 +3,9 @@ stack, to compare the gateway's full idempotent path with.
 
     python -m bench.floor_app --db URL --port P [--workers N]
 
-A bare ASGI app under the same uvicorn, served like the gateway (one listening socket from
-`gateway.server.listen`, `--workers` forked processes each with its own engine from
+A bare ASGI app under the same uvicorn, served like the gateway (`gateway.server.listen`;
+with `--workers`, forked processes each with its own listening socket on the port
+`gateway.server.reserve` holds and its own engine from
 `gateway.ledger.database.open_engine`, so the same SQLite pragmas and `BEGIN IMMEDIATE`, the
 same PostgreSQL pool). Every POST does one INSERT and one COMMIT into a table of its own
 (`bench_floor`, never touched by the gateway) in the worker's thread pool, as the gateway's
@@ -27,7 +28,7 @@ import uvicorn
 from sqlalchemy.engine import Engine
 
 from gateway.ledger.database import open_engine
-from gateway.server import listen
+from gateway.server import listen, reserve
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -103,18 +104,21 @@ def main(argv: list[str] | None = None) -> int:
     engine = open_engine(args.db)
     metadata.create_all(engine)
     engine.dispose()
-    sock = listen(args.host, args.port)
-    print(f"floor listening on http://{args.host}:{sock.getsockname()[1]}", flush=True)
     if args.workers <= 1:
+        sock = listen(args.host, args.port)
+        print(f"floor listening on http://{args.host}:{sock.getsockname()[1]}", flush=True)
         _run_worker(args.db, sock)
         return 0
+    held = reserve(args.host, args.port)  # a listening socket per worker, as the gateway's
+    port = held.getsockname()[1]
+    print(f"floor listening on http://{args.host}:{port}", flush=True)
     children: list[int] = []
     for _ in range(args.workers):
         pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             try:
-                _run_worker(args.db, sock)
+                _run_worker(args.db, listen(args.host, port, shared_port=True))
             finally:
                 os._exit(0)
         children.append(pid)

@@ -55,17 +55,39 @@ START_TIMEOUT_S = 10.0
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
-def listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int, *, shared_port: bool = False) -> socket.socket:
     """A listening socket for uvicorn. TCP_NODELAY is set here (accepted sockets inherit it):
     uvicorn does not set it, and without it a response written in two segments waits for the
-    client's delayed ACK, about 40 ms a request on Linux."""
+    client's delayed ACK, about 40 ms a request on Linux. `shared_port`: one of the worker
+    sockets on a port held by `reserve` (SO_REUSEPORT)."""
+    sock = _bound(host, port, shared_port=shared_port)
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def reserve(host: str, port: int) -> socket.socket:
+    """Hold `host`:`port` (0: any free one) for the workers' own listening sockets
+    (`listen(..., shared_port=True)`), without listening itself.
+
+    Why a socket per worker: on one shared listening socket every worker is woken by a new
+    connection and asyncio's accept loop takes every connection waiting (up to the backlog,
+    2048) in one go, so a burst of connections (a fleet reconnecting, a proxy opening its
+    keep-alive pool) lands on one worker while the others idle. With SO_REUSEPORT the kernel
+    spreads connections over the workers' sockets by their addresses. A worker that dies
+    loses the connections still waiting in its own queue (their clients retry, as after any
+    refused connection; the money routes are idempotent)."""
+    return _bound(host, port, shared_port=True)
+
+
+def _bound(host: str, port: int, *, shared_port: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if shared_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
     return sock
 
 
@@ -339,8 +361,9 @@ def serve(
     announce: Callable[[str], None] = log.info,
 ) -> int:
     """Run the gateway in the foreground until SIGTERM or SIGINT: one process, or a supervisor
-    with `workers` forked processes sharing one listening socket (each with its own engine;
-    any request may land on any of them). Refuses a database whose schema it does not know."""
+    with `workers` forked processes, each with its own listening socket on one port
+    (`reserve`) and its own engine; any request may land on any of them. Refuses a database
+    whose schema it does not know."""
     if settings.insecure_dev and host not in LOOPBACK:
         raise ValueError("--insecure-dev serves only on a loopback address")
     engine = open_engine(settings.db_url)
@@ -353,13 +376,16 @@ def serve(
             "event=insecure_development_mode detail=%s",
             "plain HTTP, terminals NOT authenticated, cards NOT verified without --keys",
         )
-    sock = listen(host, port)
     scheme = "https" if settings.tls else "http"
-    announce(f"gateway listening on {scheme}://{host}:{sock.getsockname()[1]}")
     if workers <= 1:
+        sock = listen(host, port)
+        announce(f"gateway listening on {scheme}://{host}:{sock.getsockname()[1]}")
         _run_worker(settings, sock)
         return 0
-    return _supervise(settings, sock, workers)
+    held = reserve(host, port)  # each worker listens on a socket of its own (`reserve`)
+    port = held.getsockname()[1]
+    announce(f"gateway listening on {scheme}://{host}:{port}")
+    return _supervise(settings, lambda: listen(host, port, shared_port=True), workers)
 
 
 def _run_worker(settings: Settings, sock: socket.socket) -> None:
@@ -379,8 +405,9 @@ def _run_worker(settings: Settings, sock: socket.socket) -> None:
         built.engine.dispose()
 
 
-def _supervise(settings: Settings, sock: socket.socket, workers: int) -> int:
-    """Fork `workers` children and keep them running; forward SIGTERM/SIGINT to them."""
+def _supervise(settings: Settings, sock: Callable[[], socket.socket], workers: int) -> int:
+    """Fork `workers` children, each serving the listening socket `sock()` opens for it, and
+    keep them running; forward SIGTERM/SIGINT to them."""
     children: set[int] = set()
     stopping = False
 
@@ -390,7 +417,7 @@ def _supervise(settings: Settings, sock: socket.socket, workers: int) -> int:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             try:
-                _run_worker(settings, sock)
+                _run_worker(settings, sock())
             finally:
                 os._exit(0)
         children.add(pid)

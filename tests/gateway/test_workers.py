@@ -1,5 +1,6 @@
-"""`ev-terminal gateway --workers N`: N forked worker processes on one listening socket and one
-database; a worker that dies is replaced; SIGTERM stops them all. On both back-ends."""
+"""`ev-terminal gateway --workers N`: N forked worker processes on one port (a listening socket
+each) and one database; a worker that dies is replaced; SIGTERM stops them all. On both
+back-ends."""
 
 from __future__ import annotations
 
@@ -112,3 +113,67 @@ def test_workers_share_the_socket_and_a_dead_one_is_replaced(db_url: str, tmp_pa
         engine.dispose()
     assert len(rows) == 60 and {r["status"] for r in rows} == {"approved"}
     assert "worker_died" in (tmp_path / "gateway.log").read_text()
+
+
+def _established_on(port: int) -> set[int]:
+    """Socket inodes of the connections accepted on `port` (from /proc/net/tcp)."""
+    inodes: set[int] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], int(fields[9])
+            if int(local.rsplit(":", 1)[1], 16) == port and state == "01":
+                inodes.add(inode)
+    return inodes
+
+
+def _sockets_of(pid: int) -> set[int]:
+    found: set[int] = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith("socket:["):
+            found.add(int(target[8:-1]))
+    return found
+
+
+def test_a_burst_of_connections_is_spread_over_the_workers(db_url: str, tmp_path: Path) -> None:
+    """On one shared listening socket the first worker to wake took every waiting connection
+    (asyncio accepts them all at once), so a burst (a fleet reconnecting, a proxy's
+    keep-alive pool) was served by one worker while the others idled. Each worker has a
+    socket of its own on the port now, and the kernel spreads connections over them."""
+    subprocess.run(
+        [str(BIN / "ev-terminal"), "gateway", "migrate", "--db", db_url],
+        check=True,
+        capture_output=True,
+    )
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    with (tmp_path / "gateway.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                *(str(BIN / "ev-terminal"), "gateway", "--db", db_url, "--port", str(port)),
+                *("--insecure-dev", "--workers", "2"),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    clients: list[socket.socket] = []
+    try:
+        _wait(url, proc)
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(32)]
+        for client in clients:  # an answer on each: every connection has been accepted
+            client.sendall(b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n")
+        for client in clients:
+            assert client.recv(4096).startswith(b"HTTP/1.1 200")
+        accepted = _established_on(port)
+        held = {pid: len(_sockets_of(pid) & accepted) for pid in _children(proc.pid)}
+        assert sum(held.values()) == 32, held
+        assert all(count > 0 for count in held.values()), held
+    finally:
+        for client in clients:
+            client.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
