@@ -73,8 +73,15 @@ def open_engine(url: str) -> Engine:
         # tenth of the money path's CPU).
         engine.dialect.do_begin = _begin_immediate  # type: ignore[method-assign,assignment]
         return engine
+    # psycopg prepares no statement of its own (`prepare_threshold` None): at every rollback
+    # it forgets those it prepared and sends DEALLOCATE ALL, which also drops the money
+    # path's statements, prepared once per connection (`statements._Session`).
     return sa.create_engine(
-        url, pool_pre_ping=True, pool_size=POOL_KEPT, max_overflow=POOL_THREADS - POOL_KEPT
+        url,
+        pool_pre_ping=True,
+        pool_size=POOL_KEPT,
+        max_overflow=POOL_THREADS - POOL_KEPT,
+        connect_args={"prepare_threshold": None},
     )
 
 

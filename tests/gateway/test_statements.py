@@ -146,3 +146,19 @@ def test_a_connection_replaced_by_the_pool_runs_the_statements_again(engine: Eng
     with engine.connect() as conn:
         assert GET.first(conn, {"_id": "f"}).amount == 5
         assert SET_NOTE.rowcount(conn, {"_id": "f", "_at": AT, "note": "again"}) == 1
+
+
+def test_the_prepared_statements_outlive_a_rollback_on_their_connection(engine: Engine) -> None:
+    """psycopg forgets the statements it prepared itself at every rollback and sends
+    DEALLOCATE ALL, which would take the money path's prepared statements with them (a
+    capture after a refused request on the same pooled connection answered "prepared
+    statement does not exist"). The engine leaves preparing to the money path alone."""
+    with engine.begin() as conn:
+        INSERT.execute(conn, {"id": "g", "amount": 6, "at": AT, "note": None})
+    with engine.connect() as conn:
+        assert GET.first(conn, {"_id": "g"}) is not None  # prepared on this connection
+        for _ in range(6):  # a statement through SQLAlchemy, run often enough to be prepared
+            conn.execute(sa.select(things.c.id).where(things.c.id == "g")).all()
+        conn.rollback()
+        conn.execute(sa.select(things.c.id).where(things.c.id == "g")).all()
+        assert GET.first(conn, {"_id": "g"}).amount == 6
