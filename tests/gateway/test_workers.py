@@ -51,30 +51,30 @@ def _wait(url: str, proc: subprocess.Popen[bytes]) -> None:
         time.sleep(0.1)
 
 
-def test_workers_share_the_socket_and_a_dead_one_is_replaced(db_url: str, tmp_path: Path) -> None:
+def _two_workers(db_url: str, tmp_path: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """`ev-terminal gateway --workers 2` on a migrated `db_url`, logging to gateway.log; the
+    process and its port."""
     subprocess.run(
         [str(BIN / "ev-terminal"), "gateway", "migrate", "--db", db_url],
         check=True,
         capture_output=True,
     )
     port = _free_port()
+    with (tmp_path / "gateway.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                *(str(BIN / "ev-terminal"), "gateway", "--db", db_url, "--port", str(port)),
+                *("--insecure-dev", "--workers", "2"),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    return proc, port
+
+
+def test_workers_share_the_socket_and_a_dead_one_is_replaced(db_url: str, tmp_path: Path) -> None:
+    proc, port = _two_workers(db_url, tmp_path)
     url = f"http://127.0.0.1:{port}"
-    log = (tmp_path / "gateway.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            str(BIN / "ev-terminal"),
-            "gateway",
-            "--db",
-            db_url,
-            "--port",
-            str(port),
-            "--insecure-dev",
-            "--workers",
-            "2",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
     try:
         _wait(url, proc)
         workers = _children(proc.pid)
@@ -105,7 +105,6 @@ def test_workers_share_the_socket_and_a_dead_one_is_replaced(db_url: str, tmp_pa
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
-        log.close()
     engine = open_engine(db_url)
     try:
         rows = Ledger(engine).all_authorizations()
@@ -144,22 +143,8 @@ def test_a_burst_of_connections_is_spread_over_the_workers(db_url: str, tmp_path
     (asyncio accepts them all at once), so a burst (a fleet reconnecting, a proxy's
     keep-alive pool) was served by one worker while the others idled. Each worker has a
     socket of its own on the port now, and the kernel spreads connections over them."""
-    subprocess.run(
-        [str(BIN / "ev-terminal"), "gateway", "migrate", "--db", db_url],
-        check=True,
-        capture_output=True,
-    )
-    port = _free_port()
+    proc, port = _two_workers(db_url, tmp_path)
     url = f"http://127.0.0.1:{port}"
-    with (tmp_path / "gateway.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                *(str(BIN / "ev-terminal"), "gateway", "--db", db_url, "--port", str(port)),
-                *("--insecure-dev", "--workers", "2"),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
     clients: list[socket.socket] = []
     try:
         _wait(url, proc)
