@@ -38,6 +38,19 @@ from terminal.station import SimHardware
 HARDWARE_DIR = "hardware"
 
 
+def stored_hardware(plant: StoredPlant) -> SimHardware:
+    """The simulated devices on a plant kept on disk (`stored_plant`), the vehicle too, so a
+    kiosk killed and started again finds the car and the meter where they were."""
+    return SimHardware(
+        plant=plant,
+        reader=SimReader(),
+        contactor=SimContactor(plant),
+        meter=SimMeter(plant),
+        vehicle=StoredVehicle(plant),
+        display=SimDisplay(),
+    )
+
+
 def _say(line: str) -> None:
     """One answer line to the driving process."""
     sys.stdout.write(line + "\n")
@@ -80,14 +93,7 @@ def _open(
     locks: list[DirectoryLock],
 ) -> Simulation:
     clock, plant = stored_plant(data_dir / HARDWARE_DIR)
-    hardware = SimHardware(
-        plant=plant,
-        reader=SimReader(),
-        contactor=SimContactor(plant),
-        meter=SimMeter(plant),
-        vehicle=StoredVehicle(plant),
-        display=SimDisplay(),
-    )
+    hardware = stored_hardware(plant)
     return Simulation(
         config=config,
         data_dir=data_dir,
@@ -189,14 +195,7 @@ def _threaded(  # noqa: PLR0917 - main's parsed arguments, passed on
         sys.stderr.write(f"error: {exc}\n")
         return 3
     clock, plant = stored_plant(data_dir / HARDWARE_DIR)
-    hardware = SimHardware(
-        plant=plant,
-        reader=SimReader(),
-        contactor=SimContactor(plant),
-        meter=SimMeter(plant),
-        vehicle=StoredVehicle(plant),
-        display=SimDisplay(),
-    )
+    hardware = stored_hardware(plant)
     kiosk = ThreadedKiosk(
         config=config,
         data_dir=data_dir,

@@ -18,17 +18,13 @@ import sqlalchemy as sa
 from gateway.ledger.schema import kiosk_commands, sim_payments
 from gateway.processors import CardRef
 from gateway.processors.methods import WEB_CARD
-from hardware.sim.contactor import SimContactor
-from hardware.sim.display import SimDisplay
-from hardware.sim.meter import SimMeter
-from hardware.sim.reader import SimReader
-from hardware.sim.stored import StoredVehicle, register_log, stored_plant
+from hardware.sim.stored import register_log, stored_plant
+from launcher.sim_kiosk import stored_hardware
 from launcher.simulate import Simulation
 from terminal.config import Config
 from terminal.errors import UplinkError
 from terminal.money import Money
 from terminal.shell.journal import OutboxRow
-from terminal.station import SimHardware
 from tests.crash.test_sigkill import delivered_per_authorization, owning_holds
 from tests.ledger_check import assert_ledger_agrees
 
@@ -261,14 +257,7 @@ def test_a_start_given_up_unheard_is_answered_not_started_and_owns_no_energy(
     The answer the gateway gets is "not started", and the plant's register log, attributed as
     the crash test does, bills all energy to the card's capture."""
     clock, plant = stored_plant(tmp_path / "hardware")
-    hardware = SimHardware(
-        plant=plant,
-        reader=SimReader(),
-        contactor=SimContactor(plant),
-        meter=SimMeter(plant),
-        vehicle=StoredVehicle(plant),
-        display=SimDisplay(),
-    )
+    hardware = stored_hardware(plant)
     sim = Simulation(
         config=config, data_dir=tmp_path / "kiosk", clock=clock, with_hardware=hardware
     )
