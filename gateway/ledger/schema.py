@@ -257,7 +257,9 @@ sim_payments = sa.Table(
     sa.Column("captured", sa.BigInteger, nullable=False),
     sa.Column("refunded", sa.BigInteger, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.UniqueConstraint("account", "payment_id", name="sim_payments_payment"),
+    # The id first: `account` leads no index, so a payment found by account and reference
+    # is always found by its primary key (migration 0018).
+    sa.UniqueConstraint("payment_id", "account", name="sim_payments_payment"),
 )
 
 sim_requests = sa.Table(
