@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from hardware.clock import ManualClock
+from terminal.shell.gateway_client import GatewayClient
 from terminal.shell.journal import Journal
-from terminal.shell.uplink import GatewayClient, Sender
+from terminal.shell.sender import Sender
 
 AT = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 

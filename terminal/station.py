@@ -28,12 +28,13 @@ from terminal.protection.module import ProtectionModule
 from terminal.shell.acquire import CardAcquirer
 from terminal.shell.daemon import Daemon
 from terminal.shell.devices import Devices
+from terminal.shell.gateway_client import GatewayClient
 from terminal.shell.journal_damage import open_journal
 from terminal.shell.local_lists import LocalLists
 from terminal.shell.notify import Notifier
+from terminal.shell.sender import Sender
 from terminal.shell.signed_readings import MeterIdentity, ReadingSigner
 from terminal.shell.tariffs import TariffBook
-from terminal.shell.uplink import GatewayClient, Sender
 from terminal.tariff import OcpiTariff
 
 SIM_FLEET = "sim-fleet"

@@ -75,7 +75,7 @@ def request_validator(document: dict[str, Any], path: str) -> Draft202012Validat
 
 def wire_body(row: dict[str, Any]) -> dict[str, Any]:
     """The JSON the sender POSTs for an outbox row. Event and reading rows are sent in
-    batches (terminal.shell.uplink.Sender._send_batch); one row is a batch of one."""
+    batches (terminal.shell.sender.Sender._send_batch); one row is a batch of one."""
     body: dict[str, Any] = json.loads(row["body"])
     if row["kind"] == "events":
         return {"terminal_id": body["terminal_id"], "events": [body["event"]]}

@@ -84,6 +84,17 @@ def test_terminal_never_imports_gateway(path: Path) -> None:
     assert "gateway" not in _roots(_imports(path))
 
 
+HTTP_CLIENT = ROOT / "terminal" / "shell" / "gateway_client.py"
+
+
+@pytest.mark.parametrize("path", TERMINAL, ids=_ids(TERMINAL))
+def test_only_the_gateway_client_speaks_http(path: Path) -> None:
+    """The kiosk reaches its gateway through `GatewayClient` alone: its pinned CA, timeouts and
+    strict reading of answers hold for every request (the sender, the command channel, link
+    codes)."""
+    assert ("requests" in _roots(_imports(path))) == (path == HTTP_CLIENT)
+
+
 GATEWAY = _modules("gateway/**/*.py")
 # What the kiosk runs (its shell, composition roots and devices): the gateway shares values
 # with the kiosk (money, errors, the bill and its words, card-data protection, OCMF), never

@@ -18,7 +18,7 @@ from hardware.sim.card_script import load_profiles
 from launcher.simulate import Simulation, parse_script
 from terminal.config import Config, OfflineConfig, parse
 from terminal.errors import ConfigError
-from terminal.shell.uplink import GatewayClient
+from terminal.shell.gateway_client import GatewayClient
 from tests.conftest import EXAMPLE_CONFIG
 from tests.ledger_check import assert_ledger_agrees
 

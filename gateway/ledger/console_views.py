@@ -76,7 +76,7 @@ def fleet(engine: Engine) -> list[Terminal]:
     hold), with what each has said of itself.
 
     "Last seen" is when the gateway last heard from the kiosk itself: the newer of its newest
-    status (a heartbeat every 2 minutes, `terminal.shell.uplink.STATUS_EVERY_MS`, sent whether
+    status (a heartbeat every 2 minutes, `terminal.shell.sender.STATUS_EVERY_MS`, sent whether
     or not its outbox is moving) and its newest event. An authorization's `updated_at` is not
     used: it also moves when the gateway acts alone (the reconciler, a processor's webhook, a
     hold's expiry), so a dead kiosk's hold voided by the reconciler would show it online. Its

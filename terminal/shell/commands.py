@@ -31,8 +31,8 @@ from hardware.clock import Clock
 from terminal.core.events import Event, PayCodeChanged, StopRequested, WebPaymentAuthorized
 from terminal.errors import GatewayRefused, UplinkError
 from terminal.money import MINOR_UNITS, Money
+from terminal.shell.gateway_client import GatewayClient
 from terminal.shell.journal import Journal
-from terminal.shell.uplink import GatewayClient
 
 log = logging.getLogger("ev_terminal.commands")
 

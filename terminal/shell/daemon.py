@@ -53,9 +53,9 @@ from terminal.shell.journal_damage import JOURNAL_DAMAGED
 from terminal.shell.link_codes import LinkCodeAsker
 from terminal.shell.local_lists import LocalLists
 from terminal.shell.notify import Notifier
+from terminal.shell.sender import Sender
 from terminal.shell.signed_readings import ReadingSigner
 from terminal.shell.tariffs import TariffBook
-from terminal.shell.uplink import Sender
 from terminal.version import software_version
 
 if TYPE_CHECKING:

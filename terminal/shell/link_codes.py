@@ -24,7 +24,7 @@ from collections.abc import Callable
 from hardware.clock import Clock
 from terminal.core.events import Event, LinkCodeIssued
 from terminal.errors import GatewayRefused, UplinkError
-from terminal.shell.uplink import GatewayClient
+from terminal.shell.gateway_client import GatewayClient
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from hardware.clock import ManualClock
 from terminal.core.events import Event, StopRequested, WebPaymentAuthorized
 from terminal.money import Money
 from terminal.shell.commands import CommandChannel
+from terminal.shell.gateway_client import GatewayClient
 from terminal.shell.journal import Journal
-from terminal.shell.uplink import GatewayClient
 
 TERMINAL = "kiosk-0001"
 
