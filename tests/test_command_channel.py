@@ -6,6 +6,7 @@ other. The simulator with the embedded gateway, the simulated processor's books 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Callable
 from contextlib import closing
@@ -13,9 +14,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
-from gateway.ledger.schema import kiosk_commands, sim_payments
+from gateway.ledger.schema import events, kiosk_commands, sim_payments
 from gateway.processors import CardRef
 from gateway.processors.methods import WEB_CARD
 from hardware.sim.stored import register_log, stored_plant
@@ -64,6 +66,15 @@ def processor_state(sim: Simulation, aid: str) -> str:
                 sa.select(sim_payments.c.state).where(sim_payments.c.payment_id == aid)
             ).scalar_one()
         )
+
+
+def refusal_alerts(sim: Simulation) -> list[tuple[str, str]]:
+    """The refusal alerts the gateway received from the kiosk's events (kind, detail)."""
+    with sim.gateway.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(events.c.kind, events.c.detail).where(events.c.kind.like("%_refused"))
+        )
+        return [(r.kind, r.detail) for r in rows]
 
 
 def shown(sim: Simulation) -> str:
@@ -223,6 +234,8 @@ def test_a_started_answer_after_the_gateway_released_the_hold_never_starts_the_k
     assert (session["status"], session["end_reason"]) == ("voiding", "start_refused")
     assert sim.results()[0]["settlement"] == "voided"
     assert_ledger_agrees(sim)
+    # A driver paid and the kiosk never started: the operator hears of it.
+    assert refusal_alerts(sim) == [("command_answer_refused", f"{aid} code=command_expired")]
 
 
 def test_the_kiosk_waits_for_started_to_be_taken_and_then_charges(simulate: Run) -> None:
@@ -305,12 +318,14 @@ def test_a_start_given_up_unheard_is_answered_not_started_and_owns_no_energy(
         sim.close()
 
 
-def test_a_start_given_up_after_the_gateway_took_started_unheard_is_voided(
-    simulate: Run,
+def test_a_start_given_up_after_the_gateway_took_started_unheard_is_voided_without_an_alert(
+    simulate: Run, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The gateway took "started" but its answer was lost, and the kiosk gave the start up at
     its authorization timeout without energy. Its "not started" is refused (the gateway has
-    the start as started), the void follows, and the books agree: nothing captured."""
+    the start as started), the void follows, and the books agree: nothing captured. The
+    refusal is the expected end of that race: logged at info, no operator alert."""
+    caplog.set_level(logging.INFO, logger="ev_terminal.uplink")
     sim = simulate("expect idle\nplug\nev charge")
     aid = "web-0000-0010-session"
     start = web_hold(sim, aid)
@@ -330,7 +345,15 @@ def test_a_start_given_up_after_the_gateway_took_started_unheard_is_voided(
     assert sim.hardware.contactor.history.count("close") == 0
     [answer] = [r for r in sim.daemon.journal.outbox() if r["kind"] == "command_answer"]
     assert answer["state"] == "failed"  # "not started" refused: the start was taken
+    assert json.loads(answer["answer"]) == {"status": 409, "code": "command_started"}
     row = sim.gateway.ledger.fetch(aid)
     assert row is not None and (row.status, row.amount_captured) == ("voided", None)
     assert processor_state(sim, aid) == "released"
     assert_ledger_agrees(sim)
+    assert refusal_alerts(sim) == []
+    [said] = [r for r in caplog.records if "not_started_refused_as_started" in r.getMessage()]
+    assert said.levelno == logging.INFO
+    assert said.getMessage() == (
+        f"event=not_started_refused_as_started lane={aid} command={start} code=command_started"
+    )
+    assert "event=refused" not in caplog.text

@@ -2,10 +2,12 @@
 to the machine as events.
 
 Every request carries the idempotency key fixed when its outbox row was written, so a retry
-after a lost response is never done twice. A refused capture or void is the operator's (an
-alert); an authorization with no well-formed answer is "no answer", never "approved". Beside
-the outbox it fetches the terminal config (lists, tariff), reconciles the gateway's open holds
-once per start, and sends the kiosk's status as a heartbeat.
+after a lost response is never done twice. A refused capture, void or command answer is the
+operator's (an alert), except a "not started" refused because the gateway had taken that
+start's "started" (a normal race, logged at info); an authorization with no well-formed
+answer is "no answer", never "approved". Beside the outbox it fetches the terminal config
+(lists, tariff), reconciles the gateway's open holds once per start, and sends the kiosk's
+status as a heartbeat.
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ BATCHED = {
     "events": ("/v1/events", "events", "event"),
     "readings": ("/v1/meter-readings", "readings", "reading"),
 }
+# The gateway's refusal of an answer to a command it holds in another state: 409
+# `command_<state>` (gateway/commands.py, `Commands.answer`).
+STARTED_ALREADY = (409, "command_started")
 
 
 PointHook = Callable[[str, OutboxRow], None]
@@ -342,21 +347,30 @@ class Sender:
             return False
         except GatewayRefused as refusal:
             self.reachable = True
+            race = _started_already(row, refusal)
             with self.journal.atomic():
                 refused = {"status": refusal.status, "code": refusal.code}
                 self.journal.finish(row.seq, FAILED, refused)
                 if row.kind in ("capture", "void") and self.on_settlement:
                     self.on_settlement(row, "refused", refused)
-                if row.kind in ("capture", "void", "command_answer"):
+                if row.kind in ("capture", "void", "command_answer") and not race:
                     # Money the kiosk meant to move and the gateway would not: the operator's.
                     self._alert(f"{row.kind}_refused", f"{row.lane} code={refusal.code}")
-            log.warning(
-                "event=refused kind=%s lane=%s status=%s code=%s",
-                row.kind,
-                row.lane,
-                refusal.status,
-                refusal.code,
-            )
+            if race:
+                log.info(
+                    "event=not_started_refused_as_started lane=%s command=%s code=%s",
+                    row.lane,
+                    row.idem_key.partition(":")[0],
+                    refusal.code,
+                )
+            else:
+                log.warning(
+                    "event=refused kind=%s lane=%s status=%s code=%s",
+                    row.kind,
+                    row.lane,
+                    refusal.status,
+                    refusal.code,
+                )
             if row.kind == "authorize":
                 self._answer(
                     row.lane, AuthAnswer(outcome=AuthOutcome.DECLINED, reason=refusal.code)
@@ -464,6 +478,19 @@ class Sender:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+
+
+def _started_already(row: OutboxRow, refusal: GatewayRefused) -> bool:
+    """Whether this refusal is of a "not started" whose "started" the gateway had taken: the
+    kiosk gave a phone-paid start up (authorization timeout, restart) while the gateway was
+    away, and only the gateway's answer to "started" was lost (`Journal.enqueue` turned the
+    answer into "not started" with the void). The session had no energy and its void, queued
+    behind in the lane, releases the hold: nothing for an operator."""
+    return (
+        row.kind == "command_answer"
+        and row.body.get("status") == "not_started"
+        and (refusal.status, refusal.code) == STARTED_ALREADY
+    )
 
 
 def _limited_receipt(receipt: Any, minor: int) -> dict[str, Any] | None:
