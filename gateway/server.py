@@ -36,6 +36,7 @@ from gateway.commands import CommandExpiry, Commands
 from gateway.jobs.crl_watch import CrlWatch
 from gateway.jobs.expiry import EXPIRE_EVERY_S, KeyExpiry
 from gateway.jobs.reconciler import HOLD_GRACE, RECONCILE_EVERY_S, STALE_AFTER, Reconciler
+from gateway.jobs.rollup import RevenueRollup
 from gateway.jobs.routing_reload import RELOAD_EVERY_S, RoutingReload, check_money_kept
 from gateway.jobs.runner import Job
 from gateway.ledger import Ledger, check_schema, migrate, now, open_engine
@@ -169,6 +170,7 @@ def build(settings: Settings) -> Built:
     commands = Commands(payments)
     checkout = Checkout(PayCodes(ledger), payments, commands)
     jobs: list[Job] = [expiry, reconciler, CommandExpiry(commands), WaitingPayments(checkout)]
+    jobs.append(RevenueRollup(ledger))
     if reload is not None:
         jobs.append(reload)
     revocations = _revocations(settings)

@@ -10,7 +10,8 @@ import sqlalchemy as sa
 
 from gateway.ledger import open_engine
 from gateway.ledger.rollup import expected_rows, stored_rows
-from gateway.ledger.schema import kiosk_commands
+from gateway.ledger.rollup_pending import catch_up
+from gateway.ledger.schema import kiosk_commands, movements
 from gateway.processors.methods import WEB_METHODS
 from launcher.simulate import Simulation
 
@@ -43,17 +44,23 @@ def assert_ledger_agrees(sim: Simulation) -> int:
 
 
 def assert_rollup_agrees(engine: sa.Engine | str) -> None:
-    """The revenue rollup, kept in each capture's and refund's transaction, equals a sum made
-    from scratch from the movements and their receipts (`gateway.ledger.rollup`). `engine`:
-    an engine or a database URL (a SQLite file's path)."""
+    """The revenue rollup, once what is pending is rolled up (as before every report), equals
+    a sum made from scratch from the movements and their receipts (`gateway.ledger.rollup`),
+    and no movement is left unrolled. `engine`: an engine or a database URL (a SQLite
+    file's path)."""
     own = isinstance(engine, str)
     bound = open_engine(engine) if isinstance(engine, str) else engine
     try:
+        catch_up(bound)
         with bound.connect() as conn:
             stored, expected = stored_rows(conn), expected_rows(conn)
+            unrolled = conn.scalar(
+                sa.select(sa.func.count()).select_from(movements).where(~movements.c.rolled)
+            )
     finally:
         if own:
             bound.dispose()
+    assert unrolled == 0
     assert stored == expected, {
         k: (stored.get(k), expected.get(k))
         for k in stored.keys() | expected.keys()

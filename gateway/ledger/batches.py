@@ -35,18 +35,14 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from sqlalchemy.engine import Connection, Engine, RootTransaction
 
 from gateway.ledger.statements import command, commit_transaction
 
 MAX_UNITS = 64  # a batch is committed at this size even while more units wait
-
-# Writes what a batch's units deferred (`GroupCommit.defer`): (its connection, the items).
-Finisher = Callable[[Connection, list[Any]], None]
 
 
 def _driver_sql(conn: Connection, sql: str) -> None:
@@ -65,7 +61,7 @@ class _Batch:
     """One open transaction and the units in it; `done` is set once it is committed (or
     lost: then `error` says why)."""
 
-    __slots__ = ("conn", "deferred", "done", "error", "generation", "txn", "units")
+    __slots__ = ("conn", "done", "error", "generation", "txn", "units")
 
     def __init__(self, conn: Connection, txn: RootTransaction, generation: int) -> None:
         self.conn = conn
@@ -74,8 +70,6 @@ class _Batch:
         self.units = 0
         self.done = threading.Event()
         self.error: BaseException | None = None
-        # What the batch's units that succeeded handed to finishers (`GroupCommit.defer`).
-        self.deferred: list[tuple[str, Any]] = []
 
 
 class GroupCommit:
@@ -94,7 +88,6 @@ class GroupCommit:
         self._queue: deque[threading.Lock] = deque()
         self._batch: _Batch | None = None
         self._local = threading.local()
-        self._finishers: dict[str, Finisher] = {}
         # The connection kept between batches (PostgreSQL), and how often it was given back.
         self._keeps = engine.dialect.name == "postgresql"
         self._kept: Connection | None = None
@@ -103,27 +96,6 @@ class GroupCommit:
         # Figures for the bench and the tests: batches committed, units in them.
         self.commits = 0
         self.committed_units = 0
-
-    def finisher(self, name: str, finish: Finisher) -> None:
-        """Register `finish(conn, items)`, run in each batch's transaction just before its
-        commit with the items the batch's units handed to `name` (`defer`), in their order,
-        if there are any. If it raises, the batch is not committed (every unit of it raises
-        `BatchFailed`). The first registration of a name stands."""
-        self._finishers.setdefault(name, finish)
-
-    def defer(self, name: str, item: Any) -> bool:
-        """From inside a unit: hand `item` to the finisher `name`, to be written in this
-        unit's transaction just before it commits, together with the other units' items: so
-        a write to rows every batch touches (a running total) is made once per batch, at its
-        end, and its locks are held for the commit only. Kept only if the unit succeeds.
-        False (nothing done) when called outside a unit of this writer."""
-        deferred: list[tuple[str, Any]] | None = getattr(self._local, "deferred", None)
-        if deferred is None:
-            return False
-        if name not in self._finishers:
-            raise KeyError(f"no finisher named {name!r}")
-        deferred.append((name, item))
-        return True
 
     @contextmanager
     def unit(self, *, savepoint: bool = True) -> Iterator[Connection]:
@@ -137,8 +109,6 @@ class GroupCommit:
         error: BaseException | None = None
         batch: _Batch | None = None
         self._local.inside = True
-        deferred: list[tuple[str, Any]] = []
-        self._local.deferred = deferred
         lost_batch = False  # this unit raised without a savepoint and took its batch down
         try:
             batch = self._open()
@@ -155,9 +125,6 @@ class GroupCommit:
                 yield batch.conn
             except BaseException as exc:
                 error = exc
-            self._local.deferred = None
-            if error is None:
-                batch.deferred += deferred
             try:
                 if not guarded:
                     if error is not None:  # no savepoint of its own: roll the batch back
@@ -180,7 +147,6 @@ class GroupCommit:
                     error = exc
         finally:
             self._local.inside = False
-            self._local.deferred = None
             self._pass_turn()
         if batch is not None:
             # Even a unit that raised answers only from a state that was committed.
@@ -244,7 +210,6 @@ class GroupCommit:
         ended = False
         try:
             if commit:
-                self._finish(batch)
                 commit_transaction(batch.conn)  # PostgreSQL: sent as the statements are
                 batch.txn.commit()
                 self.commits += 1
@@ -274,15 +239,6 @@ class GroupCommit:
                 self._kept = batch.conn
                 return
         batch.conn.close()
-
-    def _finish(self, batch: _Batch) -> None:
-        """Run the finishers of what the batch's units deferred, each once, in the order
-        their first item was deferred."""
-        items: dict[str, list[Any]] = {}
-        for name, item in batch.deferred:
-            items.setdefault(name, []).append(item)
-        for name, given in items.items():
-            self._finishers[name](batch.conn, given)
 
 
 def _close_on_dispose(engine: Engine, writer: GroupCommit) -> None:

@@ -128,24 +128,25 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def migrate(engine: Engine) -> tuple[str | None, str]:
-    """Apply every migration the database lacks; (revision before, revision after)."""
+def migrate(engine: Engine, to: str = "head") -> tuple[str | None, str]:
+    """Apply every migration the database lacks, up to revision `to` (a test builds a ledger
+    as an older gateway kept it); (revision before, revision after)."""
     config, script = _script()
     before = current_revision(engine)
     if before is not None and before not in {s.revision for s in script.walk_revisions()}:
         raise SchemaMismatch(f"database schema {before} is newer than this gateway knows")
 
     def upgrade(rev: Any, _context: Any) -> Any:
-        return script._upgrade_revs("head", rev)
+        return script._upgrade_revs(to, rev)
 
     with (
         engine.begin() as conn,
-        EnvironmentContext(config, script, fn=upgrade, destination_rev="head") as env,
+        EnvironmentContext(config, script, fn=upgrade, destination_rev=to) as env,
     ):
         env.configure(connection=conn, target_metadata=metadata, transactional_ddl=True)
         with env.begin_transaction():
             env.run_migrations()
-    return before, head_revision()
+    return before, head_revision() if to == "head" else to
 
 
 def check_schema(engine: Engine) -> None:

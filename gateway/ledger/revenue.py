@@ -31,6 +31,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from gateway.ledger import rollup_read
 from gateway.ledger.rollup import bucket, receipt_vat, signed_cover
+from gateway.ledger.rollup_pending import catch_up
 from gateway.ledger.schema import authorizations, movements, revenue_rollup
 from gateway.ledger.store import aware
 from gateway.ledger.web_schema import stations
@@ -210,6 +211,7 @@ def revenue(
     totals: dict[str, Figures] = defaultdict(Figures)
     by: dict[str, dict[tuple[str, str], Figures]] = {d: defaultdict(Figures) for d in DIMENSIONS}
     series: dict[str, dict[datetime, int]] = defaultdict(lambda: defaultdict(int))
+    catch_up(engine)  # every capture committed before the report was asked for is in it
     with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             # A report reads a few thousand index entries: starting parallel workers or

@@ -87,7 +87,16 @@ movements = sa.Table(
     sa.Column("currency", sa.String(3), nullable=False),
     sa.Column("step_key", sa.String(200), nullable=False),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    # Whether the revenue rollup holds it yet: recorded false, set by the roll-up that adds
+    # it (`gateway.ledger.rollup_pending`; kinds that are not revenue are only marked).
+    sa.Column("rolled", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("authorization_id", "kind", "step_key", name="movements_once"),
+    sa.Index(
+        "movements_unrolled",
+        "seq",
+        postgresql_where=sa.text("NOT rolled"),
+        sqlite_where=sa.text("NOT rolled"),
+    ),
 )
 
 # Payouts to the payer's own wallet (Lightning): the change of a prepayment paid back

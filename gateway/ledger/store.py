@@ -22,7 +22,6 @@ from sqlalchemy.engine import Connection, Engine
 
 from gateway.ledger import terminal_health
 from gateway.ledger.batches import writer_for
-from gateway.ledger.rollup import delta, groups_of, roll_up_all
 from gateway.ledger.schema import (
     APPROVED,
     CAPTURED,
@@ -47,7 +46,6 @@ AuthorizationRow = Any
 # The card kinds of a terminal's own authorization requests (`wire.CardIn.kind`).
 TERMINAL_CARD_KINDS = ("payment", "id_token")
 IDEMPOTENCY_RETENTION = timedelta(hours=48)  # keys are kept at least 24 h (we keep 48 h)
-ROLLUP = "revenue_rollup"  # the group commit's finisher that writes the revenue rollup
 
 
 def now() -> datetime:
@@ -169,7 +167,6 @@ class Ledger:
         self.engine = engine
         self.clock = clock
         self.writer = writer_for(engine)
-        self.writer.finisher(ROLLUP, roll_up_all)
 
     def write(self, *, savepoint: bool = True) -> AbstractContextManager[Connection]:
         """A write transaction (a unit of the engine's group commit, `gateway.ledger.batches`):
@@ -271,30 +268,6 @@ class Ledger:
                 "at": at,
             },
         )
-        return at
-
-    def move_revenue(
-        self,
-        conn: Connection,
-        row: AuthorizationRow,
-        kind: str,
-        amount: int,
-        *,
-        step_key: str,
-        vat: int,
-    ) -> datetime:
-        """Append a capture or refund movement of the authorization `row` and add it to the
-        revenue rollup, in the same transaction (`gateway.ledger.rollup`); when it was made.
-        Inside a unit of the group commit the rollup is written at the end of the unit's
-        batch, once for all its movements, just before it commits (`GroupCommit.defer`):
-        the rollup's rows are the same for every capture of the hour, so the fewer and
-        shorter the transactions that hold them, the less other workers wait for them."""
-        at = self.move(conn, row.id, kind, amount, row.currency, step_key=step_key)
-        added = delta(
-            at=at, kind=kind, amount=amount, vat=vat, currency=row.currency, groups=groups_of(row)
-        )
-        if not self.writer.defer(ROLLUP, added):
-            roll_up_all(conn, [added])
         return at
 
     def moved(self, conn: Connection, authorization_id: str, step_key: str) -> int | None:

@@ -306,8 +306,8 @@ class Recording(PaymentsCore):
             )
             if current is None:
                 return None
-            vat = int(receipt["total"]) - int(receipt["total_excl_vat"])
-            self.ledger.move_revenue(conn, row, "capture", amount, step_key=key, vat=vat)
+            # The revenue rollup takes it from the movement (`gateway.ledger.rollup_pending`).
+            self.ledger.move(conn, aid, "capture", amount, row.currency, step_key=key)
             self._owe_change(conn, step, int(row.amount_authorized) - amount)
             return self._captured_answer(current)
         if row.op == "release":
@@ -340,7 +340,7 @@ class Recording(PaymentsCore):
             current = self.ledger.update_row(conn, aid, where, amount_refunded=total, **NOT_STEP)
             if current is None:
                 return None
-            at = self.ledger.move_revenue(conn, row, "refund", amount, step_key=key, vat=0)
+            at = self.ledger.move(conn, aid, "refund", amount, row.currency, step_key=key)
             if result.raw.get("payout_hash"):  # paid to the payer's invoice: keep the proof
                 payouts.record(
                     conn,

@@ -4,7 +4,6 @@ PostgreSQL (`db_url`), with real threads on one engine."""
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -162,82 +161,6 @@ def test_the_engine_has_one_writer(engine: Engine) -> None:
         assert writer_for(other) is not writer_for(engine)
     finally:
         other.dispose()
-
-
-def _sums_finisher(conn: sa.Connection, items: list[int]) -> None:
-    """Writes one row per batch: the sum of what its units deferred, negated (so it never
-    collides with a unit's own row)."""
-    conn.execute(rows.insert().values(n=-sum(items)))
-
-
-def test_deferred_items_are_written_once_per_batch_just_before_its_commit(
-    engine: Engine,
-) -> None:
-    writer = GroupCommit(engine)
-    writer.finisher("sums", _sums_finisher)
-    assert writer.defer("sums", 1) is False  # outside a unit: nothing deferred
-    inside = threading.Event()
-    release = threading.Event()
-    seen_after: dict[int, bool] = {}
-
-    def first() -> None:
-        with writer.unit() as conn:
-            conn.execute(rows.insert().values(n=10))
-            assert writer.defer("sums", 10)
-            inside.set()
-            release.wait(10)
-        seen_after[10] = -111 in _committed(engine)
-
-    def later(n: int) -> None:
-        with writer.unit() as conn:
-            conn.execute(rows.insert().values(n=n))
-            assert writer.defer("sums", n)
-        seen_after[n] = -111 in _committed(engine)
-
-    def failing() -> None:  # its deferred item goes with its statements
-        with contextlib.suppress(ValueError), writer.unit() as conn:
-            conn.execute(rows.insert().values(n=1000))
-            writer.defer("sums", 1000)
-            raise ValueError("refused")
-
-    threads = [threading.Thread(target=first)]
-    threads[0].start()
-    assert inside.wait(10)
-    for target in (partial(later, 100), failing, partial(later, 1)):
-        thread = threading.Thread(target=target)
-        thread.start()
-        threads.append(thread)
-        _wait_for(partial(_queued, writer, len(threads) - 1), "the unit queued")
-    release.set()
-    for thread in threads:
-        thread.join(10)
-    assert _committed(engine) == {10, 100, 1, -111}
-    assert seen_after == {10: True, 100: True, 1: True}  # none returned before the write
-    assert writer.commits == 1
-    with pytest.raises(KeyError), writer.unit():
-        writer.defer("unknown", 1)
-
-
-def test_a_finisher_that_fails_loses_its_whole_batch(engine: Engine) -> None:
-    writer = GroupCommit(engine)
-
-    def broken(conn: sa.Connection, items: list[int]) -> None:
-        conn.execute(rows.insert().values(n=5))
-        raise RuntimeError("finisher failed")
-
-    writer.finisher("broken", broken)
-
-    def unit() -> None:
-        with writer.unit() as conn:
-            conn.execute(rows.insert().values(n=6))
-            writer.defer("broken", 1)
-
-    with pytest.raises(BatchFailed):
-        unit()
-    assert _committed(engine) == set()
-    with writer.unit() as conn:  # the next batch has nothing to finish and commits
-        conn.execute(rows.insert().values(n=7))
-    assert _committed(engine) == {7}
 
 
 def test_on_postgresql_the_writer_keeps_its_connection_until_the_engine_is_disposed(
