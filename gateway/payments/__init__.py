@@ -19,9 +19,9 @@ same answer, even after its idempotency key has expired.
 
 `Payments` is the one object callers use; its parts, by phase: `hold` (placing a hold, the
 claim of a new authorization), `steps` (the steps on a hold and their claim, phase 1),
-`recording` (phases 2 and 3, and the resolution of an unfinished step), `core` (the
-claimed `Step` and its lock on the row), `answers` (refusals and the answers read from the
-state).
+`recording` (phases 2 and 3, and the resolution of an unfinished step), `learning` (what
+the processor shows of an unfinished step), `core` (the claimed `Step` and its lock on the
+row), `answers` (refusals and the answers read from the state).
 """
 
 from gateway.payments.hold import Holds
