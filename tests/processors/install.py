@@ -5,12 +5,16 @@
   dependencies are pinned apart from ours.
 `make test` runs this module before pytest; the session fixtures call the same functions, so a
 bare ``pytest`` installs them too. Run ``python -m tests.processors.install`` to do it by hand.
+Parallel workers (pytest-xdist) may ask at once: one installs under a lock, the others wait.
 """
 
 from __future__ import annotations
 
+import fcntl
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 PRISM_VERSION = "5.16.0"
@@ -18,12 +22,24 @@ LNBITS_VERSION = "1.6.2"
 PEERS = Path(sys.prefix) / "peers"
 
 
+@contextmanager
+def installing() -> Iterator[None]:
+    """Held while a peer is checked and installed: one process at a time (an flock on a file
+    beside the peers, released when the holder ends however it ends)."""
+    PEERS.mkdir(parents=True, exist_ok=True)
+    with (PEERS / ".install.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def prism() -> Path:
     """The `prism` executable, installed if missing."""
     home = PEERS / "prism"
     exe = home / "node_modules" / ".bin" / "prism"
     stamp = home / f".installed-{PRISM_VERSION}"
-    if not stamp.exists():
+    with installing():
+        if stamp.exists():
+            return exe
         home.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             [
@@ -49,7 +65,9 @@ def lnbits() -> Path:
     home = PEERS / "lnbits"
     exe = home / "bin" / "lnbits"
     stamp = home / f".installed-{LNBITS_VERSION}"
-    if not stamp.exists():
+    with installing():
+        if stamp.exists():
+            return exe
         subprocess.run([sys.executable, "-m", "venv", str(home)], check=True, timeout=300)
         subprocess.run(
             [

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.processors.install import installing
+
 AXE_VERSION = "4.14.1"
 HOME = Path(sys.prefix) / "peers" / "axe-core"
 
@@ -15,7 +17,9 @@ def axe_script() -> Path:
     """The path of axe.min.js, installed if missing."""
     script = HOME / "node_modules" / "axe-core" / "axe.min.js"
     stamp = HOME / f".installed-{AXE_VERSION}"
-    if not stamp.exists():
+    with installing():  # parallel workers: one installs, the others wait
+        if stamp.exists():
+            return script
         HOME.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             [
