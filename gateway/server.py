@@ -26,6 +26,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import QueuePool
 
 from gateway.amounts import AmountLimits
 from gateway.api.identity import Forwarded, Identity
@@ -345,12 +346,26 @@ class EmbeddedGateway:
         """Stop abruptly and start a new gateway (new app, processor, jobs) on the same
         database and port."""
         self.down(abrupt=True)
-        self.engine.dispose()
+        self._dispose()
         self._build()
         self.up()
 
     def close(self) -> None:
         self.down()
+        self._dispose()
+
+    def _dispose(self) -> None:
+        """Close the engine's connections once they are all back in its pool.
+
+        A sync route runs in a worker thread that outlives an abrupt stop (the event loop is
+        gone, the thread finishes its request), and it may still hold a connection.
+        `Engine.dispose()` closes only the connections checked in; one checked in later goes
+        back to the old pool, which nobody closes: it stays open on the database server until
+        the garbage collector drops it. So wait (bounded) for the checked-out ones first."""
+        pool = self.engine.pool
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while isinstance(pool, QueuePool) and pool.checkedout() and time.monotonic() < deadline:
+            time.sleep(0.005)
         self.engine.dispose()
 
 

@@ -4,10 +4,17 @@ cut, nothing but what was committed kept) and starts a new one on the same datab
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from gateway.server import EmbeddedGateway
 from launcher.simulate import run_script
 from terminal.config import Config
 from tests.ledger_check import assert_ledger_agrees, assert_processor_agrees
@@ -48,3 +55,40 @@ def test_a_gateway_restart_at_any_step_settles_the_session_once(
         assert sim.gateway.processor.payments()[0]["captured"] == EXPECTED_45M["amount_captured"]
     finally:
         sim.close()
+
+
+def test_a_restart_closes_the_connection_a_request_still_held(db_url: str) -> None:
+    """A request's worker thread outlives an abrupt stop and gives its connection back after
+    the restart began: the old engine closes it then, not the garbage collector later."""
+    gateway = EmbeddedGateway(db_url=db_url)
+    gateway.up()
+    held = threading.Event()
+
+    def request() -> Any:
+        with gateway.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+            raw = conn.connection.dbapi_connection
+            held.set()
+            time.sleep(1.0)  # the request's work, going on while the gateway restarts
+        return raw
+
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            returned = pool.submit(request)
+            assert held.wait(5)
+            gateway.restart()
+            raw = returned.result(5)
+        assert _closed(raw), "the connection the request gave back after the restart is open"
+    finally:
+        gateway.close()
+
+
+def _closed(raw: Any) -> bool:
+    """Whether a DB-API connection is closed (psycopg says so; sqlite3 refuses a cursor)."""
+    if hasattr(raw, "closed"):
+        return bool(raw.closed)
+    try:
+        raw.cursor()
+    except sqlite3.ProgrammingError:
+        return True
+    return False
