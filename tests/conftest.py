@@ -14,12 +14,20 @@ import pytest
 from launcher.simulate import Simulation, run_script
 from terminal.config import Config, load
 from tests.drivers.kiosk_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from tests.ports import refused_port
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = ROOT / "deploy" / "terminal.toml"
+
+
+@pytest.fixture(scope="session")
+def unreachable_port() -> Iterator[int]:
+    """A loopback port that refuses every connection for the whole run (`tests.ports`)."""
+    with refused_port() as port:
+        yield port
 
 
 @pytest.fixture

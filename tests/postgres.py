@@ -26,7 +26,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -35,6 +34,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
+
+from tests.ports import free_port
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
@@ -50,12 +51,6 @@ def _bindir() -> Path:
     if not found:
         raise RuntimeError("PostgreSQL is not installed: apt-get install postgresql")
     return Path(found[-1]).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _alive(pid: int) -> bool:
@@ -158,7 +153,7 @@ class PostgresServer:
             root.mkdir(parents=True, exist_ok=True)
             self.root = root
         self.data = self.root / "data"
-        self.port = _free_port()
+        self.port = free_port()
         # util-linux's setpriv changes the user and arms the parent-death signal, then
         # execs: the server is our direct child (runuser would fork and stay in between).
         self._as: list[str] = ["setpriv"]

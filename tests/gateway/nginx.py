@@ -24,6 +24,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.ports import free_port
+
 NGINX = Path("/usr/sbin/nginx")
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "ev-gateway.conf"
 START_TIMEOUT_S = 10.0
@@ -53,14 +55,6 @@ class RunningNginx:
 
     def error_log(self) -> str:
         return (self.directory / "error.log").read_text(encoding="utf-8", errors="replace")
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now (the kernel's choice; taken again by nginx)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _replace_all(text: str, replacements: dict[str, str]) -> str:

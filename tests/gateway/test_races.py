@@ -21,6 +21,7 @@ from gateway.ledger import Ledger, open_engine
 from gateway.processors.simulated import SimulatedProcessor
 from tests.gateway.test_idempotency import authorization
 from tests.gateway.test_idempotency import capture as capture_body
+from tests.ports import free_port
 from tests.postgres import PostgresServer
 
 pytestmark = pytest.mark.slow
@@ -28,14 +29,6 @@ pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 ROUNDS = 5
 CLEAN_409 = {"already_captured", "not_capturable", "not_voidable", "not_incrementable"}
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Fleet:
@@ -47,7 +40,7 @@ class Fleet:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.log = log.open("ab")
         for _ in range(count):
-            port = _free_port()
+            port = free_port()
             self.procs.append(
                 subprocess.Popen(
                     [

@@ -31,7 +31,8 @@ from gateway.server import EmbeddedGateway
 from terminal.errors import ConfigError
 from tests.gateway.test_idempotency import authorization, capture
 from tests.ledger_check import assert_processor_agrees
-from tests.processors.peers import free_port, start_process, stop
+from tests.ports import free_port
+from tests.processors.peers import start_process, stop
 
 BIN = Path(sys.executable).parent
 TWO_ACCOUNTS = """

@@ -18,16 +18,11 @@ import requests
 
 from gateway.ledger import Ledger, open_engine
 from tests.gateway.test_idempotency import authorization
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _children(pid: int) -> set[int]:
@@ -59,7 +54,7 @@ def _two_workers(db_url: str, tmp_path: Path) -> tuple[subprocess.Popen[bytes], 
         check=True,
         capture_output=True,
     )
-    port = _free_port()
+    port = free_port()
     with (tmp_path / "gateway.log").open("wb") as log:
         proc = subprocess.Popen(
             [

@@ -27,7 +27,7 @@ from terminal.config import Config
 from terminal.money import Money
 from tests.ledger_check import assert_ledger_agrees
 from tests.pay.conftest import Run, lightning_routing, phone_session, qr
-from tests.processors.peers import free_port
+from tests.ports import free_port
 from tests.processors.stack import Lnbits
 
 

@@ -39,7 +39,7 @@ from tests.processors.harnesses import (
     SimulatedHarness,
     StripeHarness,
 )
-from tests.processors.peers import Inbox, RecordingProxy, free_port
+from tests.processors.peers import Inbox, RecordingProxy
 from tests.processors.stack import (
     ADYEN_ACCOUNT,
     ADYEN_API_KEY,
@@ -111,7 +111,7 @@ def simulated_harness(tmp_path: Path) -> Iterator[Harness]:
 
 
 @pytest.fixture
-def stripe_harness(localstripe: str) -> Iterator[Harness]:
+def stripe_harness(localstripe: str, unreachable_port: int) -> Iterator[Harness]:
     proxy = RecordingProxy(localstripe).start()
     processor = StripeProcessor(
         account="acct_conformance",
@@ -124,7 +124,7 @@ def stripe_harness(localstripe: str) -> Iterator[Harness]:
         account="acct_conformance",
         api_key=STRIPE_KEY,
         webhook_secret=STRIPE_WEBHOOK_SECRET,
-        api_base=f"http://127.0.0.1:{free_port()}",
+        api_base=f"http://127.0.0.1:{unreachable_port}",
         timeout_s=2,
     )
     yield StripeHarness(
@@ -153,7 +153,7 @@ def _adyen(url: str) -> AdyenProcessor:
 
 
 @pytest.fixture
-def adyen_harness(prism_adyen: str) -> Iterator[Harness]:
+def adyen_harness(prism_adyen: str, unreachable_port: int) -> Iterator[Harness]:
     books = AdyenBooks(prism_adyen, ADYEN_HMAC_KEY, ADYEN_ACCOUNT).start()
 
     def card(holder: str | None) -> CardRef:
@@ -168,7 +168,7 @@ def adyen_harness(prism_adyen: str) -> Iterator[Harness]:
         currency="EUR",
         approving=lambda: card(None),
         declining=lambda: card("NOT_ENOUGH_BALANCE"),
-        unreachable=_adyen(f"http://127.0.0.1:{free_port()}"),
+        unreachable=_adyen(f"http://127.0.0.1:{unreachable_port}"),
         secrets=(ADYEN_API_KEY, ADYEN_HMAC_KEY, ADYEN_CARD["encryptedCardNumber"]),
         unknown_reference="NEVEREXISTED0000",
         books=books,
@@ -184,7 +184,7 @@ def lightning_wallets(lnbits: Lnbits) -> tuple[Wallet, Wallet]:
 
 @pytest.fixture
 def lightning_harness(
-    lnbits: Lnbits, lightning_wallets: tuple[Wallet, Wallet]
+    lnbits: Lnbits, lightning_wallets: tuple[Wallet, Wallet], unreachable_port: int
 ) -> Iterator[Harness]:
     operator, driver = lightning_wallets
     proxy = RecordingProxy(lnbits.url).start()
@@ -211,7 +211,7 @@ def lightning_harness(
         currency="EUR",
         approving=lambda: wallet("pays"),
         declining=lambda: wallet("walks-away"),
-        unreachable=adapter(f"http://127.0.0.1:{free_port()}", 2),
+        unreachable=adapter(f"http://127.0.0.1:{unreachable_port}", 2),
         secrets=(operator.admin_key, operator.invoice_key),
         unknown_reference="0" * 64,
         proxy=proxy,

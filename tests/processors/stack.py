@@ -17,8 +17,9 @@ import stripe
 
 from gateway.processors import CardRef
 from gateway.processors.methods import WEB_CARD
+from tests.ports import free_port
 from tests.processors import install
-from tests.processors.peers import free_port, start_process, stop
+from tests.processors.peers import start_process, stop
 from tests.processors.recorded import RecordedPeer
 
 HERE = Path(__file__).resolve().parent

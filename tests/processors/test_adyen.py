@@ -33,7 +33,7 @@ from gateway.processors.port import (
 )
 from terminal.money import Money
 from tests.processors.conftest import new_key, new_payment_id
-from tests.processors.peers import RecordingProxy, free_port
+from tests.processors.peers import RecordingProxy
 from tests.processors.recorded import RecordedPeer
 from tests.processors.stack import ADYEN_ACCOUNT, ADYEN_API_KEY, ADYEN_HMAC_KEY
 
@@ -197,8 +197,8 @@ def test_card_data_in_clear_is_never_sent(prism: RecordingProxy) -> None:
     assert prism.exchanges == []
 
 
-def test_an_unreachable_adyen_gives_unknown() -> None:
-    result = _adapter(f"http://127.0.0.1:{free_port()}").hold(
+def test_an_unreachable_adyen_gives_unknown(unreachable_port: int) -> None:
+    result = _adapter(f"http://127.0.0.1:{unreachable_port}").hold(
         key=new_key(), payment_id=new_payment_id(), card=_card(), amount=Money(5000, "EUR")
     )
     assert result.outcome is Outcome.UNKNOWN
@@ -331,14 +331,16 @@ def test_an_unsigned_notification_is_rejected() -> None:
         _adapter("http://127.0.0.1:9").parse_webhook(headers={}, body=b"not json")
 
 
-def test_no_key_reaches_a_log(prism: RecordingProxy, caplog: pytest.LogCaptureFixture) -> None:
+def test_no_key_reaches_a_log(
+    prism: RecordingProxy, caplog: pytest.LogCaptureFixture, unreachable_port: int
+) -> None:
     caplog.set_level(logging.DEBUG)
     prism.prefer = "example=card-securedfields"
     adapter = _adapter(prism.url)
     adapter.hold(
         key=new_key(), payment_id=new_payment_id(), card=_card(), amount=Money(5000, "EUR")
     )
-    _adapter(f"http://127.0.0.1:{free_port()}").hold(
+    _adapter(f"http://127.0.0.1:{unreachable_port}").hold(
         key=new_key(), payment_id=new_payment_id(), card=_card(), amount=Money(5000, "EUR")
     )
     assert caplog.records, "urllib3 and the adapter log at DEBUG: this test must see them"

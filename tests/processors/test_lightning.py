@@ -28,7 +28,7 @@ from gateway.processors.port import (
 )
 from terminal.money import Money
 from tests.processors.conftest import Lnbits, Wallet, new_key, new_payment_id
-from tests.processors.peers import Inbox, free_port
+from tests.processors.peers import Inbox
 
 BTC_EUR = Decimal("57012.30")  # tests/processors/recorded/kraken/ticker_xbteur.json, c[0]
 WALLET = CardRef(kind=LIGHTNING, token="", brand="lightning", last4="", expiry=None, payload={})
@@ -279,10 +279,12 @@ def test_a_currency_without_a_price_is_refused_and_retryable(adapter: LightningP
     assert result.error.code is ErrorCode.PROCESSOR_UNAVAILABLE and result.error.retryable
 
 
-def test_an_unreachable_lnbits_gives_unknown(operator: Wallet, lnbits: Lnbits) -> None:
+def test_an_unreachable_lnbits_gives_unknown(
+    operator: Wallet, lnbits: Lnbits, unreachable_port: int
+) -> None:
     dead = LightningProcessor(
         account="op-wallet",
-        url=f"http://127.0.0.1:{free_port()}",
+        url=f"http://127.0.0.1:{unreachable_port}",
         invoice_key=operator.invoice_key,
         admin_key=operator.admin_key,
         rates=LnbitsRates(lnbits.url),

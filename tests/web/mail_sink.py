@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 import re
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +13,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 from gateway.web.mailer import Mailer
+from tests.ports import free_port
 
 
 class Sink:
@@ -41,9 +41,7 @@ class Sink:
 
 @contextmanager
 def mail_sink() -> Iterator[tuple[Sink, Mailer]]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     sink = Sink()
     controller = Controller(sink, hostname="127.0.0.1", port=port)
     controller.start()
