@@ -63,6 +63,7 @@ def moves(sim: Simulation) -> list[tuple[str, int]]:
     return [(m["kind"], m["amount"]) for m in sim.gateway.ledger.all_movements()]
 
 
+@pytest.mark.slow
 def test_hold_is_topped_up_before_the_cap_and_the_session_runs_on(
     config: Config, tmp_path: Path, sims: list[Simulation]
 ) -> None:
@@ -85,6 +86,7 @@ def test_hold_is_topped_up_before_the_cap_and_the_session_runs_on(
     assert_ledger_agrees(sim)
 
 
+@pytest.mark.slow
 def test_increments_stop_at_the_ceiling_and_charging_stops_at_it(
     config: Config, tmp_path: Path, sims: list[Simulation]
 ) -> None:
@@ -98,6 +100,7 @@ def test_increments_stop_at_the_ceiling_and_charging_stops_at_it(
     assert_ledger_agrees(sim)
 
 
+@pytest.mark.slow
 def test_declined_increment_stops_charging_at_the_cap_it_has(
     config: Config, tmp_path: Path, sims: list[Simulation]
 ) -> None:
@@ -113,6 +116,7 @@ def test_declined_increment_stops_charging_at_the_cap_it_has(
     assert_ledger_agrees(sim)
 
 
+@pytest.mark.slow
 def test_unanswered_increment_stops_at_the_cap_and_the_capture_follows_later(
     config: Config, tmp_path: Path, sims: list[Simulation]
 ) -> None:

@@ -122,6 +122,7 @@ def test_lists_survive_a_restart_while_the_gateway_is_down(make: Make) -> None:
     run(sim, f"wait {SYNC}\ngateway down\nrestart\ntap rfid\nexpect plug-in\n")
 
 
+@pytest.mark.slow
 def test_store_and_forward_caps_hold_in_a_run(make: Make) -> None:
     """A cap of 6.00 EUR a session and 15.00 EUR outstanding: two sessions start offline
     and stop at their cap, the third is refused (12.00 + 6.00 > 15.00); once the gateway has

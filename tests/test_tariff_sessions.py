@@ -129,6 +129,7 @@ def test_session_across_a_time_of_day_boundary_captures_the_engines_price(
     assert_ledger_agrees(sim)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "charge_at",
     [

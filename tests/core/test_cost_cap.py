@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -232,6 +233,7 @@ def test_approved_increment_raises_the_cap_and_a_declined_one_does_not() -> None
     assert 500 - 7 <= capture.amount.minor <= 500
 
 
+@pytest.mark.slow
 @settings(max_examples=80, deadline=None)
 @example(tariff="kwh-steps", hold=100, power_w=60060, every_s=60, start_min=0, park_after=1)
 @given(

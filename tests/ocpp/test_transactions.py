@@ -152,6 +152,7 @@ def test_cost_limit_reached_ends_the_transaction(
     assert Decimal(str(settled["settlementAmount"])) == _major(captured)
 
 
+@pytest.mark.slow
 def test_increment_is_reported_as_a_new_limit(
     kiosk: Kiosk, csms: ReferenceCsms, config: Config
 ) -> None:

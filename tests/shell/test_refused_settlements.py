@@ -50,6 +50,7 @@ def _events(sim: Simulation, kind: str) -> list[dict[str, Any]]:
     return out
 
 
+@pytest.mark.slow
 def test_a_late_partial_approval_is_captured_up_to_the_approval_with_an_alert(
     sim: Simulation,
 ) -> None:
