@@ -69,6 +69,7 @@ def test_declined_card_shows_declined_and_holds_nothing(simulate: Run) -> None:
     assert_ledger_agrees(sim)
 
 
+@pytest.mark.slow
 def test_partial_approval_lowers_the_cap_and_charging_stops_at_it(simulate: Run) -> None:
     # The test card approves half of the 50.00 EUR hold; 10 h at 11 kW would cost 42.90 EUR.
     sim = simulate("tap partial\nexpect plug-in\nplug\nev charge\nwait 10h\n")

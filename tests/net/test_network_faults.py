@@ -166,6 +166,7 @@ def test_a_fault_on_a_session_paid_on_a_phone_is_retried_and_settles_once(
     assert assert_ledger_agrees(sim) == 1  # the web hold, its start command and the session agree
 
 
+@pytest.mark.slow
 def test_a_partition_lasting_days_loses_nothing(run: Run) -> None:
     """The link fails mid-charge and stays down for three days: the session ends and its
     capture waits in the outbox (visible in status) and is sent, once, when the link heals."""
