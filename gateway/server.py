@@ -289,6 +289,7 @@ class EmbeddedGateway:
         self.port = port
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self._retired: list[Engine] = []
         self._build()
 
     def _build(self) -> None:
@@ -346,27 +347,35 @@ class EmbeddedGateway:
         """Stop abruptly and start a new gateway (new app, processor, jobs) on the same
         database and port."""
         self.down(abrupt=True)
-        self._dispose()
+        _dispose_when_returned(self.engine)
+        self._retired.append(self.engine)
         self._build()
         self.up()
 
     def close(self) -> None:
         self.down()
-        self._dispose()
+        # Again for the engines a restart retired: a request's thread that outlived the stop
+        # may have gone on to its next transaction on the pool `dispose` made afresh.
+        for engine in [*self._retired, self.engine]:
+            _dispose_when_returned(engine)
+        self._retired.clear()
 
-    def _dispose(self) -> None:
-        """Close the engine's connections once they are all back in its pool.
 
-        A sync route runs in a worker thread that outlives an abrupt stop (the event loop is
-        gone, the thread finishes its request), and it may still hold a connection.
-        `Engine.dispose()` closes only the connections checked in; one checked in later goes
-        back to the old pool, which nobody closes: it stays open on the database server until
-        the garbage collector drops it. So wait (bounded) for the checked-out ones first."""
-        pool = self.engine.pool
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while isinstance(pool, QueuePool) and pool.checkedout() and time.monotonic() < deadline:
-            time.sleep(0.005)
-        self.engine.dispose()
+def _dispose_when_returned(engine: Engine) -> None:
+    """Close the engine's connections once they are all back in its pool.
+
+    A sync route runs in a worker thread that outlives an abrupt stop (the event loop is gone,
+    the thread finishes its request), and it may still hold a connection. `Engine.dispose()`
+    closes only the connections checked in; one checked in later goes back to the old pool,
+    which nobody closes: it stays open on the database server until the garbage collector
+    drops it. So wait (bounded) for the checked-out ones first."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        pool = engine.pool
+        if not isinstance(pool, QueuePool) or not pool.checkedout():
+            break
+        time.sleep(0.005)
+    engine.dispose()
 
 
 def serve(

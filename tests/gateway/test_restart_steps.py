@@ -57,30 +57,41 @@ def test_a_gateway_restart_at_any_step_settles_the_session_once(
         sim.close()
 
 
-def test_a_restart_closes_the_connection_a_request_still_held(db_url: str) -> None:
-    """A request's worker thread outlives an abrupt stop and gives its connection back after
-    the restart began: the old engine closes it then, not the garbage collector later."""
+def test_a_restart_closes_the_connections_of_a_request_that_outlived_it(db_url: str) -> None:
+    """A request's worker thread outlives an abrupt stop: it gives its connection back after
+    the restart began, then runs its next transaction on the old engine. The first connection
+    is closed once it is back, the second when the gateway closes, neither by the garbage
+    collector later (an open connection on the database server until then)."""
     gateway = EmbeddedGateway(db_url=db_url)
     gateway.up()
+    old = gateway.engine
     held = threading.Event()
 
-    def request() -> Any:
-        with gateway.engine.connect() as conn:
+    def request() -> tuple[Any, Any]:
+        with old.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
-            raw = conn.connection.dbapi_connection
+            first = conn.connection.dbapi_connection
             held.set()
             time.sleep(1.0)  # the request's work, going on while the gateway restarts
-        return raw
+        deadline = time.monotonic() + 10
+        while gateway.engine is old and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert gateway.engine is not old, "the gateway did not restart"
+        with old.connect() as conn:  # the request's next transaction
+            conn.execute(sa.text("SELECT 1"))
+            second = conn.connection.dbapi_connection
+        return first, second
 
     try:
         with ThreadPoolExecutor(1) as pool:
             returned = pool.submit(request)
             assert held.wait(5)
             gateway.restart()
-            raw = returned.result(5)
-        assert _closed(raw), "the connection the request gave back after the restart is open"
+            first, second = returned.result(15)
+        assert _closed(first), "the connection given back after the restart began is open"
     finally:
         gateway.close()
+    assert _closed(second), "the connection of the request's next transaction is open"
 
 
 def _closed(raw: Any) -> bool:
