@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from gateway.ledger import terminal_health
 from gateway.ledger.batches import writer_for
+from gateway.ledger.rollup import ROLLED_KINDS
 from gateway.ledger.schema import (
     APPROVED,
     CAPTURED,
@@ -97,7 +98,7 @@ def _insert_row(keys: tuple[str, ...]) -> Statement:
 
 _MOVE = Statement(
     sa.insert(movements),
-    keys=("authorization_id", "kind", "amount", "currency", "step_key", "at"),
+    keys=("authorization_id", "kind", "amount", "currency", "step_key", "at", "rolled"),
 )
 _GET = Statement(
     sa.select(*_AUTHORIZATION).where(authorizations.c.id == sa.bindparam("_id")),
@@ -266,6 +267,9 @@ class Ledger:
                 "currency": currency,
                 "step_key": step_key,
                 "at": at,
+                # Only captures and refunds wait for the revenue roll-up; the others are
+                # never in the rollup, so nothing is owed to it (`gateway.ledger.rollup_pending`).
+                "rolled": kind not in ROLLED_KINDS,
             },
         )
         return at
