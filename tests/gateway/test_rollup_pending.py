@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from gateway.jobs.rollup import RevenueRollup
 from gateway.ledger import Ledger, migrate, open_engine
 from gateway.ledger.revenue import revenue
 from gateway.ledger.rollup import expected_rows, rebuild, stored_rows
@@ -191,3 +192,17 @@ def test_a_ledger_from_before_the_roll_up_migrates_without_counting_twice(
             assert stored_rows(conn) == before == expected_rows(conn)
     finally:
         engine.dispose()
+
+
+def test_the_roll_up_job_rolls_up_without_a_report(engine: Engine) -> None:
+    """The job (in one worker at a time, by its lease) keeps the rollup up to date on its
+    own, with no report asked for."""
+    ledger = Ledger(engine, _clock)
+    for n in range(3):
+        _capture(ledger, n, refund=100)
+    job = RevenueRollup(ledger, every_s=60.0)
+    job.round()
+    assert job.runs == 1
+    assert _unrolled(engine) == 0
+    with engine.connect() as conn:
+        assert stored_rows(conn) == expected_rows(conn)
