@@ -418,25 +418,29 @@ def _roll_up_rows(conn: Connection, deltas: list[Delta]) -> None:
     _UPSERT_ROWS.execute(conn, values)
 
 
+def movement_rows() -> Any:
+    """A SELECT of movements with what the rollup sums them by: their sequence number,
+    kind, amount, currency and time, and their authorization's terminal, processor, card
+    kind and brand, and receipt (its VAT)."""
+    m, a = movements, authorizations
+    return sa.select(
+        m.c.seq,
+        m.c.kind,
+        m.c.amount,
+        m.c.currency,
+        m.c.at,
+        a.c.terminal_id,
+        a.c.processor,
+        a.c.card_kind,
+        a.c.card_brand,
+        a.c.receipt,
+    ).select_from(m.join(a, a.c.id == m.c.authorization_id))
+
+
 def expected_rows(conn: Connection) -> dict[Key, tuple[int, int, int, int]]:
     """The rollup summed from scratch: every capture and refund movement with its
     authorization and receipt."""
-    m, a = movements, authorizations
-    query = (
-        sa.select(
-            m.c.kind,
-            m.c.amount,
-            m.c.currency,
-            m.c.at,
-            a.c.terminal_id,
-            a.c.processor,
-            a.c.card_kind,
-            a.c.card_brand,
-            a.c.receipt,
-        )
-        .select_from(m.join(a, a.c.id == m.c.authorization_id))
-        .where(m.c.kind.in_(ROLLED_KINDS))
-    )
+    query = movement_rows().where(movements.c.kind.in_(ROLLED_KINDS))
     sums: dict[Key, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     for r in conn.execute(query):
         vat = receipt_vat(r.receipt) if r.kind == "capture" else 0

@@ -38,34 +38,18 @@ from gateway.ledger.rollup import (
     ROLLED_KINDS,
     Delta,
     bucket,
+    movement_rows,
     receipt_vat,
     roll_up_all,
 )
-from gateway.ledger.schema import authorizations, movements
+from gateway.ledger.schema import movements
 
 ROLL_UP_EVERY_S = 2.0  # the job's period; a read rolls up first whatever the period
 BATCH = 5000  # movements a roll-up takes at most (one transaction's work stays bounded)
 
 _UNROLLED = sa.text("NOT movements.rolled")
-_M, _A = movements, authorizations
-_PENDING = (
-    sa.select(
-        _M.c.seq,
-        _M.c.kind,
-        _M.c.amount,
-        _M.c.currency,
-        _M.c.at,
-        _A.c.terminal_id,
-        _A.c.processor,
-        _A.c.card_kind,
-        _A.c.card_brand,
-        _A.c.receipt,
-    )
-    .select_from(_M.join(_A, _A.c.id == _M.c.authorization_id))
-    .where(_UNROLLED)
-    .order_by(_M.c.seq)
-    .limit(sa.bindparam("limit"))
-)
+_M = movements
+_PENDING = movement_rows().where(_UNROLLED).order_by(_M.c.seq).limit(sa.bindparam("limit"))
 # The movements a roll-up took, marked: by an array on PostgreSQL (one parameter however
 # many), by a list elsewhere.
 _MARK_ARRAY = (
