@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from gateway.ledger import rollup_read
-from gateway.ledger.rollup import bucket, receipt_vat, signed_cover
+from gateway.ledger.rollup import ROLLED_KINDS, bucket, movement_rows, receipt_vat, signed_cover
 from gateway.ledger.rollup_pending import catch_up
 from gateway.ledger.schema import authorizations, movements, revenue_rollup
 from gateway.ledger.store import aware
@@ -107,25 +107,10 @@ def movements_between(engine: Engine, start: datetime, end: datetime) -> list[Mo
 def _movements(conn: Connection, start: datetime, end: datetime) -> list[Movement]:
     m, a, s = movements, authorizations, stations
     query = (
-        sa.select(
-            m.c.kind,
-            m.c.amount,
-            m.c.currency,
-            m.c.at,
-            a.c.terminal_id,
-            a.c.processor,
-            a.c.card_kind,
-            a.c.card_brand,
-            a.c.receipt,
-            s.c.site,
-            s.c.name,
-        )
-        .select_from(
-            m.join(a, a.c.id == m.c.authorization_id).outerjoin(
-                s, s.c.terminal_id == a.c.terminal_id
-            )
-        )
-        .where(m.c.kind.in_(("capture", "refund")), m.c.at >= start, m.c.at < end)
+        movement_rows()
+        .add_columns(s.c.site, s.c.name)
+        .outerjoin_from(a, s, s.c.terminal_id == a.c.terminal_id)
+        .where(m.c.kind.in_(ROLLED_KINDS), m.c.at >= start, m.c.at < end)
         .order_by(m.c.seq)
     )
     rows = conn.execute(query).all()
