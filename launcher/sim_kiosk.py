@@ -31,6 +31,7 @@ from hardware.sim.stored import StoredClock, StoredPlant, StoredVehicle, stored_
 from launcher.simulate import Simulation, parse_script
 from terminal import config as config_mod
 from terminal.errors import ConfigError, DirectoryInUse, ScriptError
+from terminal.shell.daemon import Daemon
 from terminal.shell.dir_lock import DirectoryLock, lock_directories
 from terminal.shell.journal import OutboxRow
 from terminal.station import SimHardware
@@ -49,6 +50,19 @@ def stored_hardware(plant: StoredPlant) -> SimHardware:
         vehicle=StoredVehicle(plant),
         display=SimDisplay(),
     )
+
+
+def record_sessions(plant: StoredPlant, daemon: Callable[[], Daemon]) -> None:
+    """Have the plant's relay log name the session each closing served: the kiosk's session
+    at the instant it closes the relay (the daemon closes it while performing the actions of
+    the step that began or resumed that session, with its new state already in place:
+    `Daemon._handle`). Tests credit the energy of each closing to that session's hold."""
+
+    def serving() -> str | None:
+        session = daemon().kiosk.session
+        return None if session is None else session.session_id
+
+    plant.serving = serving
 
 
 def _say(line: str) -> None:
@@ -94,7 +108,7 @@ def _open(
 ) -> Simulation:
     clock, plant = stored_plant(data_dir / HARDWARE_DIR)
     hardware = stored_hardware(plant)
-    return Simulation(
+    sim = Simulation(
         config=config,
         data_dir=data_dir,
         clock=clock,
@@ -104,6 +118,8 @@ def _open(
         id_prefix=id_prefix,
         locks=locks,
     )
+    record_sessions(plant, lambda: sim.daemon)
+    return sim
 
 
 POINTS = ("committed", "answered")
@@ -206,6 +222,7 @@ def _threaded(  # noqa: PLR0917 - main's parsed arguments, passed on
         id_prefix=id_prefix,
         on_point=hook,
     )
+    record_sessions(plant, lambda: kiosk.daemon)
     try:
         kiosk.start()
         _say("ready")

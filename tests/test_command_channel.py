@@ -21,7 +21,7 @@ from gateway.ledger.schema import events, kiosk_commands, sim_payments
 from gateway.processors import CardRef
 from gateway.processors.methods import WEB_CARD
 from hardware.sim.stored import register_log, stored_plant
-from launcher.sim_kiosk import stored_hardware
+from launcher.sim_kiosk import record_sessions, stored_hardware
 from launcher.simulate import Simulation
 from terminal.config import Config
 from terminal.errors import UplinkError
@@ -274,6 +274,7 @@ def test_a_start_given_up_unheard_is_answered_not_started_and_owns_no_energy(
     sim = Simulation(
         config=config, data_dir=tmp_path / "kiosk", clock=clock, with_hardware=hardware
     )
+    record_sessions(plant, lambda: sim.daemon)
     try:
         sim.run_lines("expect idle\nplug\nev charge")
         aid = "web-0000-0009-session"

@@ -11,7 +11,9 @@ the clock, and then opened; the meter register keeps that energy.
 
 The plant also appends one line to `plant-log.jsonl` every time the relay output changes, with
 the register in watt-milliseconds and the wall time: the hardware's own record of what was
-delivered, which tests compare with what the gateway captured.
+delivered, which tests compare with what the gateway captured. A closing also names the
+session it served, as whoever drives the relay says at that instant (`StoredPlant.serving`):
+an id only, never card data.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -90,9 +93,11 @@ class StoredClock(ManualClock):
 
 
 class StoredPlant(Plant):
-    """The plant, written through to `state_dir`; restores itself (fail-open) on load."""
+    """The plant, written through to `state_dir`; restores itself (fail-open) on load.
+    `serving`, if set, says which session a relay closing serves when it closes."""
 
     def __init__(self, clock: StoredClock, state_dir: Path) -> None:
+        self.serving: Callable[[], str | None] | None = None
         self._ready = False
         self._conducting = False
         self._demand_w = 0
@@ -127,18 +132,16 @@ class StoredPlant(Plant):
         self._conducting = value
         if self._ready and changed:
             self.save()
+            entry: dict[str, Any] = {
+                "wall_ns": time.time_ns(),
+                "monotonic_ms": self._last_ms,
+                "energy_wms": self._energy_wms,
+                "closed": value,
+            }
+            if value:
+                entry["session"] = self.serving() if self.serving is not None else None
             with self._log.open("a") as log:
-                log.write(
-                    json.dumps(
-                        {
-                            "wall_ns": time.time_ns(),
-                            "monotonic_ms": self._last_ms,
-                            "energy_wms": self._energy_wms,
-                            "closed": value,
-                        }
-                    )
-                    + "\n"
-                )
+                log.write(json.dumps(entry) + "\n")
 
     @property
     def demand_w(self) -> int:

@@ -182,33 +182,29 @@ class Closing:
 def closings_per_authorization(
     log: list[dict[str, Any]], authorizations: list[dict[str, Any]]
 ) -> dict[str, list[Closing]]:
-    """The hardware's account: each relay closing, under the hold it belongs to. Sessions on
-    one connector follow one another, and the relay closes only after the gateway has
-    approved the session's hold, so each relay closing belongs to the newest hold approved
-    before it and not released by then (for holds paid on a phone, pass `owning_holds`: their
-    instant is the kiosk's start, not the payment)."""
-    holds = sorted(
-        (
-            _wall(a["created_at"]),
-            _wall(a["updated_at"]) if a["status"] in ("voided", "declined", "failed") else None,
-            a["id"],
-        )
-        for a in authorizations
-        if a["amount_authorized"] is not None
-    )
+    """The hardware's account: each relay closing, under the session it served, as the plant's
+    relay log names it (the kiosk's session at the instant it closed the relay:
+    `launcher.sim_kiosk.record_sessions`); a session's id is its hold's id. Each closing is
+    checked against the gateway: its hold was approved and not released before it; for a
+    hold paid on a phone (pass `owning_holds`), not before the gateway took the kiosk's
+    "started". A card's hold may be approved after its closing: a token on the local list
+    starts while the gateway is away (`[offline]`)."""
+    holds = {a["id"]: a for a in authorizations if a["amount_authorized"] is not None}
     closings: dict[str, list[Closing]] = {}
     closed_at: tuple[str, dict[str, Any]] | None = None
     for entry in log:
         wall = datetime.fromtimestamp(entry["wall_ns"] / 1e9, tz=UTC)
         if entry["closed"]:
             assert closed_at is None, entry
-            owners = [
-                hold_id
-                for created, released, hold_id in holds
-                if created < wall and (released is None or released > wall)
-            ]
-            assert owners, f"the relay closed with no hold approved: {entry}"
-            closed_at = (owners[-1], entry)
+            owner = entry["session"]
+            assert owner is not None, f"a closing the plant cannot attribute: {entry}"
+            hold = holds.get(owner)
+            assert hold is not None, f"the relay closed with no hold approved: {entry}"
+            if hold["status"] in ("voided", "declined", "failed"):
+                assert _wall(hold["updated_at"]) > wall, f"closed after its release: {entry}"
+            if hold["card_kind"] in WEB_METHODS:
+                assert _wall(hold["created_at"]) < wall, f"closed before started: {entry}"
+            closed_at = (owner, entry)
         else:
             assert closed_at is not None, entry
             owner, start = closed_at
@@ -230,10 +226,8 @@ def owning_holds(
 ) -> list[dict[str, Any]]:
     """The holds that can own a relay closing, each from the instant it could. A card's hold
     owns from its approval. A hold paid on a phone owns from the gateway's taking of the
-    kiosk's "started" (`answered_at`): the kiosk offers energy only after that answer, and the
-    phone may have paid long before it, while a card's session came, was captured and went
-    (a captured hold is never released, so by its approval alone it would stay the newest
-    hold and take the phone's closing). A phone's hold whose start no kiosk took owns none."""
+    kiosk's "started" (`answered_at`): the kiosk offers energy only after that answer. A
+    phone's hold whose start no kiosk took owns none."""
     started = {
         c["authorization_id"]: c["answered_at"]
         for c in commands
