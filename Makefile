@@ -33,12 +33,8 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-# In parallel (pytest-xdist): one file per worker at a time, the long files first
-# (tests/conftest.py). Three workers on two cores: much of the suite waits on subprocesses
-# and sockets. `make pytest WORKERS=0` runs it serially.
-WORKERS ?= 3
 pytest: $(STAMP)
-	$(PY) -m pytest -q -n $(WORKERS) --dist loadfile
+	$(PY) -m pytest -q
 
 bench: $(STAMP)
 	$(PY) -m bench

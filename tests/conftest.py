@@ -1,13 +1,6 @@
 """Shared fixtures: the example config, pointed at a temporary data directory; headless
-Chromium (Debian's) through Playwright, one per worker process, for every page test (kiosk and
-gateway); the directory for screenshots (test-artifacts/, kept by CI, ignored by git).
-
-The suite runs in parallel (`make test`: pytest-xdist, `--dist loadfile`, one file per worker
-at a time). A worker's session fixtures (PostgreSQL, Prism, LNbits, localstripe, Chromium) are
-its own: each takes its ports from the worker's block (`tests/ports.py`) and a temporary
-directory, never a fixed one. The long files are collected first
-(`pytest_collection_modifyitems` below) so they start at once instead of keeping one worker
-busy after the others have finished."""
+Chromium (Debian's) through Playwright, one per run, for every page test (kiosk and gateway);
+the directory for screenshots (test-artifacts/, kept by CI, ignored by git)."""
 
 from __future__ import annotations
 
@@ -28,25 +21,6 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = ROOT / "deploy" / "terminal.toml"
-
-
-def _start_order(item: pytest.Item) -> tuple[int, float]:
-    """Slow tests first, the longest declared time limit (pytest-timeout's mark) first among
-    them: under `--dist loadfile` the files are handed out in collection order, so the run is
-    as long as the longest file that starts last."""
-    timeout = item.get_closest_marker("timeout")
-    limit = float(timeout.args[0]) if timeout is not None and timeout.args else 0.0
-    return (0 if item.get_closest_marker("slow") is not None else 1, -limit)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Files keep their tests together and in order; a file starts as early as its most
-    urgent test (a stable sort on a key per file)."""
-    per_file: dict[str, tuple[int, float]] = {}
-    for item in items:
-        key = _start_order(item)
-        per_file[item.path.as_posix()] = min(per_file.get(item.path.as_posix(), key), key)
-    items.sort(key=lambda item: per_file[item.path.as_posix()])
 
 
 @pytest.fixture(scope="session")
