@@ -41,6 +41,7 @@ from gateway.jobs.rollup import RevenueRollup
 from gateway.jobs.routing_reload import RELOAD_EVERY_S, RoutingReload, check_money_kept
 from gateway.jobs.runner import Job
 from gateway.ledger import Ledger, check_schema, migrate, now, open_engine
+from gateway.ledger.batches import writer_for
 from gateway.pay.checkout import Checkout, WaitingPayments
 from gateway.pay.codes import PayCodes
 from gateway.payments import Payments
@@ -368,7 +369,10 @@ def _dispose_when_returned(engine: Engine) -> None:
     the thread finishes its request), and it may still hold a connection. `Engine.dispose()`
     closes only the connections checked in; one checked in later goes back to the old pool,
     which nobody closes: it stays open on the database server until the garbage collector
-    drops it. So wait (bounded) for the checked-out ones first."""
+    drops it. So wait (bounded) for the checked-out ones first. The group commit's writer
+    keeps its connection checked out between batches (PostgreSQL): it is given back first,
+    or the wait would always run to its bound."""
+    writer_for(engine).close()
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         pool = engine.pool
