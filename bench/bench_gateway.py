@@ -436,6 +436,17 @@ def run(plan: Plan, work: Path) -> int:
     return 1 if missed or problems else 0
 
 
+def _positive(text: str) -> int:
+    """A whole number of at least 1 (argparse names the option in its error line)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is less than 1")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     length = parser.add_mutually_exclusive_group()
@@ -452,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--open-seconds", type=float, help="length of the open-loop runs")
     parser.add_argument(
         "--rounds",
-        type=int,
+        type=_positive,
         help="closed-loop runs of each path, taking turns (default 3 with --full, else 1); "
         "the ratio is of their medians",
     )

@@ -61,3 +61,19 @@ def test_quick_run_measures_both_paths_with_every_request_answered() -> None:
     # The summary line: rates, ratio, p99, both CPU figures; no database server's for SQLite.
     summary = re.search(rf"^sqlite\s+1{figures}\s+-\s+-$", out, re.M)
     assert summary is not None, out
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "three"])
+def test_a_bad_number_of_rounds_is_one_line_naming_the_option(value: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.bench_gateway", "--rounds", value],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]
+    assert "argument --rounds" in last, done.stderr
+    assert "Traceback" not in done.stderr
