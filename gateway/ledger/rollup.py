@@ -363,9 +363,17 @@ class Delta:
 
 
 def delta(
-    *, at: datetime, kind: str, amount: int, vat: int, currency: str, groups: dict[str, str]
+    *,
+    at: datetime,
+    kind: str,
+    amount: int,
+    vat: int,
+    currency: str,
+    groups: dict[str, str],
+    count: int = 1,
 ) -> Delta:
-    """The rollup delta of a capture or refund movement recorded at `at`."""
+    """The rollup delta of a capture or refund movement recorded at `at` (or of `count`
+    such movements of one bucket and group, `amount` and `vat` their sums)."""
     if kind not in ROLLED_KINDS:
         raise ValueError(f"kind {kind!r} is not rolled up")
     capture = kind == "capture"
@@ -373,7 +381,7 @@ def delta(
         buckets=tuple(bucket(at, g) for g in GRAINS),
         keys=tuple(groups[d] for d in _KEYED),
         currency=currency,
-        sums=(1, amount, vat, 0) if capture else (0, 0, 0, amount),
+        sums=(count, amount, vat, 0) if capture else (0, 0, 0, amount),
     )
 
 

@@ -34,10 +34,10 @@ from sqlalchemy.engine import Connection, Engine
 from gateway.ledger.batches import writer_for
 from gateway.ledger.rollup import (
     ADVISORY_LOCK,
-    GRAINS,
     ROLLED_KINDS,
-    Delta,
     bucket,
+    delta,
+    groups_of,
     movement_rows,
     receipt_vat,
     roll_up_all,
@@ -63,7 +63,7 @@ _MARK_LIST = (
 
 # What movements are summed by before the rollup is written: their kind, currency, quarter
 # hour (every coarser bucket holds the quarter hour whole) and what they are rolled up by.
-_Group = tuple[str, str, datetime, str, str, str, str]
+_Group = tuple[str, str, datetime, tuple[tuple[str, str], ...]]
 
 
 def roll_up_pending(conn: Connection, limit: int = BATCH) -> int:
@@ -78,34 +78,26 @@ def roll_up_pending(conn: Connection, limit: int = BATCH) -> int:
         return 0
     # A second's movements are mostly of a few quarter hours, terminals and brands: summed
     # first, the rollup's rows are computed once a group, not once a movement.
-    sums: dict[_Group, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    sums: dict[_Group, list[int]] = defaultdict(lambda: [0, 0, 0])  # count, amount, VAT
     for r in rows:
         if r.kind not in ROLLED_KINDS:
             continue
-        group = (
-            r.kind,
-            r.currency,
-            bucket(r.at, "q"),
-            r.terminal_id,
-            r.processor or "",
-            r.card_kind,
-            r.card_brand or "",
-        )
-        added = sums[group]
+        added = sums[(r.kind, r.currency, bucket(r.at, "q"), tuple(groups_of(r).items()))]
+        added[0] += 1
+        added[1] += int(r.amount)
         if r.kind == "capture":
-            added[0] += 1
-            added[1] += int(r.amount)
             added[2] += receipt_vat(r.receipt)
-        else:
-            added[3] += int(r.amount)
     deltas = [
-        Delta(
-            buckets=tuple(bucket(quarter, g) for g in GRAINS),
-            keys=(terminal, processor, method, brand),
+        delta(
+            at=quarter,
+            kind=kind,
+            amount=amount,
+            vat=vat,
             currency=currency,
-            sums=(added[0], added[1], added[2], added[3]),
+            groups=dict(groups),
+            count=count,
         )
-        for (_kind, currency, quarter, terminal, processor, method, brand), added in sums.items()
+        for (kind, currency, quarter, groups), (count, amount, vat) in sums.items()
     ]
     if deltas:
         roll_up_all(conn, deltas)
